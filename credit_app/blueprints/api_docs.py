@@ -1,0 +1,19 @@
+"""The API's OpenAPI document and a readable page of it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template
+
+from credit_app.openapi import build_openapi
+
+bp = Blueprint("api_docs", __name__, url_prefix="/api")
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(build_openapi(current_app))
+
+
+@bp.get("/docs")
+def docs():
+    return render_template("api/docs.html", spec=build_openapi(current_app))

@@ -1,0 +1,105 @@
+"""The credit API of spec task 1.2.2: /api/user/credits and its history, consume and grant."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_login import current_user, login_required
+
+from credit_app import schemas
+from credit_app.auth import admin_required, require_api_csrf
+from credit_app.errors import DomainError
+from credit_app.extensions import csrf, db, limiter
+from credit_app.openapi import documented
+from credit_app.services import credits
+
+bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
+csrf.exempt(bp)
+limiter.limit(lambda: current_app.config["RATELIMIT_API"])(bp)
+
+
+class BadJson(DomainError):
+    status = 400
+    code = "bad_json"
+    default_message = "The request body must be a JSON object."
+
+
+def json_body() -> dict:
+    """The request's JSON object. Raises BadJson for anything else."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadJson()
+    return body
+
+
+@bp.before_request
+def check_csrf() -> None:
+    require_api_csrf()
+
+
+@bp.get("")
+@login_required
+@documented(summary="Get the current credit status", response=schemas.CreditsResponse)
+def get_credits() -> Response:
+    status = credits.get_user_credits(current_user.id)
+    return jsonify(
+        remaining=status.remaining,
+        total=status.total,
+        subscription_status=status.subscription_status,
+        last_updated=status.last_updated.isoformat(),
+    )
+
+
+@bp.post("/consume")
+@login_required
+@limiter.limit(lambda: current_app.config["RATELIMIT_CONSUME"])
+@documented(
+    summary="Consume a credit for a generation",
+    description="Spends the feature's cost (nothing for Pro, though the use is recorded). "
+                "Send a generation_id to make retries safe: the same id is charged once.",
+    request=schemas.ConsumeRequest,
+    response=schemas.ConsumeResponse,
+    errors={
+        402: ("Out of credits; upgrade_url leads to the plans", schemas.InsufficientCreditsError),
+        409: "The generation_id was already used for another feature or a reservation",
+    },
+)
+def consume() -> Response:
+    body = schemas.parse(schemas.ConsumeRequest, json_body())
+    result = credits.consume_credit(current_user.id, body.feature, body.generation_id)
+    db.session.commit()
+    return jsonify(success=result.success, remaining_credits=result.remaining_credits,
+                   message=result.message)
+
+
+@bp.get("/history")
+@login_required
+@documented(
+    summary="List credit history, newest first",
+    description="Cursor pagination: pass next_cursor back as cursor for the next page.",
+    query=schemas.HistoryQuery,
+    response=schemas.HistoryResponse,
+)
+def history() -> Response:
+    query = schemas.parse(schemas.HistoryQuery, request.args.to_dict())
+    page = credits.get_credit_history(current_user.id, query.cursor, query.limit)
+    return jsonify(items=[entry.to_dict() for entry in page.items],
+                   next_cursor=page.next_cursor)
+
+
+@bp.post("/grant")
+@admin_required
+@documented(
+    summary="Grant credits to a user (staff only)",
+    request=schemas.GrantRequest,
+    response=schemas.GrantResponse,
+    errors={403: "Not staff, or the CSRF token is missing", 404: "No such user"},
+    tag="admin",
+)
+def grant() -> Response:
+    body = schemas.parse(schemas.GrantRequest, json_body())
+    entry = credits.grant_credits(body.user_id, body.amount, body.reason,
+                                  actor_id=current_user.id)
+    status = credits.get_user_credits(body.user_id)
+    db.session.commit()
+    return jsonify(success=True, user_id=body.user_id, remaining=status.remaining,
+                   total=status.total, transaction_id=entry.id)

@@ -1,0 +1,146 @@
+"""Configuration read from the environment, failing fast on what production needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the environment cannot run the app safely."""
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class ServiceUrls:
+    database_url: str
+    redis_url: str
+    embedded: bool
+
+
+def instance_path() -> Path:
+    """Where local state lives: the embedded servers' data, uploads, the dev secret."""
+    return Path(os.environ.get("INSTANCE_PATH", PROJECT_ROOT / "instance")).resolve()
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever spelling the platform hands us."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def resolve_service_urls(env: str) -> ServiceUrls:
+    """Return the database and Redis URLs, starting the embedded servers when none are set.
+
+    Raises ConfigError in production when a URL is missing and embedded servers are not allowed.
+    """
+    database_url = os.environ.get("DATABASE_URL", "")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if env == "testing":
+        database_url = os.environ.get("TEST_DATABASE_URL", "")
+    missing = [name for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url))
+               if not value]
+    if missing and env == "production" and not _flag("ALLOW_EMBEDDED_SERVICES"):
+        raise ConfigError(
+            f"{' and '.join(missing)} must be set in production "
+            "(or set ALLOW_EMBEDDED_SERVICES=1 to run on the embedded servers)"
+        )
+    embedded = bool(missing)
+    if embedded:
+        from credit_app import embedded as embedded_services
+
+        root = instance_path()
+        if not database_url:
+            database_name = "credit_app_test" if env == "testing" else "credit_app"
+            database_url = embedded_services.ensure_postgres(root, database_name)
+        if not redis_url:
+            redis_url = embedded_services.ensure_redis(root, db=15 if env == "testing" else 0)
+    return ServiceUrls(_sqlalchemy_url(database_url), redis_url, embedded)
+
+
+def _secret_key(env: str) -> str:
+    secret = os.environ.get("SECRET_KEY", "")
+    if secret:
+        return secret
+    if env == "production":
+        raise ConfigError("SECRET_KEY must be set in production")
+    key_file = instance_path() / "dev-secret-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    if not key_file.exists():
+        import secrets
+
+        key_file.write_text(secrets.token_hex(32))
+    return key_file.read_text().strip()
+
+
+def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
+    """Build the Flask config mapping for APP_ENV (development, testing or production)."""
+    env = env or os.environ.get("APP_ENV", "development")
+    if env not in {"development", "testing", "production"}:
+        raise ConfigError(f"APP_ENV must be development, testing or production, got {env!r}")
+    urls = resolve_service_urls(env)
+    production = env == "production"
+    config = {
+        "APP_ENV": env,
+        "MIGRATIONS_DIR": PROJECT_ROOT / "migrations",
+        "TESTING": env == "testing",
+        "SECRET_KEY": _secret_key(env),
+        "SQLALCHEMY_DATABASE_URI": urls.database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "pool_size": _int("DATABASE_POOL_SIZE", 10),
+            "max_overflow": _int("DATABASE_MAX_OVERFLOW", 20),
+        },
+        "REDIS_URL": urls.redis_url,
+        "EMBEDDED_SERVICES": urls.embedded,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "RATELIMIT_STORAGE_URI": _limits_storage_uri(urls.redis_url),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "credit_app"),
+        "RATELIMIT_API": os.environ.get("RATELIMIT_API", "120 per minute"),
+        "RATELIMIT_CONSUME": os.environ.get("RATELIMIT_CONSUME", "60 per minute"),
+        "RATELIMIT_AUTH": os.environ.get("RATELIMIT_AUTH", "10 per minute"),
+        "RESERVATION_TIMEOUT_SECONDS": _int("RESERVATION_TIMEOUT_SECONDS", 600),
+        "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),
+        "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
+        "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
+    }
+    if overrides:
+        config.update(overrides)
+    return config
+
+
+def _limits_storage_uri(redis_url: str) -> str:
+    """flask-limiter names a Unix-socket Redis `redis+unix://`."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return redis_url

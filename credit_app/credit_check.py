@@ -1,0 +1,64 @@
+"""The credit check of spec task 1.2.3, as a view decorator for views that start a generation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from flask import current_app, make_response, render_template, request
+from flask_login import current_user, login_required
+
+from credit_app.errors import InsufficientCredits, wants_json_response
+from credit_app.extensions import db
+from credit_app.services import credits
+
+
+def request_generation_id() -> str:
+    """The client's generation id (a form's hidden field or JSON), else a fresh one."""
+    body = request.get_json(silent=True) if request.is_json else None
+    supplied = request.form.get("generation_id") or (
+        body.get("generation_id") if isinstance(body, dict) else None
+    )
+    return supplied if isinstance(supplied, str) and supplied else uuid.uuid4().hex
+
+
+def credit_required(feature: str) -> Callable[[Callable], Callable]:
+    """Reserve the credit for `feature` before the view runs and pass it as `reservation`.
+
+    The view owns the outcome: it commits the request (the hold stands) and later a job
+    commits or releases the reservation. Without credits, htmx requests get the upgrade
+    modal, JSON requests a 402 and pages the error page with the upgrade link.
+    """
+    credits.get_feature(feature)
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @login_required
+        def wrapped(*args: Any, **kwargs: Any):
+            timeout = timedelta(seconds=current_app.config["RESERVATION_TIMEOUT_SECONDS"])
+            try:
+                reservation = credits.reserve_credit(
+                    current_user.id, feature, request_generation_id(), timeout=timeout
+                )
+            except InsufficientCredits:
+                db.session.rollback()
+                if request.headers.get("HX-Request") == "true" and not wants_json_response():
+                    return upgrade_modal_response(feature)
+                raise
+            return view(*args, reservation=reservation, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def upgrade_modal_response(feature: str | None):
+    """The upgrade modal as an htmx fragment, swapped into the page's modal slot."""
+    response = make_response(render_template("dashboard/_upgrade_modal.html", feature=feature))
+    response.headers["HX-Retarget"] = "#modal-root"
+    response.headers["HX-Reswap"] = "innerHTML"
+    response.headers["Vary"] = "HX-Request"
+    return response

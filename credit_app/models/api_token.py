@@ -1,0 +1,36 @@
+"""Personal API tokens: a user's bearer credentials for scripts; only a hash is stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from credit_app.extensions import db
+from credit_app.models.user import User
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index("uq_api_tokens_token_hash", "token_hash", unique=True),
+        Index("ix_api_tokens_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         nullable=False)
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

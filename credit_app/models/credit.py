@@ -1,0 +1,149 @@
+"""The credit ledger (spec task 1.1.2) and the holds that long-running work takes on it.
+
+Every change of `users.credits_remaining` writes one `credit_transactions` row in the same
+transaction, so that the balance always equals the sum of `amount` over the user's rows.
+A reservation is a pending transfer: `reserve` takes the credit, then exactly one of
+`commit` (the credit is spent) or `release`/`expire` (it comes back) resolves it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from credit_app.extensions import db
+from credit_app.features import FEATURE_KEYS, LEDGER_SOURCES
+from credit_app.models.user import _in_list
+
+
+class LedgerKind(enum.StrEnum):
+    GRANT = "grant"
+    CONSUME = "consume"
+    RESERVE = "reserve"
+    RELEASE = "release"
+    REFUND = "refund"
+    ADJUST = "adjust"
+
+
+class ReservationStatus(enum.StrEnum):
+    PENDING = "pending"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class CreditTransaction(db.Model):
+    __tablename__ = "credit_transactions"
+    __table_args__ = (
+        Index("idx_credit_transactions_user_id", "user_id"),
+        Index("idx_credit_transactions_created_at", "created_at"),
+        Index("ix_credit_transactions_user_id_id", "user_id", text("id DESC")),
+        Index(
+            "uq_credit_transactions_user_generation_kind",
+            "user_id", "generation_id", "kind",
+            unique=True,
+            postgresql_where=text("generation_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_credit_transactions_registration_grant",
+            "user_id",
+            unique=True,
+            postgresql_where=text("feature_used = 'registration'"),
+        ),
+        CheckConstraint(_in_list("feature_used", LEDGER_SOURCES), name="feature_used_allowed"),
+        CheckConstraint(_in_list("kind", tuple(LedgerKind)), name="kind_allowed"),
+        CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
+        CheckConstraint("credits_consumed >= 0", name="credits_consumed_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
+    feature_used: Mapped[str] = mapped_column(String(20), nullable=False)
+    credits_consumed: Mapped[int] = mapped_column(Integer, nullable=False, default=1,
+                                                  server_default="1")
+    generation_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    metadata_: Mapped[dict | None] = mapped_column("metadata", JSONB)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    balance_after: Mapped[int] = mapped_column(Integer, nullable=False)
+    reservation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credit_reservations.id", ondelete="RESTRICT")
+    )
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "feature_used": self.feature_used,
+            "amount": self.amount,
+            "credits_consumed": self.credits_consumed,
+            "balance_after": self.balance_after,
+            "generation_id": self.generation_id,
+            "created_at": self.created_at.isoformat(),
+            "metadata": self.metadata_ or {},
+        }
+
+
+class CreditReservation(db.Model):
+    __tablename__ = "credit_reservations"
+    __table_args__ = (
+        Index("uq_credit_reservations_user_generation", "user_id", "generation_id", unique=True),
+        Index(
+            "ix_credit_reservations_pending_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        CheckConstraint(_in_list("status", tuple(ReservationStatus)), name="status_allowed"),
+        CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint("(status = 'pending') = (resolved_at IS NULL)", name="resolved_when_final"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
+                                         nullable=False)
+    generation_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    feature: Mapped[str] = mapped_column(String(20), nullable=False)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    cost: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False,
+                                        default=ReservationStatus.PENDING,
+                                        server_default=ReservationStatus.PENDING.value)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == ReservationStatus.PENDING
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "generation_id": self.generation_id,
+            "feature": self.feature,
+            "amount": self.amount,
+            "status": self.status,
+            "expires_at": self.expires_at.isoformat(),
+        }

@@ -1,0 +1,68 @@
+"""Users: the account, its role, and the credit balance columns of spec task 1.1.1."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from credit_app.extensions import db
+
+SUBSCRIPTION_STATUSES: tuple[str, ...] = ("free", "pro")
+
+
+class UserRole(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("credits_remaining >= 0", name="credits_remaining_non_negative"),
+        CheckConstraint("credits_total >= 0", name="credits_total_non_negative"),
+        CheckConstraint(_in_list("subscription_status", SUBSCRIPTION_STATUSES),
+                        name="subscription_status_allowed"),
+        CheckConstraint(_in_list("role", tuple(UserRole)), name="role_allowed"),
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        Index("ix_users_subscription_status", "subscription_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(10), nullable=False, default=UserRole.USER,
+                                      server_default=UserRole.USER.value)
+    credits_remaining: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
+                                                   server_default="6")
+    credits_total: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
+                                               server_default="6")
+    subscription_status: Mapped[str] = mapped_column(String(20), nullable=False, default="free",
+                                                     server_default="free")
+    credits_granted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+    @property
+    def is_pro(self) -> bool:
+        return self.subscription_status == "pro"
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email}>"

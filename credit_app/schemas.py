@@ -1,0 +1,125 @@
+"""Request and response schemas of the JSON API: they validate requests and write the OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from credit_app.errors import ValidationFailed
+from credit_app.features import FEATURE_KEYS
+
+MAX_ID = 2**31 - 1
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ErrorDetail(Schema):
+    code: str = Field(examples=["insufficient_credits"])
+    message: str = Field(examples=["You have used all your credits."])
+
+
+class ErrorResponse(Schema):
+    model_config = ConfigDict(title="Error")
+    error: ErrorDetail
+
+
+class CreditsResponse(Schema):
+    remaining: int = Field(examples=[3])
+    total: int = Field(examples=[6])
+    subscription_status: str = Field(examples=["free"])
+    last_updated: str = Field(description="ISO 8601 time of the last change",
+                              examples=["2026-11-27T09:30:00+00:00"])
+
+
+FeatureName = Annotated[str, Field(json_schema_extra={"enum": list(FEATURE_KEYS)},
+                                   examples=["interior"])]
+
+
+class ConsumeRequest(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"feature": "interior",
+                                         "generation_id": "gen_01JH2Y8Q3K"}]},
+    )
+    feature: FeatureName
+    generation_id: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Idempotency key: the same id never spends twice.",
+    )
+
+
+class ConsumeResponse(Schema):
+    success: bool
+    remaining_credits: int = Field(examples=[2])
+    message: str = Field(examples=["Credit consumed."])
+
+
+class InsufficientCreditsError(Schema):
+    model_config = ConfigDict(title="InsufficientCreditsError")
+
+    class Detail(Schema):
+        code: str = Field(examples=["insufficient_credits"])
+        message: str
+        remaining: int = Field(examples=[0])
+        upgrade_url: str = Field(examples=["/dashboard/subscription?feature=interior"])
+
+    error: Detail
+
+
+class LedgerEntry(Schema):
+    id: int
+    kind: str = Field(examples=["consume"],
+                      json_schema_extra={"enum": ["grant", "consume", "reserve", "release",
+                                                  "refund", "adjust"]})
+    feature_used: str = Field(examples=["interior"])
+    amount: int = Field(description="Signed change of the balance", examples=[-1])
+    credits_consumed: int = Field(examples=[1])
+    balance_after: int = Field(examples=[5])
+    generation_id: str | None
+    created_at: str
+    metadata: dict[str, Any]
+
+
+class HistoryQuery(Schema):
+    model_config = ConfigDict(strict=False, extra="forbid")
+    cursor: str | None = Field(default=None, max_length=200,
+                               description="next_cursor of the previous page")
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class HistoryResponse(Schema):
+    items: list[LedgerEntry]
+    next_cursor: str | None
+
+
+class GrantRequest(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": 42, "amount": 10,
+                                         "reason": "Apology for an outage"}]},
+    )
+    user_id: int = Field(ge=1, le=MAX_ID)
+    amount: int = Field(ge=1, le=100_000)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class GrantResponse(Schema):
+    success: bool
+    user_id: int
+    remaining: int
+    total: int
+    transaction_id: int
+
+
+def parse(model: type[Schema], data: Any) -> Any:
+    """Validate `data` against `model`. Raises ValidationFailed listing each bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
+        raise ValidationFailed(f"Invalid request: {summary}", fields=fields) from None

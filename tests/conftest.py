@@ -1,0 +1,127 @@
+"""Test fixtures: a real PostgreSQL and Redis, each test inside a transaction rolled back after.
+
+The database is TEST_DATABASE_URL when set, else the embedded server's `credit_app_test`
+database; Redis is REDIS_URL when set, else the embedded server (database 15).
+Tests marked `concurrency` run outside the rolled-back transaction with many real
+connections, and delete what they committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import flask_migrate
+import pytest
+from flask import Flask
+from flask_login import FlaskLoginClient
+from sqlalchemy import text
+
+from credit_app import create_app
+from credit_app.extensions import db
+from credit_app.models import User, UserRole
+from credit_app.redis_client import get_redis
+from credit_app.services import accounts
+
+PASSWORD = "correct horse battery staple"
+CONCURRENCY_DOMAIN = "concurrency.test"
+
+
+@pytest.fixture(scope="session")
+def app() -> Iterator[Flask]:
+    app = create_app(
+        "testing",
+        overrides={
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 80,
+                                          "pool_pre_ping": True},
+            "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+            "SERVER_NAME": "localhost",
+        },
+    )
+    app.test_client_class = FlaskLoginClient
+    with app.app_context():
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        flask_migrate.upgrade()
+        get_redis().flushdb()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+    """Run the test in a transaction that is rolled back; views' commits become savepoints."""
+    with app.app_context():
+        if request.node.get_closest_marker("concurrency"):
+            yield
+            _delete_committed_test_users()
+            return
+        original = db.session
+        connection = db.engine.connect()
+        transaction = connection.begin()
+        db.session = db._make_scoped_session(
+            {"bind": connection, "join_transaction_mode": "create_savepoint"}
+        )
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.session = original
+            transaction.rollback()
+            connection.close()
+
+
+def _delete_committed_test_users() -> None:
+    db.session.remove()
+    with db.engine.begin() as connection:
+        ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
+        for table in ("credit_transactions", "credit_reservations", "api_tokens"):
+            connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
+        connection.execute(text(f"DELETE FROM users WHERE id IN ({ids})"))
+
+
+@pytest.fixture
+def make_user() -> Callable[..., User]:
+    """Register a user through the real sign-up service (so with its 6 welcome credits)."""
+
+    def factory(email: str | None = None, role: UserRole = UserRole.USER,
+                plan: str = "free") -> User:
+        user = accounts.register_user(email or f"user-{uuid.uuid4().hex[:10]}@example.com",
+                                      PASSWORD, role=role)
+        user.subscription_status = plan
+        db.session.flush()
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def user(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def admin(make_user) -> User:
+    return make_user(role=UserRole.ADMIN)
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def user_client(app: Flask, user: User):
+    """A browser signed in as `user`, sending the same-origin header browsers send."""
+    client = app.test_client(user=user)
+    client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
+    return client
+
+
+@pytest.fixture
+def admin_client(app: Flask, admin: User):
+    client = app.test_client(user=admin)
+    client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
+    return client

@@ -1,0 +1,26 @@
+"""The rq worker: webhooks, generations, analytics and default jobs, plus periodic sweeps."""
+
+from __future__ import annotations
+
+from rq import Queue, Worker
+
+from credit_app import create_app
+from credit_app.jobs import use_app
+from credit_app.jobs.credits import sweep_expired_reservations
+from credit_app.jobs.scheduler import start_periodic
+from credit_app.redis_client import QUEUE_NAMES, get_redis
+
+
+def main() -> None:
+    app = create_app()
+    use_app(app)
+    with app.app_context():
+        connection = get_redis()
+        start_periodic(connection, "default", sweep_expired_reservations,
+                       app.config["SWEEP_INTERVAL_SECONDS"])
+        queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
+    Worker(queues, connection=connection).work(with_scheduler=True)
+
+
+if __name__ == "__main__":
+    main()
