@@ -1,4 +1,4 @@
-"""Command-line tools: `flask users ...`, `flask seed-demo`, `flask api postman`, `flask credits ...`."""
+"""Command-line tools: users, the demo account, API documents, credit upkeep, services."""
 
 from __future__ import annotations
 

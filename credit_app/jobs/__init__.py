@@ -24,7 +24,10 @@ def enqueue_after_commit(queue_name: str, func: Callable, *args: Any, **kwargs: 
 
     A rollback drops it, so a job never sees data that was not committed.
     """
-    db.session().info.setdefault(PENDING_JOBS_KEY, []).append((queue_name, func, args, kwargs))
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()
+    session.info.setdefault(PENDING_JOBS_KEY, []).append((queue_name, func, args, kwargs))
 
 
 @event.listens_for(Session, "after_commit")
@@ -34,9 +37,10 @@ def _enqueue_pending_jobs(session: Session) -> None:
         get_queue(queue_name).enqueue(func, *args, **kwargs)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_jobs(session: Session) -> None:
-    session.info.pop(PENDING_JOBS_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_jobs(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_JOBS_KEY, None)
 
 
 @contextlib.contextmanager

@@ -290,7 +290,8 @@ def reserve_credit(
         source=feature,
         generation_id=generation_id,
         reservation_id=reservation.id,
-        metadata={"plan": user.subscription_status, "expires_at": reservation.expires_at.isoformat()},
+        metadata={"plan": user.subscription_status,
+                  "expires_at": reservation.expires_at.isoformat()},
     )
     return reservation
 

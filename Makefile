@@ -1,0 +1,45 @@
+# One command to run the app, one to test it. Everything installs into .venv from pyproject.toml.
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+export PATH := $(BIN):$(PATH)
+export FLASK_APP := app
+
+.PHONY: install run test lint bench postman stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: migrate, seed the demo account, and serve web + worker on http://127.0.0.1:5000
+run: install
+	flask db upgrade
+	flask seed-demo
+	honcho start web worker
+
+## test: the whole suite on real PostgreSQL and Redis, with coverage
+test: install
+	python -m pytest --cov=credit_app --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+	python -m coverage report --include='credit_app/services/*' --fail-under=90 > /dev/null
+	ruff check .
+
+lint: install
+	ruff check .
+
+bench: install
+	python -m bench.credits
+
+postman: install
+	flask api postman > docs/postman_collection.json
+
+## stop: stop the embedded PostgreSQL and Redis (their data stays in instance/)
+stop: install
+	flask services stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.xml .hypothesis

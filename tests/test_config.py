@@ -1,0 +1,62 @@
+import pytest
+
+from credit_app import config
+from credit_app.config import ConfigError, load_config
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "APP_ENV", "TEST_DATABASE_URL",
+                 "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    return monkeypatch
+
+
+def test_production_needs_a_secret_key(clean_env):
+    clean_env.setenv("DATABASE_URL", "postgresql://db.internal/app")
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load_config("production")
+
+
+def test_production_refuses_embedded_servers_unless_told(clean_env):
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    with pytest.raises(ConfigError, match="DATABASE_URL must be set"):
+        load_config("production")
+
+
+def test_production_with_real_servers(clean_env):
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    clean_env.setenv("DATABASE_URL", "postgres://user:pw@db.internal:5432/app")
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    settings = load_config("production")
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
+    assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]
+    assert settings["EMBEDDED_SERVICES"] is False
+    assert settings["RATELIMIT_STORAGE_URI"] == "redis://cache.internal:6379/0"
+
+
+def test_unknown_environment(clean_env):
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        load_config("staging")
+
+
+def test_numbers_are_checked(clean_env):
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    clean_env.setenv("DATABASE_URL", "postgresql://db/app")
+    clean_env.setenv("REDIS_URL", "redis://cache:6379/0")
+    clean_env.setenv("DATABASE_POOL_SIZE", "lots")
+    with pytest.raises(ConfigError, match="DATABASE_POOL_SIZE"):
+        load_config("development")
+
+
+def test_development_secret_is_generated_once(clean_env, tmp_path):
+    first = config._secret_key("development")
+    assert len(first) == 64 and config._secret_key("development") == first
+    assert (tmp_path / "dev-secret-key").read_text() == first
+
+
+def test_unix_socket_redis_for_the_limiter():
+    assert config._limits_storage_uri("unix:///tmp/r.sock?db=0") == "redis+unix:///tmp/r.sock?db=0"
