@@ -130,6 +130,13 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "RATELIMIT_CONSUME": os.environ.get("RATELIMIT_CONSUME", "60 per minute"),
         "RATELIMIT_AUTH": os.environ.get("RATELIMIT_AUTH", "10 per minute"),
         "RESERVATION_TIMEOUT_SECONDS": _int("RESERVATION_TIMEOUT_SECONDS", 600),
+        "GENERATION_PROVIDER": os.environ.get("GENERATION_PROVIDER", "local"),
+        "GENERATION_STORAGE_PATH": Path(os.environ.get("GENERATION_STORAGE_PATH",
+                                                       instance_path() / "generations")),
+        "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
+        "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
+        **{key: value for key, value in os.environ.items()
+           if key.startswith("MODEL_API_") or key.startswith("MODEL_VERSION_")},
         "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),

@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 
 from credit_app.errors import InsufficientCredits, wants_json_response
 from credit_app.extensions import db
-from credit_app.services import credits
+from credit_app.services import analytics, credits
 
 
 def request_generation_id() -> str:
@@ -56,7 +56,10 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
 
 
 def upgrade_modal_response(feature: str | None):
-    """The upgrade modal as an htmx fragment, swapped into the page's modal slot."""
+    """The upgrade modal as an htmx fragment, swapped into the page's modal slot (recorded)."""
+    analytics.track("upgrade_modal_shown", current_user.id, feature=feature,
+                    credits_remaining=credits.get_user_credits(current_user.id).remaining)
+    db.session.commit()
     response = make_response(render_template("dashboard/_upgrade_modal.html", feature=feature))
     response.headers["HX-Retarget"] = "#modal-root"
     response.headers["HX-Reswap"] = "innerHTML"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask_login import current_user
 
+from credit_app.features import FEATURES
 from credit_app.services import credits
 
 
@@ -16,7 +17,8 @@ def init_templating(app: Flask) -> None:
                 return None
             return credits.get_user_credits(current_user.id)
 
-        return {"sidebar_credits": sidebar_credits}
+        return {"sidebar_credits": sidebar_credits, "all_features": FEATURES.values(),
+                "all_features_by_key": FEATURES}
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

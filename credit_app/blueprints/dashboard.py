@@ -1,14 +1,45 @@
-"""The signed-in home: balance, recent credit history, and the sidebar credit fragment."""
+"""The signed-in app: overview, the six generation features, results, and the credit counter."""
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from credit_app.features import FEATURES
-from credit_app.services import credits
+from credit_app.credit_check import credit_required
+from credit_app.errors import DomainError
+from credit_app.extensions import db
+from credit_app.features import FEATURES, Feature
+from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
+from credit_app.generation.uploads import check_image_upload
+from credit_app.jobs import enqueue_after_commit
+from credit_app.jobs.generations import run_generation
+from credit_app.models import CreditReservation
+from credit_app.services import analytics, credits, generations
 
 bp = Blueprint("dashboard", __name__)
+FEATURES_BY_SLUG: dict[str, Feature] = {feature.slug: feature for feature in FEATURES.values()}
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(page: str, fragment: str, status: int = 200, **context) -> Response:
+    """One URL, page or fragment: htmx gets the fragment, a browser the page."""
+    response = make_response(render_template(fragment if is_htmx() else page, **context), status)
+    response.vary.add("HX-Request")
+    return response
 
 
 @bp.get("/")
@@ -22,7 +53,8 @@ def index():
 @login_required
 def home():
     page = credits.get_credit_history(current_user.id, request.args.get("cursor"), limit=20)
-    return render_template("dashboard/home.html", history=page, features=FEATURES.values())
+    return render_template("dashboard/home.html", history=page, features=FEATURES.values(),
+                           recent=generations.list_generations(current_user.id, limit=6))
 
 
 @bp.get("/dashboard/credits")
@@ -31,5 +63,121 @@ def sidebar_credits():
     """The credit counter: the same fragment for first paint, polling and swaps."""
     response = make_response(render_template("dashboard/_sidebar_credits.html"))
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Vary"] = "HX-Request"
+    response.vary.add("HX-Request")
     return response
+
+
+@bp.post("/dashboard/preferences/sidebar")
+@login_required
+def toggle_sidebar():
+    current_user.sidebar_collapsed = request.form.get("collapsed") == "true"
+    db.session.commit()
+    return "", 204
+
+
+def feature_context(feature: Feature) -> dict:
+    return {
+        "feature": feature,
+        "room_types": ROOM_TYPES,
+        "styles": styles_for(feature.key),
+        "motions": MOTIONS,
+        "check": credits.validate_credit_usage(current_user.id, feature.key),
+    }
+
+
+@bp.get("/dashboard/<slug>")
+@login_required
+def feature_page(slug: str):
+    feature = FEATURES_BY_SLUG.get(slug) or abort(404)
+    return render_template("dashboard/feature.html", form_values={}, errors={},
+                           new_generation_id=generations.new_generation_id(),
+                           **feature_context(feature))
+
+
+def _start(feature: Feature, reservation: CreditReservation):
+    try:
+        options = generations.parse_options(feature.key, request.form)
+        upload = check_image_upload(request.files.get("image"),
+                                    getattr(request.files.get("image"), "filename", None))
+    except DomainError as exc:
+        db.session.rollback()
+        return render("dashboard/feature.html", "dashboard/_feature_form.html", exc.status,
+                      form_values=request.form, errors={exc.details.get("field", "form"):
+                                                        exc.message},
+                      new_generation_id=request.form.get("generation_id"),
+                      **feature_context(feature))
+    generation, created = generations.start_generation(
+        reservation, options, upload, current_app.config["GENERATION_STORAGE_PATH"])
+    if created:
+        enqueue_after_commit("generations", run_generation, generation.id,
+                             job_timeout=current_app.config["GENERATION_JOB_TIMEOUT_SECONDS"])
+    db.session.commit()
+    if not is_htmx():
+        return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))
+    return render_template("dashboard/_generation_progress.html", generation=generation,
+                           oob_credits=True)
+
+
+def _make_feature_view(feature: Feature):
+    @credit_required(feature.key)
+    def start(reservation: CreditReservation):
+        return _start(feature, reservation)
+
+    start.__name__ = f"start_{feature.key}"
+    return start
+
+
+for _feature in FEATURES.values():
+    bp.add_url_rule(f"/dashboard/{_feature.slug}", endpoint=f"start_{_feature.key}",
+                    view_func=_make_feature_view(_feature), methods=["POST"])
+
+
+@bp.get("/dashboard/generations")
+@login_required
+def generation_history():
+    return render_template("dashboard/generations.html",
+                           generations=generations.list_generations(current_user.id, limit=100))
+
+
+@bp.get("/dashboard/generations/<int:generation_pk>")
+@login_required
+def generation_detail(generation_pk: int):
+    generation = generations.find_generation(current_user.id, generation_pk)
+    response = render("dashboard/generation.html", "dashboard/_generation_progress.html",
+                      generation=generation, oob_credits=generation.is_finished)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/dashboard/generations/<int:generation_pk>/<any(input, output):which>")
+@login_required
+def generation_file(generation_pk: int, which: str):
+    """The upload or the result, to its owner only (404 for anyone else)."""
+    generation = generations.find_generation(current_user.id, generation_pk)
+    path = generation.input_path if which == "input" else generation.output_path
+    if not path:
+        abort(404)
+    response = send_file(path, mimetype=generation.output_media_type if which == "output"
+                         else None, max_age=0)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.post("/dashboard/upgrade-modal/dismissed")
+@login_required
+def upgrade_modal_dismissed():
+    """Record that the user chose Maybe Later (Upgrade Now is recorded where it leads)."""
+    feature = request.form.get("feature") if request.form.get("feature") in FEATURES else None
+    analytics.track("upgrade_modal_dismissed", current_user.id, feature=feature)
+    db.session.commit()
+    return "", 204
+
+
+@bp.get("/dashboard/upgrade-modal")
+@login_required
+def upgrade_modal():
+    """The modal on demand (the counter's button), recorded like the automatic one."""
+    from credit_app.credit_check import upgrade_modal_response
+
+    feature = request.args.get("feature") if request.args.get("feature") in FEATURES else None
+    return upgrade_modal_response(feature)

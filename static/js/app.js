@@ -1,33 +1,117 @@
-// Small behaviours htmx does not cover: closing the upgrade modal and keeping focus inside it.
+// Our few behaviours: sidebar and drawer, optimistic credit counter, image preview and
+// mask drawing, and the upgrade modal's focus handling. htmx does the rest.
 (function () {
   "use strict";
+  const body = document.body;
   let opener = null;
 
+  // Sidebar: collapse (saved per user by the toggle's hx-post) and the mobile drawer.
+  document.addEventListener("click", function (event) {
+    const toggle = event.target.closest("[data-sidebar-toggle]");
+    if (toggle) {
+      const collapsed = body.classList.toggle("sidebar-collapsed");
+      toggle.setAttribute("aria-expanded", String(!collapsed));
+    }
+    const drawer = event.target.closest("[data-drawer-toggle]");
+    if (drawer) setDrawer(!body.classList.contains("drawer-open"));
+    if (event.target.closest("[data-drawer-close]")) setDrawer(false);
+    if (event.target.closest("[data-close-modal]")) setTimeout(closeModal, 0);
+    else if (event.target.matches("[data-modal]")) dismissModal();
+  }, true);
+
+  function setDrawer(open) {
+    body.classList.toggle("drawer-open", open);
+    const button = document.querySelector("[data-drawer-toggle]");
+    if (button) button.setAttribute("aria-expanded", String(open));
+    const backdrop = document.querySelector("[data-drawer-close]");
+    if (backdrop) backdrop.hidden = !open;
+    if (open) { const link = document.querySelector("#sidebar a"); if (link) link.focus(); }
+  }
+
+  // Optimistic counter: show the spend at once; the response's out-of-band counter is the truth.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (!event.detail.elt.matches("[data-spends-credit]")) return;
+    const counter = document.getElementById("sidebar-credits");
+    if (!counter || counter.dataset.unlimited === "true") return;
+    const remaining = Number(counter.dataset.remaining), total = counter.dataset.total;
+    const number = counter.querySelector("[data-credit-number]");
+    if (number && remaining > 0) number.textContent = (remaining - 1) + "/" + total;
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.elt.matches("[data-spends-credit]") && !event.detail.successful) {
+      htmx.ajax("GET", "/dashboard/credits", { target: "#sidebar-credits", swap: "outerHTML" });
+    }
+  });
+
+  // Image preview, and for remove-object a rectangle dragged over it.
+  document.addEventListener("change", function (event) {
+    const input = event.target;
+    if (!input.matches("[data-preview-target]") || !input.files[0]) return;
+    const img = document.querySelector(input.dataset.previewTarget);
+    if (!img) return;
+    img.src = URL.createObjectURL(input.files[0]);
+    img.hidden = false;
+    const empty = document.querySelector(".mask-empty");
+    if (empty) empty.hidden = true;
+  });
+
+  let drag = null;
+  document.addEventListener("pointerdown", function (event) {
+    const stage = event.target.closest("[data-mask-stage]");
+    if (!stage || event.target.tagName !== "IMG") return;
+    const box = stage.getBoundingClientRect();
+    drag = { stage: stage, img: event.target, x: event.clientX - box.left, y: event.clientY - box.top };
+    event.preventDefault();
+  });
+  document.addEventListener("pointermove", function (event) { if (drag) drawMask(event); });
+  document.addEventListener("pointerup", function (event) { if (drag) { drawMask(event); drag = null; } });
+
+  function drawMask(event) {
+    const img = drag.img.getBoundingClientRect(), stage = drag.stage.getBoundingClientRect();
+    const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+    const x2 = clamp(event.clientX - stage.left, img.left - stage.left, img.right - stage.left);
+    const y2 = clamp(event.clientY - stage.top, img.top - stage.top, img.bottom - stage.top);
+    const left = Math.min(drag.x, x2), top = Math.min(drag.y, y2);
+    const width = Math.abs(x2 - drag.x), height = Math.abs(y2 - drag.y);
+    const box = drag.stage.querySelector("[data-mask-box]");
+    Object.assign(box.style, { left: left + "px", top: top + "px", width: width + "px", height: height + "px" });
+    box.hidden = false;
+    const offsetX = img.left - stage.left, offsetY = img.top - stage.top;
+    const form = drag.stage.closest("form");
+    const set = (key, value) => { form.querySelector("[data-mask-" + key + "]").value = value.toFixed(4); };
+    set("x", clamp((left - offsetX) / img.width, 0, 1));
+    set("y", clamp((top - offsetY) / img.height, 0, 1));
+    set("w", clamp(width / img.width, 0, 1));
+    set("h", clamp(height / img.height, 0, 1));
+  }
+
+  // The upgrade modal: focus in, trapped, Esc and Maybe Later close it and return focus.
   function closeModal() {
     const root = document.getElementById("modal-root");
-    if (root) root.innerHTML = "";
+    if (!root || !root.firstElementChild) return;
+    root.innerHTML = "";
     if (opener && document.contains(opener)) opener.focus();
     opener = null;
   }
 
+  function dismissModal() {
+    const later = document.querySelector("#modal-root [data-close-modal]");
+    if (later) later.click(); else closeModal();
+  }
+
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target.id !== "modal-root") return;
-    opener = document.activeElement;
+    opener = event.detail.requestConfig && event.detail.requestConfig.elt;
     const dialog = event.detail.target.querySelector('[role="dialog"]');
-    const first = dialog && dialog.querySelector("a, button");
-    (first || dialog) && (first || dialog).focus();
-  });
-
-  document.addEventListener("click", function (event) {
-    if (event.target.closest("[data-close-modal]") || event.target.matches("[data-modal]")) {
-      closeModal();
-    }
+    const first = dialog && dialog.querySelector("a[href], button");
+    if (first) first.focus(); else if (dialog) dialog.focus();
   });
 
   document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && body.classList.contains("drawer-open")) setDrawer(false);
     const dialog = document.querySelector('#modal-root [role="dialog"]');
     if (!dialog) return;
-    if (event.key === "Escape") { closeModal(); return; }
+    if (event.key === "Escape") { dismissModal(); return; }
     if (event.key !== "Tab") return;
     const focusable = dialog.querySelectorAll("a[href], button:not([disabled])");
     const first = focusable[0], last = focusable[focusable.length - 1];

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -120,8 +121,7 @@ class TestConsume:
             credits.consume_credit(987654321, "interior")
 
     def test_feature_cost_comes_from_the_table(self, user, monkeypatch):
-        monkeypatch.setitem(FEATURES, "video", FEATURES["video"].__class__(
-            "video", "generate-videos", "Generate a video", 3))
+        monkeypatch.setitem(FEATURES, "video", dataclasses.replace(FEATURES["video"], cost=3))
         assert credits.consume_credit(user.id, "video").remaining_credits == 3
         assert ledger(user.id)[-1].amount == -3
         credits.consume_credit(user.id, "video")

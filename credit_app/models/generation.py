@@ -1,0 +1,70 @@
+"""Generations: one row per piece of work a user starts, from upload to result."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from credit_app.extensions import db
+from credit_app.features import FEATURE_KEYS
+from credit_app.models.user import _in_list
+
+
+class GenerationStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+
+
+class Generation(db.Model):
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("uq_generations_user_generation_id", "user_id", "generation_id", unique=True),
+        Index("ix_generations_user_id_id", "user_id", "id"),
+        Index("ix_generations_status_created_at", "status", "created_at"),
+        CheckConstraint(_in_list("status", tuple(GenerationStatus)), name="status_allowed"),
+        CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         nullable=False)
+    generation_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    reservation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credit_reservations.id", ondelete="SET NULL")
+    )
+    feature: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(10), nullable=False,
+                                        default=GenerationStatus.QUEUED,
+                                        server_default=GenerationStatus.QUEUED.value)
+    options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
+                                          server_default="{}")
+    provider: Mapped[str | None] = mapped_column(String(20))
+    input_path: Mapped[str] = mapped_column(String(500), nullable=False)
+    output_path: Mapped[str | None] = mapped_column(String(500))
+    output_media_type: Mapped[str | None] = mapped_column(String(50))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                          server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

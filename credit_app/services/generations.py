@@ -1,0 +1,217 @@
+"""Generations: start one (its credit already held), claim it, and settle its credit.
+
+The credit follows the work: the view's `@credit_required` holds it, `complete_generation`
+spends the hold when the provider succeeded, `fail_generation` releases it, and
+`fail_abandoned_generations` closes generations whose hold the sweeper expired.
+The job in credit_app.jobs.generations drives these steps and commits between them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from credit_app.errors import DomainError, ValidationFailed
+from credit_app.extensions import db
+from credit_app.generation.base import GenerationRequest, GenerationResult
+from credit_app.generation.options import (
+    FEATURE_INPUTS,
+    MAX_PROMPT_LENGTH,
+    MOTIONS,
+    ROOM_TYPES,
+    styles_for,
+)
+from credit_app.generation.uploads import CheckedUpload
+from credit_app.models import (
+    CreditReservation,
+    Generation,
+    GenerationStatus,
+    ReservationStatus,
+)
+from credit_app.services import credits
+from credit_app.services.credits import utcnow
+
+
+class GenerationNotFound(DomainError):
+    status = 404
+    code = "generation_not_found"
+    default_message = "No such generation."
+
+
+def _choice(raw: Mapping[str, Any], name: str, allowed: Mapping[str, str], label: str) -> str:
+    value = raw.get(name) or ""
+    if value not in allowed:
+        raise ValidationFailed(f"Choose a {label} from the list.", field=name)
+    return value
+
+
+def _fraction(raw: Mapping[str, Any], name: str) -> float:
+    try:
+        value = float(raw.get(name, ""))
+    except (TypeError, ValueError):
+        raise ValidationFailed("Mark the area to remove on the photo.", field="mask") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
+    return value
+
+
+def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the form's choices for `feature`. Raises ValidationFailed naming the field."""
+    options: dict[str, Any] = {}
+    inputs = FEATURE_INPUTS[credits.get_feature(feature).key]
+    if "room_type" in inputs:
+        options["room_type"] = _choice(raw, "room_type", ROOM_TYPES, "room type")
+    if "style" in inputs:
+        options["style"] = _choice(raw, "style", styles_for(feature), "style")
+    if "prompt" in inputs:
+        prompt = (raw.get("prompt") or "").strip()
+        if len(prompt) > MAX_PROMPT_LENGTH:
+            raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
+                                   field="prompt")
+        options["prompt"] = prompt
+    if "motion" in inputs:
+        options["motion"] = _choice(raw, "motion", MOTIONS, "camera motion")
+    if "mask" in inputs:
+        mask = {key: _fraction(raw, f"mask_{key}") for key in ("x", "y", "w", "h")}
+        if mask["w"] < 0.01 or mask["h"] < 0.01:
+            raise ValidationFailed("Drag across the photo to mark what to remove.", field="mask")
+        if mask["x"] + mask["w"] > 1.0001 or mask["y"] + mask["h"] > 1.0001:
+            raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
+        options["mask"] = mask
+    return options
+
+
+def new_generation_id() -> str:
+    """A fresh id for a form, so that submitting it twice starts one generation."""
+    return uuid.uuid4().hex
+
+
+def find_generation(user_id: int, generation_pk: int) -> Generation:
+    """The user's own generation. Raises GenerationNotFound (also for another user's)."""
+    generation = db.session.get(Generation, generation_pk)
+    if generation is None or generation.user_id != user_id:
+        raise GenerationNotFound()
+    return generation
+
+
+def start_generation(
+    reservation: CreditReservation,
+    options: dict[str, Any],
+    upload: CheckedUpload,
+    storage_root: Path,
+) -> tuple[Generation, bool]:
+    """Record a generation for a held credit and store its upload.
+
+    Returns the generation and whether it is new; a repeat of the same form (same
+    generation id) returns the first one and stores nothing.
+    """
+    existing = db.session.execute(
+        select(Generation).where(Generation.user_id == reservation.user_id,
+                                 Generation.generation_id == reservation.generation_id)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing, False
+    folder = storage_root / str(reservation.user_id) / str(reservation.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    input_path = folder / f"input.{upload.extension}"
+    input_path.write_bytes(upload.data)
+    generation = Generation(
+        user_id=reservation.user_id,
+        generation_id=reservation.generation_id,
+        reservation_id=reservation.id,
+        feature=reservation.feature,
+        options=options,
+        input_path=str(input_path),
+        status=GenerationStatus.QUEUED,
+    )
+    db.session.add(generation)
+    db.session.flush()
+    return generation, True
+
+
+def claim_generation(generation_pk: int) -> Generation | None:
+    """Move a queued generation to running; None if another run has it or it is done."""
+    claimed = db.session.execute(
+        update(Generation)
+        .where(Generation.id == generation_pk, Generation.status == GenerationStatus.QUEUED)
+        .values(status=GenerationStatus.RUNNING, started_at=utcnow(),
+                attempts=Generation.attempts + 1)
+        .returning(Generation.id)
+    ).scalar_one_or_none()
+    if claimed is None:
+        return None
+    generation = db.session.get(Generation, generation_pk)
+    db.session.refresh(generation)
+    return generation
+
+
+def build_request(generation: Generation) -> GenerationRequest:
+    folder = Path(generation.input_path).parent
+    return GenerationRequest(
+        generation_id=generation.generation_id,
+        feature=generation.feature,
+        input_path=Path(generation.input_path),
+        output_dir=folder,
+        options=generation.options,
+        seed=generation.id,
+    )
+
+
+def complete_generation(generation_pk: int, result: GenerationResult,
+                        provider_name: str) -> Generation:
+    """Record the output and spend the held credit.
+
+    Raises ReservationExpired when the hold timed out first (the caller then fails it).
+    """
+    generation = db.session.get(Generation, generation_pk)
+    if generation.reservation_id is not None:
+        credits.commit_reservation(generation.reservation_id)
+    generation.status = GenerationStatus.SUCCEEDED
+    generation.output_path = str(result.output_path)
+    generation.output_media_type = result.media_type
+    generation.provider = provider_name
+    generation.finished_at = utcnow()
+    db.session.flush()
+    return generation
+
+
+def fail_generation(generation_pk: int, message: str) -> Generation:
+    """Mark the generation failed with a message for the user and give its credit back."""
+    generation = db.session.get(Generation, generation_pk)
+    if generation.reservation_id is not None:
+        reservation = db.session.get(CreditReservation, generation.reservation_id)
+        if reservation is not None and reservation.is_pending:
+            credits.release_reservation(generation.reservation_id, reason="generation_failed")
+    generation.status = GenerationStatus.FAILED
+    generation.error_message = message
+    generation.finished_at = utcnow()
+    db.session.flush()
+    return generation
+
+
+def fail_abandoned_generations() -> list[int]:
+    """Fail unfinished generations whose credit hold has ended (expired by the sweeper)."""
+    abandoned = db.session.execute(
+        select(Generation)
+        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+        .where(Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]),
+               CreditReservation.status == ReservationStatus.EXPIRED)
+    ).scalars().all()
+    for generation in abandoned:
+        generation.status = GenerationStatus.FAILED
+        generation.error_message = ("The generation took too long and was stopped. "
+                                    "Your credit was returned.")
+        generation.finished_at = utcnow()
+    db.session.flush()
+    return [generation.id for generation in abandoned]
+
+
+def list_generations(user_id: int, limit: int = 50) -> list[Generation]:
+    return list(db.session.execute(
+        select(Generation).where(Generation.user_id == user_id)
+        .order_by(Generation.id.desc()).limit(limit)
+    ).scalars())
