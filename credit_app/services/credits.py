@@ -34,6 +34,7 @@ from credit_app.errors import (
 from credit_app.extensions import db
 from credit_app.features import FEATURES, SYSTEM_SOURCES, Feature
 from credit_app.models import (
+    SUBSCRIPTION_STATUSES,
     CreditReservation,
     CreditTransaction,
     LedgerKind,
@@ -424,6 +425,36 @@ def grant_credits(
         credits_consumed=0,
         actor_id=actor_id,
         metadata={"reason": reason},
+    )
+
+
+def change_plan(
+    user_id: int,
+    status: str,
+    reason: str,
+    actor_id: int | None = None,
+    details: dict | None = None,
+) -> CreditTransaction | None:
+    """Set the user's subscription status, leaving an amount-0 ledger row that explains it.
+
+    The balance is kept as it is (falling back to free keeps the credits left). Returns the
+    ledger row, or None when the status was already `status`.
+    Raises ValidationFailed (unknown status), UserNotFound.
+    """
+    if status not in SUBSCRIPTION_STATUSES:
+        raise ValidationFailed(f"Unknown subscription status {status!r}.")
+    user = _lock_user(user_id)
+    previous = user.subscription_status
+    if previous == status:
+        return None
+    user.subscription_status = status
+    return _post(
+        user,
+        kind=LedgerKind.ADJUST,
+        amount=0,
+        source="subscription",
+        actor_id=actor_id,
+        metadata={"reason": reason, "from": previous, "to": status, **(details or {})},
     )
 
 

@@ -315,3 +315,25 @@ class TestHistory:
         entry = credits.get_credit_history(user.id).items[0].to_dict()
         assert entry["kind"] == LedgerKind.GRANT and entry["amount"] == 6
         assert entry["metadata"] == {"reason": "Welcome credits"}
+
+
+class TestChangePlan:
+    def test_upgrade_and_downgrade_are_ledger_visible_and_keep_the_balance(self, user):
+        credits.consume_credit(user.id, "interior")
+        entry = credits.change_plan(user.id, "pro", "subscription.paid",
+                                    details={"subscription_id": "sub_1"})
+        assert (entry.kind, entry.amount, entry.feature_used) == ("adjust", 0, "subscription")
+        assert entry.metadata_ == {"reason": "subscription.paid", "from": "free", "to": "pro",
+                                   "subscription_id": "sub_1"}
+        assert credits.get_user_credits(user.id).unlimited
+        assert credits.change_plan(user.id, "pro", "again") is None
+        credits.change_plan(user.id, "free", "subscription.expired")
+        status = credits.get_user_credits(user.id)
+        assert (status.subscription_status, status.remaining) == ("free", 5)
+        assert_balanced(user.id)
+
+    def test_unknown_status_and_user(self, user):
+        with pytest.raises(errors.ValidationFailed):
+            credits.change_plan(user.id, "platinum", "x")
+        with pytest.raises(errors.UserNotFound):
+            credits.change_plan(987654321, "pro", "x")
