@@ -1,0 +1,252 @@
+"""The six features end to end in the app: upload, hold the credit, run the job, settle."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+from rq import SimpleWorker
+from sqlalchemy import func, select
+
+from credit_app.extensions import db
+from credit_app.features import FEATURES
+from credit_app.jobs.credits import sweep_expired_reservations
+from credit_app.jobs.generations import run_generation
+from credit_app.models import CreditReservation, Generation
+from credit_app.redis_client import get_queue, get_redis
+from credit_app.services import credits
+
+FORMS = {
+    "interior": {"room_type": "living_room", "style": "scandinavian", "prompt": "warm light"},
+    "exterior": {"style": "farmhouse", "prompt": ""},
+    "sketch": {"room_type": "bedroom", "style": "modern", "prompt": ""},
+    "furnish": {"room_type": "dining_room", "style": "japandi"},
+    "remove": {"mask_x": "0.4", "mask_y": "0.4", "mask_w": "0.2", "mask_h": "0.2"},
+    "video": {"motion": "zoom_in"},
+}
+
+
+def photo(size=(160, 120), color=(180, 160, 140), image_format="PNG") -> io.BytesIO:
+    image = Image.new("RGB", size, color)
+    ImageDraw.Draw(image).rectangle((40, 50, 80, 90), fill=(60, 80, 120))
+    data = io.BytesIO()
+    image.save(data, image_format)
+    data.seek(0)
+    return data
+
+
+@pytest.fixture(autouse=True)
+def storage(app, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "GENERATION_STORAGE_PATH", tmp_path / "generations")
+    monkeypatch.setitem(app.config, "GENERATION_PROVIDER", "local")
+    get_queue("generations").empty()
+    yield
+    get_queue("generations").empty()
+
+
+def start(client, feature="interior", generation_id="gen-1", image=None, htmx=True, **fields):
+    data = {**FORMS[feature], "generation_id": generation_id, **fields,
+            "image": (image or photo(), "room.png")}
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post(f"/dashboard/{FEATURES[feature].slug}", data=data, headers=headers,
+                       content_type="multipart/form-data")
+
+
+def only_generation(user) -> Generation:
+    return db.session.execute(select(Generation).where(Generation.user_id == user.id)
+                              ).scalar_one()
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_each_feature_page_renders_its_inputs(user_client, feature):
+    page = user_client.get(f"/dashboard/{FEATURES[feature].slug}").get_data(as_text=True)
+    assert FEATURES[feature].title in page and 'name="image"' in page
+    assert 'name="generation_id"' in page
+    for field in FORMS[feature]:
+        assert f'name="{field}"' in page
+
+
+def test_unknown_feature_page_is_404(user_client):
+    assert user_client.get("/dashboard/teleport-room").status_code == 404
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_a_generation_holds_then_spends_one_credit(user_client, user, feature):
+    response = start(user_client, feature)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'hx-swap-oob="true"' in text and "5/6" in text
+    generation = only_generation(user)
+    assert generation.status == "queued" and generation.feature == feature
+    assert get_queue("generations").count == 1
+    assert credits.get_user_credits(user.id).remaining == 5
+
+    assert run_generation(generation.id) == "succeeded"
+    db.session.refresh(generation)
+    assert generation.status == "succeeded" and Path(generation.output_path).exists()
+    reservation = db.session.get(CreditReservation, generation.reservation_id)
+    assert reservation.status == "committed"
+    assert credits.get_user_credits(user.id).remaining == 5
+    assert credits.ledger_balance(user.id) == 5
+
+    detail = user_client.get(f"/dashboard/generations/{generation.id}",
+                             headers={"HX-Request": "true"})
+    assert "Done!" in detail.get_data(as_text=True)
+    output = user_client.get(f"/dashboard/generations/{generation.id}/output")
+    assert output.status_code == 200 and output.mimetype.startswith("image/")
+    Image.open(io.BytesIO(output.data)).verify()
+
+
+def test_the_worker_runs_the_enqueued_job(user_client, user):
+    start(user_client, "interior")
+    SimpleWorker([get_queue("generations")], connection=get_redis()).work(burst=True)
+    db.session.expire_all()
+    assert only_generation(user).status == "succeeded"
+
+
+def test_running_the_job_twice_works_once(user_client, user):
+    start(user_client, "remove")
+    generation = only_generation(user)
+    assert run_generation(generation.id) == "succeeded"
+    assert run_generation(generation.id) == "skipped"
+    assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
+
+
+def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    Path(generation.input_path).write_bytes(b"this is no longer an image")
+    assert run_generation(generation.id) == "failed"
+    db.session.refresh(generation)
+    assert generation.error_message
+    assert credits.get_user_credits(user.id).remaining == 6
+    detail = user_client.get(f"/dashboard/generations/{generation.id}",
+                             headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert generation.error_message in detail and "6/6" in detail
+
+
+def test_a_stuck_generation_is_failed_by_the_sweeper_with_its_credit_back(user_client, user):
+    start(user_client, "video")
+    generation = only_generation(user)
+    reservation = db.session.get(CreditReservation, generation.reservation_id)
+    reservation.expires_at = credits.utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert sweep_expired_reservations() == 1
+    db.session.refresh(generation)
+    assert generation.status == "failed" and "took too long" in generation.error_message
+    assert credits.get_user_credits(user.id).remaining == 6
+    assert run_generation(generation.id) == "skipped"
+
+
+def test_double_submit_of_the_same_form_starts_one_generation(user_client, user):
+    first = start(user_client, "interior", generation_id="same-form")
+    second = start(user_client, "interior", generation_id="same-form")
+    assert first.status_code == second.status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(Generation)
+                             .where(Generation.user_id == user.id)) == 1
+    assert get_queue("generations").count == 1
+    assert credits.get_user_credits(user.id).remaining == 5
+
+
+def test_a_page_post_redirects_to_the_result_page(user_client, user):
+    response = start(user_client, "interior", htmx=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/dashboard/generations/{only_generation(user).id}"
+
+
+@pytest.mark.parametrize("image,message", [
+    (io.BytesIO(b"%PDF-1.4 not an image"), "not a JPEG, PNG or WebP"),
+    (io.BytesIO(b""), "empty"),
+    (io.BytesIO(b"\x89PNG" + b"0" * (10 * 1024 * 1024)), "larger than 10 MB"),
+])
+def test_bad_uploads_change_nothing(user_client, user, image, message):
+    response = start(user_client, "interior", image=image)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert credits.get_user_credits(user.id).remaining == 6
+    assert db.session.scalar(select(func.count()).select_from(Generation)
+                             .where(Generation.user_id == user.id)) == 0
+
+
+def test_tiny_and_gif_images_are_refused(user_client, user):
+    assert "too small" in start(user_client, image=photo((20, 20))).get_data(as_text=True)
+    gif = start(user_client, image=photo(image_format="GIF"))
+    assert gif.status_code == 422 and "GIF images are not supported" in gif.get_data(as_text=True)
+    assert credits.get_user_credits(user.id).remaining == 6
+
+
+def test_missing_upload(user_client, user):
+    response = user_client.post("/dashboard/redecorate-room", data={**FORMS["interior"]},
+                                headers={"HX-Request": "true"})
+    assert response.status_code == 422 and "Choose a photo" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("feature,fields,message", [
+    ("interior", {"style": "baroque"}, "Choose a style"),
+    ("interior", {"room_type": "garage"}, "Choose a room type"),
+    ("interior", {"prompt": "x" * 501}, "under 500 characters"),
+    ("video", {"motion": "spin"}, "Choose a camera motion"),
+    ("remove", {"mask_w": "0"}, "Drag across the photo"),
+    ("remove", {"mask_x": "0.9", "mask_w": "0.5"}, "inside the photo"),
+    ("remove", {"mask_x": "abc"}, "Mark the area"),
+])
+def test_bad_options_change_nothing(user_client, user, feature, fields, message):
+    response = start(user_client, feature, **fields)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert credits.get_user_credits(user.id).remaining == 6
+
+
+def test_without_credits_htmx_gets_the_upgrade_modal(user_client, user):
+    for _ in range(6):
+        credits.consume_credit(user.id, "interior")
+    db.session.commit()
+    analytics = get_queue("analytics")
+    analytics.empty()
+    response = start(user_client, "video")
+    text = response.get_data(as_text=True)
+    assert "You've used all your free credits!" in text
+    assert "feature=video" in text and "Maybe Later" in text
+    assert response.headers["HX-Retarget"] == "#modal-root"
+    assert analytics.count == 1
+    assert db.session.scalar(select(func.count()).select_from(Generation)
+                             .where(Generation.user_id == user.id)) == 0
+    analytics.empty()
+
+
+def test_pro_users_generate_without_spending(app, make_user):
+    pro = make_user(plan="pro")
+    client = app.test_client(user=pro)
+    for index in range(8):
+        assert start(client, "interior", generation_id=f"pro-{index}").status_code == 200
+    assert credits.get_user_credits(pro.id).remaining == 6
+
+
+def test_results_are_served_only_to_their_owner(app, user_client, user, make_user):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    run_generation(generation.id)
+    stranger = app.test_client(user=make_user())
+    for path in (f"/dashboard/generations/{generation.id}",
+                 f"/dashboard/generations/{generation.id}/output",
+                 f"/dashboard/generations/{generation.id}/input"):
+        assert stranger.get(path).status_code == 404
+        assert user_client.get(path).status_code == 200
+
+
+def test_history_lists_the_users_generations(user_client, user):
+    start(user_client, "interior")
+    run_generation(only_generation(user).id)
+    page = user_client.get("/dashboard/generations").get_data(as_text=True)
+    assert "Redecorate a room" in page and "Succeeded" in page
+
+
+def test_sidebar_state_is_kept_per_user(user_client, user):
+    assert user_client.post("/dashboard/preferences/sidebar",
+                            data={"collapsed": "true"}).status_code == 204
+    assert 'class="app sidebar-collapsed"' in user_client.get("/dashboard").get_data(as_text=True)
+    user_client.post("/dashboard/preferences/sidebar", data={"collapsed": "false"})
+    assert 'class="app"' in user_client.get("/dashboard").get_data(as_text=True)
