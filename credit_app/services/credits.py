@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from credit_app import live
 from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -168,6 +169,9 @@ def _post(
     )
     db.session.add(entry)
     db.session.flush()
+    live.publish_after_commit(db.session(), live.credit_update(
+        kind, user.id, balance, user.credits_total, user.subscription_status,
+        source if source in FEATURES else None))
     return entry
 
 

@@ -1,0 +1,71 @@
+"""Live credit updates: after a commit, one Redis message per changed user (the spec's
+CreditUpdateMessage), fanned out to every websocket of that user in any process on any host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from credit_app.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "credit_app:credits:"
+PENDING_KEY = "credit_app.live_updates"
+MESSAGE_TYPES = {
+    "consume": "CREDIT_CONSUMED",
+    "reserve": "CREDIT_CONSUMED",
+    "grant": "CREDIT_GRANTED",
+    "refund": "CREDIT_GRANTED",
+    "release": "CREDIT_RELEASED",
+    "adjust": "PLAN_CHANGED",
+}
+
+
+def channel_for(user_id: int) -> str:
+    return f"{CHANNEL_PREFIX}{user_id}"
+
+
+def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str,
+                  feature: str | None) -> dict[str, Any]:
+    """The message for one change: the spec's fields plus what the counter needs to render."""
+    return {
+        "type": MESSAGE_TYPES[kind],
+        "user_id": str(user_id),
+        "remaining_credits": remaining,
+        "feature": feature,
+        "total": total,
+        "subscription_status": plan,
+    }
+
+
+def publish_after_commit(session: Session, message: dict[str, Any]) -> None:
+    """Publish `message` once the session commits; the last change per user wins."""
+    session.info.setdefault(PENDING_KEY, {})[message["user_id"]] = message
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_pending(session: Session) -> None:
+    pending = session.info.pop(PENDING_KEY, {})
+    if not pending:
+        return
+    try:
+        pipeline = get_redis().pipeline(transaction=False)
+        for user_id, message in pending.items():
+            pipeline.publish(channel_for(int(user_id)), json.dumps(message))
+        pipeline.execute()
+    except redis.RedisError:
+        log.warning("could not publish credit updates for users %s; clients will poll",
+                    list(pending))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)
