@@ -43,9 +43,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard
+    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard, live
 
-    for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp):
+    for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp,
+                      live.bp):
         app.register_blueprint(blueprint)
 
 

@@ -135,6 +135,8 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
                                                        instance_path() / "generations")),
         "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
         "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
+        "SOCK_SERVER_OPTIONS": {"ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
+                                "max_message_size": 4096},
         **{key: value for key, value in os.environ.items()
            if key.startswith("MODEL_API_") or key.startswith("MODEL_VERSION_")},
         "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),

@@ -28,6 +28,11 @@
     if (open) { const link = document.querySelector("#sidebar a"); if (link) link.focus(); }
   }
 
+  // Live updates: poll only while the socket is down (htmx's ws extension reconnects with
+  // exponential backoff and full jitter).
+  document.addEventListener("htmx:wsOpen", function () { body.classList.remove("live-down"); });
+  document.addEventListener("htmx:wsClose", function () { body.classList.add("live-down"); });
+
   // Optimistic counter: show the spend at once; the response's out-of-band counter is the truth.
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (!event.detail.elt.matches("[data-spends-credit]")) return;

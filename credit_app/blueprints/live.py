@@ -1,0 +1,65 @@
+"""The credit counter over a websocket: first the current state, then every change, pushed."""
+
+from __future__ import annotations
+
+import queue
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, render_template, request
+from flask_login import current_user
+
+from credit_app.errors import Forbidden, Unauthorized
+from credit_app.extensions import db, sock
+from credit_app.live_hub import CreditHub
+from credit_app.redis_client import get_redis
+from credit_app.services import credits
+from credit_app.services.credits import UserCredits, utcnow
+
+bp = Blueprint("live", __name__)
+WAIT_SECONDS = 5
+
+
+@bp.before_request
+def only_signed_in_same_origin() -> None:
+    """Refuse the handshake (before any upgrade) for anonymous or cross-site callers.
+
+    Raises Unauthorized, Forbidden.
+    """
+    if not current_user.is_authenticated:
+        raise Unauthorized("Sign in to receive live credit updates.")
+    origin = urlsplit(request.headers.get("Origin", ""))
+    if not origin.hostname or origin.hostname != urlsplit(f"//{request.host}").hostname:
+        raise Forbidden("Live updates only accept connections from this site.")
+
+
+def hub() -> CreditHub:
+    if "credit_hub" not in current_app.extensions:
+        current_app.extensions["credit_hub"] = CreditHub(get_redis())
+    return current_app.extensions["credit_hub"]
+
+
+def render_counter(status: UserCredits) -> str:
+    return render_template("dashboard/_sidebar_credits.html", credits=status, oob=True)
+
+
+def status_from_message(message: dict) -> UserCredits:
+    return UserCredits(int(message["user_id"]), message["remaining_credits"], message["total"],
+                       message["subscription_status"], utcnow())
+
+
+@sock.route("/ws/credits", bp=bp)
+def credit_socket(ws) -> None:
+    """Send the counter now and on every change of this user's credits, until they leave."""
+    user_id = current_user.id
+    inbox = hub().subscribe(user_id)
+    try:
+        ws.send(render_counter(credits.get_user_credits(user_id)))
+        db.session.remove()
+        while ws.connected:
+            try:
+                message = inbox.get(timeout=WAIT_SECONDS)
+            except queue.Empty:
+                continue
+            ws.send(render_counter(status_from_message(message)))
+    finally:
+        hub().unsubscribe(user_id, inbox)
