@@ -94,6 +94,74 @@ def _secret_key(env: str) -> str:
     return key_file.read_text().strip()
 
 
+CREEM_LIVE_API_URL = "https://api.creem.io"
+CREEM_TEST_API_URL = "https://test-api.creem.io"
+CREEM_STAND_IN_URL = "http://127.0.0.1:5056"
+CREEM_STAND_IN_API_KEY = "creem_stand_in_key"
+CREEM_STAND_IN_PRODUCTS = {
+    "CREEM_PRODUCT_PRO_MONTHLY": "prod_standin_pro_monthly",
+    "CREEM_PRODUCT_PRO_YEARLY": "prod_standin_pro_yearly",
+}
+
+
+def creem_dev_webhook_secret() -> str:
+    """The webhook secret the app and the local Creem stand-in share when no Creem key is set.
+
+    Generated once into `instance/dev-creem-webhook-secret`, like the dev SECRET_KEY.
+    """
+    secret_file = instance_path() / "dev-creem-webhook-secret"
+    secret_file.parent.mkdir(parents=True, exist_ok=True)
+    if not secret_file.exists():
+        import secrets
+
+        secret_file.write_text("whsec_dev_" + secrets.token_hex(24))
+    return secret_file.read_text().strip()
+
+
+def _creem_config(env: str) -> dict:
+    """Creem settings: the real API with a key, else the local stand-in (not in production).
+
+    Raises ConfigError when production lacks the key or the webhook secret (unless
+    ALLOW_EMBEDDED_SERVICES makes it a demo box), or when a key comes without its webhook
+    secret or product ids.
+    """
+    api_key = os.environ.get("CREEM_API_KEY", "").strip()
+    webhook_secret = os.environ.get("CREEM_WEBHOOK_SECRET", "").strip()
+    stand_in = not api_key
+    if env == "production" and not (api_key and webhook_secret) and not _flag(
+            "ALLOW_EMBEDDED_SERVICES"):
+        raise ConfigError("CREEM_API_KEY and CREEM_WEBHOOK_SECRET must be set in production "
+                          "(or set ALLOW_EMBEDDED_SERVICES=1 to run on the Creem stand-in)")
+    if api_key and not webhook_secret:
+        raise ConfigError("CREEM_WEBHOOK_SECRET must be set together with CREEM_API_KEY")
+    products = {name: os.environ.get(name, "").strip() for name in CREEM_STAND_IN_PRODUCTS}
+    if stand_in:
+        products = {name: value or CREEM_STAND_IN_PRODUCTS[name]
+                    for name, value in products.items()}
+    missing = [name for name, value in products.items() if not value]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} must be set together with CREEM_API_KEY")
+    if stand_in:
+        default_url = CREEM_STAND_IN_URL
+    elif api_key.startswith("creem_test_"):
+        default_url = CREEM_TEST_API_URL
+    else:
+        default_url = CREEM_LIVE_API_URL
+    return {
+        "CREEM_API_KEY": api_key or CREEM_STAND_IN_API_KEY,
+        "CREEM_WEBHOOK_SECRET": webhook_secret or creem_dev_webhook_secret(),
+        "CREEM_API_URL": os.environ.get("CREEM_API_URL", "").strip() or default_url,
+        "CREEM_STAND_IN": stand_in,
+        "CREEM_TIMEOUT_SECONDS": _int("CREEM_TIMEOUT_SECONDS", 10),
+        **products,
+        "PRO_MONTHLY_NAME": os.environ.get("PRO_MONTHLY_NAME", "Pro monthly"),
+        "PRO_MONTHLY_PRICE": os.environ.get("PRO_MONTHLY_PRICE", "$19 / month"),
+        "PRO_YEARLY_NAME": os.environ.get("PRO_YEARLY_NAME", "Pro yearly"),
+        "PRO_YEARLY_PRICE": os.environ.get("PRO_YEARLY_PRICE", "$190 / year"),
+        "PAST_DUE_GRACE_DAYS": _int("PAST_DUE_GRACE_DAYS", 3),
+    }
+
+
 def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     """Build the Flask config mapping for APP_ENV (development, testing or production)."""
     env = env or os.environ.get("APP_ENV", "development")
@@ -142,6 +210,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
+        **_creem_config(env),
     }
     if overrides:
         config.update(overrides)

@@ -99,9 +99,73 @@ class Unauthorized(DomainError):
     default_message = "Sign in or send a valid API token."
 
 
+class UnknownPlan(ValidationFailed):
+    code = "unknown_plan"
+    default_message = "That plan does not exist."
+
+
+class AlreadySubscribed(DomainError):
+    status = 409
+    code = "already_subscribed"
+    default_message = "You already have Pro."
+
+
+class NoSubscription(DomainError):
+    status = 404
+    code = "no_subscription"
+    default_message = "You have no subscription to change."
+
+
+class SubscriptionActionNotAllowed(DomainError):
+    status = 409
+    code = "subscription_action_not_allowed"
+    default_message = "That cannot be done with your subscription as it is now."
+
+
+class InvalidWebhookSignature(DomainError):
+    status = 401
+    code = "invalid_signature"
+    default_message = "The webhook signature is missing or does not match."
+
+
+class InvalidWebhookPayload(ValidationFailed):
+    code = "invalid_webhook_payload"
+    default_message = "The webhook body is not a Creem event."
+
+
+class WebhookEventNotFound(DomainError):
+    status = 404
+    code = "webhook_event_not_found"
+    default_message = "No such webhook event."
+
+
+class WebhookEventUnresolved(DomainError):
+    """A stored event that cannot be applied yet (e.g. no user is known for it); retried."""
+
+    status = 409
+    code = "webhook_event_unresolved"
+    default_message = "The webhook event cannot be applied."
+
+
+class CreemError(DomainError):
+    """Creem refused a call or could not be reached; `creem_status` is its HTTP status."""
+
+    status = 502
+    code = "payment_provider_error"
+    default_message = "The payment provider could not be reached. Please try again shortly."
+
+    def __init__(self, message: str | None = None, creem_status: int | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, **details)
+        self.creem_status = creem_status
+
+
+WEBHOOK_PATH_PREFIX = "/billing/webhooks/"
+
+
 def wants_json_response() -> bool:
-    """API paths and clients that prefer JSON get JSON; browsers and htmx get HTML."""
-    if request.path.startswith("/api/"):
+    """API and webhook paths and clients that prefer JSON get JSON; browsers and htmx HTML."""
+    if request.path.startswith(("/api/", WEBHOOK_PATH_PREFIX)):
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "application/json" and (

@@ -7,7 +7,9 @@ from credit_app.config import ConfigError, load_config
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "APP_ENV", "TEST_DATABASE_URL",
-                 "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE"):
+                 "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE", "CREEM_API_KEY",
+                 "CREEM_WEBHOOK_SECRET", "CREEM_API_URL", "CREEM_PRODUCT_PRO_MONTHLY",
+                 "CREEM_PRODUCT_PRO_YEARLY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     return monkeypatch
@@ -31,6 +33,10 @@ def test_production_with_real_servers(clean_env):
     clean_env.setenv("SECRET_KEY", "s" * 32)
     clean_env.setenv("DATABASE_URL", "postgres://user:pw@db.internal:5432/app")
     clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    clean_env.setenv("CREEM_API_KEY", "creem_live_key")
+    clean_env.setenv("CREEM_WEBHOOK_SECRET", "whsec_live")
+    clean_env.setenv("CREEM_PRODUCT_PRO_MONTHLY", "prod_monthly")
+    clean_env.setenv("CREEM_PRODUCT_PRO_YEARLY", "prod_yearly")
     settings = load_config("production")
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
     assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]

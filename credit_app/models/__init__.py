@@ -9,10 +9,18 @@ from credit_app.models.credit import (
     ReservationStatus,
 )
 from credit_app.models.generation import Generation, GenerationStatus
+from credit_app.models.subscription import (
+    CREEM_STATUSES,
+    STAFF_FLAGS,
+    Subscription,
+    WebhookEvent,
+)
 from credit_app.models.user import SUBSCRIPTION_STATUSES, User, UserRole
 
 __all__ = [
+    "CREEM_STATUSES",
     "EVENT_TYPES",
+    "STAFF_FLAGS",
     "SUBSCRIPTION_STATUSES",
     "AnalyticsEvent",
     "ApiToken",
@@ -22,6 +30,8 @@ __all__ = [
     "GenerationStatus",
     "LedgerKind",
     "ReservationStatus",
+    "Subscription",
     "User",
     "UserRole",
+    "WebhookEvent",
 ]
