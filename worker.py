@@ -8,6 +8,7 @@ from credit_app import create_app
 from credit_app.jobs import use_app
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.scheduler import start_periodic
+from credit_app.jobs.webhooks import sweep_lapsed_subscriptions
 from credit_app.redis_client import QUEUE_NAMES, get_redis
 
 
@@ -17,6 +18,8 @@ def main() -> None:
     with app.app_context():
         connection = get_redis()
         start_periodic(connection, "default", sweep_expired_reservations,
+                       app.config["SWEEP_INTERVAL_SECONDS"])
+        start_periodic(connection, "webhooks", sweep_lapsed_subscriptions,
                        app.config["SWEEP_INTERVAL_SECONDS"])
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
     Worker(queues, connection=connection).work(with_scheduler=True)

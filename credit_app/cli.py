@@ -17,6 +17,7 @@ users_cli = AppGroup("users", help="Manage accounts.")
 api_cli = AppGroup("api", help="API documentation.")
 credits_cli = AppGroup("credits", help="Credit maintenance.")
 services_cli = AppGroup("services", help="The embedded PostgreSQL and Redis.")
+billing_cli = AppGroup("billing", help="Subscriptions and Creem webhook events.")
 
 DEMO_EMAIL = "demo@example.com"
 
@@ -97,6 +98,57 @@ def stop_services() -> None:
     click.echo("Stopped the embedded servers.")
 
 
+@billing_cli.command("rerun-event")
+@click.argument("event_id")
+def rerun_event(event_id: str) -> None:
+    """Apply a stored Creem webhook event again, now (e.g. after its retries ran out)."""
+    from credit_app.jobs.webhooks import process_webhook_event
+    from credit_app.services import subscriptions
+
+    try:
+        subscriptions.reset_event(event_id)
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    try:
+        outcome = process_webhook_event(event_id)
+    except Exception as exc:
+        raise click.ClickException(f"{event_id} failed again: {exc}") from None
+    click.echo(f"{event_id}: {outcome}")
+
+
+@billing_cli.command("flagged")
+def list_flagged() -> None:
+    """List subscriptions whose Pro was switched off by a refund or a dispute."""
+    from credit_app.services import subscriptions
+
+    flagged = subscriptions.flagged_subscriptions()
+    for subscription in flagged:
+        click.echo(f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
+                   f"{subscription.staff_flag}  {subscription.flagged_at:%Y-%m-%d %H:%M}  "
+                   f"{subscription.status}")
+    if not flagged:
+        click.echo("No flagged subscriptions.")
+
+
+@billing_cli.command("clear-flag")
+@click.argument("subscription_id")
+def clear_flag(subscription_id: str) -> None:
+    """Clear a refund or dispute flag: the subscription's own status decides Pro again."""
+    from credit_app.services import credits, subscriptions
+
+    try:
+        subscription = subscriptions.clear_flag(subscription_id)
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    plan = credits.get_user_credits(subscription.user_id).subscription_status
+    click.echo(f"Cleared the flag on {subscription_id}; user {subscription.user_id} is on "
+               f"the {plan} plan.")
+
+
 def register_cli(app: Flask) -> None:
-    for command in (users_cli, api_cli, credits_cli, services_cli, seed_demo):
+    for command in (users_cli, api_cli, credits_cli, services_cli, billing_cli, seed_demo):
         app.cli.add_command(command)

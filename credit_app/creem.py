@@ -1,0 +1,258 @@
+"""A small client for Creem's REST API (there is no official Python SDK), on httpx.
+
+Every call sends the `x-api-key` header and has a timeout. Calls that are safe to repeat —
+GETs, and the checkout creation, which carries a `request_id` — are retried on 429, 5xx and
+transport errors with exponential backoff (honouring Retry-After); other calls are tried once,
+so a cancellation is never sent twice. Results are typed dataclasses; every failure is a
+CreemError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from credit_app.errors import CreemError
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 10.0
+CANCEL_MODES = ("scheduled", "immediate")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO-8601 string (Creem's dates) or epoch milliseconds as an aware datetime.
+
+    Returns None for None or an empty string; raises ValueError for anything else unparseable.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError(f"timestamp without a time zone: {value!r}")
+        return parsed
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def object_id(value: Any) -> str | None:
+    """The id of a Creem reference, which is either an id string or an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Checkout:
+    id: str
+    checkout_url: str
+    status: str
+    product_id: str | None
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class CreemSubscription:
+    id: str
+    status: str
+    product_id: str | None
+    customer_id: str | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    canceled_at: datetime | None
+    updated_at: datetime | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, data: Any) -> CreemSubscription:
+        """Read a Creem subscription object. Raises CreemError if it is not one."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(
+                data.get("status"), str):
+            raise CreemError("Creem answered with something that is not a subscription.")
+        try:
+            return cls(
+                id=data["id"],
+                status=data["status"],
+                product_id=object_id(data.get("product")),
+                customer_id=object_id(data.get("customer")),
+                current_period_start=parse_timestamp(data.get("current_period_start_date")),
+                current_period_end=parse_timestamp(data.get("current_period_end_date")),
+                canceled_at=parse_timestamp(data.get("canceled_at")),
+                updated_at=parse_timestamp(data.get("updated_at")),
+                metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else {},
+            )
+        except ValueError as exc:
+            raise CreemError(f"Creem sent a subscription with a bad date: {exc}") from None
+
+
+class CreemClient:
+    """Talks to one Creem API base URL with one API key.
+
+    Owns the httpx client it creates (close it with `close()` or use it as a context manager);
+    an `http_client` passed in stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        """Raises ValueError for a malformed URL, an empty key or a non-positive timeout."""
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self._api_key = api_key
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), follow_redirects=False
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **options: Any) -> CreemClient:
+        """Build from CREEM_API_URL, CREEM_API_KEY and CREEM_TIMEOUT_SECONDS."""
+        return cls(config["CREEM_API_URL"], config["CREEM_API_KEY"],
+                   timeout=float(config.get("CREEM_TIMEOUT_SECONDS", 10)), **options)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> CreemClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def create_checkout(
+        self,
+        product_id: str,
+        request_id: str,
+        success_url: str,
+        customer_email: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Checkout:
+        """Open a hosted checkout for `product_id`; retried safely thanks to `request_id`.
+
+        Raises CreemError.
+        """
+        body: dict[str, Any] = {"product_id": product_id, "request_id": request_id,
+                                "success_url": success_url, "metadata": dict(metadata or {})}
+        if customer_email:
+            body["customer"] = {"email": customer_email}
+        data = self._request("POST", "/v1/checkouts", json=body, retry=True)
+        checkout_url = data.get("checkout_url")
+        if not isinstance(data.get("id"), str) or not isinstance(checkout_url, str):
+            raise CreemError("Creem did not return a checkout URL.")
+        return Checkout(id=data["id"], checkout_url=checkout_url,
+                        status=str(data.get("status") or ""),
+                        product_id=object_id(data.get("product")),
+                        request_id=data.get("request_id"))
+
+    def get_subscription(self, subscription_id: str) -> CreemSubscription:
+        """The subscription as Creem has it now. Raises CreemError."""
+        data = self._request("GET", "/v1/subscriptions",
+                             params={"subscription_id": subscription_id}, retry=True)
+        return CreemSubscription.from_payload(data)
+
+    def cancel_subscription(self, subscription_id: str,
+                            mode: str = "scheduled") -> CreemSubscription:
+        """Cancel at the period end ("scheduled") or now ("immediate"); sent once.
+
+        Raises ValueError for an unknown mode, CreemError.
+        """
+        if mode not in CANCEL_MODES:
+            raise ValueError(f"mode must be one of {CANCEL_MODES}, got {mode!r}")
+        data = self._request("POST", f"/v1/subscriptions/{subscription_id}/cancel",
+                             json={"mode": mode}, retry=False)
+        return CreemSubscription.from_payload(data)
+
+    def resume_subscription(self, subscription_id: str) -> CreemSubscription:
+        """Resume a paused or scheduled-to-cancel subscription; sent once. Raises CreemError."""
+        data = self._request("POST", f"/v1/subscriptions/{subscription_id}/resume", json={},
+                             retry=False)
+        return CreemSubscription.from_payload(data)
+
+    def customer_portal_url(self, customer_id: str) -> str:
+        """A link to Creem's billing portal for the customer; sent once. Raises CreemError."""
+        data = self._request("POST", "/v1/customers/billing", json={"customer_id": customer_id},
+                             retry=False)
+        link = data.get("customer_portal_link")
+        if not isinstance(link, str) or not link:
+            raise CreemError("Creem did not return a billing portal link.")
+        return link
+
+    def _request(self, method: str, path: str, *, retry: bool, json: Any = None,
+                 params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        attempts = self.max_retries + 1 if retry else 1
+        attempt = 0
+        while True:
+            last = attempt == attempts - 1
+            try:
+                response = self._client.request(
+                    method, self.base_url + path, json=json, params=params,
+                    headers={"x-api-key": self._api_key, "accept": "application/json"},
+                )
+            except httpx.TransportError as exc:
+                log.warning("Creem %s %s failed (%s), attempt %d of %d", method, path,
+                            type(exc).__name__, attempt + 1, attempts)
+                if last:
+                    raise CreemError() from exc
+                self._sleep(attempt, None)
+            else:
+                if response.status_code not in RETRYABLE_STATUS_CODES or last:
+                    return self._read(method, path, response)
+                log.warning("Creem %s %s answered %d, attempt %d of %d", method, path,
+                            response.status_code, attempt + 1, attempts)
+                self._sleep(attempt, response.headers.get("Retry-After"))
+            attempt += 1
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.retry_backoff * 2 ** attempt
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+        time.sleep(delay)
+
+    @staticmethod
+    def _read(method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            log.warning("Creem %s %s refused with %d: %s", method, path, response.status_code,
+                        response.text[:500])
+            if response.status_code in RETRYABLE_STATUS_CODES:
+                raise CreemError(creem_status=response.status_code)
+            raise CreemError("The payment provider refused the request.",
+                             creem_status=response.status_code)
+        try:
+            data = response.json()
+        except ValueError:
+            raise CreemError("Creem answered with something that is not JSON.") from None
+        if not isinstance(data, dict):
+            raise CreemError("Creem answered with something that is not a JSON object.")
+        return data

@@ -1,0 +1,84 @@
+"""Helpers for the subscription tests: a Creem stand-in that keeps its webhooks for the test to
+deliver, a settable clock, and posting signed events to the app."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from credit_app.models import User
+from credit_app.testing.creem_stand_in import (
+    CreemStandIn,
+    SentEvent,
+    StoredSubscription,
+    encode,
+    event_envelope,
+    sign,
+)
+
+WEBHOOK_URL = "/billing/webhooks/creem"
+
+
+class Clock:
+    """A clock the stand-in reads and the test moves."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def make_stand_in(app: Flask, clock: Clock | None = None, **options: Any) -> CreemStandIn:
+    """A stand-in that shares the app's API key and webhook secret and delivers nothing."""
+    options.setdefault("deliver", False)
+    return CreemStandIn(app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"],
+                        clock=clock, **options)
+
+
+def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
+              app: Flask | None = None) -> tuple[StoredSubscription, list[SentEvent]]:
+    """Check out and pay for `user` at the stand-in; returns the subscription and its events
+    (checkout.completed, subscription.active, subscription.paid)."""
+    from flask import current_app
+
+    config = (app or current_app).config
+    before = len(stand_in.events)
+    checkout = stand_in.create_checkout({
+        "product_id": config[plan], "request_id": f"req-{uuid.uuid4().hex}",
+        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+        "customer": {"email": user.email},
+        "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
+    })
+    stand_in.pay(checkout.id)
+    return stand_in.subscription(checkout.subscription_id), stand_in.events[before:]
+
+
+def custom_event(stand_in: CreemStandIn, subscription: StoredSubscription, event_type: str,
+                 status: str, at: datetime, **changes: Any) -> dict[str, Any]:
+    """An event the stand-in has no button for (e.g. trialing), shaped like its own."""
+    obj = stand_in.subscription_object(subscription)
+    obj.update(status=status, **changes)
+    return event_envelope(event_type, obj, int(at.timestamp() * 1000))
+
+
+def post_event(client: FlaskClient, event: SentEvent | dict[str, Any], secret: str | None = None,
+               **headers: str):
+    """POST an event to the webhook endpoint, signed with `secret` (default: the app's)."""
+    body = event.body if isinstance(event, SentEvent) else encode(event)
+    secret = secret or client.application.config["CREEM_WEBHOOK_SECRET"]
+    all_headers = {"content-type": "application/json", "creem-signature": sign(body, secret),
+                   **headers}
+    return client.post(WEBHOOK_URL, data=body, headers=all_headers)
+
+
+def payload(event: SentEvent | dict[str, Any]) -> dict[str, Any]:
+    return event.payload if isinstance(event, SentEvent) else event

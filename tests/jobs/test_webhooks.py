@@ -1,0 +1,263 @@
+"""The webhook job on rq: replays applied once, shuffled deliveries end in the newest state,
+a failure half-way is retried without a double effect, the admin re-run, and the sweep."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rq import SimpleWorker
+from sqlalchemy import func, select
+
+from credit_app.extensions import db
+from credit_app.jobs.webhooks import RETRY, process_webhook_event, sweep_lapsed_subscriptions
+from credit_app.models import CreditTransaction, Subscription, WebhookEvent
+from credit_app.redis_client import get_queue, get_redis
+from credit_app.services import credits, subscriptions
+from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+
+
+@pytest.fixture(autouse=True)
+def webhooks_queue(app):
+    queue = get_queue("webhooks")
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+@pytest.fixture
+def creem(app):
+    stand_in = make_stand_in(app)
+    yield stand_in
+    stand_in.close()
+
+
+def run_worker(queue) -> None:
+    SimpleWorker([queue], connection=get_redis()).work(burst=True)
+
+
+def plan_changes(user_id: int) -> list[CreditTransaction]:
+    return db.session.execute(
+        select(CreditTransaction).where(CreditTransaction.user_id == user_id,
+                                        CreditTransaction.feature_used == "subscription")
+        .order_by(CreditTransaction.id)
+    ).scalars().all()
+
+
+def stored(event_id: str) -> WebhookEvent:
+    return db.session.execute(
+        select(WebhookEvent).where(WebhookEvent.event_id == event_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def subscription_row(subscription_id: str) -> Subscription:
+    return db.session.execute(
+        select(Subscription).where(Subscription.creem_subscription_id == subscription_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def test_a_delivered_event_is_applied_by_an_rq_worker(client, creem, user, webhooks_queue):
+    _sub, events = subscribe(creem, user)
+    for event in events:
+        assert post_event(client, event).status_code == 200
+    assert webhooks_queue.count == 3
+    run_worker(webhooks_queue)
+    assert credits.get_user_credits(user.id).subscription_status == "pro"
+    for event in events:
+        row = stored(event.id)
+        assert row.processed_at is not None and row.attempts == 1 and row.last_error is None
+        assert row.outcome == "applied"
+    assert len(plan_changes(user.id)) == 1
+
+
+def test_the_same_event_ten_times_is_applied_once(client, creem, user, webhooks_queue):
+    _sub, events = subscribe(creem, user)
+    paid = events[-1]
+    answers = [post_event(client, paid) for _ in range(10)]
+    assert [answer.status_code for answer in answers] == [200] * 10
+    assert [answer.get_json()["duplicate"] for answer in answers] == [False] + [True] * 9
+    assert db.session.execute(select(func.count()).select_from(WebhookEvent)
+                              .where(WebhookEvent.event_id == paid.id)).scalar_one() == 1
+    assert webhooks_queue.count == 1
+    run_worker(webhooks_queue)
+    for _ in range(10):
+        assert process_webhook_event(paid.id) == "already_processed"
+    assert len(plan_changes(user.id)) == 1
+    assert stored(paid.id).attempts == 1
+
+
+SEQUENCES = {
+    "renewed then expired": (["renew", "cancel-scheduled", "resume", "past-due", "renew",
+                              "expire"], "expired", "free"),
+    "canceled then resumed and renewed": (["cancel-scheduled", "resume", "renew"], "active",
+                                          "pro"),
+    "canceled at once": (["renew", "cancel-immediate"], "canceled", "free"),
+    "scheduled to cancel": (["renew", "past-due", "renew", "cancel-scheduled"],
+                            "scheduled_cancel", "pro"),
+    "unpaid after past due": (["past-due", "unpaid"], "unpaid", "free"),
+}
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+@pytest.mark.parametrize("seed", range(6))
+def test_shuffled_deliveries_end_in_the_state_of_the_newest_event(
+        app, client, make_user, webhooks_queue, name, seed):
+    actions, final_status, final_plan = SEQUENCES[name]
+    clock = Clock(datetime.now(UTC) - timedelta(days=1))
+    stand_in = make_stand_in(app, clock)
+    user = make_user()
+    subscription, _events = subscribe(stand_in, user)
+    for action in actions:
+        clock.advance(minutes=5)
+        stand_in.act(subscription.id, action)
+    sequence = stand_in.events
+    assert len(sequence) == 3 + len(actions)
+    deliveries = sequence + random.Random(seed).sample(sequence, k=3)
+    random.Random(seed).shuffle(deliveries)
+    for event in deliveries:
+        assert post_event(client, event).status_code == 200
+    run_worker(webhooks_queue)
+    row = subscription_row(subscription.id)
+    assert (row.status, row.last_event_id) == (final_status, sequence[-1].id)
+    assert credits.get_user_credits(user.id).subscription_status == final_plan
+    assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 6
+    stand_in.close()
+
+
+def test_a_job_that_fails_half_way_is_retried_without_a_double_effect(
+        client, creem, user, monkeypatch):
+    _sub, events = subscribe(creem, user)
+    for event in events:
+        post_event(client, event)
+    real_sync = subscriptions.sync_user_plan
+
+    def crash_after_writing(*args, **kwargs):
+        real_sync(*args, **kwargs)
+        raise RuntimeError("worker lost its database connection")
+
+    monkeypatch.setattr(subscriptions, "sync_user_plan", crash_after_writing)
+    with pytest.raises(RuntimeError):
+        process_webhook_event(events[-1].id)
+    failed = stored(events[-1].id)
+    assert failed.processed_at is None and failed.attempts == 1
+    assert failed.last_error == "RuntimeError: worker lost its database connection"
+    assert plan_changes(user.id) == []
+    assert credits.get_user_credits(user.id).subscription_status == "free"
+    assert db.session.execute(select(func.count()).select_from(Subscription)
+                              .where(Subscription.user_id == user.id)).scalar_one() == 0
+
+    monkeypatch.setattr(subscriptions, "sync_user_plan", real_sync)
+    assert process_webhook_event(events[-1].id) == "applied"
+    assert process_webhook_event(events[-1].id) == "already_processed"
+    done = stored(events[-1].id)
+    assert done.attempts == 2 and done.last_error is None and done.outcome == "applied"
+    assert len(plan_changes(user.id)) == 1
+
+
+def test_rq_schedules_a_retry_with_backoff_when_the_job_fails(
+        client, creem, user, webhooks_queue, monkeypatch):
+    _sub, events = subscribe(creem, user)
+    post_event(client, events[-1])
+    (job,) = webhooks_queue.get_jobs()
+    assert job.retries_left == RETRY.max == 5 and job.retry_intervals == RETRY.intervals
+
+    def unavailable(*args, **kwargs):
+        raise ConnectionError("database restarting")
+
+    monkeypatch.setattr(subscriptions, "handle_webhook_event", unavailable)
+    run_worker(webhooks_queue)
+    job.refresh()
+    assert job.get_status() == "scheduled" and job.retries_left == 4
+    row = stored(events[-1].id)
+    assert row.attempts == 1 and "database restarting" in row.last_error
+    job.cancel()
+
+
+def test_an_event_that_is_not_stored_is_not_retried(app):
+    assert process_webhook_event("evt_never_stored") == "missing"
+
+
+class TestCommands:
+    def test_rerun_event_applies_a_stored_event_again(self, app, client, creem, user):
+        _sub, events = subscribe(creem, user)
+        post_event(client, events[-1])
+        runner = app.test_cli_runner()
+        result = runner.invoke(args=["billing", "rerun-event", events[-1].id])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == f"{events[-1].id}: applied"
+        assert credits.get_user_credits(user.id).subscription_status == "pro"
+        again = runner.invoke(args=["billing", "rerun-event", events[-1].id])
+        assert again.exit_code == 0 and stored(events[-1].id).attempts == 2
+        assert len(plan_changes(user.id)) == 1
+
+    def test_rerun_event_reports_unknown_ids_and_failures(self, app, client, creem, user):
+        runner = app.test_cli_runner()
+        result = runner.invoke(args=["billing", "rerun-event", "evt_nope"])
+        assert result.exit_code != 0 and "No webhook event 'evt_nope'" in result.output
+        sub, _events = subscribe(creem, user)
+        orphan = stored_orphan(client, creem, sub)
+        result = runner.invoke(args=["billing", "rerun-event", orphan])
+        assert result.exit_code != 0 and "failed again" in result.output
+        assert "No user is known" in stored(orphan).last_error
+
+    def test_flagged_and_clear_flag(self, app, client, creem, user):
+        runner = app.test_cli_runner()
+        sub, _events = subscribe(creem, user)
+        assert sub.id not in runner.invoke(args=["billing", "flagged"]).output
+        creem.act(sub.id, "dispute")
+        for event in creem.events:
+            post_event(client, event)
+            process_webhook_event(event.id)
+        listed = runner.invoke(args=["billing", "flagged"]).output
+        assert sub.id in listed and "dispute" in listed
+        result = runner.invoke(args=["billing", "clear-flag", sub.id])
+        assert result.exit_code == 0 and "pro plan" in result.output
+        missing = runner.invoke(args=["billing", "clear-flag", "sub_nope"])
+        assert missing.exit_code != 0 and "No subscription 'sub_nope'" in missing.output
+
+
+def stored_orphan(client, creem, sub) -> str:
+    from tests.creem_support import custom_event
+
+    orphan = custom_event(creem, sub, "subscription.paid", "active", datetime.now(UTC),
+                          metadata={}, customer={"id": "cust_unknown"})
+    post_event(client, orphan)
+    return orphan["id"]
+
+
+def test_the_sweep_job_downgrades_lapsed_subscriptions(app, client, make_user, monkeypatch):
+    stand_in = make_stand_in(app)
+    user = make_user()
+    sub, _events = subscribe(stand_in, user)
+    stand_in.act(sub.id, "cancel-scheduled")
+    for event in stand_in.events:
+        post_event(client, event)
+        process_webhook_event(event.id)
+    stand_in.close()
+    assert credits.get_user_credits(user.id).subscription_status == "pro"
+    sweep_lapsed_subscriptions()
+    assert credits.get_user_credits(user.id).subscription_status == "pro"
+    period_end = subscription_row(sub.id).current_period_end
+    monkeypatch.setattr(subscriptions, "utcnow", lambda: period_end + timedelta(seconds=1))
+    assert sweep_lapsed_subscriptions() >= 1
+    assert credits.get_user_credits(user.id).subscription_status == "free"
+    assert subscription_row(sub.id).access_ends_at is None
+    assert len(plan_changes(user.id)) == 2
+
+
+def test_a_cancellation_whose_period_already_ended_downgrades_at_once(app, client, make_user):
+    clock = Clock(datetime.now(UTC) - timedelta(days=40))
+    stand_in = make_stand_in(app, clock)
+    user = make_user()
+    sub, _events = subscribe(stand_in, user)
+    clock.advance(days=1)
+    stand_in.act(sub.id, "cancel-scheduled")
+    for event in stand_in.events:
+        post_event(client, event)
+        process_webhook_event(event.id)
+    stand_in.close()
+    assert credits.get_user_credits(user.id).subscription_status == "free"
+    assert [change.metadata_["to"] for change in plan_changes(user.id)] == ["pro", "free"]
