@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: migrate, seed the demo account, and serve web + worker on http://127.0.0.1:5000
+# Without CREEM_API_KEY, payments go to the local Creem stand-in (Procfile.dev's `creem`).
+RUN_PROCESSES := web worker $(if $(CREEM_API_KEY),,creem)
+
+## run: migrate, seed the demo account, and serve web + worker (+ the Creem stand-in when
+## CREEM_API_KEY is unset) on http://127.0.0.1:5000
 run: install
 	flask db upgrade
 	flask seed-demo
-	honcho start web worker
+	honcho -f Procfile.dev start $(RUN_PROCESSES)
 
 ## test: the whole suite on real PostgreSQL and Redis, with coverage
 test: install

@@ -1,10 +1,10 @@
 """A small client for Creem's REST API (there is no official Python SDK), on httpx.
 
-Every call sends the `x-api-key` header and has a timeout. Calls that are safe to repeat —
-GETs, and the checkout creation, which carries a `request_id` — are retried on 429, 5xx and
-transport errors with exponential backoff (honouring Retry-After); other calls are tried once,
-so a cancellation is never sent twice. Results are typed dataclasses; every failure is a
-CreemError.
+Every call sends the `x-api-key` header and has a timeout per attempt and a total budget (so a
+web request never waits past its own timeout). Calls that are safe to repeat — GETs, and the
+checkout creation, which carries a `request_id` — are retried on 429, 5xx and transport errors
+with exponential backoff (honouring Retry-After); other calls are tried once, so a cancellation
+is never sent twice. Results are typed dataclasses; every failure is a CreemError.
 """
 
 from __future__ import annotations
@@ -114,19 +114,25 @@ class CreemClient:
         timeout: float = 10.0,
         max_retries: int = 3,
         retry_backoff: float = 0.5,
+        total_timeout: float = 20.0,
         http_client: httpx.Client | None = None,
     ) -> None:
-        """Raises ValueError for a malformed URL, an empty key or a non-positive timeout."""
+        """`timeout` bounds each attempt, `total_timeout` a call with all its retries.
+
+        Raises ValueError for a malformed URL, an empty key or a non-positive timeout.
+        """
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not api_key:
             raise ValueError("api_key must not be empty")
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if timeout <= 0 or total_timeout <= 0:
+            raise ValueError("timeout and total_timeout must be positive")
         self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        self.total_timeout = float(total_timeout)
         self._api_key = api_key
         self._owns_client = http_client is None
         self._client = http_client or httpx.Client(
@@ -211,34 +217,47 @@ class CreemClient:
     def _request(self, method: str, path: str, *, retry: bool, json: Any = None,
                  params: Mapping[str, str] | None = None) -> dict[str, Any]:
         attempts = self.max_retries + 1 if retry else 1
+        deadline = time.monotonic() + self.total_timeout
         attempt = 0
         while True:
-            last = attempt == attempts - 1
+            remaining = deadline - time.monotonic()
             try:
                 response = self._client.request(
                     method, self.base_url + path, json=json, params=params,
                     headers={"x-api-key": self._api_key, "accept": "application/json"},
+                    timeout=httpx.Timeout(min(self.timeout, max(remaining, 0.1)),
+                                          connect=min(self.timeout, max(remaining, 0.1), 5.0)),
                 )
             except httpx.TransportError as exc:
                 log.warning("Creem %s %s failed (%s), attempt %d of %d", method, path,
                             type(exc).__name__, attempt + 1, attempts)
-                if last:
+                delay = self._retry_delay(attempt, attempts, None, deadline)
+                if delay is None:
                     raise CreemError() from exc
-                self._sleep(attempt, None)
             else:
-                if response.status_code not in RETRYABLE_STATUS_CODES or last:
+                delay = None
+                if response.status_code in RETRYABLE_STATUS_CODES:
+                    delay = self._retry_delay(attempt, attempts,
+                                              response.headers.get("Retry-After"), deadline)
+                if delay is None:
                     return self._read(method, path, response)
                 log.warning("Creem %s %s answered %d, attempt %d of %d", method, path,
                             response.status_code, attempt + 1, attempts)
-                self._sleep(attempt, response.headers.get("Retry-After"))
+            time.sleep(delay)
             attempt += 1
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _retry_delay(self, attempt: int, attempts: int, retry_after: str | None,
+                     deadline: float) -> float | None:
+        """How long to wait before the next attempt, or None when there is none to make."""
+        if attempt + 1 >= attempts:
+            return None
         delay = self.retry_backoff * 2 ** attempt
         if retry_after:
             with contextlib.suppress(ValueError):
                 delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
-        time.sleep(delay)
+        if time.monotonic() + delay >= deadline:
+            return None
+        return delay
 
     @staticmethod
     def _read(method: str, path: str, response: httpx.Response) -> dict[str, Any]:

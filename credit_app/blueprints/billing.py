@@ -1,23 +1,188 @@
-"""Plans and the user's subscription status: where the upgrade prompts lead."""
+"""Plans and the user's subscription: checkout with Creem, the way back to the feature that
+led here, cancel and resume, the billing portal, and Creem's signed webhooks."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+import time
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
-from credit_app.services import analytics
+from credit_app.errors import DomainError
+from credit_app.extensions import csrf, db, limiter
+from credit_app.features import FEATURES, Feature
+from credit_app.jobs.webhooks import enqueue_event
+from credit_app.services import analytics, credits, subscriptions
 
 bp = Blueprint("billing", __name__)
+
+PENDING_CHECKOUT_KEY = "billing.pending_checkout"
+# After this long without the webhook, the page says so and polls less often.
+SLOW_CONFIRMATION_SECONDS = 60
+
+
+def _feature(key: str | None) -> Feature | None:
+    return FEATURES.get(key or "")
+
+
+def _subscription_page(status: int = 200, error: str | None = None,
+                       feature: Feature | None = None) -> Response:
+    feature = feature or _feature(request.values.get("feature"))
+    page = render_template(
+        "billing/subscription.html",
+        from_feature=feature,
+        plans=subscriptions.plans(),
+        subscription=subscriptions.get_subscription_status(current_user.id),
+        balance=credits.get_user_credits(current_user.id),
+        confirm_cancel=request.args.get("confirm") == "cancel",
+        checkout=request.args.get("checkout"),
+        error=error,
+    )
+    return make_response(page, status)
+
+
+def _refused(exc: DomainError) -> Response:
+    """Show why an action on the subscription page did not happen; nothing was changed."""
+    db.session.rollback()
+    return _subscription_page(exc.status, exc.message)
 
 
 @bp.get("/dashboard/subscription")
 @login_required
-def subscription():
-    feature = FEATURES.get(request.args.get("feature", ""))
+def subscription() -> Response:
+    feature = _feature(request.args.get("feature"))
     if request.args.get("source") == "upgrade_modal":
         analytics.track("upgrade_clicked", current_user.id,
                         feature=feature.key if feature else None)
         db.session.commit()
-    return render_template("billing/subscription.html", from_feature=feature)
+    return _subscription_page(feature=feature)
+
+
+@bp.post("/dashboard/subscription/checkout")
+@login_required
+def checkout() -> Response:
+    """Send the user to Creem's hosted checkout for the chosen plan."""
+    try:
+        started = subscriptions.start_checkout(current_user, request.form.get("plan", ""),
+                                               request.form.get("feature"))
+    except DomainError as exc:
+        return _refused(exc)
+    return redirect(started.checkout_url, code=303)
+
+
+@bp.get("/dashboard/subscription/return")
+@login_required
+def checkout_return() -> Response:
+    """Where Creem sends the buyer after paying: back to the feature they wanted.
+
+    The signed parameters only shape the message; Pro itself comes from the webhooks.
+    """
+    feature = _feature(request.args.get("feature"))
+    paid = subscriptions.verify_redirect_signature(request.args.items(multi=True),
+                                                   current_app.config["CREEM_API_KEY"])
+    if paid:
+        session[PENDING_CHECKOUT_KEY] = {"at": time.time(),
+                                         "checkout_id": request.args.get("checkout_id")}
+        flash("Payment received, thank you!" + (f" Back to {feature.title.lower()}."
+                                                if feature else ""), "success")
+    target = (url_for("dashboard.feature_page", slug=feature.slug,
+                      checkout="success" if paid else None) if feature
+              else url_for("billing.subscription", checkout="success" if paid else None))
+    return redirect(target, code=303)
+
+
+def checkout_confirmation() -> str | None:
+    """Where the user's payment stands after a checkout: "confirming" (no webhook yet),
+    "slow" (still none after a minute), "welcome" (Pro now; said once), or None."""
+    pending = session.get(PENDING_CHECKOUT_KEY)
+    if not current_user.is_authenticated or not isinstance(pending, dict):
+        return None
+    if credits.get_user_credits(current_user.id).unlimited:
+        session.pop(PENDING_CHECKOUT_KEY, None)
+        return "welcome"
+    if time.time() - float(pending.get("at", 0)) > SLOW_CONFIRMATION_SECONDS:
+        return "slow"
+    return "confirming"
+
+
+@bp.app_context_processor
+def inject_checkout_confirmation() -> dict:
+    return {"checkout_confirmation": checkout_confirmation}
+
+
+@bp.get("/dashboard/subscription/confirmation")
+@login_required
+def confirmation() -> Response:
+    """The payment confirmation fragment the page polls until the webhook made the user Pro."""
+    response = make_response(render_template("billing/_checkout_confirmation.html",
+                                             polled=True,
+                                             on_feature=request.args.get("on") == "feature"))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/dashboard/subscription/cancel")
+@login_required
+def cancel() -> Response:
+    try:
+        canceled = subscriptions.cancel_subscription(current_user.id)
+    except DomainError as exc:
+        return _refused(exc)
+    db.session.commit()
+    if canceled.access_ends_at:
+        flash(f"Your subscription is canceled. You keep Pro until "
+              f"{canceled.access_ends_at:%d %B %Y}.", "success")
+    else:
+        flash("Your subscription is canceled.", "success")
+    return redirect(url_for("billing.subscription"), code=303)
+
+
+@bp.post("/dashboard/subscription/resume")
+@login_required
+def resume() -> Response:
+    try:
+        subscriptions.resume_subscription(current_user.id)
+    except DomainError as exc:
+        return _refused(exc)
+    db.session.commit()
+    flash("Your subscription is running again.", "success")
+    return redirect(url_for("billing.subscription"), code=303)
+
+
+@bp.post("/dashboard/subscription/portal")
+@login_required
+def portal() -> Response:
+    """Open Creem's billing portal (cards, invoices) for the user."""
+    try:
+        link = subscriptions.customer_portal_url(current_user.id)
+    except DomainError as exc:
+        return _refused(exc)
+    return redirect(link, code=303)
+
+
+@bp.post("/billing/webhooks/creem")
+@csrf.exempt
+@limiter.exempt
+def creem_webhook() -> Response:
+    """Store a signed Creem event and answer at once; an rq job applies it after commit.
+
+    A bad signature gets 401 and nothing is stored; an event already stored gets 200 again.
+    """
+    event, created = subscriptions.record_webhook(request.get_data(cache=False),
+                                                  request.headers.get("creem-signature"))
+    if created:
+        enqueue_event(event.event_id)
+    db.session.commit()
+    return jsonify({"received": True, "duplicate": not created})

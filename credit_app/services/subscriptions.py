@@ -187,8 +187,16 @@ def plan_for_product(product_id: str | None) -> Plan | None:
 
 
 def creem_client() -> CreemClient:
-    """A client for the configured Creem API (or the local stand-in); close it after use."""
-    return CreemClient.from_config(current_app.config)
+    """The app's client for the configured Creem API (or the local stand-in), shared by the
+    process's threads and made again if the settings change."""
+    config = current_app.config
+    settings = (config["CREEM_API_URL"], config["CREEM_API_KEY"],
+                config["CREEM_TIMEOUT_SECONDS"])
+    cached = current_app.extensions.get("creem_client")
+    if cached is None or cached[0] != settings:
+        cached = (settings, CreemClient.from_config(config))
+        current_app.extensions["creem_client"] = cached
+    return cached[1]
 
 
 # -- access rules --------------------------------------------------------------------------
@@ -292,9 +300,9 @@ def start_checkout(user: User, plan: str, return_to: str | None,
     request_id = f"checkout-{user.id}-{uuid.uuid4().hex}"
     metadata = {"user_id": str(user.id), "plan": chosen.key, "feature": feature or ""}
     success_url = url_for("billing.checkout_return", feature=feature, _external=True)
-    with _client(client) as creem:
-        checkout = creem.create_checkout(chosen.product_id, request_id, success_url,
-                                         customer_email=user.email, metadata=metadata)
+    creem = client or creem_client()
+    checkout = creem.create_checkout(chosen.product_id, request_id, success_url,
+                                     customer_email=user.email, metadata=metadata)
     return CheckoutStart(checkout.id, checkout.checkout_url, request_id)
 
 
@@ -312,9 +320,9 @@ def cancel_subscription(user_id: int, mode: str = "scheduled", now: datetime | N
     if not status.can_cancel:
         raise SubscriptionActionNotAllowed("Your subscription is not active, so there is "
                                            "nothing to cancel.")
-    with _client(client) as creem:
-        remote = _refusal_as_not_allowed(
-            lambda: creem.cancel_subscription(status.subscription.creem_subscription_id, mode))
+    creem = client or creem_client()
+    remote = _refusal_as_not_allowed(
+        lambda: creem.cancel_subscription(status.subscription.creem_subscription_id, mode))
     return _apply_remote(remote, "cancel", now)
 
 
@@ -330,9 +338,9 @@ def resume_subscription(user_id: int, now: datetime | None = None,
     if not status.can_resume:
         raise SubscriptionActionNotAllowed("Only a subscription that is canceled for the end "
                                            "of its period, or paused, can be resumed.")
-    with _client(client) as creem:
-        remote = _refusal_as_not_allowed(
-            lambda: creem.resume_subscription(status.subscription.creem_subscription_id))
+    creem = client or creem_client()
+    remote = _refusal_as_not_allowed(
+        lambda: creem.resume_subscription(status.subscription.creem_subscription_id))
     return _apply_remote(remote, "resume", now)
 
 
@@ -341,25 +349,8 @@ def customer_portal_url(user_id: int, client: CreemClient | None = None) -> str:
     status = get_subscription_status(user_id)
     if status.subscription is None or not status.can_manage_billing:
         raise NoSubscription("You have no billing account yet: subscribe first.")
-    with _client(client) as creem:
-        return creem.customer_portal_url(status.subscription.creem_customer_id)
-
-
-class _client:
-    """Use the given client as is, or make one from configuration and close it after."""
-
-    def __init__(self, client: CreemClient | None) -> None:
-        self.given, self.made = client, None
-
-    def __enter__(self) -> CreemClient:
-        if self.given is not None:
-            return self.given
-        self.made = creem_client()
-        return self.made
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.made is not None:
-            self.made.close()
+    return (client or creem_client()).customer_portal_url(
+        status.subscription.creem_customer_id)
 
 
 def _refusal_as_not_allowed(call: Callable[[], CreemSubscription]) -> CreemSubscription:

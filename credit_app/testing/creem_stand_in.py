@@ -217,7 +217,7 @@ class CreemStandIn:
         self.requests: list[tuple[str, str, int]] = []
         self.fail_next_requests = 0
         self._last_ms = 0
-        self._http = httpx.Client(timeout=10.0)
+        self._http: httpx.Client | None = None
 
     # -- checkouts -----------------------------------------------------------------------
 
@@ -532,9 +532,13 @@ class CreemStandIn:
 
     def _send(self, event: SentEvent, attempt: int) -> None:
         """POST the event once; after a non-200, schedule the next retry, as Creem does."""
+        with self.lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=10.0)
+            http = self._http
         try:
-            status: int | str = self._http.post(event.url, content=event.body,
-                                                headers=event.headers).status_code
+            status: int | str = http.post(event.url, content=event.body,
+                                          headers=event.headers).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         with self.lock:
@@ -543,7 +547,8 @@ class CreemStandIn:
             self._schedule(event, self.retry_delays[attempt], attempt + 1)
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
 
 def create_stand_in_app(stand_in: CreemStandIn | None = None, **options: Any) -> Flask:
@@ -586,7 +591,8 @@ def get_stand_in(app: Flask) -> CreemStandIn:
 @contextmanager
 def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
                    **options: Any) -> Iterator[str]:
-    """Serve `app` (or a new stand-in built with `options`) on a free port in a thread.
+    """Serve `app` (or a new stand-in built with `options`) on a free port in a thread; any
+    Flask app can be served (tests serve their webhook receivers with it).
 
     Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
     """
@@ -601,7 +607,8 @@ def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-        get_stand_in(app).close()
+        if "creem_stand_in" in app.extensions:
+            get_stand_in(app).close()
 
 
 def run_stand_in(host: str = "127.0.0.1", port: int = 5056, **options: Any) -> None:
