@@ -95,7 +95,9 @@
     const root = document.getElementById("modal-root");
     if (!root || !root.firstElementChild) return;
     root.innerHTML = "";
-    if (opener && document.contains(opener)) opener.focus();
+    // A form cannot take focus: return it to the form's submit button.
+    const target = opener && opener.matches("form") ? opener.querySelector("[type=submit]") : opener;
+    if (target && document.contains(target)) target.focus();
     opener = null;
   }
 
