@@ -1,0 +1,206 @@
+"""What a Roomcraft user does and sees, as selenium calls (a small page object)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from axe_selenium_python import Axe
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
+
+from credit_app.features import FEATURES
+from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
+
+WCAG_AA_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+BLOCKING_IMPACTS = ("serious", "critical")
+RESULT_TIMEOUT = 45
+MIN_AXE_RULES = 20
+
+_RUN_AXE = """
+const done = arguments[arguments.length - 1];
+const tags = arguments[0].filter(function (tag) { return axe.getRules([tag]).length > 0; });
+axe.run(document, {runOnly: {type: "tag", values: tags}}).then(function (results) {
+  done({version: axe.version, rules: axe.getRules(tags).length, violations: results.violations});
+}, function (error) { done({version: axe.version, error: String(error)}); });
+"""
+
+_RECORD_COUNTER_AT_SEND = """
+window.e2eCounterAtSend = [];
+document.addEventListener("htmx:beforeSend", function (event) {
+  if (!event.detail.elt.matches("[data-spends-credit]")) return;
+  const number = document.querySelector("#sidebar-credits [data-credit-number]");
+  window.e2eCounterAtSend.push(number ? number.textContent : null);
+});
+"""
+_FINISHED_GENERATION = """
+const done = document.querySelector(
+  "#generation-result .generation-succeeded, #generation-result .generation-failed");
+return done ? done.className : null;
+"""
+
+
+class Roomcraft:
+    """One browser on the live app, with the waits each step needs."""
+
+    def __init__(self, driver: WebDriver, base_url: str, screenshot_dir: Path) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.screenshot_dir = screenshot_dir
+
+    def wait(self, timeout: float = 10) -> WebDriverWait:
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,))
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base_url + path)
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.driver.current_url).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.driver.current_url).query)
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def script(self, source: str, *args: object) -> object:
+        return self.driver.execute_script(source, *args)
+
+    def sign_up(self) -> str:
+        """Create an account through the real form; returns its email."""
+        email = f"e2e-{uuid.uuid4().hex[:12]}@{CONCURRENCY_DOMAIN}"
+        self.open("/signup")
+        self.find("#email").send_keys(email)
+        self.find("#password").send_keys(PASSWORD)
+        self.find("#confirm").send_keys(PASSWORD)
+        self.find("form button[type=submit]").click()
+        self.wait().until(ec.url_matches(r"/dashboard$"))
+        return email
+
+    def counter(self) -> str | None:
+        """The sidebar's "n/total" as shown (None for Pro or no counter)."""
+        return self.script('const n = document.querySelector("#sidebar-credits '
+                           '[data-credit-number]"); return n ? n.textContent.trim() : null;')
+
+    def counter_label(self) -> str | None:
+        return self.script('const p = document.querySelector("#sidebar-credits '
+                           '.credits-count"); return p ? p.getAttribute("aria-label") : null;')
+
+    def wait_for_counter(self, text: str, timeout: float = 10) -> None:
+        self.wait(timeout).until(lambda _: self.counter() == text,
+                                 f"the counter never showed {text!r} (last: {self.counter()!r})")
+
+    def wait_for_live_counter(self) -> None:
+        """Wait for the live socket (the counter stops polling once it is open)."""
+        self.wait().until(lambda _: "live-down" not in self.find("body").get_attribute("class"),
+                          "the live credit socket did not connect")
+
+    def go_to_feature(self, key: str) -> None:
+        """Follow the sidebar link to a feature page."""
+        feature = FEATURES[key]
+        self.find(f'#sidebar a[href="/dashboard/{feature.slug}"]').click()
+        self.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), feature.title))
+        self.script(_RECORD_COUNTER_AT_SEND)
+
+    def choose_photo(self, path: Path) -> WebElement:
+        """Pick the file and wait for its preview to load; returns the preview image."""
+        self.find("#image").send_keys(str(path))
+        preview = self.find("#image-preview")
+        self.wait().until(lambda _: preview.is_displayed() and self.script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0;", preview))
+        return preview
+
+    def draw_mask(self, preview: WebElement) -> dict[str, float]:
+        """Drag from 30% to 60% of the preview's width and height; returns the mask fields."""
+        width, height = preview.size["width"], preview.size["height"]
+        start_x, start_y = round(-0.2 * width), round(-0.2 * height)
+        ActionChains(self.driver, duration=50) \
+            .move_to_element_with_offset(preview, start_x, start_y).click_and_hold() \
+            .move_by_offset(round(0.1 * width), round(0.1 * height)) \
+            .move_by_offset(round(0.2 * width), round(0.2 * height)).release().perform()
+        values = {key: self.find(f"[data-mask-{key}]").get_attribute("value")
+                  for key in ("x", "y", "w", "h")}
+        assert all(values.values()), f"the mask fields were not filled: {values}"
+        return {key: float(value) for key, value in values.items()}
+
+    def select(self, name: str, value: str) -> None:
+        Select(self.find(f'#feature-form select[name="{name}"]')).select_by_value(value)
+
+    def type_prompt(self, text: str) -> None:
+        self.find("#prompt").send_keys(text)
+
+    def generate(self) -> WebElement:
+        """Press Generate; returns the button."""
+        button = self.find("#feature-form button[type=submit]")
+        button.click()
+        return button
+
+    def counter_at_send(self, requests: int = 1) -> list[str | None]:
+        """What the counter showed as each spending request left the browser (waits for
+        `requests` of them)."""
+        def sent(_: WebDriver) -> list[str | None] | None:
+            values = self.script("return window.e2eCounterAtSend;")
+            return values if values is not None and len(values) >= requests else None
+
+        return self.wait().until(sent, "the form was not sent")
+
+    def wait_for_result(self, timeout: float = RESULT_TIMEOUT) -> str:
+        """Wait for the result fragment to finish polling; returns its text, fails on errors."""
+        try:
+            classes = self.wait(timeout).until(lambda _: self.script(_FINISHED_GENERATION))
+        except TimeoutException:
+            panel = self.find("#generation-result").get_attribute("innerHTML")
+            raise AssertionError(
+                f"the generation did not finish; the panel shows: {panel}") from None
+        text = self.find("#generation-result").text
+        assert "generation-succeeded" in classes, f"the generation failed: {text}"
+        return text
+
+    def dialog(self) -> WebElement | None:
+        found = self.driver.find_elements(By.CSS_SELECTOR, '#modal-root [role="dialog"]')
+        return found[0] if found else None
+
+    def wait_for_dialog(self) -> WebElement:
+        return self.wait().until(lambda _: self.dialog(), "the upgrade modal did not open")
+
+    def wait_for_no_dialog(self) -> None:
+        self.wait().until(lambda _: self.dialog() is None, "the upgrade modal did not close")
+
+    def focus_in_dialog(self) -> bool:
+        return self.script('const d = document.querySelector(\'#modal-root [role="dialog"]\');'
+                           "return Boolean(d && d.contains(document.activeElement));")
+
+    def active_element(self) -> WebElement:
+        return self.driver.switch_to.active_element
+
+    def screenshot(self, name: str) -> Path:
+        """Save the viewport, scrolled to the top, as <name>.png."""
+        self.script("window.scrollTo(0, 0);")
+        path = self.screenshot_dir / f"{name}.png"
+        assert self.driver.save_screenshot(str(path)), f"could not save {path}"
+        return path
+
+    def axe_violations(self) -> tuple[list[dict], str]:
+        """Serious and critical WCAG 2.1 A/AA violations on the page, and axe's report.
+
+        Tags the bundled axe-core does not know are left out (axe-selenium-python 2.x, the
+        last release for Python 3.11, bundles axe-core 3.1, which has no `wcag21a` rules).
+        """
+        axe = Axe(self.driver)
+        axe.inject()
+        outcome = self.driver.execute_async_script(_RUN_AXE, list(WCAG_AA_TAGS))
+        assert "error" not in outcome, f"axe-core {outcome.get('version')}: {outcome['error']}"
+        assert outcome["rules"] >= MIN_AXE_RULES, f"axe ran only {outcome['rules']} rules"
+        blocking = [violation for violation in outcome["violations"]
+                    if violation["impact"] in BLOCKING_IMPACTS]
+        return blocking, f"axe-core {outcome['version']}: {axe.report(blocking)}"
