@@ -39,7 +39,13 @@ from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from credit_app.creem import CreemClient, CreemSubscription, object_id, parse_timestamp
+from credit_app.creem import (
+    CANCEL_MODES,
+    CreemClient,
+    CreemSubscription,
+    object_id,
+    parse_timestamp,
+)
 from credit_app.errors import (
     AlreadySubscribed,
     CreemError,
@@ -49,6 +55,7 @@ from credit_app.errors import (
     SubscriptionActionNotAllowed,
     UnknownPlan,
     UserNotFound,
+    ValidationFailed,
     WebhookEventNotFound,
     WebhookEventUnresolved,
 )
@@ -289,7 +296,7 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
 def start_checkout(user: User, plan: str, return_to: str | None,
                    client: CreemClient | None = None) -> CheckoutStart:
     """Open a Creem checkout for `plan`; after paying, the user comes back to the feature
-    `return_to` (a feature key; anything else means the dashboard).
+    `return_to` (a feature key; anything else brings them back to the subscription page).
 
     Raises UnknownPlan, AlreadySubscribed (the user is Pro), CreemError.
     """
@@ -311,9 +318,11 @@ def cancel_subscription(user_id: int, mode: str = "scheduled", now: datetime | N
     """Cancel the user's subscription at the period end (or now, `mode="immediate"`) at Creem
     and record Creem's answer; Pro stays until the period ends.
 
-    Raises NoSubscription, SubscriptionActionNotAllowed (nothing to cancel, or Creem refused),
-    ValueError (unknown mode), CreemError.
+    Raises ValidationFailed (unknown mode), NoSubscription, SubscriptionActionNotAllowed
+    (nothing to cancel, or Creem refused), CreemError.
     """
+    if mode not in CANCEL_MODES:
+        raise ValidationFailed(f"mode must be one of: {', '.join(CANCEL_MODES)}.")
     status = get_subscription_status(user_id, now)
     if status.subscription is None:
         raise NoSubscription()

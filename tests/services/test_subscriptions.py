@@ -15,6 +15,7 @@ from credit_app.errors import (
     NoSubscription,
     SubscriptionActionNotAllowed,
     UnknownPlan,
+    ValidationFailed,
     WebhookEventUnresolved,
 )
 from credit_app.extensions import db
@@ -451,6 +452,11 @@ class TestCreemCalls:
         served.subscription(sub.id).status = "active"
         with pytest.raises(SubscriptionActionNotAllowed, match="did not allow"):
             subscriptions.resume_subscription(user.id)
+
+    def test_an_unknown_cancel_mode_is_refused_before_calling_creem(self, served, user):
+        with pytest.raises(ValidationFailed):
+            subscriptions.cancel_subscription(user.id, mode="eventually")
+        assert served.requests == []
 
     def test_nothing_to_change_without_a_subscription(self, served, user):
         for action in (subscriptions.cancel_subscription, subscriptions.resume_subscription,
