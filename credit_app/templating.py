@@ -6,10 +6,38 @@ from flask import Flask, Response, request
 from flask_login import current_user
 
 from credit_app.features import FEATURES
+from credit_app.models import CreditTransaction, LedgerKind
 from credit_app.services import credits
+
+SOURCE_NAMES = {
+    "registration": "Welcome credits",
+    "admin_grant": "Credits from our team",
+    "refund": "Refund",
+    "subscription": "Plan change",
+    "adjustment": "Correction",
+}
+
+
+def ledger_label(entry: CreditTransaction) -> str:
+    """What a ledger row means to the person whose credits it moved."""
+    feature = FEATURES.get(entry.feature_used)
+    title = feature.title if feature else SOURCE_NAMES.get(entry.feature_used, entry.feature_used)
+    metadata = entry.metadata_ or {}
+    if entry.kind == LedgerKind.RESERVE:
+        return f"{title}: started, credit held"
+    if entry.kind == LedgerKind.CONSUME:
+        return f"{title}: finished" if entry.reservation_id else title
+    if entry.kind == LedgerKind.RELEASE:
+        why = "timed out" if metadata.get("reason") == "timeout" else "did not finish"
+        return f"{title}: {why}, credit returned"
+    if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
+        return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
+    return title
 
 
 def init_templating(app: Flask) -> None:
+    app.add_template_filter(ledger_label)
+
     @app.context_processor
     def inject_credits() -> dict:
         def sidebar_credits() -> credits.UserCredits | None:

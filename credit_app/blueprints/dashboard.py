@@ -101,11 +101,14 @@ def _start(feature: Feature, reservation: CreditReservation):
                                     getattr(request.files.get("image"), "filename", None))
     except DomainError as exc:
         db.session.rollback()
-        return render("dashboard/feature.html", "dashboard/_feature_form.html", exc.status,
-                      form_values=request.form, errors={exc.details.get("field", "form"):
-                                                        exc.message},
-                      new_generation_id=request.form.get("generation_id"),
-                      **feature_context(feature))
+        response = render("dashboard/feature.html", "dashboard/_feature_form.html", exc.status,
+                          form_values=request.form,
+                          errors={exc.details.get("field", "form"): exc.message},
+                          new_generation_id=request.form.get("generation_id"),
+                          oob_credits=True, **feature_context(feature))
+        response.headers["HX-Retarget"] = "#feature-form"
+        response.headers["HX-Reswap"] = "outerHTML"
+        return response
     generation, created = generations.start_generation(
         reservation, options, upload, current_app.config["GENERATION_STORAGE_PATH"])
     if created:
@@ -115,7 +118,8 @@ def _start(feature: Feature, reservation: CreditReservation):
     if not is_htmx():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))
     return render_template("dashboard/_generation_progress.html", generation=generation,
-                           oob_credits=True)
+                           oob_credits=True,
+                           next_generation_id=generations.new_generation_id())
 
 
 def _make_feature_view(feature: Feature):

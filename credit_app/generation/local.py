@@ -67,6 +67,8 @@ VIDEO_SOURCE_SIDE = 800
 VIDEO_SIDE = 640
 VIDEO_FRAMES = 30
 VIDEO_FRAME_MS = 80
+# Play the clip twice, under five seconds, then stop: no endless motion (WCAG 2.2.2).
+VIDEO_LOOPS = 2
 MAX_INPUT_PIXELS = 40_000_000
 MIN_INPUT_SIDE = 16
 
@@ -1025,12 +1027,12 @@ def _write_animation(frames: list[Image.Image], request: GenerationRequest) -> G
         path, media_type = _output_path(request, "webp"), "image/webp"
         _save(path, lambda target: first.save(
             target, format="WEBP", save_all=True, append_images=rest, duration=VIDEO_FRAME_MS,
-            loop=0, quality=80, method=4))
+            loop=VIDEO_LOOPS, quality=80, method=4))
     else:
         path, media_type = _output_path(request, "gif"), "image/gif"
         _save(path, lambda target: first.save(
             target, format="GIF", save_all=True, append_images=rest, duration=VIDEO_FRAME_MS,
-            loop=0))
+            loop=VIDEO_LOOPS))
     return GenerationResult(path, media_type, first.width, first.height)
 
 

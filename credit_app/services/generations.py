@@ -50,13 +50,14 @@ def _choice(raw: Mapping[str, Any], name: str, allowed: Mapping[str, str], label
 
 
 def _fraction(raw: Mapping[str, Any], name: str) -> float:
+    """A percentage from the form (0 to 100) as a fraction of the photo."""
     try:
         value = float(raw.get(name, ""))
     except (TypeError, ValueError):
         raise ValidationFailed("Mark the area to remove on the photo.", field="mask") from None
-    if not 0.0 <= value <= 1.0:
+    if not 0.0 <= value <= 100.0:
         raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
-    return value
+    return value / 100
 
 
 def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@
     const backdrop = document.querySelector("[data-drawer-close]");
     if (backdrop) backdrop.hidden = !open;
     if (open) { const link = document.querySelector("#sidebar a"); if (link) link.focus(); }
+    else if (button && document.activeElement && document.activeElement.closest("#sidebar")) button.focus();
   }
 
   // Live updates: poll only while the socket is down (htmx's ws extension reconnects with
@@ -40,10 +41,14 @@
     if (!counter || counter.dataset.unlimited === "true") return;
     const remaining = Number(counter.dataset.remaining), total = counter.dataset.total;
     const number = counter.querySelector("[data-credit-number]");
-    if (number && remaining > 0) number.textContent = (remaining - 1) + "/" + total;
+    const text = counter.querySelector("[data-credit-text]");
+    if (!number || remaining <= 0) return;
+    number.textContent = (remaining - 1) + "/" + total;
+    if (text) text.textContent = (remaining - 1) + " of " + total + " credits remaining";
   });
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (event.detail.elt.matches("[data-spends-credit]") && !event.detail.successful) {
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (event.detail.elt.matches("[data-spends-credit]") && status !== 200) {
       htmx.ajax("GET", "/dashboard/credits", { target: "#sidebar-credits", swap: "outerHTML" });
     }
   });
@@ -83,7 +88,7 @@
     box.hidden = false;
     const offsetX = img.left - stage.left, offsetY = img.top - stage.top;
     const form = drag.stage.closest("form");
-    const set = (key, value) => { form.querySelector("[data-mask-" + key + "]").value = value.toFixed(4); };
+    const set = (key, value) => { form.querySelector("[data-mask-" + key + "]").value = (100 * value).toFixed(1); };
     set("x", clamp((left - offsetX) / img.width, 0, 1));
     set("y", clamp((top - offsetY) / img.height, 0, 1));
     set("w", clamp(width / img.width, 0, 1));

@@ -13,7 +13,7 @@ def test_sidebar_fragment_is_one_template_for_polling(user_client):
     response = user_client.get("/dashboard/credits", headers={"HX-Request": "true"})
     text = response.get_data(as_text=True)
     assert response.status_code == 200 and 'id="sidebar-credits"' in text
-    assert "6/6" in text and 'aria-label="6 of 6 credits remaining"' in text
+    assert "6/6" in text and ">6 of 6 credits remaining</span>" in text
     assert "<html" not in text
     assert "HX-Request" in response.headers["Vary"]
     assert response.headers["Cache-Control"] == "no-store"

@@ -93,8 +93,9 @@ class Roomcraft:
                            '[data-credit-number]"); return n ? n.textContent.trim() : null;')
 
     def counter_label(self) -> str | None:
-        return self.script('const p = document.querySelector("#sidebar-credits '
-                           '.credits-count"); return p ? p.getAttribute("aria-label") : null;')
+        """What a screen reader reads for the counter (its visually hidden full text)."""
+        return self.script('const t = document.querySelector("#sidebar-credits '
+                           '[data-credit-text]"); return t ? t.textContent.trim() : null;')
 
     def wait_for_counter(self, text: str, timeout: float = 10) -> None:
         self.wait(timeout).until(lambda _: self.counter() == text,
