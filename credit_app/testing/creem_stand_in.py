@@ -704,7 +704,8 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <style>body{{font-family:system-ui,sans-serif;max-width:760px;margin:2rem auto;padding:0 1rem;
 color:#1d1d1f}}.box{{border:1px solid #ddd;border-radius:12px;padding:1.25rem;margin:1rem 0}}
 button{{font:inherit;padding:.5rem 1rem;border-radius:8px;border:1px solid #999;cursor:pointer;
-margin:.15rem}}.pay{{background:#1f6feb;color:#fff;border-color:#1f6feb}}
+margin:.15rem}}input{{font:inherit;padding:.3rem .5rem;width:22rem;max-width:100%}}
+.pay{{background:#1f6feb;color:#fff;border-color:#1f6feb}}
 .note{{color:#666;font-size:.9rem}}form{{display:inline}}table{{border-collapse:collapse;
 width:100%}}td,th{{text-align:left;padding:.3rem;border-bottom:1px solid #eee;font-size:.9rem}}
 </style></head><body><p class="note">Creem stand-in (test mode, no real payments)</p>

@@ -4,6 +4,7 @@ round trip through the stand-in back to the feature, cancel, resume and the bill
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -13,9 +14,9 @@ from sqlalchemy import func, select
 
 from credit_app.blueprints.billing import PENDING_CHECKOUT_KEY
 from credit_app.extensions import db
-from credit_app.models import WebhookEvent
+from credit_app.models import Subscription, WebhookEvent
 from credit_app.redis_client import get_queue, get_redis
-from credit_app.services import credits
+from credit_app.services import credits, subscriptions
 from credit_app.testing.creem_stand_in import create_stand_in_app, encode, serve_stand_in, sign
 from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, subscribe
 
@@ -285,6 +286,21 @@ class TestManage:
         assert creem.subscription(subscription.id).status == "active"
         text = page(user_client.get("/dashboard/subscription"))
         assert "running again" in text and "renews on" in text
+
+    def test_after_the_period_end_a_canceled_subscription_reads_canceled(
+            self, creem, user, user_client, webhooks_queue):
+        subscription = make_pro(user_client, creem, user, webhooks_queue)
+        assert user_client.post("/dashboard/subscription/cancel").status_code == 303
+        ends = db.session.execute(
+            select(Subscription.access_ends_at)
+            .where(Subscription.creem_subscription_id == subscription.id)).scalar_one()
+        assert subscriptions.downgrade_lapsed(now=ends + timedelta(seconds=1)) == [user.id]
+        db.session.commit()
+        text = page(user_client.get("/dashboard/subscription"))
+        ended = f'<time datetime="{ends.isoformat()}">{ends:%d %B %Y}</time>'
+        assert f"Canceled, ended {ended}." in text
+        assert "Scheduled cancel" not in text and "Resume subscription" not in text
+        assert "<strong>Free</strong>" in text and "Choose Pro monthly" in text
 
     def test_cancel_and_resume_without_a_subscription_are_refused_on_the_page(self,
                                                                               user_client):
