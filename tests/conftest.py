@@ -20,6 +20,7 @@ import pytest
 from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 from flask_login.utils import _create_identifier
+from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 
 from credit_app import create_app
@@ -88,7 +89,8 @@ def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         connection = db.engine.connect()
         transaction = connection.begin()
         db.session = db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint"}
+            {"bind": connection, "join_transaction_mode": "create_savepoint",
+             "class_": BoundSession}
         )
         try:
             yield
@@ -97,6 +99,14 @@ def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
             db.session = original
             transaction.rollback()
             connection.close()
+
+
+class BoundSession(FlaskSession):
+    """Flask-SQLAlchemy's session picks the app's engine for every statement, which would
+    bypass the test's connection (and commit for real); this one always uses its bind."""
+
+    def get_bind(self, *args, **kwargs):
+        return self.bind
 
 
 def _delete_committed_test_users() -> None:
