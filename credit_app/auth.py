@@ -31,7 +31,8 @@ def init_auth(app: Flask) -> None:
 def load_user(user_id: str) -> User | None:
     if not user_id.isdigit():
         return None
-    return db.session.get(User, int(user_id))
+    user = db.session.get(User, int(user_id))
+    return None if user is None or user.is_deleted else user
 
 
 @login_manager.request_loader

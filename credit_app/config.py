@@ -211,10 +211,34 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
         **_creem_config(env),
+        **_operations_config(env),
     }
     if overrides:
         config.update(overrides)
     return config
+
+
+def _operations_config(env: str) -> dict:
+    """Analytics rollups and retention, the rollout cache, health, metrics and logging.
+
+    Raises ConfigError for a retention under 2 days or a LOG_FORMAT other than json or text.
+    """
+    retention = _int("ANALYTICS_RETENTION_DAYS", 90)
+    if retention < 2:
+        raise ConfigError("ANALYTICS_RETENTION_DAYS must be at least 2")
+    log_format = os.environ.get("LOG_FORMAT", "json" if env == "production" else "text")
+    if log_format.strip().lower() not in {"json", "text"}:
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {log_format!r}")
+    return {
+        "ANALYTICS_RETENTION_DAYS": retention,
+        "ANALYTICS_ROLLUP_INTERVAL_SECONDS": _int("ANALYTICS_ROLLUP_INTERVAL_SECONDS", 60),
+        "ROLLOUT_CACHE_SECONDS": _int("ROLLOUT_CACHE_SECONDS", 0 if env == "testing" else 5),
+        "WORKER_HEARTBEAT_INTERVAL_SECONDS": _int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 30),
+        "WORKER_HEARTBEAT_MAX_AGE_SECONDS": _int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 90),
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip(),
+        "LOG_FORMAT": log_format.strip().lower(),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").strip().upper(),
+    }
 
 
 def _limits_storage_uri(redis_url: str) -> str:

@@ -113,7 +113,8 @@ def _delete_committed_test_users() -> None:
     db.session.remove()
     with db.engine.begin() as connection:
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
-        for table in ("credit_transactions", "credit_reservations", "api_tokens"):
+        for table in ("analytics_events", "credit_transactions", "credit_reservations",
+                      "api_tokens"):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
         connection.execute(text(f"DELETE FROM users WHERE id IN ({ids})"))
 

@@ -1,6 +1,13 @@
 """Database models. Import from here so Alembic and the app see every table."""
 
-from credit_app.models.analytics import EVENT_TYPES, AnalyticsEvent
+from credit_app.models.analytics import (
+    EVENT_TYPES,
+    AnalyticsActiveDay,
+    AnalyticsDailyActiveUsers,
+    AnalyticsDailyRollup,
+    AnalyticsEvent,
+    AnalyticsUserFunnel,
+)
 from credit_app.models.api_token import ApiToken
 from credit_app.models.credit import (
     CreditReservation,
@@ -9,6 +16,7 @@ from credit_app.models.credit import (
     ReservationStatus,
 )
 from credit_app.models.generation import Generation, GenerationStatus
+from credit_app.models.staff import AUDIT_ACTIONS, AuditLogEntry, FeatureFlag
 from credit_app.models.subscription import (
     CREEM_STATUSES,
     STAFF_FLAGS,
@@ -18,14 +26,21 @@ from credit_app.models.subscription import (
 from credit_app.models.user import SUBSCRIPTION_STATUSES, User, UserRole
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "CREEM_STATUSES",
     "EVENT_TYPES",
     "STAFF_FLAGS",
     "SUBSCRIPTION_STATUSES",
+    "AnalyticsActiveDay",
+    "AnalyticsDailyActiveUsers",
+    "AnalyticsDailyRollup",
     "AnalyticsEvent",
+    "AnalyticsUserFunnel",
     "ApiToken",
+    "AuditLogEntry",
     "CreditReservation",
     "CreditTransaction",
+    "FeatureFlag",
     "Generation",
     "GenerationStatus",
     "LedgerKind",

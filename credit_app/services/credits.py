@@ -42,6 +42,7 @@ from credit_app.models import (
     ReservationStatus,
     User,
 )
+from credit_app.services import ledger_observers, rollout
 
 MAX_GRANT = 100_000
 MAX_BALANCE = 1_000_000_000
@@ -105,8 +106,12 @@ def get_feature(feature: str) -> Feature:
 
 
 def cost_for(user: User, feature: Feature) -> int:
-    """What a use of `feature` takes from `user`'s balance: nothing for Pro."""
-    return 0 if user.is_pro else feature.cost
+    """What a use of `feature` takes from `user`'s balance: nothing for Pro, and nothing for a
+    free user outside the enforcement rollout (services/rollout.py; the use is still recorded).
+    """
+    if user.is_pro or not rollout.is_enforced(user.id):
+        return 0
+    return feature.cost
 
 
 def _validate_generation_id(generation_id: str) -> str:
@@ -172,6 +177,7 @@ def _post(
     live.publish_after_commit(db.session(), live.credit_update(
         kind, user.id, balance, user.credits_total, user.subscription_status,
         source if source in FEATURES else None))
+    ledger_observers.observe(entry, user)
     return entry
 
 
@@ -247,7 +253,7 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
         source=feature,
         credits_consumed=definition.cost,
         generation_id=generation_id,
-        metadata={"plan": user.subscription_status},
+        metadata={"plan": user.subscription_status, **rollout.enforcement_note(user)},
     )
     return ConsumeResult(True, user.credits_remaining, entry.id, replayed=False)
 
@@ -296,7 +302,8 @@ def reserve_credit(
         generation_id=generation_id,
         reservation_id=reservation.id,
         metadata={"plan": user.subscription_status,
-                  "expires_at": reservation.expires_at.isoformat()},
+                  "expires_at": reservation.expires_at.isoformat(),
+                  **rollout.enforcement_note(user)},
     )
     return reservation
 

@@ -32,7 +32,7 @@ from credit_app.models import (
     GenerationStatus,
     ReservationStatus,
 )
-from credit_app.services import credits
+from credit_app.services import analytics, credits
 from credit_app.services.credits import utcnow
 
 
@@ -190,6 +190,7 @@ def fail_generation(generation_pk: int, message: str) -> Generation:
     generation.status = GenerationStatus.FAILED
     generation.error_message = message
     generation.finished_at = utcnow()
+    analytics.track("generation_failed", generation.user_id, feature=generation.feature)
     db.session.flush()
     return generation
 
@@ -207,6 +208,8 @@ def fail_abandoned_generations() -> list[int]:
         generation.error_message = ("The generation took too long and was stopped. "
                                     "Your credit was returned.")
         generation.finished_at = utcnow()
+        analytics.track("generation_failed", generation.user_id, feature=generation.feature,
+                        properties={"reason": "timeout"})
     db.session.flush()
     return [generation.id for generation in abandoned]
 

@@ -16,7 +16,7 @@ from credit_app.extensions import db
 from credit_app.features import FEATURES
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.generations import run_generation
-from credit_app.models import CreditReservation, Generation
+from credit_app.models import AnalyticsEvent, CreditReservation, Generation
 from credit_app.redis_client import get_queue, get_redis
 from credit_app.services import credits
 
@@ -206,17 +206,17 @@ def test_without_credits_htmx_gets_the_upgrade_modal(user_client, user):
     for _ in range(6):
         credits.consume_credit(user.id, "interior")
     db.session.commit()
-    analytics = get_queue("analytics")
-    analytics.empty()
     response = start(user_client, "video")
     text = response.get_data(as_text=True)
     assert "You've used all your free credits!" in text
     assert "feature=video" in text and "Maybe Later" in text
     assert response.headers["HX-Retarget"] == "#modal-root"
-    assert analytics.count == 1
+    shown = db.session.execute(select(AnalyticsEvent).where(
+        AnalyticsEvent.user_id == user.id, AnalyticsEvent.event_type == "upgrade_modal_shown")
+    ).scalars().all()
+    assert [(event.feature, event.credits_remaining) for event in shown] == [("video", 0)]
     assert db.session.scalar(select(func.count()).select_from(Generation)
                              .where(Generation.user_id == user.id)) == 0
-    analytics.empty()
 
 
 def test_pro_users_generate_without_spending(app, make_user):

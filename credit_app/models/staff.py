@@ -1,0 +1,60 @@
+"""Staff-side state: feature flags with a percentage rollout, and the audit log of staff actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from credit_app.extensions import db
+from credit_app.models.user import _in_list
+
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "credits.grant",
+    "credits.remove",
+    "credits.adjust",
+    "plan.change",
+    "rollout.change",
+    "webhook.rerun",
+    "account.delete",
+)
+
+
+class FeatureFlag(db.Model):
+    """A switch rolled out to `percentage` % of users, chosen by a hash of their id."""
+
+    __tablename__ = "feature_flags"
+    __table_args__ = (
+        CheckConstraint("percentage BETWEEN 0 AND 100", name="percentage_range"),
+    )
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    percentage: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now(), onupdate=func.now())
+
+
+class AuditLogEntry(db.Model):
+    """One staff action: who did what to whom, with its details (no emails or addresses)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_target_user_id", "target_user_id",
+              postgresql_where=text("target_user_id IS NOT NULL")),
+        Index("ix_audit_log_action_id", "action", "id"),
+        CheckConstraint(_in_list("action", AUDIT_ACTIONS), name="action_allowed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    target_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    target: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
+                                          server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now())

@@ -1,0 +1,98 @@
+"""Deleting an account: the person's data goes, the totals stay.
+
+The `users` row is kept as a tombstone (email replaced, password unusable, `deleted_at` set)
+because the ledger, generations and subscriptions refer to it: the balance still equals the
+sum of the ledger and every total still adds up, but nothing left identifies the person.
+Removed or scrubbed: API tokens; generations' prompts, options and files (uploads and results);
+free text in ledger metadata; the user id and properties of raw analytics events. The rollups
+keep counts keyed by the tombstone's id only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+from sqlalchemy import delete, select, text, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from credit_app.errors import DomainError, ValidationFailed
+from credit_app.extensions import db
+from credit_app.models import ApiToken, Generation, User, UserRole
+from credit_app.services import analytics, audit, subscriptions
+from credit_app.services.analytics import utcnow
+
+DELETED_DOMAIN = "deleted.invalid"
+# Ledger metadata keys that say nothing about the person; everything else is dropped.
+LEDGER_KEYS_KEPT: tuple[str, ...] = ("plan", "from", "to", "expires_at", "enforcement",
+                                     "product_id")
+
+
+class WrongPassword(ValidationFailed):
+    code = "wrong_password"
+    default_message = "That password is not right."
+
+
+class SubscriptionStillRenews(DomainError):
+    status = 409
+    code = "subscription_still_renews"
+    default_message = ("Your Pro subscription still renews. Cancel it on the Subscription page "
+                       "first, then delete your account.")
+
+
+class AccountAlreadyDeleted(DomainError):
+    status = 409
+    code = "account_deleted"
+    default_message = "This account has already been deleted."
+
+
+def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path]:
+    """Delete the person's data as described above, in the caller's transaction.
+
+    Returns the folders of their uploads and results, to remove once the caller has committed
+    (`remove_files`). Raises WrongPassword, SubscriptionStillRenews, AccountAlreadyDeleted,
+    UserNotFound (from the subscription check).
+    """
+    user = db.session.execute(
+        select(User).where(User.id == user_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if user.is_deleted:
+        raise AccountAlreadyDeleted()
+    if not isinstance(password, str) or not check_password_hash(user.password_hash, password):
+        raise WrongPassword(field="password")
+    if subscriptions.get_subscription_status(user.id).can_cancel:
+        raise SubscriptionStillRenews()
+    root = storage_root.resolve()
+    folders = {root / str(user.id)}
+    for input_path, output_path in db.session.execute(
+            select(Generation.input_path, Generation.output_path)
+            .where(Generation.user_id == user.id)):
+        folders.update(Path(path).resolve().parent for path in (input_path, output_path)
+                       if path and Path(path).resolve().parent.is_relative_to(root)
+                       and Path(path).resolve().parent != root)
+    db.session.execute(update(Generation).where(Generation.user_id == user.id)
+                       .values(options={}, input_path="", output_path=None))
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    db.session.execute(
+        text("UPDATE credit_transactions SET metadata = ("
+             " SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
+             " FROM jsonb_each(coalesce(metadata, '{}'::jsonb)) WHERE key = ANY(:kept))"
+             " WHERE user_id = :user_id"),
+        {"kept": list(LEDGER_KEYS_KEPT), "user_id": user.id},
+    )
+    analytics.anonymise_user_events(user.id)
+    user.email = f"deleted-{user.id}-{secrets.token_hex(6)}@{DELETED_DOMAIN}"
+    user.password_hash = generate_password_hash(secrets.token_urlsafe(32))
+    user.role = UserRole.USER
+    user.deleted_at = utcnow()
+    audit.record(user.id, "account.delete", target_user_id=user.id)
+    db.session.flush()
+    return sorted(folders)
+
+
+def remove_files(folders: list[Path]) -> None:
+    """Remove the folders `delete_account` returned (after the commit); missing ones are fine."""
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,170 @@
+"""What the admin pages do and show beyond the credit API: remove credits, re-run a webhook
+event (each audited with the staff member's id in the same transaction: credit changes through
+`ledger_observers`, the rest here), and the lists of webhook events, failed generations and
+rq queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.results import Result
+from sqlalchemy import select
+
+from credit_app.errors import InvalidAmount, ValidationFailed, WebhookEventNotFound
+from credit_app.extensions import db
+from credit_app.jobs.webhooks import enqueue_event
+from credit_app.models import (
+    CreditTransaction,
+    Generation,
+    GenerationStatus,
+    LedgerKind,
+    WebhookEvent,
+)
+from credit_app.redis_client import QUEUE_NAMES
+from credit_app.services import audit, credits, subscriptions
+
+
+def remove_credits(user_id: int, amount: object, reason: object,
+                   actor_id: int) -> CreditTransaction:
+    """Take `amount` credits off the user's balance (an `adjust` ledger row with the reason).
+
+    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance),
+    UserNotFound.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) \
+            or not 1 <= amount <= credits.MAX_GRANT:
+        raise InvalidAmount(f"The amount must be a whole number between 1 and "
+                            f"{credits.MAX_GRANT}.", field="amount")
+    reason = audit.clean_reason(reason)
+    user = credits._lock_user(user_id)
+    if amount > user.credits_remaining:
+        raise ValidationFailed(f"The user has {user.credits_remaining} credits; remove at most "
+                               "that many.", field="amount")
+    return credits._post(user, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
+                         actor_id=actor_id, metadata={"reason": reason})
+
+
+def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
+    """Mark a stored webhook event unprocessed and queue it again once the caller commits.
+
+    Raises WebhookEventNotFound.
+    """
+    before = db.session.execute(
+        select(WebhookEvent).where(WebhookEvent.event_id == event_id)
+    ).scalar_one_or_none()
+    previous = ({"outcome": before.outcome, "attempts": before.attempts,
+                 "last_error": before.last_error} if before is not None else {})
+    event = subscriptions.reset_event(event_id)
+    audit.record(actor_id, "webhook.rerun", target=event_id,
+                 details={"event_type": event.event_type, "previous": previous})
+    enqueue_event(event_id)
+    return event
+
+
+WEBHOOK_FILTERS: tuple[str, ...] = ("all", "pending", "failed", "processed")
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class WebhookPage:
+    items: list[WebhookEvent]
+    next_before: int | None
+
+
+def webhook_status(event: WebhookEvent) -> str:
+    """processed, failed (tried, not processed) or pending (never tried)."""
+    if event.processed_at is not None:
+        return "processed"
+    return "failed" if event.attempts > 0 else "pending"
+
+
+def list_webhook_events(status: str = "all", before: int | None = None,
+                        limit: int = PAGE_SIZE) -> WebhookPage:
+    """Stored webhook events, newest first. Raises ValidationFailed for an unknown filter."""
+    if status not in WEBHOOK_FILTERS:
+        raise ValidationFailed(f"Filter by one of: {', '.join(WEBHOOK_FILTERS)}.",
+                               field="status")
+    query = select(WebhookEvent)
+    if status == "processed":
+        query = query.where(WebhookEvent.processed_at.is_not(None))
+    elif status == "failed":
+        query = query.where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts > 0)
+    elif status == "pending":
+        query = query.where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts == 0)
+    if before is not None:
+        query = query.where(WebhookEvent.id < before)
+    rows = db.session.execute(query.order_by(WebhookEvent.id.desc()).limit(limit + 1)
+                              ).scalars().all()
+    items = list(rows[:limit])
+    return WebhookPage(items, items[-1].id if len(rows) > limit else None)
+
+
+def get_webhook_event(pk: int) -> WebhookEvent:
+    """Raises WebhookEventNotFound."""
+    event = db.session.get(WebhookEvent, pk)
+    if event is None:
+        raise WebhookEventNotFound()
+    return event
+
+
+def failed_generations(limit: int = PAGE_SIZE) -> list[Generation]:
+    """The most recent failed generations."""
+    return list(db.session.execute(
+        select(Generation).where(Generation.status == GenerationStatus.FAILED)
+        .order_by(Generation.finished_at.desc().nulls_last(), Generation.id.desc()).limit(limit)
+    ).scalars())
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    queued: int
+    started: int
+    failed: int
+    scheduled: int
+    deferred: int
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    queue: str
+    job_id: str
+    description: str
+    ended_at: datetime | None
+    error: str
+
+
+def queue_states(connection: redis.Redis) -> list[QueueState]:
+    """How many jobs each rq queue holds, runs, failed, has scheduled and deferred."""
+    states = []
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection)
+        states.append(QueueState(name, queue.count, queue.started_job_registry.count,
+                                 queue.failed_job_registry.count,
+                                 queue.scheduled_job_registry.count,
+                                 queue.deferred_job_registry.count))
+    return states
+
+
+def failed_jobs(connection: redis.Redis, queue_name: str = "generations",
+                limit: int = PAGE_SIZE) -> list[FailedJob]:
+    """The newest jobs in a queue's failed registry, with the last line of their error."""
+    queue = Queue(queue_name, connection=connection)
+    registry = queue.failed_job_registry
+    job_ids = registry.get_job_ids(0, limit - 1)
+    jobs = []
+    for job in Job.fetch_many(job_ids, connection=connection):
+        if job is None:
+            continue
+        result = job.latest_result()
+        failed = result is not None and result.type == Result.Type.FAILED
+        error = (result.exc_string or "").strip().splitlines() if failed else []
+        jobs.append(FailedJob(queue_name, job.id, job.description or job.func_name,
+                              result.created_at if result is not None else None,
+                              error[-1] if error else ""))
+    return jobs
