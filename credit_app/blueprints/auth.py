@@ -9,8 +9,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from credit_app.errors import DomainError
 from credit_app.extensions import db, limiter
-from credit_app.forms import ApiTokenForm, LoginForm, SignupForm
-from credit_app.services import accounts
+from credit_app.forms import ApiTokenForm, DeleteAccountForm, LoginForm, SignupForm
+from credit_app.services import accounts, privacy
 
 bp = Blueprint("auth", __name__)
 auth_limit = limiter.limit(lambda: current_app.config["RATELIMIT_AUTH"], methods=["POST"])
@@ -109,3 +109,29 @@ def revoke_api_token(token_id: int):
     else:
         flash("No such active token.", "error")
     return redirect(url_for("auth.api_tokens"))
+
+
+@bp.route("/settings/account", methods=["GET", "POST"])
+@login_required
+def account():
+    """The account page; its form deletes the account after the password is confirmed."""
+    form = DeleteAccountForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            folders = privacy.delete_account(current_user.id, form.password.data,
+                                             current_app.config["GENERATION_STORAGE_PATH"])
+        except DomainError as exc:
+            db.session.rollback()
+            form.password.errors = [*form.password.errors, exc.message]
+            status = exc.status
+        else:
+            db.session.commit()
+            privacy.remove_files(folders)
+            logout_user()
+            flash("Your account and your designs are deleted. Thank you for trying Roomcraft.",
+                  "info")
+            return redirect(url_for("auth.login"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("auth/account.html", form=form), status
