@@ -35,8 +35,11 @@ test: install
 lint: install
 	ruff check .
 
+## bench: the credit path and the analytics queries (docs/performance.md), then the ledger audit
 bench: install
 	python -m bench.credits
+	python -m bench.analytics
+	flask credits audit
 
 postman: install
 	flask api postman > docs/postman_collection.json

@@ -53,6 +53,27 @@ class SignedInClient(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+_SESSION_APPS: list[Flask] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the run, `flask credits audit` on what the tests left committed; a broken
+    invariant fails the run."""
+    if not _SESSION_APPS or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return
+    app = _SESSION_APPS[0]
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["credits", "audit"])
+        db.engine.dispose()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_sep("-", "flask credits audit")
+        reporter.write_line(result.output.strip())
+    if result.exit_code != 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def app() -> Iterator[Flask]:
     app = create_app(
@@ -66,6 +87,7 @@ def app() -> Iterator[Flask]:
         },
     )
     app.test_client_class = SignedInClient
+    _SESSION_APPS.append(app)
     with app.app_context():
         with db.engine.begin() as connection:
             connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
