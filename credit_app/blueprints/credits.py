@@ -51,7 +51,7 @@ def get_credits() -> Response:
 
 @bp.post("/consume")
 @login_required
-@limiter.limit(lambda: current_app.config["RATELIMIT_CONSUME"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_CONSUME"], override_defaults=False)
 @documented(
     summary="Consume a credit for a generation",
     description="Spends the feature's cost (nothing for Pro, though the use is recorded). "

@@ -208,20 +208,26 @@ def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
 
 def _prior_use(user_id: int, generation_id: str) -> tuple[CreditTransaction | None,
                                                           CreditReservation | None]:
-    consumed = db.session.execute(
-        select(CreditTransaction).where(
-            CreditTransaction.user_id == user_id,
-            CreditTransaction.generation_id == generation_id,
-            CreditTransaction.kind == LedgerKind.CONSUME,
-        )
-    ).scalar_one_or_none()
-    reservation = db.session.execute(
-        select(CreditReservation).where(
-            CreditReservation.user_id == user_id,
-            CreditReservation.generation_id == generation_id,
-        )
-    ).scalar_one_or_none()
-    return consumed, reservation
+    """What `generation_id` already did for this user: a spend, a hold, both or neither.
+
+    One round trip on the usual path (a new id); the rows are loaded only when they exist.
+    """
+    consumed_id = (
+        select(CreditTransaction.id)
+        .where(CreditTransaction.user_id == user_id,
+               CreditTransaction.generation_id == generation_id,
+               CreditTransaction.kind == LedgerKind.CONSUME)
+        .scalar_subquery()
+    )
+    reservation_id = (
+        select(CreditReservation.id)
+        .where(CreditReservation.user_id == user_id,
+               CreditReservation.generation_id == generation_id)
+        .scalar_subquery()
+    )
+    found = db.session.execute(select(consumed_id, reservation_id)).one()
+    return (db.session.get(CreditTransaction, found[0]) if found[0] else None,
+            db.session.get(CreditReservation, found[1]) if found[1] else None)
 
 
 def consume_credit(user_id: int, feature: str, generation_id: str | None = None) -> ConsumeResult:

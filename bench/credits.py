@@ -1,0 +1,1049 @@
+"""Benchmark of the credit path against a real gunicorn, PostgreSQL and Redis.
+
+One run measures:
+
+1. POST /api/user/credits/consume with 1, 50 and 200 concurrent clients, each client a
+   separate user with its own API token, each request with a fresh generation_id.
+2. What `@credit_required` adds to a request: the two routes of bench/probe_app.py, the
+   same view with and without the decorator, each at the same client counts (1 and 50).
+3. The database ceiling: the ledger statements consume_credit runs, sent directly through
+   psycopg in one transaction per operation, at the same client counts as 1.
+
+It prints the tables and rewrites its own section of docs/performance.md (between the
+`credits` markers; other benchmarks' sections are left alone). Run it from the project root:
+
+    python -m bench.credits          (or: .venv/bin/python bench/credits.py)
+
+With DATABASE_URL / REDIS_URL unset it uses the embedded servers under instance/, like the
+app. Benchmark users are `bench-<n>@bench.example.com`; they are reused across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import platform
+import queue
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import psycopg
+from flask import Flask
+from psycopg.types.json import Jsonb
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "performance.md"
+CONSUME_PATH = "/api/user/credits/consume"
+PLAIN_PATH = "/bench/probe/plain"
+CREDIT_PATH = "/bench/probe/credit"
+FEATURE = "interior"
+TOKEN_NAME = "bench"
+EMAIL_TEMPLATE = "bench-{n}@bench.example.com"
+TOP_UP_BELOW = 100_000
+BALANCE_TARGET = 300_000
+UNLIMITED_RATE = "1000000 per minute"
+CONNECTION_HEADROOM = 10
+SERVER_START_TIMEOUT = 60.0
+TARGETS_MS = {"credit_check": 50.0, "api": 200.0, "credit_operation": 100.0}
+CPU_GROUPS = ("bench client", "gunicorn", "PostgreSQL", "Redis", "other")
+SECTION_START, SECTION_END = "<!-- credits:start -->", "<!-- credits:end -->"
+QUIET_BUSY = 0.15
+
+# The ledger statements consume_credit sends for a request with a generation_id, in order.
+LOCK_USER_SQL = """
+    SELECT id, email, password_hash, role, credits_remaining, credits_total,
+           subscription_status, credits_granted_at, created_at, updated_at
+    FROM users WHERE id = %s FOR UPDATE
+"""
+PRIOR_USE_SQL = """
+    SELECT (SELECT id FROM credit_transactions
+            WHERE user_id = %(user)s AND generation_id = %(gen)s AND kind = 'consume'),
+           (SELECT id FROM credit_reservations
+            WHERE user_id = %(user)s AND generation_id = %(gen)s)
+"""
+INSERT_LEDGER_SQL = """
+    INSERT INTO credit_transactions (user_id, feature_used, credits_consumed, generation_id,
+                                     metadata, kind, amount, balance_after, reservation_id,
+                                     actor_id)
+    VALUES (%s, %s, 1, %s, %s, 'consume', -1, %s, NULL, NULL)
+    RETURNING id, created_at
+"""
+UPDATE_BALANCE_SQL = """
+    UPDATE users SET credits_remaining = credits_remaining - 1, updated_at = now()
+    WHERE id = %s
+"""
+
+
+@dataclass(frozen=True)
+class BenchUser:
+    user_id: int
+    email: str
+    token: str
+
+
+@dataclass
+class LevelResult:
+    """What one concurrency level of one measurement produced."""
+
+    clients: int
+    latencies: list[float]
+    errors: Counter[str]
+    elapsed: float
+    machine_busy: float
+    cpu: dict[str, float]
+    connections: int | None = None
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def throughput(self) -> float:
+        """Successful operations per second."""
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def cpu_share(self, group: str) -> float:
+        """The share of the machine's CPU time that `group` used during the level."""
+        return self.cpu.get(group, 0.0) / (self.elapsed * cpu_count()) if self.elapsed else 0.0
+
+    def cpu_ms_per_op(self, group: str) -> float:
+        """CPU milliseconds `group` spent per successful operation."""
+        return self.cpu.get(group, 0.0) * 1000 / self.ok if self.ok else math.nan
+
+    def percentile_ms(self, p: float) -> float:
+        """Nearest-rank percentile of the successful latencies, in milliseconds."""
+        if not self.latencies:
+            return math.nan
+        ordered = sorted(self.latencies)
+        rank = max(1, math.ceil(p / 100 * len(ordered)))
+        return ordered[rank - 1] * 1000
+
+    def error_summary(self) -> str:
+        return ", ".join(f"{label}: {n}" for label, n in self.errors.most_common()) or "0"
+
+
+@dataclass
+class Report:
+    """Everything docs/performance.md is written from."""
+
+    started: datetime
+    machine: dict[str, str]
+    settings: dict[str, str]
+    duration: float
+    raw: list[LevelResult] = field(default_factory=list)
+    consume: list[LevelResult] = field(default_factory=list)
+    plain: list[LevelResult] = field(default_factory=list)
+    credit: list[LevelResult] = field(default_factory=list)
+    server_threads: int = 0
+    runtime: float = 0.0
+
+
+# A client's single operation: returns None on success, else a short error label.
+Operation = Callable[[], str | None]
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(value) for value in handle.readline().split()[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Which processes are ours when CPU time is split: the PostgreSQL server (postmaster)
+    and database under test, the Redis server, and the gunicorn master once it runs."""
+
+    database: str
+    postgres_pid: int | None
+    redis_pid: int | None
+    server_pid: int | None = None
+
+
+def postgres_database(pid: int) -> str | None:
+    """The database a PostgreSQL client backend serves, from its process title, else None.
+
+    A backend's title reads `postgres: <user> <database> <host> <activity>`, where the host
+    is `[local]` or `address(port)`; background processes have other titles.
+    """
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    words = title.split()
+    if len(words) >= 4 and words[0] == "postgres:" and (
+        words[3] == "[local]" or words[3].endswith(")")
+    ):
+        return words[2]
+    return None
+
+
+def process_cpu(attribution: Attribution) -> dict[int, tuple[str, int]]:
+    """Each live process's CPU group and its user + system clock ticks so far.
+
+    Backends of other databases on the same PostgreSQL (say, a test run's) count as other.
+    """
+    own = os.getpid()
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        fields = text[text.rindex(")") + 2 :].split()
+        ppid, ticks = int(fields[1]), int(fields[11]) + int(fields[12])
+        if pid == own:
+            group = "bench client"
+        elif attribution.server_pid in (pid, ppid):
+            group = "gunicorn"
+        elif attribution.postgres_pid in (pid, ppid):
+            database = postgres_database(pid)
+            group = "PostgreSQL" if database in (None, attribution.database) else "other"
+        elif pid == attribution.redis_pid:
+            group = "Redis"
+        else:
+            group = "other"
+        table[pid] = (group, ticks)
+    return table
+
+
+def cpu_by_group(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]],
+                 machine_ticks: int) -> dict[str, float]:
+    """CPU seconds per group between two snapshots; "other" also takes what exited."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    seconds = dict.fromkeys(CPU_GROUPS, 0.0)
+    for pid, (group, ticks) in after.items():
+        seconds[group] += (ticks - before.get(pid, (group, 0))[1]) / hertz
+    known = sum(value for group, value in seconds.items() if group != "other")
+    seconds["other"] = max(seconds["other"], machine_ticks / hertz - known)
+    return seconds
+
+
+def wait_for_quiet(max_wait: float) -> None:
+    """Wait up to `max_wait` seconds for a second in which the machine is under QUIET_BUSY
+    busy, so that other people's work disturbs the next level less."""
+    deadline = time.monotonic() + max_wait
+    while time.monotonic() < deadline:
+        busy_before, total_before = cpu_times()
+        time.sleep(1)
+        busy_after, total_after = cpu_times()
+        if (busy_after - busy_before) / max(1, total_after - total_before) < QUIET_BUSY:
+            return
+
+
+def run_level(operations: Sequence[Operation], duration: float, warmup: int,
+              attribution: Attribution) -> LevelResult:
+    """Run each operation in its own thread, back to back, for `duration` seconds.
+
+    Each thread first runs `warmup` untimed operations (opening its connection); the timed
+    part starts for all threads at once. CPU time is split by process: this client, the
+    gunicorn master and workers, PostgreSQL, Redis and everything else.
+    """
+    latencies: list[list[float]] = [[] for _ in operations]
+    errors: list[Counter[str]] = [Counter() for _ in operations]
+    ready = threading.Barrier(len(operations) + 1)
+    go = threading.Event()
+    deadline = 0.0
+
+    def client(index: int) -> None:
+        operation = operations[index]
+        for _ in range(warmup):
+            operation()
+        ready.wait()
+        go.wait()
+        mine, failures = latencies[index], errors[index]
+        while (started := time.perf_counter()) < deadline:
+            error = operation()
+            if error is None:
+                mine.append(time.perf_counter() - started)
+            else:
+                failures[error] += 1
+
+    threads = [threading.Thread(target=client, args=(index,), daemon=True)
+               for index in range(len(operations))]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    processes_before = process_cpu(attribution)
+    busy_before, total_before = cpu_times()
+    started = time.perf_counter()
+    deadline = started + duration
+    go.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    busy_after, total_after = cpu_times()
+    processes_after = process_cpu(attribution)
+    return LevelResult(
+        clients=len(operations),
+        latencies=[value for values in latencies for value in values],
+        errors=sum(errors, Counter()),
+        elapsed=elapsed,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+        cpu=cpu_by_group(processes_before, processes_after, busy_after - busy_before),
+    )
+
+
+# --- setup -----------------------------------------------------------------------------
+
+
+def migrate_database() -> None:
+    """`flask --app app db upgrade`, so the schema exists. Raises CalledProcessError."""
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                   cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare_users(app: Flask, count: int) -> list[BenchUser]:
+    """Find or register `count` bench users, top up their balances and give each a new token.
+
+    The tokens of earlier runs are revoked; nothing is deleted.
+    """
+    from credit_app.extensions import db
+    from credit_app.services import accounts, credits
+
+    users = []
+    with app.app_context():
+        for n in range(count):
+            email = EMAIL_TEMPLATE.format(n=n)
+            user = accounts.find_user_by_email(email)
+            if user is None:
+                user = accounts.register_user(email, secrets.token_urlsafe(24))
+            while user.credits_remaining < TOP_UP_BELOW:
+                amount = min(credits.MAX_GRANT, BALANCE_TARGET - user.credits_remaining)
+                credits.grant_credits(user.id, amount, "Benchmark balance")
+            for old in accounts.list_api_tokens(user.id):
+                if old.name == TOKEN_NAME and old.is_active:
+                    accounts.revoke_api_token(user.id, old.id)
+            _, plaintext = accounts.create_api_token(user.id, TOKEN_NAME)
+            db.session.commit()
+            users.append(BenchUser(user.id, email, plaintext))
+        db.session.remove()
+        db.engine.dispose()
+    return users
+
+
+def describe_code() -> str:
+    """The commit under test, and whether the working tree had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
+                              check=True, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, check=True, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head}" + (" with uncommitted changes" if dirty else "")
+
+
+def psycopg_conninfo(app: Flask) -> str:
+    """The app's database URL in the form psycopg takes."""
+    return app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://",
+                                                         "postgresql://", 1)
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2 :].split()[1])
+
+
+def find_attribution(app: Flask, conninfo: str) -> Attribution:
+    """Our PostgreSQL postmaster (the parent of a backend we open) and Redis process.
+
+    Either is None when it does not run on this machine, or not in this PID namespace.
+    """
+    import redis
+
+    with psycopg.connect(conninfo) as conn:
+        backend = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        database = str(conn.info.dbname)
+        postgres_pid = parent_pid(backend)
+    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    try:
+        redis_pid = int(client.info("server")["process_id"])
+    finally:
+        client.close()
+    return Attribution(database, postgres_pid, redis_pid if parent_pid(redis_pid) else None)
+
+
+def read_meminfo_total() -> str:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "unknown"
+
+
+def read_cpu_model() -> str:
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def describe_machine(app: Flask, conninfo: str) -> dict[str, str]:
+    """Machine, PostgreSQL, Redis and Python versions for the report."""
+    import redis
+
+    with psycopg.connect(conninfo) as conn:
+        def show(name: str) -> str:
+            return str(conn.execute(f"SHOW {name}").fetchone()[0])
+
+        postgres = (f"{show('server_version')} (fsync={show('fsync')}, "
+                    f"synchronous_commit={show('synchronous_commit')}, "
+                    f"shared_buffers={show('shared_buffers')}, "
+                    f"max_connections={show('max_connections')})")
+    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    try:
+        redis_version = str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+    embedded = app.config["EMBEDDED_SERVICES"]
+    return {
+        "CPUs (nproc)": f"{cpu_count()} x {read_cpu_model()}",
+        "RAM": read_meminfo_total(),
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "PostgreSQL": postgres,
+        "Redis": redis_version,
+        "Servers": ("embedded (instance/, Unix sockets)" if embedded
+                    else "external (DATABASE_URL / REDIS_URL)"),
+        "gunicorn / Flask / SQLAlchemy / httpx / psycopg": " / ".join(
+            version(name) for name in ("gunicorn", "flask", "sqlalchemy", "httpx", "psycopg")
+        ),
+    }
+
+
+# --- the raw SQL ceiling ----------------------------------------------------------------
+
+
+def connection_budget(conninfo: str) -> int:
+    """How many more connections the server takes, keeping some headroom for others."""
+    with psycopg.connect(conninfo) as conn:
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+        in_use = int(conn.execute("SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE backend_type = 'client backend'").fetchone()[0])
+    return max(1, limit - reserved - in_use - CONNECTION_HEADROOM)
+
+
+def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
+    """consume_credit's statements for one use of FEATURE, in one transaction."""
+    generation_id = f"bench-raw-{uuid.uuid4().hex}"
+    with conn.transaction():
+        row = conn.execute(LOCK_USER_SQL, (user_id,)).fetchone()
+        conn.execute(PRIOR_USE_SQL, {"user": user_id, "gen": generation_id}).fetchone()
+        balance, plan = row[4] - 1, row[6]
+        conn.execute(INSERT_LEDGER_SQL, (user_id, FEATURE, generation_id,
+                                         Jsonb({"plan": plan}), balance)).fetchone()
+        conn.execute(UPDATE_BALANCE_SQL, (user_id,))
+
+
+class ConnectionQueue:
+    """Shared connections handed out first come, first served (psycopg_pool is not installed).
+
+    A returned connection goes straight to the longest-waiting thread, so no thread starves.
+    """
+
+    def __init__(self, connections: Sequence[psycopg.Connection]) -> None:
+        self._idle = deque(connections)
+        self._waiters: deque[queue.SimpleQueue[psycopg.Connection]] = deque()
+        self._lock = threading.Lock()
+
+    def get(self) -> psycopg.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.popleft()
+            waiter: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
+            self._waiters.append(waiter)
+        return waiter.get()
+
+    def put(self, conn: psycopg.Connection) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().put(conn)
+            else:
+                self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            while self._idle:
+                self._idle.popleft().close()
+
+
+def raw_operation(pool: ConnectionQueue, user_id: int) -> Operation:
+    """An operation that borrows a connection, runs raw_consume and gives it back."""
+
+    def operation() -> str | None:
+        conn = pool.get()
+        try:
+            raw_consume(conn, user_id)
+        except psycopg.Error as exc:
+            return type(exc).__name__
+        finally:
+            pool.put(conn)
+        return None
+
+    return operation
+
+
+def measure_raw(conninfo: str, users: Sequence[BenchUser], clients: int, duration: float,
+                warmup: int, attribution: Attribution) -> LevelResult:
+    """The SQL ceiling at `clients` threads: one connection each, or a shared set of as many
+    connections as the server allows."""
+    size = min(clients, connection_budget(conninfo))
+    connections: list[psycopg.Connection] = []
+    try:
+        for _ in range(size):
+            connections.append(psycopg.connect(conninfo, autocommit=True))
+        pool = ConnectionQueue(connections)
+        operations = [raw_operation(pool, users[index].user_id) for index in range(clients)]
+        result = run_level(operations, duration, warmup, attribution)
+    finally:
+        for conn in connections:
+            conn.close()
+    result.connections = size
+    return result
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until_up(process: subprocess.Popen, base_url: str, log_path: Path) -> None:
+    """Raises RuntimeError when gunicorn exits or does not answer in time."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n"
+                               f"{log_tail(log_path)}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(base_url + "/api/user/credits", timeout=2)
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n"
+                       f"{log_tail(log_path)}")
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def gunicorn_server(workers: int, threads: int, log_path: Path) -> Iterator[Server]:
+    """Serve bench.probe_app with the project's gunicorn.conf.py; yield its URL and pid.
+
+    The server is always stopped on the way out, also on error.
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_THREADS": str(threads),
+        "ACCESS_LOG": "0",
+        "RATELIMIT_API": UNLIMITED_RATE,
+        "RATELIMIT_CONSUME": UNLIMITED_RATE,
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "gunicorn", "bench.probe_app:app",
+               "--config", "gunicorn.conf.py"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_until_up(process, base_url, log_path)
+            yield Server(base_url, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def http_operation(client: httpx.Client, path: str) -> Operation:
+    """An operation that POSTs {feature, generation_id} to `path` and expects a 200."""
+
+    def operation() -> str | None:
+        body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
+        try:
+            response = client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return None if response.status_code == 200 else f"HTTP {response.status_code}"
+
+    return operation
+
+
+def measure_http(server: Server, path: str, users: Sequence[BenchUser], clients: int,
+                 duration: float, warmup: int, attribution: Attribution) -> LevelResult:
+    """`clients` threads, each a user with its own token and keep-alive connection."""
+    sessions = [
+        httpx.Client(base_url=server.base_url, timeout=60,
+                     headers={"Authorization": f"Bearer {users[index].token}"})
+        for index in range(clients)
+    ]
+    try:
+        return run_level([http_operation(session, path) for session in sessions],
+                         duration, warmup, replace(attribution, server_pid=server.pid))
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def smoke_test(base_url: str, user: BenchUser) -> None:
+    """One request per route, so a misconfiguration fails loudly. Raises RuntimeError."""
+    headers = {"Authorization": f"Bearer {user.token}"}
+    for path in (CONSUME_PATH, PLAIN_PATH, CREDIT_PATH):
+        body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
+        response = httpx.post(base_url + path, json=body, headers=headers, timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {path} answered {response.status_code}: "
+                               f"{response.text[:500]}")
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def fmt_ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def level_table(results: Sequence[LevelResult], unit: str = "req",
+                with_connections: bool = False) -> list[str]:
+    header = ["clients", "requests" if unit == "req" else "operations", "errors",
+              f"{unit}/s", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+    if with_connections:
+        header.insert(1, "DB connections")
+    rows = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for result in results:
+        cells = [
+            str(result.clients), str(result.ok + result.error_count), result.error_summary(),
+            f"{result.throughput:.0f}",
+            fmt_ms(result.percentile_ms(50)), fmt_ms(result.percentile_ms(95)),
+            fmt_ms(result.percentile_ms(99)), fmt_ms(result.percentile_ms(100)),
+        ]
+        if with_connections:
+            cells.insert(1, str(result.connections))
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def delta_ms(without: LevelResult, with_check: LevelResult, p: float) -> float:
+    return with_check.percentile_ms(p) - without.percentile_ms(p)
+
+
+def overhead_table(plain: Sequence[LevelResult], credit: Sequence[LevelResult]) -> list[str]:
+    rows = ["| clients | view | req/s | errors | p50 ms | p95 ms | p99 ms |",
+            "|---:|---|---:|---:|---:|---:|---:|"]
+    for without, with_check in zip(plain, credit, strict=True):
+        for name, result in (("plain `@login_required`", without),
+                             ("`@credit_required` + commit", with_check)):
+            rows.append(f"| {result.clients} | {name} | {result.throughput:.0f} | "
+                        f"{result.error_summary()} | {fmt_ms(result.percentile_ms(50))} | "
+                        f"{fmt_ms(result.percentile_ms(95))} | "
+                        f"{fmt_ms(result.percentile_ms(99))} |")
+        rows.append(
+            f"| {without.clients} | **difference** | "
+            f"{with_check.throughput - without.throughput:+.0f} | | "
+            f"**{delta_ms(without, with_check, 50):+.1f}** | "
+            f"**{delta_ms(without, with_check, 95):+.1f}** | "
+            f"{delta_ms(without, with_check, 99):+.1f} |"
+        )
+    return rows
+
+
+def measured_levels(report: Report) -> list[tuple[str, LevelResult]]:
+    named = [("SQL ceiling", result) for result in report.raw]
+    named += [("consume", result) for result in report.consume]
+    for without, with_check in zip(report.plain, report.credit, strict=True):
+        named += [("probe, plain", without), ("probe, @credit_required", with_check)]
+    return named
+
+
+def cpu_table(report: Report) -> list[str]:
+    rows = ["| measurement | clients | machine busy | "
+            + " | ".join(CPU_GROUPS)
+            + " | gunicorn CPU ms/op | PostgreSQL CPU ms/op |",
+            "|---|" + "---:|" * (len(CPU_GROUPS) + 4)]
+    for name, result in measured_levels(report):
+        shares = " | ".join(f"{result.cpu_share(group):.0%}" for group in CPU_GROUPS)
+        rows.append(f"| {name} | {result.clients} | {result.machine_busy:.0%} | {shares} | "
+                    f"{fmt_ms(result.cpu_ms_per_op('gunicorn'))} | "
+                    f"{fmt_ms(result.cpu_ms_per_op('PostgreSQL'))} |")
+    return rows
+
+
+def clients_label(count: int) -> str:
+    return f"{count} client" if count == 1 else f"{count} clients"
+
+
+def verdict(value: float, target: float) -> str:
+    return f"{fmt_ms(value)} ms ({'meets' if value < target else 'misses'} < {target:.0f} ms)"
+
+
+def target_lines(report: Report) -> list[str]:
+    """One line per measured level against the spec's latency targets."""
+    api, operation, check = (TARGETS_MS["api"], TARGETS_MS["credit_operation"],
+                             TARGETS_MS["credit_check"])
+    lines = [
+        f"- **API < {api:.0f} ms**, consume with {clients_label(result.clients)}: p95 "
+        f"{verdict(result.percentile_ms(95), api)}, {result.throughput:.0f} req/s."
+        for result in report.consume
+    ]
+    lines += [
+        f"- **Credit check < {check:.0f} ms**, {clients_label(without.clients)}: "
+        f"`@credit_required` (reserve + commit) adds {delta_ms(without, with_check, 50):+.1f} ms "
+        f"at p50 and {verdict(delta_ms(without, with_check, 95), check)} at p95; the whole "
+        f"decorated request's p95 is {fmt_ms(with_check.percentile_ms(95))} ms."
+        for without, with_check in zip(report.plain, report.credit, strict=True)
+    ]
+    lines += [
+        f"- **Credit operations < {operation:.0f} ms**, the SQL of one consume with "
+        f"{clients_label(result.clients)}: p95 {verdict(result.percentile_ms(95), operation)}, "
+        f"{result.throughput:.0f} ops/s."
+        for result in report.raw
+    ]
+    return lines
+
+
+def analysis_lines(report: Report) -> list[str]:
+    """What the figures say about where the time goes, computed from this run."""
+    lines: list[str] = []
+    http = {result.clients: result for result in report.consume}
+    raw = {result.clients: result for result in report.raw}
+    if 1 in http and 1 in raw:
+        http_p50, sql_p50 = http[1].percentile_ms(50), raw[1].percentile_ms(50)
+        lines.append(
+            f"- With one client a consume request takes {fmt_ms(http_p50)} ms at p50; the same "
+            f"SQL sent directly takes {fmt_ms(sql_p50)} ms ({sql_p50 / http_p50:.0%} of it). "
+            "The rest is the request path: gunicorn, Flask, the bearer-token look-up, the rate "
+            "limiter's Redis calls, SQLAlchemy, the service's hooks on a ledger write and JSON."
+        )
+    if report.consume:
+        top = max(report.consume, key=lambda result: result.throughput)
+        per_request = {group: top.cpu_ms_per_op(group) for group in CPU_GROUPS[:4]}
+        total = sum(per_request.values())
+        lines.append(
+            f"- CPU per consume request (at {clients_label(top.clients)}, the best throughput): "
+            + ", ".join(f"{group} {fmt_ms(value)} ms" for group, value in per_request.items())
+            + f"; {fmt_ms(total)} ms in all. On {cpu_count()} CPUs that caps this box at about "
+            f"{cpu_count() * 1000 / total:.0f} req/s whatever the concurrency, and the "
+            + ("gunicorn workers (Python) are the largest part."
+               if per_request["gunicorn"] == max(per_request.values())
+               else "largest part is not the Python workers.")
+        )
+    if 1 in http and len(report.consume) > 1:
+        top = max(report.consume, key=lambda result: result.throughput)
+        most = max(report.consume, key=lambda result: result.clients)
+        lines.append(
+            f"- Consume throughput goes from {http[1].throughput:.0f} req/s with one client to "
+            f"at most {top.throughput:.0f} req/s ({clients_label(top.clients)}). Once the CPUs "
+            "are saturated more clients only wait longer: in a closed loop the mean latency is "
+            f"clients / throughput, e.g. {most.clients} / {most.throughput:.0f} req/s = "
+            f"{most.clients / most.throughput * 1000:.0f} ms at {most.clients} clients. The "
+            f"server has {report.server_threads} request threads; other requests wait in the "
+            "listen backlog, and the client-side timer includes that wait."
+        )
+    shares = [
+        f"{clients_label(clients)}: {http[clients].throughput:.0f} req/s = "
+        f"{http[clients].throughput / raw[clients].throughput:.0%} of "
+        f"{raw[clients].throughput:.0f} ops/s"
+        for clients in http if clients in raw and raw[clients].throughput
+    ]
+    if shares:
+        below = all(http[clients].throughput < raw[clients].throughput
+                    for clients in http if clients in raw)
+        lines.append("- HTTP throughput against the SQL ceiling at the same concurrency: "
+                     + "; ".join(shares) + "."
+                     + (" The database alone is never the limit." if below else ""))
+    if report.plain:
+        without, with_check = max(zip(report.plain, report.credit, strict=True),
+                                  key=lambda pair: pair[0].clients)
+        worker_ms, database_ms = (
+            with_check.cpu_ms_per_op(group) - without.cpu_ms_per_op(group)
+            for group in ("gunicorn", "PostgreSQL")
+        )
+        lines.append(
+            f"- `@credit_required` costs {worker_ms:.1f} ms of worker CPU and {database_ms:.1f} "
+            f"ms of PostgreSQL CPU per request ({clients_label(without.clients)}). Its added "
+            "latency under load is "
+            f"mostly that cost multiplied by queueing: {without.throughput:.0f} req/s without "
+            f"it against {with_check.throughput:.0f} req/s with it."
+        )
+    noisy = max(measured_levels(report), key=lambda item: item[1].cpu_share("other"),
+                default=None)
+    if noisy is not None:
+        name, result = noisy
+        lines.append(
+            f"- The load generator, server and databases share the same {cpu_count()} CPUs, so "
+            "these are figures for this box, not for a server on its own hardware. Other "
+            f"processes used up to {result.cpu_share('other'):.0%} of the machine (during "
+            f"{name}, {clients_label(result.clients)}); see the CPU table."
+        )
+    return lines
+
+
+def render(report: Report) -> str:
+    """This benchmark's section of docs/performance.md, entirely from this run's figures."""
+    parts = [
+        SECTION_START,
+        "## The credit path: consume, `@credit_required` and the SQL ceiling",
+        "",
+        "Generated by `bench/credits.py`; every figure in this section comes from the run "
+        "dated here. Do not edit by hand: rerun the benchmark instead.",
+        "",
+        f"- Date: {report.started:%Y-%m-%d %H:%M} UTC (the run took {report.runtime:.0f} s)",
+        *[f"- {name}: {value}" for name, value in report.machine.items()],
+        *[f"- {name}: {value}" for name, value in report.settings.items()],
+        "",
+        "### How to reproduce",
+        "",
+        "From the project root, with the project installed (`pip install -e '.[dev]'`):",
+        "",
+        "```sh",
+        "python -m bench.credits            # or: .venv/bin/python bench/credits.py",
+        "python -m bench.credits --help     # duration, client counts, gunicorn size, output",
+        "```",
+        "",
+        "Without DATABASE_URL / REDIS_URL the embedded servers under `instance/` are used; "
+        "set them to benchmark other servers. The script runs `flask --app app db upgrade`, "
+        "finds or registers the users `bench-<n>@bench.example.com` (one per client, each topped "
+        "up to a large balance and given a fresh API token), measures the SQL ceiling, starts "
+        "`gunicorn bench.probe_app:app --config gunicorn.conf.py` on a free port with "
+        f'RATELIMIT_API and RATELIMIT_CONSUME raised to "{UNLIMITED_RATE}", measures over '
+        "HTTP and stops the server. Each level is a closed loop: every client sends its next "
+        "request as soon as the previous one is answered, for "
+        f"{report.duration:.0f} s, after a short untimed warm-up. Latency is timed in the "
+        "client from sending the request to reading the whole response; percentiles are "
+        "nearest-rank over the successful requests; errors are non-200 answers.",
+        "",
+        "### 1. POST /api/user/credits/consume",
+        "",
+        "Each client is a separate user with its own `Authorization: Bearer` token and "
+        "keep-alive connection; every request carries a fresh `generation_id`.",
+        "",
+        *level_table(report.consume),
+        "",
+        "### 2. Overhead of `@credit_required`",
+        "",
+        "The two routes of `bench/probe_app.py`, registered only in the benchmark app: a plain "
+        f"`@login_required` view (`POST {PLAIN_PATH}`) and the same view behind "
+        f'`@credit_required("{FEATURE}")` that commits the reservation with '
+        f"`credits.commit_reservation` and `db.session.commit()` (`POST {CREDIT_PATH}`). "
+        "Both answer a small JSON object, authenticate with a bearer token, are CSRF-exempt "
+        "and have no rate limit, so the difference is the reservation and its commit.",
+        "",
+        *overhead_table(report.plain, report.credit),
+        "",
+        "### 3. The SQL ceiling",
+        "",
+        "The ledger statements `consume_credit` runs for a request with a `generation_id`, "
+        "sent directly through psycopg 3, one transaction per operation: `SELECT … FROM users "
+        "… FOR UPDATE`, its idempotency look-up (ledger and reservations in one query), "
+        "`INSERT INTO credit_transactions … RETURNING`, `UPDATE users SET credits_remaining = "
+        "credits_remaining - 1`, `COMMIT`. Everything else a consume request does "
+        "(authentication, rate limiting, hooks the service runs on a ledger write) is only in "
+        "the HTTP figures. Each client thread has its own connection while "
+        "the server has enough free connections; above that the threads share as many as it "
+        "allows (DB connections column), first come first served, and the wait counts in the "
+        "latency (psycopg_pool is not installed).",
+        "",
+        *level_table(report.raw, unit="op", with_connections=True),
+        "",
+        "### Where the CPU goes",
+        "",
+        "Shares of the whole machine's CPU time during each level, by process (from "
+        "`/proc`): the load generator itself, the gunicorn master and workers, the "
+        "PostgreSQL server under test (its backends for other databases, such as a test "
+        "run's, count as other), the Redis server under test, and everything else, including "
+        "processes that exited during the level. The last two columns divide CPU time by the "
+        "successful operations. A large \"other\" share means other work on the machine "
+        "competed with the benchmark in that level.",
+        "",
+        *cpu_table(report),
+        "",
+        "### Interpretation",
+        "",
+        "Targets from the spec: credit check < 50 ms, API < 200 ms, credit operations "
+        "< 100 ms. Verdicts use p95.",
+        "",
+        *target_lines(report),
+        "",
+        *analysis_lines(report),
+        SECTION_END,
+    ]
+    return "\n".join(parts)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section of `path`, or append it; other benchmarks' sections
+    and anything else in the file stay as they are."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        text = before + section + rest.split(SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def print_summary(report: Report) -> None:
+    for title, lines in (
+        ("consume over HTTP", level_table(report.consume)),
+        ("@credit_required overhead", overhead_table(report.plain, report.credit)),
+        ("SQL ceiling", level_table(report.raw, unit="op", with_connections=True)),
+        ("CPU by process", cpu_table(report)),
+    ):
+        print(f"\n{title}\n" + "\n".join(lines))
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def parse_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("expected positive whole numbers, e.g. 1,50,200")
+    return counts
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds per level (default 10)")
+    parser.add_argument("--clients", type=parse_counts, default=[1, 50, 200],
+                        help="client counts for consume and the SQL ceiling (default 1,50,200)")
+    parser.add_argument("--probe-clients", type=parse_counts, default=[1, 50],
+                        help="client counts for the @credit_required probe (default 1,50)")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY (default 2)")
+    parser.add_argument("--threads", type=int, default=8, help="GUNICORN_THREADS (default 8)")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="at most this many seconds before each level, wait for the "
+                             f"machine to be under {QUIET_BUSY * 100:.0f} percent busy "
+                             "(default 20; 0: do not wait)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed operations per client before each level (default 2)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="the Markdown report whose credit-path section to rewrite "
+                             "(default docs/performance.md)")
+    return parser.parse_args(argv)
+
+
+def announce(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    clock = time.perf_counter()
+    started = datetime.now(UTC)
+    load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    os.chdir(PROJECT_ROOT)
+
+    from credit_app import create_app
+    from credit_app.config import instance_path
+
+    announce("migrating the database …")
+    migrate_database()
+    app = create_app()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    conninfo = psycopg_conninfo(app)
+    user_count = max([*args.clients, *args.probe_clients])
+    announce(f"preparing {user_count} bench users …")
+    users = prepare_users(app, user_count)
+    attribution = find_attribution(app, conninfo)
+    report = Report(
+        started=started,
+        machine=describe_machine(app, conninfo),
+        settings={
+            "Gunicorn workers x threads": f"{args.workers} x {args.threads} (gthread)",
+            "Database pool per worker": (
+                f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['pool_size']} + "
+                f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['max_overflow']} overflow"
+            ),
+            "Duration per level": f"{args.duration:.0f} s",
+            "Load average at the start (1 / 5 / 15 min)": load,
+            "Code": describe_code(),
+            "Before each level": (f"waited up to {args.settle:.0f} s for a second with the "
+                                  f"machine under {QUIET_BUSY:.0%} busy"),
+        },
+        duration=args.duration,
+        server_threads=args.workers * args.threads,
+    )
+
+    for clients in args.clients:
+        announce(f"SQL ceiling, {clients} client(s) …")
+        wait_for_quiet(args.settle)
+        report.raw.append(measure_raw(conninfo, users, clients, args.duration, args.warmup,
+                                      attribution))
+
+    log_path = instance_path() / "bench-gunicorn.log"
+    announce(f"starting gunicorn ({args.workers} x {args.threads}), log in {log_path} …")
+    with gunicorn_server(args.workers, args.threads, log_path) as server:
+        smoke_test(server.base_url, users[0])
+        for clients in args.clients:
+            announce(f"consume, {clients} client(s) …")
+            wait_for_quiet(args.settle)
+            report.consume.append(measure_http(server, CONSUME_PATH, users, clients,
+                                               args.duration, args.warmup, attribution))
+        for clients in args.probe_clients:
+            announce(f"@credit_required probe, {clients} client(s) …")
+            for path, results in ((PLAIN_PATH, report.plain), (CREDIT_PATH, report.credit)):
+                wait_for_quiet(args.settle)
+                results.append(measure_http(server, path, users, clients, args.duration,
+                                            args.warmup, attribution))
+
+    report.runtime = time.perf_counter() - clock
+    print_summary(report)
+    write_section(args.output, render(report))
+    announce(f"\nwrote the credit-path section of {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
