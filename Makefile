@@ -35,9 +35,11 @@ test: install
 lint: install
 	ruff check .
 
-## bench: the credit path and the analytics queries (docs/performance.md), then the ledger audit
+## bench: the credit path, live updates and the analytics queries (docs/performance.md), then
+## the ledger audit
 bench: install
 	python -m bench.credits
+	python -m bench.live
 	python -m bench.analytics
 	flask credits audit
 

@@ -22,12 +22,14 @@ from flask.testing import FlaskClient
 from flask_login.utils import _create_identifier
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from credit_app import create_app
 from credit_app.extensions import db
 from credit_app.models import User, UserRole
 from credit_app.redis_client import get_redis
 from credit_app.services import accounts
+from credit_app.services.ledger_audit import audit_ledger
 
 PASSWORD = "correct horse battery staple"
 CONCURRENCY_DOMAIN = "concurrency.example.com"
@@ -101,10 +103,18 @@ def app() -> Iterator[Flask]:
 
 @pytest.fixture(autouse=True)
 def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
-    """Run the test in a transaction that is rolled back; views' commits become savepoints."""
+    """Run the test in a transaction that is rolled back; views' commits become savepoints.
+
+    After each test the ledger audit runs on what the test left (inside its transaction, or
+    committed by a concurrency test), so any test that breaks an invariant fails.
+    """
+    check_ledger = not request.node.get_closest_marker("breaks_ledger")
     with app.app_context():
         if request.node.get_closest_marker("concurrency"):
             yield
+            db.session.remove()
+            if check_ledger:
+                _assert_ledger_holds()
             _delete_committed_test_users()
             return
         original = db.session
@@ -116,11 +126,34 @@ def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         )
         try:
             yield
+            if check_ledger and not _failed(request):
+                try:
+                    db.session.flush()
+                except SQLAlchemyError:
+                    db.session.rollback()
+                _assert_ledger_holds()
         finally:
             db.session.remove()
             db.session = original
             transaction.rollback()
             connection.close()
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return report is not None and report.failed
+
+
+def _assert_ledger_holds() -> None:
+    report = audit_ledger()
+    assert report.ok, f"the test left the ledger inconsistent: {report.violations}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 class BoundSession(FlaskSession):

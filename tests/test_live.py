@@ -150,7 +150,7 @@ class TestSocket:
     def test_anonymous_and_foreign_origin_are_refused(self, app, live_server):
         with pytest.raises(simple_websocket.ConnectionError):
             connect(live_server, None)
-        user_id, email = committed_user(app)
+        _, email = committed_user(app)
         cookie = session_cookie(live_server, email)
         with pytest.raises(simple_websocket.ConnectionError):
             connect(live_server, cookie, origin="https://evil.example")
@@ -158,7 +158,7 @@ class TestSocket:
     def test_current_state_then_every_change_to_every_tab_of_that_user_only(
             self, app, live_server):
         alice_id, alice_email = committed_user(app)
-        bob_id, bob_email = committed_user(app)
+        _, bob_email = committed_user(app)
         alice_tabs = [connect(live_server, session_cookie(live_server, alice_email))
                       for _ in range(2)]
         bob_tab = connect(live_server, session_cookie(live_server, bob_email))

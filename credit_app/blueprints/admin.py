@@ -100,7 +100,7 @@ def adjust_credits(user_id: int):
     amount, reason = form.amount.data, form.reason.data
     try:
         if form.operation.data == "remove":
-            staff.remove_credits(user.id, amount, reason, actor_id=current_user.id)
+            credits.remove_credits(user.id, amount, reason, actor_id=current_user.id)
         else:
             credits.grant_credits(user.id, amount, reason, actor_id=current_user.id)
     except DomainError as exc:

@@ -45,6 +45,7 @@ from credit_app.models import (
 from credit_app.services import ledger_observers, rollout
 
 MAX_GRANT = 100_000
+MAX_REASON = 500
 MAX_BALANCE = 1_000_000_000
 MAX_HISTORY_PAGE = 100
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
@@ -426,11 +427,7 @@ def grant_credits(
 
     Raises InvalidAmount, ValidationFailed (empty reason or unknown source), UserNotFound.
     """
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_GRANT:
-        raise InvalidAmount(f"The amount must be a whole number between 1 and {MAX_GRANT}.")
-    reason = (reason or "").strip() if isinstance(reason, str) else ""
-    if not 1 <= len(reason) <= 500:
-        raise ValidationFailed("A reason of 1 to 500 characters is required.")
+    amount, reason = _checked_amount(amount), _checked_reason(reason)
     if source not in SYSTEM_SOURCES:
         raise ValidationFailed(f"Unknown grant source {source!r}.")
     user = _lock_user(user_id)
@@ -443,6 +440,36 @@ def grant_credits(
         actor_id=actor_id,
         metadata={"reason": reason},
     )
+
+
+def remove_credits(user_id: int, amount: int, reason: str,
+                   actor_id: int | None = None) -> CreditTransaction:
+    """Take `amount` credits off the user's balance (a staff correction, with its reason).
+
+    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound.
+    """
+    amount, reason = _checked_amount(amount), _checked_reason(reason)
+    user = _lock_user(user_id)
+    if amount > user.credits_remaining:
+        raise ValidationFailed(f"The user has {user.credits_remaining} credits; remove at most "
+                               "that many.", field="amount")
+    return _post(user, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
+                 actor_id=actor_id, metadata={"reason": reason})
+
+
+def _checked_amount(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_GRANT:
+        raise InvalidAmount(f"The amount must be a whole number between 1 and {MAX_GRANT}.",
+                            field="amount")
+    return amount
+
+
+def _checked_reason(reason: object) -> str:
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not 1 <= len(text) <= MAX_REASON:
+        raise ValidationFailed(f"A reason of 1 to {MAX_REASON} characters is required.",
+                               field="reason")
+    return text
 
 
 def change_plan(

@@ -1,7 +1,6 @@
-"""What the admin pages do and show beyond the credit API: remove credits, re-run a webhook
-event (each audited with the staff member's id in the same transaction: credit changes through
-`ledger_observers`, the rest here), and the lists of webhook events, failed generations and
-rq queues.
+"""What the admin pages do and show beyond the credit API: re-run a webhook event (audited
+with the staff member's id in the same transaction; credit changes are audited through
+`ledger_observers`), and the lists of webhook events, failed generations and rq queues.
 """
 
 from __future__ import annotations
@@ -15,38 +14,16 @@ from rq.job import Job
 from rq.results import Result
 from sqlalchemy import select
 
-from credit_app.errors import InvalidAmount, ValidationFailed, WebhookEventNotFound
+from credit_app.errors import ValidationFailed, WebhookEventNotFound
 from credit_app.extensions import db
 from credit_app.jobs.webhooks import enqueue_event
 from credit_app.models import (
-    CreditTransaction,
     Generation,
     GenerationStatus,
-    LedgerKind,
     WebhookEvent,
 )
 from credit_app.redis_client import QUEUE_NAMES
-from credit_app.services import audit, credits, subscriptions
-
-
-def remove_credits(user_id: int, amount: object, reason: object,
-                   actor_id: int) -> CreditTransaction:
-    """Take `amount` credits off the user's balance (an `adjust` ledger row with the reason).
-
-    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance),
-    UserNotFound.
-    """
-    if isinstance(amount, bool) or not isinstance(amount, int) \
-            or not 1 <= amount <= credits.MAX_GRANT:
-        raise InvalidAmount(f"The amount must be a whole number between 1 and "
-                            f"{credits.MAX_GRANT}.", field="amount")
-    reason = audit.clean_reason(reason)
-    user = credits._lock_user(user_id)
-    if amount > user.credits_remaining:
-        raise ValidationFailed(f"The user has {user.credits_remaining} credits; remove at most "
-                               "that many.", field="amount")
-    return credits._post(user, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
-                         actor_id=actor_id, metadata={"reason": reason})
+from credit_app.services import audit, subscriptions
 
 
 def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:

@@ -7,6 +7,9 @@ from credit_app.extensions import db
 from credit_app.services import credits
 from credit_app.services.ledger_audit import audit_ledger
 
+# These tests break the ledger on purpose to see the audit catch it.
+pytestmark = pytest.mark.breaks_ledger
+
 
 def checks_failing_for(user_id: int) -> set[str]:
     return {violation.check for violation in audit_ledger().violations

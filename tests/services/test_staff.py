@@ -6,7 +6,7 @@ from credit_app.services import audit, credits, staff
 
 
 def test_remove_credits_posts_an_audited_adjustment(user, admin):
-    entry = staff.remove_credits(user.id, 2, "  Refunded elsewhere ", actor_id=admin.id)
+    entry = credits.remove_credits(user.id, 2, "  Refunded elsewhere ", actor_id=admin.id)
     assert (entry.kind, entry.amount, entry.balance_after, entry.feature_used) == (
         LedgerKind.ADJUST, -2, 4, "adjustment")
     assert entry.metadata_ == {"reason": "Refunded elsewhere"}
@@ -23,13 +23,13 @@ def test_remove_credits_posts_an_audited_adjustment(user, admin):
 ])
 def test_remove_credits_refuses_bad_input(user, admin, amount, reason, error):
     with pytest.raises(error):
-        staff.remove_credits(user.id, amount, reason, actor_id=admin.id)
+        credits.remove_credits(user.id, amount, reason, actor_id=admin.id)
     assert credits.get_user_credits(user.id).remaining == 6
 
 
 def test_remove_credits_for_nobody(admin):
     with pytest.raises(UserNotFound):
-        staff.remove_credits(99_999_999, 1, "x", actor_id=admin.id)
+        credits.remove_credits(99_999_999, 1, "x", actor_id=admin.id)
 
 
 def test_api_grants_are_audited_too(user, admin):
