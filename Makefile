@@ -28,8 +28,10 @@ run: install
 
 ## test: the whole suite on real PostgreSQL and Redis, with coverage
 test: install
-	python -m pytest --cov=credit_app --cov-report=term --cov-report=xml $(PYTEST_ARGS)
-	python -m coverage report --include='credit_app/services/*' --fail-under=90 > /dev/null
+	python -m pytest --cov=credit_app --cov-report=term --cov-report=xml $(PYTEST_ARGS); \
+	  status=$$?; if [ $$status -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$status
+	@echo "credit_app/services coverage (90 % required):"
+	python -m coverage report --include='credit_app/services/*' --fail-under=90 --format=total
 	ruff check .
 
 lint: install

@@ -13,6 +13,7 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
     """Build the app: config, extensions, auth, blueprints, errors, CLI."""
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     configure(app, env, overrides)
+    trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
@@ -24,6 +25,16 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
 
 def configure(app: Flask, env: str | None, overrides: dict | None) -> None:
     app.config.from_mapping(load_config(env, overrides))
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXY_HOPS proxies (Heroku's router is one), take the client's address
+    and scheme from X-Forwarded-* so rate limits and external URLs are right."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_extensions(app: Flask) -> None:

@@ -11,7 +11,13 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
-from credit_app.errors import Forbidden, Unauthorized, error_response, wants_json_response
+from credit_app.errors import (
+    Forbidden,
+    Unauthorized,
+    error_response,
+    is_htmx_request,
+    wants_json_response,
+)
 from credit_app.extensions import db, login_manager
 from credit_app.models import User
 from credit_app.services import accounts
@@ -51,7 +57,7 @@ def load_user_from_bearer_token(req) -> User | None:
 def unauthorized():
     if wants_json_response():
         return error_response(Unauthorized.status, Unauthorized.code, Unauthorized.default_message)
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx_request():
         response = error_response(401, "unauthorized", "Your session has ended; sign in again.")
         response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
         return response

@@ -162,8 +162,34 @@ def _creem_config(env: str) -> dict:
     }
 
 
+POSITIVE_SETTINGS = ("SWEEP_INTERVAL_SECONDS", "RESERVATION_TIMEOUT_SECONDS",
+                     "GENERATION_JOB_TIMEOUT_SECONDS", "WORKER_HEARTBEAT_INTERVAL_SECONDS",
+                     "ANALYTICS_ROLLUP_INTERVAL_SECONDS")
+
+
+def _check_work_settings(config: dict) -> None:
+    """Raises ConfigError for settings the background work cannot run with."""
+    for name in POSITIVE_SETTINGS:
+        if name in config and config[name] <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+    if config["RESERVATION_TIMEOUT_SECONDS"] <= config["GENERATION_JOB_TIMEOUT_SECONDS"]:
+        raise ConfigError("RESERVATION_TIMEOUT_SECONDS must exceed "
+                          "GENERATION_JOB_TIMEOUT_SECONDS, or holds expire under running jobs")
+    if config["GENERATION_PROVIDER"] not in ("local", "http"):
+        raise ConfigError("GENERATION_PROVIDER must be 'local' or 'http'")
+    if config["GENERATION_PROVIDER"] == "http":
+        from credit_app.generation.http_provider import HttpModelProvider
+
+        try:
+            HttpModelProvider.from_env_config(config).close()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     """Build the Flask config mapping for APP_ENV (development, testing or production)."""
+    if env is None and "APP_ENV" not in os.environ and "DYNO" in os.environ:
+        raise ConfigError("APP_ENV must be set on a deployed dyno (production, usually)")
     env = env or os.environ.get("APP_ENV", "development")
     if env not in {"development", "testing", "production"}:
         raise ConfigError(f"APP_ENV must be development, testing or production, got {env!r}")
@@ -193,6 +219,9 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         "RATELIMIT_STORAGE_URI": _limits_storage_uri(urls.redis_url),
         "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
+        "RATELIMIT_GENERATE": os.environ.get("RATELIMIT_GENERATE", "30 per minute"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "credit_app"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "120 per minute"),
         "RATELIMIT_CONSUME": os.environ.get("RATELIMIT_CONSUME", "60 per minute"),
@@ -200,7 +229,8 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "RESERVATION_TIMEOUT_SECONDS": _int("RESERVATION_TIMEOUT_SECONDS", 600),
         "GENERATION_PROVIDER": os.environ.get("GENERATION_PROVIDER", "local"),
         "GENERATION_STORAGE_PATH": Path(os.environ.get("GENERATION_STORAGE_PATH",
-                                                       instance_path() / "generations")),
+                                                       instance_path() / "generations")
+                                        ).resolve(),
         "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
         "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
         "SOCK_SERVER_OPTIONS": {"ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
@@ -215,6 +245,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     }
     if overrides:
         config.update(overrides)
+    _check_work_settings(config)
     return config
 
 

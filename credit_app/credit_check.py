@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -11,9 +10,9 @@ from typing import Any
 from flask import current_app, make_response, render_template, request
 from flask_login import current_user, login_required
 
-from credit_app.errors import InsufficientCredits, wants_json_response
+from credit_app.errors import InsufficientCredits, is_htmx_request, wants_json_response
 from credit_app.extensions import db
-from credit_app.services import analytics, credits
+from credit_app.services import analytics, credits, generations
 
 
 def request_generation_id() -> str:
@@ -22,7 +21,7 @@ def request_generation_id() -> str:
     supplied = request.form.get("generation_id") or (
         body.get("generation_id") if isinstance(body, dict) else None
     )
-    return supplied if isinstance(supplied, str) and supplied else uuid.uuid4().hex
+    return supplied if isinstance(supplied, str) and supplied else generations.new_generation_id()
 
 
 def credit_required(feature: str) -> Callable[[Callable], Callable]:
@@ -45,7 +44,7 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
                 )
             except InsufficientCredits:
                 db.session.rollback()
-                if request.headers.get("HX-Request") == "true" and not wants_json_response():
+                if is_htmx_request() and not wants_json_response():
                     return upgrade_modal_response(feature)
                 raise
             return view(*args, reservation=reservation, **kwargs)

@@ -163,6 +163,10 @@ class CreemError(DomainError):
 WEBHOOK_PATH_PREFIX = "/billing/webhooks/"
 
 
+def is_htmx_request() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
 def wants_json_response() -> bool:
     """API and webhook paths and clients that prefer JSON get JSON; browsers and htmx HTML."""
     if request.path.startswith(("/api/", WEBHOOK_PATH_PREFIX)):
@@ -184,7 +188,7 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
     """Render an error for whoever asked: JSON, an htmx fragment, or a full page."""
     if wants_json_response():
         response = jsonify(error_body(code, message, **details))
-    elif request.headers.get("HX-Request") == "true":
+    elif is_htmx_request():
         response = Response(render_template("errors/_error.html", status=status,
                                             code=code, message=message))
         response.headers["HX-Retarget"] = "#flash-area"

@@ -33,8 +33,9 @@ def channel_for(user_id: int) -> str:
 
 
 def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str,
-                  feature: str | None) -> dict[str, Any]:
-    """The message for one change: the spec's fields plus what the counter needs to render."""
+                  feature: str | None, ledger_id: int) -> dict[str, Any]:
+    """The message for one change: the spec's fields, what the counter needs to render, and
+    the ledger row's id, so that a socket never shows an older state after a newer one."""
     return {
         "type": MESSAGE_TYPES[kind],
         "user_id": str(user_id),
@@ -42,6 +43,7 @@ def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str
         "feature": feature,
         "total": total,
         "subscription_status": plan,
+        "ledger_id": ledger_id,
     }
 
 

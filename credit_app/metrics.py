@@ -22,11 +22,11 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 
+from credit_app.clock import utcnow
 from credit_app.extensions import db
 from credit_app.health import ops_redis
 from credit_app.models import AnalyticsEvent, WebhookEvent
 from credit_app.redis_client import QUEUE_NAMES
-from credit_app.services.analytics import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,15 @@ import redis
 from flask import Flask, current_app
 from rq import Queue
 
-QUEUE_NAMES: tuple[str, ...] = ("webhooks", "generations", "analytics", "default")
+# A worker takes from the first non-empty queue in this order: the short maintenance jobs
+# (sweeps, heartbeat) first, so a backlog of generations never starves them.
+QUEUE_NAMES: tuple[str, ...] = ("maintenance", "webhooks", "generations", "analytics", "default")
 
 
 def init_redis(app: Flask) -> None:
-    app.extensions["redis"] = redis.Redis.from_url(app.config["REDIS_URL"])
+    app.extensions["redis"] = redis.Redis.from_url(app.config["REDIS_URL"],
+                                                   socket_connect_timeout=2,
+                                                   health_check_interval=30)
 
 
 def get_redis() -> redis.Redis:

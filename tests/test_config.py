@@ -66,3 +66,29 @@ def test_development_secret_is_generated_once(clean_env, tmp_path):
 
 def test_unix_socket_redis_for_the_limiter():
     assert config._limits_storage_uri("unix:///tmp/r.sock?db=0") == "redis+unix:///tmp/r.sock?db=0"
+
+
+def test_background_settings_are_checked(clean_env):
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    clean_env.setenv("DATABASE_URL", "postgresql://db/app")
+    clean_env.setenv("REDIS_URL", "redis://cache:6379/0")
+    clean_env.setenv("SWEEP_INTERVAL_SECONDS", "0")
+    with pytest.raises(ConfigError, match="SWEEP_INTERVAL_SECONDS"):
+        load_config("development")
+    clean_env.setenv("SWEEP_INTERVAL_SECONDS", "60")
+    clean_env.setenv("RESERVATION_TIMEOUT_SECONDS", "100")
+    with pytest.raises(ConfigError, match="must exceed GENERATION_JOB_TIMEOUT_SECONDS"):
+        load_config("development")
+    clean_env.setenv("RESERVATION_TIMEOUT_SECONDS", "600")
+    clean_env.setenv("GENERATION_PROVIDER", "magic")
+    with pytest.raises(ConfigError, match="GENERATION_PROVIDER"):
+        load_config("development")
+    clean_env.setenv("GENERATION_PROVIDER", "http")
+    with pytest.raises(ConfigError, match="MODEL_API_URL"):
+        load_config("development")
+
+
+def test_a_dyno_without_app_env_refuses_to_start(clean_env):
+    clean_env.setenv("DYNO", "web.1")
+    with pytest.raises(ConfigError, match="APP_ENV must be set"):
+        load_config()

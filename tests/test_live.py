@@ -51,9 +51,11 @@ class TestMessages:
         credits.consume_credit(user.id, "video")
         assert next_message(pubsub, 0.3) is None
         db.session.commit()
-        assert next_message(pubsub) == {
+        message = next_message(pubsub)
+        assert message == {
             "type": "CREDIT_CONSUMED", "user_id": str(user.id), "remaining_credits": 5,
-            "feature": "video", "total": 6, "subscription_status": "free"}
+            "feature": "video", "total": 6, "subscription_status": "free",
+            "ledger_id": credits.latest_entry_id(user.id)}
 
     def test_rolled_back_changes_publish_nothing(self, user):
         pubsub = subscriber(user.id)
@@ -174,6 +176,11 @@ class TestSocket:
                 credits.change_plan(alice_id, "pro", "test")
                 db.session.commit()
             assert receive_counter(alice_tabs[0]) == "Unlimited"
+            stale = {"type": "CREDIT_CONSUMED", "user_id": str(alice_id), "remaining_credits": 6,
+                     "feature": None, "total": 6, "subscription_status": "free", "ledger_id": 1}
+            with app.app_context():
+                get_redis().publish(channel_for(alice_id), json.dumps(stale))
+            assert receive_counter(alice_tabs[0], timeout=1.0) is None
         finally:
             for tab in (*alice_tabs, bob_tab):
                 tab.close()

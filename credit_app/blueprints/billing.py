@@ -178,11 +178,12 @@ def portal() -> Response:
 def creem_webhook() -> Response:
     """Store a signed Creem event and answer at once; an rq job applies it after commit.
 
-    A bad signature gets 401 and nothing is stored; an event already stored gets 200 again.
+    A bad signature gets 401 and nothing is stored; an event already stored gets 200 again,
+    and is queued again while it is still unprocessed (the job applies it once).
     """
     event, created = subscriptions.record_webhook(request.get_data(cache=False),
                                                   request.headers.get("creem-signature"))
-    if created:
+    if event.processed_at is None:
         enqueue_event(event.event_id)
     db.session.commit()
     return jsonify({"received": True, "duplicate": not created})

@@ -16,28 +16,25 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from credit_app.credit_check import credit_required
-from credit_app.errors import DomainError
-from credit_app.extensions import db
+from credit_app.credit_check import credit_required, upgrade_modal_response
+from credit_app.errors import DomainError, is_htmx_request
+from credit_app.extensions import db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
 from credit_app.generation.uploads import check_image_upload
 from credit_app.jobs import enqueue_after_commit
 from credit_app.jobs.generations import run_generation
-from credit_app.models import CreditReservation
+from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.services import analytics, credits, generations
 
 bp = Blueprint("dashboard", __name__)
 FEATURES_BY_SLUG: dict[str, Feature] = {feature.slug: feature for feature in FEATURES.values()}
 
 
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
 def render(page: str, fragment: str, status: int = 200, **context) -> Response:
     """One URL, page or fragment: htmx gets the fragment, a browser the page."""
-    response = make_response(render_template(fragment if is_htmx() else page, **context), status)
+    template = fragment if is_htmx_request() else page
+    response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
     return response
 
@@ -97,8 +94,8 @@ def feature_page(slug: str):
 def _start(feature: Feature, reservation: CreditReservation):
     try:
         options = generations.parse_options(feature.key, request.form)
-        upload = check_image_upload(request.files.get("image"),
-                                    getattr(request.files.get("image"), "filename", None))
+        image = request.files.get("image")
+        upload = check_image_upload(image, image.filename if image else None)
     except DomainError as exc:
         db.session.rollback()
         response = render("dashboard/feature.html", "dashboard/_feature_form.html", exc.status,
@@ -111,11 +108,11 @@ def _start(feature: Feature, reservation: CreditReservation):
         return response
     generation, created = generations.start_generation(
         reservation, options, upload, current_app.config["GENERATION_STORAGE_PATH"])
-    if created:
+    if created or generation.status == GenerationStatus.QUEUED:
         enqueue_after_commit("generations", run_generation, generation.id,
                              job_timeout=current_app.config["GENERATION_JOB_TIMEOUT_SECONDS"])
     db.session.commit()
-    if not is_htmx():
+    if not is_htmx_request():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))
     return render_template("dashboard/_generation_progress.html", generation=generation,
                            oob_credits=True,
@@ -123,12 +120,15 @@ def _start(feature: Feature, reservation: CreditReservation):
 
 
 def _make_feature_view(feature: Feature):
-    @credit_required(feature.key)
+    """The start view of one feature; named before decorating, since the rate limiter keys
+    its counters by the view's name."""
+
     def start(reservation: CreditReservation):
         return _start(feature, reservation)
 
-    start.__name__ = f"start_{feature.key}"
-    return start
+    start.__name__ = start.__qualname__ = f"start_{feature.key}"
+    view = credit_required(feature.key)(start)
+    return limiter.limit(lambda: current_app.config["RATELIMIT_GENERATE"])(view)
 
 
 for _feature in FEATURES.values():
@@ -181,7 +181,5 @@ def upgrade_modal_dismissed():
 @login_required
 def upgrade_modal():
     """The modal on demand (the counter's button), recorded like the automatic one."""
-    from credit_app.credit_check import upgrade_modal_response
-
     feature = request.args.get("feature") if request.args.get("feature") in FEATURES else None
     return upgrade_modal_response(feature)

@@ -53,6 +53,7 @@ def credit_socket(ws) -> None:
     user_id = current_user.id
     inbox = hub().subscribe(user_id)
     try:
+        shown = credits.latest_entry_id(user_id)
         ws.send(render_counter(credits.get_user_credits(user_id)))
         db.session.remove()
         while ws.connected:
@@ -60,6 +61,9 @@ def credit_socket(ws) -> None:
                 message = inbox.get(timeout=WAIT_SECONDS)
             except queue.Empty:
                 continue
+            if message.get("ledger_id", 0) <= shown:
+                continue
+            shown = message["ledger_id"]
             ws.send(render_counter(status_from_message(message)))
     finally:
         hub().unsubscribe(user_id, inbox)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 from credit_app.extensions import db
 from credit_app.redis_client import get_queue
 
+log = logging.getLogger(__name__)
 _job_app: Flask | None = None
 _job_app_pid: int | None = None
 PENDING_JOBS_KEY = "credit_app.after_commit_jobs"
@@ -32,9 +35,15 @@ def enqueue_after_commit(queue_name: str, func: Callable, *args: Any, **kwargs: 
 
 @event.listens_for(Session, "after_commit")
 def _enqueue_pending_jobs(session: Session) -> None:
+    """Enqueue what the committed transaction asked for. The data is committed already, so a
+    Redis failure is logged, not raised: the periodic recovery jobs pick such work up."""
     pending = session.info.pop(PENDING_JOBS_KEY, [])
     for queue_name, func, args, kwargs in pending:
-        get_queue(queue_name).enqueue(func, *args, **kwargs)
+        try:
+            get_queue(queue_name).enqueue(func, *args, **kwargs)
+        except redis.RedisError:
+            log.exception("could not enqueue %s%r on %s; left for recovery", func.__name__,
+                          args, queue_name)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -29,14 +29,13 @@ def run_generation(generation_pk: int) -> str:
         db.session.commit()
         if generation is None:
             return "skipped"
-        provider = provider_from_config(current_app.config)
-        request = generations.build_request(generation)
         try:
-            result = provider.generate(request)
+            provider = provider_from_config(current_app.config)
+            result = provider.generate(generations.build_request(generation))
         except GenerationError as exc:
             return _fail(generation_pk, exc.message)
         except Exception:
-            log.exception("generation %s crashed in provider %s", generation_pk, provider.name)
+            log.exception("generation %s crashed", generation_pk)
             return _fail(generation_pk, CRASH_MESSAGE)
         try:
             generations.complete_generation(generation_pk, result, provider.name)

@@ -14,12 +14,13 @@ the still-pending events to the rollups (admin_analytics), so every event counts
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from credit_app.clock import utcnow
 from credit_app.errors import ValidationFailed
 from credit_app.extensions import db
 from credit_app.models import (
@@ -34,10 +35,6 @@ from credit_app.models import (
 DEFAULT_BATCH_SIZE = 5000
 # pg_try_advisory_xact_lock key: one roll-up at a time, so their upserts never deadlock.
 ROLLUP_LOCK_KEY = 0x616E616C79  # "analy"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_event_id() -> str:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from credit_app import live
+from credit_app.clock import utcnow
 from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -45,7 +46,6 @@ from credit_app.models import (
 from credit_app.services import ledger_observers, rollout
 
 MAX_GRANT = 100_000
-MAX_REASON = 500
 MAX_BALANCE = 1_000_000_000
 MAX_HISTORY_PAGE = 100
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
@@ -90,10 +90,6 @@ class CreditCheck:
 class HistoryPage:
     items: list[CreditTransaction]
     next_cursor: str | None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def get_feature(feature: str) -> Feature:
@@ -177,7 +173,7 @@ def _post(
     db.session.flush()
     live.publish_after_commit(db.session(), live.credit_update(
         kind, user.id, balance, user.credits_total, user.subscription_status,
-        source if source in FEATURES else None))
+        source if source in FEATURES else None, entry.id))
     ledger_observers.observe(entry, user)
     return entry
 
@@ -465,11 +461,9 @@ def _checked_amount(amount: object) -> int:
 
 
 def _checked_reason(reason: object) -> str:
-    text = reason.strip() if isinstance(reason, str) else ""
-    if not 1 <= len(text) <= MAX_REASON:
-        raise ValidationFailed(f"A reason of 1 to {MAX_REASON} characters is required.",
-                               field="reason")
-    return text
+    from credit_app.services.audit import clean_reason
+
+    return clean_reason(reason)
 
 
 def change_plan(
@@ -537,6 +531,14 @@ def get_credit_history(user_id: int, cursor: str | None = None, limit: int = 20)
     items = list(rows[:limit])
     next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
     return HistoryPage(items, next_cursor)
+
+
+def latest_entry_id(user_id: int) -> int:
+    """The id of the user's newest ledger row (0 if none)."""
+    return db.session.execute(
+        select(func.coalesce(func.max(CreditTransaction.id), 0))
+        .where(CreditTransaction.user_id == user_id)
+    ).scalar_one()
 
 
 def ledger_balance(user_id: int) -> int:

@@ -181,8 +181,13 @@ def complete_generation(generation_pk: int, result: GenerationResult,
 
 
 def fail_generation(generation_pk: int, message: str) -> Generation:
-    """Mark the generation failed with a message for the user and give its credit back."""
+    """Mark the generation failed with a message for the user and give its credit back.
+
+    A generation that is already finished is left as it is.
+    """
     generation = db.session.get(Generation, generation_pk)
+    if generation.is_finished:
+        return generation
     if generation.reservation_id is not None:
         reservation = db.session.get(CreditReservation, generation.reservation_id)
         if reservation is not None and reservation.is_pending:

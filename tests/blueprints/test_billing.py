@@ -82,11 +82,19 @@ class TestWebhookEndpoint:
         assert job.func_name == "credit_app.jobs.webhooks.process_webhook_event"
         assert job.args == (event.id,)
 
-    def test_a_duplicate_answers_200_and_does_nothing(self, client, event, webhooks_queue):
+    def test_a_duplicate_is_stored_once_and_queued_again_only_while_unprocessed(
+            self, client, event, webhooks_queue):
         post_event(client, event)
         again = post_event(client, event)
         assert again.status_code == 200 and again.get_json()["duplicate"] is True
-        assert stored_count(event.id) == 1 and webhooks_queue.count == 1
+        assert stored_count(event.id) == 1 and webhooks_queue.count == 2
+        SimpleWorker([webhooks_queue], connection=get_redis()).work(burst=True)
+        db.session.expire_all()
+        row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
+                                 ).scalar_one()
+        assert row.processed_at is not None and row.attempts == 1
+        assert post_event(client, event).status_code == 200
+        assert webhooks_queue.count == 0
 
     @pytest.mark.parametrize("case", ["wrong secret", "altered body", "missing header",
                                       "signature of another body", "empty signature"])

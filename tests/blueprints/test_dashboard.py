@@ -37,3 +37,10 @@ def test_html_errors_are_pages(user_client):
 
 def test_api_docs_and_spec_are_public(client):
     assert client.get("/api/docs").status_code == 200
+
+
+def test_every_response_carries_the_security_headers(client):
+    response = client.get("/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"

@@ -148,7 +148,10 @@ def test_double_submit_of_the_same_form_starts_one_generation(user_client, user)
     assert first.status_code == second.status_code == 200
     assert db.session.scalar(select(func.count()).select_from(Generation)
                              .where(Generation.user_id == user.id)) == 1
-    assert get_queue("generations").count == 1
+    assert get_queue("generations").count == 2
+    generation = only_generation(user)
+    assert [run_generation(generation.id), run_generation(generation.id)] == [
+        "succeeded", "skipped"]
     assert credits.get_user_credits(user.id).remaining == 5
 
 
@@ -257,3 +260,23 @@ def test_sidebar_state_is_kept_per_user(user_client, user):
 def body_classes(response) -> list[str]:
     return re.search(r'<body[^>]*class="([^"]*)"', response.get_data(as_text=True)
                      ).group(1).split()
+
+
+def test_a_finished_generation_is_never_failed_again(user_client, user):
+    from credit_app.services import generations
+
+    start(user_client, "interior")
+    generation = only_generation(user)
+    assert run_generation(generation.id) == "succeeded"
+    generations.fail_generation(generation.id, "too late")
+    db.session.refresh(generation)
+    assert generation.status == "succeeded" and generation.error_message is None
+    assert credits.get_user_credits(user.id).remaining == 5
+
+
+def test_starting_generations_is_rate_limited_per_feature_page(app, user_client, monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_GENERATE", "2 per minute")
+    codes = [start(user_client, "interior", generation_id=f"limit-{n}").status_code
+             for n in range(3)]
+    assert codes == [200, 200, 429]
+    assert start(user_client, "video", generation_id="other-page").status_code == 200

@@ -81,8 +81,9 @@ def test_the_same_event_ten_times_is_applied_once(client, creem, user, webhooks_
     assert [answer.get_json()["duplicate"] for answer in answers] == [False] + [True] * 9
     assert db.session.execute(select(func.count()).select_from(WebhookEvent)
                               .where(WebhookEvent.event_id == paid.id)).scalar_one() == 1
-    assert webhooks_queue.count == 1
+    assert webhooks_queue.count == 10
     run_worker(webhooks_queue)
+    assert stored(paid.id).attempts == 1
     for _ in range(10):
         assert process_webhook_event(paid.id) == "already_processed"
     assert len(plan_changes(user.id)) == 1
