@@ -1,1 +1,27 @@
 """Helpers for tests and the offline demo: stand-ins for the services the app talks to."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask
+from werkzeug.serving import make_server
+
+
+@contextmanager
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", name: str = "stand-in") -> Iterator[str]:
+    """Serve a WSGI app on a free port from a daemon thread; yields its base URL and stops
+    the server on exit."""
+    server = make_server(host, 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+

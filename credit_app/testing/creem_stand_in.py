@@ -43,6 +43,7 @@ from flask import Flask, Response, current_app, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 from credit_app.config import CREEM_STAND_IN_API_KEY, CREEM_STAND_IN_PRODUCTS
+from credit_app.testing import serve_in_thread
 
 WEBHOOK_PATH = "/billing/webhooks/creem"
 RETRY_DELAYS: tuple[float, ...] = (30, 60, 300, 3600)
@@ -597,16 +598,10 @@ def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
     Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
     """
     app = app or create_stand_in_app(**options)
-    server = make_server(host, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="creem-stand-in", daemon=True)
-    thread.start()
     try:
-        yield f"http://{host}:{server.server_port}"
+        with serve_in_thread(app, host, "creem-stand-in") as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         if "creem_stand_in" in app.extensions:
             get_stand_in(app).close()
 

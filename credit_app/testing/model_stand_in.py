@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from werkzeug.serving import make_server
 
 from credit_app.features import FEATURE_KEYS
+from credit_app.testing import serve_in_thread
 
 DEFAULT_TOKEN = "test-token"
 # Version ids look like Replicate's: 64 hex digits, one per feature.
@@ -152,17 +153,8 @@ def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
 
     Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
     """
-    app = app or create_stand_in_app(**options)
-    server = make_server(host, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="model-stand-in", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_in_thread(app or create_stand_in_app(**options), host, "model-stand-in") as url:
+        yield url
 
 
 def run_stand_in(host: str = "127.0.0.1", port: int = 5055, **options: Any) -> None:
