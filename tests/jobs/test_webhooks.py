@@ -14,7 +14,7 @@ from credit_app.extensions import db
 from credit_app.jobs.webhooks import RETRY, process_webhook_event, sweep_lapsed_subscriptions
 from credit_app.models import CreditTransaction, Subscription, WebhookEvent
 from credit_app.redis_client import get_queue, get_redis
-from credit_app.services import credits, subscriptions
+from credit_app.services import audit, credits, subscriptions
 from tests.creem_support import Clock, make_stand_in, post_event, subscribe
 
 
@@ -182,25 +182,35 @@ def test_an_event_that_is_not_stored_is_not_retried(app):
 
 
 class TestCommands:
-    def test_rerun_event_applies_a_stored_event_again(self, app, client, creem, user):
+    def test_rerun_event_applies_a_stored_event_again(self, app, client, creem, user, admin):
         _sub, events = subscribe(creem, user)
         post_event(client, events[-1])
         runner = app.test_cli_runner()
-        result = runner.invoke(args=["billing", "rerun-event", events[-1].id])
+        refused = runner.invoke(args=["billing", "rerun-event", events[-1].id,
+                                      "--actor", user.email])
+        assert refused.exit_code != 0 and "not a staff account" in refused.output
+        result = runner.invoke(args=["billing", "rerun-event", events[-1].id,
+                                     "--actor", admin.email])
         assert result.exit_code == 0, result.output
         assert result.output.strip() == f"{events[-1].id}: applied"
         assert credits.get_user_credits(user.id).subscription_status == "pro"
-        again = runner.invoke(args=["billing", "rerun-event", events[-1].id])
+        again = runner.invoke(args=["billing", "rerun-event", events[-1].id,
+                                    "--actor", admin.email])
         assert again.exit_code == 0 and stored(events[-1].id).attempts == 2
         assert len(plan_changes(user.id)) == 1
+        reruns = [entry for entry in audit.list_entries(action="webhook.rerun").items
+                  if entry.target == events[-1].id]
+        assert len(reruns) == 2 and reruns[0].actor_id == admin.id
 
-    def test_rerun_event_reports_unknown_ids_and_failures(self, app, client, creem, user):
+    def test_rerun_event_reports_unknown_ids_and_failures(self, app, client, creem, user,
+                                                          admin):
         runner = app.test_cli_runner()
-        result = runner.invoke(args=["billing", "rerun-event", "evt_nope"])
+        result = runner.invoke(args=["billing", "rerun-event", "evt_nope", "--actor",
+                                     admin.email])
         assert result.exit_code != 0 and "No webhook event 'evt_nope'" in result.output
         sub, _events = subscribe(creem, user)
         orphan = stored_orphan(client, creem, sub)
-        result = runner.invoke(args=["billing", "rerun-event", orphan])
+        result = runner.invoke(args=["billing", "rerun-event", orphan, "--actor", admin.email])
         assert result.exit_code != 0 and "failed again" in result.output
         assert "No user is known" in stored(orphan).last_error
 
