@@ -119,15 +119,23 @@
     if (first) first.focus(); else if (dialog) dialog.focus();
   });
 
-  document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && body.classList.contains("drawer-open")) setDrawer(false);
-    const dialog = document.querySelector('#modal-root [role="dialog"]');
-    if (!dialog) return;
-    if (event.key === "Escape") { dismissModal(); return; }
-    if (event.key !== "Tab") return;
-    const focusable = dialog.querySelectorAll("a[href], button:not([disabled])");
+  function trapTab(event, container) {
+    const focusable = container.querySelectorAll("a[href], button:not([disabled]), input, select");
     const first = focusable[0], last = focusable[focusable.length - 1];
     if (event.shiftKey && document.activeElement === first) { last.focus(); event.preventDefault(); }
     else if (!event.shiftKey && document.activeElement === last) { first.focus(); event.preventDefault(); }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    const drawerOpen = body.classList.contains("drawer-open");
+    if (event.key === "Escape" && drawerOpen) setDrawer(false);
+    if (event.key === "Tab" && drawerOpen && !document.querySelector("#modal-root [role=dialog]")) {
+      trapTab(event, document.getElementById("sidebar"));
+      return;
+    }
+    const dialog = document.querySelector('#modal-root [role="dialog"]');
+    if (!dialog) return;
+    if (event.key === "Escape") { dismissModal(); return; }
+    if (event.key === "Tab") trapTab(event, dialog);
   });
 })();

@@ -179,10 +179,17 @@ def test_the_mobile_drawer_shows_the_counter(roomcraft: Roomcraft) -> None:
     assert box["top"] >= 0 and box["bottom"] <= MOBILE["height"], "counter below the fold"
     assert roomcraft.active_element().get_attribute("href").endswith("/dashboard")
     roomcraft.screenshot("mobile-drawer")
+    for _ in range(20):
+        ActionChains(roomcraft.driver).send_keys(Keys.TAB).perform()
+        assert in_sidebar(roomcraft), "Tab left the open drawer"
+    ActionChains(roomcraft.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT) \
+        .perform()
+    assert in_sidebar(roomcraft), "Shift+Tab left the open drawer"
 
     ActionChains(roomcraft.driver).send_keys(Keys.ESCAPE).perform()
     assert menu.get_attribute("aria-expanded") == "false"
     roomcraft.wait().until(lambda _: roomcraft.script(sidebar_box)["right"] <= 0)
+    assert roomcraft.active_element() == menu, "focus did not return to the menu button"
 
 
 def in_sidebar(roomcraft: Roomcraft) -> bool:
