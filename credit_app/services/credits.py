@@ -119,7 +119,7 @@ def _validate_generation_id(generation_id: str) -> str:
     return generation_id
 
 
-def _lock_user(user_id: int) -> User:
+def lock_user(user_id: int) -> User:
     """Lock and return the user's row for the rest of the transaction. Raises UserNotFound."""
     user = db.session.execute(
         select(User)
@@ -237,7 +237,7 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
     definition = get_feature(feature)
     if generation_id is not None:
         _validate_generation_id(generation_id)
-    user = _lock_user(user_id)
+    user = lock_user(user_id)
     if generation_id is not None:
         consumed, reservation = _prior_use(user_id, generation_id)
         if consumed is not None and consumed.reservation_id is None:
@@ -275,7 +275,7 @@ def reserve_credit(
     """
     definition = get_feature(feature)
     _validate_generation_id(generation_id)
-    user = _lock_user(user_id)
+    user = lock_user(user_id)
     consumed, reservation = _prior_use(user_id, generation_id)
     if reservation is not None:
         if reservation.feature != feature:
@@ -315,7 +315,7 @@ def _locked_reservation(reservation_id: int, user_id: int | None) -> tuple[User,
     reservation = db.session.get(CreditReservation, reservation_id)
     if reservation is None or (user_id is not None and reservation.user_id != user_id):
         raise ReservationNotFound()
-    user = _lock_user(reservation.user_id)
+    user = lock_user(reservation.user_id)
     db.session.refresh(reservation)
     return user, reservation
 
@@ -426,7 +426,7 @@ def grant_credits(
     amount, reason = _checked_amount(amount), _checked_reason(reason)
     if source not in SYSTEM_SOURCES:
         raise ValidationFailed(f"Unknown grant source {source!r}.")
-    user = _lock_user(user_id)
+    user = lock_user(user_id)
     return _post(
         user,
         kind=LedgerKind.GRANT,
@@ -445,7 +445,7 @@ def remove_credits(user_id: int, amount: int, reason: str,
     Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound.
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
-    user = _lock_user(user_id)
+    user = lock_user(user_id)
     if amount > user.credits_remaining:
         raise ValidationFailed(f"The user has {user.credits_remaining} credits; remove at most "
                                "that many.", field="amount")
@@ -481,7 +481,7 @@ def change_plan(
     """
     if status not in SUBSCRIPTION_STATUSES:
         raise ValidationFailed(f"Unknown subscription status {status!r}.")
-    user = _lock_user(user_id)
+    user = lock_user(user_id)
     previous = user.subscription_status
     if previous == status:
         return None

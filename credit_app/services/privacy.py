@@ -20,8 +20,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from credit_app.clock import utcnow
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
-from credit_app.models import ApiToken, Generation, User, UserRole
-from credit_app.services import analytics, audit, subscriptions
+from credit_app.models import ApiToken, Generation, UserRole
+from credit_app.services import analytics, audit, credits, subscriptions
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
@@ -52,12 +52,9 @@ def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path
 
     Returns the folders of their uploads and results, to remove once the caller has committed
     (`remove_files`). Raises WrongPassword, SubscriptionStillRenews, AccountAlreadyDeleted,
-    UserNotFound (from the subscription check).
+    UserNotFound.
     """
-    user = db.session.execute(
-        select(User).where(User.id == user_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    user = credits.lock_user(user_id)
     if user.is_deleted:
         raise AccountAlreadyDeleted()
     if not isinstance(password, str) or not check_password_hash(user.password_hash, password):

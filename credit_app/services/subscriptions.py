@@ -250,11 +250,7 @@ def sync_user_plan(user_id: int, now: datetime, why: str,
     settle on the latest state. Returns the ledger row of the change, or None if the plan
     stays. Raises UserNotFound.
     """
-    locked = db.session.execute(
-        select(User.id).where(User.id == user_id).with_for_update()
-    ).scalar_one_or_none()
-    if locked is None:
-        raise UserNotFound()
+    credits.lock_user(user_id)
     pro = any(_entitled(subscription, now) for subscription in _user_subscriptions(user_id))
     target = "pro" if pro else "free"
     reason = f"{'Pro started' if pro else 'Back to the free plan'}: {why}"
