@@ -75,5 +75,5 @@ def test_without_the_socket_the_counter_converges_by_polling(app, roomcraft, liv
     roomcraft.wait_for_counter("6/6")
     assert "live-down" in roomcraft.find("body").get_attribute("class")
     consume_through(live_server, api_token_for(app, email))
-    roomcraft.wait_for_counter("5/6", timeout=10)
+    roomcraft.wait_for_counter("5/6", timeout=20)
     assert "live-down" in roomcraft.find("body").get_attribute("class")
