@@ -30,6 +30,16 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
 
 
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+
+
 @dataclass(frozen=True)
 class ServiceUrls:
     database_url: str
@@ -205,6 +215,11 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
             "pool_pre_ping": True,
             "pool_size": _int("DATABASE_POOL_SIZE", 10),
             "max_overflow": _int("DATABASE_MAX_OVERFLOW", 20),
+            # Shed load instead of queueing: a request that finds every pooled connection busy
+            # for this long gets 503 + Retry-After (errors.py), never a 30 s wait.
+            "pool_timeout": _float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0),
+            # A database that does not answer a connect fails the request in this time.
+            "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3)},
         },
         "REDIS_URL": urls.redis_url,
         "EMBEDDED_SERVICES": urls.embedded,

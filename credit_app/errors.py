@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request, url_for
+import redis
+from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from credit_app.extensions import db
 
 log = logging.getLogger(__name__)
+
+# What a database or Redis outage looks like from here: the server refuses or drops the
+# connection, or answers "too many clients" (OperationalError, InterfaceError), or every
+# pooled connection is busy past the pool timeout (TimeoutError), or Redis does not answer
+# within its socket timeout (RedisError). Each is answered 503 with Retry-After.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, redis.RedisError,
+)
+# A full traceback once per incident (per kind of outage and this long), one line otherwise.
+OUTAGE_TRACEBACK_INTERVAL_SECONDS = 60.0
 
 
 class DomainError(Exception):
@@ -160,6 +174,18 @@ class CreemError(DomainError):
         self.creem_status = creem_status
 
 
+class ServiceUnavailable(DomainError):
+    """The database or Redis cannot serve the request now; the client should retry shortly."""
+
+    status = 503
+    code = "service_unavailable"
+    default_message = "We are briefly overloaded or down for a moment. Please retry shortly."
+
+    def __init__(self, message: str | None = None, retry_after: int = 2, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 WEBHOOK_PATH_PREFIX = "/billing/webhooks/"
 
 
@@ -185,7 +211,11 @@ def error_body(code: str, message: str, **details: Any) -> dict:
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> Response:
-    """Render an error for whoever asked: JSON, an htmx fragment, or a full page."""
+    """Render an error for whoever asked: JSON, an htmx fragment, or a full page.
+
+    A server-side error (5xx) gets the standalone page, which reads neither the signed-in user
+    nor their credits, so it renders while the database is down.
+    """
     if wants_json_response():
         response = jsonify(error_body(code, message, **details))
     elif is_htmx_request():
@@ -193,11 +223,66 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
                                             code=code, message=message))
         response.headers["HX-Retarget"] = "#flash-area"
         response.headers["HX-Reswap"] = "innerHTML"
+    elif status >= 500:
+        response = Response(_standalone_page(status, message))
     else:
         response = Response(render_template("errors/error.html", status=status, code=code,
                                             message=message))
     response.status_code = status
     response.headers["Vary"] = "HX-Request, Accept"
+    return response
+
+
+def _standalone_page(status: int, message: str) -> str:
+    """The 5xx page, rendered without context processors: they would load the signed-in user
+    (flask-login's `current_user`), which needs the database that may be what failed."""
+    template = current_app.jinja_env.get_template("errors/unavailable.html")
+    return template.render(status=status, message=message, url_for=url_for, request=request)
+
+
+class _IncidentLog:
+    """Logs an outage's traceback once per incident and a single line for each request after
+    it, so a minute of downtime costs a few lines of log, not a traceback per request."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def report(self, exc: Exception) -> None:
+        kind = type(exc).__name__
+        now = time.monotonic()
+        with self._lock:
+            first = now - self._last.get(kind, float("-inf")) >= self.interval
+            if first:
+                self._last[kind] = now
+        if first:
+            log.error("outage on %s %s (%s); answering 503 (traceback once per %.0f s)",
+                      request.method, request.path, kind, self.interval, exc_info=exc)
+        else:
+            log.warning("outage on %s %s: %s: %s", request.method, request.path, kind,
+                        str(exc).splitlines()[0] if str(exc) else "")
+
+
+outage_log = _IncidentLog(OUTAGE_TRACEBACK_INTERVAL_SECONDS)
+
+
+def _rollback_quietly() -> None:
+    """Roll the session back; on a connection that is already gone that can fail too."""
+    try:
+        db.session.rollback()
+    except Exception:
+        db.session.close()
+
+
+def unavailable_response(exc: Exception) -> Response:
+    """503 with Retry-After for an outage error (OUTAGE_ERRORS or ServiceUnavailable)."""
+    retry_after = exc.retry_after if isinstance(exc, ServiceUnavailable) else (
+        1 if isinstance(exc, sa_exc.TimeoutError) else 2)
+    message = exc.message if isinstance(exc, ServiceUnavailable) else (
+        ServiceUnavailable.default_message)
+    response = error_response(503, ServiceUnavailable.code, message)
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -208,7 +293,9 @@ def _http_code(exc: HTTPException) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(exc: DomainError) -> Response:
-        db.session.rollback()
+        _rollback_quietly()
+        if isinstance(exc, ServiceUnavailable):
+            return unavailable_response(exc)
         details = dict(exc.details)
         if isinstance(exc, InsufficientCredits):
             details["upgrade_url"] = url_for("billing.subscription",
@@ -218,7 +305,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException) -> Response:
         if exc.code and exc.code >= 500:
-            db.session.rollback()
+            _rollback_quietly()
         message = exc.description or exc.name
         response = error_response(exc.code or 500, _http_code(exc), message)
         if exc.code == 429:
@@ -232,7 +319,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:
-        db.session.rollback()
+        _rollback_quietly()
+        if isinstance(exc, OUTAGE_ERRORS):
+            outage_log.report(exc)
+            return unavailable_response(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error",
                               "Something went wrong on our side. Please try again.")
