@@ -233,7 +233,9 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
         "RATELIMIT_STORAGE_URI": _limits_storage_uri(urls.redis_url),
-        "RATELIMIT_HEADERS_ENABLED": True,
+        # X-RateLimit-* headers cost two more Redis round trips per request (the window's
+        # stats), so they are off unless asked for; a 429 always carries Retry-After.
+        "RATELIMIT_HEADERS_ENABLED": _flag("RATELIMIT_HEADERS_ENABLED"),
         "RATELIMIT_SWALLOW_ERRORS": True,
         "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
         "RATELIMIT_GENERATE": os.environ.get("RATELIMIT_GENERATE", "30 per minute"),

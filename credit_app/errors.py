@@ -290,6 +290,16 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_")
 
 
+def _retry_after_of_rate_limit(exc: HTTPException) -> int:
+    """Seconds until a breached limit lets the caller in again: the limiter's own header when
+    it wrote one, else the length of the limit's window (the longest the wait can be)."""
+    original = exc.get_response().headers.get("Retry-After")
+    if original and original.isdigit():
+        return max(1, int(original))
+    limit = getattr(getattr(exc, "limit", None), "limit", None)
+    return max(1, int(limit.get_expiry())) if limit is not None else 60
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(exc: DomainError) -> Response:
@@ -309,10 +319,7 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         response = error_response(exc.code or 500, _http_code(exc), message)
         if exc.code == 429:
-            retry_after = getattr(exc, "retry_after", None)
-            original = exc.get_response()
-            response.headers["Retry-After"] = original.headers.get("Retry-After",
-                                                                    str(retry_after or 60))
+            response.headers["Retry-After"] = str(_retry_after_of_rate_limit(exc))
         if exc.code == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response

@@ -1,6 +1,9 @@
 """Prometheus metrics kept in Redis, so every gunicorn worker and host adds to the same numbers.
 
-Counted per request (one pipelined Redis round trip, never failing the request):
+Counted per request, in memory: each process adds its counts up and sends them to Redis in
+one pipeline at most every FLUSH_INTERVAL_SECONDS (and before it renders a scrape), so a
+request pays no Redis round trip for its metrics and a Redis outage never fails a request
+(the counts wait for the next flush):
 - `http_requests_total{method,status}` — every response; the error rate is the share of 5xx;
 - `credit_operations_total{operation,outcome}` and `credit_operation_duration_seconds` for
   the requests that check, spend or change credits (CREDIT_ENDPOINTS): the API's balance,
@@ -11,8 +14,12 @@ webhook processing lag (age of the oldest unprocessed event; mean lag over the l
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -77,19 +84,88 @@ def bucket_for(seconds: float) -> str:
     return "+Inf"
 
 
+FLUSH_INTERVAL_SECONDS = 1.0
+
+
+class PendingCounts:
+    """This process's counts not yet sent to Redis; `add` is cheap, `flush` sends them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._sums: Counter[str] = Counter()
+        self._flusher_pid: int | None = None
+
+    def add(self, method: str, status: int, operation: str | None, outcome: str | None,
+            seconds: float) -> None:
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+        with self._lock:
+            self._counts[(HTTP_KEY, f"{method}|{status}")] += 1
+            if operation is not None:
+                self._counts[(OPERATIONS_KEY, f"{operation}|{outcome}")] += 1
+                self._counts[(LATENCY_KEY, f"{operation}|{bucket_for(seconds)}")] += 1
+                self._sums[f"{operation}|sum"] += seconds
+
+    def take(self) -> tuple[Counter, Counter]:
+        with self._lock:
+            counts, sums = self._counts, self._sums
+            self._counts, self._sums = Counter(), Counter()
+        return counts, sums
+
+    def put_back(self, counts: Counter, sums: Counter) -> None:
+        with self._lock:
+            self._counts.update(counts)
+            self._sums.update(sums)
+
+    def flush(self, connection: redis.Redis) -> None:
+        """Send the pending counts in one pipeline; on a Redis error keep them for next time."""
+        counts, sums = self.take()
+        if not counts and not sums:
+            return
+        try:
+            pipeline = connection.pipeline(transaction=False)
+            for (key, field), value in counts.items():
+                pipeline.hincrby(key, field, value)
+            for field, value in sums.items():
+                pipeline.hincrbyfloat(LATENCY_KEY, field, value)
+            pipeline.execute()
+        except redis.RedisError as exc:
+            self.put_back(counts, sums)
+            log.warning("could not flush request metrics (kept for the next flush): %s", exc)
+
+    def _start_flusher(self) -> None:
+        """One daemon thread per process (a forked worker starts its own, dropping what it
+        inherited from its parent, which the parent counts)."""
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._counts.clear()
+            self._sums.clear()
+        connection = ops_redis()
+
+        def run() -> None:
+            while True:
+                time.sleep(FLUSH_INTERVAL_SECONDS)
+                self.flush(connection)
+
+        threading.Thread(target=run, name="metrics-flusher", daemon=True).start()
+        atexit.register(self.flush, connection)
+
+
+pending = PendingCounts()
+
+
 def record_request(method: str, status: int, operation: str | None, outcome: str | None,
                    seconds: float) -> None:
-    """Add one request to the counters; a Redis failure is logged and ignored."""
-    try:
-        pipeline = ops_redis().pipeline(transaction=False)
-        pipeline.hincrby(HTTP_KEY, f"{method}|{status}", 1)
-        if operation is not None:
-            pipeline.hincrby(OPERATIONS_KEY, f"{operation}|{outcome}", 1)
-            pipeline.hincrby(LATENCY_KEY, f"{operation}|{bucket_for(seconds)}", 1)
-            pipeline.hincrbyfloat(LATENCY_KEY, f"{operation}|sum", seconds)
-        pipeline.execute()
-    except redis.RedisError as exc:
-        log.warning("could not record request metrics: %s", exc)
+    """Add one request to this process's pending counts."""
+    pending.add(method, status, operation, outcome, seconds)
+
+
+def discard_pending() -> None:
+    """Forget this process's unsent counts (tests start from zero)."""
+    pending.take()
 
 
 def init_request_metrics(app: Flask) -> None:
@@ -205,8 +281,13 @@ def _database_gauges() -> list[str]:
 
 
 def render() -> str:
-    """The metrics in the Prometheus text format (0.0.4); `redis_up 0` when Redis is down."""
+    """The metrics in the Prometheus text format (0.0.4); `redis_up 0` when Redis is down.
+
+    This process's pending counts are flushed first; other processes' arrive within
+    FLUSH_INTERVAL_SECONDS.
+    """
     connection = ops_redis()
+    pending.flush(connection)
     try:
         lines = _stored_counters(connection) + _queue_gauges(connection)
         up = 1

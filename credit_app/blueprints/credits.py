@@ -8,13 +8,18 @@ from flask_login import current_user, login_required
 from credit_app import schemas
 from credit_app.auth import admin_required, require_api_csrf
 from credit_app.errors import DomainError
-from credit_app.extensions import csrf, db, limiter
+from credit_app.extensions import api_limit, csrf, db, limiter
 from credit_app.openapi import documented
 from credit_app.services import credits
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
 csrf.exempt(bp)
-limiter.limit(lambda: current_app.config["RATELIMIT_API"])(bp)
+api_limit(bp)
+
+
+# Set on the answer to a consume whose generation_id was already paid for: the body is the
+# first outcome, repeated (as Stripe's Idempotent-Replayed).
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class BadJson(DomainError):
@@ -40,7 +45,7 @@ def check_csrf() -> None:
 @login_required
 @documented(summary="Get the current credit status", response=schemas.CreditsResponse)
 def get_credits() -> Response:
-    status = credits.get_user_credits(current_user.id)
+    status = credits.credits_of(current_user)
     return jsonify(
         remaining=status.remaining,
         total=status.total,
@@ -67,8 +72,11 @@ def consume() -> Response:
     body = schemas.parse(schemas.ConsumeRequest, json_body())
     result = credits.consume_credit(current_user.id, body.feature, body.generation_id)
     db.session.commit()
-    return jsonify(success=result.success, remaining_credits=result.remaining_credits,
-                   message=result.message)
+    response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
+                       message=result.message)
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 @bp.get("/history")

@@ -13,6 +13,7 @@ from credit_app.models.credit import (
     CreditReservation,
     CreditTransaction,
     LedgerKind,
+    Posting,
     ReservationStatus,
 )
 from credit_app.models.generation import Generation, GenerationStatus
@@ -44,6 +45,7 @@ __all__ = [
     "Generation",
     "GenerationStatus",
     "LedgerKind",
+    "Posting",
     "ReservationStatus",
     "Subscription",
     "User",

@@ -9,7 +9,9 @@ A reservation is a pending transfer: `reserve` takes the credit, then exactly on
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -43,6 +45,27 @@ class ReservationStatus(enum.StrEnum):
     COMMITTED = "committed"
     RELEASED = "released"
     EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The facts of one ledger row as the credit service posts it: its columns, the plan
+    before and after it, and what the use was charged (for a reservation's consume, the
+    amount taken when it was reserved). What observers of the ledger read."""
+
+    user_id: int
+    kind: str
+    amount: int
+    balance_after: int
+    feature_used: str
+    credits_consumed: int
+    generation_id: str | None
+    reservation_id: int | None
+    actor_id: int | None
+    plan_before: str
+    plan_after: str
+    charged: int
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class CreditTransaction(db.Model):

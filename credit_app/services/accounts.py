@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -144,13 +144,20 @@ def revoke_api_token(user_id: int, token_id: int) -> bool:
     return True
 
 
+# The owner of an active token, in one statement that loads only the user (each API request
+# runs it before anything else).
+_TOKEN_OWNER = (
+    select(User)
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
+           User.deleted_at.is_(None))
+)
+
+
 def user_for_token(plaintext: str) -> User | None:
     """Return the owner of an active token; None for anything else."""
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 100:
         return None
-    token = db.session.execute(
-        select(ApiToken).where(ApiToken.token_hash == _hash_token(plaintext))
+    return db.session.execute(
+        _TOKEN_OWNER, {"token_hash": _hash_token(plaintext)}
     ).scalar_one_or_none()
-    if token is None or token.revoked_at is not None:
-        return None
-    return token.user

@@ -1,9 +1,10 @@
 """Analytics events and their rollups. Events carry a user id and nothing personal.
 
 Every event is a row of `analytics_events` written in the caller's transaction, an outbox:
-`record_ledger_event` writes the events that follow a ledger change (the credit service calls
-it from `_post`), `track` the others (upgrade modal, generation failures). So no event is lost
-when Redis is down, and none exists for a change that rolled back.
+`ledger_events` gives the events that follow a ledger change (the credit service writes them
+in the same statement as the row, from `_post`), `track` writes the others (upgrade modal,
+generation failures). So no event is lost when Redis is down, and none exists for a change
+that rolled back.
 
 `roll_up` folds pending events into the rollups and stamps them `rolled_up_at` in one
 statement: a second run finds nothing left to fold, and a crash folds nothing. Readers add
@@ -26,9 +27,8 @@ from credit_app.extensions import db
 from credit_app.models import (
     EVENT_TYPES,
     AnalyticsEvent,
-    CreditReservation,
-    CreditTransaction,
     LedgerKind,
+    Posting,
     User,
 )
 
@@ -41,37 +41,34 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
-def ledger_events(entry: CreditTransaction, user: User) -> list[dict[str, Any]]:
+def ledger_events(posting: Posting) -> list[dict[str, Any]]:
     """The analytics events that a ledger row implies, as column values (nothing is written).
 
     consume → credit_consumed (credits = what was charged: 0 for Pro, and 0 with
     `enforced: false` for a free user outside the enforcement rollout); a spend that leaves a
     free user at 0 → credit_depleted; grant → credit_granted; a plan change (an `adjust` row
-    from "subscription") → subscription_upgraded or subscription_canceled.
+    from "subscription") → subscription_upgraded or subscription_canceled. Each has a fresh
+    `event_id`; the credit service writes them with the row, in the same statement.
     """
-    metadata = entry.metadata_ or {}
-    plan = metadata.get("plan") or user.subscription_status
+    metadata = posting.metadata
+    plan = metadata.get("plan") or posting.plan_before
     events: list[dict[str, Any]] = []
-    if entry.kind == LedgerKind.CONSUME:
-        if entry.reservation_id is not None:
-            reservation = db.session.get(CreditReservation, entry.reservation_id)
-            charged = reservation.amount if reservation is not None else 0
-        else:
-            charged = -entry.amount
-        properties: dict[str, Any] = {"via": "reservation" if entry.reservation_id else "direct"}
-        if plan != "pro" and charged == 0 and entry.credits_consumed > 0:
+    if posting.kind == LedgerKind.CONSUME:
+        properties: dict[str, Any] = {
+            "via": "reservation" if posting.reservation_id else "direct"}
+        if plan != "pro" and posting.charged == 0 and posting.credits_consumed > 0:
             properties["enforced"] = False
-        events.append({"event_type": "credit_consumed", "feature": entry.feature_used,
-                       "plan": plan, "credits": charged, "properties": properties})
-    spent = entry.kind in (LedgerKind.CONSUME, LedgerKind.RESERVE) and entry.amount < 0
-    if spent and entry.balance_after == 0 and plan != "pro":
-        events.append({"event_type": "credit_depleted", "feature": entry.feature_used,
+        events.append({"event_type": "credit_consumed", "feature": posting.feature_used,
+                       "plan": plan, "credits": posting.charged, "properties": properties})
+    spent = posting.kind in (LedgerKind.CONSUME, LedgerKind.RESERVE) and posting.amount < 0
+    if spent and posting.balance_after == 0 and plan != "pro":
+        events.append({"event_type": "credit_depleted", "feature": posting.feature_used,
                        "plan": plan, "credits": 0, "properties": {}})
-    if entry.kind == LedgerKind.GRANT:
+    if posting.kind == LedgerKind.GRANT:
         events.append({"event_type": "credit_granted", "feature": None,
-                       "plan": user.subscription_status, "credits": entry.amount,
-                       "properties": {"source": entry.feature_used}})
-    if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
+                       "plan": posting.plan_before, "credits": posting.amount,
+                       "properties": {"source": posting.feature_used}})
+    if posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription":
         change = {"from": metadata.get("from"), "to": metadata.get("to")}
         if change["to"] == "pro":
             events.append({"event_type": "subscription_upgraded", "feature": None,
@@ -79,23 +76,9 @@ def ledger_events(entry: CreditTransaction, user: User) -> list[dict[str, Any]]:
         elif change["from"] == "pro":
             events.append({"event_type": "subscription_canceled", "feature": None,
                            "plan": change["to"], "credits": 0, "properties": change})
+    for event in events:
+        event["event_id"] = new_event_id()
     return events
-
-
-def record_ledger_event(entry: CreditTransaction, user: User) -> int:
-    """Write the events a just-flushed ledger row implies, in the same transaction.
-
-    Returns how many were written (often 0: holds and releases imply none).
-    """
-    events = ledger_events(entry, user)
-    if not events:
-        return 0
-    db.session.execute(insert(AnalyticsEvent), [
-        {**event, "event_id": new_event_id(), "user_id": user.id, "transaction_id": entry.id,
-         "credits_remaining": entry.balance_after}
-        for event in events
-    ])
-    return len(events)
 
 
 def track(event_type: str, user_id: int | None, *, feature: str | None = None,

@@ -9,16 +9,26 @@ Rules kept in this one module:
 - Pro users are never blocked; their uses are still written, with amount 0.
 
 Services flush and never commit: the caller (a request or a job) owns the transaction.
+
+The hot path is lean on purpose (bench/load.py measures it): a spend is three statements —
+lock the balance, look up the generation id, and one `_POST_ENTRY` statement that writes the
+ledger row, the new balance and the analytics events together — all fixed SQL text that
+psycopg prepares once per connection. The balance columns are read and written with Core,
+not the ORM; a `User` already loaded in the session is kept in step (`_sync_loaded_user`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from credit_app import live
 from credit_app.clock import utcnow
@@ -40,6 +50,7 @@ from credit_app.models import (
     CreditReservation,
     CreditTransaction,
     LedgerKind,
+    Posting,
     ReservationStatus,
     User,
 )
@@ -66,6 +77,9 @@ class UserCredits:
 
 @dataclass(frozen=True)
 class ConsumeResult:
+    """What a spend did. A replay (the same generation id again) carries the first outcome:
+    the balance that spend left and the same message, as an idempotent API should."""
+
     success: bool
     remaining_credits: int
     transaction_id: int
@@ -73,8 +87,6 @@ class ConsumeResult:
 
     @property
     def message(self) -> str:
-        if self.replayed:
-            return "This generation was already paid for; nothing was charged again."
         return "Credit consumed."
 
 
@@ -92,6 +104,88 @@ class HistoryPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class LockedBalance:
+    """A user's balance columns, read under their row lock, which holds until the transaction
+    ends. Duck-types the parts of `User` that pricing and the rollout read (`id`, `is_pro`)."""
+
+    id: int
+    remaining: int
+    total: int
+    plan: str
+
+    @property
+    def is_pro(self) -> bool:
+        return self.plan == "pro"
+
+
+@dataclass(frozen=True)
+class PostedEntry:
+    """The ledger row `_post` wrote."""
+
+    id: int
+    balance_after: int
+
+
+_LOCK_BALANCE = text(
+    "SELECT credits_remaining, credits_total, subscription_status FROM users "
+    "WHERE id = :user_id FOR UPDATE"
+)
+# After the lock, in a statement of its own so that it sees what a concurrent request with
+# the same id committed while this one waited for the lock.
+_PRIOR_USE = text(
+    "SELECT (SELECT id FROM credit_transactions WHERE user_id = :user_id "
+    "AND generation_id = :generation_id AND kind = 'consume') AS consumed_id, "
+    "(SELECT id FROM credit_reservations WHERE user_id = :user_id "
+    "AND generation_id = :generation_id) AS reservation_id"
+)
+# One round trip for the ledger row, the balance it leaves and the analytics events it
+# implies (services/ledger_observers.py), so all three stand or fall together.
+_POST_ENTRY = text("""
+WITH entry AS (
+    INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used,
+                                     credits_consumed, generation_id, reservation_id, actor_id,
+                                     metadata)
+    VALUES (:user_id, :kind, :amount, :balance_after, :feature_used, :credits_consumed,
+            :generation_id, :reservation_id, :actor_id, CAST(:metadata AS jsonb))
+    RETURNING id
+), balance AS (
+    UPDATE users
+    SET credits_remaining = :balance_after,
+        credits_total = credits_total + :granted,
+        credits_granted_at = CASE WHEN :granted > 0 THEN now() ELSE credits_granted_at END,
+        subscription_status = :plan,
+        updated_at = now()
+    WHERE id = :user_id
+), events AS (
+    INSERT INTO analytics_events (event_id, event_type, user_id, feature, credits_remaining,
+                                  properties, plan, credits, transaction_id)
+    SELECT e.event_id, e.event_type, :user_id, e.feature, :balance_after, e.properties,
+           e.plan, e.credits, entry.id
+    FROM entry, jsonb_to_recordset(CAST(:events AS jsonb))
+         AS e(event_id text, event_type text, feature text, properties jsonb, plan text,
+              credits integer)
+)
+SELECT id FROM entry
+""")
+_RESOLVE_RESERVATION = text(
+    "UPDATE credit_reservations SET status = :status, resolved_at = :resolved_at "
+    "WHERE id = :reservation_id"
+)
+_READ_CREDITS = text(
+    "SELECT credits_remaining, credits_total, subscription_status, updated_at FROM users "
+    "WHERE id = :user_id"
+)
+
+
+def _execute(statement, params: dict[str, Any]):
+    """Run a Core statement on the session's connection, inside its transaction, after
+    flushing pending ORM changes (as the ORM's own queries would; free when none are)."""
+    session = db.session()
+    session.flush()
+    return session.connection().execute(statement, params)
+
+
 def get_feature(feature: str) -> Feature:
     """Return the feature definition. Raises UnknownFeature."""
     try:
@@ -102,7 +196,7 @@ def get_feature(feature: str) -> Feature:
         ) from None
 
 
-def cost_for(user: User, feature: Feature) -> int:
+def cost_for(user: User | LockedBalance, feature: Feature) -> int:
     """What a use of `feature` takes from `user`'s balance: nothing for Pro, and nothing for a
     free user outside the enforcement rollout (services/rollout.py; the use is still recorded).
     """
@@ -120,7 +214,11 @@ def _validate_generation_id(generation_id: str) -> str:
 
 
 def lock_user(user_id: int) -> User:
-    """Lock and return the user's row for the rest of the transaction. Raises UserNotFound."""
+    """Lock and return the user's row (as a model) for the rest of the transaction.
+
+    For callers that change the user's other columns; credit changes use `_lock_balance`.
+    Raises UserNotFound.
+    """
     user = db.session.execute(
         select(User)
         .where(User.id == user_id)
@@ -132,8 +230,30 @@ def lock_user(user_id: int) -> User:
     return user
 
 
+def _lock_balance(user_id: int) -> LockedBalance:
+    """Lock the user's row for the rest of the transaction and read its balance.
+
+    Raises UserNotFound.
+    """
+    row = _execute(_LOCK_BALANCE, {"user_id": user_id}).one_or_none()
+    if row is None:
+        raise UserNotFound()
+    return LockedBalance(user_id, row[0], row[1], row[2])
+
+
+def _sync_loaded_user(user_id: int, **columns: Any) -> None:
+    """Keep a `User` this session already loaded (say `current_user`) equal to the row the
+    Core statements changed, without marking it dirty."""
+    user = db.session.identity_map.get(identity_key(User, user_id))
+    if user is None:
+        return
+    for name, value in columns.items():
+        set_committed_value(user, name, value)
+    db.session.expire(user, ["updated_at", "credits_granted_at"])
+
+
 def _post(
-    user: User,
+    balance: LockedBalance,
     *,
     kind: LedgerKind,
     amount: int,
@@ -141,53 +261,67 @@ def _post(
     credits_consumed: int = 0,
     generation_id: str | None = None,
     reservation_id: int | None = None,
+    charged: int | None = None,
+    plan: str | None = None,
     actor_id: int | None = None,
     metadata: dict | None = None,
-) -> CreditTransaction:
-    """Change a locked user's balance by `amount` and write the ledger row for it.
+) -> PostedEntry:
+    """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row
+    and the analytics events it implies in the same statement.
 
+    `charged` is what the use cost, for a consume that settles a reservation (its amount was
+    taken when it was reserved). The one place a balance changes.
     Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the maximum.
     """
-    balance = user.credits_remaining + amount
-    if balance < 0:
-        raise InsufficientCredits(remaining=user.credits_remaining)
-    if balance > MAX_BALANCE:
+    new_balance = balance.remaining + amount
+    if new_balance < 0:
+        raise InsufficientCredits(remaining=balance.remaining)
+    if new_balance > MAX_BALANCE:
         raise InvalidAmount(f"The balance may not exceed {MAX_BALANCE} credits.")
-    user.credits_remaining = balance
-    if kind == LedgerKind.GRANT:
-        user.credits_total += amount
-        user.credits_granted_at = utcnow()
-    entry = CreditTransaction(
-        user_id=user.id,
-        kind=kind,
-        amount=amount,
-        balance_after=balance,
-        feature_used=source,
-        credits_consumed=credits_consumed,
-        generation_id=generation_id,
-        reservation_id=reservation_id,
-        actor_id=actor_id,
-        metadata_=metadata or {},
+    granted = amount if kind == LedgerKind.GRANT else 0
+    posting = Posting(
+        user_id=balance.id, kind=kind, amount=amount, balance_after=new_balance,
+        feature_used=source, credits_consumed=credits_consumed, generation_id=generation_id,
+        reservation_id=reservation_id, actor_id=actor_id, metadata=metadata or {},
+        plan_before=balance.plan, plan_after=plan or balance.plan,
+        charged=-amount if charged is None else charged,
     )
-    db.session.add(entry)
-    db.session.flush()
+    entry_id = _execute(_POST_ENTRY, {
+        "user_id": balance.id, "kind": kind.value, "amount": amount,
+        "balance_after": new_balance, "feature_used": source,
+        "credits_consumed": credits_consumed, "generation_id": generation_id,
+        "reservation_id": reservation_id, "actor_id": actor_id,
+        "metadata": json.dumps(posting.metadata), "granted": granted,
+        "plan": posting.plan_after,
+        "events": json.dumps(ledger_observers.events_for(posting)),
+    }).scalar_one()
+    _sync_loaded_user(balance.id, credits_remaining=new_balance,
+                      credits_total=balance.total + granted,
+                      subscription_status=posting.plan_after)
     live.publish_after_commit(db.session(), live.credit_update(
-        kind, user.id, balance, user.credits_total, user.subscription_status,
-        source if source in FEATURES else None, entry.id))
-    ledger_observers.observe(entry, user)
-    return entry
+        kind, balance.id, new_balance, balance.total + granted, posting.plan_after,
+        source if source in FEATURES else None, entry_id))
+    ledger_observers.after_post(entry_id, posting)
+    return PostedEntry(entry_id, new_balance)
+
+
+def _entry(posted: PostedEntry) -> CreditTransaction:
+    """The model of a row `_post` wrote, for callers off the hot path that want all of it."""
+    return db.session.get(CreditTransaction, posted.id)
 
 
 def get_user_credits(user_id: int) -> UserCredits:
     """Return the user's balance. Raises UserNotFound."""
-    row = db.session.execute(
-        select(User.credits_remaining, User.credits_total, User.subscription_status,
-               User.updated_at).where(User.id == user_id)
-    ).one_or_none()
+    row = _execute(_READ_CREDITS, {"user_id": user_id}).one_or_none()
     if row is None:
         raise UserNotFound()
-    return UserCredits(user_id, row.credits_remaining, row.credits_total,
-                       row.subscription_status, row.updated_at)
+    return UserCredits(user_id, row[0], row[1], row[2], row[3])
+
+
+def credits_of(user: User) -> UserCredits:
+    """The balance of a user loaded in this transaction (the signed-in one), with no query."""
+    return UserCredits(user.id, user.credits_remaining, user.credits_total,
+                       user.subscription_status, user.updated_at)
 
 
 def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
@@ -209,20 +343,7 @@ def _prior_use(user_id: int, generation_id: str) -> tuple[CreditTransaction | No
 
     One round trip on the usual path (a new id); the rows are loaded only when they exist.
     """
-    consumed_id = (
-        select(CreditTransaction.id)
-        .where(CreditTransaction.user_id == user_id,
-               CreditTransaction.generation_id == generation_id,
-               CreditTransaction.kind == LedgerKind.CONSUME)
-        .scalar_subquery()
-    )
-    reservation_id = (
-        select(CreditReservation.id)
-        .where(CreditReservation.user_id == user_id,
-               CreditReservation.generation_id == generation_id)
-        .scalar_subquery()
-    )
-    found = db.session.execute(select(consumed_id, reservation_id)).one()
+    found = _execute(_PRIOR_USE, {"user_id": user_id, "generation_id": generation_id}).one()
     return (db.session.get(CreditTransaction, found[0]) if found[0] else None,
             db.session.get(CreditReservation, found[1]) if found[1] else None)
 
@@ -237,28 +358,28 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
     definition = get_feature(feature)
     if generation_id is not None:
         _validate_generation_id(generation_id)
-    user = lock_user(user_id)
+    balance = _lock_balance(user_id)
     if generation_id is not None:
         consumed, reservation = _prior_use(user_id, generation_id)
         if consumed is not None and consumed.reservation_id is None:
             if consumed.feature_used != feature:
                 raise IdempotencyConflict()
-            return ConsumeResult(True, user.credits_remaining, consumed.id, replayed=True)
+            return ConsumeResult(True, consumed.balance_after, consumed.id, replayed=True)
         if consumed is not None or reservation is not None:
             raise IdempotencyConflict("That generation id belongs to a reserved generation.")
-    cost = cost_for(user, definition)
-    if user.credits_remaining < cost:
-        raise InsufficientCredits(remaining=user.credits_remaining, feature=feature)
+    cost = cost_for(balance, definition)
+    if balance.remaining < cost:
+        raise InsufficientCredits(remaining=balance.remaining, feature=feature)
     entry = _post(
-        user,
+        balance,
         kind=LedgerKind.CONSUME,
         amount=-cost,
         source=feature,
         credits_consumed=definition.cost,
         generation_id=generation_id,
-        metadata={"plan": user.subscription_status, **rollout.enforcement_note(user)},
+        metadata={"plan": balance.plan, **rollout.enforcement_note(balance)},
     )
-    return ConsumeResult(True, user.credits_remaining, entry.id, replayed=False)
+    return ConsumeResult(True, entry.balance_after, entry.id, replayed=False)
 
 
 def reserve_credit(
@@ -275,7 +396,7 @@ def reserve_credit(
     """
     definition = get_feature(feature)
     _validate_generation_id(generation_id)
-    user = lock_user(user_id)
+    balance = _lock_balance(user_id)
     consumed, reservation = _prior_use(user_id, generation_id)
     if reservation is not None:
         if reservation.feature != feature:
@@ -283,9 +404,9 @@ def reserve_credit(
         return reservation
     if consumed is not None:
         raise IdempotencyConflict("That generation id was already consumed directly.")
-    cost = cost_for(user, definition)
-    if user.credits_remaining < cost:
-        raise InsufficientCredits(remaining=user.credits_remaining, feature=feature)
+    cost = cost_for(balance, definition)
+    if balance.remaining < cost:
+        raise InsufficientCredits(remaining=balance.remaining, feature=feature)
     reservation = CreditReservation(
         user_id=user_id,
         generation_id=generation_id,
@@ -298,26 +419,36 @@ def reserve_credit(
     db.session.add(reservation)
     db.session.flush()
     _post(
-        user,
+        balance,
         kind=LedgerKind.RESERVE,
         amount=-cost,
         source=feature,
         generation_id=generation_id,
         reservation_id=reservation.id,
-        metadata={"plan": user.subscription_status,
+        metadata={"plan": balance.plan,
                   "expires_at": reservation.expires_at.isoformat(),
-                  **rollout.enforcement_note(user)},
+                  **rollout.enforcement_note(balance)},
     )
     return reservation
 
 
-def _locked_reservation(reservation_id: int, user_id: int | None) -> tuple[User, CreditReservation]:
+def _locked_reservation(reservation_id: int,
+                        user_id: int | None) -> tuple[LockedBalance, CreditReservation]:
+    """Lock the reservation's user (every change of a reservation happens under that lock),
+    then read the reservation as it stands. Raises ReservationNotFound."""
     reservation = db.session.get(CreditReservation, reservation_id)
     if reservation is None or (user_id is not None and reservation.user_id != user_id):
         raise ReservationNotFound()
-    user = lock_user(reservation.user_id)
+    balance = _lock_balance(reservation.user_id)
     db.session.refresh(reservation)
-    return user, reservation
+    return balance, reservation
+
+
+def _resolve(reservation: CreditReservation, status: ReservationStatus, now: datetime) -> None:
+    _execute(_RESOLVE_RESERVATION, {"status": status.value, "resolved_at": now,
+                                    "reservation_id": reservation.id})
+    set_committed_value(reservation, "status", status.value)
+    set_committed_value(reservation, "resolved_at", now)
 
 
 def commit_reservation(
@@ -328,7 +459,7 @@ def commit_reservation(
     Raises ReservationNotFound, ReservationExpired (past its timeout: the sweeper returns the
     credit), ReservationNotPending (already released).
     """
-    user, reservation = _locked_reservation(reservation_id, user_id)
+    balance, reservation = _locked_reservation(reservation_id, user_id)
     now = now or utcnow()
     if reservation.status == ReservationStatus.COMMITTED:
         return reservation
@@ -338,29 +469,28 @@ def commit_reservation(
         raise ReservationExpired()
     if reservation.status != ReservationStatus.PENDING:
         raise ReservationNotPending("The reservation was released; its credit was returned.")
-    reservation.status = ReservationStatus.COMMITTED
-    reservation.resolved_at = now
+    _resolve(reservation, ReservationStatus.COMMITTED, now)
     _post(
-        user,
+        balance,
         kind=LedgerKind.CONSUME,
         amount=0,
         source=reservation.feature,
         credits_consumed=reservation.cost,
         generation_id=reservation.generation_id,
         reservation_id=reservation.id,
-        metadata={"plan": user.subscription_status},
+        charged=reservation.amount,
+        metadata={"plan": balance.plan},
     )
     return reservation
 
 
 def _release_locked(
-    user: User, reservation: CreditReservation, reason: str, now: datetime,
+    balance: LockedBalance, reservation: CreditReservation, reason: str, now: datetime,
     status: ReservationStatus,
 ) -> None:
-    reservation.status = status
-    reservation.resolved_at = now
+    _resolve(reservation, status, now)
     _post(
-        user,
+        balance,
         kind=LedgerKind.RELEASE,
         amount=reservation.amount,
         source=reservation.feature,
@@ -380,12 +510,12 @@ def release_reservation(
 
     Raises ReservationNotFound, ReservationNotPending (already committed).
     """
-    user, reservation = _locked_reservation(reservation_id, user_id)
+    balance, reservation = _locked_reservation(reservation_id, user_id)
     if reservation.status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
         return reservation
     if reservation.status == ReservationStatus.COMMITTED:
         raise ReservationNotPending("The reservation was committed; its credit is spent.")
-    _release_locked(user, reservation, reason, now or utcnow(), ReservationStatus.RELEASED)
+    _release_locked(balance, reservation, reason, now or utcnow(), ReservationStatus.RELEASED)
     return reservation
 
 
@@ -405,9 +535,9 @@ def expire_overdue_reservations(now: datetime | None = None, limit: int = 500) -
     ).scalars().all()
     expired = []
     for reservation_id in overdue:
-        user, reservation = _locked_reservation(reservation_id, None)
+        balance, reservation = _locked_reservation(reservation_id, None)
         if reservation.is_pending and reservation.expires_at <= now:
-            _release_locked(user, reservation, "timeout", now, ReservationStatus.EXPIRED)
+            _release_locked(balance, reservation, "timeout", now, ReservationStatus.EXPIRED)
             expired.append(reservation_id)
     return expired
 
@@ -426,16 +556,16 @@ def grant_credits(
     amount, reason = _checked_amount(amount), _checked_reason(reason)
     if source not in SYSTEM_SOURCES:
         raise ValidationFailed(f"Unknown grant source {source!r}.")
-    user = lock_user(user_id)
-    return _post(
-        user,
+    balance = _lock_balance(user_id)
+    return _entry(_post(
+        balance,
         kind=LedgerKind.GRANT,
         amount=amount,
         source=source,
         credits_consumed=0,
         actor_id=actor_id,
         metadata={"reason": reason},
-    )
+    ))
 
 
 def remove_credits(user_id: int, amount: int, reason: str,
@@ -445,12 +575,12 @@ def remove_credits(user_id: int, amount: int, reason: str,
     Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound.
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
-    user = lock_user(user_id)
-    if amount > user.credits_remaining:
-        raise ValidationFailed(f"The user has {user.credits_remaining} credits; remove at most "
+    balance = _lock_balance(user_id)
+    if amount > balance.remaining:
+        raise ValidationFailed(f"The user has {balance.remaining} credits; remove at most "
                                "that many.", field="amount")
-    return _post(user, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
-                 actor_id=actor_id, metadata={"reason": reason})
+    return _entry(_post(balance, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
+                        actor_id=actor_id, metadata={"reason": reason}))
 
 
 def _checked_amount(amount: object) -> int:
@@ -481,19 +611,19 @@ def change_plan(
     """
     if status not in SUBSCRIPTION_STATUSES:
         raise ValidationFailed(f"Unknown subscription status {status!r}.")
-    user = lock_user(user_id)
-    previous = user.subscription_status
+    balance = _lock_balance(user_id)
+    previous = balance.plan
     if previous == status:
         return None
-    user.subscription_status = status
-    return _post(
-        user,
+    return _entry(_post(
+        balance,
         kind=LedgerKind.ADJUST,
         amount=0,
         source="subscription",
+        plan=status,
         actor_id=actor_id,
         metadata={"reason": reason, "from": previous, "to": status, **(details or {})},
-    )
+    ))
 
 
 def encode_cursor(transaction_id: int) -> str:

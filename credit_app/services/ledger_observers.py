@@ -1,35 +1,43 @@
 """What else is written, in the same transaction, when the credit service posts a ledger row.
 
-`observe` is called once at the end of `credits._post`: it writes the analytics events the
-row implies (the outbox) and, when a staff member made the change (`actor_id`), an audit row.
-So the API, the admin pages and the CLI are audited alike, and a rollback removes all of it.
+`events_for` gives the analytics events the row implies (the outbox), which `credits._post`
+writes in the same statement as the row; `after_post` writes the audit row when a staff
+member made the change (`actor_id`). So the API, the admin pages and the CLI are audited
+alike, and a rollback removes all of it.
 """
 
 from __future__ import annotations
 
-from credit_app.models import CreditTransaction, LedgerKind, User
+from typing import Any
+
+from credit_app.models import LedgerKind, Posting
 from credit_app.services import analytics, audit
 
 
-def audit_action(entry: CreditTransaction) -> str:
+def audit_action(posting: Posting) -> str:
     """The audit action a staff member's ledger row stands for."""
-    if entry.kind == LedgerKind.GRANT:
+    if posting.kind == LedgerKind.GRANT:
         return "credits.grant"
-    if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
+    if posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription":
         return "plan.change"
-    if entry.kind == LedgerKind.ADJUST and entry.amount < 0:
+    if posting.kind == LedgerKind.ADJUST and posting.amount < 0:
         return "credits.remove"
     return "credits.adjust"
 
 
-def observe(entry: CreditTransaction, user: User) -> None:
-    """Write the analytics events of a just-flushed ledger row, and its audit row if by staff."""
-    analytics.record_ledger_event(entry, user)
-    if entry.actor_id is not None:
-        metadata = entry.metadata_ or {}
-        details = {"amount": entry.amount, "transaction_id": entry.id,
-                   "balance_after": entry.balance_after, "reason": metadata.get("reason")}
-        if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
-            details.update({"from": metadata.get("from"), "to": metadata.get("to")})
-        audit.record(entry.actor_id, audit_action(entry), target_user_id=user.id,
-                     details=details)
+def events_for(posting: Posting) -> list[dict[str, Any]]:
+    """The analytics events of a ledger row about to be written, as column values."""
+    return analytics.ledger_events(posting)
+
+
+def after_post(entry_id: int, posting: Posting) -> None:
+    """Write the audit row of a just-written ledger row made by staff (nothing otherwise)."""
+    if posting.actor_id is None:
+        return
+    details = {"amount": posting.amount, "transaction_id": entry_id,
+               "balance_after": posting.balance_after,
+               "reason": posting.metadata.get("reason")}
+    if posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription":
+        details.update({"from": posting.metadata.get("from"), "to": posting.metadata.get("to")})
+    audit.record(posting.actor_id, audit_action(posting), target_user_id=posting.user_id,
+                 details=details)

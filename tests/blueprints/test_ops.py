@@ -15,6 +15,7 @@ from credit_app.redis_client import get_redis
 
 @pytest.fixture(autouse=True)
 def clean_redis_state():
+    metrics.discard_pending()
     connection = get_redis()
     connection.delete(health.HEARTBEAT_KEY, metrics.HTTP_KEY, metrics.OPERATIONS_KEY,
                       metrics.LATENCY_KEY)

@@ -82,7 +82,22 @@ class TestConsume:
         again = credits.consume_credit(user.id, "video", "same")
         assert again.replayed and again.transaction_id == first.transaction_id
         assert credits.get_user_credits(user.id).remaining == 5
-        assert again.message != first.message
+        assert again.message == first.message
+
+    def test_a_replay_returns_the_first_outcome_not_the_current_balance(self, user):
+        first = credits.consume_credit(user.id, "video", "first")
+        credits.consume_credit(user.id, "video", "second")
+        again = credits.consume_credit(user.id, "video", "first")
+        assert (again.success, again.remaining_credits, again.message) == (
+            first.success, first.remaining_credits, first.message) == (True, 5, "Credit consumed.")
+        assert credits.get_user_credits(user.id).remaining == 4
+
+    def test_a_replay_succeeds_even_once_the_balance_is_empty(self, user):
+        first = credits.consume_credit(user.id, "video", "early")
+        for index in range(5):
+            credits.consume_credit(user.id, "video", f"later-{index}")
+        again = credits.consume_credit(user.id, "video", "early")
+        assert again.replayed and again.remaining_credits == first.remaining_credits == 5
 
     def test_same_generation_id_for_another_feature_conflicts(self, user):
         credits.consume_credit(user.id, "video", "same")
