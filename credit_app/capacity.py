@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -63,19 +64,19 @@ def measure_budget(engine, workers: int) -> ConnectionBudget:
     return ConnectionBudget(workers, per_worker, max_connections, reserved)
 
 
-def report_connection_budget(workers: int, logger: logging.Logger) -> ConnectionBudget | None:
-    """Build the app once, measure the budget, log the advice; never stops the server."""
+def report_connection_budget(workers: int, logger: logging.Logger,
+                             app: Flask | None = None) -> ConnectionBudget | None:
+    """Measure the budget of `app` (built from the environment when not given) and log the
+    advice; never stops the server."""
     from credit_app import create_app
     from credit_app.extensions import db
 
-    app = create_app()
+    app = app or create_app()
     with app.app_context():
         try:
             budget = measure_budget(db.engine, workers)
         except SQLAlchemyError as exc:
             logger.warning("could not check the database connection budget: %s", exc)
             return None
-        finally:
-            db.engine.dispose()
     (logger.info if budget.fits else logger.warning)(budget.advice())
     return budget

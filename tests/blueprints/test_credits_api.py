@@ -99,6 +99,15 @@ class TestConsume:
             assert response.status_code == 200 and response.json["remaining_credits"] == 5
         assert credits.get_user_credits(user.id).remaining == 5
 
+    def test_a_replay_repeats_the_first_answer_and_says_so(self, user_client):
+        first = user_client.post(CONSUME, json={"feature": "video", "generation_id": "once"})
+        user_client.post(CONSUME, json={"feature": "video", "generation_id": "twice"})
+        again = user_client.post(CONSUME, json={"feature": "video", "generation_id": "once"})
+        assert again.json == first.json == {"success": True, "remaining_credits": 5,
+                                            "message": "Credit consumed."}
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" not in first.headers
+
     def test_402_with_upgrade_url_when_out_of_credits(self, user_client, user):
         for _ in range(6):
             user_client.post(CONSUME, json={"feature": "remove"})
@@ -240,6 +249,16 @@ class TestRateLimit:
         assert error_code(limited) == "too_many_requests"
         assert int(limited.headers["Retry-After"]) > 0
         assert credits.get_user_credits(user.id).remaining == 3
+
+    def test_one_api_budget_per_user_across_every_api_route(self, app, user_client,
+                                                             monkeypatch):
+        monkeypatch.setitem(app.config, "RATELIMIT_API", "5 per minute")
+        codes = [user_client.post(CONSUME, json={"feature": "video"}).status_code
+                 for _ in range(3)]
+        codes += [user_client.get("/api/user/credits").status_code for _ in range(2)]
+        codes += [user_client.get(HISTORY).status_code, user_client.get("/api/openapi.json")
+                  .status_code]
+        assert codes == [200, 200, 200, 200, 200, 429, 429]
 
     def test_limits_are_per_user(self, app, make_user, monkeypatch):
         monkeypatch.setitem(app.config, "RATELIMIT_CONSUME", "2 per minute")

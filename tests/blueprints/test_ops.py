@@ -197,3 +197,11 @@ def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys)
         assert json.loads(line)["request_id"] == "req-7"
     else:
         assert "[req-7]" in line and line.endswith("hello")
+
+
+def test_request_counts_wait_in_memory_while_redis_is_down(user_client, client):
+    broken = health.fail_fast_client("unix:///nonexistent/redis.sock")
+    user_client.get("/api/user/credits")
+    metrics.pending.flush(broken)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'credit_operations_total{operation="balance",outcome="ok"} 1' in text
