@@ -174,6 +174,19 @@ class CreemError(DomainError):
         self.creem_status = creem_status
 
 
+class RateLimited(DomainError):
+    """A rate limit is spent; `retry_after` says in how many seconds it resets."""
+
+    status = 429
+    code = "too_many_requests"
+    default_message = "Too many requests. Please slow down."
+
+    def __init__(self, message: str | None = None, retry_after: int = 60,
+                 **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(DomainError):
     """The database or Redis cannot serve the request now; the client should retry shortly."""
 
@@ -310,7 +323,10 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, InsufficientCredits):
             details["upgrade_url"] = url_for("billing.subscription",
                                              feature=details.pop("feature", None))
-        return error_response(exc.status, exc.code, exc.message, **details)
+        response = error_response(exc.status, exc.code, exc.message, **details)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException) -> Response:

@@ -1,6 +1,5 @@
 """Flask extensions, created unbound and initialised in the application factory."""
 
-from flask import current_app
 from flask_limiter import Limiter
 from flask_login import LoginManager, current_user
 from flask_migrate import Migrate
@@ -33,9 +32,3 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=rate_limit_key)
 sock = Sock()
-
-
-# One budget per caller across every /api route (RATELIMIT_API), on top of which the consume
-# route has its own (RATELIMIT_CONSUME): a shared scope, so 80 consumes and 70 reads count
-# as 150 against it.
-api_limit = limiter.shared_limit(lambda: current_app.config["RATELIMIT_API"], scope="api")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from credit_app.extensions import api_limit
+from credit_app.api_limits import check_api_limits
 from credit_app.openapi import build_openapi
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api")
-api_limit(bp)
+bp.before_request(check_api_limits)
 
 
 @bp.get("/openapi.json")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user, login_required
 
 from credit_app import schemas
+from credit_app.api_limits import also_limited_by, check_api_limits
 from credit_app.auth import admin_required, require_api_csrf
 from credit_app.errors import DomainError
-from credit_app.extensions import api_limit, csrf, db, limiter
+from credit_app.extensions import csrf, db
 from credit_app.openapi import documented
 from credit_app.services import credits
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
 csrf.exempt(bp)
-api_limit(bp)
+bp.before_request(check_api_limits)
 
 
 # Set on the answer to a consume whose generation_id was already paid for: the body is the
@@ -56,7 +57,7 @@ def get_credits() -> Response:
 
 @bp.post("/consume")
 @login_required
-@limiter.limit(lambda: current_app.config["RATELIMIT_CONSUME"], override_defaults=False)
+@also_limited_by("RATELIMIT_CONSUME")
 @documented(
     summary="Consume a credit for a generation",
     description="Spends the feature's cost (nothing for Pro, though the use is recorded). "

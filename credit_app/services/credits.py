@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -127,63 +129,82 @@ class PostedEntry:
     balance_after: int
 
 
-_LOCK_BALANCE = text(
+_LOCK_BALANCE = (
     "SELECT credits_remaining, credits_total, subscription_status FROM users "
-    "WHERE id = :user_id FOR UPDATE"
+    "WHERE id = %(user_id)s FOR UPDATE"
 )
 # After the lock, in a statement of its own so that it sees what a concurrent request with
 # the same id committed while this one waited for the lock.
-_PRIOR_USE = text(
-    "SELECT (SELECT id FROM credit_transactions WHERE user_id = :user_id "
-    "AND generation_id = :generation_id AND kind = 'consume') AS consumed_id, "
-    "(SELECT id FROM credit_reservations WHERE user_id = :user_id "
-    "AND generation_id = :generation_id) AS reservation_id"
+_PRIOR_USE = (
+    "SELECT (SELECT id FROM credit_transactions WHERE user_id = %(user_id)s "
+    "AND generation_id = %(generation_id)s AND kind = 'consume') AS consumed_id, "
+    "(SELECT id FROM credit_reservations WHERE user_id = %(user_id)s "
+    "AND generation_id = %(generation_id)s) AS reservation_id"
 )
 # One round trip for the ledger row, the balance it leaves and the analytics events it
 # implies (services/ledger_observers.py), so all three stand or fall together.
-_POST_ENTRY = text("""
+_POST_ENTRY = """
 WITH entry AS (
     INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used,
                                      credits_consumed, generation_id, reservation_id, actor_id,
                                      metadata)
-    VALUES (:user_id, :kind, :amount, :balance_after, :feature_used, :credits_consumed,
-            :generation_id, :reservation_id, :actor_id, CAST(:metadata AS jsonb))
+    VALUES (%(user_id)s, %(kind)s, %(amount)s, %(balance_after)s, %(feature_used)s,
+            %(credits_consumed)s, %(generation_id)s, %(reservation_id)s, %(actor_id)s,
+            CAST(%(metadata)s AS jsonb))
     RETURNING id
 ), balance AS (
     UPDATE users
-    SET credits_remaining = :balance_after,
-        credits_total = credits_total + :granted,
-        credits_granted_at = CASE WHEN :granted > 0 THEN now() ELSE credits_granted_at END,
-        subscription_status = :plan,
+    SET credits_remaining = %(balance_after)s,
+        credits_total = credits_total + %(granted)s,
+        credits_granted_at = CASE WHEN %(granted)s > 0 THEN now() ELSE credits_granted_at END,
+        subscription_status = %(plan)s,
         updated_at = now()
-    WHERE id = :user_id
+    WHERE id = %(user_id)s
 ), events AS (
     INSERT INTO analytics_events (event_id, event_type, user_id, feature, credits_remaining,
                                   properties, plan, credits, transaction_id)
-    SELECT e.event_id, e.event_type, :user_id, e.feature, :balance_after, e.properties,
+    SELECT e.event_id, e.event_type, %(user_id)s, e.feature, %(balance_after)s, e.properties,
            e.plan, e.credits, entry.id
-    FROM entry, jsonb_to_recordset(CAST(:events AS jsonb))
+    FROM entry, jsonb_to_recordset(CAST(%(events)s AS jsonb))
          AS e(event_id text, event_type text, feature text, properties jsonb, plan text,
               credits integer)
 )
 SELECT id FROM entry
-""")
-_RESOLVE_RESERVATION = text(
-    "UPDATE credit_reservations SET status = :status, resolved_at = :resolved_at "
-    "WHERE id = :reservation_id"
+"""
+_RESOLVE_RESERVATION = (
+    "UPDATE credit_reservations SET status = %(status)s, resolved_at = %(resolved_at)s "
+    "WHERE id = %(reservation_id)s"
 )
-_READ_CREDITS = text(
+_READ_CREDITS = (
     "SELECT credits_remaining, credits_total, subscription_status, updated_at FROM users "
-    "WHERE id = :user_id"
+    "WHERE id = %(user_id)s"
 )
 
 
-def _execute(statement, params: dict[str, Any]):
-    """Run a Core statement on the session's connection, inside its transaction, after
-    flushing pending ORM changes (as the ORM's own queries would; free when none are)."""
+def _execute(sql: str, params: dict[str, Any]) -> psycopg.Cursor:
+    """Run one of this module's statements on the session's own connection, inside its
+    transaction, after flushing pending ORM changes (as an ORM query would; free when there
+    are none). Straight to psycopg: these few fixed statements are the hot path, and
+    SQLAlchemy's per-statement machinery cost more than the statements themselves. psycopg
+    prepares each on the server after a few uses.
+
+    Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error.
+    """
     session = db.session()
     session.flush()
-    return session.connection().execute(statement, params)
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    except psycopg.Error as exc:
+        # As SQLAlchemy would: its own exception class (IntegrityError, OperationalError...),
+        # and a connection that is gone is thrown out of the pool.
+        disconnected = connection.dialect.is_disconnect(exc, connection.connection, cursor)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error,
+                                  connection_invalidated=disconnected) from exc
+    return cursor
 
 
 def get_feature(feature: str) -> Feature:
@@ -235,7 +256,7 @@ def _lock_balance(user_id: int) -> LockedBalance:
 
     Raises UserNotFound.
     """
-    row = _execute(_LOCK_BALANCE, {"user_id": user_id}).one_or_none()
+    row = _execute(_LOCK_BALANCE, {"user_id": user_id}).fetchone()
     if row is None:
         raise UserNotFound()
     return LockedBalance(user_id, row[0], row[1], row[2])
@@ -294,7 +315,7 @@ def _post(
         "metadata": json.dumps(posting.metadata), "granted": granted,
         "plan": posting.plan_after,
         "events": json.dumps(ledger_observers.events_for(posting)),
-    }).scalar_one()
+    }).fetchone()[0]
     _sync_loaded_user(balance.id, credits_remaining=new_balance,
                       credits_total=balance.total + granted,
                       subscription_status=posting.plan_after)
@@ -312,7 +333,7 @@ def _entry(posted: PostedEntry) -> CreditTransaction:
 
 def get_user_credits(user_id: int) -> UserCredits:
     """Return the user's balance. Raises UserNotFound."""
-    row = _execute(_READ_CREDITS, {"user_id": user_id}).one_or_none()
+    row = _execute(_READ_CREDITS, {"user_id": user_id}).fetchone()
     if row is None:
         raise UserNotFound()
     return UserCredits(user_id, row[0], row[1], row[2], row[3])
@@ -343,7 +364,7 @@ def _prior_use(user_id: int, generation_id: str) -> tuple[CreditTransaction | No
 
     One round trip on the usual path (a new id); the rows are loaded only when they exist.
     """
-    found = _execute(_PRIOR_USE, {"user_id": user_id, "generation_id": generation_id}).one()
+    found = _execute(_PRIOR_USE, {"user_id": user_id, "generation_id": generation_id}).fetchone()
     return (db.session.get(CreditTransaction, found[0]) if found[0] else None,
             db.session.get(CreditReservation, found[1]) if found[1] else None)
 
