@@ -39,8 +39,12 @@ accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-def when_ready(server) -> None:
-    """Say at start-up whether workers x pool fit PostgreSQL's max_connections."""
-    from credit_app.capacity import report_connection_budget
+def post_worker_init(worker) -> None:
+    """Say once, from the first worker, whether workers x pool fit PostgreSQL's
+    max_connections. In the worker and not the master: the master must not import the app
+    (and with it psycopg) before gevent has patched the worker, or psycopg would keep its
+    blocking wait."""
+    if worker.age == 1:
+        from credit_app.capacity import report_connection_budget
 
-    report_connection_budget(workers, server.log)
+        report_connection_budget(workers, worker.log, app=worker.wsgi)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -44,7 +45,8 @@ from pathlib import Path
 import httpx
 import psycopg
 from flask import Flask
-from psycopg.types.json import Jsonb
+
+from credit_app.services import credits as credit_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "performance.md"
@@ -64,29 +66,11 @@ CPU_GROUPS = ("bench client", "gunicorn", "PostgreSQL", "Redis", "other")
 SECTION_START, SECTION_END = "<!-- credits:start -->", "<!-- credits:end -->"
 QUIET_BUSY = 0.15
 
-# The ledger statements consume_credit sends for a request with a generation_id, in order.
-LOCK_USER_SQL = """
-    SELECT id, email, password_hash, role, credits_remaining, credits_total,
-           subscription_status, credits_granted_at, created_at, updated_at
-    FROM users WHERE id = %s FOR UPDATE
-"""
-PRIOR_USE_SQL = """
-    SELECT (SELECT id FROM credit_transactions
-            WHERE user_id = %(user)s AND generation_id = %(gen)s AND kind = 'consume'),
-           (SELECT id FROM credit_reservations
-            WHERE user_id = %(user)s AND generation_id = %(gen)s)
-"""
-INSERT_LEDGER_SQL = """
-    INSERT INTO credit_transactions (user_id, feature_used, credits_consumed, generation_id,
-                                     metadata, kind, amount, balance_after, reservation_id,
-                                     actor_id)
-    VALUES (%s, %s, 1, %s, %s, 'consume', -1, %s, NULL, NULL)
-    RETURNING id, created_at
-"""
-UPDATE_BALANCE_SQL = """
-    UPDATE users SET credits_remaining = credits_remaining - 1, updated_at = now()
-    WHERE id = %s
-"""
+# The ledger statements consume_credit sends for a request with a generation_id, in order:
+# the service's own SQL, so the ceiling moves with it.
+LOCK_USER_SQL = credit_service.LOCK_BALANCE_SQL
+PRIOR_USE_SQL = credit_service.PRIOR_USE_SQL
+POST_ENTRY_SQL = credit_service.POST_ENTRY_SQL
 
 
 @dataclass(frozen=True)
@@ -459,12 +443,19 @@ def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
     """consume_credit's statements for one use of FEATURE, in one transaction."""
     generation_id = f"bench-raw-{uuid.uuid4().hex}"
     with conn.transaction():
-        row = conn.execute(LOCK_USER_SQL, (user_id,)).fetchone()
-        conn.execute(PRIOR_USE_SQL, {"user": user_id, "gen": generation_id}).fetchone()
-        balance, plan = row[4] - 1, row[6]
-        conn.execute(INSERT_LEDGER_SQL, (user_id, FEATURE, generation_id,
-                                         Jsonb({"plan": plan}), balance)).fetchone()
-        conn.execute(UPDATE_BALANCE_SQL, (user_id,))
+        remaining, _, plan = conn.execute(LOCK_USER_SQL, {"user_id": user_id}).fetchone()
+        conn.execute(PRIOR_USE_SQL, {"user_id": user_id,
+                                     "generation_id": generation_id}).fetchone()
+        event = {"event_id": uuid.uuid4().hex, "event_type": "credit_consumed",
+                 "feature": FEATURE, "plan": plan, "credits": 1,
+                 "properties": {"via": "direct"}}
+        conn.execute(POST_ENTRY_SQL, {
+            "user_id": user_id, "kind": "consume", "amount": -1,
+            "balance_after": remaining - 1, "feature_used": FEATURE, "credits_consumed": 1,
+            "generation_id": generation_id, "reservation_id": None, "actor_id": None,
+            "metadata": json.dumps({"plan": plan}), "granted": 0, "plan": plan,
+            "events": json.dumps([event]),
+        }).fetchone()
 
 
 class ConnectionQueue:

@@ -11,7 +11,7 @@ Rules kept in this one module:
 Services flush and never commit: the caller (a request or a job) owns the transaction.
 
 The hot path is lean on purpose (bench/load.py measures it): a spend is three statements —
-lock the balance, look up the generation id, and one `_POST_ENTRY` statement that writes the
+lock the balance, look up the generation id, and one `POST_ENTRY_SQL` statement that writes the
 ledger row, the new balance and the analytics events together — all fixed SQL text that
 psycopg prepares once per connection. The balance columns are read and written with Core,
 not the ORM; a `User` already loaded in the session is kept in step (`_sync_loaded_user`).
@@ -129,13 +129,13 @@ class PostedEntry:
     balance_after: int
 
 
-_LOCK_BALANCE = (
+LOCK_BALANCE_SQL = (
     "SELECT credits_remaining, credits_total, subscription_status FROM users "
     "WHERE id = %(user_id)s FOR UPDATE"
 )
 # After the lock, in a statement of its own so that it sees what a concurrent request with
 # the same id committed while this one waited for the lock.
-_PRIOR_USE = (
+PRIOR_USE_SQL = (
     "SELECT (SELECT id FROM credit_transactions WHERE user_id = %(user_id)s "
     "AND generation_id = %(generation_id)s AND kind = 'consume') AS consumed_id, "
     "(SELECT id FROM credit_reservations WHERE user_id = %(user_id)s "
@@ -143,7 +143,7 @@ _PRIOR_USE = (
 )
 # One round trip for the ledger row, the balance it leaves and the analytics events it
 # implies (services/ledger_observers.py), so all three stand or fall together.
-_POST_ENTRY = """
+POST_ENTRY_SQL = """
 WITH entry AS (
     INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used,
                                      credits_consumed, generation_id, reservation_id, actor_id,
@@ -171,11 +171,11 @@ WITH entry AS (
 )
 SELECT id FROM entry
 """
-_RESOLVE_RESERVATION = (
+RESOLVE_RESERVATION_SQL = (
     "UPDATE credit_reservations SET status = %(status)s, resolved_at = %(resolved_at)s "
     "WHERE id = %(reservation_id)s"
 )
-_READ_CREDITS = (
+READ_CREDITS_SQL = (
     "SELECT credits_remaining, credits_total, subscription_status, updated_at FROM users "
     "WHERE id = %(user_id)s"
 )
@@ -256,7 +256,7 @@ def _lock_balance(user_id: int) -> LockedBalance:
 
     Raises UserNotFound.
     """
-    row = _execute(_LOCK_BALANCE, {"user_id": user_id}).fetchone()
+    row = _execute(LOCK_BALANCE_SQL, {"user_id": user_id}).fetchone()
     if row is None:
         raise UserNotFound()
     return LockedBalance(user_id, row[0], row[1], row[2])
@@ -307,7 +307,7 @@ def _post(
         plan_before=balance.plan, plan_after=plan or balance.plan,
         charged=-amount if charged is None else charged,
     )
-    entry_id = _execute(_POST_ENTRY, {
+    entry_id = _execute(POST_ENTRY_SQL, {
         "user_id": balance.id, "kind": kind.value, "amount": amount,
         "balance_after": new_balance, "feature_used": source,
         "credits_consumed": credits_consumed, "generation_id": generation_id,
@@ -333,7 +333,7 @@ def _entry(posted: PostedEntry) -> CreditTransaction:
 
 def get_user_credits(user_id: int) -> UserCredits:
     """Return the user's balance. Raises UserNotFound."""
-    row = _execute(_READ_CREDITS, {"user_id": user_id}).fetchone()
+    row = _execute(READ_CREDITS_SQL, {"user_id": user_id}).fetchone()
     if row is None:
         raise UserNotFound()
     return UserCredits(user_id, row[0], row[1], row[2], row[3])
@@ -364,7 +364,7 @@ def _prior_use(user_id: int, generation_id: str) -> tuple[CreditTransaction | No
 
     One round trip on the usual path (a new id); the rows are loaded only when they exist.
     """
-    found = _execute(_PRIOR_USE, {"user_id": user_id, "generation_id": generation_id}).fetchone()
+    found = _execute(PRIOR_USE_SQL, {"user_id": user_id, "generation_id": generation_id}).fetchone()
     return (db.session.get(CreditTransaction, found[0]) if found[0] else None,
             db.session.get(CreditReservation, found[1]) if found[1] else None)
 
@@ -466,7 +466,7 @@ def _locked_reservation(reservation_id: int,
 
 
 def _resolve(reservation: CreditReservation, status: ReservationStatus, now: datetime) -> None:
-    _execute(_RESOLVE_RESERVATION, {"status": status.value, "resolved_at": now,
+    _execute(RESOLVE_RESERVATION_SQL, {"status": status.value, "resolved_at": now,
                                     "reservation_id": reservation.id})
     set_committed_value(reservation, "status", status.value)
     set_committed_value(reservation, "resolved_at", now)
