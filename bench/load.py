@@ -20,6 +20,10 @@ clean. It writes its own section of docs/performance.md (between the `load` mark
     python -m bench.load --quick               a smoke run (100 users, 15 s a level)
     python -m bench.load --help                everything else
 
+gunicorn is sized by WEB_CONCURRENCY / GUNICORN_THREADS (or --workers / --threads) and by
+gunicorn.conf.py; GUNICORN_CMD_ARGS overrides any other setting (e.g. the worker class), and
+the report states what gunicorn ran with.
+
 The load client is one asyncio process (aiohttp, whose C HTTP parser costs the least CPU per
 request of the clients at hand); its own CPU is measured and reported like the server's.
 """
@@ -38,6 +42,7 @@ import random
 import re
 import resource
 import runpy
+import shlex
 import signal
 import subprocess
 import sys
@@ -301,8 +306,18 @@ def server_environment(args: argparse.Namespace, port: int) -> dict[str, str]:
     return env
 
 
-def gunicorn_settings(env: dict[str, str], keepalive: int | None) -> dict[str, str]:
-    """What gunicorn.conf.py resolves to under `env` (workers, class, threads, keep-alive)."""
+def gunicorn_command(args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"]
+    if args.keepalive is not None:
+        command += ["--keep-alive", str(args.keepalive)]
+    return command
+
+
+def gunicorn_settings(env: dict[str, str], command: Sequence[str]) -> dict[str, str]:
+    """What gunicorn will run with under `env`: gunicorn.conf.py's values, then
+    GUNICORN_CMD_ARGS, then the command line, in gunicorn's own order of precedence."""
+    from gunicorn.config import Config
+
     saved = dict(os.environ)
     try:
         os.environ.clear()
@@ -311,13 +326,13 @@ def gunicorn_settings(env: dict[str, str], keepalive: int | None) -> dict[str, s
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return {
-        "workers": str(conf.get("workers", 1)),
-        "worker_class": str(conf.get("worker_class", "sync")),
-        "threads": str(conf.get("threads", 1)),
-        "worker_connections": str(conf.get("worker_connections", "-")),
-        "keepalive": str(keepalive if keepalive is not None else conf.get("keepalive", 2)),
-    }
+    names = ("workers", "worker_class", "threads", "worker_connections", "keepalive")
+    settings = {name: conf.get(name, Config().settings[name].get()) for name in names}
+    parser = Config().parser()
+    for extra in (shlex.split(env.get("GUNICORN_CMD_ARGS", "")), list(command[6:])):
+        parsed = vars(parser.parse_args(extra))
+        settings.update({name: parsed[name] for name in names if parsed.get(name) is not None})
+    return {name: str(value) for name, value in settings.items()}
 
 
 def die_with_parent() -> None:
@@ -357,9 +372,7 @@ def app_processes(args: argparse.Namespace, env: dict[str, str],
                   log_dir: Path) -> Iterator[Server]:
     """gunicorn (app:app, gunicorn.conf.py) and `python worker.py`; both always stopped."""
     port = int(env["BIND"].rsplit(":", 1)[1])
-    command = [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"]
-    if args.keepalive is not None:
-        command += ["--keep-alive", str(args.keepalive)]
+    command = gunicorn_command(args)
     web_log, worker_log = log_dir / "bench-load-gunicorn.log", log_dir / "bench-load-worker.log"
     started: list[subprocess.Popen] = []
     with open(web_log, "w") as web_out, open(worker_log, "w") as worker_out:
@@ -1049,7 +1062,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="timeout of each request, seconds (default 30)")
     parser.add_argument("--workers", type=int,
                         help="WEB_CONCURRENCY for gunicorn (default: as set, else "
-                             "gunicorn.conf.py's)")
+                             "gunicorn.conf.py's; any other gunicorn setting, such as the "
+                             "worker class, goes through GUNICORN_CMD_ARGS)")
     parser.add_argument("--threads", type=int,
                         help="GUNICORN_THREADS (default: as set, else gunicorn.conf.py's)")
     parser.add_argument("--keepalive", type=int, default=75,
@@ -1106,7 +1120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attribution = find_attribution(app, conninfo)
     port = free_port()
     env = server_environment(args, port)
-    gunicorn = gunicorn_settings(env, args.keepalive)
+    gunicorn = gunicorn_settings(env, gunicorn_command(args))
     report = Report(
         started=started, quick=args.quick, machine=describe_machine(app, conninfo),
         settings={
