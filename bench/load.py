@@ -78,6 +78,7 @@ from bench.credits import (
 )
 from bench.credits import level_table as ceiling_table
 from credit_app.features import FEATURES
+from credit_app.generation.options import ROOM_TYPES, styles_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = PROJECT_ROOT / "docs" / "performance.md"
@@ -536,6 +537,7 @@ async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[
             print(f"api profile: {len(users)} users, T = {think:g} s, {args.duration:g} s …",
                   flush=True)
             levels.append(await api_level(args, sessions, think, meter))
+            print(level_summary(levels[-1]), flush=True)
     finally:
         await close_all(sessions)
     return levels
@@ -674,8 +676,8 @@ async def browser_profile(args: argparse.Namespace, server: Server, users: Seque
                 form.add_field("csrf_token", csrf.group(1))
                 form.add_field("generation_id", generation.group(1))
                 form.add_field("feature", feature.key)
-                form.add_field("room_type", "living_room")
-                form.add_field("style", "modern" if feature.key != "exterior" else "farmhouse")
+                form.add_field("room_type", rng.choice(list(ROOM_TYPES)))
+                form.add_field("style", rng.choice(list(styles_for(feature.key))))
                 form.add_field("prompt", "load benchmark")
                 form.add_field("image", image, filename="room.png", content_type="image/png")
                 user.expected_messages += 2
@@ -847,6 +849,13 @@ def lag_line(levels: Sequence[Level]) -> str:
     parts = [f"{level.label}: p99 {fmt_ms(percentile(level.loop_lag_ms, 99))} ms, max "
              f"{fmt_ms(percentile(level.loop_lag_ms, 100))} ms" for level in levels]
     return "- Load client's event-loop lag (how late a 100 ms timer fired): " + "; ".join(parts)
+
+
+def level_summary(level: Level) -> str:
+    """One line per level for the console while the run goes on."""
+    parts = [f"{name} {stats.served}/{stats.attempted} p99 {fmt_ms(stats.ms(99))} ms"
+             for name, stats in level.endpoints.items()]
+    return f"  {level.label}: " + "; ".join(parts) + f"; errors {level.errors}"
 
 
 def find_level(levels: Sequence[Level], profile: str, think: float) -> Level | None:
