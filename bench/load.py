@@ -62,6 +62,7 @@ from bench.credits import (
     Attribution,
     BenchUser,
     LevelResult,
+    cpu_count,
     cpu_times,
     describe_code,
     describe_machine,
@@ -845,6 +846,15 @@ def cpu_table(levels: Sequence[Level]) -> list[str]:
     return rows
 
 
+def others_line(levels: Sequence[Level]) -> str:
+    """How much of the machine other work took: the figures are only as clean as that."""
+    parts = [f"{level.label}: {level.cpu.get('other', 0.0) / (level.elapsed * cpu_count()):.0%}"
+             for level in levels if level.elapsed]
+    return ("- Share of the machine's CPU used by other processes (other developers' work, "
+            "not the app): " + "; ".join(parts) + ". The load client, server and databases "
+            f"share these {cpu_count()} CPUs; a large share inflates every latency above.")
+
+
 def lag_line(levels: Sequence[Level]) -> str:
     parts = [f"{level.label}: p99 {fmt_ms(percentile(level.loop_lag_ms, 99))} ms, max "
              f"{fmt_ms(percentile(level.loop_lag_ms, 100))} ms" for level in levels]
@@ -988,6 +998,7 @@ def render(report: Report) -> str:
         "",
         *cpu_table(report.levels),
         "",
+        others_line(report.levels),
         lag_line(report.levels),
         "",
         "### Raw-SQL ceiling, same run",
@@ -1182,6 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                            with_connections=True)),
                          ("targets", target_lines(report))):
         print(f"\n{title}\n" + "\n".join(lines))
+    print(others_line(report.levels))
     print(lag_line(report.levels))
     write_section(args.output, render(report))
     print(f"\nwrote the load section of {args.output}")
