@@ -372,7 +372,10 @@ class Server:
 @contextlib.contextmanager
 def app_processes(args: argparse.Namespace, env: dict[str, str],
                   log_dir: Path) -> Iterator[Server]:
-    """gunicorn (app:app, gunicorn.conf.py) and `python worker.py`; both always stopped."""
+    """gunicorn (app:app, gunicorn.conf.py) and `python worker.py`; both always stopped.
+
+    Raises RuntimeError when gunicorn does not come up or the worker exits at once.
+    """
     port = int(env["BIND"].rsplit(":", 1)[1])
     command = gunicorn_command(args)
     web_log, worker_log = log_dir / "bench-load-gunicorn.log", log_dir / "bench-load-worker.log"
@@ -404,7 +407,7 @@ def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[s
     """The session cookie /login would set for each user (flask-login's login_user, with the
     benchmark's User-Agent and address, since session protection is "strong"), plus a CSRF
     token in the session. Minted in-process so that 1,000 password hashes do not load the
-    server before the measurement."""
+    server before the measurement. Raises RuntimeError if flask does not set the cookie."""
     from flask import session
     from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
