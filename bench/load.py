@@ -964,10 +964,9 @@ def render(report: Report) -> str:
         "they are slow (a user waits for its answers). Latency is timed in the client from "
         "sending a request to reading the whole response; percentiles are nearest-rank over "
         "the served requests; errors are any other status, connection errors and timeouts "
-        "(each request has its own timeout). gunicorn's keep-alive is raised (--keepalive, "
-        "default 75 s) above the think times, so that each user keeps its connection as a "
-        "browser or an API client with a pool would; `--keepalive 0` keeps "
-        f"gunicorn.conf.py's. On the client side an API user keeps its connection up to "
+        "(each request has its own timeout). gunicorn's keep-alive is gunicorn.conf.py's unless "
+        "--keepalive says otherwise (the settings above show it); a think time longer than it "
+        "makes that user reconnect. On the client side an API user keeps its connection up to "
         f"{API_CLIENT_IDLE_SECONDS:.0f} s unused, a browser user its page connection up to "
         f"{BROWSER_CLIENT_IDLE_SECONDS:.0f} s (the socket is a second connection). "
         "aiohttp was chosen for its CPU cost: on this box it spent about "
@@ -1098,10 +1097,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "worker class, goes through GUNICORN_CMD_ARGS)")
     parser.add_argument("--threads", type=int,
                         help="GUNICORN_THREADS (default: as set, else gunicorn.conf.py's)")
-    parser.add_argument("--keepalive", type=int, default=75,
-                        help="gunicorn --keep-alive seconds, longer than the think times so "
-                             "each user keeps its connection (default 75; 0: "
-                             "gunicorn.conf.py's)")
+    parser.add_argument("--keepalive", type=int,
+                        help="gunicorn --keep-alive seconds (default: gunicorn.conf.py's)")
     parser.add_argument("--ceiling-clients", type=parse_counts, default=[1, 50],
                         help="client counts of the raw-SQL ceiling (default 1,50)")
     parser.add_argument("--ceiling-duration", type=float, default=10.0,
@@ -1118,7 +1115,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.ceiling_duration = min(args.ceiling_duration, 5.0)
     args.ramp = args.ramp if args.ramp is not None else max(1.0, args.users / 50)
-    args.keepalive = args.keepalive or None
     if not 0 <= args.generate_share <= 1:
         parser.error("--generate-share must be between 0 and 1")
     return args
