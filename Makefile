@@ -37,9 +37,10 @@ test: install
 lint: install
 	ruff check .
 
-## bench: the credit path, live updates and the analytics queries (docs/performance.md), then
-## the ledger audit
+## bench: the 1,000-user load test, the credit path, live updates and the analytics queries
+## (docs/performance.md), then the ledger audit
 bench: install
+	python -m bench.load
 	python -m bench.credits
 	python -m bench.live
 	python -m bench.analytics
