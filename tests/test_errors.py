@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from flask import Flask
+from sqlalchemy import text
 
 from credit_app import create_app
 from credit_app.errors import OUTAGE_ERRORS, ServiceUnavailable, _IncidentLog
@@ -79,6 +80,32 @@ def test_a_database_that_refuses_connections_gives_503_not_500(database_down_app
     page = client.get("/dashboard", headers=BEARER)
     assert page.status_code == 503
     assert "We'll be right back" in page.get_data(as_text=True)
+
+
+@pytest.fixture(scope="module")
+def no_connections_left_app(app) -> Iterator[Flask]:
+    """The real app connecting as a role PostgreSQL refuses with "too many connections", as a
+    server whose max_connections are all taken does."""
+    role = "credit_app_no_connections_left"
+    with app.app_context():
+        url = db.engine.url
+        with db.engine.begin() as connection:
+            connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+    try:
+        yield _app(SQLALCHEMY_DATABASE_URI=url.set(username=role).render_as_string(
+            hide_password=False))
+    finally:
+        with app.app_context(), db.engine.begin() as connection:
+            connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+
+
+def test_a_database_with_no_connections_left_gives_503_not_500(no_connections_left_app):
+    response = no_connections_left_app.test_client().post(
+        "/api/user/credits/consume", headers=BEARER, json={"feature": "interior"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert response.json["error"]["code"] == "service_unavailable"
 
 
 def test_redis_that_does_not_answer_gives_503():
