@@ -9,6 +9,11 @@ One run measures:
 3. The database ceiling: the ledger statements consume_credit runs, sent directly through
    psycopg in one transaction per operation, at the same client counts as 1.
 
+The HTTP clients are coroutines of one asyncio event loop on aiohttp, each with its own
+session and keep-alive connection: a thread per client with httpx cost about 0.8-0.9 ms of
+client CPU per request (aiohttp: 0.2-0.3 ms), which on a 2-core box is taken from the
+server under test. The SQL ceiling's clients are threads, each with its psycopg connection.
+
 It prints the tables and rewrites its own section of docs/performance.md (between the
 `credits` markers; other benchmarks' sections are left alone). Run it from the project root:
 
@@ -16,11 +21,15 @@ It prints the tables and rewrites its own section of docs/performance.md (betwee
 
 With DATABASE_URL / REDIS_URL unset it uses the embedded servers under instance/, like the
 app. Benchmark users are `bench-<n>@bench.example.com`; they are reused across runs.
+gunicorn runs with gunicorn.conf.py under the environment (GUNICORN_WORKER_CLASS: gevent
+unless set, WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_CMD_ARGS); --workers and --threads
+set WEB_CONCURRENCY and GUNICORN_THREADS, and the report states what gunicorn ran with.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -28,7 +37,9 @@ import math
 import os
 import platform
 import queue
+import runpy
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -42,6 +53,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import aiohttp
 import httpx
 import psycopg
 from flask import Flask
@@ -61,6 +73,9 @@ BALANCE_TARGET = 300_000
 UNLIMITED_RATE = "1000000 per minute"
 CONNECTION_HEADROOM = 10
 SERVER_START_TIMEOUT = 60.0
+HTTP_TIMEOUT = 60.0
+# How long a client keeps its unused keep-alive connection: longer than any pause in a run.
+API_CLIENT_IDLE_SECONDS = 120.0
 TARGETS_MS = {"credit_check": 50.0, "api": 200.0, "credit_operation": 100.0}
 CPU_GROUPS = ("bench client", "gunicorn", "PostgreSQL", "Redis", "other")
 SECTION_START, SECTION_END = "<!-- credits:start -->", "<!-- credits:end -->"
@@ -80,6 +95,14 @@ class BenchUser:
     token: str
 
 
+def percentile_of(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of `values`, NaN for none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
 @dataclass
 class LevelResult:
     """What one concurrency level of one measurement produced."""
@@ -91,6 +114,7 @@ class LevelResult:
     machine_busy: float
     cpu: dict[str, float]
     connections: int | None = None
+    loop_lag_ms: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -115,11 +139,7 @@ class LevelResult:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile of the successful latencies, in milliseconds."""
-        if not self.latencies:
-            return math.nan
-        ordered = sorted(self.latencies)
-        rank = max(1, math.ceil(p / 100 * len(ordered)))
-        return ordered[rank - 1] * 1000
+        return percentile_of(self.latencies, p) * 1000
 
     def error_summary(self) -> str:
         return ", ".join(f"{label}: {n}" for label, n in self.errors.most_common()) or "0"
@@ -137,7 +157,7 @@ class Report:
     consume: list[LevelResult] = field(default_factory=list)
     plain: list[LevelResult] = field(default_factory=list)
     credit: list[LevelResult] = field(default_factory=list)
-    server_threads: int = 0
+    gunicorn: dict[str, str] = field(default_factory=dict)
     runtime: float = 0.0
 
 
@@ -242,7 +262,8 @@ def wait_for_quiet(max_wait: float) -> None:
 
 def run_level(operations: Sequence[Operation], duration: float, warmup: int,
               attribution: Attribution) -> LevelResult:
-    """Run each operation in its own thread, back to back, for `duration` seconds.
+    """Run each operation in its own thread, back to back, for `duration` seconds (the SQL
+    ceiling's clients; the HTTP clients are coroutines, see http_level).
 
     Each thread first runs `warmup` untimed operations (opening its connection); the timed
     part starts for all threads at once. CPU time is split by process: this client, the
@@ -420,8 +441,9 @@ def describe_machine(app: Flask, conninfo: str) -> dict[str, str]:
         "Redis": redis_version,
         "Servers": ("embedded (instance/, Unix sockets)" if embedded
                     else "external (DATABASE_URL / REDIS_URL)"),
-        "gunicorn / Flask / SQLAlchemy / httpx / psycopg": " / ".join(
-            version(name) for name in ("gunicorn", "flask", "sqlalchemy", "httpx", "psycopg")
+        "gunicorn / gevent / Flask / SQLAlchemy / aiohttp / psycopg": " / ".join(
+            version(name)
+            for name in ("gunicorn", "gevent", "flask", "sqlalchemy", "aiohttp", "psycopg")
         ),
     }
 
@@ -559,27 +581,79 @@ class Server:
     pid: int
 
 
-@contextlib.contextmanager
-def gunicorn_server(workers: int, threads: int, log_path: Path) -> Iterator[Server]:
-    """Serve bench.probe_app with the project's gunicorn.conf.py; yield its URL and pid.
+def gunicorn_command() -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "bench.probe_app:app",
+            "--config", "gunicorn.conf.py"]
 
-    The server is always stopped on the way out, also on error.
-    """
-    port = free_port()
+
+def server_environment(workers: int | None, threads: int | None, port: int) -> dict[str, str]:
+    """gunicorn's environment: ours, with the rate limits raised and sized by `workers` /
+    `threads` where given (else by WEB_CONCURRENCY / GUNICORN_THREADS as set, else by
+    gunicorn.conf.py's defaults)."""
     env = {
         **os.environ,
         "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_THREADS": str(threads),
         "ACCESS_LOG": "0",
         "RATELIMIT_API": UNLIMITED_RATE,
         "RATELIMIT_CONSUME": UNLIMITED_RATE,
     }
-    base_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "bench.probe_app:app",
-               "--config", "gunicorn.conf.py"]
+    if workers is not None:
+        env["WEB_CONCURRENCY"] = str(workers)
+    if threads is not None:
+        env["GUNICORN_THREADS"] = str(threads)
+    return env
+
+
+def gunicorn_settings(env: dict[str, str], command: Sequence[str]) -> dict[str, str]:
+    """What gunicorn will run with under `env`: gunicorn.conf.py's values, then
+    GUNICORN_CMD_ARGS, then the command line, in gunicorn's own order of precedence."""
+    from gunicorn.config import Config
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        conf = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    names = ("workers", "worker_class", "threads", "worker_connections", "keepalive")
+    settings = {name: conf.get(name, Config().settings[name].get()) for name in names}
+    parser = Config().parser()
+    for extra in (shlex.split(env.get("GUNICORN_CMD_ARGS", "")), list(command[6:])):
+        parsed = vars(parser.parse_args(extra))
+        settings.update({name: parsed[name] for name in names if parsed.get(name) is not None})
+    return {name: str(value) for name, value in settings.items()}
+
+
+def uses_greenlets(gunicorn: dict[str, str]) -> bool:
+    """Whether the worker class serves each request in a greenlet (gevent, eventlet)."""
+    return any(name in gunicorn["worker_class"] for name in ("gevent", "eventlet"))
+
+
+def describe_gunicorn(gunicorn: dict[str, str]) -> str:
+    """The worker model in a few words, e.g. `2 workers x 8 threads (gthread)`."""
+    worker_class, threads = gunicorn["worker_class"], int(gunicorn["threads"])
+    workers = int(gunicorn["workers"])
+    workers_label = f"{workers} worker" if workers == 1 else f"{workers} workers"
+    if uses_greenlets(gunicorn):
+        return (f"{workers_label} ({worker_class}, up to {gunicorn['worker_connections']} "
+                "connections each; threads not used)")
+    if worker_class == "sync" and threads > 1:
+        worker_class = "gthread"
+    return f"{workers_label} x {threads} threads ({worker_class})"
+
+
+@contextlib.contextmanager
+def gunicorn_server(env: dict[str, str], log_path: Path) -> Iterator[Server]:
+    """Serve bench.probe_app with the project's gunicorn.conf.py under `env` (its BIND is
+    127.0.0.1:<port>); yield its URL and pid.
+
+    The server is always stopped on the way out, also on error.
+    """
+    base_url = f"http://{env['BIND']}"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+        process = subprocess.Popen(gunicorn_command(), cwd=PROJECT_ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
         try:
             wait_until_up(process, base_url, log_path)
@@ -593,34 +667,116 @@ def gunicorn_server(workers: int, threads: int, log_path: Path) -> Iterator[Serv
                 process.wait()
 
 
-def http_operation(client: httpx.Client, path: str) -> Operation:
-    """An operation that POSTs {feature, generation_id} to `path` and expects a 200."""
+def new_session(base_url: str, timeout: float, headers: dict[str, str], connections: int = 1,
+                idle: float = API_CLIENT_IDLE_SECONDS) -> aiohttp.ClientSession:
+    """One user's client: `connections` keep-alive connections, each closed after `idle`
+    seconds unused, no cookie handling of its own (a browser user needs two connections:
+    its websocket holds one)."""
+    return aiohttp.ClientSession(
+        base_url=base_url, headers=headers, cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=idle,
+                                       enable_cleanup_closed=True),
+        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10)))
 
-    def operation() -> str | None:
-        body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
+
+async def close_all(sessions: Sequence[aiohttp.ClientSession]) -> None:
+    await asyncio.gather(*(session.close() for session in sessions), return_exceptions=True)
+
+
+async def watch_loop_lag(out: list[float], stop: asyncio.Event, period: float = 0.1) -> None:
+    """How late the event loop wakes up: a late loop would inflate every latency measured."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        planned = loop.time() + period
+        await asyncio.sleep(period)
+        out.append(max(0.0, loop.time() - planned) * 1000)
+
+
+async def post_once(session: aiohttp.ClientSession, path: str) -> str | None:
+    """POST {feature, generation_id} to `path` and read the whole answer; None when it was
+    a 200, else a short error label (the status, or the exception's class)."""
+    body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
+    try:
+        async with session.post(path, json=body) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return type(exc).__name__
+    return None if status == 200 else f"HTTP {status}"
+
+
+async def http_level(server: Server, path: str, users: Sequence[BenchUser], clients: int,
+                     duration: float, warmup: int, attribution: Attribution) -> LevelResult:
+    """`clients` coroutines, each a user with its own token, session and keep-alive
+    connection, POSTing to `path` back to back for `duration` seconds.
+
+    Like run_level: each client first sends `warmup` untimed requests (opening its
+    connection); the timed part starts for all clients at once; CPU time is split by
+    process. The event loop's lag is watched during the timed part.
+    """
+    sessions = [new_session(server.base_url, HTTP_TIMEOUT,
+                            {"Authorization": f"Bearer {users[index].token}"})
+                for index in range(clients)]
+    latencies: list[list[float]] = [[] for _ in sessions]
+    errors: list[Counter[str]] = [Counter() for _ in sessions]
+    ready = asyncio.Barrier(clients + 1)
+    go = asyncio.Event()
+    deadline = 0.0
+
+    async def client(index: int) -> None:
+        session = sessions[index]
         try:
-            response = client.post(path, json=body)
-        except httpx.HTTPError as exc:
-            return type(exc).__name__
-        return None if response.status_code == 200 else f"HTTP {response.status_code}"
+            for _ in range(warmup):
+                await post_once(session, path)
+            await ready.wait()
+        except BaseException:
+            await ready.abort()
+            raise
+        await go.wait()
+        mine, failures = latencies[index], errors[index]
+        while (started := time.perf_counter()) < deadline:
+            error = await post_once(session, path)
+            if error is None:
+                mine.append(time.perf_counter() - started)
+            else:
+                failures[error] += 1
 
-    return operation
+    attribution = replace(attribution, server_pid=server.pid)
+    lag_ms: list[float] = []
+    stop_lag = asyncio.Event()
+    try:
+        tasks = [asyncio.ensure_future(client(index)) for index in range(clients)]
+        await ready.wait()
+        processes_before = process_cpu(attribution)
+        busy_before, total_before = cpu_times()
+        started = time.perf_counter()
+        deadline = started + duration
+        lag = asyncio.ensure_future(watch_loop_lag(lag_ms, stop_lag))
+        go.set()
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        busy_after, total_after = cpu_times()
+        processes_after = process_cpu(attribution)
+        stop_lag.set()
+        await lag
+    finally:
+        await close_all(sessions)
+    return LevelResult(
+        clients=clients,
+        latencies=[value for values in latencies for value in values],
+        errors=sum(errors, Counter()),
+        elapsed=elapsed,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+        cpu=cpu_by_group(processes_before, processes_after, busy_after - busy_before),
+        loop_lag_ms=lag_ms,
+    )
 
 
 def measure_http(server: Server, path: str, users: Sequence[BenchUser], clients: int,
                  duration: float, warmup: int, attribution: Attribution) -> LevelResult:
-    """`clients` threads, each a user with its own token and keep-alive connection."""
-    sessions = [
-        httpx.Client(base_url=server.base_url, timeout=60,
-                     headers={"Authorization": f"Bearer {users[index].token}"})
-        for index in range(clients)
-    ]
-    try:
-        return run_level([http_operation(session, path) for session in sessions],
-                         duration, warmup, replace(attribution, server_pid=server.pid))
-    finally:
-        for session in sessions:
-            session.close()
+    """One HTTP level (http_level) in an event loop of its own."""
+    return asyncio.run(http_level(server, path, users, clients, duration, warmup,
+                                  attribution))
 
 
 def smoke_test(base_url: str, user: BenchUser) -> None:
@@ -741,6 +897,32 @@ def target_lines(report: Report) -> list[str]:
     return lines
 
 
+def server_waiting_sentence(gunicorn: dict[str, str]) -> str:
+    """Where a request waits for its turn in the server, by worker class."""
+    if uses_greenlets(gunicorn):
+        return (f"The server ({describe_gunicorn(gunicorn)}) accepts every connection and "
+                "serves each request in a greenlet, so requests wait inside the workers for "
+                "the CPU and the database pool; the client-side timer includes that wait.")
+    threads = int(gunicorn["workers"]) * int(gunicorn["threads"])
+    return (f"The server has {threads} request threads; other requests wait in the listen "
+            "backlog, and the client-side timer includes that wait.")
+
+
+def lag_line(report: Report) -> str:
+    """The load client's event-loop lag in each HTTP level, or "" when none was measured."""
+    named = [(name, result) for name, result in measured_levels(report) if result.loop_lag_ms]
+    if not named:
+        return ""
+    parts = [
+        f"{name}, {clients_label(result.clients)}: p99 "
+        f"{fmt_ms(percentile_of(result.loop_lag_ms, 99))} ms, max "
+        f"{fmt_ms(percentile_of(result.loop_lag_ms, 100))} ms"
+        for name, result in named
+    ]
+    return ("- The load client's event-loop lag (how late a 100 ms timer fired; every HTTP "
+            "latency above includes it): " + "; ".join(parts) + ".")
+
+
 def analysis_lines(report: Report) -> list[str]:
     """What the figures say about where the time goes, computed from this run."""
     lines: list[str] = []
@@ -775,9 +957,8 @@ def analysis_lines(report: Report) -> list[str]:
             f"at most {top.throughput:.0f} req/s ({clients_label(top.clients)}). Once the CPUs "
             "are saturated more clients only wait longer: in a closed loop the mean latency is "
             f"clients / throughput, e.g. {most.clients} / {most.throughput:.0f} req/s = "
-            f"{most.clients / most.throughput * 1000:.0f} ms at {most.clients} clients. The "
-            f"server has {report.server_threads} request threads; other requests wait in the "
-            "listen backlog, and the client-side timer includes that wait."
+            f"{most.clients / most.throughput * 1000:.0f} ms at {most.clients} clients. "
+            + server_waiting_sentence(report.gunicorn)
         )
     shares = [
         f"{clients_label(clients)}: {http[clients].throughput:.0f} req/s = "
@@ -805,6 +986,9 @@ def analysis_lines(report: Report) -> list[str]:
             f"mostly that cost multiplied by queueing: {without.throughput:.0f} req/s without "
             f"it against {with_check.throughput:.0f} req/s with it."
         )
+    lag = lag_line(report)
+    if lag:
+        lines.append(lag)
     noisy = max(measured_levels(report), key=lambda item: item[1].cpu_share("other"),
                 default=None)
     if noisy is not None:
@@ -848,14 +1032,19 @@ def render(report: Report) -> str:
         f'RATELIMIT_API and RATELIMIT_CONSUME raised to "{UNLIMITED_RATE}", measures over '
         "HTTP and stops the server. Each level is a closed loop: every client sends its next "
         "request as soon as the previous one is answered, for "
-        f"{report.duration:.0f} s, after a short untimed warm-up. Latency is timed in the "
+        f"{report.duration:.0f} s, after a short untimed warm-up; all clients start the timed "
+        "part together. The HTTP clients are coroutines of one asyncio event loop using "
+        f"aiohttp {aiohttp.__version__} (a thread per client with a synchronous client cost "
+        "several times more client CPU per request, taken from the server on this box); the "
+        "SQL ceiling's clients are threads. Latency is timed in the "
         "client from sending the request to reading the whole response; percentiles are "
         "nearest-rank over the successful requests; errors are non-200 answers.",
         "",
         "### 1. POST /api/user/credits/consume",
         "",
         "Each client is a separate user with its own `Authorization: Bearer` token and "
-        "keep-alive connection; every request carries a fresh `generation_id`.",
+        "aiohttp session with one keep-alive connection; every request carries a fresh "
+        "`generation_id`.",
         "",
         *level_table(report.consume),
         "",
@@ -888,7 +1077,8 @@ def render(report: Report) -> str:
         "### Where the CPU goes",
         "",
         "Shares of the whole machine's CPU time during each level, by process (from "
-        "`/proc`): the load generator itself, the gunicorn master and workers, the "
+        "`/proc`): the load generator itself (the asyncio HTTP clients, or the SQL ceiling's "
+        "threads), the gunicorn master and workers, the "
         "PostgreSQL server under test (its backends for other databases, such as a test "
         "run's, count as other), the Redis server under test, and everything else, including "
         "processes that exited during the level. The last two columns divide CPU time by the "
@@ -951,8 +1141,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="client counts for consume and the SQL ceiling (default 1,50,200)")
     parser.add_argument("--probe-clients", type=parse_counts, default=[1, 50],
                         help="client counts for the @credit_required probe (default 1,50)")
-    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY (default 2)")
-    parser.add_argument("--threads", type=int, default=8, help="GUNICORN_THREADS (default 8)")
+    parser.add_argument("--workers", type=int,
+                        help="gunicorn workers: sets WEB_CONCURRENCY (default: as set, else "
+                             "gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int,
+                        help="threads per gthread worker: sets GUNICORN_THREADS (default: as "
+                             "set, else gunicorn.conf.py's; gevent workers do not use it). "
+                             "The worker class is GUNICORN_WORKER_CLASS's (gunicorn.conf.py: "
+                             "gevent unless set, e.g. GUNICORN_WORKER_CLASS=gthread)")
     parser.add_argument("--settle", type=float, default=20.0,
                         help="at most this many seconds before each level, wait for the "
                              f"machine to be under {QUIET_BUSY * 100:.0f} percent busy "
@@ -988,11 +1184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     announce(f"preparing {user_count} bench users …")
     users = prepare_users(app, user_count)
     attribution = find_attribution(app, conninfo)
+    env = server_environment(args.workers, args.threads, free_port())
+    gunicorn = gunicorn_settings(env, gunicorn_command())
+    if args.threads is not None and uses_greenlets(gunicorn):
+        announce(f"note: {gunicorn['worker_class']} workers do not use threads; "
+                 "--threads has no effect")
     report = Report(
         started=started,
         machine=describe_machine(app, conninfo),
         settings={
-            "Gunicorn workers x threads": f"{args.workers} x {args.threads} (gthread)",
+            "Gunicorn": (f"{describe_gunicorn(gunicorn)}, keep-alive {gunicorn['keepalive']} "
+                         "s (gunicorn.conf.py under this environment)"),
             "Database pool per worker": (
                 f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['pool_size']} + "
                 f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['max_overflow']} overflow"
@@ -1004,7 +1206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   f"machine under {QUIET_BUSY:.0%} busy"),
         },
         duration=args.duration,
-        server_threads=args.workers * args.threads,
+        gunicorn=gunicorn,
     )
 
     for clients in args.clients:
@@ -1014,8 +1216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       attribution))
 
     log_path = instance_path() / "bench-gunicorn.log"
-    announce(f"starting gunicorn ({args.workers} x {args.threads}), log in {log_path} …")
-    with gunicorn_server(args.workers, args.threads, log_path) as server:
+    announce(f"starting gunicorn ({describe_gunicorn(gunicorn)}), log in {log_path} …")
+    with gunicorn_server(env, log_path) as server:
         smoke_test(server.base_url, users[0])
         for clients in args.clients:
             announce(f"consume, {clients} client(s) …")

@@ -41,8 +41,6 @@ import os
 import random
 import re
 import resource
-import runpy
-import shlex
 import signal
 import subprocess
 import sys
@@ -59,9 +57,11 @@ import psycopg
 from flask import Flask
 
 from bench.credits import (
+    API_CLIENT_IDLE_SECONDS,
     Attribution,
     BenchUser,
     LevelResult,
+    close_all,
     cpu_count,
     cpu_times,
     describe_code,
@@ -69,13 +69,16 @@ from bench.credits import (
     find_attribution,
     fmt_ms,
     free_port,
+    gunicorn_settings,
     log_tail,
     measure_raw,
     migrate_database,
+    new_session,
     postgres_database,
     prepare_users,
     psycopg_conninfo,
     wait_until_up,
+    watch_loop_lag,
 )
 from bench.credits import level_table as ceiling_table
 from credit_app.features import FEATURES
@@ -91,9 +94,8 @@ UNLIMITED_RATE = "1000000 per minute"
 BROWSER_AGENT = "Mozilla/5.0 (credit_app load benchmark)"
 FILE_LIMIT_PER_USER = 4
 PR_SET_PDEATHSIG = 1
-# How long a client keeps an unused connection: an API client's pool keeps it (longer than
-# any think time), a browser's page connection goes after a while (aiohttp's default).
-API_CLIENT_IDLE_SECONDS = 120.0
+# How long a browser's page connection is kept unused (aiohttp's default; an API client
+# keeps its connection API_CLIENT_IDLE_SECONDS, longer than any think time).
 BROWSER_CLIENT_IDLE_SECONDS = 15.0
 CPU_GROUPS = ("load client", "gunicorn", "rq worker", "PostgreSQL", "Redis", "other")
 # The features whose form the browser profile submits (still images: cheap for the local
@@ -276,15 +278,6 @@ class CpuMeter:
         level.machine_busy = (busy - self._machine[0]) / max(1, total - self._machine[1])
 
 
-async def watch_loop_lag(out: list[float], stop: asyncio.Event, period: float = 0.1) -> None:
-    """How late the event loop wakes up: a late loop would inflate every latency measured."""
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        planned = loop.time() + period
-        await asyncio.sleep(period)
-        out.append(max(0.0, loop.time() - planned) * 1000)
-
-
 # --- processes: gunicorn and the rq worker -----------------------------------------------
 
 
@@ -317,28 +310,6 @@ def gunicorn_command(args: argparse.Namespace) -> list[str]:
     if args.keepalive is not None:
         command += ["--keep-alive", str(args.keepalive)]
     return command
-
-
-def gunicorn_settings(env: dict[str, str], command: Sequence[str]) -> dict[str, str]:
-    """What gunicorn will run with under `env`: gunicorn.conf.py's values, then
-    GUNICORN_CMD_ARGS, then the command line, in gunicorn's own order of precedence."""
-    from gunicorn.config import Config
-
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        conf = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    names = ("workers", "worker_class", "threads", "worker_connections", "keepalive")
-    settings = {name: conf.get(name, Config().settings[name].get()) for name in names}
-    parser = Config().parser()
-    for extra in (shlex.split(env.get("GUNICORN_CMD_ARGS", "")), list(command[6:])):
-        parsed = vars(parser.parse_args(extra))
-        settings.update({name: parsed[name] for name in names if parsed.get(name) is not None})
-    return {name: str(value) for name, value in settings.items()}
 
 
 def die_with_parent() -> None:
@@ -479,22 +450,6 @@ async def timed(stats: EndpointStats, request, expect: int = 200) -> tuple[bytes
         return None
     stats.latencies.append(elapsed)
     return body, elapsed
-
-
-def new_session(base_url: str, timeout: float, headers: dict[str, str], connections: int = 1,
-                idle: float = API_CLIENT_IDLE_SECONDS) -> aiohttp.ClientSession:
-    """One user's client: `connections` keep-alive connections, each closed after `idle`
-    seconds unused, no cookie handling of its own (a browser user needs two connections:
-    its websocket holds one)."""
-    return aiohttp.ClientSession(
-        base_url=base_url, headers=headers, cookie_jar=aiohttp.DummyCookieJar(),
-        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=idle,
-                                       enable_cleanup_closed=True),
-        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10)))
-
-
-async def close_all(sessions: Sequence[aiohttp.ClientSession]) -> None:
-    await asyncio.gather(*(session.close() for session in sessions), return_exceptions=True)
 
 
 async def ramp(count: int, seconds: float, start_one) -> list:
