@@ -37,12 +37,12 @@ test: install
 lint: install
 	ruff check .
 
-## bench: the 1,000-user load test, the credit path, live updates and the analytics queries
+## bench: the 1,000-user load test (API, and browsers with live sockets), the credit path and
+## the analytics queries
 ## (docs/performance.md), then the ledger audit
 bench: install
 	python -m bench.load
 	python -m bench.credits
-	python -m bench.live
 	python -m bench.analytics
 	flask credits audit
 
