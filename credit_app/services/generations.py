@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +135,38 @@ def start_generation(
     return generation, True
 
 
-def claim_generation(generation_pk: int) -> Generation | None:
-    """Move a queued generation to running; None if another run has it or it is done."""
+def claim_generation(generation_pk: int, claimed_by: str | None = None,
+                     stale_after: timedelta | None = None,
+                     now: datetime | None = None) -> Generation | None:
+    """Move a generation to running for the job run `claimed_by`; None when it is not this
+    run's to do: finished, running under another live run, or its credit hold has ended or
+    expired (the sweeper returns that credit and fails it).
+
+    A queued generation is claimed; a running one only by a retry of the run that claimed it
+    (the same rq job id, after a transient error) or once its claim is older than
+    `stale_after` (its worker died).
+    """
+    now = now or utcnow()
+    claimable = Generation.status == GenerationStatus.QUEUED
+    if claimed_by is not None:
+        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
+                                 & (Generation.claimed_by == claimed_by))
+    if stale_after is not None:
+        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
+                                 & (Generation.started_at < now - stale_after))
+    hold_is_live = select(CreditReservation.id).where(
+        CreditReservation.id == Generation.reservation_id,
+        CreditReservation.status == ReservationStatus.PENDING,
+        CreditReservation.expires_at > now,
+    ).exists()
     claimed = db.session.execute(
         update(Generation)
-        .where(Generation.id == generation_pk, Generation.status == GenerationStatus.QUEUED)
-        .values(status=GenerationStatus.RUNNING, started_at=utcnow(),
+        .where(Generation.id == generation_pk, claimable,
+               Generation.reservation_id.is_(None) | hold_is_live)
+        .values(status=GenerationStatus.RUNNING, started_at=now, claimed_by=claimed_by,
                 attempts=Generation.attempts + 1)
         .returning(Generation.id)
+        .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if claimed is None:
         return None
