@@ -8,6 +8,7 @@ The job in credit_app.jobs.generations drives these steps and commits between th
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from credit_app import after_commit
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
 from credit_app.generation.base import GenerationRequest, GenerationResult
@@ -27,6 +29,7 @@ from credit_app.generation.options import (
     styles_for,
 )
 from credit_app.generation.uploads import CheckedUpload
+from credit_app.input_text import clean_text
 from credit_app.models import (
     CreditReservation,
     Generation,
@@ -35,6 +38,17 @@ from credit_app.models import (
 )
 from credit_app.services import analytics, credits
 from credit_app.services.credits import utcnow
+
+
+def _remove_uploads(paths: list[Path]) -> None:
+    """After a rollback: delete the uploads written for generations that were never saved."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
 
 
 class GenerationNotFound(DomainError):
@@ -70,7 +84,7 @@ def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     if "style" in inputs:
         options["style"] = _choice(raw, "style", styles_for(feature), "style")
     if "prompt" in inputs:
-        prompt = (raw.get("prompt") or "").strip()
+        prompt = clean_text(raw.get("prompt") or "")
         if len(prompt) > MAX_PROMPT_LENGTH:
             raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
                                    field="prompt")
@@ -121,6 +135,7 @@ def start_generation(
     folder.mkdir(parents=True, exist_ok=True)
     input_path = folder / f"input.{upload.extension}"
     input_path.write_bytes(upload.data)
+    after_commit.defer(db.session(), "uploads").append(input_path)
     generation = Generation(
         user_id=reservation.user_id,
         generation_id=reservation.generation_id,
