@@ -52,7 +52,7 @@ class RedisBudget:
 BUDGETS: dict[str, RedisBudget] = {
     "app": RedisBudget(socket_timeout=0.5, connect_timeout=0.5, retries=1),
     "ops": RedisBudget(socket_timeout=0.5, connect_timeout=0.5, retries=0),
-    "hub": RedisBudget(socket_timeout=5.0, connect_timeout=1.0, retries=0),
+    "hub": RedisBudget(socket_timeout=2.0, connect_timeout=1.0, retries=0),
     "worker": RedisBudget(socket_timeout=None, connect_timeout=2.0, retries=1),
 }
 

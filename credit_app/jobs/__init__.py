@@ -9,25 +9,21 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
-import sqlalchemy.exc
 from flask import Flask, current_app, has_app_context
 from rq import Queue
 from rq.job import Job
 
 from credit_app import after_commit
+from credit_app.errors import OUTAGE_ERRORS
 from credit_app.extensions import db
 from credit_app.jobs import registry
 from credit_app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
-# Errors of an outage rather than of the work: a job that meets one is retried.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    redis.RedisError,
-)
+# Errors of an outage rather than of the work (the ones requests answer 503): a job that
+# meets one is retried.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = OUTAGE_ERRORS
 _job_app: Flask | None = None
 _job_app_pid: int | None = None
 
