@@ -83,17 +83,25 @@ def postmaster_is_alive(pid: int) -> bool:
 
 
 def forget_dead_postmaster(pgdata: Path) -> bool:
-    """Remove the postmaster.pid of a server that is no longer running (kill -9, a crash), so
-    that it is started again instead of being taken for running. Returns whether it did."""
+    """Remove the postmaster.pid of a server that is no longer running (kill -9, a crash), and
+    its socket lock file, so that it is started again instead of being taken for running
+    (PostgreSQL itself takes a zombie's socket lock for a live server's). Returns whether it
+    did."""
     pid_file = pgdata / "postmaster.pid"
     try:
-        first_line = pid_file.read_text().split("\n", 1)[0].strip()
+        lines = pid_file.read_text().split("\n")
     except FileNotFoundError:
         return False
+    first_line = lines[0].strip()
     if first_line.isdigit() and postmaster_is_alive(int(first_line)):
         return False
-    with contextlib.suppress(FileNotFoundError):
-        pid_file.unlink()
+    socket_dirs = {pgdata}
+    if len(lines) > 4 and lines[4].strip():
+        socket_dirs.add(Path(lines[4].strip()))
+    for folder in socket_dirs:
+        for lock in folder.glob(".s.PGSQL.*.lock"):
+            lock.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
     return True
 
 
