@@ -18,9 +18,11 @@ _LINE_REMOVED = re.compile(f"[{_ALWAYS_REMOVED}]")
 _LINE_SPACES = re.compile(r"[\t\n\r]+")
 _CRLF = re.compile(r"\r\n?")
 
-# What a printable identifier may not contain (the same set, plus tabs and line breaks); the
-# OpenAPI document publishes it as a pattern.
-PRINTABLE_PATTERN = f"^[^{_ALWAYS_REMOVED}\t\n\r]+$"
+# What a printable identifier may not contain: control characters (tabs and line breaks
+# too) and the line and paragraph separators. Written with escapes, so that the OpenAPI
+# document can publish it as a pattern every regex engine reads (lone surrogates, which no
+# engine outside Python can name, fail the service's isprintable() check instead).
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 
 
 def clean_line(value: str) -> str:
@@ -35,4 +37,4 @@ def clean_text(value: str) -> str:
 
 
 def is_printable_identifier(value: str) -> bool:
-    return re.fullmatch(PRINTABLE_PATTERN, value) is not None
+    return re.fullmatch(PRINTABLE_PATTERN, value) is not None and value.isprintable()
