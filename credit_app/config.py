@@ -286,14 +286,14 @@ def _operations_config(env: str) -> dict:
 
 
 def _redis_config(redis_url: str) -> dict:
-    """TLS settings of every Redis client, and the rate limiter's storage.
+    """TLS settings of every Redis client, and flask-limiter's storage (the pages' limits).
 
-    The limiter fails open to per-process limits: its storage has the app's Redis budget, so a
-    hung or down Redis costs one check one timeout; then each process counts the same limits
-    in memory (a client gets at most one limit per web process) and probes Redis again with
-    backoff. Credits never depend on it: the ledger in PostgreSQL is the guard against
+    flask-limiter fails open to per-process limits: its storage has the app's Redis budget, so
+    a hung or down Redis costs one check one timeout; then each process counts the same
+    limits in memory (a client gets at most one limit per web process) and probes Redis again
+    with backoff. Credits never depend on it: the ledger in PostgreSQL is the guard against
     double spending, the limiter only against abuse, and a Redis outage must not take the
-    API down with it.
+    site down with it.
 
     Raises ConfigError for a REDIS_SSL_CERT_REQS other than none, optional or required.
     """

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +131,18 @@ class Finished:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+@contextlib.contextmanager
+def private_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder of this process only, for servers a test runs. pytest's tmp_path
+    lives under a base folder every pytest run on the machine shares and prunes, which can
+    pull a data directory from under a running server."""
+    folder = Path(tempfile.mkdtemp(prefix=f"credit_app-{prefix}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -14,12 +15,13 @@ import redis
 from rq import Queue
 
 from credit_app import embedded
-from tests.outages import wait_until
+from tests.outages import private_folder, wait_until
 
 
 @pytest.fixture
-def instance(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("inst")
+def instance() -> Iterator[Path]:
+    with private_folder("embedded") as folder:
+        yield folder
 
 
 def test_redis_starts_once_and_is_reused(instance):

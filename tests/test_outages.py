@@ -36,7 +36,14 @@ from credit_app.redis_client import make_client
 from credit_app.services import accounts, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD, SignedInClient
-from tests.outages import Finished, PostgresServer, RedisServer, paused, wait_until
+from tests.outages import (
+    Finished,
+    PostgresServer,
+    RedisServer,
+    paused,
+    private_folder,
+    wait_until,
+)
 from tests.test_live import connect, free_port, receive_counter, session_cookie
 
 pytestmark = pytest.mark.concurrency
@@ -44,8 +51,14 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
+def server_folder() -> Iterator[Path]:
+    with private_folder("outage") as folder:
+        yield folder
+
+
+@pytest.fixture
+def redis_server(server_folder) -> Iterator[RedisServer]:
+    server = RedisServer(server_folder / "redis").start()
     try:
         yield server
     finally:
@@ -131,7 +144,22 @@ class TestRedisHangs:
                                       ).scalar_one()
         assert rows == 2
 
-    def test_the_limiter_keeps_counting_in_memory_while_redis_is_paused(
+    def test_page_limits_keep_counting_in_memory_while_redis_is_paused(
+            self, app, monkeypatch, redis_server, tmp_path):
+        limited = build_app(monkeypatch, redis_server, tmp_path, RATELIMIT_AUTH="2 per minute")
+        client = limited.test_client()
+
+        def sign_in():
+            return client.post("/login", data={"email": "nobody@example.com",
+                                                "password": "not the password"})
+
+        with paused(redis_server):
+            statuses = [Finished(sign_in).result().status_code for _ in range(3)]
+        assert statuses[2] == 429 and 429 not in statuses[:2]
+        with limited.app_context():
+            db.engine.dispose()
+
+    def test_api_limits_let_requests_through_while_redis_is_paused(
             self, app, monkeypatch, redis_server, tmp_path):
         limited = build_app(monkeypatch, redis_server, tmp_path,
                             RATELIMIT_CONSUME="2 per minute")
@@ -146,7 +174,8 @@ class TestRedisHangs:
         with paused(redis_server):
             statuses = [Finished(lambda n=n: consume(n)).result().status_code
                         for n in range(3)]
-        assert statuses == [200, 200, 429]
+        assert statuses == [200, 200, 200]
+        assert 429 in [consume(n).status_code for n in range(3, 6)]
         with limited.app_context():
             db.engine.dispose()
 
@@ -238,8 +267,8 @@ class TestLiveCounter:
 
 class TestDatabaseStops:
     def test_a_generation_survives_a_database_outage_and_is_charged_once(
-            self, app, monkeypatch, redis_server, tmp_path):
-        postgres = PostgresServer(tmp_path / "pg").start()
+            self, app, monkeypatch, redis_server, server_folder, tmp_path):
+        postgres = PostgresServer(server_folder / "pg").start()
         try:
             monkeypatch.setenv("TEST_DATABASE_URL", postgres.url)
             own = build_app(monkeypatch, redis_server, tmp_path)
