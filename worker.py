@@ -1,5 +1,5 @@
 """The rq worker: maintenance, webhooks, generations, analytics and default jobs, plus the
-periodic sweeps, the recovery of stranded work and the heartbeat."""
+periodic jobs of jobs/registry.py and the retry scheduler (threads of this process)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,17 @@ from rq import Queue, Worker
 
 from credit_app import create_app
 from credit_app.jobs import use_app
-from credit_app.jobs.analytics import roll_up_analytics
-from credit_app.jobs.credits import sweep_expired_reservations
-from credit_app.jobs.ops import heartbeat
-from credit_app.jobs.recovery import requeue_stranded_work
-from credit_app.jobs.scheduler import start_periodic
-from credit_app.jobs.webhooks import sweep_lapsed_subscriptions
-from credit_app.redis_client import QUEUE_NAMES, get_redis
+from credit_app.jobs.scheduler import start_schedulers
+from credit_app.redis_client import QUEUE_NAMES, client_for
 
 
 def main() -> None:
     app = create_app()
     use_app(app)
-    with app.app_context():
-        connection = get_redis()
-        start_periodic(connection, "maintenance", sweep_expired_reservations,
-                       app.config["SWEEP_INTERVAL_SECONDS"])
-        start_periodic(connection, "maintenance", sweep_lapsed_subscriptions,
-                       app.config["SWEEP_INTERVAL_SECONDS"])
-        start_periodic(connection, "maintenance", requeue_stranded_work,
-                       app.config["SWEEP_INTERVAL_SECONDS"])
-        start_periodic(connection, "analytics", roll_up_analytics,
-                       app.config["ANALYTICS_ROLLUP_INTERVAL_SECONDS"])
-        start_periodic(connection, "maintenance", heartbeat,
-                       app.config["WORKER_HEARTBEAT_INTERVAL_SECONDS"])
-        queues = [Queue(name, connection=connection) for name in QUEUE_NAMES]
-    Worker(queues, connection=connection).work(with_scheduler=True)
+    start_schedulers(client_for(app, "app"), app.config, QUEUE_NAMES)
+    blocking = client_for(app, "worker")
+    queues = [Queue(name, connection=blocking) for name in QUEUE_NAMES]
+    Worker(queues, connection=blocking).work(with_scheduler=False)
 
 
 if __name__ == "__main__":

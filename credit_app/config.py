@@ -232,11 +232,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
-        "RATELIMIT_STORAGE_URI": _limits_storage_uri(urls.redis_url),
-        # X-RateLimit-* headers cost two more Redis round trips per request (the window's
-        # stats), so they are off unless asked for; a 429 always carries Retry-After.
-        "RATELIMIT_HEADERS_ENABLED": _flag("RATELIMIT_HEADERS_ENABLED"),
-        "RATELIMIT_SWALLOW_ERRORS": True,
+        **_redis_config(urls.redis_url),
         "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
         "RATELIMIT_GENERATE": os.environ.get("RATELIMIT_GENERATE", "30 per minute"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "credit_app"),
@@ -286,6 +282,38 @@ def _operations_config(env: str) -> dict:
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip(),
         "LOG_FORMAT": log_format.strip().lower(),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").strip().upper(),
+    }
+
+
+def _redis_config(redis_url: str) -> dict:
+    """TLS settings of every Redis client, and flask-limiter's storage (the pages' limits).
+
+    flask-limiter fails open to per-process limits: its storage has the app's Redis budget, so
+    a hung or down Redis costs one check one timeout; then each process counts the same
+    limits in memory (a client gets at most one limit per web process) and probes Redis again
+    with backoff. Credits never depend on it: the ledger in PostgreSQL is the guard against
+    double spending, the limiter only against abuse, and a Redis outage must not take the
+    site down with it.
+
+    Raises ConfigError for a REDIS_SSL_CERT_REQS other than none, optional or required.
+    """
+    from credit_app.redis_client import SSL_CERT_REQS, limiter_storage_options
+
+    cert_reqs = os.environ.get("REDIS_SSL_CERT_REQS", "none").strip().lower()
+    if cert_reqs not in SSL_CERT_REQS:
+        raise ConfigError(f"REDIS_SSL_CERT_REQS must be one of {', '.join(SSL_CERT_REQS)}, "
+                          f"got {cert_reqs!r}")
+    ca_certs = os.environ.get("REDIS_SSL_CA_CERTS", "").strip() or None
+    return {
+        "REDIS_SSL_CERT_REQS": cert_reqs,
+        "REDIS_SSL_CA_CERTS": ca_certs,
+        "RATELIMIT_STORAGE_URI": _limits_storage_uri(redis_url),
+        "RATELIMIT_STORAGE_OPTIONS": limiter_storage_options(redis_url, cert_reqs, ca_certs),
+        # X-RateLimit-* headers cost two more Redis round trips per request (the window's
+        # stats), so they are off unless asked for; a 429 always carries Retry-After.
+        "RATELIMIT_HEADERS_ENABLED": _flag("RATELIMIT_HEADERS_ENABLED"),
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     }
 
 

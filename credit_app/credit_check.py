@@ -12,12 +12,13 @@ from flask_login import current_user, login_required
 
 from credit_app.errors import InsufficientCredits, is_htmx_request, wants_json_response
 from credit_app.extensions import db
+from credit_app.request_json import request_json
 from credit_app.services import analytics, credits, generations
 
 
 def request_generation_id() -> str:
     """The client's generation id (a form's hidden field or JSON), else a fresh one."""
-    body = request.get_json(silent=True) if request.is_json else None
+    body = request_json()
     supplied = request.form.get("generation_id") or (
         body.get("generation_id") if isinstance(body, dict) else None
     )

@@ -1,6 +1,9 @@
-"""HTML forms (flask-wtf, CSRF on)."""
+"""HTML forms (flask-wtf, CSRF on). Every text field is cleaned by the one rule of
+credit_app/input_text.py before it is validated (passwords are left exactly as typed)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -12,10 +15,29 @@ from wtforms import (
     StringField,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange
 
+from credit_app.input_text import clean_line
 
-class SignupForm(FlaskForm):
+
+def _clean_line(value: Any) -> Any:
+    return clean_line(value) if isinstance(value, str) else value
+
+
+class Form(FlaskForm):
+    """A form whose text fields (not passwords) are cleaned before validation."""
+
+    class Meta:
+        def bind_field(self, form: Any, unbound_field: UnboundField, options: dict) -> Any:
+            if issubclass(unbound_field.field_class, StringField) and not issubclass(
+                    unbound_field.field_class, PasswordField):
+                filters = (_clean_line, *unbound_field.kwargs.get("filters", ()))
+                return unbound_field.bind(form=form, **options, filters=filters)
+            return unbound_field.bind(form=form, **options)
+
+
+class SignupForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
     confirm = PasswordField("Repeat password",
@@ -23,17 +45,17 @@ class SignupForm(FlaskForm):
                                                                 "The passwords do not match.")])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
     remember = BooleanField("Keep me signed in")
 
 
-class ApiTokenForm(FlaskForm):
+class ApiTokenForm(Form):
     name = StringField("Token name", validators=[DataRequired(), Length(min=1, max=80)])
 
 
-class AdjustCreditsForm(FlaskForm):
+class AdjustCreditsForm(Form):
     operation = SelectField("Action", choices=[SelectChoice("grant", "Grant credits"),
                                                SelectChoice("remove", "Remove credits")],
                             default="grant")
@@ -41,13 +63,13 @@ class AdjustCreditsForm(FlaskForm):
     reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
 
 
-class RolloutForm(FlaskForm):
+class RolloutForm(Form):
     percentage = IntegerField("Enforced for (% of free users)",
                               validators=[InputRequired(), NumberRange(min=0, max=100)])
     reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
 
 
-class DeleteAccountForm(FlaskForm):
+class DeleteAccountForm(Form):
     password = PasswordField("Your password", validators=[DataRequired(), Length(max=256)])
     confirm = BooleanField("I understand that my account, my designs and my uploads are "
                            "deleted for good", validators=[DataRequired(

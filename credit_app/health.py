@@ -14,17 +14,15 @@ from dataclasses import dataclass
 
 import redis
 from flask import current_app
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from credit_app.extensions import db
+from credit_app.redis_client import client_for, make_client
 
 HEARTBEAT_KEY = "credit_app:worker_heartbeats"
 DEFAULT_HEARTBEAT_INTERVAL = 30
 DEFAULT_HEARTBEAT_MAX_AGE = 90
-OPS_REDIS_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,8 @@ class Check:
 
 
 def fail_fast_client(url: str) -> redis.Redis:
-    """A Redis client with short timeouts and no retries."""
-    return redis.Redis.from_url(url, socket_timeout=OPS_REDIS_TIMEOUT,
-                                socket_connect_timeout=OPS_REDIS_TIMEOUT,
-                                retry=Retry(NoBackoff(), 0))
+    """A Redis client with short timeouts and no retries (the factory's `ops` budget)."""
+    return make_client(url, "ops")
 
 
 def ops_redis() -> redis.Redis:
@@ -46,7 +42,7 @@ def ops_redis() -> redis.Redis:
     reported at once and never slows a request down."""
     client = current_app.extensions.get("ops_redis")
     if client is None:
-        client = fail_fast_client(current_app.config["REDIS_URL"])
+        client = client_for(current_app._get_current_object(), "ops")
         current_app.extensions["ops_redis"] = client
     return client
 

@@ -8,16 +8,14 @@ import json
 import logging
 from typing import Any
 
-import redis
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from credit_app import after_commit
 from credit_app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "credit_app:credits:"
-PENDING_KEY = "credit_app.live_updates"
 MESSAGE_TYPES = {
     "consume": "CREDIT_CONSUMED",
     "reserve": "CREDIT_CONSUMED",
@@ -49,25 +47,16 @@ def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str
 
 def publish_after_commit(session: Session, message: dict[str, Any]) -> None:
     """Publish `message` once the session commits; the last change per user wins."""
-    session.info.setdefault(PENDING_KEY, {})[message["user_id"]] = message
+    after_commit.defer(session, "live")[message["user_id"]] = message
 
 
-@event.listens_for(Session, "after_commit")
-def _publish_pending(session: Session) -> None:
-    pending = session.info.pop(PENDING_KEY, {})
-    if not pending:
-        return
-    try:
-        pipeline = get_redis().pipeline(transaction=False)
-        for user_id, message in pending.items():
-            pipeline.publish(channel_for(int(user_id)), json.dumps(message))
-        pipeline.execute()
-    except redis.RedisError:
-        log.warning("could not publish credit updates for users %s; clients will poll",
-                    list(pending))
+def _publish(pending: dict[str, dict[str, Any]]) -> None:
+    """One pipelined round trip for every changed user. Raises redis.RedisError (the
+    dispatcher logs it; clients resynchronise when the hub reconnects, and poll meanwhile)."""
+    pipeline = get_redis().pipeline(transaction=False)
+    for user_id, message in pending.items():
+        pipeline.publish(channel_for(int(user_id)), json.dumps(message))
+    pipeline.execute()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_pending(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None:
-        session.info.pop(PENDING_KEY, None)
+after_commit.register("live", dict, _publish, uses_redis=True)

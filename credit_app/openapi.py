@@ -18,6 +18,7 @@ STANDARD_ERRORS = {
     403: "Forbidden (CSRF token missing, or not allowed)",
     422: "The request failed validation",
     429: "Too many requests; see Retry-After",
+    503: "The database or Redis is unavailable for a moment; retry after Retry-After seconds",
 }
 
 

@@ -4,21 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from credit_app.errors import ValidationFailed
 from credit_app.features import FEATURE_KEYS
+from credit_app.input_text import PRINTABLE_PATTERN, clean_line
 
 MAX_ID = 2**31 - 1
 
 
+def _cleaned_line(value: Any) -> Any:
+    return clean_line(value) if isinstance(value, str) else value
+
+
+# Free text of one line, cleaned by the one rule of credit_app/input_text.py before the
+# length limits apply (so a reason of only control characters is empty, and refused).
+CleanLine = Annotated[str, BeforeValidator(_cleaned_line)]
+
+
 class Schema(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", regex_engine="python-re")
+
+
+class FieldError(Schema):
+    field: str = Field(examples=["amount"], description="Dotted path of the field, or body")
+    message: str = Field(examples=["Input should be greater than or equal to 1"])
 
 
 class ErrorDetail(Schema):
     code: str = Field(examples=["insufficient_credits"])
     message: str = Field(examples=["You have used all your credits."])
+    field: str | None = Field(default=None, examples=["cursor"],
+                              description="The field at fault, when there is one")
+    fields: list[FieldError] | None = Field(
+        default=None, description="Every field that failed validation (422 validation_error)")
 
 
 class ErrorResponse(Schema):
@@ -45,8 +64,9 @@ class ConsumeRequest(Schema):
     )
     feature: FeatureName
     generation_id: str | None = Field(
-        default=None, min_length=1, max_length=255,
-        description="Idempotency key: the same id never spends twice.",
+        default=None, min_length=1, max_length=255, pattern=PRINTABLE_PATTERN,
+        description="Idempotency key: the same id never spends twice. Printable characters "
+                    "only: no control characters, tabs, line breaks or line separators.",
     )
 
 
@@ -101,7 +121,9 @@ class GrantRequest(Schema):
     )
     user_id: int = Field(ge=1, le=MAX_ID)
     amount: int = Field(ge=1, le=100_000)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: CleanLine = Field(min_length=1, max_length=500,
+                              description="Shown in the user's history and the audit log; "
+                                          "control characters are removed, then it is trimmed")
 
 
 class GrantResponse(Schema):

@@ -24,7 +24,7 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from credit_app import create_app
+from credit_app import after_commit, create_app
 from credit_app.extensions import db
 from credit_app.models import User, UserRole
 from credit_app.redis_client import get_redis
@@ -99,6 +99,15 @@ def app() -> Iterator[Flask]:
     yield app
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def closed_redis_breaker() -> Iterator[None]:
+    """Each test starts with Redis trusted again: a test that made Redis fail after a commit
+    must not make the next test skip its enqueues and live updates."""
+    after_commit.breaker.reset()
+    yield
+    after_commit.breaker.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,10 @@ from credit_app.auth import admin_required
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
 from credit_app.forms import AdjustCreditsForm, RolloutForm
+from credit_app.input_text import clean_line
 from credit_app.models import AUDIT_ACTIONS, User
 from credit_app.redis_client import get_redis
+from credit_app.schemas import MAX_ID
 from credit_app.services import admin_analytics, audit, credits, generations, rollout, staff
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -33,8 +35,9 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
-        raise ValidationFailed(f"{name} must be a whole number.", field=name)
+    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        raise ValidationFailed(f"{name} must be a whole number from 1 to {MAX_ID}.",
+                               field=name)
     return int(value)
 
 
@@ -66,7 +69,7 @@ def admin_percent(value: float | None) -> str:
 
 @bp.get("/")
 def users():
-    search = request.args.get("q", "").strip()
+    search = clean_line(request.args.get("q", ""))
     query = select(User).order_by(User.id.desc()).limit(50)
     if search:
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

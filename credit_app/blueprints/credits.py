@@ -8,9 +8,9 @@ from flask_login import current_user, login_required
 from credit_app import schemas
 from credit_app.api_limits import also_limited_by, check_api_limits
 from credit_app.auth import admin_required, require_api_csrf
-from credit_app.errors import DomainError
 from credit_app.extensions import csrf, db
 from credit_app.openapi import documented
+from credit_app.request_json import json_object
 from credit_app.services import credits
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
@@ -21,20 +21,6 @@ bp.before_request(check_api_limits)
 # Set on the answer to a consume whose generation_id was already paid for: the body is the
 # first outcome, repeated (as Stripe's Idempotent-Replayed).
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-class BadJson(DomainError):
-    status = 400
-    code = "bad_json"
-    default_message = "The request body must be a JSON object."
-
-
-def json_body() -> dict:
-    """The request's JSON object. Raises BadJson for anything else."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadJson()
-    return body
 
 
 @bp.before_request
@@ -70,7 +56,7 @@ def get_credits() -> Response:
     },
 )
 def consume() -> Response:
-    body = schemas.parse(schemas.ConsumeRequest, json_body())
+    body = schemas.parse(schemas.ConsumeRequest, json_object())
     result = credits.consume_credit(current_user.id, body.feature, body.generation_id)
     db.session.commit()
     response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
@@ -105,7 +91,7 @@ def history() -> Response:
     tag="admin",
 )
 def grant() -> Response:
-    body = schemas.parse(schemas.GrantRequest, json_body())
+    body = schemas.parse(schemas.GrantRequest, json_object())
     entry = credits.grant_credits(body.user_id, body.amount, body.reason,
                                   actor_id=current_user.id)
     status = credits.get_user_credits(body.user_id)

@@ -23,7 +23,6 @@ from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
 from credit_app.generation.uploads import check_image_upload
 from credit_app.jobs import enqueue_after_commit
-from credit_app.jobs.generations import run_generation
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.services import analytics, credits, generations
 
@@ -109,8 +108,7 @@ def _start(feature: Feature, reservation: CreditReservation):
     generation, created = generations.start_generation(
         reservation, options, upload, current_app.config["GENERATION_STORAGE_PATH"])
     if created or generation.status == GenerationStatus.QUEUED:
-        enqueue_after_commit("generations", run_generation, generation.id,
-                             job_timeout=current_app.config["GENERATION_JOB_TIMEOUT_SECONDS"])
+        enqueue_after_commit("run_generation", generation.id)
     db.session.commit()
     if not is_htmx_request():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))

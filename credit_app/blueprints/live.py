@@ -10,13 +10,14 @@ from flask_login import current_user
 
 from credit_app.errors import Forbidden, Unauthorized
 from credit_app.extensions import db, sock
-from credit_app.live_hub import CreditHub
-from credit_app.redis_client import get_redis
+from credit_app.live_hub import HUB_DOWN, RESYNC, CreditHub
+from credit_app.redis_client import client_for
 from credit_app.services import credits
 from credit_app.services.credits import UserCredits, utcnow
 
 bp = Blueprint("live", __name__)
 WAIT_SECONDS = 5
+TRY_AGAIN_LATER = 1013
 
 
 @bp.before_request
@@ -34,7 +35,8 @@ def only_signed_in_same_origin() -> None:
 
 def hub() -> CreditHub:
     if "credit_hub" not in current_app.extensions:
-        current_app.extensions["credit_hub"] = CreditHub(get_redis())
+        current_app.extensions["credit_hub"] = CreditHub(
+            client_for(current_app._get_current_object(), "hub"))
     return current_app.extensions["credit_hub"]
 
 
@@ -49,21 +51,42 @@ def status_from_message(message: dict) -> UserCredits:
 
 @sock.route("/ws/credits", bp=bp)
 def credit_socket(ws) -> None:
-    """Send the counter now and on every change of this user's credits, until they leave."""
+    """Send the counter now and on every change of this user's credits, until they leave.
+
+    While the hub has no Redis subscription the socket sends the current state and closes
+    (1013, try again later): the page polls until a reconnect finds the hub live again. When
+    the hub comes back it asks every socket to resend the current state (RESYNC).
+    """
     user_id = current_user.id
-    inbox = hub().subscribe(user_id)
+    live_hub = hub()
+    inbox = live_hub.subscribe(user_id)
     try:
-        shown = credits.latest_entry_id(user_id)
-        ws.send(render_counter(credits.get_user_credits(user_id)))
-        db.session.remove()
+        shown = _send_current(ws, user_id)
+        if not live_hub.is_live:
+            ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
+            return
         while ws.connected:
             try:
                 message = inbox.get(timeout=WAIT_SECONDS)
             except queue.Empty:
+                continue
+            if message is HUB_DOWN:
+                ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
+                return
+            if message is RESYNC:
+                shown = _send_current(ws, user_id)
                 continue
             if message.get("ledger_id", 0) <= shown:
                 continue
             shown = message["ledger_id"]
             ws.send(render_counter(status_from_message(message)))
     finally:
-        hub().unsubscribe(user_id, inbox)
+        live_hub.unsubscribe(user_id, inbox)
+
+
+def _send_current(ws, user_id: int) -> int:
+    """Send the counter as the database has it; returns the newest ledger id it shows."""
+    shown = credits.latest_entry_id(user_id)
+    ws.send(render_counter(credits.get_user_credits(user_id)))
+    db.session.remove()
+    return shown

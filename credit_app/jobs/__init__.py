@@ -5,51 +5,63 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from rq import Queue
+from rq.job import Job
 
+from credit_app import after_commit
+from credit_app.errors import OUTAGE_ERRORS
 from credit_app.extensions import db
-from credit_app.redis_client import get_queue
+from credit_app.jobs import registry
+from credit_app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
+
+# Errors of an outage rather than of the work (the ones requests answer 503): a job that
+# meets one is retried.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = OUTAGE_ERRORS
 _job_app: Flask | None = None
 _job_app_pid: int | None = None
-PENDING_JOBS_KEY = "credit_app.after_commit_jobs"
 
 
-def enqueue_after_commit(queue_name: str, func: Callable, *args: Any, **kwargs: Any) -> None:
-    """Enqueue `func(*args)` on `queue_name` once the current transaction commits.
+def enqueue_after_commit(job_name: str, *args: Any, **options: Any) -> None:
+    """Enqueue the registered job `job_name` with `args` once the current transaction
+    commits; a rollback drops it, so a job never sees data that was not committed.
+    `options` (e.g. description) go to rq. Raises KeyError for an undeclared job."""
+    registry.job(job_name)
+    after_commit.defer(db.session(), "jobs").append((job_name, args, options))
 
-    A rollback drops it, so a job never sees data that was not committed.
+
+def enqueue_now(job_name: str, *args: Any, connection: redis.Redis | None = None,
+                config: Mapping[str, Any] | None = None, **options: Any) -> Job:
+    """Enqueue the registered job `job_name` with its declared queue, timeout and retries
+    (`connection` and `config` default to the current app's).
+
+    Raises KeyError for an undeclared job, redis.RedisError when Redis fails.
     """
-    session = db.session()
-    if not session.in_transaction():
-        session.begin()
-    session.info.setdefault(PENDING_JOBS_KEY, []).append((queue_name, func, args, kwargs))
+    spec = registry.job(job_name)
+    queue = Queue(spec.queue, connection=connection or get_redis())
+    settings = current_app.config if config is None else config
+    return queue.enqueue(spec.func, *args, **{**spec.enqueue_options(settings), **options})
 
 
-@event.listens_for(Session, "after_commit")
-def _enqueue_pending_jobs(session: Session) -> None:
-    """Enqueue what the committed transaction asked for. The data is committed already, so a
-    Redis failure is logged, not raised: the periodic recovery jobs pick such work up."""
-    pending = session.info.pop(PENDING_JOBS_KEY, [])
-    for queue_name, func, args, kwargs in pending:
+def _enqueue_pending(pending: list[tuple[str, tuple, dict]]) -> None:
+    """Enqueue what a committed transaction asked for. Raises redis.RedisError; the work
+    stays in the database and the recovery job queues it again."""
+    for position, (job_name, args, options) in enumerate(pending):
         try:
-            get_queue(queue_name).enqueue(func, *args, **kwargs)
+            enqueue_now(job_name, *args, **options)
         except redis.RedisError:
-            log.exception("could not enqueue %s%r on %s; left for recovery", func.__name__,
-                          args, queue_name)
+            lost = [f"{name}{tuple(job_args)!r}" for name, job_args, _ in pending[position:]]
+            log.warning("could not enqueue %s; left for recovery", ", ".join(lost))
+            raise
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_pending_jobs(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None:
-        session.info.pop(PENDING_JOBS_KEY, None)
+after_commit.register("jobs", list, _enqueue_pending, uses_redis=True)
 
 
 @contextlib.contextmanager

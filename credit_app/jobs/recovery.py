@@ -1,44 +1,95 @@
-"""Work whose enqueue was lost (Redis down at commit time, retries exhausted) is queued again.
+"""Work whose job was lost is queued again: an enqueue that failed at commit time (Redis down,
+the breaker open), retries that ran out during an outage, or a worker killed mid-generation.
 
-Every job it queues is safe to run twice, so a duplicate costs a no-op.
+How long work may wait before it counts as stranded comes from the job registry and the
+credit hold, never from a fixed delay (`stranded_after`). Every job it queues is safe to run
+twice, so a duplicate costs a no-op.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import or_, select
 
+from credit_app.clock import utcnow
 from credit_app.extensions import db
-from credit_app.jobs import job_context
-from credit_app.jobs.generations import run_generation
-from credit_app.jobs.webhooks import RETRY, process_webhook_event
-from credit_app.models import Generation, GenerationStatus, WebhookEvent
-from credit_app.redis_client import get_queue
-from credit_app.services.credits import utcnow
+from credit_app.jobs import enqueue_now, job_context, registry
+from credit_app.models import (
+    CreditReservation,
+    Generation,
+    GenerationStatus,
+    ReservationStatus,
+    WebhookEvent,
+)
 
-STRANDED_AFTER = timedelta(minutes=5)
+
+def stranded_after(config: Mapping[str, Any]) -> dict[str, timedelta]:
+    """How long queued work waits before recovery queues it again, per job.
+
+    - A queued generation must still get a whole job timeout out of its credit hold, so it is
+      queued again after one recovery period, or after half the slack of its hold
+      (RESERVATION_TIMEOUT_SECONDS - its job timeout) when that is shorter.
+    - A running generation is stale once its job timeout has passed (rq would have stopped a
+      live job by then: its worker died); it is queued again while its hold lasts.
+    - A webhook event never attempted waits one recovery period; one that failed waits for
+      its whole retry window first.
+    """
+    period = registry.job("requeue_stranded_work").period_seconds(config) or 60
+    generation = registry.job("run_generation")
+    job_timeout = generation.timeout_seconds(config)
+    slack = max(config["RESERVATION_TIMEOUT_SECONDS"] - job_timeout, 2)
+    webhook = registry.job("process_webhook_event")
+    return {
+        "queued_generation": timedelta(seconds=min(period, slack / 2)),
+        "running_generation": timedelta(seconds=job_timeout + 1),
+        "new_webhook_event": timedelta(seconds=period),
+        "failed_webhook_event": timedelta(seconds=webhook.retry_window_seconds + period),
+    }
+
+
+def stranded_generations(limit: int, now=None) -> list[int]:
+    """Queued generations waiting too long, and running ones whose job died, while their hold
+    is pending and has time left."""
+    limits = stranded_after(current_app.config)
+    now = now or utcnow()
+    return list(db.session.execute(
+        select(Generation.id)
+        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+        .where(CreditReservation.status == ReservationStatus.PENDING,
+               CreditReservation.expires_at > now,
+               or_((Generation.status == GenerationStatus.QUEUED)
+                   & (Generation.created_at < now - limits["queued_generation"]),
+                   (Generation.status == GenerationStatus.RUNNING)
+                   & (Generation.started_at < now - limits["running_generation"])))
+        .order_by(Generation.id).limit(limit)
+    ).scalars())
+
+
+def stranded_webhook_events(limit: int, now=None) -> list[str]:
+    limits = stranded_after(current_app.config)
+    now = now or utcnow()
+    return list(db.session.execute(
+        select(WebhookEvent.event_id)
+        .where(WebhookEvent.processed_at.is_(None),
+               or_((WebhookEvent.attempts == 0)
+                   & (WebhookEvent.received_at < now - limits["new_webhook_event"]),
+                   WebhookEvent.received_at < now - limits["failed_webhook_event"]))
+        .order_by(WebhookEvent.received_at).limit(limit)
+    ).scalars())
 
 
 def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
-    """Queue again the webhook events and generations left waiting past STRANDED_AFTER."""
-    with job_context() as app:
-        before = utcnow() - STRANDED_AFTER
-        events = db.session.execute(
-            select(WebhookEvent.event_id)
-            .where(WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < before)
-            .order_by(WebhookEvent.received_at).limit(limit)
-        ).scalars().all()
-        queued = db.session.execute(
-            select(Generation.id)
-            .where(Generation.status == GenerationStatus.QUEUED, Generation.created_at < before)
-            .order_by(Generation.id).limit(limit)
-        ).scalars().all()
+    """Queue again the webhook events and generations whose jobs were lost; the counts."""
+    with job_context():
+        events = stranded_webhook_events(limit)
+        generations = stranded_generations(limit)
         db.session.rollback()
         for event_id in events:
-            get_queue("webhooks").enqueue(process_webhook_event, event_id, retry=RETRY)
-        for generation_pk in queued:
-            get_queue("generations").enqueue(
-                run_generation, generation_pk,
-                job_timeout=app.config["GENERATION_JOB_TIMEOUT_SECONDS"])
-    return {"webhook_events": len(events), "generations": len(queued)}
+            enqueue_now("process_webhook_event", event_id)
+        for generation_pk in generations:
+            enqueue_now("run_generation", generation_pk)
+    return {"webhook_events": len(events), "generations": len(generations)}

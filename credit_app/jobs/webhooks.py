@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from rq import Retry
-
 from credit_app.errors import WebhookEventNotFound
 from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit, job_context
@@ -13,15 +11,9 @@ from credit_app.services import subscriptions
 
 log = logging.getLogger(__name__)
 
-# rq retries a failed event after 10 s, 30 s, 1 min, 5 min and 15 min (the worker runs rq's
-# scheduler); after that it stays failed, with its error on the event row, until
-# `flask billing rerun-event` runs it again.
-RETRY = Retry(max=5, interval=[10, 30, 60, 300, 900])
-
-
 def enqueue_event(event_id: str) -> None:
     """Process the stored event on the webhooks queue once the current transaction commits."""
-    enqueue_after_commit("webhooks", process_webhook_event, event_id, retry=RETRY,
+    enqueue_after_commit("process_webhook_event", event_id,
                          description=f"creem event {event_id}")
 
 
@@ -29,7 +21,7 @@ def process_webhook_event(event_id: str) -> str:
     """Apply one stored event; safe to run twice (the second run finds it processed).
 
     A failure rolls the whole attempt back, notes the attempt and the error on the event row,
-    and re-raises so that rq retries it. Returns the outcome.
+    and re-raises so that rq retries it (jobs/registry.py). Returns the outcome.
     """
     with job_context():
         try:

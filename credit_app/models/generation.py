@@ -54,6 +54,8 @@ class Generation(db.Model):
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                           server_default="0")
+    # The rq job that claimed it: a retry of that job (same id) may claim it again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
                                                  server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

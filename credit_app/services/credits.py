@@ -647,6 +647,9 @@ def change_plan(
     ))
 
 
+MAX_LEDGER_ID = 2**31 - 1  # credit_transactions.id is a PostgreSQL integer
+
+
 def encode_cursor(transaction_id: int) -> str:
     return base64.urlsafe_b64encode(f"tx:{transaction_id}".encode()).decode().rstrip("=")
 
@@ -657,7 +660,7 @@ def decode_cursor(cursor: str) -> int:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode()).decode()
         prefix, _, value = text.partition(":")
-        if prefix != "tx" or not value.isdigit():
+        if prefix != "tx" or not value.isdigit() or not 1 <= int(value) <= MAX_LEDGER_ID:
             raise ValueError(text)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -8,13 +8,16 @@ The job in credit_app.jobs.generations drives these steps and commits between th
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 
+from credit_app import after_commit
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
 from credit_app.generation.base import GenerationRequest, GenerationResult
@@ -26,6 +29,7 @@ from credit_app.generation.options import (
     styles_for,
 )
 from credit_app.generation.uploads import CheckedUpload
+from credit_app.input_text import clean_text
 from credit_app.models import (
     CreditReservation,
     Generation,
@@ -34,6 +38,17 @@ from credit_app.models import (
 )
 from credit_app.services import analytics, credits
 from credit_app.services.credits import utcnow
+
+
+def _remove_uploads(paths: list[Path]) -> None:
+    """After a rollback: delete the uploads written for generations that were never saved."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
 
 
 class GenerationNotFound(DomainError):
@@ -69,7 +84,7 @@ def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     if "style" in inputs:
         options["style"] = _choice(raw, "style", styles_for(feature), "style")
     if "prompt" in inputs:
-        prompt = (raw.get("prompt") or "").strip()
+        prompt = clean_text(raw.get("prompt") or "")
         if len(prompt) > MAX_PROMPT_LENGTH:
             raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
                                    field="prompt")
@@ -120,6 +135,7 @@ def start_generation(
     folder.mkdir(parents=True, exist_ok=True)
     input_path = folder / f"input.{upload.extension}"
     input_path.write_bytes(upload.data)
+    after_commit.defer(db.session(), "uploads").append(input_path)
     generation = Generation(
         user_id=reservation.user_id,
         generation_id=reservation.generation_id,
@@ -134,14 +150,38 @@ def start_generation(
     return generation, True
 
 
-def claim_generation(generation_pk: int) -> Generation | None:
-    """Move a queued generation to running; None if another run has it or it is done."""
+def claim_generation(generation_pk: int, claimed_by: str | None = None,
+                     stale_after: timedelta | None = None,
+                     now: datetime | None = None) -> Generation | None:
+    """Move a generation to running for the job run `claimed_by`; None when it is not this
+    run's to do: finished, running under another live run, or its credit hold has ended or
+    expired (the sweeper returns that credit and fails it).
+
+    A queued generation is claimed; a running one only by a retry of the run that claimed it
+    (the same rq job id, after a transient error) or once its claim is older than
+    `stale_after` (its worker died).
+    """
+    now = now or utcnow()
+    claimable = Generation.status == GenerationStatus.QUEUED
+    if claimed_by is not None:
+        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
+                                 & (Generation.claimed_by == claimed_by))
+    if stale_after is not None:
+        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
+                                 & (Generation.started_at < now - stale_after))
+    hold_is_live = select(CreditReservation.id).where(
+        CreditReservation.id == Generation.reservation_id,
+        CreditReservation.status == ReservationStatus.PENDING,
+        CreditReservation.expires_at > now,
+    ).exists()
     claimed = db.session.execute(
         update(Generation)
-        .where(Generation.id == generation_pk, Generation.status == GenerationStatus.QUEUED)
-        .values(status=GenerationStatus.RUNNING, started_at=utcnow(),
+        .where(Generation.id == generation_pk, claimable,
+               Generation.reservation_id.is_(None) | hold_is_live)
+        .values(status=GenerationStatus.RUNNING, started_at=now, claimed_by=claimed_by,
                 attempts=Generation.attempts + 1)
         .returning(Generation.id)
+        .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if claimed is None:
         return None

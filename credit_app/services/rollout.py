@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
+from credit_app import after_commit
 from credit_app.errors import ValidationFailed
 from credit_app.extensions import db
 from credit_app.models import FeatureFlag, User
@@ -32,7 +32,6 @@ ENFORCEMENT_FLAG = "credit_enforcement"
 DEFAULT_PERCENTAGE = 100
 ROLLOUT_STEPS: tuple[int, ...] = (0, 10, 25, 50, 100)
 DEFAULT_CACHE_SECONDS = 5.0
-CHANGED_KEY = "credit_app.rollout_changed"
 _G_KEY = "rollout_percentages"
 _lock = threading.Lock()
 
@@ -131,18 +130,14 @@ def set_percentage(value: object, actor_id: int, reason: str,
     db.session.flush()
     audit.record(actor_id, "rollout.change", target=flag,
                  details={"from": previous, "to": value, "reason": reason})
-    db.session.info[CHANGED_KEY] = True
+    after_commit.defer(db.session(), "rollout").append(True)
     forget()
     return RolloutChange(flag, previous, value)
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_after_commit(session: Session) -> None:
-    if session.info.pop(CHANGED_KEY, False):
-        forget()
+def _forget_after_transaction(changed: list[bool]) -> None:
+    forget()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None and session.info.pop(CHANGED_KEY, False):
-        forget()
+after_commit.register("rollout", list, _forget_after_transaction,
+                      on_rollback=_forget_after_transaction)

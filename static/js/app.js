@@ -30,9 +30,12 @@
   }
 
   // Live updates: poll only while the socket is down (htmx's ws extension reconnects with
-  // exponential backoff and full jitter).
-  document.addEventListener("htmx:wsOpen", function () { body.classList.remove("live-down"); });
+  // exponential backoff and full jitter). The socket counts as live once it has sent the
+  // counter: while the server has lost Redis it sends the counter and closes (1013), so the
+  // page keeps polling until a reconnect stays open.
+  document.addEventListener("htmx:wsAfterMessage", function () { body.classList.remove("live-down"); });
   document.addEventListener("htmx:wsClose", function () { body.classList.add("live-down"); });
+  document.addEventListener("htmx:wsError", function () { body.classList.add("live-down"); });
 
   // Optimistic counter: show the spend at once; the response's out-of-band counter is the truth.
   document.addEventListener("htmx:beforeRequest", function (event) {

@@ -4,14 +4,14 @@ from datetime import timedelta
 
 import pytest
 import redis
+from rq import SimpleWorker
 from sqlalchemy import update
 
 from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit
-from credit_app.jobs.credits import sweep_expired_reservations
-from credit_app.jobs.recovery import STRANDED_AFTER, requeue_stranded_work
-from credit_app.models import Generation
-from credit_app.redis_client import get_queue
+from credit_app.jobs.recovery import requeue_stranded_work, stranded_after
+from credit_app.models import CreditReservation, Generation
+from credit_app.redis_client import get_queue, get_redis
 from credit_app.services import credits
 from tests.blueprints.test_generations import only_generation, start
 
@@ -31,7 +31,7 @@ def test_a_stranded_generation_is_queued_again(user_client, user):
     get_queue("generations").empty()
     assert requeue_stranded_work() == {"webhook_events": 0, "generations": 0}
     db.session.execute(update(Generation).where(Generation.id == generation.id)
-                       .values(created_at=credits.utcnow() - STRANDED_AFTER - timedelta(1)))
+                       .values(created_at=credits.utcnow() - timedelta(seconds=61)))
     db.session.commit()
     assert requeue_stranded_work()["generations"] == 1
     assert get_queue("generations").jobs[0].args == (generation.id,)
@@ -50,6 +50,61 @@ def test_a_failed_enqueue_is_logged_not_raised(app, user, monkeypatch, caplog):
         raise redis.ConnectionError("Redis is down")
 
     monkeypatch.setattr("rq.Queue.enqueue", refuse)
-    enqueue_after_commit("maintenance", sweep_expired_reservations)
+    enqueue_after_commit("sweep_expired_reservations")
     db.session.commit()
-    assert "could not enqueue sweep_expired_reservations" in caplog.text
+    assert "could not enqueue sweep_expired_reservations(); left for recovery" in caplog.text
+
+
+def test_stranded_limits_come_from_the_registry_and_the_hold(app):
+    limits = stranded_after(app.config)
+    assert limits["queued_generation"] == timedelta(seconds=60)
+    assert limits["running_generation"] == timedelta(
+        seconds=app.config["GENERATION_JOB_TIMEOUT_SECONDS"] + 1)
+    short_hold = {**app.config, "RESERVATION_TIMEOUT_SECONDS": 120,
+                  "GENERATION_JOB_TIMEOUT_SECONDS": 60}
+    assert stranded_after(short_hold)["queued_generation"] == timedelta(seconds=30)
+    assert stranded_after(short_hold)["failed_webhook_event"] > timedelta(minutes=21)
+
+
+def test_a_generation_waiting_under_a_short_hold_is_recovered_before_it_expires(
+        app, user_client, user, monkeypatch):
+    monkeypatch.setitem(app.config, "RESERVATION_TIMEOUT_SECONDS", 120)
+    monkeypatch.setitem(app.config, "GENERATION_JOB_TIMEOUT_SECONDS", 60)
+    start(user_client, "interior")
+    generation = only_generation(user)
+    get_queue("generations").empty()
+    db.session.execute(update(Generation).where(Generation.id == generation.id)
+                       .values(created_at=credits.utcnow() - timedelta(seconds=31)))
+    db.session.commit()
+    assert requeue_stranded_work()["generations"] == 1
+
+
+def test_a_generation_whose_worker_died_is_queued_again_while_its_hold_lasts(
+        app, user_client, user):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    get_queue("generations").empty()
+    running_since = credits.utcnow() - timedelta(
+        seconds=app.config["GENERATION_JOB_TIMEOUT_SECONDS"] + 5)
+    db.session.execute(update(Generation).where(Generation.id == generation.id)
+                       .values(status="running", started_at=running_since,
+                               claimed_by="killed-job"))
+    db.session.commit()
+    assert requeue_stranded_work()["generations"] == 1
+    SimpleWorker([get_queue("generations")], connection=get_redis()).work(burst=True)
+    db.session.refresh(generation)
+    assert generation.status == "succeeded"
+    assert credits.get_user_credits(user.id).remaining == 5
+
+
+def test_a_generation_whose_hold_expired_is_left_to_the_sweeper(app, user_client, user):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    get_queue("generations").empty()
+    db.session.execute(update(Generation).where(Generation.id == generation.id)
+                       .values(created_at=credits.utcnow() - timedelta(hours=1)))
+    db.session.execute(update(CreditReservation)
+                       .where(CreditReservation.id == generation.reservation_id)
+                       .values(expires_at=credits.utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    assert requeue_stranded_work()["generations"] == 0

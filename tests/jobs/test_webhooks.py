@@ -11,7 +11,8 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.extensions import db
-from credit_app.jobs.webhooks import RETRY, process_webhook_event, sweep_lapsed_subscriptions
+from credit_app.jobs.registry import job as job_spec
+from credit_app.jobs.webhooks import process_webhook_event, sweep_lapsed_subscriptions
 from credit_app.models import CreditTransaction, Subscription, WebhookEvent
 from credit_app.redis_client import get_queue, get_redis
 from credit_app.services import audit, credits, subscriptions
@@ -163,7 +164,8 @@ def test_rq_schedules_a_retry_with_backoff_when_the_job_fails(
     _sub, events = subscribe(creem, user)
     post_event(client, events[-1])
     (job,) = webhooks_queue.get_jobs()
-    assert job.retries_left == RETRY.max == 5 and job.retry_intervals == RETRY.intervals
+    declared = job_spec("process_webhook_event").retry_intervals
+    assert job.retries_left == len(declared) == 5 and job.retry_intervals == list(declared)
 
     def unavailable(*args, **kwargs):
         raise ConnectionError("database restarting")

@@ -1,0 +1,88 @@
+"""Every background job, declared once: its queue, time limit, retry policy and period.
+
+Modelled on redash's `periodic_job_definitions`: the worker starts the periodic ones from
+here, views and services enqueue by name (after their transaction commits), and the
+recovery job derives from here how long work may wait before it counts as stranded.
+Functions are named by dotted path, so that this module imports no job module (they import
+it to enqueue).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rq import Retry
+
+Seconds = int | str  # a number of seconds, or the config key that holds it
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    func: str
+    queue: str
+    timeout: Seconds
+    retry_intervals: tuple[int, ...] = ()
+    period: Seconds | None = None
+
+    def seconds(self, value: Seconds, config: Mapping[str, Any]) -> int:
+        return int(config[value]) if isinstance(value, str) else value
+
+    def timeout_seconds(self, config: Mapping[str, Any]) -> int:
+        return self.seconds(self.timeout, config)
+
+    def period_seconds(self, config: Mapping[str, Any]) -> int | None:
+        return None if self.period is None else self.seconds(self.period, config)
+
+    @property
+    def retry_window_seconds(self) -> int:
+        """How long rq keeps retrying a failing run before giving up."""
+        return sum(self.retry_intervals)
+
+    def enqueue_options(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {"job_timeout": self.timeout_seconds(config)}
+        if self.retry_intervals:
+            options["retry"] = Retry(max=len(self.retry_intervals),
+                                     interval=list(self.retry_intervals))
+        return options
+
+    def function(self) -> Callable[..., Any]:
+        module, _, attribute = self.func.rpartition(".")
+        return getattr(importlib.import_module(module), attribute)
+
+
+JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
+    # A generation retries on transient database and Redis errors only (other errors fail it
+    # and return its credit): 5 s, 15 s, 30 s and 60 s after the failure.
+    JobSpec("run_generation", "credit_app.jobs.generations.run_generation", "generations",
+            timeout="GENERATION_JOB_TIMEOUT_SECONDS", retry_intervals=(5, 15, 30, 60)),
+    # A failed Creem event is retried after 10 s, 30 s, 1 min, 5 min and 15 min; then it stays
+    # failed, with its error on the event row, until `flask billing rerun-event`.
+    JobSpec("process_webhook_event", "credit_app.jobs.webhooks.process_webhook_event",
+            "webhooks", timeout=120, retry_intervals=(10, 30, 60, 300, 900)),
+    JobSpec("record_event", "credit_app.jobs.analytics.record_event", "analytics",
+            timeout=60, retry_intervals=(5, 30, 120)),
+    # Periodic jobs do not retry: the next period runs them again.
+    JobSpec("sweep_expired_reservations", "credit_app.jobs.credits.sweep_expired_reservations",
+            "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
+    JobSpec("sweep_lapsed_subscriptions", "credit_app.jobs.webhooks.sweep_lapsed_subscriptions",
+            "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
+    JobSpec("requeue_stranded_work", "credit_app.jobs.recovery.requeue_stranded_work",
+            "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
+    JobSpec("heartbeat", "credit_app.jobs.ops.heartbeat", "maintenance", timeout=30,
+            period="WORKER_HEARTBEAT_INTERVAL_SECONDS"),
+    JobSpec("roll_up_analytics", "credit_app.jobs.analytics.roll_up_analytics", "analytics",
+            timeout=600, period="ANALYTICS_ROLLUP_INTERVAL_SECONDS"),
+)}
+
+
+def job(name: str) -> JobSpec:
+    """The declaration of job `name`. Raises KeyError for an undeclared job."""
+    return JOBS[name]
+
+
+def periodic_jobs() -> list[JobSpec]:
+    return [spec for spec in JOBS.values() if spec.period is not None]
