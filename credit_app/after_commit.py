@@ -64,9 +64,9 @@ class RedisBreaker:
             first = not self.is_open
             self._open_until = time.monotonic() + self.seconds
         if first:
-            log.warning("Redis failed after a commit (%s: %s in %s); Redis work after commits "
-                        "is skipped for %.0f s and left to recovery", type(exc).__name__, exc,
-                        handler, self.seconds)
+            log.warning("Redis failed (%s: %s in %s); Redis work that can wait (after "
+                        "commits, API rate limits) is skipped for %.0f s", type(exc).__name__,
+                        exc, handler, self.seconds)
 
     def reset(self) -> None:
         with self._lock:

@@ -10,13 +10,14 @@ the CPU of a consume (bench/profile_request.py); the same windows in one Lua cal
 tenth of that. flask-limiter still guards the pages (sign-in, generations).
 
 When Redis fails, RATELIMIT_SWALLOW_ERRORS decides as it does for flask-limiter: on (the
-default) the request goes through unlimited and the failure is logged; off, it gets 503.
+default) the request goes through unlimited, and the process-wide Redis breaker
+(after_commit.breaker) opens, so the requests of the next few seconds do not each wait out
+Redis's timeout; off, the request gets 503.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,10 @@ import redis
 from flask import current_app, request
 from limits import RateLimitItem, parse_many
 
+from credit_app.after_commit import breaker
 from credit_app.errors import RateLimited
 from credit_app.extensions import limiter, rate_limit_key
 from credit_app.redis_client import get_redis
-
-log = logging.getLogger(__name__)
 
 API_LIMIT_SETTING = "RATELIMIT_API"
 _EXTRA_LIMITS_ATTRIBUTE = "_api_extra_limit_settings"
@@ -114,14 +114,17 @@ def check_api_limits() -> None:
     """
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
+    swallow = current_app.config.get("RATELIMIT_SWALLOW_ERRORS", True)
+    if swallow and breaker.is_open:
+        return
     now = time.time()
     windows = _windows(now)
     try:
         counts = _hit(windows)
     except redis.RedisError as exc:
-        if not current_app.config.get("RATELIMIT_SWALLOW_ERRORS", True):
+        if not swallow:
             raise
-        log.warning("API rate limits not checked, Redis failed: %s", exc)
+        breaker.trip("API rate limits", exc)
         return
     breached = [window for window, count in zip(windows, counts, strict=True)
                 if count > window.item.amount]

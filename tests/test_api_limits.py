@@ -51,6 +51,19 @@ def test_with_redis_down_requests_go_through_when_errors_are_swallowed(
     assert credits.get_user_credits(user.id).remaining == 5
 
 
+def test_after_one_redis_failure_the_next_requests_skip_redis(
+        app, user_client, broken_redis, monkeypatch):
+    from credit_app.after_commit import breaker
+
+    monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", True)
+    assert user_client.get("/api/user/credits").status_code == 200
+    assert breaker.is_open
+    calls = []
+    monkeypatch.setattr(api_limits, "_hit", lambda windows: calls.append(windows))
+    assert user_client.get("/api/user/credits").status_code == 200
+    assert calls == []
+
+
 def test_with_redis_down_and_errors_not_swallowed_the_api_answers_503(
         app, user_client, user, broken_redis, monkeypatch):
     monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", False)
