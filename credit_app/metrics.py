@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
@@ -88,13 +88,16 @@ FLUSH_INTERVAL_SECONDS = 1.0
 
 
 class PendingCounts:
-    """This process's counts not yet sent to Redis; `add` is cheap, `flush` sends them all."""
+    """One app's counts in this process not yet sent to its Redis; `add` is cheap, `flush`
+    sends them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, connection: redis.Redis) -> None:
+        self._connection = connection
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._sums: Counter[str] = Counter()
         self._flusher_pid: int | None = None
+        self._failing = False
 
     def add(self, method: str, status: int, operation: str | None, outcome: str | None,
             seconds: float) -> None:
@@ -118,13 +121,14 @@ class PendingCounts:
             self._counts.update(counts)
             self._sums.update(sums)
 
-    def flush(self, connection: redis.Redis) -> None:
-        """Send the pending counts in one pipeline; on a Redis error keep them for next time."""
+    def flush(self) -> None:
+        """Send the pending counts in one pipeline; on a Redis error keep them for next time
+        (logged once per outage, not once a second)."""
         counts, sums = self.take()
         if not counts and not sums:
             return
         try:
-            pipeline = connection.pipeline(transaction=False)
+            pipeline = self._connection.pipeline(transaction=False)
             for (key, field), value in counts.items():
                 pipeline.hincrby(key, field, value)
             for field, value in sums.items():
@@ -132,7 +136,12 @@ class PendingCounts:
             pipeline.execute()
         except redis.RedisError as exc:
             self.put_back(counts, sums)
-            log.warning("could not flush request metrics (kept for the next flush): %s", exc)
+            if not self._failing:
+                log.warning("could not flush request metrics (kept until Redis answers): %s",
+                            exc)
+            self._failing = True
+        else:
+            self._failing = False
 
     def _start_flusher(self) -> None:
         """One daemon thread per process (a forked worker starts its own, dropping what it
@@ -143,29 +152,34 @@ class PendingCounts:
             self._flusher_pid = os.getpid()
             self._counts.clear()
             self._sums.clear()
-        connection = ops_redis()
 
         def run() -> None:
             while True:
                 time.sleep(FLUSH_INTERVAL_SECONDS)
-                self.flush(connection)
+                self.flush()
 
         threading.Thread(target=run, name="metrics-flusher", daemon=True).start()
-        atexit.register(self.flush, connection)
+        atexit.register(self.flush)
 
 
-pending = PendingCounts()
+def pending() -> PendingCounts:
+    """The current app's pending counts (made on first use, with its fail-fast Redis)."""
+    counts = current_app.extensions.get("metrics_pending")
+    if counts is None:
+        counts = current_app.extensions.setdefault("metrics_pending",
+                                                   PendingCounts(ops_redis()))
+    return counts
 
 
 def record_request(method: str, status: int, operation: str | None, outcome: str | None,
                    seconds: float) -> None:
     """Add one request to this process's pending counts."""
-    pending.add(method, status, operation, outcome, seconds)
+    pending().add(method, status, operation, outcome, seconds)
 
 
 def discard_pending() -> None:
     """Forget this process's unsent counts (tests start from zero)."""
-    pending.take()
+    pending().take()
 
 
 def init_request_metrics(app: Flask) -> None:
@@ -287,7 +301,7 @@ def render() -> str:
     FLUSH_INTERVAL_SECONDS.
     """
     connection = ops_redis()
-    pending.flush(connection)
+    pending().flush()
     try:
         lines = _stored_counters(connection) + _queue_gauges(connection)
         up = 1

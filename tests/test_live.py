@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -187,11 +188,15 @@ class TestSocket:
 
 
 def start_app_process(port: int) -> subprocess.Popen:
+    """gunicorn with the project's config on `port`. Its log goes to a file: a pipe nobody
+    reads fills up after a few hundred request lines and then blocks the server."""
     env = {**os.environ, "APP_ENV": "testing", "BIND": f"127.0.0.1:{port}",
            "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "16", "ACCESS_LOG": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"],
-        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with tempfile.NamedTemporaryFile(prefix=f"gunicorn-{port}-", suffix=".log",
+                                     delete=False) as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"],
+            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -200,7 +205,8 @@ def start_app_process(port: int) -> subprocess.Popen:
         except httpx.HTTPError:
             time.sleep(0.2)
     process.terminate()
-    raise RuntimeError(f"app process on {port} did not start: {process.stderr.read()[-2000:]}")
+    raise RuntimeError(f"app process on {port} did not start: "
+                       f"{Path(log.name).read_text()[-2000:]}")
 
 
 @pytest.mark.concurrency

@@ -114,3 +114,24 @@ def test_one_worker_holds_many_sockets_and_still_answers(app):
         for tab in sockets:
             tab.close()
         stop(server)
+
+
+def test_workers_leave_when_the_master_is_killed_so_connections_fail_fast(app):
+    """After kill -9 of the gunicorn master its workers notice within seconds and exit, so a
+    new connection is refused at once (and the process manager restarts the web process)
+    instead of waiting in an orphan's backlog."""
+    import os
+    import signal
+
+    import psutil
+
+    port = free_port()
+    server = start_app_process(port)
+    workers = psutil.Process(server.pid).children()
+    assert workers
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait(10)
+    _, alive = psutil.wait_procs(workers, timeout=PATIENCE_SECONDS)
+    assert alive == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/login", timeout=5)

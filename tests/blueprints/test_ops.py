@@ -199,9 +199,12 @@ def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys)
         assert "[req-7]" in line and line.endswith("hello")
 
 
-def test_request_counts_wait_in_memory_while_redis_is_down(user_client, client):
-    broken = health.fail_fast_client("unix:///nonexistent/redis.sock")
+def test_request_counts_wait_in_memory_while_redis_is_down(app, user_client, client):
     user_client.get("/api/user/credits")
-    metrics.pending.flush(broken)
+    working = metrics.pending()
+    broken = metrics.PendingCounts(health.fail_fast_client("unix:///nonexistent/redis.sock"))
+    broken.put_back(*working.take())
+    broken.flush()
+    working.put_back(*broken.take())
     text = client.get("/metrics").get_data(as_text=True)
     assert 'credit_operations_total{operation="balance",outcome="ok"} 1' in text
