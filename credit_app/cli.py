@@ -133,7 +133,7 @@ def rerun_event(event_id: str, actor_email: str) -> None:
 @billing_cli.command("flagged")
 def list_flagged() -> None:
     """List subscriptions whose Pro was switched off by a refund or a dispute."""
-    from credit_app.services import subscriptions
+    from credit_app.billing import subscriptions
 
     flagged = subscriptions.flagged_subscriptions()
     for subscription in flagged:
@@ -144,11 +144,25 @@ def list_flagged() -> None:
         click.echo("No flagged subscriptions.")
 
 
+@billing_cli.command("foreign")
+def list_foreign() -> None:
+    """List subscriptions to products that are not a Pro plan (stored, they give no Pro)."""
+    from credit_app.billing import subscriptions
+
+    foreign = subscriptions.foreign_subscriptions()
+    for subscription in foreign:
+        click.echo(f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
+                   f"product {subscription.product_id}  {subscription.status}")
+    if not foreign:
+        click.echo("No subscriptions to other products.")
+
+
 @billing_cli.command("clear-flag")
 @click.argument("subscription_id")
 def clear_flag(subscription_id: str) -> None:
     """Clear a refund or dispute flag: the subscription's own status decides Pro again."""
-    from credit_app.services import credits, subscriptions
+    from credit_app.billing import subscriptions
+    from credit_app.services import credits
 
     try:
         subscription = subscriptions.clear_flag(subscription_id)

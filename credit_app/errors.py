@@ -147,6 +147,12 @@ class InvalidWebhookPayload(ValidationFailed):
     default_message = "The webhook body is not a Creem event."
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+    default_message = "The request body is larger than a webhook event can be (256 KB)."
+
+
 class WebhookEventNotFound(DomainError):
     status = 404
     code = "webhook_event_not_found"

@@ -10,14 +10,14 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from credit_app.billing.creem.events import sign_body as sign
 from credit_app.models import User
-from credit_app.testing.creem_stand_in import (
+from credit_app.testing.creem import (
     CreemStandIn,
     SentEvent,
     StoredSubscription,
     encode,
     event_envelope,
-    sign,
 )
 
 WEBHOOK_URL = "/billing/webhooks/creem"
@@ -45,15 +45,17 @@ def make_stand_in(app: Flask, clock: Clock | None = None, **options: Any) -> Cre
 
 
 def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
-              app: Flask | None = None) -> tuple[StoredSubscription, list[SentEvent]]:
-    """Check out and pay for `user` at the stand-in; returns the subscription and its events
-    (checkout.completed, subscription.active, subscription.paid)."""
+              app: Flask | None = None, product_id: str | None = None
+              ) -> tuple[StoredSubscription, list[SentEvent]]:
+    """Check out and pay for `user` at the stand-in (the `plan`'s product, or `product_id`);
+    returns the subscription and its events (checkout.completed, subscription.active,
+    subscription.paid)."""
     from flask import current_app
 
     config = (app or current_app).config
     before = len(stand_in.events)
     checkout = stand_in.create_checkout({
-        "product_id": config[plan], "request_id": f"req-{uuid.uuid4().hex}",
+        "product_id": product_id or config[plan], "request_id": f"req-{uuid.uuid4().hex}",
         "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
         "customer": {"email": user.email},
         "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
@@ -82,3 +84,19 @@ def post_event(client: FlaskClient, event: SentEvent | dict[str, Any], secret: s
 
 def payload(event: SentEvent | dict[str, Any]) -> dict[str, Any]:
     return event.payload if isinstance(event, SentEvent) else event
+
+
+def apply_events(events, now: datetime | None = None) -> list[str]:
+    """Store each event as the webhook route would (signed, typed on receipt) and process it
+    at `now`; returns the outcomes."""
+    from flask import current_app
+
+    from credit_app.billing import webhooks
+
+    secret = current_app.config["CREEM_WEBHOOK_SECRET"]
+    outcomes = []
+    for event in events:
+        body = event.body if isinstance(event, SentEvent) else encode(event)
+        stored, _created = webhooks.record_webhook(body, sign(body, secret), now)
+        outcomes.append(webhooks.process_event(stored.event_id, now))
+    return outcomes

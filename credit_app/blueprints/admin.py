@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 
 from credit_app import charts
 from credit_app.auth import admin_required
+from credit_app.billing import plans as billing_plans
+from credit_app.billing import subscriptions as billing_subscriptions
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
 from credit_app.forms import AdjustCreditsForm, RolloutForm
@@ -84,6 +86,8 @@ def _render_user(user: User, form: AdjustCreditsForm, status: int = 200):
         "admin/user_detail.html", user=user, form=form, history=history,
         generations=generations.list_generations(user.id, limit=20),
         audit_entries=audit.list_entries(target_user_id=user.id, limit=20).items,
+        subscriptions=billing_subscriptions.user_subscriptions(user.id),
+        plan_for_product=billing_plans.plan_for_product,
     ), status
 
 

@@ -1,5 +1,5 @@
 """Plans and the user's subscription: checkout with Creem, the way back to the feature that
-led here, cancel and resume, the billing portal, and Creem's signed webhooks."""
+led here, cancel, resume and plan switch, the billing portal, and Creem's signed webhooks."""
 
 from __future__ import annotations
 
@@ -20,15 +20,21 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from credit_app.errors import DomainError
+from credit_app.billing import checkout as billing_checkout
+from credit_app.billing import plans, subscriptions, webhooks
+from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER
+from credit_app.errors import DomainError, PayloadTooLarge
 from credit_app.extensions import csrf, db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.jobs.webhooks import enqueue_event
-from credit_app.services import analytics, credits, subscriptions
+from credit_app.services import analytics, credits
 
 bp = Blueprint("billing", __name__)
 
 PENDING_CHECKOUT_KEY = "billing.pending_checkout"
+# request_id -> checkout_id of the checkouts this browser started (the last few).
+STARTED_CHECKOUTS_KEY = "billing.started_checkouts"
+MAX_STARTED_CHECKOUTS = 5
 # After this long without the webhook, the page says so and polls less often.
 SLOW_CONFIRMATION_SECONDS = 60
 
@@ -43,10 +49,11 @@ def _subscription_page(status: int = 200, error: str | None = None,
     page = render_template(
         "billing/subscription.html",
         from_feature=feature,
-        plans=subscriptions.plans(),
+        plans=plans.plans(),
         subscription=subscriptions.get_subscription_status(current_user.id),
         balance=credits.get_user_credits(current_user.id),
         confirm_cancel=request.args.get("confirm") == "cancel",
+        confirm_switch=request.args.get("confirm") == "switch",
         checkout=request.args.get("checkout"),
         error=error,
     )
@@ -75,10 +82,13 @@ def subscription() -> Response:
 def checkout() -> Response:
     """Send the user to Creem's hosted checkout for the chosen plan."""
     try:
-        started = subscriptions.start_checkout(current_user, request.form.get("plan", ""),
-                                               request.form.get("feature"))
+        started = billing_checkout.start_checkout(current_user, request.form.get("plan", ""),
+                                                  request.form.get("feature"))
     except DomainError as exc:
         return _refused(exc)
+    known = dict(session.get(STARTED_CHECKOUTS_KEY) or {})
+    known[started.request_id] = started.checkout_id
+    session[STARTED_CHECKOUTS_KEY] = dict(list(known.items())[-MAX_STARTED_CHECKOUTS:])
     return redirect(started.checkout_url, code=303)
 
 
@@ -87,11 +97,13 @@ def checkout() -> Response:
 def checkout_return() -> Response:
     """Where Creem sends the buyer after paying: back to the feature they wanted.
 
-    The signed parameters only shape the message; Pro itself comes from the webhooks.
+    The signed parameters only shape the message, and only for the user who started that
+    checkout (its request_id and checkout id); Pro itself comes from the webhooks.
     """
     feature = _feature(request.args.get("feature"))
-    paid = subscriptions.verify_redirect_signature(request.args.items(multi=True),
-                                                   current_app.config["CREEM_API_KEY"])
+    paid = billing_checkout.is_own_return(request.args.items(multi=True),
+                                          current_app.config["CREEM_API_KEY"], current_user.id,
+                                          session.get(STARTED_CHECKOUTS_KEY) or {})
     if paid:
         session[PENDING_CHECKOUT_KEY] = {"at": time.time(),
                                          "checkout_id": request.args.get("checkout_id")}
@@ -161,6 +173,20 @@ def resume() -> Response:
     return redirect(url_for("billing.subscription"), code=303)
 
 
+@bp.post("/dashboard/subscription/switch")
+@login_required
+def switch() -> Response:
+    """Move the running subscription to the other plan (monthly <-> yearly) at Creem."""
+    try:
+        switched = subscriptions.switch_plan(current_user.id, request.form.get("plan", ""))
+    except DomainError as exc:
+        return _refused(exc)
+    db.session.commit()
+    plan = plans.plan_for_product(switched.product_id)
+    flash(f"You are on {plan.name if plan else 'the new plan'} now.", "success")
+    return redirect(url_for("billing.subscription"), code=303)
+
+
 @bp.post("/dashboard/subscription/portal")
 @login_required
 def portal() -> Response:
@@ -178,11 +204,16 @@ def portal() -> Response:
 def creem_webhook() -> Response:
     """Store a signed Creem event and answer at once; an rq job applies it after commit.
 
-    A bad signature gets 401 and nothing is stored; an event already stored gets 200 again,
-    and is queued again while it is still unprocessed (the job applies it once).
+    A body over MAX_WEBHOOK_BYTES gets 413 unread; a bad signature gets 401 and nothing is
+    stored; an event already stored gets 200 again, and gets a job only while it is
+    unprocessed and its job is not queued or running already (one job per event).
     """
-    event, created = subscriptions.record_webhook(request.get_data(cache=False),
-                                                  request.headers.get("creem-signature"))
+    if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge()
+    body = request.stream.read(MAX_WEBHOOK_BYTES + 1)
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge()
+    event, created = webhooks.record_webhook(body, request.headers.get(SIGNATURE_HEADER))
     if event.processed_at is None:
         enqueue_event(event.event_id)
     db.session.commit()

@@ -3,7 +3,8 @@ the breaker open), retries that ran out during an outage, or a worker killed mid
 
 How long work may wait before it counts as stranded comes from the job registry and the
 credit hold, never from a fixed delay (`stranded_after`). Every job it queues is safe to run
-twice, so a duplicate costs a no-op.
+twice, so a duplicate costs a no-op; a webhook event whose job is still queued, scheduled or
+running gets no second one (one job per event).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import or_, select
 from credit_app.clock import utcnow
 from credit_app.extensions import db
 from credit_app.jobs import enqueue_now, job_context, registry
+from credit_app.jobs.webhooks import requeue_event
 from credit_app.models import (
     CreditReservation,
     Generation,
@@ -89,7 +91,7 @@ def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
         generations = stranded_generations(limit)
         db.session.rollback()
         for event_id in events:
-            enqueue_now("process_webhook_event", event_id)
+            requeue_event(event_id)
         for generation_pk in generations:
             enqueue_now("run_generation", generation_pk)
     return {"webhook_events": len(events), "generations": len(generations)}

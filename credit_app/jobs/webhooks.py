@@ -1,20 +1,65 @@
-"""Webhook jobs on the `webhooks` queue: apply a stored Creem event; sweep lapsed access."""
+"""Webhook jobs on the `webhooks` queue: apply a stored Creem event; sweep lapsed access.
+
+The queue, time limit and retries are declared in jobs/registry.py. One job per event: its
+rq job id is derived from the Creem event id, and a delivery of an event whose job is still
+queued, scheduled or running adds none (Creem's retries and replays of a stored-but-
+unprocessed event, and the recovery job, do not multiply attempts).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
+import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from credit_app.billing import subscriptions, webhooks
 from credit_app.errors import WebhookEventNotFound
 from credit_app.extensions import db
-from credit_app.jobs import enqueue_after_commit, job_context
-from credit_app.services import subscriptions
+from credit_app.jobs import enqueue_after_commit, enqueue_now, job_context
+from credit_app.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
-def enqueue_event(event_id: str) -> None:
-    """Process the stored event on the webhooks queue once the current transaction commits."""
-    enqueue_after_commit("process_webhook_event", event_id,
+LIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
+                               JobStatus.DEFERRED})
+
+
+def job_id_for(event_id: str) -> str:
+    """The rq job id of a Creem event (rq ids allow only letters, digits, - and _)."""
+    return "creem-event-" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+def has_live_job(event_id: str) -> bool:
+    """Whether the event's job is queued, scheduled or running already (False when Redis
+    cannot say: the enqueue then fails or logs, and recovery picks the event up)."""
+    try:
+        job = Job.fetch(job_id_for(event_id), connection=get_redis())
+    except (NoSuchJobError, redis.RedisError):
+        return False
+    return job.get_status(refresh=False) in LIVE_JOB_STATUSES
+
+
+def enqueue_event(event_id: str) -> bool:
+    """Process the stored event on the webhooks queue once the current transaction commits,
+    unless its job is live already; returns whether a job was asked for."""
+    if has_live_job(event_id):
+        return False
+    enqueue_after_commit("process_webhook_event", event_id, job_id=job_id_for(event_id),
                          description=f"creem event {event_id}")
+    return True
+
+
+def requeue_event(event_id: str) -> bool:
+    """Queue the stored event now (recovery of a lost job), unless its job is live; returns
+    whether it was queued. Raises redis.RedisError."""
+    if has_live_job(event_id):
+        return False
+    enqueue_now("process_webhook_event", event_id, job_id=job_id_for(event_id),
+                description=f"creem event {event_id}")
+    return True
 
 
 def process_webhook_event(event_id: str) -> str:
@@ -25,7 +70,7 @@ def process_webhook_event(event_id: str) -> str:
     """
     with job_context():
         try:
-            outcome = subscriptions.process_event(event_id)
+            outcome = webhooks.process_event(event_id)
             db.session.commit()
         except WebhookEventNotFound:
             db.session.rollback()
@@ -34,7 +79,7 @@ def process_webhook_event(event_id: str) -> str:
         except Exception as exc:
             db.session.rollback()
             log.warning("webhook event %s failed: %s", event_id, exc)
-            subscriptions.record_failure(event_id, exc)
+            webhooks.record_failure(event_id, exc)
             db.session.commit()
             raise
     log.info("webhook event %s: %s", event_id, outcome)

@@ -1,9 +1,14 @@
-"""Creem subscriptions as the webhooks describe them, and the webhook events themselves.
+"""Creem subscriptions as Creem's newest facts describe them, and the webhook events.
 
-`subscriptions` keeps one row per Creem subscription: its Creem status, billing period, and
-`last_event_at`, the `created_at` of the newest event applied to it, so an older event that
-arrives late cannot roll the state back. `webhook_events` stores every signed event once (its
-Creem id is unique) with its raw payload and how processing went.
+`subscriptions` keeps one row per Creem subscription (of any product: only the configured
+Pro products give Pro): the newest snapshot's status, product, billing period and
+`canceled_at`, and `last_event_at`, the time of the newest snapshot applied, so an older event
+that arrives late cannot roll the state back. Nothing is remembered from earlier events: the
+access rules (`billing/access.py`) read these facts only.
+
+`webhook_events` stores every signed event once (its Creem id is unique): the raw payload for
+staff, and the typed snapshot `billing/creem/events.py` made of it on receipt, in columns that
+processing reads.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -26,21 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from credit_app.billing.creem.events import CREEM_STATUSES
 from credit_app.extensions import db
 from credit_app.models.user import _in_list
 
-# Creem's subscription statuses.
-CREEM_STATUSES: tuple[str, ...] = (
-    "incomplete",
-    "active",
-    "trialing",
-    "past_due",
-    "unpaid",
-    "paused",
-    "scheduled_cancel",
-    "canceled",
-    "expired",
-)
 # Why staff should look at a subscription (access was taken away for it).
 STAFF_FLAGS: tuple[str, ...] = ("refund", "dispute")
 
@@ -70,11 +65,8 @@ class Subscription(db.Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                                       server_default=false())
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    past_due_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # When a time-bounded access (cancel at period end, past-due grace) runs out.
+    # When a time-bounded access (a cancellation's paid period, past-due grace) runs out.
     access_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     staff_flag: Mapped[str | None] = mapped_column(String(20))
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -97,6 +89,7 @@ class WebhookEvent(db.Model):
         Index("uq_webhook_events_event_id", "event_id", unique=True),
         Index("ix_webhook_events_unprocessed", "received_at",
               postgresql_where=text("processed_at IS NULL")),
+        Index("ix_webhook_events_creem_subscription_id", "creem_subscription_id"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
     )
 
@@ -113,6 +106,22 @@ class WebhookEvent(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                           server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The typed snapshot made on receipt (billing/creem/events.py); processing reads these.
+    created_at_raw_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_clamped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                     server_default=false())
+    creem_subscription_id: Mapped[str | None] = mapped_column(String(100))
+    creem_customer_id: Mapped[str | None] = mapped_column(String(100))
+    product_id: Mapped[str | None] = mapped_column(String(100))
+    subscription_status: Mapped[str | None] = mapped_column(String(20))
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metadata_user_id: Mapped[str | None] = mapped_column(String(20))
+    checkout_id: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    amount_paid: Mapped[int | None] = mapped_column(BigInteger)
+    amount_refunded: Mapped[int | None] = mapped_column(BigInteger)
 
     def __repr__(self) -> str:
         return f"<WebhookEvent {self.event_id} {self.event_type}>"

@@ -17,11 +17,12 @@ from pathlib import Path
 from sqlalchemy import delete, select, text, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from credit_app.billing import subscriptions
 from credit_app.clock import utcnow
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
 from credit_app.models import ApiToken, Generation, UserRole
-from credit_app.services import analytics, audit, credits, subscriptions
+from credit_app.services import analytics, audit, credits
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.

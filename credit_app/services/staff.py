@@ -14,6 +14,7 @@ from rq.job import Job
 from rq.results import Result
 from sqlalchemy import select
 
+from credit_app.billing import webhooks
 from credit_app.errors import ValidationFailed, WebhookEventNotFound
 from credit_app.extensions import db
 from credit_app.jobs.webhooks import enqueue_event
@@ -23,7 +24,7 @@ from credit_app.models import (
     WebhookEvent,
 )
 from credit_app.redis_client import QUEUE_NAMES
-from credit_app.services import audit, subscriptions
+from credit_app.services import audit
 
 
 def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
@@ -36,7 +37,7 @@ def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
     ).scalar_one_or_none()
     previous = ({"outcome": before.outcome, "attempts": before.attempts,
                  "last_error": before.last_error} if before is not None else {})
-    event = subscriptions.reset_event(event_id)
+    event = webhooks.reset_event(event_id)
     audit.record(actor_id, "webhook.rerun", target=event_id,
                  details={"event_type": event.event_type, "previous": previous})
     enqueue_event(event_id)

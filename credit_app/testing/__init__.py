@@ -11,10 +11,11 @@ from werkzeug.serving import make_server
 
 
 @contextmanager
-def serve_in_thread(app: Flask, host: str = "127.0.0.1", name: str = "stand-in") -> Iterator[str]:
-    """Serve a WSGI app on a free port from a daemon thread; yields its base URL and stops
-    the server on exit."""
-    server = make_server(host, 0, app, threaded=True)
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", name: str = "stand-in",
+                    port: int = 0) -> Iterator[str]:
+    """Serve a WSGI app on `port` (0: a free one) from a daemon thread; yields its base URL
+    and stops the server on exit."""
+    server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=name, daemon=True)
     thread.start()

@@ -4,20 +4,28 @@ round trip through the stand-in back to the feature, cancel, resume and the bill
 from __future__ import annotations
 
 import time
-from datetime import timedelta
-from urllib.parse import urlsplit
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
+from credit_app.billing import subscriptions
+from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, redirect_signature
+from credit_app.billing.creem.events import sign_body as sign
 from credit_app.blueprints.billing import PENDING_CHECKOUT_KEY
 from credit_app.extensions import db
 from credit_app.models import Subscription, WebhookEvent
 from credit_app.redis_client import get_queue, get_redis
-from credit_app.services import credits, subscriptions
-from credit_app.testing.creem_stand_in import create_stand_in_app, encode, serve_stand_in, sign
+from credit_app.services import credits
+from credit_app.testing.creem import (
+    OTHER_PRODUCT_ID,
+    create_stand_in_app,
+    encode,
+    serve_stand_in,
+)
 from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, subscribe
 
 
@@ -82,12 +90,12 @@ class TestWebhookEndpoint:
         assert job.func_name == "credit_app.jobs.webhooks.process_webhook_event"
         assert job.args == (event.id,)
 
-    def test_a_duplicate_is_stored_once_and_queued_again_only_while_unprocessed(
-            self, client, event, webhooks_queue):
+    def test_a_replay_is_stored_once_and_adds_no_job(self, client, event, webhooks_queue):
         post_event(client, event)
-        again = post_event(client, event)
-        assert again.status_code == 200 and again.get_json()["duplicate"] is True
-        assert stored_count(event.id) == 1 and webhooks_queue.count == 2
+        for _ in range(5):
+            again = post_event(client, event)
+            assert again.status_code == 200 and again.get_json()["duplicate"] is True
+        assert stored_count(event.id) == 1 and webhooks_queue.count == 1
         SimpleWorker([webhooks_queue], connection=get_redis()).work(burst=True)
         db.session.expire_all()
         row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
@@ -128,6 +136,52 @@ class TestWebhookEndpoint:
         assert response.status_code == 422
         assert response.get_json()["error"]["code"] == "invalid_webhook_payload"
         assert stored_count("evt_x") == 0 and webhooks_queue.count == 0
+
+    def test_an_oversized_body_is_413_unread_and_stores_nothing(self, client, event,
+                                                                webhooks_queue):
+        huge = encode({**event.payload, "padding": "x" * MAX_WEBHOOK_BYTES})
+        response = client.post(WEBHOOK_URL, data=huge, headers={
+            "content-type": "application/json",
+            "creem-signature": sign(huge, client.application.config["CREEM_WEBHOOK_SECRET"])})
+        assert response.status_code == 413
+        assert response.get_json()["error"]["code"] == "payload_too_large"
+        assert stored_count(event.id) == 0 and webhooks_queue.count == 0
+
+    def test_an_oversized_body_without_a_length_is_413_too(self, app, event, webhooks_queue):
+        huge = encode({**event.payload, "padding": "x" * MAX_WEBHOOK_BYTES})
+        response = app.test_client().post(
+            WEBHOOK_URL, data=huge,
+            headers={"content-type": "application/json",
+                     "creem-signature": sign(huge, app.config["CREEM_WEBHOOK_SECRET"])},
+            environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})
+        assert response.status_code == 413 and stored_count(event.id) == 0
+
+    def test_a_body_at_the_cap_is_accepted(self, client, event):
+        padded = {**event.payload, "padding": ""}
+        padded["padding"] = "x" * (MAX_WEBHOOK_BYTES - len(encode(padded)))
+        assert len(encode(padded)) == MAX_WEBHOOK_BYTES
+        assert post_event(client, padded).status_code == 200
+
+    def test_a_created_at_a_year_ahead_is_stored_clamped_to_its_arrival(self, client, event):
+        ahead = {**event.payload, "id": "evt_from_the_future",
+                 "created_at": int(time.time() * 1000) + 365 * 86_400_000}
+        before = datetime.now(UTC)
+        assert post_event(client, ahead).status_code == 200
+        row = db.session.execute(select(WebhookEvent).where(
+            WebhookEvent.event_id == "evt_from_the_future")).scalar_one()
+        assert row.created_at_clamped and row.created_at_raw_ms == ahead["created_at"]
+        assert before - timedelta(seconds=1) <= row.event_created_at <= datetime.now(UTC)
+
+    def test_the_snapshot_is_stored_in_columns_on_receipt(self, client, event):
+        post_event(client, event)
+        row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
+                                 ).scalar_one()
+        obj = event.payload["object"]
+        assert (row.creem_subscription_id, row.subscription_status, row.product_id) == (
+            obj["id"], "active", obj["product"]["id"])
+        assert row.creem_customer_id == obj["customer"]["id"]
+        assert row.metadata_user_id == obj["metadata"]["user_id"]
+        assert row.period_end.isoformat().startswith(obj["current_period_end_date"][:19])
 
     def test_the_endpoint_needs_no_csrf_token_or_session(self, app, client, event,
                                                         monkeypatch):
@@ -268,11 +322,68 @@ class TestCheckout:
         text = page(user_client.get("/dashboard/redecorate-room?checkout=success"))
         assert "Payment received" not in text and "Confirming" not in text
 
+    def test_someone_elses_signed_return_url_is_not_their_payment(self, creem, user,
+                                                                   user_client, make_user,
+                                                                   app):
+        user_client.post("/dashboard/subscription/checkout",
+                         data={"plan": "pro_monthly", "feature": "interior"})
+        (checkout,) = creem.checkouts.values()
+        back = urlsplit(creem.pay(checkout.id))
+        stranger = app.test_client(user=make_user())
+        returned = stranger.get(f"{back.path}?{back.query}")
+        assert returned.headers["Location"].endswith("/dashboard/redecorate-room")
+        text = page(stranger.get("/dashboard/redecorate-room?checkout=success"))
+        assert "Payment received" not in text and "Confirming" not in text
+        own = user_client.get(f"{back.path}?{back.query}")
+        assert own.headers["Location"].endswith("/dashboard/redecorate-room?checkout=success")
+
+    def test_a_return_with_another_checkout_of_the_same_request_is_refused(
+            self, creem, user, user_client):
+        user_client.post("/dashboard/subscription/checkout", data={"plan": "pro_monthly"})
+        (checkout,) = creem.checkouts.values()
+        params = [("checkout_id", "ch_someone_else"), ("request_id", checkout.request_id)]
+        params.append(("signature", redirect_signature(params, creem.api_key)))
+        returned = user_client.get("/dashboard/subscription/return?" + urlencode(params))
+        assert returned.headers["Location"].endswith("/dashboard/subscription")
+
     def test_a_slow_confirmation_says_so_and_polls_less(self, user_client):
         with user_client.session_transaction() as session:
             session[PENDING_CHECKOUT_KEY] = {"at": time.time() - 120, "checkout_id": "ch_1"}
         text = page(user_client.get("/dashboard/subscription/confirmation"))
         assert "taking longer than usual" in text and 'hx-trigger="every 10s"' in text
+
+
+class TestPlanSwitch:
+    def test_the_page_says_what_changes_and_when_then_switches(self, creem, user,
+                                                                user_client, webhooks_queue):
+        subscription = make_pro(user_client, creem, user, webhooks_queue)
+        text = page(user_client.get("/dashboard/subscription"))
+        assert "Switch to Pro yearly" in text
+        asked = page(user_client.get("/dashboard/subscription?confirm=switch"))
+        assert 'id="switch-heading"' in asked and "Switch to Pro yearly?" in asked
+        assert "today" in asked and "$190 / year" in asked
+        done = user_client.post("/dashboard/subscription/switch", data={"plan": "pro_yearly"})
+        assert done.status_code == 303
+        assert creem.subscription(subscription.id).product.id == "prod_standin_pro_yearly"
+        after = page(user_client.get("/dashboard/subscription"))
+        assert "You are on Pro yearly now." in after and "Switch to Pro monthly" in after
+        assert credits.get_user_credits(user.id).unlimited
+
+    def test_switching_to_the_plan_one_has_is_refused_on_the_page(self, creem, user,
+                                                                   user_client,
+                                                                   webhooks_queue):
+        make_pro(user_client, creem, user, webhooks_queue)
+        response = user_client.post("/dashboard/subscription/switch",
+                                    data={"plan": "pro_monthly"})
+        assert response.status_code == 409 and "flash-error" in page(response)
+        assert user_client.post("/dashboard/subscription/switch",
+                                data={"plan": "gold"}).status_code == 422
+
+    def test_a_free_user_has_nothing_to_switch(self, user_client):
+        assert "Switch to" not in page(user_client.get("/dashboard/subscription"))
+        response = user_client.post("/dashboard/subscription/switch",
+                                    data={"plan": "pro_yearly"})
+        assert response.status_code == 404
 
 
 class TestManage:
@@ -335,3 +446,25 @@ class TestManage:
         text = page(user_client.get("/dashboard/subscription"))
         assert "switched off after a refund" in text and "Cancel subscription" not in text
         assert "Choose Pro monthly" in text
+
+
+class TestForeignProducts:
+    def test_another_product_gives_no_pro_and_staff_see_it(self, creem, user, user_client,
+                                                          admin_client, webhooks_queue):
+        subscription, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
+        deliver_all(user_client, creem, webhooks_queue)
+        assert not credits.get_user_credits(user.id).unlimited
+        outcomes = db.session.execute(select(WebhookEvent.outcome).where(
+            WebhookEvent.creem_subscription_id == subscription.id)).scalars().all()
+        assert outcomes == ["foreign_product"] * 3
+        assert "Go Pro" in page(user_client.get("/dashboard/subscription"))
+        staff = page(admin_client.get(f"/admin/users/{user.id}"))
+        assert subscription.id in staff and "not a Pro plan, gives no Pro" in staff
+        assert OTHER_PRODUCT_ID in staff
+
+    def test_the_foreign_command_lists_them(self, app, creem, user, user_client,
+                                            webhooks_queue):
+        subscription, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
+        deliver_all(user_client, creem, webhooks_queue)
+        listed = app.test_cli_runner().invoke(args=["billing", "foreign"]).output
+        assert subscription.id in listed and OTHER_PRODUCT_ID in listed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,7 +56,16 @@ def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def rq_worker(app: Flask, storage_dir: Path,
+def creem_port() -> int:
+    """The port the tests' Creem stand-in listens on, so the worker process (which re-reads
+    subscriptions from Creem's API) reaches the same stand-in as the web thread."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="package")
+def rq_worker(app: Flask, storage_dir: Path, creem_port: int,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
     """`python worker.py` on the test database and Redis, until the package's tests end."""
     _require_browser()
@@ -64,7 +74,8 @@ def rq_worker(app: Flask, storage_dir: Path,
         connection = get_redis()
     env = {**os.environ, "APP_ENV": "testing", "TEST_DATABASE_URL": database_url,
            "REDIS_URL": app.config["REDIS_URL"], "INSTANCE_PATH": str(instance_path()),
-           "GENERATION_STORAGE_PATH": str(storage_dir), "PYTHONUNBUFFERED": "1"}
+           "GENERATION_STORAGE_PATH": str(storage_dir), "PYTHONUNBUFFERED": "1",
+           "CREEM_API_URL": f"http://127.0.0.1:{creem_port}"}
     log_path = tmp_path_factory.mktemp("e2e-worker") / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env,

@@ -21,12 +21,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import delete, func, select
 
+from credit_app.billing import subscriptions
 from credit_app.extensions import db
 from credit_app.features import FEATURES
 from credit_app.models import Generation, Subscription, WebhookEvent
 from credit_app.models.generation import GenerationStatus
-from credit_app.services import accounts, credits, subscriptions
-from credit_app.testing.creem_stand_in import (
+from credit_app.services import accounts, credits
+from credit_app.testing.creem import (
     WEBHOOK_PATH,
     CreemStandIn,
     create_stand_in_app,
@@ -61,12 +62,13 @@ class Creem:
 
 
 @pytest.fixture
-def creem(app: Flask, live_server: str) -> Iterator[Creem]:
-    """The Creem stand-in on a free port, sending its signed webhooks to the live server, and
-    the app pointed at it; what it created in the database is deleted afterwards."""
+def creem(app: Flask, live_server: str, creem_port: int) -> Iterator[Creem]:
+    """The Creem stand-in on the port the worker knows, sending its signed webhooks to the
+    live server, and the app pointed at it; what it created in the database is deleted
+    afterwards."""
     stand_in = CreemStandIn(app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"],
                             webhook_url=live_server + WEBHOOK_PATH, retry_delays=())
-    with serve_stand_in(create_stand_in_app(stand_in)) as url, \
+    with serve_stand_in(create_stand_in_app(stand_in), port=creem_port) as url, \
             pytest.MonkeyPatch.context() as patch:
         patch.setitem(app.config, "CREEM_API_URL", url)
         patch.delitem(app.extensions, "creem_client", raising=False)
@@ -283,3 +285,60 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     roomcraft.generate()
     assert FEATURE.title in roomcraft.wait_for_dialog().text
     assert succeeded_generations(user_id) == 2
+
+
+MOBILE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+WIDE = {"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+
+
+def screenshot_at(roomcraft: Roomcraft, metrics: dict, name: str) -> None:
+    """Reload the page at `metrics` (a viewport), check it does not scroll sideways, save it."""
+    roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        roomcraft.driver.refresh()
+        assert roomcraft.script("return document.documentElement.scrollWidth;") <= metrics[
+            "width"], f"{name} overflows at {metrics['width']} px"
+        roomcraft.screenshot(name)
+    finally:
+        roomcraft.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_a_pro_user_switches_monthly_to_yearly_after_reading_what_changes(
+        roomcraft: Roomcraft, creem: Creem) -> None:
+    email = roomcraft.sign_up()
+    roomcraft.open("/dashboard/subscription")
+    roomcraft.find("#plans").find_element(
+        By.XPATH, f".//button[normalize-space()='Choose {PLAN}']").click()
+    roomcraft.wait().until(lambda _: roomcraft.driver.current_url.startswith(
+        f"{creem.url}/checkout/"), "the plan did not lead to the stand-in's checkout")
+    roomcraft.find("button.pay").click()
+    roomcraft.wait().until(lambda _: roomcraft.path == "/dashboard/subscription",
+                           "Pay did not lead back to the subscription page")
+    roomcraft.wait(WEBHOOK_TIMEOUT).until(
+        lambda _: len(creem.stand_in.events) >= 3 and applied_events(creem.stand_in),
+        "the webhooks were not all applied")
+    user = accounts.find_user_by_email(email)
+    assert credits.get_user_credits(user.id).unlimited
+    db.session.rollback()
+
+    roomcraft.open("/dashboard/subscription")
+    current_plan(roomcraft).find_element(By.LINK_TEXT, "Switch to Pro yearly").click()
+    dialog = roomcraft.wait().until(lambda _: roomcraft.driver.find_elements(
+        By.CSS_SELECTOR, '[role="alertdialog"]'), "switching did not ask first")[0]
+    assert "Switch to Pro yearly?" in dialog.text
+    assert "charges you today" in dialog.text and "$190 / year" in dialog.text
+    screenshot_at(roomcraft, WIDE, "switch-confirmation")
+    screenshot_at(roomcraft, MOBILE, "mobile-switch-confirmation")
+    roomcraft.find('[role="alertdialog"]').find_element(
+        By.XPATH, ".//button[normalize-space()='Yes, switch to Pro yearly']").click()
+    roomcraft.wait().until(lambda _: "You are on Pro yearly now." in roomcraft.find("main").text,
+                           "no word that the switch worked")
+    (subscription,) = creem.stand_in.subscriptions.values()
+    assert subscription.product.name == "Pro yearly"
+    assert "Pro yearly" in current_plan(roomcraft).text
+    assert current_plan(roomcraft).find_element(By.LINK_TEXT, "Switch to Pro monthly")
+    screenshot_at(roomcraft, WIDE, "switched-to-yearly")
+    roomcraft.wait(WEBHOOK_TIMEOUT).until(
+        lambda _: len(creem.stand_in.events) >= 5 and applied_events(creem.stand_in),
+        "the switch's webhooks were not all applied")
+    assert credits.get_user_credits(user.id).unlimited

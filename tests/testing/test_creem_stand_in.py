@@ -15,13 +15,16 @@ import httpx
 import pytest
 from flask import Flask, request
 
-from credit_app.services.subscriptions import verify_redirect_signature
-from credit_app.testing.creem_stand_in import (
+from credit_app.billing.creem.events import EVENT_TYPES
+from credit_app.billing.creem.events import sign_body as sign
+from credit_app.billing.creem.events import verify_redirect as verify_redirect_signature
+from credit_app.testing.creem import (
     CreemStandIn,
     create_stand_in_app,
     get_stand_in,
+    iso,
+    sample,
     serve_stand_in,
-    sign,
 )
 
 API_KEY = "creem_test_stand_in"
@@ -239,3 +242,88 @@ def test_cancel_needs_a_known_mode(creem, receiver):
     response = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/cancel",
                           headers={"x-api-key": API_KEY}, json={"mode": "later"})
     assert response.status_code == 400
+
+
+def paid_state() -> tuple[CreemStandIn, str]:
+    state = CreemStandIn(API_KEY, SECRET, deliver=False)
+    checkout = state.create_checkout({"product_id": "prod_standin_pro_monthly",
+                                      "success_url": "http://app.test/return",
+                                      "metadata": {"user_id": "3"}})
+    state.pay(checkout.id)
+    return state, checkout.subscription_id
+
+
+def test_each_event_has_the_keys_of_creems_sample_for_its_type():
+    state, subscription_id = paid_state()
+    for action in ("renew", "cancel-scheduled", "resume", "past-due", "unpaid", "pause",
+                   "expire"):
+        state.act(subscription_id, action)
+    for event in state.events:
+        if event.event_type.startswith("subscription."):
+            assert set(event.payload["object"]) == set(sample(event.event_type)["object"]), (
+                event.event_type)
+    active = next(event for event in state.events if event.event_type == "subscription.active")
+    assert "metadata" not in active.payload["object"]
+    paid = next(event for event in state.events if event.event_type == "subscription.paid")
+    assert paid.payload["object"]["metadata"] == {"user_id": "3"}
+
+
+def test_an_immediate_cancel_keeps_the_real_period_end():
+    state, subscription_id = paid_state()
+    period_end = state.subscription(subscription_id).current_period_end
+    state.act(subscription_id, "cancel-immediate")
+    canceled = state.events[-1].payload["object"]
+    assert canceled["status"] == "canceled" and canceled["canceled_at"] is not None
+    assert canceled["current_period_end_date"] == iso(period_end)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_documented_sample_can_be_sent_about_a_stand_in_subscription(event_type):
+    state, subscription_id = paid_state()
+    stored = state.subscription(subscription_id)
+    sent = state.send_sample(event_type, subscription_id)
+    assert sent.event_type == event_type and sent.signature == sign(sent.body, SECRET)
+    documented = sample(event_type)
+    body = sent.payload
+    assert body["id"] != documented["id"] and body["created_at"] >= documented["created_at"]
+    assert set(body["object"]) == set(documented["object"])
+    text = sent.body.decode()
+    assert subscription_id in text and stored.customer_id in text
+    assert ("metadata" in body["object"]) == ("metadata" in documented["object"])
+
+
+def test_upgrade_switches_products_and_sends_update_then_paid(creem, receiver):
+    url, _state = creem
+    state, _checkout_id, _paid = pay(creem, receiver)
+    (subscription_id,) = state.subscriptions
+    answer = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/upgrade",
+                        headers={"x-api-key": API_KEY},
+                        json={"product_id": "prod_standin_pro_yearly",
+                              "update_behavior": "proration-charge-immediately"})
+    assert answer.status_code == 200
+    assert answer.json()["product"]["id"] == "prod_standin_pro_yearly"
+    receiver.wait_for(5)
+    assert sorted(receiver.types()[3:]) == ["subscription.paid", "subscription.update"]
+    assert [event.event_type for event in state.events[3:]] == [
+        "subscription.update", "subscription.paid"]
+    for body, status in (({"product_id": "prod_standin_pro_yearly"}, 400),
+                         ({"product_id": "prod_nope"}, 404),
+                         ({"product_id": "prod_standin_pro_monthly",
+                           "update_behavior": "whenever"}, 400)):
+        refused = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/upgrade",
+                             headers={"x-api-key": API_KEY}, json=body)
+        assert refused.status_code == status, body
+
+
+def test_the_control_page_sends_a_sample(creem, receiver):
+    url, _state = creem
+    state, _checkout_id, _paid = pay(creem, receiver)
+    (subscription_id,) = state.subscriptions
+    sent = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/samples/"
+                      "subscription.expired")
+    assert sent.json()["type"] == "subscription.expired"
+    receiver.wait_for(4)
+    assert httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/samples/"
+                      "nothing.happened").status_code == 404
+    page = httpx.get(f"{url}/", headers={"accept": "text/html"})
+    assert "send sample" in page.text and "subscription.scheduled_cancel" in page.text

@@ -1,58 +1,56 @@
-"""A local stand-in for Creem: its REST API, a hosted checkout page, and signed webhooks.
+"""The Creem stand-in's state machine: products, checkouts, subscriptions, and the signed
+webhooks each change sends.
 
-The API (`x-api-key` header): `POST /v1/checkouts`, `GET /v1/subscriptions?subscription_id=`,
-`POST /v1/subscriptions/<id>/cancel` (`{"mode": "scheduled" | "immediate"}`),
-`POST /v1/subscriptions/<id>/resume` and `POST /v1/customers/billing` answer like Creem does.
-A checkout's `checkout_url` is a page here with **Pay** and **Cancel**: Pay creates the customer,
-order and subscription, redirects to the checkout's `success_url` with Creem's signed
-parameters, and sends the webhooks Creem sends (`checkout.completed`, `subscription.active`,
-`subscription.paid`), each signed with the webhook secret in the `creem-signature` header, to
-the webhook URL (by default `/billing/webhooks/creem` on the success URL's origin). A delivery
-that is not answered 200 is retried after `retry_delays` seconds, as Creem does.
+Pay on a checkout creates the customer, order and subscription and sends what Creem sends
+(`checkout.completed`, `subscription.active`, `subscription.paid`). Later in a subscription's
+life, `act` renews, cancels (at the period end, or at once: a `subscription.canceled` that
+keeps the real `current_period_end_date`, as Creem's own sample does), resumes, goes past
+due, unpaid, paused or expired, refunds, disputes and switches plans (`upgrade`, Creem's
+`POST /v1/subscriptions/{id}/upgrade`). Each event's object has the keys of Creem's documented
+sample for that event type (`samples/`), so `subscription.active`, `.expired`, `.update`,
+`.trialing` and `.paused` carry no metadata, as Creem's do; `send_sample` sends a sample
+itself, re-pointed at one of the stand-in's subscriptions.
 
-On request it also sends what happens later in a subscription's life: renewals, cancellations,
-past-due, unpaid, pause, expiry, refunds, disputes, duplicates of an event, and out-of-order
-sequences (hold the events, then release them reversed or shuffled). Those are methods of
-`CreemStandIn` for tests, and buttons on its control page at `/` for people.
-
-Tests usually set `deliver=False`: events then only collect in `CreemStandIn.events`, and the
-test posts their signed bodies to the app's test client itself.
-
-Run it on its own with `python -m credit_app.testing.creem_stand_in --port 5056`.
+Every event is signed like Creem signs (`billing/creem/events.sign_body`) and delivered to the
+webhook URL, retried after `retry_delays` seconds when not answered 200; tests usually set
+`deliver=False` and post the collected `events` themselves. `hold` and `release` send held
+events in order, reversed or shuffled.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import hmac
 import json
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html import escape
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from flask import Flask, Response, current_app, jsonify, redirect, request
-from werkzeug.serving import make_server
 
+from credit_app.billing.creem.events import (
+    EVENT_TYPES,
+    SIGNATURE_HEADER,
+    UPDATE_BEHAVIORS,
+    redirect_signature,
+    sign_body,
+)
 from credit_app.config import CREEM_STAND_IN_API_KEY, CREEM_STAND_IN_PRODUCTS
-from credit_app.testing import serve_in_thread
 
 WEBHOOK_PATH = "/billing/webhooks/creem"
-RETRY_DELAYS: tuple[float, ...] = (30, 60, 300, 3600)
-REDIRECT_KEYS: tuple[str, ...] = ("checkout_id", "order_id", "customer_id", "subscription_id",
-                                  "product_id", "request_id")
+SAMPLES_DIR = Path(__file__).with_name("samples")
+# Creem's documented retry schedule (its webhook reference): 30 s, 5 min, 30 min, 6 h.
+RETRY_DELAYS: tuple[float, ...] = (30, 300, 1800, 21600)
 SUBSCRIPTION_ACTIONS: tuple[str, ...] = (
     "renew", "end-period", "cancel-scheduled", "cancel-immediate", "resume", "past-due",
-    "unpaid", "pause", "expire", "refund", "partial-refund", "dispute",
+    "unpaid", "pause", "expire", "refund", "partial-refund", "dispute", "switch-plan",
 )
+OTHER_PRODUCT_ID = "prod_standin_other"
 
 
 @dataclass(frozen=True)
@@ -73,14 +71,36 @@ class StandInProduct:
                 "billing_period": self.billing_period, "status": "active", "mode": "test"}
 
 
+# The two Pro plans the app is configured with, and another product of the same store (which
+# must not give Pro).
 DEFAULT_PRODUCTS: dict[str, StandInProduct] = {
     product.id: product for product in (
         StandInProduct(CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"], "Pro monthly", 1900,
                        "USD", "every-month"),
         StandInProduct(CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"], "Pro yearly", 19000,
                        "USD", "every-year"),
+        StandInProduct(OTHER_PRODUCT_ID, "Storage add-on", 500, "USD", "every-month"),
     )
 }
+PRO_SWITCHES: dict[str, str] = {
+    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"]:
+        CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"],
+    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"]:
+        CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"],
+}
+
+
+@cache
+def sample(event_type: str) -> dict[str, Any]:
+    """Creem's documented sample body for `event_type`. Raises StandInError (404)."""
+    if event_type not in EVENT_TYPES:
+        raise StandInError(404, f"No sample for {event_type!r}.")
+    return json.loads((SAMPLES_DIR / f"{event_type}.json").read_text())
+
+
+def _shaped_like(obj: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with only the top-level keys Creem's sample object has (its shape)."""
+    return {key: value for key, value in obj.items() if key in model}
 
 
 @dataclass
@@ -132,7 +152,7 @@ class SentEvent:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"content-type": "application/json", "creem-signature": self.signature}
+        return {"content-type": "application/json", SIGNATURE_HEADER: self.signature}
 
 
 class StandInError(Exception):
@@ -142,17 +162,6 @@ class StandInError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def sign(body: bytes, secret: str) -> str:
-    """Creem's webhook signature: lowercase hex HMAC-SHA256 of the raw body."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def sign_redirect(params: list[tuple[str, str]], api_key: str) -> str:
-    """Creem's success-redirect signature: SHA-256 of `k=v|k=v|…|salt=<api key>`."""
-    parts = [f"{key}={value}" for key, value in params if value]
-    return hashlib.sha256("|".join([*parts, f"salt={api_key}"]).encode()).hexdigest()
 
 
 def event_envelope(event_type: str, obj: dict[str, Any], created_at: int,
@@ -299,7 +308,7 @@ class CreemStandIn:
                   ("subscription_id", checkout.subscription_id),
                   ("product_id", checkout.product_id), ("request_id", checkout.request_id)]
         params = [(key, value) for key, value in params if value]
-        params.append(("signature", sign_redirect(params, self.api_key)))
+        params.append(("signature", redirect_signature(params, self.api_key)))
         separator = "&" if urlsplit(checkout.success_url).query else "?"
         return checkout.success_url + separator + urlencode(params)
 
@@ -332,6 +341,8 @@ class CreemStandIn:
             "refund": lambda sub: self._refund(sub, full=True),
             "partial-refund": lambda sub: self._refund(sub, full=False),
             "dispute": self._dispute,
+            "switch-plan": lambda sub: self._upgrade(sub, PRO_SWITCHES.get(sub.product.id, ""),
+                                                     "proration-charge-immediately"),
         }
         handler = handlers.get(action)
         if handler is None:
@@ -375,7 +386,8 @@ class CreemStandIn:
             self._emit("subscription.scheduled_cancel", self.subscription_object(subscription),
                        subscription)
         else:
-            subscription.status, subscription.current_period_end = "canceled", now
+            # Creem's subscription.canceled keeps the paid period's end (its sample does).
+            subscription.status = "canceled"
             self._emit("subscription.canceled", self.subscription_object(subscription),
                        subscription)
 
@@ -386,6 +398,43 @@ class CreemStandIn:
         self._touch(subscription)
         subscription.status, subscription.canceled_at = "active", None
         self._emit("subscription.update", self.subscription_object(subscription), subscription)
+
+    def upgrade(self, subscription_id: str, body: Any) -> StoredSubscription:
+        """Move a subscription to another product, as `POST /v1/subscriptions/{id}/upgrade`.
+
+        Raises StandInError (400) for a bad body or a subscription that is not running,
+        (404) for an unknown subscription or product.
+        """
+        if not isinstance(body, dict):
+            raise StandInError(400, "The request body must be a JSON object.")
+        behavior = body.get("update_behavior", "proration-charge-immediately")
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            self._upgrade(subscription, body.get("product_id"), behavior)
+            return subscription
+
+    def _upgrade(self, subscription: StoredSubscription, product_id: Any, behavior: Any) -> None:
+        """Switch products; `proration-charge-immediately` charges the difference now and
+        starts a new period of the new product (what the stand-in assumes Creem does)."""
+        if behavior not in UPDATE_BEHAVIORS:
+            raise StandInError(400, f"update_behavior must be one of {UPDATE_BEHAVIORS}.")
+        if not isinstance(product_id, str) or product_id not in self.products:
+            raise StandInError(404, f"Product {product_id!r} not found.")
+        if subscription.status not in ("active", "trialing"):
+            raise StandInError(400, f"A subscription that is {subscription.status} cannot "
+                                    "change products.")
+        if product_id == subscription.product.id:
+            raise StandInError(400, "The subscription is on that product already.")
+        now = self._touch(subscription)
+        subscription.product = self.products[product_id]
+        if behavior == "proration-charge-immediately":
+            subscription.current_period_start = now
+            subscription.current_period_end = now + subscription.product.period
+            subscription.last_transaction_id = new_id("tran")
+        self._emit("subscription.update", self.subscription_object(subscription), subscription)
+        if behavior == "proration-charge-immediately":
+            self._emit("subscription.paid", self.subscription_object(subscription),
+                       subscription)
 
     def _set_status(self, subscription: StoredSubscription, status: str, event: str) -> None:
         self._touch(subscription)
@@ -437,6 +486,13 @@ class CreemStandIn:
             "customer": self._customer_object(subscription),
             "collection_method": "charge_automatically", "status": subscription.status,
             "last_transaction_id": subscription.last_transaction_id,
+            # The stand-in bills at the start of each period.
+            "last_transaction_date": iso(subscription.current_period_start),
+            "items": [{"object": "subscription_item", "id": f"sitem_{subscription.id[4:]}",
+                       "product_id": subscription.product.id,
+                       "price_id": f"pprice_{subscription.product.id[5:]}", "units": 1,
+                       "created_at": iso(subscription.created_at),
+                       "updated_at": iso(subscription.updated_at), "mode": "test"}],
             "current_period_start_date": iso(subscription.current_period_start),
             "current_period_end_date": iso(subscription.current_period_end),
             "next_transaction_date": (None if subscription.status != "active"
@@ -473,13 +529,51 @@ class CreemStandIn:
 
     def _emit(self, event_type: str, obj: dict[str, Any],
               subscription: StoredSubscription) -> SentEvent:
+        """Sign and send (or hold, or keep) an event; a subscription event's object takes the
+        shape of Creem's sample for its type."""
+        if event_type.startswith("subscription."):
+            obj = _shaped_like(obj, sample(event_type)["object"])
+        return self._send_envelope(event_type, obj, subscription.app_origin)
+
+    def send_sample(self, event_type: str, subscription_id: str) -> SentEvent:
+        """Send Creem's documented sample of `event_type` as it is, but about one of the
+        stand-in's subscriptions: the sample's subscription, customer and product ids become
+        that subscription's, with a new event id and created_at. The stand-in's own state
+        does not change. Raises StandInError (404)."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            text = json.dumps(sample(event_type)["object"])
+            for old, new in self._sample_ids(sample(event_type), subscription).items():
+                text = text.replace(f'"{old}"', f'"{new}"')
+            return self._send_envelope(event_type, json.loads(text), subscription.app_origin)
+
+    @staticmethod
+    def _sample_ids(envelope: dict[str, Any],
+                    subscription: StoredSubscription) -> dict[str, str]:
+        obj = envelope["object"]
+        nested = obj.get("subscription") if isinstance(obj.get("subscription"), dict) else obj
+        if envelope["eventType"].startswith("checkout."):
+            nested = obj["subscription"]
+        ids = {}
+        for key, new in (("id", subscription.id), ("customer", subscription.customer_id),
+                         ("product", subscription.product.id)):
+            value = nested.get(key)
+            old = value.get("id") if isinstance(value, dict) else value
+            if isinstance(old, str):
+                ids[old] = new
+        customer = obj.get("customer")
+        if isinstance(customer, dict) and isinstance(customer.get("id"), str):
+            ids[customer["id"]] = subscription.customer_id
+        return ids
+
+    def _send_envelope(self, event_type: str, obj: dict[str, Any], origin: str) -> SentEvent:
         with self.lock:
             created_at = max(epoch_ms(self.clock()), self._last_ms + 1)
             self._last_ms = created_at
             body = encode(event_envelope(event_type, obj, created_at))
             event = SentEvent(json.loads(body)["id"], event_type, created_at, body,
-                              sign(body, self.webhook_secret),
-                              self.webhook_url or subscription.app_origin + WEBHOOK_PATH)
+                              sign_body(body, self.webhook_secret),
+                              self.webhook_url or origin + WEBHOOK_PATH)
             self.events.append(event)
             if self.holding:
                 self.held.append(event)
@@ -552,314 +646,3 @@ class CreemStandIn:
             self._http.close()
 
 
-def create_stand_in_app(stand_in: CreemStandIn | None = None, **options: Any) -> Flask:
-    """A Flask app serving `stand_in` (or a new CreemStandIn built with `options`).
-
-    Its CreemStandIn is `get_stand_in(app)`.
-    """
-    app = Flask(__name__)
-    app.extensions["creem_stand_in"] = stand_in or CreemStandIn(**options)
-    app.add_url_rule("/v1/checkouts", view_func=_api_create_checkout, methods=["POST"])
-    app.add_url_rule("/v1/subscriptions", view_func=_api_get_subscription)
-    app.add_url_rule("/v1/subscriptions/<subscription_id>/cancel",
-                     view_func=_api_cancel_subscription, methods=["POST"])
-    app.add_url_rule("/v1/subscriptions/<subscription_id>/resume",
-                     view_func=_api_resume_subscription, methods=["POST"])
-    app.add_url_rule("/v1/customers/billing", view_func=_api_customer_portal, methods=["POST"])
-    app.add_url_rule("/checkout/<checkout_id>", view_func=_checkout_page)
-    app.add_url_rule("/checkout/<checkout_id>/pay", view_func=_checkout_pay, methods=["POST"])
-    app.add_url_rule("/checkout/<checkout_id>/cancel", view_func=_checkout_cancel,
-                     methods=["POST"])
-    app.add_url_rule("/portal/<customer_id>", view_func=_portal_page)
-    app.add_url_rule("/", view_func=_control_page)
-    app.add_url_rule("/stand-in/subscriptions/<subscription_id>/<action>",
-                     view_func=_control_act, methods=["POST"])
-    app.add_url_rule("/stand-in/events/<event_id>/redeliver", view_func=_control_redeliver,
-                     methods=["POST"])
-    app.add_url_rule("/stand-in/hold", view_func=_control_hold, methods=["POST"])
-    app.add_url_rule("/stand-in/release", view_func=_control_release, methods=["POST"])
-    app.add_url_rule("/stand-in/events", view_func=_control_events)
-    app.register_error_handler(StandInError, _stand_in_error)
-    app.before_request(_count_and_fail)
-    return app
-
-
-def get_stand_in(app: Flask) -> CreemStandIn:
-    """The CreemStandIn of an app made by create_stand_in_app. Raises KeyError for others."""
-    return app.extensions["creem_stand_in"]
-
-
-@contextmanager
-def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
-                   **options: Any) -> Iterator[str]:
-    """Serve `app` (or a new stand-in built with `options`) on a free port in a thread; any
-    Flask app can be served (tests serve their webhook receivers with it).
-
-    Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
-    """
-    app = app or create_stand_in_app(**options)
-    try:
-        with serve_in_thread(app, host, "creem-stand-in") as url:
-            yield url
-    finally:
-        if "creem_stand_in" in app.extensions:
-            get_stand_in(app).close()
-
-
-def run_stand_in(host: str = "127.0.0.1", port: int = 5056, **options: Any) -> None:
-    """Serve a stand-in built with `options` in the foreground until interrupted."""
-    app = create_stand_in_app(**options)
-    server = make_server(host, port, app, threaded=True)
-    print(f"Creem stand-in on http://{host}:{server.server_port} (control page at /); "
-          f"the app finds it with CREEM_API_URL=http://{host}:{server.server_port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        get_stand_in(app).close()
-
-
-def _stand_in() -> CreemStandIn:
-    return get_stand_in(current_app)
-
-
-def _stand_in_error(error: StandInError) -> tuple[Response, int]:
-    return jsonify({"status": error.status, "error": "Bad Request" if error.status == 400
-                    else "Error", "message": [error.message]}), error.status
-
-
-def _count_and_fail() -> tuple[Response, int] | None:
-    """Record API calls; answer the next `fail_next_requests` of them 503 (for retry tests)."""
-    if not request.path.startswith("/v1/"):
-        return None
-    stand_in = _stand_in()
-    with stand_in.lock:
-        failing = stand_in.fail_next_requests > 0
-        if failing:
-            stand_in.fail_next_requests -= 1
-        stand_in.requests.append((request.method, request.path, 503 if failing else 0))
-    if failing:
-        return jsonify({"status": 503, "error": "Service Unavailable"}), 503
-    if not request.headers.get("x-api-key"):
-        return jsonify({"status": 401, "error": "Unauthorized",
-                        "message": ["The API key is missing."]}), 401
-    if not hmac.compare_digest(request.headers["x-api-key"], stand_in.api_key):
-        return jsonify({"status": 403, "error": "Forbidden",
-                        "message": ["The API key is not valid."]}), 403
-    return None
-
-
-def _api_create_checkout() -> tuple[Response, int]:
-    checkout = _stand_in().create_checkout(request.get_json(silent=True))
-    return jsonify({
-        "id": checkout.id, "object": "checkout", "product": checkout.product_id,
-        "status": checkout.status, "request_id": checkout.request_id,
-        "success_url": checkout.success_url, "metadata": checkout.metadata, "mode": "test",
-        "checkout_url": request.host_url + f"checkout/{checkout.id}",
-    }), 200
-
-
-def _api_get_subscription() -> Response:
-    stand_in = _stand_in()
-    subscription = stand_in.subscription(request.args.get("subscription_id", ""))
-    with stand_in.lock:
-        return jsonify(stand_in.subscription_object(subscription))
-
-
-def _api_cancel_subscription(subscription_id: str) -> Response:
-    body = request.get_json(silent=True) or {}
-    mode = body.get("mode", "immediate") if isinstance(body, dict) else None
-    if mode not in ("scheduled", "immediate"):
-        raise StandInError(400, "mode must be scheduled or immediate.")
-    stand_in = _stand_in()
-    subscription = stand_in.act(subscription_id, f"cancel-{mode}")
-    with stand_in.lock:
-        return jsonify(stand_in.subscription_object(subscription))
-
-
-def _api_resume_subscription(subscription_id: str) -> Response:
-    stand_in = _stand_in()
-    subscription = stand_in.act(subscription_id, "resume")
-    with stand_in.lock:
-        return jsonify(stand_in.subscription_object(subscription))
-
-
-def _api_customer_portal() -> Response:
-    body = request.get_json(silent=True)
-    customer_id = body.get("customer_id") if isinstance(body, dict) else None
-    if customer_id not in _stand_in().customers.values():
-        raise StandInError(404, f"Customer {customer_id!r} not found.")
-    return jsonify({"customer_portal_link": request.host_url + f"portal/{customer_id}"})
-
-
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:760px;margin:2rem auto;padding:0 1rem;
-color:#1d1d1f}}.box{{border:1px solid #ddd;border-radius:12px;padding:1.25rem;margin:1rem 0}}
-button{{font:inherit;padding:.5rem 1rem;border-radius:8px;border:1px solid #999;cursor:pointer;
-margin:.15rem}}input{{font:inherit;padding:.3rem .5rem;width:22rem;max-width:100%}}
-.pay{{background:#1f6feb;color:#fff;border-color:#1f6feb}}
-.note{{color:#666;font-size:.9rem}}form{{display:inline}}table{{border-collapse:collapse;
-width:100%}}td,th{{text-align:left;padding:.3rem;border-bottom:1px solid #eee;font-size:.9rem}}
-</style></head><body><p class="note">Creem stand-in (test mode, no real payments)</p>
-{body}</body></html>"""
-
-
-def _page(title: str, body: str, status: int = 200) -> tuple[Response, int]:
-    return Response(_PAGE.format(title=escape(title), body=body), mimetype="text/html"), status
-
-
-def _money(product: StandInProduct) -> str:
-    period = "year" if product.billing_period == "every-year" else "month"
-    return f"{product.price / 100:.2f} {product.currency} / {period}"
-
-
-def _checkout_page(checkout_id: str) -> tuple[Response, int]:
-    stand_in = _stand_in()
-    with stand_in.lock:
-        checkout = stand_in._checkout(checkout_id)
-        product = stand_in.products[checkout.product_id]
-        if checkout.status != "pending":
-            return _page("Checkout closed", f"<h1>This checkout is {escape(checkout.status)}"
-                                            "</h1>", 409)
-        email = escape(checkout.customer_email or "")
-    return _page(f"Pay for {product.name}", f"""
-<h1>Subscribe to {escape(product.name)}</h1>
-<div class="box"><p><strong>{escape(_money(product))}</strong></p>
-<form method="post" action="/checkout/{escape(checkout_id)}/pay">
-<p><label>Email <input name="email" type="email" value="{email}" required></label></p>
-<p><label>Card <input name="card" value="4242 4242 4242 4242" readonly></label></p>
-<button class="pay" type="submit">Pay</button></form>
-<form method="post" action="/checkout/{escape(checkout_id)}/cancel">
-<button type="submit">Cancel</button></form></div>""")
-
-
-def _checkout_pay(checkout_id: str) -> Response:
-    return redirect(_stand_in().pay(checkout_id, request.form.get("email")), code=303)
-
-
-def _checkout_cancel(checkout_id: str) -> Response:
-    return redirect(_stand_in().cancel_checkout(checkout_id), code=303)
-
-
-def _action_button(subscription_id: str, action: str, label: str | None = None) -> str:
-    return (f'<form method="post" action="/stand-in/subscriptions/{escape(subscription_id)}/'
-            f'{action}"><button type="submit">{escape(label or action)}</button></form>')
-
-
-def _subscription_rows(subscriptions: list[StoredSubscription], actions: tuple[str, ...]) -> str:
-    rows = []
-    for sub in subscriptions:
-        buttons = "".join(_action_button(sub.id, action) for action in actions)
-        rows.append(f"<tr><td>{escape(sub.id)}<br><span class='note'>"
-                    f"{escape(sub.customer_email)}</span></td><td>{escape(sub.product.name)}</td>"
-                    f"<td>{escape(sub.status)}</td><td>{iso(sub.current_period_end)}</td>"
-                    f"<td>{buttons}</td></tr>")
-    return ("<table><tr><th>Subscription</th><th>Product</th><th>Status</th>"
-            "<th>Period end</th><th></th></tr>" + "".join(rows) + "</table>")
-
-
-def _portal_page(customer_id: str) -> tuple[Response, int]:
-    stand_in = _stand_in()
-    with stand_in.lock:
-        mine = [sub for sub in stand_in.subscriptions.values() if sub.customer_id == customer_id]
-        if not mine:
-            raise StandInError(404, f"Customer {customer_id} not found.")
-        table = _subscription_rows(mine, ("cancel-scheduled", "resume"))
-        back = escape(mine[0].app_origin + "/dashboard/subscription")
-    return _page("Billing portal", f"<h1>Your billing</h1>{table}"
-                                   f'<p><a href="{back}">Back to the app</a></p>')
-
-
-def _control_page() -> tuple[Response, int]:
-    stand_in = _stand_in()
-    with stand_in.lock:
-        table = _subscription_rows(list(stand_in.subscriptions.values()), SUBSCRIPTION_ACTIONS)
-        events = "".join(
-            f"<tr><td>{escape(event.id)}</td><td>{escape(event.event_type)}</td>"
-            f"<td>{escape(', '.join(map(str, event.statuses)) or 'pending')}</td>"
-            f'<td><form method="post" action="/stand-in/events/{escape(event.id)}/redeliver">'
-            f'<button type="submit">send again</button></form></td></tr>'
-            for event in reversed(stand_in.events[-50:])
-        )
-        holding = "holding events" if stand_in.holding else "sending events as they happen"
-    return _page("Creem stand-in", f"""<h1>Creem stand-in</h1>
-<h2>Subscriptions</h2>{table}
-<h2>Webhooks ({holding})</h2>
-<form method="post" action="/stand-in/hold"><button type="submit">hold new events</button></form>
-<form method="post" action="/stand-in/release?order=in_order"><button>release in order</button>
-</form><form method="post" action="/stand-in/release?order=reversed">
-<button type="submit">release reversed</button></form>
-<form method="post" action="/stand-in/release?order=shuffled">
-<button type="submit">release shuffled</button></form>
-<table><tr><th>Event</th><th>Type</th><th>Deliveries</th><th></th></tr>{events}</table>""")
-
-
-def _wants_html() -> bool:
-    return request.accept_mimetypes.best == "text/html"
-
-
-def _control_act(subscription_id: str, action: str) -> Response:
-    stand_in = _stand_in()
-    subscription = stand_in.act(subscription_id, action)
-    if _wants_html():
-        return redirect("/", code=303)
-    with stand_in.lock:
-        return jsonify(stand_in.subscription_object(subscription))
-
-
-def _control_redeliver(event_id: str) -> Response:
-    times = request.args.get("times", "1")
-    if not times.isdigit() or not 1 <= int(times) <= 100:
-        raise StandInError(400, "times must be between 1 and 100.")
-    event = _stand_in().redeliver(event_id, int(times))
-    if _wants_html():
-        return redirect("/", code=303)
-    return jsonify({"id": event.id, "times": int(times)})
-
-
-def _control_hold() -> Response:
-    _stand_in().hold()
-    return redirect("/", code=303) if _wants_html() else jsonify({"holding": True})
-
-
-def _control_release() -> Response:
-    seed = request.args.get("seed")
-    events = _stand_in().release(request.args.get("order", "in_order"),
-                                 int(seed) if seed and seed.isdigit() else None)
-    if _wants_html():
-        return redirect("/", code=303)
-    return jsonify({"released": [event.id for event in events]})
-
-
-def _control_events() -> Response:
-    stand_in = _stand_in()
-    with stand_in.lock:
-        return jsonify([{"id": event.id, "type": event.event_type,
-                         "created_at": event.created_at, "statuses": event.statuses}
-                        for event in stand_in.events])
-
-
-def main(argv: list[str] | None = None) -> None:
-    from credit_app.config import creem_dev_webhook_secret
-
-    parser = argparse.ArgumentParser(description="Serve the Creem stand-in.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5056)
-    parser.add_argument("--api-key", default=CREEM_STAND_IN_API_KEY)
-    parser.add_argument("--webhook-secret", default=None,
-                        help="default: the app's dev secret in instance/dev-creem-webhook-secret")
-    parser.add_argument("--webhook-url", default=None,
-                        help=f"default: {WEBHOOK_PATH} on each checkout's success_url origin")
-    parser.add_argument("--delivery-delay", type=float, default=1.0,
-                        help="seconds between a change and its webhook (default 1)")
-    args = parser.parse_args(argv)
-    run_stand_in(args.host, args.port, api_key=args.api_key,
-                 webhook_secret=args.webhook_secret or creem_dev_webhook_secret(),
-                 webhook_url=args.webhook_url, delivery_delay=args.delivery_delay)
-
-
-if __name__ == "__main__":
-    main()

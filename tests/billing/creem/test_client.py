@@ -8,15 +8,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from credit_app.creem import (
-    Checkout,
-    CreemClient,
-    CreemSubscription,
-    object_id,
-    parse_timestamp,
-)
+from credit_app.billing.creem.client import Checkout, CreemClient
+from credit_app.billing.creem.events import SubscriptionSnapshot, object_id, parse_timestamp
 from credit_app.errors import CreemError
-from credit_app.testing.creem_stand_in import (
+from credit_app.testing.creem import (
     CreemStandIn,
     create_stand_in_app,
     get_stand_in,
@@ -79,11 +74,12 @@ def test_get_subscription_reads_dates_and_expanded_references(client, stand_in):
     subscription_id = paid_subscription(client, state)
     remote = client.get_subscription(subscription_id)
     stored = state.subscription(subscription_id)
-    assert isinstance(remote, CreemSubscription) and remote.status == "active"
+    assert isinstance(remote, SubscriptionSnapshot) and remote.status == "active"
     assert remote.product_id == MONTHLY and remote.customer_id == stored.customer_id
-    assert remote.current_period_end == stored.current_period_end.replace(
+    assert remote.period_end == stored.current_period_end.replace(
         microsecond=stored.current_period_end.microsecond // 1000 * 1000)
     assert remote.metadata == {"user_id": "7"} and remote.canceled_at is None
+    assert remote.metadata_user_id == "7" and remote.subscription_id == subscription_id
 
 
 def test_cancel_resume_and_the_portal(client, stand_in):
@@ -122,12 +118,25 @@ def test_idempotent_calls_are_retried_on_5xx(client, stand_in):
     _url, state = stand_in
     subscription_id = paid_subscription(client, state)
     state.fail_next_requests = 2
-    assert client.get_subscription(subscription_id).id == subscription_id
+    assert client.get_subscription(subscription_id).subscription_id == subscription_id
     assert [status for _m, _p, status in state.requests[-3:]] == [503, 503, 0]
     state.fail_next_requests = 1
     assert checkout(client, "req-retried").id in state.checkouts
     assert sum(1 for checkout in state.checkouts.values()
                if checkout.request_id == "req-retried") == 1
+
+
+def test_upgrade_moves_the_subscription_to_another_product(client, stand_in):
+    _url, state = stand_in
+    subscription_id = paid_subscription(client, state)
+    switched = client.upgrade_subscription(subscription_id, "prod_standin_pro_yearly")
+    assert switched.product_id == "prod_standin_pro_yearly" and switched.status == "active"
+    assert state.requests[-1][:2] == ("POST", f"/v1/subscriptions/{subscription_id}/upgrade")
+    with pytest.raises(CreemError) as caught:
+        client.upgrade_subscription(subscription_id, "prod_standin_pro_yearly")
+    assert caught.value.creem_status == 400
+    with pytest.raises(ValueError, match="update_behavior"):
+        client.upgrade_subscription(subscription_id, MONTHLY, "free-of-charge")
 
 
 def test_a_cancel_is_never_sent_twice(client, stand_in):

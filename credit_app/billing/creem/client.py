@@ -1,10 +1,12 @@
-"""A small client for Creem's REST API (there is no official Python SDK), on httpx.
+"""Creem's REST API over httpx: the app's only HTTP client for Creem (there is no official
+Python SDK).
 
 Every call sends the `x-api-key` header and has a timeout per attempt and a total budget (so a
 web request never waits past its own timeout). Calls that are safe to repeat — GETs, and the
 checkout creation, which carries a `request_id` — are retried on 429, 5xx and transport errors
 with exponential backoff (honouring Retry-After); other calls are tried once, so a cancellation
-is never sent twice. Results are typed dataclasses; every failure is a CreemError.
+or a plan change is never sent twice. Subscriptions come back as the same typed
+`SubscriptionSnapshot` the webhook events become; every failure is a CreemError.
 """
 
 from __future__ import annotations
@@ -13,47 +15,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from credit_app.billing.creem.events import (
+    CANCEL_MODES,
+    UPDATE_BEHAVIORS,
+    SubscriptionSnapshot,
+    object_id,
+    subscription_from_api,
+)
 from credit_app.errors import CreemError
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 10.0
-CANCEL_MODES = ("scheduled", "immediate")
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An ISO-8601 string (Creem's dates) or epoch milliseconds as an aware datetime.
-
-    Returns None for None or an empty string; raises ValueError for anything else unparseable.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"not a timestamp: {value!r}")
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError(f"timestamp without a time zone: {value!r}")
-        return parsed
-    raise ValueError(f"not a timestamp: {value!r}")
-
-
-def object_id(value: Any) -> str | None:
-    """The id of a Creem reference, which is either an id string or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)
@@ -63,40 +44,6 @@ class Checkout:
     status: str
     product_id: str | None
     request_id: str | None
-
-
-@dataclass(frozen=True)
-class CreemSubscription:
-    id: str
-    status: str
-    product_id: str | None
-    customer_id: str | None
-    current_period_start: datetime | None
-    current_period_end: datetime | None
-    canceled_at: datetime | None
-    updated_at: datetime | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_payload(cls, data: Any) -> CreemSubscription:
-        """Read a Creem subscription object. Raises CreemError if it is not one."""
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(
-                data.get("status"), str):
-            raise CreemError("Creem answered with something that is not a subscription.")
-        try:
-            return cls(
-                id=data["id"],
-                status=data["status"],
-                product_id=object_id(data.get("product")),
-                customer_id=object_id(data.get("customer")),
-                current_period_start=parse_timestamp(data.get("current_period_start_date")),
-                current_period_end=parse_timestamp(data.get("current_period_end_date")),
-                canceled_at=parse_timestamp(data.get("canceled_at")),
-                updated_at=parse_timestamp(data.get("updated_at")),
-                metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else {},
-            )
-        except ValueError as exc:
-            raise CreemError(f"Creem sent a subscription with a bad date: {exc}") from None
 
 
 class CreemClient:
@@ -181,14 +128,14 @@ class CreemClient:
                         product_id=object_id(data.get("product")),
                         request_id=data.get("request_id"))
 
-    def get_subscription(self, subscription_id: str) -> CreemSubscription:
+    def get_subscription(self, subscription_id: str) -> SubscriptionSnapshot:
         """The subscription as Creem has it now. Raises CreemError."""
         data = self._request("GET", "/v1/subscriptions",
                              params={"subscription_id": subscription_id}, retry=True)
-        return CreemSubscription.from_payload(data)
+        return subscription_from_api(data)
 
     def cancel_subscription(self, subscription_id: str,
-                            mode: str = "scheduled") -> CreemSubscription:
+                            mode: str = "scheduled") -> SubscriptionSnapshot:
         """Cancel at the period end ("scheduled") or now ("immediate"); sent once.
 
         Raises ValueError for an unknown mode, CreemError.
@@ -197,13 +144,29 @@ class CreemClient:
             raise ValueError(f"mode must be one of {CANCEL_MODES}, got {mode!r}")
         data = self._request("POST", f"/v1/subscriptions/{subscription_id}/cancel",
                              json={"mode": mode}, retry=False)
-        return CreemSubscription.from_payload(data)
+        return subscription_from_api(data)
 
-    def resume_subscription(self, subscription_id: str) -> CreemSubscription:
+    def resume_subscription(self, subscription_id: str) -> SubscriptionSnapshot:
         """Resume a paused or scheduled-to-cancel subscription; sent once. Raises CreemError."""
         data = self._request("POST", f"/v1/subscriptions/{subscription_id}/resume", json={},
                              retry=False)
-        return CreemSubscription.from_payload(data)
+        return subscription_from_api(data)
+
+    def upgrade_subscription(self, subscription_id: str, product_id: str,
+                             update_behavior: str = "proration-charge-immediately"
+                             ) -> SubscriptionSnapshot:
+        """Move the subscription to another product (`POST /v1/subscriptions/{id}/upgrade`,
+        used for monthly <-> yearly); sent once.
+
+        Raises ValueError for an unknown update_behavior, CreemError.
+        """
+        if update_behavior not in UPDATE_BEHAVIORS:
+            raise ValueError(f"update_behavior must be one of {UPDATE_BEHAVIORS}, "
+                             f"got {update_behavior!r}")
+        data = self._request("POST", f"/v1/subscriptions/{subscription_id}/upgrade",
+                             json={"product_id": product_id, "update_behavior": update_behavior},
+                             retry=False)
+        return subscription_from_api(data)
 
     def customer_portal_url(self, customer_id: str) -> str:
         """A link to Creem's billing portal for the customer; sent once. Raises CreemError."""

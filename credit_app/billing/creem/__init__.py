@@ -1,0 +1,1 @@
+"""The typed boundary with Creem: `events` reads its webhooks, `client` calls its API."""

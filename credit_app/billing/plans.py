@@ -1,0 +1,58 @@
+"""The plans a user can buy: Pro monthly and Pro yearly, each one configured Creem product.
+
+Only these products give Pro. A subscription to any other product of the same Creem store is
+stored (so staff can see it) and gives nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+
+from credit_app.errors import UnknownPlan
+
+
+@dataclass(frozen=True)
+class Plan:
+    key: str
+    product_id: str
+    name: str
+    price: str
+    interval: str
+
+
+def plans(config: Mapping[str, Any] | None = None) -> list[Plan]:
+    """Pro monthly and Pro yearly, from configuration (Creem product ids, names, prices)."""
+    config = config or current_app.config
+    return [
+        Plan("pro_monthly", config["CREEM_PRODUCT_PRO_MONTHLY"], config["PRO_MONTHLY_NAME"],
+             config["PRO_MONTHLY_PRICE"], "month"),
+        Plan("pro_yearly", config["CREEM_PRODUCT_PRO_YEARLY"], config["PRO_YEARLY_NAME"],
+             config["PRO_YEARLY_PRICE"], "year"),
+    ]
+
+
+def get_plan(key: str) -> Plan:
+    """Raises UnknownPlan."""
+    for plan in plans():
+        if plan.key == key:
+            return plan
+    raise UnknownPlan(f"Unknown plan {key!r}; expected one of: "
+                      f"{', '.join(plan.key for plan in plans())}.")
+
+
+def plan_for_product(product_id: str | None) -> Plan | None:
+    """The plan a Creem product is, or None for any other product."""
+    return next((plan for plan in plans() if plan.product_id == product_id), None)
+
+
+def is_pro_product(product_id: str | None) -> bool:
+    return plan_for_product(product_id) is not None
+
+
+def other_plan(plan: Plan) -> Plan:
+    """Monthly for yearly and yearly for monthly: where a plan switch goes."""
+    return next(candidate for candidate in plans() if candidate.key != plan.key)
