@@ -1,7 +1,7 @@
 """billing from Creem's facts: typed event columns; nothing remembered across events
 
-Revision ID: 0005_issue12
-Revises: 0004
+Revision ID: 0006_issue12
+Revises: 0005_issue11
 Create Date: 2026-12-01 18:40:00
 
 The access rules read each subscription's newest facts only, so `cancel_at_period_end` and
@@ -12,8 +12,8 @@ snapshot made on receipt.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_issue12"
-down_revision = "0004"
+revision = "0006_issue12"
+down_revision = "0005_issue11"
 branch_labels = None
 depends_on = None
 
