@@ -20,24 +20,24 @@ def _flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(name: str, default: int) -> int:
+def _number(name: str, default: float, parse: type, what: str):
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
+        raise ConfigError(f"{name} must be {what}, got {value!r}") from exc
+
+
+def _int(name: str, default: int) -> int:
+    """Raises ConfigError for a value that is not a whole number."""
+    return _number(name, default, int, "a whole number")
 
 
 def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    """Raises ConfigError for a value that is not a number."""
+    return _number(name, default, float, "a number")
 
 
 @dataclass(frozen=True)
