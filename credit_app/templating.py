@@ -52,7 +52,4 @@ def init_templating(app: Flask) -> None:
     def vary_on_htmx(response: Response) -> Response:
         if request.headers.get("HX-Request") and "HX-Request" not in response.vary:
             response.vary.add("HX-Request")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

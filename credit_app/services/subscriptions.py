@@ -68,7 +68,7 @@ from credit_app.models import (
     User,
     WebhookEvent,
 )
-from credit_app.services import credits
+from credit_app.services import credits, notifications
 from credit_app.services.credits import utcnow
 
 log = logging.getLogger(__name__)
@@ -635,6 +635,7 @@ def _apply_snapshot(subscription: Subscription, snapshot: _Snapshot, source: str
     db.session.flush()
     why = "subscription resumed" if source == "api.resume" else _WHY[status]
     sync_user_plan(subscription.user_id, now, why, _details(subscription, source, event_id))
+    notifications.on_subscription_applied(subscription)
     return "applied"
 
 
