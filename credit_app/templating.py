@@ -30,6 +30,8 @@ def ledger_label(entry: CreditTransaction) -> str:
     if entry.kind == LedgerKind.RELEASE:
         why = "timed out" if metadata.get("reason") == "timeout" else "did not finish"
         return f"{title}: {why}, credit returned"
+    if entry.feature_used == "registration" and entry.amount == 0 and metadata.get("reason"):
+        return metadata["reason"]
     if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
         return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
     return title

@@ -101,6 +101,7 @@ def app(smtp_server: tuple[Mailbox, int]) -> Iterator[Flask]:
         "testing",
         overrides={
             "MAIL_URL": f"smtp://127.0.0.1:{smtp_server[1]}",
+            "RATELIMIT_AUTH": "10000 per minute",
             "RATELIMIT_SIGNUP": "10000 per minute",
             "RATELIMIT_RESET_ADDRESS": "10000 per minute",
             "RATELIMIT_RESET_CLIENT": "10000 per minute",

@@ -70,20 +70,22 @@ def queue_email(to_address: str, template: str, *, user_id: int | None = None,
 
 def _links(email: OutboundEmail, user: User | None) -> dict[str, str]:
     """The links a message needs, signed now when they carry a secret."""
-    context = email.context or {}
+    base = (email.context or {}).get("base_url", DEFAULT_BASE_URL).rstrip("/")
     links: dict[str, str] = {}
-    with current_app.test_request_context(base_url=context.get("base_url", DEFAULT_BASE_URL)):
+    with current_app.test_request_context("/"):
+        def link(endpoint: str, **values: Any) -> str:
+            return base + url_for(endpoint, **values)
+
         if email.template in ("verify_email", "change_email") and user is not None:
             token = account_tokens.verification_token(user.id, email.to_address)
-            links["confirm"] = url_for("auth.verify_email", token=token, _external=True)
+            links["confirm"] = link("auth.verify_email", token=token)
         if email.template == "password_reset" and user is not None:
-            links["reset"] = url_for("auth.reset_password",
-                                     token=account_tokens.reset_token(user), _external=True)
-        links["upgrade"] = url_for("billing.subscription", _external=True)
-        links["subscription"] = url_for("billing.subscription", _external=True)
-        links["settings"] = url_for("auth.account", _external=True, _anchor="notifications")
-        links["dashboard"] = url_for("dashboard.home", _external=True)
-        links["forgot"] = url_for("auth.forgot_password", _external=True)
+            links["reset"] = link("auth.reset_password", token=account_tokens.reset_token(user))
+        links["upgrade"] = link("billing.subscription")
+        links["subscription"] = link("billing.subscription")
+        links["settings"] = link("auth.account", _anchor="notifications")
+        links["dashboard"] = link("dashboard.home")
+        links["forgot"] = link("auth.forgot_password")
     return links
 
 
