@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 from credit_app.extensions import db
 from credit_app.models import AuditLogEntry, CreditReservation, CreditTransaction, UserRole
 from credit_app.services import accounts, credits, two_factor
-from tests.blueprints.test_generations import photo, start
+from tests.blueprints.test_generations import start
 from tests.conftest import PASSWORD
 from tests.mail_support import empty_queue, link_path, run_jobs
 

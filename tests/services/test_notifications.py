@@ -108,7 +108,7 @@ def apply(events, now):
 class TestSubscriptionNotices:
     def test_welcome_to_pro_once_with_what_changed(self, creem, clock, user, mailbox):
         credits.consume_credit(user.id, "interior")
-        sub, events = subscribe(creem, user)
+        _, events = subscribe(creem, user)
         apply(events, clock.now)
         db.session.commit()
         apply(events, clock.now)
