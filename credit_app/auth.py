@@ -96,13 +96,21 @@ def require_api_csrf() -> None:
 
 
 def admin_required(view: Callable) -> Callable:
-    """Let only admins through; others get 403. Raises Forbidden."""
+    """Let only admins through; others get 403. Where staff two-factor is required, a staff
+    session without it (one from before the requirement) is sent to set it up first.
+
+    Raises Forbidden.
+    """
 
     @wraps(view)
     @login_required
     def wrapped(*args: Any, **kwargs: Any):
         if not current_user.is_admin:
             raise Forbidden("Only staff can do that.")
+        if current_app.config["STAFF_TWO_FACTOR_REQUIRED"] and not current_user.has_two_factor:
+            if wants_json_response():
+                raise Forbidden("Set up two-factor sign-in first (Account settings).")
+            return redirect(url_for("auth.two_factor_setup", next=request.full_path))
         return view(*args, **kwargs)
 
     return wrapped

@@ -348,6 +348,15 @@ class TestStaffTwoFactor:
         assert client.get("/admin/").status_code == 200
         assert "staff.two_factor_enabled" in audit_actions(staff)
 
+    def test_a_staff_session_without_two_factor_is_sent_to_set_it_up(
+            self, app, admin_client, monkeypatch):
+        monkeypatch.setitem(app.config, "STAFF_TWO_FACTOR_REQUIRED", True)
+        response = admin_client.get("/admin/")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/login/two-factor/setup")
+        assert admin_client.get("/admin/", headers={"Accept": "application/json"}
+                                ).status_code == 403
+
     def test_staff_without_the_requirement_sign_in_with_the_password(self, client, staff):
         assert sign_in(client, staff.email).headers["Location"] == "/dashboard"
         assert audit_actions(staff) == ["staff.sign_in"]
