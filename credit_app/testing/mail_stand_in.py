@@ -129,8 +129,10 @@ PAGE = """<!doctype html>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
        color: #1d1d1f; }
-table { border-collapse: collapse; width: 100%; } td, th { text-align: left; padding: .4rem;
-border-bottom: 1px solid #ddd; vertical-align: top; } a { color: #2f5d50; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+td, th { text-align: left; padding: .4rem; border-bottom: 1px solid #ddd; vertical-align: top;
+         overflow-wrap: anywhere; } th:first-child { width: 6rem; }
+a { color: #2f5d50; } main { overflow-wrap: anywhere; }
 pre { white-space: pre-wrap; background: #f4f4f1; padding: 1rem; border-radius: 8px; }
 iframe { width: 100%; height: 36rem; border: 1px solid #ddd; border-radius: 8px; }
 </style></head><body>

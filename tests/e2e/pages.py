@@ -48,6 +48,18 @@ const done = document.querySelector(
 return done ? done.className : null;
 """
 
+_TRANSITIONS_DONE = """
+return document.getAnimations().filter(function (animation) {
+  return animation instanceof CSSTransition && animation.playState === "running";
+}).length === 0;
+"""
+_WIDER_THAN_SCREEN = """
+const width = arguments[0];
+return [...document.querySelectorAll("body *")]
+  .filter(function (e) { return e.getBoundingClientRect().right > width + 0.5; })
+  .slice(0, 5).map(function (e) { return e.tagName + "." + e.className + "#" + e.id; });
+"""
+
 
 class Roomcraft:
     """One browser on the live app, with the waits each step needs."""
@@ -117,16 +129,20 @@ class Roomcraft:
     def flash_text(self) -> str:
         return self.find("#flash-area").text
 
-    def screenshots(self, name: str) -> list[Path]:
+    def screenshots(self, name: str, fits: bool = True) -> list[Path]:
         """The viewport at 1440 px (desktop) and 390 px (a phone) as <name>-1440.png and
-        <name>-390.png, then the window as it was."""
+        <name>-390.png (once the layout's transitions have ended; with `fits`, the page must
+        not be wider than the screen), then the window as it was."""
         paths = []
-        for width, height, mobile in ((1440, 900, False), (390, 844, True)):
+        for width, height in ((1440, 900), (390, 844)):
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
-            self.driver.execute_async_script(
-                "const done = arguments[0];"
-                "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            self.wait().until(lambda _: self.script(_TRANSITIONS_DONE),
+                              "the page kept moving after the resize")
+            overflow = self.script("return document.documentElement.scrollWidth;")
+            assert not fits or overflow <= width, (
+                f"{name} is {overflow} px wide at {width} px: "
+                f"{self.script(_WIDER_THAN_SCREEN, width)}")
             paths.append(self.screenshot(f"{name}-{width}"))
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         return paths

@@ -15,6 +15,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from credit_app.extensions import db
 from credit_app.models import UserRole
 from credit_app.services import accounts
+from credit_app.testing import serve_in_thread
+from credit_app.testing.mail_stand_in import create_page_app
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 from tests.e2e.conftest import make_driver
 from tests.e2e.pages import Roomcraft
@@ -58,6 +60,14 @@ def test_sign_up_then_verify_before_the_first_generation(
     roomcraft.generate()
     assert "Done! Redecorate a room finished" in roomcraft.wait_for_result()
     roomcraft.wait_for_counter("5/6")
+
+    with serve_in_thread(create_page_app(roomcraft.mailbox), name="mail-page") as mail_page:
+        roomcraft.driver.get(mail_page)
+        assert email in roomcraft.find("table").text
+        roomcraft.screenshots("local-mail-page")
+        roomcraft.find("table a").click()
+        assert "/verify-email/" in roomcraft.find("main ul").text
+        roomcraft.screenshots("local-mail-message")
 
 
 def test_forgot_password_then_reset_ends_the_old_session(
@@ -180,4 +190,15 @@ def test_staff_sign_in_with_totp_and_a_recovery_code(
     assert "verified" in facts and "two-factor on" in facts
     audit = roomcraft.find("#user-audit-heading").find_element(By.XPATH, "..").text
     assert "staff.sign_in_failed" in audit and "staff.sign_in" in audit
-    roomcraft.screenshots("admin-user-verification")
+
+    waiting = f"e2e-waiting-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
+    with app.app_context():
+        accounts.register_user(waiting, PASSWORD)
+        db.session.commit()
+        db.session.remove()
+    roomcraft.open("/admin/?q=" + waiting)
+    roomcraft.find("a[href^='/admin/users/']").click()
+    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), waiting))
+    assert "not verified" in roomcraft.find("dl.facts").text
+    assert roomcraft.find("#access-heading").text == "Disable sign-in"
+    roomcraft.screenshots("admin-user-verification", fits=False)
