@@ -210,7 +210,10 @@ def two_factor_setup():
     user = current_user if signed_in else _pending_user()
     if user is None or not user.is_admin:
         return redirect(url_for("auth.login"))
-    if user.has_two_factor and not signed_in:
+    if user.has_two_factor:
+        if signed_in:
+            flash("Two-factor sign-in is already on for your account.", "info")
+            return redirect(url_for("auth.account"))
         return redirect(url_for("auth.two_factor", next=request.args.get("next")))
     form = TwoFactorForm()
     status = 200

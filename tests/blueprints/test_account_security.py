@@ -361,6 +361,12 @@ class TestStaffTwoFactor:
         assert sign_in(client, staff.email).headers["Location"] == "/dashboard"
         assert audit_actions(staff) == ["staff.sign_in"]
 
+    def test_a_signed_in_staff_member_cannot_read_an_enabled_secret_again(self, app, staff):
+        enable_two_factor(staff)
+        browser = app.test_client(user=staff)
+        response = browser.get("/login/two-factor/setup")
+        assert response.status_code == 302 and response.headers["Location"] == "/settings/account"
+
     def test_the_code_page_needs_a_password_first(self, client):
         assert client.get("/login/two-factor").headers["Location"].startswith("/login")
 
