@@ -25,6 +25,24 @@ def queued_functions() -> list[str]:
     return [job.func_name.rsplit(".", 1)[-1] for job in get_queue("default").jobs]
 
 
+def statements_of(action) -> list[str]:
+    """The SQL statements `action` sends to the database."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    engine_connection = db.session.connection()
+    event.listen(engine_connection, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(engine_connection, "before_cursor_execute", record)
+    return seen
+
+
 def spend(user, times: int) -> None:
     for _ in range(times):
         credits.consume_credit(user.id, "interior")
@@ -35,6 +53,18 @@ class TestBalanceNotices:
     def test_an_ordinary_spend_enqueues_nothing(self, user):
         spend(user, 3)
         assert queued_functions() == []
+
+    def test_detecting_a_crossing_adds_no_statement_to_a_spend(self, user):
+        spend(user, 3)
+        db.session.refresh(user)
+        ordinary = statements_of(lambda: credits.consume_credit(user.id, "interior"))
+        crossing = statements_of(lambda: credits.consume_credit(user.id, "interior"))
+        assert credits.get_user_credits(user.id).remaining == 1
+        assert len(crossing) == len(ordinary)
+        assert not any("outbound_emails" in sql or "email_opt_outs" in sql
+                       for sql in ordinary + crossing)
+        db.session.commit()
+        assert queued_functions() == ["notify_balance"]
 
     def test_one_left_then_used_up_each_once(self, user, mailbox):
         spend(user, 5)
