@@ -1,11 +1,9 @@
-"""Mail jobs on the `default` queue: deliver an outbox message; decide the one-time
+"""Mail jobs (declared in jobs/registry.py): deliver an outbox message; decide the one-time
 notifications that a ledger row or a subscription change implies."""
 
 from __future__ import annotations
 
 import logging
-
-from rq import Retry
 
 from credit_app.errors import MailDeliveryError
 from credit_app.extensions import db
@@ -14,16 +12,12 @@ from credit_app.services import mail, notifications
 
 log = logging.getLogger(__name__)
 
-# A message that could not be handed over is tried again after 10 s, 1 min, 5 min, 15 min
-# and 1 h; the recovery job picks up what is still unsent after that.
-RETRY = Retry(max=5, interval=[10, 60, 300, 900, 3600])
-QUEUE = "default"
 
 
 def enqueue_delivery(email_id: int) -> None:
-    """Send the outbox message once the current transaction commits."""
-    enqueue_after_commit(QUEUE, deliver_email, email_id, retry=RETRY,
-                         description=f"email {email_id}")
+    """Send the outbox message once the current transaction commits (queue, timeout and
+    retries: jobs/registry.py `deliver_email`)."""
+    enqueue_after_commit("deliver_email", email_id, description=f"email {email_id}")
 
 
 def deliver_email(email_id: int) -> str:

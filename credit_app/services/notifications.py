@@ -47,23 +47,21 @@ def on_ledger_row(entry_id: int, posting: Posting) -> None:
     """Enqueue the notice a just-written ledger row calls for, if any (no queries: the
     person's choices are read by the job)."""
     from credit_app.jobs import enqueue_after_commit
-    from credit_app.jobs.mail import QUEUE, notify_balance, notify_plan_change
 
     if posting.amount < 0 and posting.plan_after != "pro":
         if _balance_kind(posting.balance_after) is not None:
-            enqueue_after_commit(QUEUE, notify_balance, posting.user_id, entry_id)
+            enqueue_after_commit("notify_balance", posting.user_id, entry_id)
     elif (posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription"
           and posting.plan_after == "pro" and posting.plan_before != "pro"):
-        enqueue_after_commit(QUEUE, notify_plan_change, entry_id)
+        enqueue_after_commit("notify_plan_change", entry_id)
 
 
 def on_subscription_applied(subscription: Subscription) -> None:
     """Enqueue the check for a cancellation or payment-failed notice of the subscription."""
     from credit_app.jobs import enqueue_after_commit
-    from credit_app.jobs.mail import QUEUE, notify_subscription
 
     if subscription.status in ("scheduled_cancel", "canceled", "past_due"):
-        enqueue_after_commit(QUEUE, notify_subscription, subscription.id)
+        enqueue_after_commit("notify_subscription", subscription.id)
 
 
 def _mailable(user: User | None) -> bool:

@@ -1,7 +1,7 @@
 """accounts: email verification, welcome mailboxes, session versions, staff two-factor, mail outbox
 
-Revision ID: 0005_issue13
-Revises: 0004
+Revision ID: 0006_issue13
+Revises: 0005_issue11
 Create Date: 2026-12-01 18:45:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0005_issue13"
-down_revision = "0004"
+revision = "0006_issue13"
+down_revision = "0005_issue11"
 branch_labels = None
 depends_on = None
 
