@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Without CREEM_API_KEY, payments go to the local Creem stand-in (Procfile.dev's `creem`).
-RUN_PROCESSES := web worker $(if $(CREEM_API_KEY),,creem)
+# Without CREEM_API_KEY, payments go to the local Creem stand-in (Procfile.dev's `creem`);
+# without MAIL_URL, email goes to the local SMTP stand-in (`mail`, page on port 5057).
+RUN_PROCESSES := web worker $(if $(CREEM_API_KEY),,creem) $(if $(MAIL_URL),,mail)
 
 ## run: migrate, seed the demo account, and serve web + worker (+ the Creem stand-in when
-## CREEM_API_KEY is unset) on http://127.0.0.1:5000
+## CREEM_API_KEY is unset, the mail stand-in when MAIL_URL is unset) on http://127.0.0.1:5000
 run: install
 	flask db upgrade
 	flask seed-demo

@@ -15,6 +15,7 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
     configure(app, env, overrides)
     trust_proxies(app)
     register_extensions(app)
+    set_security_headers(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
@@ -51,6 +52,14 @@ def register_extensions(app: Flask) -> None:
     sock.init_app(app)
     init_redis(app)
     init_auth(app)
+
+
+def set_security_headers(app: Flask) -> None:
+    """Content-Security-Policy, Permissions-Policy and the other security headers, on every
+    response (credit_app/security_headers.py)."""
+    from credit_app.security_headers import init_security_headers
+
+    init_security_headers(app)
 
 
 def register_blueprints(app: Flask) -> None:

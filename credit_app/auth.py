@@ -34,11 +34,19 @@ def init_auth(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
+def load_user(session_id: str) -> User | None:
+    """The user of a session or remember-me cookie: `<id>.<session version>` (User.get_id).
+
+    One primary-key look-up; a raised session version, a disabled or a deleted account
+    signs the session out. (A bare `<id>`, from before versions, counts as version 0.)
+    """
+    user_id, _, version = session_id.partition(".")
+    if not user_id.isdigit() or not (version.isdigit() or version == ""):
         return None
     user = db.session.get(User, int(user_id))
-    return None if user is None or user.is_deleted else user
+    if user is None or user.is_deleted or user.is_disabled:
+        return None
+    return user if user.session_version == int(version or 0) else None
 
 
 @login_manager.request_loader
@@ -48,6 +56,8 @@ def load_user_from_bearer_token(req) -> User | None:
     if scheme.lower() != "bearer" or not token:
         return None
     user = accounts.user_for_token(token.strip())
+    if user is not None and user.is_disabled:
+        return None
     if user is not None:
         g.authenticated_by_token = True
     return user
@@ -86,13 +96,21 @@ def require_api_csrf() -> None:
 
 
 def admin_required(view: Callable) -> Callable:
-    """Let only admins through; others get 403. Raises Forbidden."""
+    """Let only admins through; others get 403. Where staff two-factor is required, a staff
+    session without it (one from before the requirement) is sent to set it up first.
+
+    Raises Forbidden.
+    """
 
     @wraps(view)
     @login_required
     def wrapped(*args: Any, **kwargs: Any):
         if not current_user.is_admin:
             raise Forbidden("Only staff can do that.")
+        if current_app.config["STAFF_TWO_FACTOR_REQUIRED"] and not current_user.has_two_factor:
+            if wants_json_response():
+                raise Forbidden("Set up two-factor sign-in first (Account settings).")
+            return redirect(url_for("auth.two_factor_setup", next=request.full_path))
         return view(*args, **kwargs)
 
     return wrapped

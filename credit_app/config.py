@@ -254,12 +254,47 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
         **_creem_config(env),
+        **_accounts_config(env),
         **_operations_config(env),
     }
     if overrides:
         config.update(overrides)
     _check_work_settings(config)
     return config
+
+
+MAIL_STAND_IN_URL = "smtp://127.0.0.1:1025"
+MAIL_STAND_IN_PAGE = "http://127.0.0.1:5057"
+
+
+def _accounts_config(env: str) -> dict:
+    """Mail (SMTP from MAIL_URL, else the local stand-in), the account rate limits, staff
+    two-factor.
+
+    Raises ConfigError when production has no MAIL_URL (unless ALLOW_EMBEDDED_SERVICES), or
+    MAIL_URL is not an smtp:// or smtps:// URL.
+    """
+    mail_url = os.environ.get("MAIL_URL", "").strip()
+    if not mail_url and env == "production" and not _flag("ALLOW_EMBEDDED_SERVICES"):
+        raise ConfigError("MAIL_URL must be set in production (smtp://user:password@host:587 "
+                          "or smtps://…), or set ALLOW_EMBEDDED_SERVICES=1 to use the stand-in")
+    if mail_url and not mail_url.startswith(("smtp://", "smtps://")):
+        raise ConfigError("MAIL_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
+    return {
+        "MAIL_URL": mail_url or MAIL_STAND_IN_URL,
+        "MAIL_STAND_IN": not mail_url,
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Roomcraft <no-reply@roomcraft.localhost>"),
+        "MAIL_TIMEOUT_SECONDS": _int("MAIL_TIMEOUT_SECONDS", 10),
+        "PUBLIC_URL": os.environ.get("PUBLIC_URL", "").strip().rstrip("/"),
+        "PASSWORD_RESET_MAX_AGE_SECONDS": _int("PASSWORD_RESET_MAX_AGE_SECONDS", 3600),
+        "EMAIL_VERIFICATION_MAX_AGE_SECONDS": _int("EMAIL_VERIFICATION_MAX_AGE_SECONDS",
+                                                   3 * 24 * 3600),
+        "RATELIMIT_SIGNUP": os.environ.get("RATELIMIT_SIGNUP", "5 per hour"),
+        "RATELIMIT_RESET_ADDRESS": os.environ.get("RATELIMIT_RESET_ADDRESS", "3 per hour"),
+        "RATELIMIT_RESET_CLIENT": os.environ.get("RATELIMIT_RESET_CLIENT", "10 per hour"),
+        "RATELIMIT_VERIFY_RESEND": os.environ.get("RATELIMIT_VERIFY_RESEND", "3 per 10 minutes"),
+        "STAFF_TWO_FACTOR_REQUIRED": env == "production" or _flag("STAFF_TWO_FACTOR_REQUIRED"),
+    }
 
 
 def _operations_config(env: str) -> dict:

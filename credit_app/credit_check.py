@@ -10,7 +10,12 @@ from typing import Any
 from flask import current_app, make_response, render_template, request
 from flask_login import current_user, login_required
 
-from credit_app.errors import InsufficientCredits, is_htmx_request, wants_json_response
+from credit_app.errors import (
+    EmailNotVerified,
+    InsufficientCredits,
+    is_htmx_request,
+    wants_json_response,
+)
 from credit_app.extensions import db
 from credit_app.request_json import request_json
 from credit_app.services import analytics, credits, generations
@@ -31,6 +36,10 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
     The view owns the outcome: it commits the request (the hold stands) and later a job
     commits or releases the reservation. Without credits, htmx requests get the upgrade
     modal, JSON requests a 402 and pages the error page with the upgrade link.
+
+    An address not verified yet stops here, before any credit is held (a column of the user
+    already loaded, so no query): htmx gets the dialog that offers to resend the link, others
+    EmailNotVerified (403).
     """
     credits.get_feature(feature)
 
@@ -38,6 +47,10 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
         @wraps(view)
         @login_required
         def wrapped(*args: Any, **kwargs: Any):
+            if not current_user.is_verified:
+                if is_htmx_request() and not wants_json_response():
+                    return verification_required_response()
+                raise EmailNotVerified()
             timeout = timedelta(seconds=current_app.config["RESERVATION_TIMEOUT_SECONDS"])
             try:
                 reservation = credits.reserve_credit(
@@ -61,6 +74,15 @@ def upgrade_modal_response(feature: str | None):
                     credits_remaining=credits.get_user_credits(current_user.id).remaining)
     db.session.commit()
     response = make_response(render_template("dashboard/_upgrade_modal.html", feature=feature))
+    response.headers["HX-Retarget"] = "#modal-root"
+    response.headers["HX-Reswap"] = "innerHTML"
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def verification_required_response():
+    """The "confirm your email first" dialog as an htmx fragment, in the page's modal slot."""
+    response = make_response(render_template("dashboard/_verify_modal.html"), 403)
     response.headers["HX-Retarget"] = "#modal-root"
     response.headers["HX-Reswap"] = "innerHTML"
     response.headers["Vary"] = "HX-Request"

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, text
-from werkzeug.security import generate_password_hash
 
 from credit_app.errors import DomainError
 from credit_app.extensions import db
 from credit_app.models import Generation, GenerationStatus, Subscription, User, UserRole
 from credit_app.services import analytics, credits
+from credit_app.services.passwords import hash_password
 
 DEMO_DOMAIN = "demo.roomcraft.test"
 FEATURE_WEIGHTS = {"interior": 34, "furnish": 18, "exterior": 15, "sketch": 12, "remove": 13,
@@ -85,7 +85,7 @@ def seed_demo_data(users: int = 400, days: int = 30, seed: int = 7,
     rng = random.Random(seed)
     end = end or datetime.now(UTC)
     start = end - timedelta(days=days)
-    unusable = generate_password_hash(secrets.token_urlsafe(32))
+    unusable = hash_password(secrets.token_urlsafe(32))
     staff = User(email=f"staff@{DEMO_DOMAIN}", password_hash=unusable, role=UserRole.ADMIN,
                  credits_remaining=0, credits_total=0, created_at=start)
     db.session.add(staff)
@@ -108,7 +108,7 @@ def _simulate_user(number: int, signed_up: datetime, end: datetime, staff_id: in
                    password_hash: str, rng: random.Random, report: SeedReport) -> User:
     email = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}.{number}@{DEMO_DOMAIN}"
     user = User(email=email, password_hash=password_hash, credits_remaining=0, credits_total=0,
-                created_at=signed_up, credits_granted_at=signed_up)
+                created_at=signed_up, credits_granted_at=signed_up, email_verified_at=signed_up)
     db.session.add(user)
     db.session.flush()
     welcome = current_app.config["SIGNUP_CREDITS"]

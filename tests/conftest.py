@@ -30,6 +30,7 @@ from credit_app.models import User, UserRole
 from credit_app.redis_client import get_redis
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
+from credit_app.testing.mail_stand_in import Mailbox, start_smtp
 
 PASSWORD = "correct horse battery staple"
 CONCURRENCY_DOMAIN = "concurrency.example.com"
@@ -44,7 +45,7 @@ class SignedInClient(FlaskClient):
             with self.application.test_request_context(environ_base=self.environ_base):
                 identifier = _create_identifier()
             with self.session_transaction() as session:
-                session["_user_id"] = str(user.id)
+                session["_user_id"] = user.get_id()
                 session["_fresh"] = True
                 session["_id"] = identifier
 
@@ -77,10 +78,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def app() -> Iterator[Flask]:
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server (aiosmtpd) for the whole run: its mailbox and port."""
+    mailbox = Mailbox()
+    controller = start_smtp(mailbox)
+    try:
+        yield mailbox, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: tuple[Mailbox, int]) -> Mailbox:
+    """What the test SMTP server received, emptied before the test."""
+    smtp_server[0].clear()
+    return smtp_server[0]
+
+
+@pytest.fixture(scope="session")
+def app(smtp_server: tuple[Mailbox, int]) -> Iterator[Flask]:
     app = create_app(
         "testing",
         overrides={
+            "MAIL_URL": f"smtp://127.0.0.1:{smtp_server[1]}",
+            "RATELIMIT_AUTH": "10000 per minute",
+            "RATELIMIT_SIGNUP": "10000 per minute",
+            "RATELIMIT_RESET_ADDRESS": "10000 per minute",
+            "RATELIMIT_RESET_CLIENT": "10000 per minute",
+            "RATELIMIT_VERIFY_RESEND": "10000 per minute",
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 80,
                                           "pool_pre_ping": True},
             "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
@@ -186,19 +211,22 @@ def _delete_committed_test_users() -> None:
             connection.execute(text(f"DELETE FROM {table}"))
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
         for table in ("analytics_events", "credit_transactions", "credit_reservations",
-                      "api_tokens"):
+                      "api_tokens", "outbound_emails", "recovery_codes", "welcome_mailboxes"):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
+        connection.execute(text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) "
+                                f"OR actor_id IN ({ids})"))
         connection.execute(text(f"DELETE FROM users WHERE id IN ({ids})"))
 
 
 @pytest.fixture
 def make_user() -> Callable[..., User]:
-    """Register a user through the real sign-up service (so with its 6 welcome credits)."""
+    """Register a user through the real sign-up service (so with its 6 welcome credits),
+    with a verified address unless `verified=False`."""
 
     def factory(email: str | None = None, role: UserRole = UserRole.USER,
-                plan: str = "free") -> User:
+                plan: str = "free", verified: bool = True) -> User:
         user = accounts.register_user(email or f"user-{uuid.uuid4().hex[:10]}@example.com",
-                                      PASSWORD, role=role)
+                                      PASSWORD, role=role, verified=verified)
         user.subscription_status = plan
         db.session.commit()
         return user

@@ -9,7 +9,8 @@ def clean_env(monkeypatch, tmp_path):
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "APP_ENV", "TEST_DATABASE_URL",
                  "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE", "CREEM_API_KEY",
                  "CREEM_WEBHOOK_SECRET", "CREEM_API_URL", "CREEM_PRODUCT_PRO_MONTHLY",
-                 "CREEM_PRODUCT_PRO_YEARLY"):
+                 "CREEM_PRODUCT_PRO_YEARLY", "MAIL_URL", "MAIL_FROM", "PUBLIC_URL",
+                 "STAFF_TWO_FACTOR_REQUIRED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     return monkeypatch
@@ -37,7 +38,11 @@ def test_production_with_real_servers(clean_env):
     clean_env.setenv("CREEM_WEBHOOK_SECRET", "whsec_live")
     clean_env.setenv("CREEM_PRODUCT_PRO_MONTHLY", "prod_monthly")
     clean_env.setenv("CREEM_PRODUCT_PRO_YEARLY", "prod_yearly")
+    clean_env.setenv("MAIL_URL", "smtp://apikey:secret@smtp.mail.internal:587")
     settings = load_config("production")
+    assert settings["MAIL_URL"] == "smtp://apikey:secret@smtp.mail.internal:587"
+    assert settings["MAIL_STAND_IN"] is False
+    assert settings["STAFF_TWO_FACTOR_REQUIRED"] is True
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
     assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]
     assert settings["EMBEDDED_SERVICES"] is False
@@ -92,3 +97,32 @@ def test_a_dyno_without_app_env_refuses_to_start(clean_env):
     clean_env.setenv("DYNO", "web.1")
     with pytest.raises(ConfigError, match="APP_ENV must be set"):
         load_config()
+
+
+def _production_env(clean_env) -> None:
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    clean_env.setenv("DATABASE_URL", "postgres://user:pw@db.internal:5432/app")
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    clean_env.setenv("CREEM_API_KEY", "creem_live_key")
+    clean_env.setenv("CREEM_WEBHOOK_SECRET", "whsec_live")
+    clean_env.setenv("CREEM_PRODUCT_PRO_MONTHLY", "prod_monthly")
+    clean_env.setenv("CREEM_PRODUCT_PRO_YEARLY", "prod_yearly")
+
+
+def test_production_needs_a_mail_url(clean_env):
+    _production_env(clean_env)
+    with pytest.raises(ConfigError, match="MAIL_URL must be set in production"):
+        load_config("production")
+
+
+def test_mail_url_must_be_smtp(clean_env):
+    clean_env.setenv("MAIL_URL", "https://mail.example.com")
+    with pytest.raises(ConfigError, match="smtp://"):
+        load_config("development")
+
+
+def test_without_a_mail_url_development_uses_the_stand_in(clean_env):
+    settings = load_config("development")
+    assert settings["MAIL_URL"] == config.MAIL_STAND_IN_URL
+    assert settings["MAIL_STAND_IN"] is True
+    assert settings["STAFF_TWO_FACTOR_REQUIRED"] is False

@@ -82,6 +82,7 @@ def test_load_config_includes_the_creem_settings(env):
     env.setenv("SECRET_KEY", "s" * 32)
     env.setenv("DATABASE_URL", "postgresql://db/app")
     env.setenv("REDIS_URL", "redis://cache:6379/0")
+    env.setenv("MAIL_URL", "smtp://user:pass@smtp.mail.internal:587")
     real_creem(env)
     settings = load_config("production")
     assert settings["CREEM_API_KEY"] == "creem_live_abc"

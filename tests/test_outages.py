@@ -85,10 +85,11 @@ def outage_app(app, monkeypatch, redis_server, tmp_path) -> Iterator[Flask]:
 
 
 def committed_user(app: Flask) -> tuple[int, str]:
-    """A committed user (cleaned up after the test) and an API token of theirs."""
+    """A committed user with a confirmed address (cleaned up after the test) and an API token
+    of theirs."""
     with app.app_context():
         user = accounts.register_user(f"outage-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                      PASSWORD)
+                                      PASSWORD, verified=True)
         _, token = accounts.create_api_token(user.id, "outage")
         db.session.commit()
         return user.id, token

@@ -58,7 +58,7 @@ from credit_app.errors import (
 )
 from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Subscription, User
-from credit_app.services import credits
+from credit_app.services import credits, notifications
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,8 @@ def apply_snapshot(snapshot: SubscriptionSnapshot, at: datetime, source: str, *,
         outcome = "foreign_product"
     why = "subscription resumed" if source == "api.resume" else _WHY[status]
     sync_user_plan(row.user_id, now, why, _details(row, source, event_id))
+    if outcome != "foreign_product":
+        notifications.on_subscription_applied(row)
     return outcome
 
 

@@ -16,7 +16,7 @@ from credit_app.billing import plans as billing_plans
 from credit_app.billing import subscriptions as billing_subscriptions
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
-from credit_app.forms import AdjustCreditsForm, RolloutForm
+from credit_app.forms import AdjustCreditsForm, RolloutForm, SignInAccessForm
 from credit_app.input_text import clean_line
 from credit_app.models import AUDIT_ACTIONS, User
 from credit_app.redis_client import get_redis
@@ -80,7 +80,8 @@ def users():
                            search=search)
 
 
-def _render_user(user: User, form: AdjustCreditsForm, status: int = 200):
+def _render_user(user: User, form: AdjustCreditsForm, status: int = 200,
+                 access_form: SignInAccessForm | None = None):
     history = credits.get_credit_history(user.id, request.args.get("cursor"), limit=50)
     return render_template(
         "admin/user_detail.html", user=user, form=form, history=history,
@@ -88,6 +89,7 @@ def _render_user(user: User, form: AdjustCreditsForm, status: int = 200):
         audit_entries=audit.list_entries(target_user_id=user.id, limit=20).items,
         subscriptions=billing_subscriptions.user_subscriptions(user.id),
         plan_for_product=billing_plans.plan_for_product,
+        access_form=access_form or SignInAccessForm(formdata=None, prefix="access"),
     ), status
 
 
@@ -119,6 +121,27 @@ def adjust_credits(user_id: int):
     verb = "Removed" if form.operation.data == "remove" else "Granted"
     flash(f"{verb} {amount} credits {'from' if verb == 'Removed' else 'to'} {user.email}.",
           "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/sign-in")
+def set_sign_in_access(user_id: int):
+    """Disable sign-in (ending every session of the account) or enable it, with a reason."""
+    user = db.session.get(User, user_id) or abort(404)
+    form = SignInAccessForm(prefix="access")
+    disable = request.form.get("action") == "disable"
+    if not form.validate_on_submit():
+        return _render_user(user, AdjustCreditsForm(formdata=None), 422, access_form=form)
+    try:
+        staff.set_sign_in_disabled(user.id, disable, form.reason.data, current_user.id)
+    except DomainError as exc:
+        db.session.rollback()
+        form.reason.errors = [*form.reason.errors, exc.message]
+        return _render_user(db.session.get(User, user_id), AdjustCreditsForm(formdata=None),
+                            exc.status, access_form=form)
+    db.session.commit()
+    flash(f"{'Disabled' if disable else 'Enabled'} sign-in for {user.email}"
+          f"{'; every session of the account has ended' if disable else ''}.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

@@ -24,9 +24,13 @@ from credit_app.models import (
     CreditReservation,
     Generation,
     GenerationStatus,
+    OutboundEmail,
     ReservationStatus,
     WebhookEvent,
 )
+
+# An email still unsent after this many attempts is left to staff (its error is on the row).
+MAX_MAIL_ATTEMPTS = 10
 
 
 def stranded_after(config: Mapping[str, Any]) -> dict[str, timedelta]:
@@ -38,14 +42,17 @@ def stranded_after(config: Mapping[str, Any]) -> dict[str, timedelta]:
     - A running generation is stale once its job timeout has passed (rq would have stopped a
       live job by then: its worker died); it is queued again while its hold lasts.
     - A webhook event never attempted waits one recovery period; one that failed waits for
-      its whole retry window first.
+      its whole retry window first. An email likewise.
     """
     period = registry.job("requeue_stranded_work").period_seconds(config) or 60
     generation = registry.job("run_generation")
     job_timeout = generation.timeout_seconds(config)
     slack = max(config["RESERVATION_TIMEOUT_SECONDS"] - job_timeout, 2)
     webhook = registry.job("process_webhook_event")
+    email = registry.job("deliver_email")
     return {
+        "new_email": timedelta(seconds=period),
+        "failed_email": timedelta(seconds=email.retry_window_seconds + period),
         "queued_generation": timedelta(seconds=min(period, slack / 2)),
         "running_generation": timedelta(seconds=job_timeout + 1),
         "new_webhook_event": timedelta(seconds=period),
@@ -84,14 +91,34 @@ def stranded_webhook_events(limit: int, now=None) -> list[str]:
     ).scalars())
 
 
+def stranded_emails(limit: int, now=None) -> list[int]:
+    """Unsent emails whose delivery job was lost or ran out of retries (up to
+    MAX_MAIL_ATTEMPTS attempts in all)."""
+    limits = stranded_after(current_app.config)
+    now = now or utcnow()
+    return list(db.session.execute(
+        select(OutboundEmail.id)
+        .where(OutboundEmail.sent_at.is_(None), OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
+               or_((OutboundEmail.attempts == 0)
+                   & (OutboundEmail.created_at < now - limits["new_email"]),
+                   OutboundEmail.created_at < now - limits["failed_email"]))
+        .order_by(OutboundEmail.id).limit(limit)
+    ).scalars())
+
+
 def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
-    """Queue again the webhook events and generations whose jobs were lost; the counts."""
+    """Queue again the webhook events, generations and emails whose jobs were lost; the
+    counts."""
     with job_context():
         events = stranded_webhook_events(limit)
         generations = stranded_generations(limit)
+        emails = stranded_emails(limit)
         db.session.rollback()
+        for email_id in emails:
+            enqueue_now("deliver_email", email_id)
         for event_id in events:
             requeue_event(event_id)
         for generation_pk in generations:
             enqueue_now("run_generation", generation_pk)
-    return {"webhook_events": len(events), "generations": len(generations)}
+    return {"webhook_events": len(events), "generations": len(generations),
+            "emails": len(emails)}

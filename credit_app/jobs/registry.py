@@ -65,6 +65,18 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
             "webhooks", timeout=120, retry_intervals=(10, 30, 60, 300, 900)),
     JobSpec("record_event", "credit_app.jobs.analytics.record_event", "analytics",
             timeout=60, retry_intervals=(5, 30, 120)),
+    # An email the SMTP server did not take is tried again after 10 s, 1 min, 5 min, 15 min
+    # and 1 h; then recovery queues it again (up to jobs/recovery.py MAX_MAIL_ATTEMPTS).
+    JobSpec("deliver_email", "credit_app.jobs.mail.deliver_email", "default",
+            timeout=60, retry_intervals=(10, 60, 300, 900, 3600)),
+    # The one-time notifications a ledger row or a subscription change calls for: each reads
+    # the facts again and writes its message to the outbox once.
+    JobSpec("notify_balance", "credit_app.jobs.mail.notify_balance", "default",
+            timeout=60, retry_intervals=(10, 60, 300)),
+    JobSpec("notify_plan_change", "credit_app.jobs.mail.notify_plan_change", "default",
+            timeout=60, retry_intervals=(10, 60, 300)),
+    JobSpec("notify_subscription", "credit_app.jobs.mail.notify_subscription", "default",
+            timeout=60, retry_intervals=(10, 60, 300)),
     # Periodic jobs do not retry: the next period runs them again.
     JobSpec("sweep_expired_reservations", "credit_app.jobs.credits.sweep_expired_reservations",
             "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),

@@ -1,5 +1,6 @@
 """Database models. Import from here so Alembic and the app see every table."""
 
+from credit_app.models.account import OutboundEmail, RecoveryCode, WelcomeMailbox
 from credit_app.models.analytics import (
     EVENT_TYPES,
     AnalyticsActiveDay,
@@ -45,10 +46,13 @@ __all__ = [
     "Generation",
     "GenerationStatus",
     "LedgerKind",
+    "OutboundEmail",
     "Posting",
+    "RecoveryCode",
     "ReservationStatus",
     "Subscription",
     "User",
     "UserRole",
     "WebhookEvent",
+    "WelcomeMailbox",
 ]

@@ -19,6 +19,11 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "rollout.change",
     "webhook.rerun",
     "account.delete",
+    "staff.sign_in",
+    "staff.sign_in_failed",
+    "staff.two_factor_enabled",
+    "user.disable",
+    "user.enable",
 )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.extensions import db
@@ -70,6 +72,39 @@ class User(UserMixin, db.Model):
     # Set when the person deleted their account: the row stays, without personal data, so that
     # the ledger and analytics that refer to it keep their totals.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set once the person followed the link mailed to `email`; generations need it.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An address the person asked to move to; it replaces `email` once verified.
+    pending_email: Mapped[str | None] = mapped_column(String(254))
+    # Part of the session id (get_id): raising it ends every session and remember-me cookie.
+    session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                 server_default="0")
+    # Set by staff: the account cannot sign in.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Staff two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Notification kinds (services/notifications.py) the person turned off.
+    email_opt_outs: Mapped[list] = mapped_column(JSONB, nullable=False, default=list,
+                                                 server_default="[]")
+
+    def get_id(self) -> str:
+        """The session's user id: the row id and the session version, so that raising the
+        version signs out every session and remember-me cookie."""
+        return f"{self.id}.{self.session_version}"
+
+    @property
+    def is_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    @property
+    def has_two_factor(self) -> bool:
+        return self.totp_enabled_at is not None
 
     @property
     def is_admin(self) -> bool:

@@ -1,20 +1,27 @@
-"""Accounts: sign-up with its welcome credits, sign-in, admins, and personal API tokens."""
+"""Accounts: sign-up with its welcome credits, sign-in, verification, password and email
+changes, ending sessions, admins, and personal API tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash, generate_password_hash
 
-from credit_app.errors import EmailTaken, ValidationFailed, WeakPassword
+from credit_app.errors import (
+    EmailTaken,
+    InvalidToken,
+    ValidationFailed,
+    WeakPassword,
+    WrongPassword,
+)
 from credit_app.extensions import db
-from credit_app.models import ApiToken, User, UserRole
-from credit_app.services import credits
+from credit_app.models import ApiToken, User, UserRole, WelcomeMailbox
+from credit_app.services import account_tokens, credits, mail, mailboxes, passwords
 from credit_app.services.credits import utcnow
+from credit_app.services.mailboxes import normalize_email
 
 WELCOME_CREDITS = 6
 MIN_PASSWORD_LENGTH = 10
@@ -23,17 +30,8 @@ COMMON_PASSWORDS = frozenset({
     "password", "password1", "password123", "1234567890", "12345678910", "qwertyuiop",
     "iloveyou123", "letmein123", "welcome123", "passw0rd123", "qwerty12345", "abc1234567",
 })
-# A hash to compare against when the email is unknown, so sign-in takes as long either way.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
-
-
-def normalize_email(email: str) -> str:
-    """Return the canonical form of an email address. Raises ValidationFailed."""
-    try:
-        result = validate_email(email or "", check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationFailed(f"That email address is not valid: {exc}", field="email") from None
-    return result.normalized.lower()
+NO_WELCOME_REASON = ("No welcome credits: an account on this mailbox already received them "
+                     "(addresses that reach the same mailbox count once)")
 
 
 def check_password_strength(password: str, email: str = "",
@@ -64,45 +62,170 @@ def register_user(
     role: UserRole = UserRole.USER,
     welcome_credits: int = WELCOME_CREDITS,
     min_password_length: int = MIN_PASSWORD_LENGTH,
+    verified: bool = False,
 ) -> User:
-    """Create the account and grant its welcome credits in the same transaction.
+    """Create the account and write its welcome row in the same transaction: the welcome
+    credits the first time a mailbox signs up, 0 with the reason after that.
 
-    Raises ValidationFailed (bad email), WeakPassword, EmailTaken.
+    Raises ValidationFailed (bad email), DisposableEmail, WeakPassword, EmailTaken.
     """
     email = normalize_email(email)
+    mailboxes.check_not_disposable(email)
     check_password_strength(password, email, min_password_length)
     if find_user_by_email(email) is not None:
         raise EmailTaken(field="email")
     user = User(
         email=email,
-        password_hash=generate_password_hash(password),
+        password_hash=passwords.hash_password(password),
         role=role,
         credits_remaining=0,
         credits_total=0,
+        email_verified_at=utcnow() if verified else None,
     )
     try:
         with db.session.begin_nested():
             db.session.add(user)
     except IntegrityError:
         raise EmailTaken(field="email") from None
-    credits.grant_credits(user.id, welcome_credits, "Welcome credits", source="registration")
+    first = db.session.execute(
+        insert(WelcomeMailbox)
+        .values(mailbox_hash=mailboxes.mailbox_hash(email), user_id=user.id)
+        .on_conflict_do_nothing(index_elements=["mailbox_hash"])
+        .returning(WelcomeMailbox.mailbox_hash)
+    ).scalar_one_or_none()
+    if first is not None:
+        credits.grant_welcome_credits(user.id, welcome_credits, "Welcome credits")
+    else:
+        credits.grant_welcome_credits(user.id, 0, NO_WELCOME_REASON)
     return user
 
 
 def authenticate(email: str, password: str) -> User | None:
-    """Return the user whose email and password match, else None."""
+    """Return the user whose email and password match, else None (also for a disabled
+    account). A hash in an older format, or made with weaker parameters, is replaced by an
+    argon2id one (flushed; the caller commits)."""
     user = find_user_by_email(email or "")
-    if user is None:
-        check_password_hash(_DUMMY_HASH, password or "")
+    if user is None or user.is_deleted:
+        passwords.verify_password(passwords.DUMMY_HASH, password or "")
         return None
-    return user if check_password_hash(user.password_hash, password or "") else None
+    if not passwords.verify_password(user.password_hash, password or ""):
+        return None
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+        db.session.flush()
+    return None if user.is_disabled else user
 
 
 def set_password(user: User, password: str, min_length: int = MIN_PASSWORD_LENGTH) -> None:
-    """Raises WeakPassword."""
+    """Set a new password and end every session of the user. Raises WeakPassword."""
     check_password_strength(password, user.email, min_length)
-    user.password_hash = generate_password_hash(password)
+    user.password_hash = passwords.hash_password(password)
+    end_all_sessions(user)
+
+
+def change_password(user: User, current: str, new: str,
+                    min_length: int = MIN_PASSWORD_LENGTH) -> None:
+    """Raises WrongPassword (current one wrong), WeakPassword."""
+    if not passwords.verify_password(user.password_hash, current or ""):
+        raise WrongPassword("That is not your current password.", field="current_password")
+    if current == new:
+        raise WeakPassword("Choose a password different from the current one.",
+                           field="password")
+    set_password(user, new, min_length)
+    mail.queue_email(user.email, "password_changed", user_id=user.id)
+
+
+def end_all_sessions(user: User) -> None:
+    """Sign the user out everywhere: every session and remember-me cookie stops working."""
+    user.session_version += 1
     db.session.flush()
+
+
+def request_password_reset(email: str) -> None:
+    """Mail a reset link if the address belongs to an active account; nothing otherwise (the
+    caller answers the same either way)."""
+    try:
+        address = normalize_email(email)
+    except ValidationFailed:
+        return
+    user = find_user_by_email(address)
+    if user is None or user.is_deleted or user.is_disabled:
+        return
+    mail.queue_email(user.email, "password_reset", user_id=user.id)
+
+
+def reset_password(token: str, password: str, min_length: int = MIN_PASSWORD_LENGTH) -> User:
+    """Set the password a reset link was for; ends every session; the link cannot be used
+    again. Following the link proves the address, so it counts as verified.
+
+    Raises InvalidToken, WeakPassword.
+    """
+    user = account_tokens.user_for_reset_token(token)
+    if user.is_disabled:
+        raise InvalidToken("That account is disabled; contact support.")
+    set_password(user, password, min_length)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+    db.session.flush()
+    return user
+
+
+def send_verification(user: User) -> None:
+    """Mail a confirmation link to the user's address (a no-op when already verified)."""
+    if user.is_verified:
+        return
+    mail.queue_email(user.email, "verify_email", user_id=user.id)
+
+
+def request_email_change(user: User, new_email: str, password: str) -> str:
+    """Mail a confirmation link to `new_email`; the address changes when it is followed.
+
+    Raises WrongPassword, ValidationFailed, DisposableEmail, EmailTaken.
+    """
+    if not passwords.verify_password(user.password_hash, password or ""):
+        raise WrongPassword(field="password")
+    address = normalize_email(new_email)
+    if address == user.email:
+        raise ValidationFailed("That is already your address.", field="new_email")
+    mailboxes.check_not_disposable(address)
+    if find_user_by_email(address) is not None:
+        raise EmailTaken(field="new_email")
+    user.pending_email = address
+    db.session.flush()
+    mail.queue_email(address, "change_email", user_id=user.id)
+    return address
+
+
+def verify_email(token: str) -> tuple[User, str]:
+    """Apply a confirmation link: verify the sign-up address, or move to the new one.
+
+    Returns the user and "verified", "changed" or "already verified".
+    Raises InvalidToken (bad, expired, or for an address no longer asked for), EmailTaken.
+    """
+    user_id, address = account_tokens.read_verification_token(token)
+    user = db.session.get(User, user_id)
+    if user is None or user.is_deleted:
+        raise InvalidToken()
+    if address == user.email:
+        if user.is_verified:
+            return user, "already verified"
+        user.email_verified_at = utcnow()
+        db.session.flush()
+        return user, "verified"
+    if address != user.pending_email:
+        raise InvalidToken("That confirmation link is for an address this account no longer "
+                           "asks for.")
+    if find_user_by_email(address) is not None:
+        raise EmailTaken("Another account took that address meanwhile.")
+    user.email = address
+    user.pending_email = None
+    user.email_verified_at = utcnow()
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise EmailTaken("Another account took that address meanwhile.") from None
+    return user, "changed"
 
 
 def make_admin(user: User) -> User:
@@ -161,3 +284,30 @@ def user_for_token(plaintext: str) -> User | None:
     return db.session.execute(
         _TOKEN_OWNER, {"token_hash": _hash_token(plaintext)}
     ).scalar_one_or_none()
+
+
+def record_staff_sign_in(user: User, method: str, address: str | None) -> None:
+    """Audit a staff member's sign-in (method: password, totp or recovery)."""
+    from credit_app.services import audit
+
+    audit.record(user.id, "staff.sign_in", target_user_id=user.id,
+                 details={"method": method, "address": address})
+
+
+def record_failed_sign_in(email: str, why: str, address: str | None) -> None:
+    """Audit a failed sign-in when the address is a staff account's (others are not logged)."""
+    from credit_app.services import audit
+
+    try:
+        user = find_user_by_email(normalize_email(email))
+    except ValidationFailed:
+        return
+    if user is not None and user.is_admin:
+        audit.record(None, "staff.sign_in_failed", target_user_id=user.id,
+                     details={"why": why, "address": address})
+
+
+def record_two_factor_enabled(user: User) -> None:
+    from credit_app.services import audit
+
+    audit.record(user.id, "staff.two_factor_enabled", target_user_id=user.id)

@@ -589,6 +589,21 @@ def grant_credits(
     ))
 
 
+def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTransaction:
+    """Write the sign-up's welcome row: `amount` credits, or 0 with the reason why none (a
+    mailbox that had its welcome credits already), so every account's history starts alike.
+
+    Raises InvalidAmount, ValidationFailed (empty reason), UserNotFound.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_GRANT:
+        raise InvalidAmount(f"The amount must be a whole number between 0 and {MAX_GRANT}.",
+                            field="amount")
+    reason = _checked_reason(reason)
+    balance = _lock_balance(user_id)
+    return _entry(_post(balance, kind=LedgerKind.GRANT, amount=amount, source="registration",
+                        metadata={"reason": reason}))
+
+
 def remove_credits(user_id: int, amount: int, reason: str,
                    actor_id: int | None = None) -> CreditTransaction:
     """Take `amount` credits off the user's balance (a staff correction, with its reason).

@@ -1,9 +1,10 @@
 """What else is written, in the same transaction, when the credit service posts a ledger row.
 
 `events_for` gives the analytics events the row implies (the outbox), which `credits._post`
-writes in the same statement as the row; `after_post` writes the audit row when a staff
-member made the change (`actor_id`). So the API, the admin pages and the CLI are audited
-alike, and a rollback removes all of it.
+writes in the same statement as the row; `after_post` enqueues the notification the row may
+call for (services/notifications.py, decided from the row alone, so no query) and writes the
+audit row when a staff member made the change (`actor_id`). So the API, the admin pages and
+the CLI are audited alike, and a rollback removes all of it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from credit_app.models import LedgerKind, Posting
-from credit_app.services import analytics, audit
+from credit_app.services import analytics, audit, notifications
 
 
 def audit_action(posting: Posting) -> str:
@@ -31,7 +32,9 @@ def events_for(posting: Posting) -> list[dict[str, Any]]:
 
 
 def after_post(entry_id: int, posting: Posting) -> None:
-    """Write the audit row of a just-written ledger row made by staff (nothing otherwise)."""
+    """Enqueue the notification of a just-written ledger row (one credit left, used up,
+    Welcome to Pro) and write its audit row if staff made it."""
+    notifications.on_ledger_row(entry_id, posting)
     if posting.actor_id is None:
         return
     details = {"amount": posting.amount, "transaction_id": entry_id,

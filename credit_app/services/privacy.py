@@ -15,24 +15,18 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import delete, select, text, update
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from credit_app.billing import subscriptions
 from credit_app.clock import utcnow
-from credit_app.errors import DomainError, ValidationFailed
+from credit_app.errors import DomainError, WrongPassword
 from credit_app.extensions import db
-from credit_app.models import ApiToken, Generation, UserRole
-from credit_app.services import analytics, audit, credits
+from credit_app.models import ApiToken, Generation, OutboundEmail, RecoveryCode, UserRole
+from credit_app.services import analytics, audit, credits, passwords
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
 LEDGER_KEYS_KEPT: tuple[str, ...] = ("plan", "from", "to", "expires_at", "enforcement",
                                      "product_id")
-
-
-class WrongPassword(ValidationFailed):
-    code = "wrong_password"
-    default_message = "That password is not right."
 
 
 class SubscriptionStillRenews(DomainError):
@@ -58,7 +52,7 @@ def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path
     user = credits.lock_user(user_id)
     if user.is_deleted:
         raise AccountAlreadyDeleted()
-    if not isinstance(password, str) or not check_password_hash(user.password_hash, password):
+    if not isinstance(password, str) or not passwords.verify_password(user.password_hash, password):
         raise WrongPassword(field="password")
     if subscriptions.get_subscription_status(user.id).can_cancel:
         raise SubscriptionStillRenews()
@@ -82,7 +76,16 @@ def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path
     )
     analytics.anonymise_user_events(user.id)
     user.email = f"deleted-{user.id}-{secrets.token_hex(6)}@{DELETED_DOMAIN}"
-    user.password_hash = generate_password_hash(secrets.token_urlsafe(32))
+    user.password_hash = passwords.hash_password(secrets.token_urlsafe(32))
+    user.pending_email = None
+    user.totp_secret = None
+    user.totp_enabled_at = None
+    user.session_version += 1
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    db.session.execute(delete(OutboundEmail).where(OutboundEmail.user_id == user.id,
+                                                   OutboundEmail.sent_at.is_(None)))
+    db.session.execute(update(OutboundEmail).where(OutboundEmail.user_id == user.id)
+                       .values(to_address=user.email, context={}))
     user.role = UserRole.USER
     user.deleted_at = utcnow()
     audit.record(user.id, "account.delete", target_user_id=user.id)

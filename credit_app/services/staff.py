@@ -1,6 +1,7 @@
 """What the admin pages do and show beyond the credit API: re-run a webhook event (audited
 with the staff member's id in the same transaction; credit changes are audited through
-`ledger_observers`), and the lists of webhook events, failed generations and rq queues.
+`ledger_observers`), disable or enable an account's sign-in, and the lists of webhook
+events, failed generations and rq queues.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from credit_app.jobs.webhooks import enqueue_event
 from credit_app.models import (
     Generation,
     GenerationStatus,
+    User,
     WebhookEvent,
 )
 from credit_app.redis_client import QUEUE_NAMES
-from credit_app.services import audit
+from credit_app.services import audit, credits
+from credit_app.services.credits import utcnow
 
 
 def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
@@ -146,3 +149,24 @@ def failed_jobs(connection: redis.Redis, queue_name: str = "generations",
                               result.created_at if result is not None else None,
                               error[-1] if error else ""))
     return jobs
+
+
+def set_sign_in_disabled(user_id: int, disabled: bool, reason: str, actor_id: int) -> User:
+    """Disable an account's sign-in (which ends every session it has) or enable it again;
+    audited with the reason.
+
+    Raises ValidationFailed (no reason, or staff disabling themselves), UserNotFound.
+    """
+    reason = audit.clean_reason(reason)
+    if disabled and user_id == actor_id:
+        raise ValidationFailed("You cannot disable your own account.", field="reason")
+    user = credits.lock_user(user_id)
+    if disabled and user.disabled_at is None:
+        user.disabled_at = utcnow()
+        user.session_version += 1
+    elif not disabled:
+        user.disabled_at = None
+    audit.record(actor_id, "user.disable" if disabled else "user.enable", target_user_id=user.id,
+                 details={"reason": reason})
+    db.session.flush()
+    return user

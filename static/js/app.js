@@ -29,6 +29,24 @@
     else if (button && document.activeElement && document.activeElement.closest("#sidebar")) button.focus();
   }
 
+  // The collapse toggle tells the server the state it just switched to (no inline script:
+  // the Content-Security-Policy allows none).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (event.detail.elt.matches("[data-sidebar-toggle]")) {
+      event.detail.parameters.collapsed = String(body.classList.contains("sidebar-collapsed"));
+    }
+  });
+
+  // The counter polls every 4 s while the live socket is down, and when the tab comes back.
+  function pollCredits() {
+    const counter = document.getElementById("sidebar-credits");
+    if (counter && window.htmx) htmx.trigger(counter, "credits-poll");
+  }
+  setInterval(function () { if (body.classList.contains("live-down")) pollCredits(); }, 4000);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") pollCredits();
+  });
+
   // Live updates: poll only while the socket is down (htmx's ws extension reconnects with
   // exponential backoff and full jitter). The socket counts as live once it has sent the
   // counter: while the server has lost Redis it sends the counter and closes (1013), so the

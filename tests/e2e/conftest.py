@@ -1,7 +1,8 @@
 """Browser tests: the real app over HTTP, a real rq worker, and headless Debian chromium.
 
 The session `app` serves on 127.0.0.1 (a free port) from a werkzeug thread; `python worker.py`
-runs the generation jobs in a subprocess on the same database, Redis and storage directory.
+runs the generation and mail jobs in a subprocess on the same database, Redis and storage
+directory, sending mail to the suite's SMTP server (tests/conftest.py `smtp_server`).
 The tests commit for real (they are marked `concurrency`), so every user signs up as
 `e2e-…@concurrency.example.com` and is deleted after the test by tests/conftest.py.
 
@@ -33,6 +34,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from credit_app.config import PROJECT_ROOT, instance_path
 from credit_app.extensions import db
 from credit_app.redis_client import get_redis
+from credit_app.testing.mail_stand_in import Mailbox
 from tests.e2e.pages import Roomcraft
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,7 +77,7 @@ def rq_worker(app: Flask, storage_dir: Path, creem_port: int,
     env = {**os.environ, "APP_ENV": "testing", "TEST_DATABASE_URL": database_url,
            "REDIS_URL": app.config["REDIS_URL"], "INSTANCE_PATH": str(instance_path()),
            "GENERATION_STORAGE_PATH": str(storage_dir), "PYTHONUNBUFFERED": "1",
-           "CREEM_API_URL": f"http://127.0.0.1:{creem_port}"}
+           "CREEM_API_URL": f"http://127.0.0.1:{creem_port}", "MAIL_URL": app.config["MAIL_URL"]}
     log_path = tmp_path_factory.mktemp("e2e-worker") / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env,
@@ -170,9 +172,10 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def roomcraft(browser: WebDriver, live_server: str, screenshot_dir: Path) -> Roomcraft:
-    """The app as a user sees it in the browser."""
-    return Roomcraft(browser, live_server, screenshot_dir)
+def roomcraft(browser: WebDriver, live_server: str, screenshot_dir: Path,
+              smtp_server: tuple[Mailbox, int]) -> Roomcraft:
+    """The app as a user sees it in the browser, with the mail the test SMTP server got."""
+    return Roomcraft(browser, live_server, screenshot_dir, smtp_server[0])
 
 
 @pytest.fixture(scope="package")

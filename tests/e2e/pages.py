@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from credit_app.features import FEATURES
+from credit_app.testing.mail_stand_in import Mailbox
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 
 WCAG_AA_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
@@ -46,14 +48,28 @@ const done = document.querySelector(
 return done ? done.className : null;
 """
 
+_TRANSITIONS_DONE = """
+return document.getAnimations().filter(function (animation) {
+  return animation instanceof CSSTransition && animation.playState === "running";
+}).length === 0;
+"""
+_WIDER_THAN_SCREEN = """
+const width = arguments[0];
+return [...document.querySelectorAll("body *")]
+  .filter(function (e) { return e.getBoundingClientRect().right > width + 0.5; })
+  .slice(0, 5).map(function (e) { return e.tagName + "." + e.className + "#" + e.id; });
+"""
+
 
 class Roomcraft:
     """One browser on the live app, with the waits each step needs."""
 
-    def __init__(self, driver: WebDriver, base_url: str, screenshot_dir: Path) -> None:
+    def __init__(self, driver: WebDriver, base_url: str, screenshot_dir: Path,
+                 mailbox: Mailbox) -> None:
         self.driver = driver
         self.base_url = base_url
         self.screenshot_dir = screenshot_dir
+        self.mailbox = mailbox
 
     def wait(self, timeout: float = 10) -> WebDriverWait:
         return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
@@ -76,8 +92,9 @@ class Roomcraft:
     def script(self, source: str, *args: object) -> object:
         return self.driver.execute_script(source, *args)
 
-    def sign_up(self) -> str:
-        """Create an account through the real form; returns its email."""
+    def sign_up(self, verify: bool = True) -> str:
+        """Create an account through the real form and, unless `verify=False`, confirm its
+        address with the link that was mailed; returns its email."""
         email = f"e2e-{uuid.uuid4().hex[:12]}@{CONCURRENCY_DOMAIN}"
         self.open("/signup")
         self.find("#email").send_keys(email)
@@ -85,7 +102,50 @@ class Roomcraft:
         self.find("#confirm").send_keys(PASSWORD)
         self.find("form button[type=submit]").click()
         self.wait().until(ec.url_matches(r"/dashboard$"))
+        if verify:
+            self.follow_mailed_link(email, "Confirm your email", "/verify-email/")
+            self.wait().until(ec.url_matches(r"/dashboard$"))
         return email
+
+    def mailed_link(self, to: str, subject: str, path_prefix: str, count: int = 1) -> str:
+        """The path of the link in the `count`-th email to `to` about `subject`."""
+        message = self.mailbox.wait_for(to, subject, count=count, timeout=RESULT_TIMEOUT)
+        match = re.search(re.escape(path_prefix) + r"[^\s<>\"']*", message.text)
+        assert match, f"no {path_prefix} link in the email: {message.text}"
+        return match.group(0)
+
+    def follow_mailed_link(self, to: str, subject: str, path_prefix: str,
+                           count: int = 1) -> None:
+        self.open(self.mailed_link(to, subject, path_prefix, count))
+
+    def fill(self, css: str, text: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(text)
+
+    def submit(self, form_css: str = "form") -> None:
+        self.find(f"{form_css} button[type=submit]").click()
+
+    def flash_text(self) -> str:
+        return self.find("#flash-area").text
+
+    def screenshots(self, name: str, fits: bool = True) -> list[Path]:
+        """The viewport at 1440 px (desktop) and 390 px (a phone) as <name>-1440.png and
+        <name>-390.png (once the layout's transitions have ended; with `fits`, the page must
+        not be wider than the screen), then the window as it was."""
+        paths = []
+        for width, height in ((1440, 900), (390, 844)):
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            self.wait().until(lambda _: self.script(_TRANSITIONS_DONE),
+                              "the page kept moving after the resize")
+            overflow = self.script("return document.documentElement.scrollWidth;")
+            assert not fits or overflow <= width, (
+                f"{name} is {overflow} px wide at {width} px: "
+                f"{self.script(_WIDER_THAN_SCREEN, width)}")
+            paths.append(self.screenshot(f"{name}-{width}"))
+        self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        return paths
 
     def counter(self) -> str | None:
         """The sidebar's "n/total" as shown (None for Pro or no counter)."""

@@ -46,8 +46,8 @@ def second_process() -> str:
 
 
 def test_a_consume_through_one_process_updates_a_browser_on_another(
-        app, browser, live_server, second_process, screenshot_dir):
-    on_b = Roomcraft(browser, second_process, screenshot_dir)
+        app, browser, live_server, second_process, screenshot_dir, smtp_server):
+    on_b = Roomcraft(browser, second_process, screenshot_dir, smtp_server[0])
     email = on_b.sign_up()
     on_b.wait_for_counter("6/6")
     on_b.wait_for_live_counter()

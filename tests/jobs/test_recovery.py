@@ -9,19 +9,19 @@ from sqlalchemy import update
 
 from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit
-from credit_app.jobs.recovery import requeue_stranded_work, stranded_after
-from credit_app.models import CreditReservation, Generation
+from credit_app.jobs.recovery import MAX_MAIL_ATTEMPTS, requeue_stranded_work, stranded_after
+from credit_app.models import CreditReservation, Generation, OutboundEmail
 from credit_app.redis_client import get_queue, get_redis
-from credit_app.services import credits
+from credit_app.services import credits, mail
 from tests.blueprints.test_generations import only_generation, start
 
 
 @pytest.fixture(autouse=True)
 def empty_queues():
-    for name in ("generations", "webhooks", "maintenance"):
+    for name in ("generations", "webhooks", "maintenance", "default"):
         get_queue(name).empty()
     yield
-    for name in ("generations", "webhooks", "maintenance"):
+    for name in ("generations", "webhooks", "maintenance", "default"):
         get_queue(name).empty()
 
 
@@ -29,7 +29,7 @@ def test_a_stranded_generation_is_queued_again(user_client, user):
     start(user_client, "interior")
     generation = only_generation(user)
     get_queue("generations").empty()
-    assert requeue_stranded_work() == {"webhook_events": 0, "generations": 0}
+    assert requeue_stranded_work() == {"webhook_events": 0, "generations": 0, "emails": 0}
     db.session.execute(update(Generation).where(Generation.id == generation.id)
                        .values(created_at=credits.utcnow() - timedelta(seconds=61)))
     db.session.commit()
@@ -108,3 +108,29 @@ def test_a_generation_whose_hold_expired_is_left_to_the_sweeper(app, user_client
                        .values(expires_at=credits.utcnow() - timedelta(seconds=1)))
     db.session.commit()
     assert requeue_stranded_work()["generations"] == 0
+
+
+def test_a_stranded_email_is_queued_again_until_its_attempts_run_out(app, user):
+    email_id = mail.queue_email(user.email, "password_changed", user_id=user.id)
+    db.session.commit()
+    get_queue("default").empty()
+    assert requeue_stranded_work()["emails"] == 0
+    waited = stranded_after(app.config)["new_email"] + timedelta(seconds=1)
+    db.session.execute(update(OutboundEmail).where(OutboundEmail.id == email_id)
+                       .values(created_at=credits.utcnow() - waited))
+    db.session.commit()
+    assert requeue_stranded_work()["emails"] == 1
+    assert get_queue("default").jobs[0].args == (email_id,)
+    db.session.execute(update(OutboundEmail).where(OutboundEmail.id == email_id)
+                       .values(attempts=1))
+    db.session.commit()
+    assert requeue_stranded_work()["emails"] == 0, "a failed email waits out its retries"
+    failed_long_ago = stranded_after(app.config)["failed_email"] + timedelta(seconds=1)
+    db.session.execute(update(OutboundEmail).where(OutboundEmail.id == email_id)
+                       .values(created_at=credits.utcnow() - failed_long_ago))
+    db.session.commit()
+    assert requeue_stranded_work()["emails"] == 1
+    db.session.execute(update(OutboundEmail).where(OutboundEmail.id == email_id)
+                       .values(attempts=MAX_MAIL_ATTEMPTS))
+    db.session.commit()
+    assert requeue_stranded_work()["emails"] == 0

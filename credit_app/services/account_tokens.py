@@ -1,0 +1,66 @@
+"""Signed links mailed to people: password reset (single-use, about an hour) and email
+verification. Nothing is stored: a link is signed with SECRET_KEY and checked against the
+account as it is now.
+
+A reset token carries a fingerprint of the password hash and session version, so it stops
+working once used (the password changed) or once every session was ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from credit_app.errors import InvalidToken
+from credit_app.extensions import db
+from credit_app.models import User
+
+RESET_SALT = "credit_app.password-reset"
+VERIFY_SALT = "credit_app.verify-email"
+
+
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+
+def _fingerprint(user: User) -> str:
+    return hashlib.sha256(f"{user.password_hash}:{user.session_version}".encode()).hexdigest()[:24]
+
+
+def reset_token(user: User) -> str:
+    return _serializer(RESET_SALT).dumps({"u": user.id, "f": _fingerprint(user)})
+
+
+def user_for_reset_token(token: str) -> User:
+    """The account a reset link is for. Raises InvalidToken (bad, expired or used)."""
+    max_age = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"]
+    try:
+        payload = _serializer(RESET_SALT).loads(token, max_age=max_age)
+    except BadSignature:
+        raise InvalidToken("That reset link is invalid or has expired. Ask for a new one.") \
+            from None
+    user = db.session.get(User, payload.get("u")) if isinstance(payload, dict) else None
+    if user is None or user.is_deleted or payload.get("f") != _fingerprint(user):
+        raise InvalidToken("That reset link was already used or is no longer valid. "
+                           "Ask for a new one.")
+    return user
+
+
+def verification_token(user_id: int, email: str) -> str:
+    return _serializer(VERIFY_SALT).dumps({"u": user_id, "e": email})
+
+
+def read_verification_token(token: str) -> tuple[int, str]:
+    """The user id and address a verification link is for. Raises InvalidToken."""
+    max_age = current_app.config["EMAIL_VERIFICATION_MAX_AGE_SECONDS"]
+    try:
+        payload = _serializer(VERIFY_SALT).loads(token, max_age=max_age)
+    except BadSignature:
+        raise InvalidToken("That confirmation link is invalid or has expired. Sign in and "
+                           "ask for a new one.") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("u"), int) \
+            or not isinstance(payload.get("e"), str):
+        raise InvalidToken()
+    return payload["u"], payload["e"]
