@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from credit_app.extensions import db
+from credit_app.models import Subscription
 from credit_app.redis_client import get_queue
 from credit_app.services import credits, notifications
 from tests.creem_support import Clock, apply_events, make_stand_in, subscribe
@@ -174,7 +175,10 @@ class TestSubscriptionNotices:
         db.session.commit()
         run_jobs()
         failed = mailbox.wait_for(user.email, "payment failed")
-        grace_end = START + timedelta(days=5)
+        # billing.access: past due keeps Pro for the grace days after the unpaid period's end
+        row = db.session.get(Subscription, sub_row_id(user))
+        grace_end = row.current_period_end + timedelta(days=5)
+        assert row.access_ends_at == grace_end
         assert f"until {grace_end:%B} {grace_end.day}, {grace_end.year}" in failed.text
 
     def test_payment_failed_can_be_turned_off_but_receipts_cannot(self, creem, clock, user):
