@@ -1,4 +1,5 @@
-# One command to run the app, one to test it. Everything installs into .venv from pyproject.toml.
+# One command to run the app, one to test it. Everything installs into .venv from the hashed lock
+# (requirements-dev.txt), which `make lock` regenerates from pyproject.toml.
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-stamp
@@ -6,15 +7,29 @@ PYTHON ?= python3
 export PATH := $(BIN):$(PATH)
 export FLASK_APP := app
 
-.PHONY: install run test lint bench postman stop clean
+.PHONY: install lock run test lint bench postman stop clean
 
-$(STAMP): pyproject.toml
+# The pinned, hashed dependencies first (the runtime, the `local` embedded servers and the dev
+# tools), then the project itself without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# requirements.txt is what a Heroku dyno installs (the runtime only); requirements-dev.txt adds
+# the `local` and `dev` extras, and requirements.txt is resolved inside it so both agree.
+# Existing pins are kept; `make lock UPGRADE=1` moves everything to the newest allowed release.
+UV_COMPILE = uv pip compile pyproject.toml --quiet --generate-hashes --universal \
+	--python-version 3.11 $(if $(UPGRADE),--upgrade)
+
+## lock: regenerate requirements.txt and requirements-dev.txt from pyproject.toml
+lock: install
+	$(UV_COMPILE) --extra dev --extra local -o requirements-dev.txt
+	$(UV_COMPILE) -c requirements-dev.txt -o requirements.txt
 
 # Without CREEM_API_KEY, payments go to the local Creem stand-in (Procfile.dev's `creem`);
 # without MAIL_URL, email goes to the local SMTP stand-in (`mail`, page on port 5057).

@@ -14,6 +14,7 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     configure(app, env, overrides)
     trust_proxies(app)
+    enforce_https(app)
     register_extensions(app)
     set_security_headers(app)
     register_blueprints(app)
@@ -36,6 +37,12 @@ def trust_proxies(app: Flask) -> None:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+def enforce_https(app: Flask) -> None:
+    from credit_app.https import enforce_https as redirect_http_and_send_hsts
+
+    redirect_http_and_send_hsts(app)
 
 
 def register_extensions(app: Flask) -> None:

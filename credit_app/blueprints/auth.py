@@ -36,6 +36,7 @@ from credit_app.forms import (
 from credit_app.models import User
 from credit_app.services import accounts, notifications, privacy
 from credit_app.services import two_factor as totp
+from credit_app.storage import get_storage
 
 bp = Blueprint("auth", __name__)
 auth_limit = limiter.limit(lambda: current_app.config["RATELIMIT_AUTH"], methods=["POST"])
@@ -364,15 +365,14 @@ def account():
     status = 422
     if form.validate_on_submit():
         try:
-            folders = privacy.delete_account(current_user.id, form.password.data,
-                                             current_app.config["GENERATION_STORAGE_PATH"])
+            folders = privacy.delete_account(current_user.id, form.password.data)
         except DomainError as exc:
             db.session.rollback()
             form.password.errors = [*form.password.errors, exc.message]
             status = exc.status
         else:
             db.session.commit()
-            privacy.remove_files(folders)
+            privacy.remove_files(get_storage(), folders)
             logout_user()
             flash("Your account and your designs are deleted. Thank you for trying Roomcraft.",
                   "info")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from flask import (
     Blueprint,
     Response,
@@ -25,6 +27,7 @@ from credit_app.generation.uploads import check_image_upload
 from credit_app.jobs import enqueue_after_commit
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.services import analytics, credits, generations
+from credit_app.storage import get_storage
 
 bp = Blueprint("dashboard", __name__)
 FEATURES_BY_SLUG: dict[str, Feature] = {feature.slug: feature for feature in FEATURES.values()}
@@ -106,7 +109,7 @@ def _start(feature: Feature, reservation: CreditReservation):
         response.headers["HX-Reswap"] = "outerHTML"
         return response
     generation, created = generations.start_generation(
-        reservation, options, upload, current_app.config["GENERATION_STORAGE_PATH"])
+        reservation, options, upload, get_storage())
     if created or generation.status == GenerationStatus.QUEUED:
         enqueue_after_commit("run_generation", generation.id)
     db.session.commit()
@@ -154,13 +157,15 @@ def generation_detail(generation_pk: int):
 @bp.get("/dashboard/generations/<int:generation_pk>/<any(input, output):which>")
 @login_required
 def generation_file(generation_pk: int, which: str):
-    """The upload or the result, to its owner only (404 for anyone else)."""
+    """The upload or the result, to its owner only (404 for anyone else), streamed from
+    storage through the app: the bucket itself is never public."""
     generation = generations.find_generation(current_user.id, generation_pk)
-    path = generation.input_path if which == "input" else generation.output_path
-    if not path:
+    key = generation.input_path if which == "input" else generation.output_path
+    if not key:
         abort(404)
-    response = send_file(path, mimetype=generation.output_media_type if which == "output"
-                         else None, max_age=0)
+    stream = get_storage().open(key)
+    response = send_file(stream, download_name=posixpath.basename(key), max_age=0,
+                         mimetype=generation.output_media_type if which == "output" else None)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

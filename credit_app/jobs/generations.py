@@ -8,21 +8,27 @@ id. Any other failure fails the generation and returns its credit.
 from __future__ import annotations
 
 import logging
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 from flask import current_app
 from rq import get_current_job
 
 from credit_app.errors import ReservationExpired
 from credit_app.extensions import db
-from credit_app.generation.base import GenerationError
+from credit_app.generation.base import GenerationError, GenerationResult
 from credit_app.generation.providers import provider_from_config
 from credit_app.jobs import TRANSIENT_ERRORS, job_context, registry
+from credit_app.models import Generation
 from credit_app.services import generations
+from credit_app.storage import StorageUnavailable, get_storage
 
 log = logging.getLogger(__name__)
 
 CRASH_MESSAGE = "Something went wrong while generating. Your credit was returned; please try again."
+STORAGE_MESSAGE = ("File storage is not answering, so the generation could not run. Your credit "
+                   "was returned; please try again in a minute.")
 TIMEOUT_MESSAGE = "The generation took too long and was stopped. Your credit was returned."
 
 
@@ -47,15 +53,17 @@ def run_generation(generation_pk: int) -> str:
         if generation is None:
             return "skipped"
         try:
-            provider = provider_from_config(current_app.config)
-            result = provider.generate(generations.build_request(generation))
+            output_key, result, provider_name = _generate(generation)
         except GenerationError as exc:
             return _fail(generation_pk, exc.message)
+        except StorageUnavailable:
+            log.exception("generation %s: storage unavailable", generation_pk)
+            return _fail(generation_pk, STORAGE_MESSAGE)
         except Exception:
             log.exception("generation %s crashed", generation_pk)
             return _fail(generation_pk, CRASH_MESSAGE)
         try:
-            generations.complete_generation(generation_pk, result, provider.name)
+            generations.complete_generation(generation_pk, result, provider_name, output_key)
             db.session.commit()
         except ReservationExpired:
             db.session.rollback()
@@ -66,6 +74,20 @@ def run_generation(generation_pk: int) -> str:
                         generation_pk)
             raise
         return "succeeded"
+
+
+def _generate(generation: Generation) -> tuple[str, GenerationResult, str]:
+    """Fetch the upload from storage into a scratch folder, run the provider there and store
+    its output; returns (output key, result, provider name). The scratch folder is removed
+    either way, so the worker's disk holds nothing between jobs.
+
+    Raises GenerationError, StorageUnavailable, or whatever the provider crashed with.
+    """
+    storage = get_storage()
+    provider = provider_from_config(current_app.config)
+    with tempfile.TemporaryDirectory(prefix="generation-") as workdir:
+        result = provider.generate(generations.build_request(generation, storage, Path(workdir)))
+        return generations.store_output(generation, result, storage), result, provider.name
 
 
 def _fail(generation_pk: int, message: str) -> str:

@@ -48,6 +48,8 @@ class Generation(db.Model):
     options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
                                           server_default="{}")
     provider: Mapped[str | None] = mapped_column(String(20))
+    # Where the file is (credit_app/storage.py `locator`): its absolute path with the
+    # filesystem backend, its key (`12/345/input.png`) in an S3 bucket.
     input_path: Mapped[str] = mapped_column(String(500), nullable=False)
     output_path: Mapped[str | None] = mapped_column(String(500))
     output_media_type: Mapped[str | None] = mapped_column(String(50))

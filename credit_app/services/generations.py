@@ -8,7 +8,9 @@ The job in credit_app.jobs.generations drives these steps and commits between th
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import mimetypes
+import posixpath
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -20,7 +22,7 @@ from sqlalchemy import select, update
 from credit_app import after_commit
 from credit_app.errors import DomainError, ValidationFailed
 from credit_app.extensions import db
-from credit_app.generation.base import GenerationRequest, GenerationResult
+from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
 from credit_app.generation.options import (
     FEATURE_INPUTS,
     MAX_PROMPT_LENGTH,
@@ -38,14 +40,20 @@ from credit_app.models import (
 )
 from credit_app.services import analytics, credits
 from credit_app.services.credits import utcnow
+from credit_app.storage import Storage, StorageUnavailable, StoredObjectMissing, sibling_key
+
+log = logging.getLogger(__name__)
 
 
-def _remove_uploads(paths: list[Path]) -> None:
-    """After a rollback: delete the uploads written for generations that were never saved."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+def _remove_uploads(uploads: list[tuple[Storage, str]]) -> None:
+    """After a rollback: delete the uploads stored for generations that were never saved (the
+    folder of each, `<user>/<reservation>/`). Storage that does not answer leaves the file,
+    logged."""
+    for storage, key in uploads:
+        try:
+            storage.delete_prefix(posixpath.dirname(key))
+        except StorageUnavailable:
+            log.warning("could not remove the upload %s of a rolled-back generation", key)
 
 
 after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
@@ -118,12 +126,12 @@ def start_generation(
     reservation: CreditReservation,
     options: dict[str, Any],
     upload: CheckedUpload,
-    storage_root: Path,
+    storage: Storage,
 ) -> tuple[Generation, bool]:
     """Record a generation for a held credit and store its upload.
 
     Returns the generation and whether it is new; a repeat of the same form (same
-    generation id) returns the first one and stores nothing.
+    generation id) returns the first one and stores nothing. Raises StorageUnavailable.
     """
     existing = db.session.execute(
         select(Generation).where(Generation.user_id == reservation.user_id,
@@ -131,18 +139,16 @@ def start_generation(
     ).scalar_one_or_none()
     if existing is not None:
         return existing, False
-    folder = storage_root / str(reservation.user_id) / str(reservation.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    input_path = folder / f"input.{upload.extension}"
-    input_path.write_bytes(upload.data)
-    after_commit.defer(db.session(), "uploads").append(input_path)
+    input_key = storage.locator(f"{reservation.user_id}/{reservation.id}/input.{upload.extension}")
+    storage.put(input_key, upload.data, mimetypes.guess_type(input_key)[0])
+    after_commit.defer(db.session(), "uploads").append((storage, input_key))
     generation = Generation(
         user_id=reservation.user_id,
         generation_id=reservation.generation_id,
         reservation_id=reservation.id,
         feature=reservation.feature,
         options=options,
-        input_path=str(input_path),
+        input_path=input_key,
         status=GenerationStatus.QUEUED,
     )
     db.session.add(generation)
@@ -190,21 +196,40 @@ def claim_generation(generation_pk: int, claimed_by: str | None = None,
     return generation
 
 
-def build_request(generation: Generation) -> GenerationRequest:
-    folder = Path(generation.input_path).parent
+def build_request(generation: Generation, storage: Storage, workdir: Path) -> GenerationRequest:
+    """The provider's request, with the upload copied from storage into `workdir`.
+
+    Raises GenerationError when the upload is gone, StorageUnavailable.
+    """
+    input_path = workdir / posixpath.basename(generation.input_path)
+    try:
+        storage.download(generation.input_path, input_path)
+    except StoredObjectMissing:
+        raise GenerationError("The uploaded photo is no longer available. Your credit was "
+                              "returned; please upload it again.") from None
     return GenerationRequest(
         generation_id=generation.generation_id,
         feature=generation.feature,
-        input_path=Path(generation.input_path),
-        output_dir=folder,
+        input_path=input_path,
+        output_dir=workdir / "output",
         options=generation.options,
         seed=generation.id,
     )
 
 
+def store_output(generation: Generation, result: GenerationResult, storage: Storage) -> str:
+    """Upload the provider's output next to the generation's input; returns its key.
+
+    Raises StorageUnavailable.
+    """
+    key = sibling_key(generation.input_path, f"output{result.output_path.suffix}")
+    storage.put_file(key, result.output_path, result.media_type)
+    return key
+
+
 def complete_generation(generation_pk: int, result: GenerationResult,
-                        provider_name: str) -> Generation:
-    """Record the output and spend the held credit.
+                        provider_name: str, output_key: str) -> Generation:
+    """Record the stored output (its key) and spend the held credit.
 
     Raises ReservationExpired when the hold timed out first (the caller then fails it).
     """
@@ -212,7 +237,7 @@ def complete_generation(generation_pk: int, result: GenerationResult,
     if generation.reservation_id is not None:
         credits.commit_reservation(generation.reservation_id)
     generation.status = GenerationStatus.SUCCEEDED
-    generation.output_path = str(result.output_path)
+    generation.output_path = output_key
     generation.output_media_type = result.media_type
     generation.provider = provider_name
     generation.finished_at = utcnow()

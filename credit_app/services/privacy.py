@@ -10,9 +10,9 @@ keep counts keyed by the tombstone's id only.
 
 from __future__ import annotations
 
+import logging
+import posixpath
 import secrets
-import shutil
-from pathlib import Path
 
 from sqlalchemy import delete, select, text, update
 
@@ -22,6 +22,9 @@ from credit_app.errors import DomainError, WrongPassword
 from credit_app.extensions import db
 from credit_app.models import ApiToken, Generation, OutboundEmail, RecoveryCode, UserRole
 from credit_app.services import analytics, audit, credits, passwords
+from credit_app.storage import Storage, StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
@@ -42,12 +45,12 @@ class AccountAlreadyDeleted(DomainError):
     default_message = "This account has already been deleted."
 
 
-def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path]:
+def delete_account(user_id: int, password: str) -> list[str]:
     """Delete the person's data as described above, in the caller's transaction.
 
-    Returns the folders of their uploads and results, to remove once the caller has committed
-    (`remove_files`). Raises WrongPassword, SubscriptionStillRenews, AccountAlreadyDeleted,
-    UserNotFound.
+    Returns the storage folders of their uploads and results, to remove once the caller has
+    committed (`remove_files`). Raises WrongPassword, SubscriptionStillRenews,
+    AccountAlreadyDeleted, UserNotFound.
     """
     user = credits.lock_user(user_id)
     if user.is_deleted:
@@ -56,14 +59,12 @@ def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path
         raise WrongPassword(field="password")
     if subscriptions.get_subscription_status(user.id).can_cancel:
         raise SubscriptionStillRenews()
-    root = storage_root.resolve()
-    folders = {root / str(user.id)}
+    folders = {f"{user.id}/"}
     for input_path, output_path in db.session.execute(
             select(Generation.input_path, Generation.output_path)
             .where(Generation.user_id == user.id)):
-        folders.update(Path(path).resolve().parent for path in (input_path, output_path)
-                       if path and Path(path).resolve().parent.is_relative_to(root)
-                       and Path(path).resolve().parent != root)
+        folders.update(posixpath.dirname(key) + "/" for key in (input_path, output_path)
+                       if key and posixpath.dirname(key).strip("/"))
     db.session.execute(update(Generation).where(Generation.user_id == user.id)
                        .values(options={}, input_path="", output_path=None))
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
@@ -93,7 +94,18 @@ def delete_account(user_id: int, password: str, storage_root: Path) -> list[Path
     return sorted(folders)
 
 
-def remove_files(folders: list[Path]) -> None:
-    """Remove the folders `delete_account` returned (after the commit); missing ones are fine."""
+def remove_files(storage: Storage, folders: list[str]) -> list[str]:
+    """Remove the folders `delete_account` returned (after the commit); missing ones are fine,
+    and the filesystem backend never removes anything outside its root.
+
+    Returns the folders storage could not remove (it was unreachable), each logged for an
+    operator: the account is deleted either way.
+    """
+    left = []
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            storage.delete_prefix(folder)
+        except StorageUnavailable:
+            log.error("could not remove stored files under %s of a deleted account", folder)
+            left.append(folder)
+    return left

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -19,6 +18,9 @@ from credit_app.jobs.generations import run_generation
 from credit_app.models import AnalyticsEvent, CreditReservation, Generation
 from credit_app.redis_client import get_queue, get_redis
 from credit_app.services import credits
+from credit_app.storage import StoredObjectMissing, get_storage
+from tests.conftest import PASSWORD
+from tests.s3_support import free_port, s3_settings
 
 FORMS = {
     "interior": {"room_type": "living_room", "style": "scandinavian", "prompt": "warm light"},
@@ -39,13 +41,24 @@ def photo(size=(160, 120), color=(180, 160, 140), image_format="PNG") -> io.Byte
     return data
 
 
-@pytest.fixture(autouse=True)
-def storage(app, tmp_path, monkeypatch):
+@pytest.fixture(autouse=True, params=["filesystem", "s3"])
+def storage(request, app, tmp_path, monkeypatch):
+    """Every test runs on both backends: a folder, and a bucket on the S3 stand-in."""
     monkeypatch.setitem(app.config, "GENERATION_STORAGE_PATH", tmp_path / "generations")
     monkeypatch.setitem(app.config, "GENERATION_PROVIDER", "local")
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = request.getfixturevalue("s3_bucket")
+        for name, value in s3_settings(endpoint, bucket).items():
+            monkeypatch.setitem(app.config, name, value)
     get_queue("generations").empty()
-    yield
+    yield get_storage()
     get_queue("generations").empty()
+
+
+def stored_bytes(storage, key: str) -> bytes:
+    with storage.open(key) as stream:
+        return stream.read()
 
 
 def start(client, feature="interior", generation_id="gen-1", image=None, htmx=True, **fields):
@@ -75,7 +88,7 @@ def test_unknown_feature_page_is_404(user_client):
 
 
 @pytest.mark.parametrize("feature", list(FEATURES))
-def test_a_generation_holds_then_spends_one_credit(user_client, user, feature):
+def test_a_generation_holds_then_spends_one_credit(user_client, user, feature, storage):
     response = start(user_client, feature)
     text = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -87,7 +100,9 @@ def test_a_generation_holds_then_spends_one_credit(user_client, user, feature):
 
     assert run_generation(generation.id) == "succeeded"
     db.session.refresh(generation)
-    assert generation.status == "succeeded" and Path(generation.output_path).exists()
+    assert generation.status == "succeeded"
+    assert stored_bytes(storage, generation.output_path).startswith(
+        (b"\x89PNG", b"RIFF", b"GIF8"))
     reservation = db.session.get(CreditReservation, generation.reservation_id)
     assert reservation.status == "committed"
     assert credits.get_user_credits(user.id).remaining == 5
@@ -116,10 +131,10 @@ def test_running_the_job_twice_works_once(user_client, user):
     assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
 
 
-def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user):
+def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user, storage):
     start(user_client, "interior")
     generation = only_generation(user)
-    Path(generation.input_path).write_bytes(b"this is no longer an image")
+    storage.put(generation.input_path, b"this is no longer an image")
     assert run_generation(generation.id) == "failed"
     db.session.refresh(generation)
     assert generation.error_message
@@ -161,13 +176,13 @@ def test_a_page_post_redirects_to_the_result_page(user_client, user):
     assert response.headers["Location"] == f"/dashboard/generations/{only_generation(user).id}"
 
 
-@pytest.mark.parametrize("image,message", [
-    (io.BytesIO(b"%PDF-1.4 not an image"), "not a JPEG, PNG or WebP"),
-    (io.BytesIO(b""), "empty"),
-    (io.BytesIO(b"\x89PNG" + b"0" * (10 * 1024 * 1024)), "larger than 10 MB"),
+@pytest.mark.parametrize("content,message", [
+    (b"%PDF-1.4 not an image", "not a JPEG, PNG or WebP"),
+    (b"", "empty"),
+    (b"\x89PNG" + b"0" * (10 * 1024 * 1024), "larger than 10 MB"),
 ])
-def test_bad_uploads_change_nothing(user_client, user, image, message):
-    response = start(user_client, "interior", image=image)
+def test_bad_uploads_change_nothing(user_client, user, content, message):
+    response = start(user_client, "interior", image=io.BytesIO(content))
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert credits.get_user_credits(user.id).remaining == 6
@@ -280,3 +295,58 @@ def test_starting_generations_is_rate_limited_per_feature_page(app, user_client,
              for n in range(3)]
     assert codes == [200, 200, 429]
     assert start(user_client, "video", generation_id="other-page").status_code == 200
+
+
+def unreachable_storage(monkeypatch, app) -> None:
+    """Point the app's storage at an S3 endpoint nobody listens on."""
+    for name, value in s3_settings(f"http://127.0.0.1:{free_port()}", "gone").items():
+        monkeypatch.setitem(app.config, name, value)
+
+
+def test_storage_down_at_upload_is_a_503_with_retry_after_and_costs_nothing(
+        app, user_client, user, monkeypatch):
+    unreachable_storage(monkeypatch, app)
+    response = start(user_client, "interior")
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert "File storage is not answering" in response.get_data(as_text=True)
+    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
+    assert db.session.scalar(select(func.count()).select_from(Generation)
+                             .where(Generation.user_id == user.id)) == 0
+    assert get_queue("generations").count == 0
+
+
+def test_storage_down_in_the_job_fails_the_generation_and_returns_the_credit(
+        app, user_client, user, monkeypatch):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    unreachable_storage(monkeypatch, app)
+    assert run_generation(generation.id) == "failed"
+    db.session.refresh(generation)
+    assert "File storage is not answering" in generation.error_message
+    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
+
+
+def test_a_result_gone_from_storage_is_a_404(user_client, user, storage):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    run_generation(generation.id)
+    db.session.refresh(generation)
+    storage.delete_prefix(str(user.id))
+    response = user_client.get(f"/dashboard/generations/{generation.id}/output")
+    assert response.status_code == 404
+    assert "no longer available" in response.get_data(as_text=True)
+
+
+def test_deleting_the_account_removes_its_files_from_storage(user_client, user, storage):
+    start(user_client, "interior")
+    generation = only_generation(user)
+    run_generation(generation.id)
+    db.session.refresh(generation)
+    keys = (generation.input_path, generation.output_path)
+    assert all(stored_bytes(storage, key) for key in keys)
+    response = user_client.post("/settings/account",
+                                data={"password": PASSWORD, "confirm": "y"})
+    assert response.status_code == 302
+    for key in keys:
+        with pytest.raises(StoredObjectMissing):
+            storage.open(key)
