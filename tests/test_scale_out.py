@@ -195,7 +195,7 @@ def dynos(dyno_environment: dict[str, str],
 def committed_user(app, name: str) -> tuple[int, str]:
     with app.app_context():
         user = accounts.register_user(f"{name}-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}",
-                                      PASSWORD)
+                                      PASSWORD, verified=True)
         db.session.commit()
         return user.id, user.email
 
@@ -321,7 +321,7 @@ def test_a_few_hundred_consumes_through_both_web_dynos_keep_the_ledger(app, dyno
     with app.app_context():
         for _ in range(LOAD_USERS):
             user = accounts.register_user(f"load-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                          PASSWORD)
+                                          PASSWORD, verified=True)
             db.session.flush()
             tokens[user.id] = accounts.create_api_token(user.id, "load")[1]
         db.session.commit()
