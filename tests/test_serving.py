@@ -24,6 +24,18 @@ from tests.test_live import (
 pytestmark = pytest.mark.concurrency
 # A bound on each wait, so that a broken server fails the test instead of hanging it.
 PATIENCE_SECONDS = 20
+SOCKETS = 30
+
+
+def server_log(server) -> str:
+    """The tail of the log of a server start_app_process started (for a failure message)."""
+    import glob
+    import os
+    import tempfile
+
+    logs = glob.glob(os.path.join(tempfile.gettempdir(), "gunicorn-*.log"))
+    newest = max(logs, key=os.path.getmtime, default=None)
+    return open(newest).read()[-3000:] if newest else ""
 
 
 def stop(server) -> None:
@@ -99,10 +111,10 @@ def test_one_worker_holds_many_sockets_and_still_answers(app):
     sockets = []
     try:
         cookie = session_cookie(host, email)
-        for _ in range(60):
+        for _ in range(SOCKETS):
             tab = connect(host, cookie)
-            assert receive_counter(tab, timeout=PATIENCE_SECONDS) == "6/6"
             sockets.append(tab)
+            assert receive_counter(tab, timeout=PATIENCE_SECONDS) == "6/6", server_log(server)
         token = token_for(app, user_id)
         response = httpx.post(f"http://{host}/api/user/credits/consume",
                               json={"feature": "video"}, timeout=PATIENCE_SECONDS,

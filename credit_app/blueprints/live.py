@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 
-from credit_app.errors import Forbidden, Unauthorized
+from credit_app.errors import OUTAGE_ERRORS, Forbidden, Unauthorized
 from credit_app.extensions import db, sock
 from credit_app.live_hub import HUB_DOWN, RESYNC, CreditHub
 from credit_app.redis_client import client_for
 from credit_app.services import credits
 from credit_app.services.credits import UserCredits, utcnow
 
+log = logging.getLogger(__name__)
 bp = Blueprint("live", __name__)
 WAIT_SECONDS = 5
 TRY_AGAIN_LATER = 1013
@@ -61,7 +63,15 @@ def credit_socket(ws) -> None:
     live_hub = hub()
     inbox = live_hub.subscribe(user_id)
     try:
-        shown = _send_current(ws, user_id)
+        try:
+            shown = _send_current(ws, user_id)
+        except OUTAGE_ERRORS as exc:
+            # Without its first state the page would wait on a silent socket: close it, so
+            # the page polls and reconnects later.
+            log.warning("live socket of user %s closed at start: %s: %s", user_id,
+                        type(exc).__name__, exc)
+            ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
+            return
         if not live_hub.is_live:
             ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
             return
