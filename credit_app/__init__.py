@@ -52,6 +52,7 @@ def register_extensions(app: Flask) -> None:
     from credit_app.redis_client import init_redis
 
     db.init_app(app)
+    watch_pooled_connections(app)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=False,
                      compare_type=True)
     csrf.init_app(app)
@@ -59,6 +60,15 @@ def register_extensions(app: Flask) -> None:
     sock.init_app(app)
     init_redis(app)
     init_auth(app)
+
+
+def watch_pooled_connections(app: Flask) -> None:
+    """Ping pooled connections that sat idle before reuse (credit_app/database.py)."""
+    from credit_app.database import ping_connections_after_idle
+    from credit_app.extensions import db
+
+    with app.app_context():
+        ping_connections_after_idle(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
 
 
 def set_security_headers(app: Flask) -> None:

@@ -204,11 +204,13 @@ def _check_work_settings(config: dict) -> None:
 
 
 # Per gunicorn worker process (README "Sizing dynos and the database" has the arithmetic per
-# Heroku Postgres plan). Smaller pools (5 + 5) fit the smallest plans, but one gevent worker
-# holding 60 credit sockets then missed first pushes in tests/test_serving.py, so the defaults
-# stay here until that is understood.
-DEFAULT_POOL_SIZE = 10
-DEFAULT_MAX_OVERFLOW = 20
+# Heroku Postgres plan). A fixed-size pool: overflow connections were opened and closed again
+# with every burst (one new PostgreSQL session per 5-10 requests under the closed-loop bench),
+# and each costs a backend fork and fresh prepared statements. Requests beyond the pool wait
+# up to DATABASE_POOL_TIMEOUT_SECONDS for a connection instead.
+DEFAULT_POOL_SIZE = 16
+DEFAULT_MAX_OVERFLOW = 0
+DEFAULT_PING_AFTER_IDLE_SECONDS = 10.0
 STORAGE_BACKENDS = ("filesystem", "s3")
 
 
@@ -282,7 +284,6 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SECRET_KEY": _secret_key(env),
         "SQLALCHEMY_DATABASE_URI": urls.database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            "pool_pre_ping": True,
             "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
             "max_overflow": _int("DATABASE_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW),
             # Shed load instead of queueing: a request that finds every pooled connection busy
@@ -291,6 +292,9 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
             # A database that does not answer a connect fails the request in this time.
             "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3)},
         },
+        # credit_app/database.py: a pooled connection idle this long is pinged before reuse.
+        "DATABASE_PING_AFTER_IDLE_SECONDS": _float("DATABASE_PING_AFTER_IDLE_SECONDS",
+                                                   DEFAULT_PING_AFTER_IDLE_SECONDS),
         "REDIS_URL": urls.redis_url,
         "EMBEDDED_SERVICES": urls.embedded,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -143,8 +143,10 @@ def test_the_pool_is_sized_from_the_environment(clean_env):
     clean_env.setenv("DATABASE_URL", "postgres://db.internal/app")
     clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
     clean_env.delenv("DATABASE_MAX_OVERFLOW", raising=False)
-    options = load_config("development")["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert (options["pool_size"], options["max_overflow"]) == (10, 20)
+    config = load_config("development")
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert (options["pool_size"], options["max_overflow"]) == (16, 0)
+    assert "pool_pre_ping" not in options and config["DATABASE_PING_AFTER_IDLE_SECONDS"] == 10
     clean_env.setenv("DATABASE_POOL_SIZE", "3")
     clean_env.setenv("DATABASE_MAX_OVERFLOW", "2")
     options = load_config("development")["SQLALCHEMY_ENGINE_OPTIONS"]
