@@ -1,12 +1,13 @@
-"""The database pool's health check: ping a pooled connection only when it has sat idle.
+"""The database pool's health check, and the fixed SQL of the hot path.
 
-SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout, one in eight of a consume's
-round trips. A connection in steady use proves itself with every statement, so the ping is
-kept for connections that have been idle in the pool for longer than
-DATABASE_PING_AFTER_IDLE_SECONDS: those are the ones a PostgreSQL restart, a failover or an
-idle-connection timeout may have cut. A connection that was cut while busy fails its next
-statement instead; SQLAlchemy then recycles every connection older than that failure, and the
-request answers 503 + Retry-After (errors.py) like any other outage.
+The pool pings a pooled connection only when it has sat idle. SQLAlchemy's `pool_pre_ping`
+costs a round trip on every checkout, one in eight of a consume's round trips. A connection in
+steady use proves itself with every statement, so the ping is kept for connections that have
+been idle in the pool for longer than DATABASE_PING_AFTER_IDLE_SECONDS: those are the ones a
+PostgreSQL restart, a failover or an idle-connection timeout may have cut. A connection that
+was cut while busy fails its next statement instead and is thrown out of the pool (when an ORM
+statement meets the failure, SQLAlchemy also recycles every connection older than it), and
+that request answers 503 + Retry-After (errors.py) like any other outage.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from credit_app.extensions import db
 
 IDLE_SINCE = "idle_since"
 
@@ -46,3 +54,71 @@ def ping_connections_after_idle(engine: Engine, idle_seconds: float) -> None:
     event.listen(engine, "connect", mark_idle)
     event.listen(engine, "checkin", mark_idle)
     event.listen(engine, "checkout", ping_if_idle)
+
+
+# --- fixed SQL on the hot path ------------------------------------------------------------
+#
+# A few statements run on every credit request (the bearer token's owner, the balance lock,
+# the ledger write). They go straight to psycopg on the session's own connection, inside its
+# transaction: SQLAlchemy's per-statement machinery cost more than the statements themselves.
+# psycopg prepares each on the server after a few uses.
+
+
+def execute_fixed(*statements: tuple[str, dict[str, Any]]) -> list[psycopg.Cursor]:
+    """Run `statements` (SQL text and its parameters) in order on the session's connection,
+    after flushing pending ORM changes (as an ORM query would; free when there are none), and
+    return one cursor per statement with its rows.
+
+    They are sent in one round trip (psycopg's pipeline mode) when there are several, or when
+    the transaction's BEGIN is still to be sent; each statement still sees what committed
+    before it started, as it would alone.
+    Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error (IntegrityError,
+    OperationalError...); a connection that is gone is thrown out of the pool.
+    """
+    session = db.session()
+    session.flush()
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    cursors = [driver.cursor() for _ in statements]
+    try:
+        if len(statements) > 1 or driver.info.transaction_status == TransactionStatus.IDLE:
+            with driver.pipeline():
+                for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                    cursor.execute(sql, params)
+        else:
+            cursors[0].execute(*statements[0])
+    except psycopg.Error as exc:
+        sql, params = statements[0] if len(statements) == 1 else (
+            "; ".join(sql for sql, _ in statements), None)
+        disconnected = connection.dialect.is_disconnect(exc, connection.connection, None)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error,
+                                  connection_invalidated=disconnected) from exc
+    return cursors
+
+
+def columns_of(model: type) -> tuple[str, tuple[str, ...]]:
+    """`model`'s mapped columns as a SELECT list qualified by its table (`users.id, ...`), and
+    their attribute names in the same order, for `attach_loaded`."""
+    props = model.__mapper__.column_attrs
+    table = model.__table__.name
+    return (", ".join(f"{table}.{prop.columns[0].name}" for prop in props),
+            tuple(prop.key for prop in props))
+
+
+def attach_loaded(model: type, names: tuple[str, ...], row: tuple) -> Any:
+    """The instance of `model` for a row of all its columns (in `columns_of` order), persistent
+    and clean in the session as if an ORM query had loaded it; an instance the session already
+    holds for that primary key wins, as it would for a query."""
+    session = db.session()
+    values = dict(zip(names, row, strict=True))
+    existing = session.identity_map.get(identity_key(model, values["id"]))
+    if existing is not None:
+        return existing
+    instance = model.__mapper__.class_manager.new_instance()
+    for name, value in values.items():
+        set_committed_value(instance, name, value)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance

@@ -58,3 +58,47 @@ def test_a_busy_connection_cut_fails_once_and_the_pool_recovers(one_connection_e
         _backend_pid(one_connection_engine)
     assert _backend_pid(one_connection_engine) != first
 
+
+
+def test_a_token_owner_is_attached_as_a_clean_loaded_user(user):
+    from sqlalchemy import inspect
+
+    from credit_app.models import User
+    from credit_app.services import accounts
+
+    _, token = accounts.create_api_token(user.id, "attach test")
+    db.session.flush()
+    db.session.expunge_all()
+    owner = accounts.user_for_token(token)
+    state = inspect(owner)
+    assert state.persistent and not state.expired_attributes and owner not in db.session.dirty
+    assert db.session.get(User, user.id) is owner
+    fresh = db.session.execute(
+        text("SELECT email, credits_remaining, subscription_status FROM users WHERE id = :id"),
+        {"id": user.id}).one()
+    assert (owner.email, owner.credits_remaining, owner.subscription_status) == tuple(fresh)
+    owner.sidebar_collapsed = not owner.sidebar_collapsed
+    db.session.flush()
+    assert db.session.execute(text("SELECT sidebar_collapsed FROM users WHERE id = :id"),
+                              {"id": user.id}).scalar_one() is owner.sidebar_collapsed
+
+
+def test_a_revoked_token_finds_nobody(user):
+    from credit_app.services import accounts
+
+    created, token = accounts.create_api_token(user.id, "revoked")
+    accounts.revoke_api_token(user.id, created.id)
+    db.session.flush()
+    assert accounts.user_for_token(token) is None
+
+
+def test_fixed_statements_raise_sqlalchemy_errors_and_leave_the_session_usable(app):
+    from sqlalchemy.exc import DataError
+
+    from credit_app.database import execute_fixed
+
+    with pytest.raises(DataError):
+        execute_fixed(("SELECT 1", {}), ("SELECT 1 / %(zero)s", {"zero": 0}))
+    db.session.rollback()
+    [one] = execute_fixed(("SELECT %(n)s::int + 1", {"n": 1}))
+    assert one.fetchone() == (2,)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from credit_app.database import attach_loaded, columns_of, execute_fixed
 from credit_app.errors import (
     EmailTaken,
     InvalidToken,
@@ -269,21 +270,26 @@ def revoke_api_token(user_id: int, token_id: int) -> bool:
 
 # The owner of an active token, in one statement that loads only the user (each API request
 # runs it before anything else).
-_TOKEN_OWNER = (
-    select(User)
-    .join(ApiToken, ApiToken.user_id == User.id)
-    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None),
-           User.deleted_at.is_(None))
+_USER_COLUMNS, _USER_ATTRIBUTES = columns_of(User)
+# Every request with a bearer token runs this first: one fixed statement, sent with the
+# transaction's BEGIN in one round trip, and the row attached as the loaded `User`.
+TOKEN_OWNER_SQL = (
+    f"SELECT {_USER_COLUMNS} FROM users JOIN api_tokens ON api_tokens.user_id = users.id "
+    "WHERE api_tokens.token_hash = %(token_hash)s AND api_tokens.revoked_at IS NULL "
+    "AND users.deleted_at IS NULL"
 )
 
 
 def user_for_token(plaintext: str) -> User | None:
-    """Return the owner of an active token; None for anything else."""
+    """Return the owner of an active token; None for anything else.
+
+    Raises sqlalchemy.exc.DBAPIError's subclass when the database fails.
+    """
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 100:
         return None
-    return db.session.execute(
-        _TOKEN_OWNER, {"token_hash": _hash_token(plaintext)}
-    ).scalar_one_or_none()
+    [cursor] = execute_fixed((TOKEN_OWNER_SQL, {"token_hash": _hash_token(plaintext)}))
+    row = cursor.fetchone()
+    return None if row is None else attach_loaded(User, _USER_ATTRIBUTES, row)
 
 
 def record_staff_sign_in(user: User, method: str, address: str | None) -> None:

@@ -10,11 +10,12 @@ Rules kept in this one module:
 
 Services flush and never commit: the caller (a request or a job) owns the transaction.
 
-The hot path is lean on purpose (bench/load.py measures it): a spend is three statements —
-lock the balance, look up the generation id, and one `POST_ENTRY_SQL` statement that writes the
-ledger row, the new balance and the analytics events together — all fixed SQL text that
-psycopg prepares once per connection. The balance columns are read and written with Core,
-not the ORM; a `User` already loaded in the session is kept in step (`_sync_loaded_user`).
+The hot path is lean on purpose (bench/load.py measures it): a spend is three statements in two
+round trips — lock the balance and look up the generation id (pipelined), then one
+`POST_ENTRY_SQL` statement that writes the ledger row, the new balance and the analytics events
+together — all fixed SQL text that psycopg prepares once per connection. The balance columns
+are read and written with Core, not the ORM; a `User` already loaded in the session is kept in
+step (`_sync_loaded_user`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from credit_app import live
 from credit_app.clock import utcnow
+from credit_app.database import execute_fixed
 from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -182,29 +183,11 @@ READ_CREDITS_SQL = (
 
 
 def _execute(sql: str, params: dict[str, Any]) -> psycopg.Cursor:
-    """Run one of this module's statements on the session's own connection, inside its
-    transaction, after flushing pending ORM changes (as an ORM query would; free when there
-    are none). Straight to psycopg: these few fixed statements are the hot path, and
-    SQLAlchemy's per-statement machinery cost more than the statements themselves. psycopg
-    prepares each on the server after a few uses.
+    """Run one of this module's statements (database.execute_fixed).
 
     Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error.
     """
-    session = db.session()
-    session.flush()
-    connection = session.connection()
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql, params)
-    except psycopg.Error as exc:
-        # As SQLAlchemy would: its own exception class (IntegrityError, OperationalError...),
-        # and a connection that is gone is thrown out of the pool.
-        disconnected = connection.dialect.is_disconnect(exc, connection.connection, cursor)
-        if disconnected:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error,
-                                  connection_invalidated=disconnected) from exc
-    return cursor
+    return execute_fixed((sql, params))[0]
 
 
 def get_feature(feature: str) -> Feature:
@@ -256,10 +239,32 @@ def _lock_balance(user_id: int) -> LockedBalance:
 
     Raises UserNotFound.
     """
-    row = _execute(LOCK_BALANCE_SQL, {"user_id": user_id}).fetchone()
+    return _locked_balance(user_id, _execute(LOCK_BALANCE_SQL, {"user_id": user_id}))
+
+
+def _locked_balance(user_id: int, cursor: psycopg.Cursor) -> LockedBalance:
+    row = cursor.fetchone()
     if row is None:
         raise UserNotFound()
     return LockedBalance(user_id, row[0], row[1], row[2])
+
+
+def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[
+        LockedBalance, CreditTransaction | None, CreditReservation | None]:
+    """Lock the user's balance, then say what `generation_id` already did for this user (a
+    spend, a hold, both or neither): two statements in one round trip. The look-up is a
+    statement of its own, after the lock, so it sees what a concurrent request with the same
+    id committed while this one waited for the lock.
+
+    The rows are loaded only when they exist (rarely: a retry). Raises UserNotFound.
+    """
+    params = {"user_id": user_id, "generation_id": generation_id}
+    lock, prior = execute_fixed((LOCK_BALANCE_SQL, params), (PRIOR_USE_SQL, params))
+    balance = _locked_balance(user_id, lock)
+    found = prior.fetchone()
+    return (balance,
+            db.session.get(CreditTransaction, found[0]) if found[0] else None,
+            db.session.get(CreditReservation, found[1]) if found[1] else None)
 
 
 def _sync_loaded_user(user_id: int, **columns: Any) -> None:
@@ -358,17 +363,6 @@ def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
     return CreditCheck(user.credits_remaining >= cost, user.credits_remaining, cost, user.is_pro)
 
 
-def _prior_use(user_id: int, generation_id: str) -> tuple[CreditTransaction | None,
-                                                          CreditReservation | None]:
-    """What `generation_id` already did for this user: a spend, a hold, both or neither.
-
-    One round trip on the usual path (a new id); the rows are loaded only when they exist.
-    """
-    found = _execute(PRIOR_USE_SQL, {"user_id": user_id, "generation_id": generation_id}).fetchone()
-    return (db.session.get(CreditTransaction, found[0]) if found[0] else None,
-            db.session.get(CreditReservation, found[1]) if found[1] else None)
-
-
 def consume_credit(user_id: int, feature: str, generation_id: str | None = None) -> ConsumeResult:
     """Spend one use of `feature` at once (a reservation committed in one step).
 
@@ -379,9 +373,10 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
     definition = get_feature(feature)
     if generation_id is not None:
         _validate_generation_id(generation_id)
-    balance = _lock_balance(user_id)
-    if generation_id is not None:
-        consumed, reservation = _prior_use(user_id, generation_id)
+    if generation_id is None:
+        balance = _lock_balance(user_id)
+    else:
+        balance, consumed, reservation = _lock_balance_and_prior_use(user_id, generation_id)
         if consumed is not None and consumed.reservation_id is None:
             if consumed.feature_used != feature:
                 raise IdempotencyConflict()
@@ -417,8 +412,7 @@ def reserve_credit(
     """
     definition = get_feature(feature)
     _validate_generation_id(generation_id)
-    balance = _lock_balance(user_id)
-    consumed, reservation = _prior_use(user_id, generation_id)
+    balance, consumed, reservation = _lock_balance_and_prior_use(user_id, generation_id)
     if reservation is not None:
         if reservation.feature != feature:
             raise IdempotencyConflict()
