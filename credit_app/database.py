@@ -12,11 +12,14 @@ that request answers 503 + Retry-After (errors.py) like any other outage.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import psycopg
+from psycopg.errors import _WaitTimeout
 from psycopg.pq import TransactionStatus
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -122,3 +125,65 @@ def attach_loaded(model: type, names: tuple[str, ...], row: tuple) -> Any:
     make_transient_to_detached(instance)
     session.add(instance)
     return instance
+
+
+# --- waiting for PostgreSQL in a gevent worker --------------------------------------------
+
+
+class GeventConnection(psycopg.Connection):
+    """A psycopg connection that waits for its socket on gevent's event loop directly.
+
+    Under gevent's monkey-patching psycopg falls back to `select.poll()`, which gevent emulates
+    by creating, starting and closing its watchers on every call, several times per statement;
+    waiting on one libev watcher per wait costs about a third less CPU per round trip (measured
+    in bench). Only `Connection.wait` changes: connecting and resetting keep psycopg's own waits.
+    """
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        """Run psycopg's I/O generator `gen` to completion, yielding to other greenlets while
+        the socket is not ready. Raises what `gen` raises, and psycopg's wait timeout after
+        `timeout` seconds."""
+        from gevent import Timeout
+        from gevent.hub import get_hub
+
+        hub = get_hub()
+        watchers: dict[Wait, Any] = {}
+        try:
+            if timeout is None:
+                return self._drive(gen, hub, watchers)
+            with Timeout(timeout, _WaitTimeout("wait timeout expired")):
+                return self._drive(gen, hub, watchers)
+        finally:
+            for watcher in watchers.values():
+                watcher.close()
+
+    def _drive(self, gen: Any, hub: Any, watchers: dict) -> Any:
+        fileno = self.pgconn.socket
+        try:
+            state = next(gen)
+            while True:
+                watcher = watchers.get(state)
+                if watcher is None:
+                    watcher = watchers[state] = hub.loop.io(fileno, _LIBEV_EVENTS[state])
+                hub.wait(watcher)
+                state = gen.send(_READY_FOR[state])
+        except StopIteration as done:
+            return done.value
+
+
+_LIBEV_EVENTS = {Wait.R: 1, Wait.W: 2, Wait.RW: 3}  # libev's EV_READ and EV_WRITE bits
+_READY_FOR = {Wait.R: Ready.R, Wait.W: Ready.W, Wait.RW: Ready.RW}
+
+
+def wait_cooperatively_under_gevent(engine: Engine) -> bool:
+    """Give `engine` GeventConnection connections when gevent has patched this process (a
+    gunicorn gevent worker); say whether it did. Elsewhere psycopg's own C wait is best."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("select"):
+        return False
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: tuple, cparams: dict) -> psycopg.Connection:
+        return GeventConnection.connect(*cargs, **cparams)
+
+    return True

@@ -102,3 +102,44 @@ def test_fixed_statements_raise_sqlalchemy_errors_and_leave_the_session_usable(a
     db.session.rollback()
     [one] = execute_fixed(("SELECT %(n)s::int + 1", {"n": 1}))
     assert one.fetchone() == (2,)
+
+
+GEVENT_PROBE = """
+from gevent import monkey; monkey.patch_all()
+import sys, time
+import gevent
+from sqlalchemy import text
+from credit_app import create_app
+from credit_app.database import GeventConnection
+from credit_app.extensions import db
+
+app = create_app("testing", overrides={"SQLALCHEMY_DATABASE_URI": sys.argv[1]})
+finished = []
+
+def query(name, sql):
+    with app.app_context():
+        with db.engine.connect() as connection:
+            assert isinstance(connection.connection.driver_connection, GeventConnection)
+            connection.execute(text(sql))
+        finished.append(name)
+
+slow = gevent.spawn(query, "slow", "SELECT pg_sleep(1.5)")
+gevent.sleep(0.2)
+quick = gevent.spawn(query, "quick", "SELECT 1")
+gevent.joinall([slow, quick], timeout=30)
+print(",".join(finished))
+"""
+
+
+def test_a_gevent_worker_waits_for_postgresql_on_the_event_loop(app, tmp_path):
+    """Under gevent's patching a slow statement must not stop other greenlets' statements:
+    the quick one finishes first."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(GEVENT_PROBE)
+    result = subprocess.run([sys.executable, str(probe), db.engine.url.render_as_string(False)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "quick,slow"
