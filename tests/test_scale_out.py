@@ -37,6 +37,7 @@ from credit_app.services.ledger_audit import audit_ledger
 from tests.blueprints.test_generations import FORMS, photo
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 from tests.s3_support import create_bucket, free_port, object_keys, s3_environment
+from tests.test_live import SocketClient
 
 pytestmark = [pytest.mark.scale_out, pytest.mark.concurrency]
 
@@ -229,8 +230,7 @@ class Browser:
 
     def socket(self, web: Dyno) -> simple_websocket.Client:
         headers = {**self.headers(web, "/ws/credits"), "Origin": f"https://127.0.0.1:{web.port}"}
-        return simple_websocket.Client.connect(f"ws://127.0.0.1:{web.port}/ws/credits",
-                                               headers=headers)
+        return SocketClient.connect(f"ws://127.0.0.1:{web.port}/ws/credits", headers=headers)
 
 
 def csrf_token(page: str) -> str:
