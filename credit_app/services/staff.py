@@ -25,7 +25,7 @@ from credit_app.models import (
     User,
     WebhookEvent,
 )
-from credit_app.redis_client import QUEUE_NAMES
+from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.services import audit, credits
 from credit_app.services.credits import utcnow
 
