@@ -8,8 +8,8 @@ from rq import Queue, Worker
 
 from credit_app import create_app
 from credit_app.jobs import use_app
-from credit_app.jobs.scheduler import start_schedulers
 from credit_app.jobs.registry import QUEUE_NAMES
+from credit_app.jobs.scheduler import start_schedulers
 from credit_app.redis_client import client_for
 
 

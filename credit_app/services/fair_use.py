@@ -80,8 +80,7 @@ def fair_use_of(user_id: int, now: datetime | None = None) -> FairUse:
     is_pro = db.session.execute(
         select(User.subscription_status).where(User.id == user_id)
     ).scalar_one_or_none() == "pro"
-    used = generations_today(user_id, now) if is_pro else 0
-    return FairUse(is_pro, used, daily_mark())
+    return FairUse(is_pro, generations_today(user_id, now), daily_mark())
 
 
 def queue_for_new_generation(user_id: int, now: datetime | None = None) -> str:

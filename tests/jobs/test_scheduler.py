@@ -9,8 +9,8 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from credit_app.jobs import registry
-from credit_app.jobs.scheduler import RETRY_LOCK_SECONDS, enqueue_due_retries, start_schedulers
 from credit_app.jobs.registry import QUEUE_NAMES
+from credit_app.jobs.scheduler import RETRY_LOCK_SECONDS, enqueue_due_retries, start_schedulers
 from credit_app.redis_client import get_redis
 from tests.outages import wait_until
 
