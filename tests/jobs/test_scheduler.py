@@ -53,11 +53,11 @@ def test_the_scheduler_threads_enqueue_periodic_jobs_and_stop(app):
     stop = start_schedulers(connection, app.config, ["default"])
     maintenance = Queue("maintenance", connection=connection)
     try:
-        wait_until(lambda: maintenance.count >= 4, "the periodic jobs were not enqueued")
+        wait_until(lambda: maintenance.count >= 5, "the periodic jobs were not enqueued")
     finally:
         stop.set()
     names = sorted(job.func_name.rsplit(".", 1)[-1] for job in maintenance.get_jobs())
-    assert names == ["heartbeat", "requeue_stranded_work", "sweep_expired_reservations",
-                     "sweep_lapsed_subscriptions"]
+    assert names == ["heartbeat", "reconcile_with_creem", "requeue_stranded_work",
+                     "sweep_expired_reservations", "sweep_lapsed_subscriptions"]
     maintenance.empty()
     Queue("analytics", connection=connection).empty()
