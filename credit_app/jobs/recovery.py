@@ -65,7 +65,7 @@ def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
     is pending and has time left: (id, queue) each."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
+    return [(generation_pk, queue) for generation_pk, queue in db.session.execute(
         select(Generation.id, Generation.queue)
         .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
         .where(CreditReservation.status == ReservationStatus.PENDING,
@@ -75,7 +75,7 @@ def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
                    (Generation.status == GenerationStatus.RUNNING)
                    & (Generation.started_at < now - limits["running_generation"])))
         .order_by(Generation.id).limit(limit)
-    ).tuples())
+    )]
 
 
 def stranded_webhook_events(limit: int, now=None) -> list[str]:
