@@ -33,7 +33,7 @@ def _stamp() -> str:
     return utcnow().strftime("%Y%m%d")
 
 
-@bp.get("/account/export.json")
+@bp.get("/settings/account/export.json")
 @login_required
 def my_data_json():
     """The user's account, ledger, generations and subscriptions in one JSON file."""
@@ -41,7 +41,7 @@ def my_data_json():
                      f"roomcraft-data-{_stamp()}.json", "application/json")
 
 
-@bp.get("/account/export/<name>.csv")
+@bp.get("/settings/account/export/<name>.csv")
 @login_required
 def my_data_csv(name: str):
     """One of the user's tables (ledger, generations, subscription) as CSV. 404 for another
