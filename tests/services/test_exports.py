@@ -126,19 +126,19 @@ def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
     db.session.expunge_all()
     response = admin_client.get("/admin/exports/ledger.csv")
     assert response.is_streamed
-    chunks, held = [], []
-    for chunk in response.response:
-        chunks.append(chunk)
-        held.append(sum(1 for key in db.session.identity_map
-                        if key[0] is CreditTransaction))
-    body = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in chunks)
-    _header, *rows = rows_of(body.decode())
+    chunks = [chunk if isinstance(chunk, bytes) else chunk.encode()
+              for chunk in response.response]
+    response.close()
+    _header, *rows = rows_of(b"".join(chunks).decode())
     assert len(rows) == total
     assert [int(row[0]) for row in rows] == sorted(int(row[0]) for row in rows)
     # The header, then one chunk per batch of 7: never the whole ledger at once.
     assert len(chunks) == 1 + -(-total // 7)
-    assert max(held) <= 7
-    response.close()
+    # And while it streams, the session holds one batch of rows at most.
+    held = []
+    for _chunk in exports.staff_csv("ledger", batch=7):
+        held.append(sum(1 for key in db.session.identity_map if key[0] is CreditTransaction))
+    assert len(held) == len(chunks) and max(held) <= 7
 
 
 def test_stream_rows_reads_through_a_server_side_cursor(make_user):
