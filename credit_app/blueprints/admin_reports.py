@@ -13,6 +13,12 @@ from credit_app.models import ReconciliationRun, User
 from credit_app.services import fair_use
 
 bp = Blueprint("admin_reports", __name__, url_prefix="/admin")
+FINDING_LABELS: dict[str, str] = {
+    "status": "Status differs", "product": "Plan differs", "period_end": "Period end differs",
+    "missing_here": "Missing on our side", "missing_at_creem": "Missing at Creem",
+    "unknown_product": "Unknown product", "plan": "User's plan differs",
+    "unreadable": "Creem could not be read",
+}
 
 
 @bp.before_request
@@ -42,7 +48,7 @@ def reconciliation_report():
         User.id.in_({finding.user_id for finding in findings if finding.user_id}))}
     return render_template("admin/reconciliation.html", runs=runs, run=run, findings=findings,
                            counts=reconciliation.finding_counts(r.id for r in runs),
-                           users=users)
+                           users=users, finding_labels=FINDING_LABELS)
 
 
 @bp.post("/reconciliation/run")
