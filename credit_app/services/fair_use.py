@@ -83,10 +83,32 @@ def fair_use_of(user_id: int, now: datetime | None = None) -> FairUse:
     return FairUse(is_pro, generations_today(user_id, now), daily_mark())
 
 
-def queue_for_new_generation(user_id: int, now: datetime | None = None) -> str:
+def _past_mark(user_id: int, is_pro: bool | None, now: datetime | None) -> bool:
+    """Whether the user's next generation is past the mark; counts only for Pro users (the
+    plan is read when `is_pro` is None)."""
+    if is_pro is None:
+        is_pro = db.session.execute(
+            select(User.subscription_status).where(User.id == user_id)
+        ).scalar_one_or_none() == "pro"
+    return is_pro and generations_today(user_id, now) >= daily_mark()
+
+
+def queue_for_new_generation(user_id: int, now: datetime | None = None,
+                             is_pro: bool | None = None) -> str:
     """The queue a generation the user starts now goes to."""
-    return GENERATION_FAIR_USE_QUEUE if fair_use_of(user_id, now).past_mark \
-        else GENERATION_QUEUE
+    return GENERATION_FAIR_USE_QUEUE if _past_mark(user_id, is_pro, now) else GENERATION_QUEUE
+
+
+def hold_timeout(user_id: int, is_pro: bool, now: datetime | None = None) -> timedelta:
+    """How long the credit hold of a generation the user starts now lasts: the usual
+    RESERVATION_TIMEOUT_SECONDS, or FAIR_USE_RESERVATION_TIMEOUT_SECONDS past the fair-use
+    mark (Pro holds cost nothing; a longer one lets the generation wait its turn on the
+    fair-use queue instead of timing out)."""
+    config = current_app.config
+    seconds = config["RESERVATION_TIMEOUT_SECONDS"]
+    if is_pro and _past_mark(user_id, True, now):
+        seconds = max(seconds, config["FAIR_USE_RESERVATION_TIMEOUT_SECONDS"])
+    return timedelta(seconds=seconds)
 
 
 def daily_usage(now: datetime | None = None, limit: int = 100) -> list[DailyUsage]:

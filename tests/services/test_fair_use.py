@@ -13,7 +13,7 @@ from credit_app.extensions import db
 from credit_app.features import FEATURES
 from credit_app.jobs import recovery, registry
 from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE, QUEUE_NAMES
-from credit_app.models import Generation
+from credit_app.models import CreditReservation, Generation
 from credit_app.redis_client import get_queue, get_redis
 from credit_app.services import fair_use
 from tests.blueprints.test_generations import start
@@ -156,3 +156,18 @@ def test_staff_see_usage_per_user(pro_client, pro, admin_client):
 
 def test_the_fair_use_page_is_for_staff_only(user_client):
     assert user_client.get("/admin/fair-use").status_code == 403
+
+
+def test_past_the_mark_a_pro_hold_lasts_long_enough_to_wait_its_turn(app, pro_client, pro):
+    for index in range(3):
+        start(pro_client, "interior", generation_id=f"g{index}")
+    holds = [db.session.get(CreditReservation, row.reservation_id)
+             for row in generations_of(pro)]
+    normal = app.config["RESERVATION_TIMEOUT_SECONDS"]
+    longer = app.config["FAIR_USE_RESERVATION_TIMEOUT_SECONDS"]
+    assert longer > normal
+    # The holds were made moments apart: the last one reaches `longer - normal` further.
+    first, second, third = (hold.expires_at for hold in holds)
+    assert round((second - first).total_seconds() / 60) == 0
+    assert round((third - second).total_seconds() / 60) == round((longer - normal) / 60)
+    assert all(hold.amount == 0 for hold in holds)  # a Pro hold costs nothing
