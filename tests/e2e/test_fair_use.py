@@ -98,6 +98,8 @@ def test_a_pro_user_past_the_fair_use_mark_still_gets_a_result_and_sees_the_note
         note = roomcraft.find(NOTE)
         assert "1 design today" in note.text and "Nothing is limited" in note.text
         roomcraft.screenshots("fair-use-feature-note")
+        violations, report = roomcraft.axe_violations()
+        assert not violations, report
         assert "Done!" in generate_interior(roomcraft, images["room"])
         rows = generations_of(app, email)
         assert [row.queue for row in rows] == [GENERATION_QUEUE, GENERATION_FAIR_USE_QUEUE]
@@ -117,6 +119,8 @@ def test_a_pro_user_past_the_fair_use_mark_still_gets_a_result_and_sees_the_note
         roomcraft.wait().until(ec.visibility_of_element_located((By.CSS_SELECTOR, NOTE)))
         assert "waits for a quiet moment" in roomcraft.find(NOTE).text
         roomcraft.screenshots("fair-use-progress-note")
+        violations, report = roomcraft.axe_violations()
+        assert not violations, report
     finally:
         remove_subscriptions(app, email)
 
@@ -178,6 +182,8 @@ def test_staff_see_fair_use_the_reconciliation_report_and_the_exports(
         table = roomcraft.find("#fair-use-table").text
         assert heavy in table and "past the mark" in table
         roomcraft.screenshots("admin-fair-use", fits=False)
+        violations, report = roomcraft.axe_violations()
+        assert not violations, report
         roomcraft.find("#fair-use-table a[href^='/admin/users/']").click()
         roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), heavy))
         usage = roomcraft.find("#fair-use-heading").find_element(By.XPATH, "..").text
@@ -196,6 +202,8 @@ def test_staff_see_fair_use_the_reconciliation_report_and_the_exports(
         assert heavy_sub in findings and gone_sub in findings
         assert "fixed" in findings and "needs a person" in findings
         roomcraft.screenshots("admin-reconciliation", fits=False)
+        violations, report = roomcraft.axe_violations()
+        assert not violations, report
         with app.app_context():
             status = db.session.execute(select(Subscription.status).where(
                 Subscription.creem_subscription_id == heavy_sub)).scalar_one()
