@@ -1,5 +1,6 @@
-"""The rq worker: maintenance, webhooks, generations, analytics and default jobs, plus the
-periodic jobs of jobs/registry.py and the retry scheduler (threads of this process)."""
+"""The rq worker: the queues of jobs/registry.py QUEUE_NAMES in their priority order
+(maintenance, webhooks, generations, analytics, default, then generations_fair_use), plus the
+periodic jobs of the registry and the retry scheduler (threads of this process)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from rq import Queue, Worker
 
 from credit_app import create_app
 from credit_app.jobs import use_app
+from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import start_schedulers
-from credit_app.redis_client import QUEUE_NAMES, client_for
+from credit_app.redis_client import client_for
 
 
 def main() -> None:

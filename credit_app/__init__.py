@@ -82,10 +82,21 @@ def set_security_headers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from credit_app.blueprints import admin, api_docs, auth, billing, credits, dashboard, live, ops
+    from credit_app.blueprints import (
+        admin,
+        admin_reports,
+        api_docs,
+        auth,
+        billing,
+        credits,
+        dashboard,
+        exports,
+        live,
+        ops,
+    )
 
     for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp,
-                      live.bp, ops.bp):
+                      live.bp, ops.bp, admin_reports.bp, exports.bp):
         app.register_blueprint(blueprint)
 
 

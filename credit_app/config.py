@@ -181,7 +181,8 @@ def _creem_config(env: str) -> dict:
 
 POSITIVE_SETTINGS = ("SWEEP_INTERVAL_SECONDS", "RESERVATION_TIMEOUT_SECONDS",
                      "GENERATION_JOB_TIMEOUT_SECONDS", "WORKER_HEARTBEAT_INTERVAL_SECONDS",
-                     "ANALYTICS_ROLLUP_INTERVAL_SECONDS")
+                     "ANALYTICS_ROLLUP_INTERVAL_SECONDS", "CREEM_RECONCILE_INTERVAL_SECONDS",
+                     "PRO_FAIR_USE_DAILY_GENERATIONS", "FAIR_USE_RESERVATION_TIMEOUT_SECONDS")
 
 
 def _check_work_settings(config: dict) -> None:
@@ -330,6 +331,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         **_creem_config(env),
         **_accounts_config(env),
         **_operations_config(env),
+        **_fair_use_and_reconciliation_config(),
     }
     if overrides:
         config.update(overrides)
@@ -392,6 +394,18 @@ def _operations_config(env: str) -> dict:
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip(),
         "LOG_FORMAT": log_format.strip().lower(),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").strip().upper(),
+    }
+
+
+def _fair_use_and_reconciliation_config() -> dict:
+    """Fair use for Pro (generations a day before the lower-priority queue), the Creem
+    reconciliation's period, and the export batch size."""
+    return {
+        "PRO_FAIR_USE_DAILY_GENERATIONS": _int("PRO_FAIR_USE_DAILY_GENERATIONS", 100),
+        "FAIR_USE_RESERVATION_TIMEOUT_SECONDS": _int("FAIR_USE_RESERVATION_TIMEOUT_SECONDS",
+                                                     3 * 3600),
+        "CREEM_RECONCILE_INTERVAL_SECONDS": _int("CREEM_RECONCILE_INTERVAL_SECONDS", 6 * 3600),
+        "EXPORT_BATCH_ROWS": _int("EXPORT_BATCH_ROWS", 1000),
     }
 
 

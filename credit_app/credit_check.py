@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 
-from flask import current_app, make_response, render_template, request
+from flask import make_response, render_template, request
 from flask_login import current_user, login_required
 
 from credit_app.errors import (
@@ -18,7 +17,7 @@ from credit_app.errors import (
 )
 from credit_app.extensions import db
 from credit_app.request_json import request_json
-from credit_app.services import analytics, credits, generations
+from credit_app.services import analytics, credits, fair_use, generations
 
 
 def request_generation_id() -> str:
@@ -39,7 +38,8 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
 
     An address not verified yet stops here, before any credit is held (a column of the user
     already loaded, so no query): htmx gets the dialog that offers to resend the link, others
-    EmailNotVerified (403).
+    EmailNotVerified (403). A Pro user past the day's fair-use mark gets a longer hold (a Pro
+    hold costs nothing), so a generation waiting on the fair-use queue is not timed out.
     """
     credits.get_feature(feature)
 
@@ -51,7 +51,7 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
                 if is_htmx_request() and not wants_json_response():
                     return verification_required_response()
                 raise EmailNotVerified()
-            timeout = timedelta(seconds=current_app.config["RESERVATION_TIMEOUT_SECONDS"])
+            timeout = fair_use.hold_timeout(current_user.id, current_user.is_pro)
             try:
                 reservation = credits.reserve_credit(
                     current_user.id, feature, request_generation_id(), timeout=timeout

@@ -32,8 +32,8 @@ from sqlalchemy import func, select
 from credit_app.clock import utcnow
 from credit_app.extensions import db
 from credit_app.health import ops_redis
+from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.models import AnalyticsEvent, WebhookEvent
-from credit_app.redis_client import QUEUE_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from rq import Queue
 
 # A worker takes from the first non-empty queue in this order: the short maintenance jobs
 # (sweeps, heartbeat) first, so a backlog of generations never starves them.
-QUEUE_NAMES: tuple[str, ...] = ("maintenance", "webhooks", "generations", "analytics", "default")
 SSL_CERT_REQS = ("none", "optional", "required")
 
 
@@ -110,6 +109,8 @@ def get_redis() -> redis.Redis:
 
 def get_queue(name: str) -> Queue:
     """Raises ValueError for a queue the worker does not listen on."""
+    from credit_app.jobs.registry import QUEUE_NAMES
+
     if name not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {name!r}")
     return Queue(name, connection=get_redis())

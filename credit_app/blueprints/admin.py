@@ -21,7 +21,15 @@ from credit_app.input_text import clean_line
 from credit_app.models import AUDIT_ACTIONS, User
 from credit_app.redis_client import get_redis
 from credit_app.schemas import MAX_ID
-from credit_app.services import admin_analytics, audit, credits, generations, rollout, staff
+from credit_app.services import (
+    admin_analytics,
+    audit,
+    credits,
+    fair_use,
+    generations,
+    rollout,
+    staff,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 QUICK_RANGES = (7, 30, 90)
@@ -90,6 +98,7 @@ def _render_user(user: User, form: AdjustCreditsForm, status: int = 200,
         subscriptions=billing_subscriptions.user_subscriptions(user.id),
         plan_for_product=billing_plans.plan_for_product,
         access_form=access_form or SignInAccessForm(formdata=None, prefix="access"),
+        fair_use=fair_use.fair_use_of(user.id), usage_history=fair_use.usage_history(user.id),
     ), status
 
 

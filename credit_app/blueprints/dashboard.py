@@ -24,9 +24,9 @@ from credit_app.extensions import db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
 from credit_app.generation.uploads import check_image_upload
-from credit_app.jobs import enqueue_after_commit
+from credit_app.jobs import enqueue_after_commit, registry
 from credit_app.models import CreditReservation, GenerationStatus
-from credit_app.services import analytics, credits, generations
+from credit_app.services import analytics, credits, fair_use, generations
 from credit_app.storage import get_storage
 
 bp = Blueprint("dashboard", __name__)
@@ -81,6 +81,7 @@ def feature_context(feature: Feature) -> dict:
         "styles": styles_for(feature.key),
         "motions": MOTIONS,
         "check": credits.validate_credit_usage(current_user.id, feature.key),
+        "fair_use": fair_use.fair_use_of(current_user.id),
     }
 
 
@@ -111,7 +112,7 @@ def _start(feature: Feature, reservation: CreditReservation):
     generation, created = generations.start_generation(
         reservation, options, upload, get_storage())
     if created or generation.status == GenerationStatus.QUEUED:
-        enqueue_after_commit("run_generation", generation.id)
+        enqueue_after_commit(registry.generation_job(generation.queue), generation.id)
     db.session.commit()
     if not is_htmx_request():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))

@@ -60,13 +60,13 @@ def stranded_after(config: Mapping[str, Any]) -> dict[str, timedelta]:
     }
 
 
-def stranded_generations(limit: int, now=None) -> list[int]:
+def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
     """Queued generations waiting too long, and running ones whose job died, while their hold
-    is pending and has time left."""
+    is pending and has time left: (id, queue) each."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
-        select(Generation.id)
+    return [(generation_pk, queue) for generation_pk, queue in db.session.execute(
+        select(Generation.id, Generation.queue)
         .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
         .where(CreditReservation.status == ReservationStatus.PENDING,
                CreditReservation.expires_at > now,
@@ -75,7 +75,7 @@ def stranded_generations(limit: int, now=None) -> list[int]:
                    (Generation.status == GenerationStatus.RUNNING)
                    & (Generation.started_at < now - limits["running_generation"])))
         .order_by(Generation.id).limit(limit)
-    ).scalars())
+    )]
 
 
 def stranded_webhook_events(limit: int, now=None) -> list[str]:
@@ -118,7 +118,7 @@ def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
             enqueue_now("deliver_email", email_id)
         for event_id in events:
             requeue_event(event_id)
-        for generation_pk in generations:
-            enqueue_now("run_generation", generation_pk)
+        for generation_pk, queue in generations:
+            enqueue_now(registry.generation_job(queue), generation_pk)
     return {"webhook_events": len(events), "generations": len(generations),
             "emails": len(emails)}

@@ -18,6 +18,15 @@ from rq import Retry
 
 Seconds = int | str  # a number of seconds, or the config key that holds it
 
+# Every rq queue, in the order a worker takes work from them (rq's worker always takes the
+# next job from the first non-empty queue of its list). Generations of a Pro user past the
+# fair-use mark of the day (PRO_FAIR_USE_DAILY_GENERATIONS) go to GENERATION_FAIR_USE_QUEUE,
+# read after every other queue: they run whenever nobody else's work waits, never refused.
+GENERATION_QUEUE = "generations"
+GENERATION_FAIR_USE_QUEUE = "generations_fair_use"
+QUEUE_NAMES: tuple[str, ...] = ("maintenance", "webhooks", GENERATION_QUEUE, "analytics",
+                                "default", GENERATION_FAIR_USE_QUEUE)
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -57,8 +66,12 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     # A generation retries on transient database and Redis errors only (other errors fail it
     # and return its credit): 5 s, 15 s, 30 s and 60 s after the failure.
-    JobSpec("run_generation", "credit_app.jobs.generations.run_generation", "generations",
+    JobSpec("run_generation", "credit_app.jobs.generations.run_generation", GENERATION_QUEUE,
             timeout="GENERATION_JOB_TIMEOUT_SECONDS", retry_intervals=(5, 15, 30, 60)),
+    # The same job for a Pro user past the day's fair-use mark, on the lowest-priority queue.
+    JobSpec("run_generation_fair_use", "credit_app.jobs.generations.run_generation",
+            GENERATION_FAIR_USE_QUEUE, timeout="GENERATION_JOB_TIMEOUT_SECONDS",
+            retry_intervals=(5, 15, 30, 60)),
     # A failed Creem event is retried after 10 s, 30 s, 1 min, 5 min and 15 min; then it stays
     # failed, with its error on the event row, until `flask billing rerun-event`.
     JobSpec("process_webhook_event", "credit_app.jobs.webhooks.process_webhook_event",
@@ -88,12 +101,26 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
             period="WORKER_HEARTBEAT_INTERVAL_SECONDS"),
     JobSpec("roll_up_analytics", "credit_app.jobs.analytics.roll_up_analytics", "analytics",
             timeout=600, period="ANALYTICS_ROLLUP_INTERVAL_SECONDS"),
+    # Reads every known customer's subscriptions from Creem and repairs drift (billing/
+    # reconciliation.py); one run at a time, its report on the admin page.
+    JobSpec("reconcile_with_creem", "credit_app.jobs.reconciliation.reconcile_with_creem",
+            "maintenance", timeout=1800, period="CREEM_RECONCILE_INTERVAL_SECONDS"),
 )}
+
+# The generation job of each generation queue (a generation row remembers its queue).
+GENERATION_JOBS: dict[str, str] = {GENERATION_QUEUE: "run_generation",
+                                   GENERATION_FAIR_USE_QUEUE: "run_generation_fair_use"}
 
 
 def job(name: str) -> JobSpec:
     """The declaration of job `name`. Raises KeyError for an undeclared job."""
     return JOBS[name]
+
+
+def generation_job(queue: str) -> str:
+    """The job that runs a generation recorded on `queue` (the normal one for an unknown
+    queue)."""
+    return GENERATION_JOBS.get(queue, "run_generation")
 
 
 def periodic_jobs() -> list[JobSpec]:

@@ -18,6 +18,11 @@ from credit_app.models.credit import (
     ReservationStatus,
 )
 from credit_app.models.generation import Generation, GenerationStatus
+from credit_app.models.reconciliation import (
+    FINDING_KINDS,
+    ReconciliationFinding,
+    ReconciliationRun,
+)
 from credit_app.models.staff import AUDIT_ACTIONS, AuditLogEntry, FeatureFlag
 from credit_app.models.subscription import (
     CREEM_STATUSES,
@@ -31,6 +36,7 @@ __all__ = [
     "AUDIT_ACTIONS",
     "CREEM_STATUSES",
     "EVENT_TYPES",
+    "FINDING_KINDS",
     "STAFF_FLAGS",
     "SUBSCRIPTION_STATUSES",
     "AnalyticsActiveDay",
@@ -48,6 +54,8 @@ __all__ = [
     "LedgerKind",
     "OutboundEmail",
     "Posting",
+    "ReconciliationFinding",
+    "ReconciliationRun",
     "RecoveryCode",
     "ReservationStatus",
     "Subscription",

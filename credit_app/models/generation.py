@@ -30,6 +30,7 @@ class Generation(db.Model):
         Index("uq_generations_user_generation_id", "user_id", "generation_id", unique=True),
         Index("ix_generations_user_id_id", "user_id", "id"),
         Index("ix_generations_status_created_at", "status", "created_at"),
+        Index("ix_generations_user_id_created_at", "user_id", "created_at"),
         CheckConstraint(_in_list("status", tuple(GenerationStatus)), name="status_allowed"),
         CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
     )
@@ -56,6 +57,10 @@ class Generation(db.Model):
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                           server_default="0")
+    # The rq queue it runs from (jobs/registry.py): "generations_fair_use" for a Pro user past
+    # the day's fair-use mark, so recovery queues it again on the same one.
+    queue: Mapped[str] = mapped_column(String(40), nullable=False, default="generations",
+                                       server_default="generations")
     # The rq job that claimed it: a retry of that job (same id) may claim it again.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
@@ -66,6 +71,11 @@ class Generation(db.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def is_fair_use(self) -> bool:
+        """Whether it runs on the lower-priority queue of fair use."""
+        return self.queue == "generations_fair_use"
 
     @property
     def duration_seconds(self) -> float | None:

@@ -38,7 +38,7 @@ from credit_app.models import (
     GenerationStatus,
     ReservationStatus,
 )
-from credit_app.services import analytics, credits
+from credit_app.services import analytics, credits, fair_use
 from credit_app.services.credits import utcnow
 from credit_app.storage import Storage, StorageUnavailable, StoredObjectMissing, sibling_key
 
@@ -131,7 +131,9 @@ def start_generation(
     """Record a generation for a held credit and store its upload.
 
     Returns the generation and whether it is new; a repeat of the same form (same
-    generation id) returns the first one and stores nothing. Raises StorageUnavailable.
+    generation id) returns the first one and stores nothing. A Pro user's generation past
+    the day's fair-use mark is put on the fair-use queue (services/fair_use.py).
+    Raises StorageUnavailable.
     """
     existing = db.session.execute(
         select(Generation).where(Generation.user_id == reservation.user_id,
@@ -150,6 +152,7 @@ def start_generation(
         options=options,
         input_path=input_key,
         status=GenerationStatus.QUEUED,
+        queue=fair_use.queue_for_new_generation(reservation.user_id),
     )
     db.session.add(generation)
     db.session.flush()

@@ -9,8 +9,9 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from credit_app.jobs import registry
+from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import RETRY_LOCK_SECONDS, enqueue_due_retries, start_schedulers
-from credit_app.redis_client import QUEUE_NAMES, get_redis
+from credit_app.redis_client import get_redis
 from tests.outages import wait_until
 
 FAR_FUTURE = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
@@ -23,7 +24,7 @@ def test_every_declared_job_is_on_a_queue_the_worker_reads_and_importable(app):
         assert spec.timeout_seconds(app.config) > 0
     assert {spec.name for spec in registry.periodic_jobs()} == {
         "sweep_expired_reservations", "sweep_lapsed_subscriptions", "requeue_stranded_work",
-        "heartbeat", "roll_up_analytics"}
+        "heartbeat", "roll_up_analytics", "reconcile_with_creem"}
 
 
 def test_due_retries_move_to_their_queue_once(app):
@@ -52,11 +53,11 @@ def test_the_scheduler_threads_enqueue_periodic_jobs_and_stop(app):
     stop = start_schedulers(connection, app.config, ["default"])
     maintenance = Queue("maintenance", connection=connection)
     try:
-        wait_until(lambda: maintenance.count >= 4, "the periodic jobs were not enqueued")
+        wait_until(lambda: maintenance.count >= 5, "the periodic jobs were not enqueued")
     finally:
         stop.set()
     names = sorted(job.func_name.rsplit(".", 1)[-1] for job in maintenance.get_jobs())
-    assert names == ["heartbeat", "requeue_stranded_work", "sweep_expired_reservations",
-                     "sweep_lapsed_subscriptions"]
+    assert names == ["heartbeat", "reconcile_with_creem", "requeue_stranded_work",
+                     "sweep_expired_reservations", "sweep_lapsed_subscriptions"]
     maintenance.empty()
     Queue("analytics", connection=connection).empty()

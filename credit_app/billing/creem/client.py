@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 10.0
+# Creem's list endpoints page with `page_number` (from 1) and `page_size`; a run that meets
+# more pages than this for one customer stops there (a loop guard, far above any real count).
+MAX_LIST_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,34 @@ class CreemClient:
         data = self._request("GET", "/v1/subscriptions",
                              params={"subscription_id": subscription_id}, retry=True)
         return subscription_from_api(data)
+
+    def list_customer_subscriptions(self, customer_id: str, page_size: int = 50
+                                    ) -> Iterator[SubscriptionSnapshot]:
+        """Every subscription of one customer, as Creem has them now, page by page
+        (`GET /v1/customers/{id}/subscriptions`, answered as `{"items": [...],
+        "pagination": {"next_page": ...}}`).
+
+        Raises ValueError for a page_size outside 1..100, CreemError (404: Creem does not
+        know the customer).
+        """
+        if not 1 <= page_size <= 100:
+            raise ValueError(f"page_size must be from 1 to 100, got {page_size!r}")
+        page: int | None = 1
+        for _ in range(MAX_LIST_PAGES):
+            data = self._request("GET", f"/v1/customers/{customer_id}/subscriptions",
+                                 params={"page_number": str(page), "page_size": str(page_size)},
+                                 retry=True)
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise CreemError("Creem answered a subscription list without its items.")
+            for item in items:
+                yield subscription_from_api(item)
+            pagination = data.get("pagination")
+            page = pagination.get("next_page") if isinstance(pagination, dict) else None
+            if not isinstance(page, int) or isinstance(page, bool) or not items:
+                return
+        log.warning("Creem customer %s has more than %d pages of subscriptions; read the "
+                    "first ones only", customer_id, MAX_LIST_PAGES)
 
     def cancel_subscription(self, subscription_id: str,
                             mode: str = "scheduled") -> SubscriptionSnapshot:

@@ -55,6 +55,8 @@ def create_stand_in_app(stand_in: CreemStandIn | None = None, **options: Any) ->
     app.add_url_rule("/v1/subscriptions/<subscription_id>/upgrade",
                      view_func=_api_upgrade_subscription, methods=["POST"])
     app.add_url_rule("/v1/customers/billing", view_func=_api_customer_portal, methods=["POST"])
+    app.add_url_rule("/v1/customers/<customer_id>/subscriptions",
+                     view_func=_api_list_customer_subscriptions)
     app.add_url_rule("/checkout/<checkout_id>", view_func=_checkout_page)
     app.add_url_rule("/checkout/<checkout_id>/pay", view_func=_checkout_pay, methods=["POST"])
     app.add_url_rule("/checkout/<checkout_id>/cancel", view_func=_checkout_cancel,
@@ -157,6 +159,31 @@ def _api_get_subscription() -> Response:
     subscription = stand_in.subscription(request.args.get("subscription_id", ""))
     with stand_in.lock:
         return jsonify(stand_in.subscription_object(subscription))
+
+
+def _page_argument(name: str, default: int, largest: int) -> int:
+    value = request.args.get(name, str(default))
+    if not value.isdigit() or not 1 <= int(value) <= largest:
+        raise StandInError(400, f"{name} must be a whole number from 1 to {largest}.")
+    return int(value)
+
+
+def _api_list_customer_subscriptions(customer_id: str) -> Response:
+    """A customer's subscriptions, oldest first, paged like Creem's list endpoints."""
+    stand_in = _stand_in()
+    page = _page_argument("page_number", 1, 10_000)
+    size = _page_argument("page_size", 10, 100)
+    with stand_in.lock:
+        if customer_id not in stand_in.customers.values():
+            raise StandInError(404, f"Customer {customer_id} not found.")
+        mine = sorted((sub for sub in stand_in.subscriptions.values()
+                       if sub.customer_id == customer_id), key=lambda sub: sub.created_at)
+        pages = max(1, -(-len(mine) // size))
+        items = [stand_in.subscription_object(sub) for sub in mine[(page - 1) * size:page * size]]
+    return jsonify({"items": items, "pagination": {
+        "total_records": len(mine), "total_pages": pages, "current_page": page,
+        "next_page": page + 1 if page < pages else None,
+        "prev_page": page - 1 if page > 1 else None}})
 
 
 def _api_cancel_subscription(subscription_id: str) -> Response:
