@@ -96,3 +96,6 @@ def test_a_result_compares_before_and_after_and_thumbnails_are_webp(
     assert thumbnails and all(image["src"].endswith("/output/320w.webp")
                               for image in thumbnails), thumbnails
     roomcraft.screenshots("dashboard-thumbnails")
+    for width in (1440, 390):
+        section_screenshot(roomcraft, "#recent-heading", f"dashboard-recent-designs-{width}",
+                           width)
