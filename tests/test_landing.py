@@ -44,3 +44,13 @@ def test_example_images_are_webp_cached_for_a_year(client):
     assert Image.open(io.BytesIO(response.data)).width == 960
     assert client.get(path.replace(examples_version(), "0" * 12)).status_code == 404
     assert client.get(f"/examples/{examples_version()}/nope.webp").status_code == 404
+
+
+def test_the_examples_command_rebuilds_them(app):
+    result = app.test_cli_runner().invoke(args=["media", "examples"])
+    assert result.exit_code == 0, result.output
+    assert f"Made {len(EXAMPLES)} landing examples." in result.output
+    folder = ensure_examples()
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        file_name(example, which, width) for example in EXAMPLES
+        for which in ("before", "after") for width in (480, 960))
