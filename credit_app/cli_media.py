@@ -45,7 +45,7 @@ def backfill(run_now: bool, limit: int) -> None:
 def build_examples() -> None:
     """Make the landing page's before/after examples with the local provider (done on first
     request too, when they are missing)."""
-    from credit_app.landing_examples import ensure_examples
+    from credit_app.landing_examples import EXAMPLES, ensure_examples
 
-    examples = ensure_examples(force=True)
-    click.echo(f"Made {len(examples)} landing examples.")
+    folder = ensure_examples(force=True)
+    click.echo(f"Made {len(EXAMPLES)} landing examples in {folder}.")

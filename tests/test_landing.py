@@ -49,7 +49,7 @@ def test_example_images_are_webp_cached_for_a_year(client):
 def test_the_examples_command_rebuilds_them(app):
     result = app.test_cli_runner().invoke(args=["media", "examples"])
     assert result.exit_code == 0, result.output
-    assert f"Made {len(EXAMPLES)} landing examples." in result.output
+    assert f"Made {len(EXAMPLES)} landing examples in " in result.output
     folder = ensure_examples()
     assert sorted(path.name for path in folder.iterdir()) == sorted(
         file_name(example, which, width) for example in EXAMPLES
