@@ -17,6 +17,7 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
     enforce_https(app)
     register_extensions(app)
     set_security_headers(app)
+    serve_static_files(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
@@ -79,6 +80,14 @@ def set_security_headers(app: Flask) -> None:
     from credit_app.security_headers import init_security_headers
 
     init_security_headers(app)
+
+
+def serve_static_files(app: Flask) -> None:
+    """Fingerprinted static URLs cached for a year, and gzip/brotli responses
+    (credit_app/static_files.py)."""
+    from credit_app.static_files import init_static_files
+
+    init_static_files(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -176,10 +176,11 @@ def clear_flag(subscription_id: str) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from credit_app.cli_media import media_cli
     from credit_app.cli_ops import analytics_cli, audit_ledger_command, seed_cli
 
     credits_cli.add_command(audit_ledger_command)
-    for command in (analytics_cli, seed_cli):
+    for command in (analytics_cli, seed_cli, media_cli):
         app.cli.add_command(command)
     for command in (users_cli, api_cli, credits_cli, services_cli, billing_cli, seed_demo):
         app.cli.add_command(command)

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from credit_app.extensions import db
 from credit_app.features import FEATURES
+from credit_app.images import variant_key
 from credit_app.models import Generation, User
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
@@ -302,9 +303,18 @@ def test_upload_on_one_web_dyno_runs_on_the_worker_and_is_fetched_on_the_other(
                 select(Generation).where(Generation.id == generation_pk)).scalar_one()
             assert (generation.user_id, generation.status) == (user_id, "succeeded")
             input_key, output_key = generation.input_path, generation.output_path
+            variants = generation.image_variants
             db.session.remove()
+        copies = [variant_key(key, width) for which, key in (("input", input_key),
+                                                             ("output", output_key))
+                  for width in variants[which]]
+        assert variants["input"] and variants["output"]
         assert object_keys(*s3) == sorted(
-            [f"generations/{input_key}", f"generations/{output_key}"])
+            f"generations/{key}" for key in [input_key, output_key, *copies])
+        thumbnail = on_b.get(web_b, f"/dashboard/generations/{generation_pk}/output/"
+                                    f"{variants['output'][0]}w.webp")
+        assert thumbnail.status_code == 200
+        assert thumbnail.headers["Content-Type"] == "image/webp"
         stranger = Browser(web_b, committed_user(app, "stranger")[1])
         assert stranger.get(web_b, f"/dashboard/generations/{generation_pk}/output"
                             ).status_code == 404

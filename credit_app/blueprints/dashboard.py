@@ -14,6 +14,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    send_from_directory,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -24,6 +25,7 @@ from credit_app.extensions import db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
 from credit_app.generation.uploads import check_image_upload
+from credit_app.images import VARIANT_MEDIA_TYPE, variant_key
 from credit_app.jobs import enqueue_after_commit, registry
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.services import analytics, credits, fair_use, generations
@@ -45,7 +47,30 @@ def render(page: str, fragment: str, status: int = 200, **context) -> Response:
 def index():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.home"))
-    return render_template("landing.html", features=FEATURES.values())
+    from credit_app.billing.plans import plans
+    from credit_app.landing_examples import EXAMPLES, ensure_examples, examples_version
+
+    try:
+        ensure_examples()
+        examples = EXAMPLES
+    except Exception:
+        current_app.logger.exception("the landing examples could not be made")
+        examples = ()
+    return render_template("landing.html", features=FEATURES.values(), examples=examples,
+                           examples_version=examples_version(), plans=plans())
+
+
+@bp.get("/examples/<version>/<name>")
+def landing_example(version: str, name: str):
+    """An image of a landing example; its URL names the version, so it is cached a year."""
+    from credit_app.landing_examples import ensure_examples, examples_version
+
+    if version != examples_version():
+        abort(404)
+    folder = ensure_examples()
+    response = send_from_directory(folder, name, mimetype=VARIANT_MEDIA_TYPE, max_age=0)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
 
 
 @bp.get("/dashboard")
@@ -168,6 +193,26 @@ def generation_file(generation_pk: int, which: str):
     response = send_file(stream, download_name=posixpath.basename(key), max_age=0,
                          mimetype=generation.output_media_type if which == "output" else None)
     response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+# A variant's key names one generation's image at one width and is never rewritten with other
+# content, so the browser may keep it for a year without asking again.
+VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+@bp.get("/dashboard/generations/<int:generation_pk>/<any(input, output):which>/"
+        "<int:width>w.webp")
+@login_required
+def generation_variant(generation_pk: int, which: str, width: int):
+    """A WebP copy of the upload or the result (credit_app/images.py), to its owner only."""
+    generation = generations.find_generation(current_user.id, generation_pk)
+    key = generation.input_path if which == "input" else generation.output_path
+    if not key or width not in generation.variant_widths(which):
+        abort(404)
+    response = send_file(get_storage().open(variant_key(key, width)),
+                         mimetype=VARIANT_MEDIA_TYPE, max_age=0, conditional=False)
+    response.headers["Cache-Control"] = VARIANT_CACHE_CONTROL
     return response
 
 

@@ -53,7 +53,7 @@ def run_generation(generation_pk: int) -> str:
         if generation is None:
             return "skipped"
         try:
-            output_key, result, provider_name = _generate(generation)
+            output_key, result, provider_name, variants = _generate(generation)
         except GenerationError as exc:
             return _fail(generation_pk, exc.message)
         except StorageUnavailable:
@@ -63,7 +63,8 @@ def run_generation(generation_pk: int) -> str:
             log.exception("generation %s crashed", generation_pk)
             return _fail(generation_pk, CRASH_MESSAGE)
         try:
-            generations.complete_generation(generation_pk, result, provider_name, output_key)
+            generations.complete_generation(generation_pk, result, provider_name, output_key,
+                                            variants)
             db.session.commit()
         except ReservationExpired:
             db.session.rollback()
@@ -76,18 +77,44 @@ def run_generation(generation_pk: int) -> str:
         return "succeeded"
 
 
-def _generate(generation: Generation) -> tuple[str, GenerationResult, str]:
+def _generate(generation: Generation) -> tuple[str, GenerationResult, str, dict[str, list]]:
     """Fetch the upload from storage into a scratch folder, run the provider there and store
-    its output; returns (output key, result, provider name). The scratch folder is removed
-    either way, so the worker's disk holds nothing between jobs.
+    its output and the WebP copies of both (thumbnail and display sizes); returns (output
+    key, result, provider name, variant widths). The scratch folder is removed either way,
+    so the worker's disk holds nothing between jobs.
 
     Raises GenerationError, StorageUnavailable, or whatever the provider crashed with.
     """
     storage = get_storage()
     provider = provider_from_config(current_app.config)
     with tempfile.TemporaryDirectory(prefix="generation-") as workdir:
-        result = provider.generate(generations.build_request(generation, storage, Path(workdir)))
-        return generations.store_output(generation, result, storage), result, provider.name
+        request = generations.build_request(generation, storage, Path(workdir))
+        result = provider.generate(request)
+        output_key = generations.store_output(generation, result, storage)
+        variants = generations.store_variants(
+            {"input": (request.input_path, generation.input_path),
+             "output": (result.output_path, output_key)}, storage)
+        return output_key, result, provider.name, variants
+
+
+def make_image_variants(generation_pk: int) -> str:
+    """The backfill of one generation made before WebP copies existed: make the missing ones
+    from the stored originals. Safe to run twice (images with copies are skipped).
+
+    Returns "done" or "skipped" (the generation is gone). Raises a TRANSIENT_ERRORS error or
+    StorageUnavailable for rq to retry.
+    """
+    with job_context(), tempfile.TemporaryDirectory(prefix="variants-") as workdir:
+        try:
+            generations.backfill_variants(generation_pk, get_storage(), Path(workdir))
+            db.session.commit()
+        except generations.GenerationNotFound:
+            db.session.rollback()
+            return "skipped"
+        except Exception:
+            db.session.rollback()
+            raise
+    return "done"
 
 
 def _fail(generation_pk: int, message: str) -> str:

@@ -72,6 +72,10 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     JobSpec("run_generation_fair_use", "credit_app.jobs.generations.run_generation",
             GENERATION_FAIR_USE_QUEUE, timeout="GENERATION_JOB_TIMEOUT_SECONDS",
             retry_intervals=(5, 15, 30, 60)),
+    # The backfill of WebP thumbnails and display images for designs made before they
+    # existed (`flask media backfill` enqueues it); storage outages retry it.
+    JobSpec("make_image_variants", "credit_app.jobs.generations.make_image_variants",
+            "maintenance", timeout=120, retry_intervals=(10, 60, 300)),
     # A failed Creem event is retried after 10 s, 30 s, 1 min, 5 min and 15 min; then it stays
     # failed, with its error on the event row, until `flask billing rerun-event`.
     JobSpec("process_webhook_event", "credit_app.jobs.webhooks.process_webhook_event",

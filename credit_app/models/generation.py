@@ -54,6 +54,10 @@ class Generation(db.Model):
     input_path: Mapped[str] = mapped_column(String(500), nullable=False)
     output_path: Mapped[str | None] = mapped_column(String(500))
     output_media_type: Mapped[str | None] = mapped_column(String(50))
+    # The widths of the WebP copies made of each image (credit_app/images.py), e.g.
+    # {"input": [320, 640], "output": [320, 640, 1280]}; empty until they are made.
+    image_variants: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
+                                                 server_default="{}")
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                           server_default="0")
@@ -71,6 +75,15 @@ class Generation(db.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    def variant_widths(self, which: str) -> list[int]:
+        """The widths of the WebP copies of the "input" or "output" image (none yet: [])."""
+        return list((self.image_variants or {}).get(which) or [])
+
+    @property
+    def output_is_still(self) -> bool:
+        """Whether the result is one still image (a video result is an animation)."""
+        return self.feature != "video"
 
     @property
     def is_fair_use(self) -> bool:

@@ -31,6 +31,7 @@ from credit_app.generation.options import (
     styles_for,
 )
 from credit_app.generation.uploads import CheckedUpload
+from credit_app.images import VariantError, make_variants
 from credit_app.input_text import clean_text
 from credit_app.models import (
     CreditReservation,
@@ -230,9 +231,74 @@ def store_output(generation: Generation, result: GenerationResult, storage: Stor
     return key
 
 
+def store_variants(files: Mapping[str, tuple[Path, str]], storage: Storage) -> dict[str, list]:
+    """Make the WebP copies (thumbnail and display sizes) of each local file, stored beside
+    its original: `files` maps "input"/"output" to (local path, stored key). Returns the
+    widths made per image; an image that cannot be decoded gets none (logged), so its page
+    falls back to the original.
+
+    Raises StorageUnavailable.
+    """
+    variants: dict[str, list] = {}
+    for which, (path, key) in files.items():
+        try:
+            variants[which] = make_variants(path, key, storage)
+        except VariantError as exc:
+            log.warning("no image variants for %s: %s", key, exc)
+    return variants
+
+
+def backfill_variants(generation_pk: int, storage: Storage, workdir: Path) -> dict[str, list]:
+    """Make the missing WebP copies of a generation made before they existed (its upload,
+    and its result once it succeeded), from the originals in storage; returns the widths now
+    recorded. Images that already have copies are left alone, so running it twice does the
+    work once.
+
+    Raises GenerationNotFound, StorageUnavailable.
+    """
+    generation = db.session.get(Generation, generation_pk)
+    if generation is None:
+        raise GenerationNotFound()
+    variants = dict(generation.image_variants or {})
+    wanted = {"input": generation.input_path}
+    if generation.status == GenerationStatus.SUCCEEDED and generation.output_path:
+        wanted["output"] = generation.output_path
+    files = {}
+    for which, key in wanted.items():
+        if variants.get(which):
+            continue
+        path = workdir / f"{which}{posixpath.splitext(key)[1]}"
+        try:
+            storage.download(key, path)
+        except StoredObjectMissing:
+            log.warning("generation %s: its %s %s is gone; no variants", generation_pk, which,
+                        key)
+            continue
+        files[which] = (path, key)
+    if files:
+        variants.update(store_variants(files, storage))
+        generation.image_variants = variants
+        db.session.flush()
+    return variants
+
+
+def generations_missing_variants(limit: int = 1000) -> list[int]:
+    """Ids of generations with an image that has no WebP copies yet (the backfill's work):
+    the upload of any generation, the result of a succeeded one."""
+    missing_input = ~Generation.image_variants.has_key("input")
+    missing_output = ((Generation.status == GenerationStatus.SUCCEEDED)
+                      & Generation.output_path.is_not(None)
+                      & ~Generation.image_variants.has_key("output"))
+    return list(db.session.execute(
+        select(Generation.id).where(missing_input | missing_output)
+        .order_by(Generation.id).limit(limit)
+    ).scalars())
+
+
 def complete_generation(generation_pk: int, result: GenerationResult,
-                        provider_name: str, output_key: str) -> Generation:
-    """Record the stored output (its key) and spend the held credit.
+                        provider_name: str, output_key: str,
+                        variants: Mapping[str, list] | None = None) -> Generation:
+    """Record the stored output (its key) and its WebP copies, and spend the held credit.
 
     Raises ReservationExpired when the hold timed out first (the caller then fails it).
     """
@@ -242,6 +308,8 @@ def complete_generation(generation_pk: int, result: GenerationResult,
     generation.status = GenerationStatus.SUCCEEDED
     generation.output_path = output_key
     generation.output_media_type = result.media_type
+    if variants:
+        generation.image_variants = {**(generation.image_variants or {}), **variants}
     generation.provider = provider_name
     generation.finished_at = utcnow()
     db.session.flush()
