@@ -23,7 +23,7 @@ from credit_app.errors import DomainError, is_htmx_request
 from credit_app.extensions import db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
-from credit_app.generation.uploads import check_image_upload
+from credit_app.generation.uploads import MAX_UPLOAD_BYTES, check_image_upload
 from credit_app.jobs import enqueue_after_commit
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.services import analytics, credits, generations
@@ -51,7 +51,7 @@ def index():
 @bp.get("/dashboard")
 @login_required
 def home():
-    page = credits.get_credit_history(current_user.id, request.args.get("cursor"), limit=20)
+    page = credits.get_activity(current_user.id, request.args.get("cursor"), limit=20)
     return render_template("dashboard/home.html", history=page, features=FEATURES.values(),
                            recent=generations.list_generations(current_user.id, limit=6))
 
@@ -81,6 +81,7 @@ def feature_context(feature: Feature) -> dict:
         "styles": styles_for(feature.key),
         "motions": MOTIONS,
         "check": credits.validate_credit_usage(current_user.id, feature.key),
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
     }
 
 
