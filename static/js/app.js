@@ -220,7 +220,9 @@
     if (input && input.files.length) keptFiles = input.files;
   });
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (event.detail.elt.matches("[data-spends-credit]") && event.detail.xhr && event.detail.xhr.status === 200) forgetPhoto();
+    // Started: a 200 into the result panel (the paywall and the verify dialog retarget).
+    const xhr = event.detail.xhr;
+    if (event.detail.elt.matches("[data-spends-credit]") && xhr && xhr.status === 200 && !xhr.getResponseHeader("HX-Retarget")) forgetPhoto();
   });
   document.addEventListener("submit", function (event) {
     if (event.target.matches("form[action$='/logout']")) forgetPhoto();
@@ -232,7 +234,8 @@
     if (input.matches("[data-max-bytes]")) {
       const file = input.files[0];
       const problem = file ? uploadProblem(input, file) : "";
-      showUploadError(input, problem);
+      // A photo put back after a refusal must not hide the server's message about it.
+      if (problem || event.isTrusted) showUploadError(input, problem);
       if (problem) {
         input.value = "";
         const preview = document.querySelector(input.dataset.previewTarget);
