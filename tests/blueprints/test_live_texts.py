@@ -185,3 +185,12 @@ def test_the_yearly_saving_is_computed_from_the_prices():
     dear = Plan("pro_yearly", "p2", "Pro yearly", "$300 / year", "year")
     assert yearly_saving([monthly, dear]) is None
     assert yearly_saving([monthly, Plan("y", "p", "Y", "on request", "year")]) is None
+
+
+def test_staff_tables_scroll_in_their_own_region_and_name_people(admin, admin_client, user):
+    credits.grant_credits(user.id, 2, "thanks for the report", actor_id=admin.id)
+    db.session.commit()
+    users = page(admin_client, "/admin/")
+    assert '<div class="table-scroll" role="region"' in users and 'tabindex="0"' in users
+    detail = page(admin_client, f"/admin/users/{user.id}")
+    assert f">{admin.email}</a>" in detail and f">#{admin.id}</a>" not in detail

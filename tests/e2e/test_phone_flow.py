@@ -157,6 +157,19 @@ def test_on_a_phone_generate_shows_progress_then_the_result_and_the_count(
     assert [row.get_attribute("data-outcome") for row in rows] == ["done", "other"]
     assert "You have 5 of 6 credits" in phone.find(".page-head").text
     phone.screenshots("phone-history")
+    as_phone(phone)
+    assert phone.script("return document.documentElement.scrollWidth;") <= PHONE["width"]
+    phone.script('document.getElementById("history-heading").scrollIntoView();')
+    viewport_shot(phone, "phone-history-rows-390")
+
+    phone.open("/dashboard/furnish-empty-space")
+    phone.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    label = phone.find('#sidebar a[aria-current="page"] .label')
+    assert label.text == "Furnish an empty space"
+    assert phone.script("return arguments[0].scrollWidth <= arguments[0].clientWidth;",
+                        label), "the active sidebar item is cut off"
+    phone.screenshot("sidebar-active-long-name-1440")
 
 
 def test_without_the_socket_the_result_still_arrives_by_polling(
