@@ -138,7 +138,8 @@ def checkout_confirmation() -> str | None:
 
 @bp.app_context_processor
 def inject_checkout_confirmation() -> dict:
-    return {"checkout_confirmation": checkout_confirmation}
+    return {"checkout_confirmation": checkout_confirmation, "pricing_plans": plans.plans,
+            "yearly_saving": plans.yearly_saving}
 
 
 @bp.get("/dashboard/subscription/confirmation")

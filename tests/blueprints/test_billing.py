@@ -201,7 +201,7 @@ class TestSubscriptionPage:
         assert "Save $38 (16%)" in text and "Recommended" in text
         assert "6 of 6 credits left" in text and "Cancel subscription" not in text
         assert "Choose Pro monthly" in text and "Choose Pro yearly" in text
-        free_card = text.split('id="plan-free-name"')[1].split("</article>")[0]
+        free_card = text.split('id="plan-free-name"')[1].split("</li>")[0]
         assert "Your plan" in free_card
         assert "What each plan includes" in text
 
@@ -231,7 +231,7 @@ class TestSubscriptionPage:
         assert "Choose Pro monthly" not in text and "Choose Pro yearly" not in text
         assert "/dashboard/subscription/checkout" not in text, "a checkout that would be a 409"
         assert "credits left" not in text
-        monthly_card = text.split('id="plan-pro_monthly-name"')[1].split("</article>")[0]
+        monthly_card = text.split('id="plan-pro_monthly-name"')[1].split("</li>")[0]
         assert "Your plan" in monthly_card and "Recommended" not in monthly_card
         assert "Switch to Pro yearly" in text
         assert "Unlimited" in page(user_client.get("/dashboard/credits"))

@@ -194,3 +194,15 @@ def test_staff_tables_scroll_in_their_own_region_and_name_people(admin, admin_cl
     assert '<div class="table-scroll" role="region"' in users and 'tabindex="0"' in users
     detail = page(admin_client, f"/admin/users/{user.id}")
     assert f">{admin.email}</a>" in detail and f">#{admin.id}</a>" not in detail
+
+
+def test_the_plan_cards_render_for_visitors_without_any_context(app):
+    """The landing page includes the same partial: signed out, every card leads to sign-up
+    and none offers a checkout."""
+    from flask import render_template_string
+
+    with app.test_request_context("/"):
+        cards = render_template_string('{% include "billing/_plan_cards.html" %}')
+    assert cards.count('<li class="plan-card') == 3 and "Recommended" in cards
+    assert "Save $38 (16%)" in cards and "Start free" in cards
+    assert "/dashboard/subscription/checkout" not in cards and "Your plan" not in cards
