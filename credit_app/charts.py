@@ -82,6 +82,17 @@ def nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
+def axis_top(peak: float, counts: bool) -> float:
+    """The top of a value axis with four steps. For counts (users, generations) every step is
+    a whole number, so the axis never reads "0.5 users"."""
+    if not counts:
+        return nice_ceiling(peak)
+    step = max(1, math.ceil(nice_ceiling(peak / 4))) if peak > 0 else 1
+    while step * 4 < peak:
+        step += 1
+    return float(step * 4)
+
+
 def format_number(value: float, percent: bool = False) -> str:
     if percent:
         return f"{value * 100:.0f}%" if value * 100 == round(value * 100) else f"{value:.1%}"
@@ -104,13 +115,17 @@ def _x_labels(labels: Sequence[str], slot: float, max_labels: int = 8) -> list[L
             for index, text in enumerate(labels) if index % every == 0]
 
 
+def _all_whole(values: Sequence[float]) -> bool:
+    return all(float(value).is_integer() for value in values)
+
+
 def column_chart(chart_id: str, title: str, description: str, labels: Sequence[str],
                  series: Sequence[Series]) -> Chart:
     """Stacked columns, one per label (a day), one colour per series."""
     plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
-    top = nice_ceiling(max(totals, default=0))
+    top = axis_top(max(totals, default=0), counts=_all_whole(totals))
     slot = plot_width / max(len(labels), 1)
     bar_width = max(slot * 0.7, 1.0)
     tones = _tones(series)
@@ -138,7 +153,8 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
     plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
     peak = max((value or 0 for item in series for value in item.values), default=0)
-    top = 1.0 if percent and peak <= 1 else nice_ceiling(peak)
+    whole = not percent and _all_whole([value or 0 for item in series for value in item.values])
+    top = 1.0 if percent and peak <= 1 else axis_top(peak, counts=whole)
     slot = plot_width / max(len(labels), 1)
     tones = _tones(series)
     lines = []

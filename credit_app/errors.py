@@ -290,6 +290,21 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
     return response
 
 
+UPLOAD_TOO_LARGE_MESSAGE = ("That file is too large to upload: photos can be up to 10 MB. "
+                            "Choose a smaller one.")
+
+
+def upload_too_large_response() -> Response:
+    """A generation form's upload was over the request limit: the message goes under the
+    photo field (#image-error), not to the top of the page; nothing was read or spent."""
+    response = Response(render_template("errors/_field_error.html", field="image",
+                                        message=UPLOAD_TOO_LARGE_MESSAGE), status=413)
+    response.headers["HX-Retarget"] = "#image-error"
+    response.headers["HX-Reswap"] = "outerHTML"
+    response.headers["Vary"] = "HX-Request, Accept"
+    return response
+
+
 def _standalone_page(status: int, message: str) -> str:
     """The 5xx page, rendered without context processors: they would load the signed-in user
     (flask-login's `current_user`), which needs the database that may be what failed."""
@@ -377,6 +392,11 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code and exc.code >= 500:
             _rollback_quietly()
         message = exc.description or exc.name
+        if exc.code == 413 and is_htmx_request() and (request.endpoint or "").startswith(
+                "dashboard.start_"):
+            return upload_too_large_response()
+        if exc.code == 413 and not wants_json_response():
+            message = UPLOAD_TOO_LARGE_MESSAGE
         response = error_response(exc.code or 500, _http_code(exc), message)
         if exc.code == 429:
             response.headers["Retry-After"] = str(_retry_after_of_rate_limit(exc))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_login import current_user
 
 from credit_app.features import FEATURES
+from credit_app.generation.options import describe_options
 from credit_app.models import CreditTransaction, LedgerKind
 from credit_app.services import credits
 
@@ -43,12 +44,16 @@ def init_templating(app: Flask) -> None:
     @app.context_processor
     def inject_credits() -> dict:
         def sidebar_credits() -> credits.UserCredits | None:
+            """The signed-in user's credits, read once per request: every credit text on a
+            page (sidebar, top bar, headings, cost notes) shows the same state."""
             if not current_user.is_authenticated:
                 return None
-            return credits.get_user_credits(current_user.id)
+            if "sidebar_credits" not in g:
+                g.sidebar_credits = credits.get_user_credits(current_user.id)
+            return g.sidebar_credits
 
         return {"sidebar_credits": sidebar_credits, "all_features": FEATURES.values(),
-                "all_features_by_key": FEATURES}
+                "all_features_by_key": FEATURES, "describe_options": describe_options}
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

@@ -16,10 +16,24 @@ def test_column_chart_stacks_series_to_scale():
         ("accent", "a: 4 ok"), ("info", "a: 1 failed"), ("info", "b: 2 failed")]
     plot = charts.HEIGHT - charts.PAD_TOP - charts.PAD_BOTTOM
     ok, failed, _ = chart.rects
-    assert ok.height == pytest.approx(plot * 4 / 5)
+    assert ok.height == pytest.approx(plot * 4 / 8)
     assert failed.y + failed.height == pytest.approx(ok.y)
-    assert chart.y_labels[-1].text == "5"
+    assert [label.text for label in chart.y_labels] == ["0", "2", "4", "6", "8"]
     assert chart.legend == [("accent", "ok"), ("info", "failed")]
+
+
+@pytest.mark.parametrize("peak", [1, 2, 3, 5, 9, 13, 38, 101])
+def test_count_axes_have_whole_steps_only(peak):
+    for chart in (charts.column_chart("c", "T", "D", ["a"], [charts.Series("users", [peak])]),
+                  charts.line_chart("l", "T", "D", ["a"], [charts.Series("users", [peak])])):
+        labels = [label.text.replace(",", "") for label in chart.y_labels]
+        assert all(text.isdigit() for text in labels), labels
+        assert int(labels[-1]) >= peak
+
+
+def test_fractional_values_keep_a_fine_axis():
+    chart = charts.line_chart("l", "T", "D", ["a"], [charts.Series("ratio", [0.3])])
+    assert chart.y_labels[-1].text == "0.5"
 
 
 def test_a_series_can_choose_its_tone():

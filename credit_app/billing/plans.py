@@ -6,8 +6,10 @@ stored (so staff can see it) and gives nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -22,6 +24,49 @@ class Plan:
     name: str
     price: str
     interval: str
+
+    @property
+    def amount(self) -> Decimal | None:
+        """The number in the configured price ("$190 / year" -> 190), None without one."""
+        match = _AMOUNT.search(self.price)
+        return Decimal(match.group(0).replace(",", "")) if match else None
+
+    @property
+    def currency(self) -> str:
+        """What the configured price writes before its number ("$", "€"), or ""."""
+        match = _AMOUNT.search(self.price)
+        return self.price[:match.start()].strip() if match else ""
+
+    def money(self, amount: Decimal) -> str:
+        """`amount` in this plan's currency, without cents when it is whole."""
+        text = f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
+        return f"{self.currency}{text}"
+
+
+_AMOUNT = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class YearlySaving:
+    """What the yearly plan saves against twelve months of the monthly one."""
+
+    amount: str
+    percent: int
+    per_month: str
+
+
+def yearly_saving(all_plans: list[Plan]) -> YearlySaving | None:
+    """The saving of the yearly plan, or None when it saves nothing or a price has no number."""
+    monthly = next((plan for plan in all_plans if plan.interval == "month"), None)
+    yearly = next((plan for plan in all_plans if plan.interval == "year"), None)
+    if monthly is None or yearly is None or not monthly.amount or not yearly.amount:
+        return None
+    twelve_months = monthly.amount * 12
+    saved = twelve_months - yearly.amount
+    if saved <= 0:
+        return None
+    return YearlySaving(yearly.money(saved), int(saved * 100 / twelve_months),
+                        yearly.money((yearly.amount / 12).quantize(Decimal("0.01"))))
 
 
 def plans(config: Mapping[str, Any] | None = None) -> list[Plan]:

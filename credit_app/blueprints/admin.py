@@ -32,6 +32,22 @@ from credit_app.services import (
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.context_processor
+def inject_person_names() -> dict:
+    """`person(user_id)`: the email staff recognise instead of "#5" (read once per id)."""
+    known: dict[int, str] = {}
+
+    def person(user_id: int | None) -> str:
+        if user_id is None:
+            return "system"
+        if user_id not in known:
+            user = db.session.get(User, user_id)
+            known[user_id] = user.email if user is not None else f"deleted user {user_id}"
+        return known[user_id]
+
+    return {"person": person}
 QUICK_RANGES = (7, 30, 90)
 
 

@@ -92,7 +92,16 @@ def signup():
         return redirect(url_for("dashboard.home"))
     form = SignupForm()
     status = 200
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    problems = accounts.signup_problems(
+        form.email.data or "", form.password.data or "",
+        current_app.config["MIN_PASSWORD_LENGTH"]) if form.is_submitted() else []
+    # Everything wrong with the details at once, not one problem per round trip.
+    for problem in problems:
+        _field_error(form, problem, "email")
+    if valid and problems:
+        status = problems[0].status
+    elif valid:
         try:
             user = accounts.register_user(
                 form.email.data, form.password.data,

@@ -23,7 +23,7 @@ from flask_login import current_user, login_required
 from credit_app.billing import checkout as billing_checkout
 from credit_app.billing import plans, subscriptions, webhooks
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER
-from credit_app.errors import DomainError, PayloadTooLarge
+from credit_app.errors import DomainError, PayloadTooLarge, is_htmx_request
 from credit_app.extensions import csrf, db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.jobs.webhooks import enqueue_event
@@ -45,11 +45,15 @@ def _feature(key: str | None) -> Feature | None:
 
 def _subscription_page(status: int = 200, error: str | None = None,
                        feature: Feature | None = None) -> Response:
+    """The page, or (htmx, when the live counter reported a plan change) its plan-dependent
+    part, from the same URL."""
     feature = feature or _feature(request.values.get("feature"))
+    available = plans.plans()
     page = render_template(
-        "billing/subscription.html",
+        "billing/_subscription_state.html" if is_htmx_request() else "billing/subscription.html",
         from_feature=feature,
-        plans=plans.plans(),
+        plans=available,
+        saving=plans.yearly_saving(available),
         subscription=subscriptions.get_subscription_status(current_user.id),
         balance=credits.get_user_credits(current_user.id),
         confirm_cancel=request.args.get("confirm") == "cancel",
@@ -57,7 +61,10 @@ def _subscription_page(status: int = 200, error: str | None = None,
         checkout=request.args.get("checkout"),
         error=error,
     )
-    return make_response(page, status)
+    response = make_response(page, status)
+    response.vary.add("HX-Request")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _refused(exc: DomainError) -> Response:
@@ -107,7 +114,7 @@ def checkout_return() -> Response:
     if paid:
         session[PENDING_CHECKOUT_KEY] = {"at": time.time(),
                                          "checkout_id": request.args.get("checkout_id")}
-        flash("Payment received, thank you!" + (f" Back to {feature.title.lower()}."
+        flash("Payment received, thank you!" + (f" You are back at {feature.title}."
                                                 if feature else ""), "success")
     target = (url_for("dashboard.feature_page", slug=feature.slug,
                       checkout="success" if paid else None) if feature
@@ -131,7 +138,8 @@ def checkout_confirmation() -> str | None:
 
 @bp.app_context_processor
 def inject_checkout_confirmation() -> dict:
-    return {"checkout_confirmation": checkout_confirmation}
+    return {"checkout_confirmation": checkout_confirmation, "pricing_plans": plans.plans,
+            "yearly_saving": plans.yearly_saving}
 
 
 @bp.get("/dashboard/subscription/confirmation")

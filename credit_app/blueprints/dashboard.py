@@ -24,7 +24,7 @@ from credit_app.errors import DomainError, is_htmx_request
 from credit_app.extensions import db, limiter
 from credit_app.features import FEATURES, Feature
 from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
-from credit_app.generation.uploads import check_image_upload
+from credit_app.generation.uploads import MAX_UPLOAD_BYTES, check_image_upload
 from credit_app.images import VARIANT_MEDIA_TYPE, variant_key
 from credit_app.jobs import enqueue_after_commit, registry
 from credit_app.models import CreditReservation, GenerationStatus
@@ -76,7 +76,7 @@ def landing_example(version: str, name: str):
 @bp.get("/dashboard")
 @login_required
 def home():
-    page = credits.get_credit_history(current_user.id, request.args.get("cursor"), limit=20)
+    page = credits.get_activity(current_user.id, request.args.get("cursor"), limit=20)
     return render_template("dashboard/home.html", history=page, features=FEATURES.values(),
                            recent=generations.list_generations(current_user.id, limit=6))
 
@@ -107,6 +107,7 @@ def feature_context(feature: Feature) -> dict:
         "motions": MOTIONS,
         "check": credits.validate_credit_usage(current_user.id, feature.key),
         "fair_use": fair_use.fair_use_of(current_user.id),
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
     }
 
 

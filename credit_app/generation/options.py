@@ -53,3 +53,21 @@ FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
 
 def styles_for(feature: str) -> dict[str, str]:
     return EXTERIOR_STYLES if feature == "exterior" else INTERIOR_STYLES
+
+
+def describe_options(feature: str, options: dict) -> list[str]:
+    """The chosen options as a person reads them ("Coastal style", "Living room"), in the
+    form's order; the prompt quoted, the mask left out, unknown values shown as they are."""
+    labels = {"room_type": ROOM_TYPES, "style": styles_for(feature), "motion": MOTIONS}
+    described = []
+    for name in FEATURE_INPUTS.get(feature, ()):
+        value = options.get(name)
+        if not value or name == "mask":
+            continue
+        if name == "prompt":
+            described.append(f"“{value}”")
+        elif name == "style":
+            described.append(f"{labels[name].get(value, value)} style")
+        else:
+            described.append(labels[name].get(value, str(value).replace("_", " ").capitalize()))
+    return described

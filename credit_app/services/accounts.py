@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from credit_app.database import attach_loaded, columns_of, execute_fixed
 from credit_app.errors import (
+    DomainError,
     EmailTaken,
     InvalidToken,
     ValidationFailed,
@@ -55,6 +56,29 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.execute(
         select(User).where(func.lower(User.email) == email.strip().lower())
     ).scalar_one_or_none()
+
+
+def signup_problems(email: str, password: str,
+                    min_password_length: int = MIN_PASSWORD_LENGTH) -> list[DomainError]:
+    """Every reason register_user would refuse these details, all at once (a bad or
+    disposable or taken email, and a weak password), so the form can show them together;
+    empty fields are left to the form's own "required". Raises nothing."""
+    problems: list[DomainError] = []
+    checked_email = email or ""
+    if email:
+        try:
+            checked_email = normalize_email(email)
+            mailboxes.check_not_disposable(checked_email)
+            if find_user_by_email(checked_email) is not None:
+                raise EmailTaken(field="email")
+        except DomainError as exc:
+            problems.append(exc)
+    if password:
+        try:
+            check_password_strength(password, checked_email, min_password_length)
+        except DomainError as exc:
+            problems.append(exc)
+    return problems
 
 
 def register_user(

@@ -696,6 +696,58 @@ def get_credit_history(user_id: int, cursor: str | None = None, limit: int = 20)
     return HistoryPage(items, next_cursor)
 
 
+@dataclass(frozen=True)
+class ActivityRow:
+    """One line of the user's credit history: a generation is one line however many ledger
+    rows it took (its hold, then its spend or its return)."""
+
+    entry: CreditTransaction
+    outcome: str
+    change: int
+    unlimited: bool
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    rows: list[ActivityRow]
+    next_cursor: str | None
+
+
+def get_activity(user_id: int, cursor: str | None = None, limit: int = 20) -> ActivityPage:
+    """The credit history as a person reads it, newest first: a generation's hold is shown
+    only while it is pending (outcome "pending"); once resolved, the row that resolved it
+    stands for the whole generation ("done" with the credit it cost, or "returned" with a net
+    change of 0). `unlimited` marks a generation Pro did not charge. Other rows are "other".
+
+    Raises ValidationFailed (bad cursor or limit), UserNotFound.
+    """
+    page = get_credit_history(user_id, cursor, limit)
+    reservation_ids = {entry.reservation_id for entry in page.items if entry.reservation_id}
+    reservations = {
+        reservation.id: reservation
+        for reservation in db.session.execute(
+            select(CreditReservation).where(CreditReservation.id.in_(reservation_ids))
+        ).scalars()
+    } if reservation_ids else {}
+    rows = []
+    for entry in page.items:
+        reservation = reservations.get(entry.reservation_id) if entry.reservation_id else None
+        if reservation is None:
+            rows.append(ActivityRow(entry, "other", entry.amount, False))
+            continue
+        unlimited = reservation.amount == 0
+        if entry.kind == LedgerKind.RESERVE:
+            if reservation.status == ReservationStatus.PENDING:
+                rows.append(ActivityRow(entry, "pending", entry.amount, unlimited))
+        elif entry.kind == LedgerKind.CONSUME:
+            rows.append(ActivityRow(entry, "done", -reservation.amount, unlimited))
+        elif entry.kind == LedgerKind.RELEASE:
+            rows.append(ActivityRow(entry, "returned", 0, unlimited))
+        else:
+            rows.append(ActivityRow(entry, "other", entry.amount, False))
+    return ActivityPage(rows, page.next_cursor)
+
+
 def latest_entry_id(user_id: int) -> int:
     """The id of the user's newest ledger row (0 if none)."""
     return db.session.execute(

@@ -253,7 +253,7 @@ def test_jobs_page_shows_queues_failed_jobs_and_failed_generations(admin_client,
     for name in ("webhooks", "generations", "analytics", "default"):
         assert f'<th scope="row">{name}</th>' in page
     assert job.id in page and "ValueError" in page
-    assert "The provider crashed." in page and f"#{user.id}" in page
+    assert "The provider crashed." in page and f">{user.email}</a>" in page
 
 
 def test_rollout_page_changes_the_percentage_and_audits(admin_client, admin, user):

@@ -195,9 +195,15 @@ class TestWebhookEndpoint:
 class TestSubscriptionPage:
     def test_a_free_user_sees_the_plans_and_their_credits(self, user_client):
         text = page(user_client.get("/dashboard/subscription"))
-        assert "Pro monthly" in text and "$19 / month" in text
-        assert "Pro yearly" in text and "$190 / year" in text
+        price = '{}</span> <span class="plan-interval">per {}'
+        assert "Pro monthly" in text and price.format("$19", "month") in text
+        assert "Pro yearly" in text and price.format("$190", "year") in text
+        assert "Save $38 (16%)" in text and "Recommended" in text
         assert "6 of 6 credits left" in text and "Cancel subscription" not in text
+        assert "Choose Pro monthly" in text and "Choose Pro yearly" in text
+        free_card = text.split('id="plan-free-name"')[1].split("</li>")[0]
+        assert "Your plan" in free_card
+        assert "What each plan includes" in text
 
     def test_the_upgrade_modal_click_is_recorded_and_the_feature_kept(self, user_client,
                                                                       monkeypatch):
@@ -222,8 +228,27 @@ class TestSubscriptionPage:
         text = page(user_client.get("/dashboard/subscription"))
         assert "<strong>Pro</strong>" in text and "renews on" in text
         assert "Cancel subscription" in text and "Manage billing" in text
-        assert "Choose Pro monthly" not in text
+        assert "Choose Pro monthly" not in text and "Choose Pro yearly" not in text
+        assert "/dashboard/subscription/checkout" not in text, "a checkout that would be a 409"
+        assert "credits left" not in text
+        monthly_card = text.split('id="plan-pro_monthly-name"')[1].split("</li>")[0]
+        assert "Your plan" in monthly_card and "Recommended" not in monthly_card
+        assert "Switch to Pro yearly" in text
         assert "Unlimited" in page(user_client.get("/dashboard/credits"))
+
+    def test_htmx_gets_the_plan_part_that_the_live_counter_reloads(self, creem, user,
+                                                                   user_client, webhooks_queue):
+        before = user_client.get("/dashboard/subscription", headers={"HX-Request": "true"})
+        assert before.status_code == 200 and "HX-Request" in before.headers["Vary"]
+        fragment = before.get_data(as_text=True)
+        assert "<html" not in fragment
+        assert 'id="subscription-state" data-plan="free"' in fragment
+        assert 'hx-trigger="plan-changed from:body"' in fragment
+        make_pro(user_client, creem, user, webhooks_queue)
+        after = user_client.get("/dashboard/subscription",
+                                headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert 'data-plan="pro"' in after and "Choose Pro" not in after
+        assert "<strong>Pro</strong>: unlimited generations" in after
 
 
 class TestCheckout:
@@ -272,7 +297,7 @@ class TestCheckout:
         assert returned.status_code == 303
         assert returned.headers["Location"].endswith("/dashboard/redecorate-room?checkout=success")
         feature_page = page(user_client.get("/dashboard/redecorate-room?checkout=success"))
-        assert "Payment received, thank you! Back to redecorate a room." in feature_page
+        assert "Payment received, thank you! You are back at Redecorate a room." in feature_page
         assert "Confirming your payment…" in feature_page
         assert 'data-state="confirming"' in feature_page
         assert "/dashboard/subscription/confirmation?on=feature" in feature_page
@@ -284,7 +309,7 @@ class TestCheckout:
         assert "Welcome to Pro!" in welcome
         assert 'id="sidebar-credits"' in welcome and 'hx-swap-oob="true"' in welcome
         assert "Unlimited" in welcome
-        assert 'hx-swap-oob="innerHTML:.cost-note">Unlimited on Pro' in welcome
+        assert '<span data-text="cost-interior">Unlimited on Pro</span>' in welcome
         once = page(user_client.get("/dashboard/subscription/confirmation"))
         assert "Welcome to Pro" not in once and "hx-get" not in once
         again = page(user_client.get("/dashboard/redecorate-room?checkout=success"))
