@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -47,12 +48,14 @@ from credit_app.errors import (
     ValidationFailed,
 )
 from credit_app.extensions import db
-from credit_app.features import FEATURES, SYSTEM_SOURCES, Feature
+from credit_app.features import FEATURES, Feature
 from credit_app.models import (
     SUBSCRIPTION_STATUSES,
+    CreditLot,
     CreditReservation,
     CreditTransaction,
     LedgerKind,
+    LotSource,
     Posting,
     ReservationStatus,
     User,
@@ -142,16 +145,21 @@ PRIOR_USE_SQL = (
     "(SELECT id FROM credit_reservations WHERE user_id = %(user_id)s "
     "AND generation_id = %(generation_id)s) AS reservation_id"
 )
-# One round trip for the ledger row, the balance it leaves and the analytics events it
-# implies (services/ledger_observers.py), so all three stand or fall together.
-POST_ENTRY_SQL = """
-WITH entry AS (
+# One round trip for the ledger row, the balance it leaves, the analytics events it implies
+# (services/ledger_observers.py) and the lot movements it makes, so all of them stand or fall
+# together. `{before}` reads lots (a spend's live lots, a release's movements to give back),
+# `{guard}` decides whether the row is written at all (a spend only when the live lots cover
+# it), `{after}` moves the lots; the statement returns the row's id and how much it moved,
+# or no row when the guard said no (and then it wrote nothing).
+_POST_TEMPLATE = """
+WITH {before}entry AS (
     INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used,
                                      credits_consumed, generation_id, reservation_id, actor_id,
                                      metadata)
-    VALUES (%(user_id)s, %(kind)s, %(amount)s, %(balance_after)s, %(feature_used)s,
-            %(credits_consumed)s, %(generation_id)s, %(reservation_id)s, %(actor_id)s,
-            CAST(%(metadata)s AS jsonb))
+    SELECT %(user_id)s, %(kind)s, %(amount)s, %(balance_after)s, %(feature_used)s,
+           %(credits_consumed)s, %(generation_id)s, %(reservation_id)s, %(actor_id)s,
+           CAST(%(metadata)s AS jsonb)
+    WHERE {guard}
     RETURNING id
 ), balance AS (
     UPDATE users
@@ -160,7 +168,7 @@ WITH entry AS (
         credits_granted_at = CASE WHEN %(granted)s > 0 THEN now() ELSE credits_granted_at END,
         subscription_status = %(plan)s,
         updated_at = now()
-    WHERE id = %(user_id)s
+    WHERE id = %(user_id)s AND EXISTS (SELECT 1 FROM entry)
 ), events AS (
     INSERT INTO analytics_events (event_id, event_type, user_id, feature, credits_remaining,
                                   properties, plan, credits, transaction_id)
@@ -169,9 +177,95 @@ WITH entry AS (
     FROM entry, jsonb_to_recordset(CAST(%(events)s AS jsonb))
          AS e(event_id text, event_type text, feature text, properties jsonb, plan text,
               credits integer)
-)
-SELECT id FROM entry
+){after}
+SELECT id, {moved} FROM entry
 """
+# The spend order: lots that expire first, purchased lots last (then the oldest first).
+SPEND_ORDER = "purchased, expires_at NULLS LAST, id"
+POST_ENTRY_SQL = _POST_TEMPLATE.format(before="", guard="true", after="", moved="0")
+# A spend takes `take` credits from the live lots in spend order, if they cover it.
+POST_DRAW_SQL = _POST_TEMPLATE.format(
+    before=f"""live AS (
+    SELECT id, remaining, sum(remaining) OVER (ORDER BY {SPEND_ORDER}) - remaining AS before
+    FROM credit_lots
+    WHERE user_id = %(user_id)s AND remaining > 0
+      AND (expires_at IS NULL OR expires_at > %(now)s)
+), """,
+    guard="(SELECT coalesce(sum(remaining), 0) FROM live) >= %(take)s",
+    after=""", drawn AS (
+    UPDATE credit_lots AS lot
+    SET remaining = lot.remaining - least(live.remaining, %(take)s - live.before)
+    FROM live, entry
+    WHERE lot.id = live.id AND live.before < %(take)s
+    RETURNING lot.id, least(live.remaining, %(take)s - live.before) AS taken,
+              entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, -taken FROM drawn
+)""",
+    moved="(SELECT coalesce(sum(taken), 0) FROM drawn)",
+)
+# A grant opens a lot holding what it granted.
+POST_OPEN_SQL = _POST_TEMPLATE.format(
+    before="", guard="true",
+    after=""", opened AS (
+    INSERT INTO credit_lots (user_id, source, granted, remaining, expires_at, purchased,
+                             creem_order_id, product_id, transaction_id)
+    SELECT %(user_id)s, %(lot_source)s, %(amount)s, %(amount)s, %(expires_at)s, %(purchased)s,
+           %(creem_order_id)s, %(product_id)s, entry.id
+    FROM entry
+    RETURNING id, transaction_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, transaction_id, %(amount)s FROM opened
+)""",
+    moved="(SELECT %(amount)s FROM opened)",
+)
+# A release gives the held credits back to the lots the hold took them from.
+POST_RESTORE_SQL = _POST_TEMPLATE.format(
+    before="""back AS (
+    SELECT lot_id, -sum(amount) AS amount FROM credit_lot_movements
+    WHERE transaction_id = (SELECT id FROM credit_transactions
+                            WHERE reservation_id = %(restore_from)s AND kind = 'reserve')
+    GROUP BY lot_id
+), """,
+    guard="(SELECT coalesce(sum(amount), 0) FROM back) = %(amount)s",
+    after=""", restored AS (
+    UPDATE credit_lots AS lot SET remaining = lot.remaining + back.amount
+    FROM back, entry
+    WHERE lot.id = back.lot_id
+    RETURNING lot.id, back.amount, entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, amount FROM restored
+)""",
+    moved="(SELECT coalesce(sum(amount), 0) FROM restored)",
+)
+# An expiry or a pack refund takes `take` credits from one lot.
+POST_TAKE_SQL = _POST_TEMPLATE.format(
+    before="",
+    guard="(SELECT remaining FROM credit_lots WHERE id = %(lot_id)s "
+          "AND user_id = %(user_id)s) >= %(take)s",
+    after=""", taken AS (
+    UPDATE credit_lots AS lot SET remaining = lot.remaining - %(take)s
+    FROM entry WHERE lot.id = %(lot_id)s
+    RETURNING lot.id, entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, -%(take)s FROM taken
+)""",
+    moved="(SELECT count(*) FROM taken) * %(take)s",
+)
+LAPSED_LOTS_SQL = (
+    "SELECT id, remaining, expires_at, source FROM credit_lots "
+    "WHERE user_id = %(user_id)s AND remaining > 0 AND expires_at <= %(now)s "
+    "ORDER BY expires_at, id"
+)
+RESERVE_MOVEMENTS_SQL = (
+    "SELECT count(*) FROM credit_lot_movements WHERE transaction_id = "
+    "(SELECT id FROM credit_transactions WHERE reservation_id = %(reservation_id)s "
+    "AND kind = 'reserve')"
+)
 RESOLVE_RESERVATION_SQL = (
     "UPDATE credit_reservations SET status = %(status)s, resolved_at = %(resolved_at)s "
     "WHERE id = %(reservation_id)s"
@@ -278,6 +372,50 @@ def _sync_loaded_user(user_id: int, **columns: Any) -> None:
     db.session.expire(user, ["updated_at", "credits_granted_at"])
 
 
+@dataclass(frozen=True)
+class LotChange:
+    """What a ledger row does to the user's lots (see `_post`). Build with the class methods;
+    `None` for `_post` means: a spend draws in spend order, a zero amount touches no lot."""
+
+    mode: str
+    source: str | None = None
+    expires_at: datetime | None = None
+    purchased: bool = False
+    creem_order_id: str | None = None
+    product_id: str | None = None
+    restore_from: int | None = None
+    lot_id: int | None = None
+
+    @classmethod
+    def open(cls, source: str, expires_at: datetime | None = None, *, purchased: bool = False,
+             creem_order_id: str | None = None, product_id: str | None = None) -> LotChange:
+        """A new lot of the row's amount."""
+        return cls("open", source=source, expires_at=expires_at, purchased=purchased,
+                   creem_order_id=creem_order_id, product_id=product_id)
+
+    @classmethod
+    def restore(cls, reservation_id: int) -> LotChange:
+        """Give back to the lots what the `reserve` row of reservation `reservation_id` took
+        from them."""
+        return cls("restore", restore_from=reservation_id)
+
+    @classmethod
+    def take(cls, lot_id: int) -> LotChange:
+        """Take the row's amount from one lot."""
+        return cls("take", lot_id=lot_id)
+
+
+_NO_LOTS = LotChange("none")
+_DRAW = LotChange("draw")
+_POST_SQL = {"none": POST_ENTRY_SQL, "draw": POST_DRAW_SQL, "open": POST_OPEN_SQL,
+             "restore": POST_RESTORE_SQL, "take": POST_TAKE_SQL}
+
+
+class LotsOutOfStep(RuntimeError):
+    """The lots do not cover a change the balance allows: an invariant is broken (the ledger
+    audit names it). The transaction must be rolled back."""
+
+
 def _post(
     balance: LockedBalance,
     *,
@@ -291,14 +429,28 @@ def _post(
     plan: str | None = None,
     actor_id: int | None = None,
     metadata: dict | None = None,
+    lots: LotChange | None = None,
+    now: datetime | None = None,
 ) -> PostedEntry:
-    """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row
-    and the analytics events it implies in the same statement.
+    """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row,
+    the analytics events it implies and its lot movements in the same statement.
+
+    A spend (negative amount, no `lots`) draws from the lots live at `now` in spend order;
+    when they do not cover it because some lots lapsed and the expiry job has not run yet,
+    those lots are expired first (their `expire` rows), and the spend is tried on what is
+    left. A positive amount needs `lots` (a new lot, or a release's restore).
 
     `charged` is what the use cost, for a consume that settles a reservation (its amount was
     taken when it was reserved). The one place a balance changes.
-    Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the maximum.
+    Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the
+    maximum, LotsOutOfStep when the lots cannot carry a change the balance allows.
     """
+    if lots is None:
+        if amount > 0:
+            raise LotsOutOfStep("A credit must go into a lot.")
+        lots = _DRAW if amount < 0 else _NO_LOTS
+    if amount == 0 and lots.mode != "none":
+        lots = _NO_LOTS
     new_balance = balance.remaining + amount
     if new_balance < 0:
         raise InsufficientCredits(remaining=balance.remaining)
@@ -312,7 +464,7 @@ def _post(
         plan_before=balance.plan, plan_after=plan or balance.plan,
         charged=-amount if charged is None else charged,
     )
-    entry_id = _execute(POST_ENTRY_SQL, {
+    params = {
         "user_id": balance.id, "kind": kind.value, "amount": amount,
         "balance_after": new_balance, "feature_used": source,
         "credits_consumed": credits_consumed, "generation_id": generation_id,
@@ -320,7 +472,22 @@ def _post(
         "metadata": json.dumps(posting.metadata), "granted": granted,
         "plan": posting.plan_after,
         "events": json.dumps(ledger_observers.events_for(posting)),
-    }).fetchone()[0]
+        "take": -amount, "now": now or utcnow(), "lot_source": lots.source,
+        "expires_at": lots.expires_at, "purchased": lots.purchased,
+        "creem_order_id": lots.creem_order_id, "product_id": lots.product_id,
+        "restore_from": lots.restore_from, "lot_id": lots.lot_id,
+    }
+    row = _execute(_POST_SQL[lots.mode], params).fetchone()
+    if row is None:
+        return _post_when_lots_fall_short(balance, lots, params, kind=kind, amount=amount,
+                                          source=source, credits_consumed=credits_consumed,
+                                          generation_id=generation_id,
+                                          reservation_id=reservation_id, charged=charged,
+                                          plan=plan, actor_id=actor_id, metadata=metadata)
+    entry_id, moved = row
+    if moved != abs(amount):
+        raise LotsOutOfStep(f"Ledger row {entry_id} moved {moved} lot credits for an amount of "
+                            f"{amount}.")
     _sync_loaded_user(balance.id, credits_remaining=new_balance,
                       credits_total=balance.total + granted,
                       subscription_status=posting.plan_after)
@@ -329,6 +496,59 @@ def _post(
         source if source in FEATURES else None, entry_id))
     ledger_observers.after_post(entry_id, posting)
     return PostedEntry(entry_id, new_balance)
+
+
+def _post_when_lots_fall_short(balance: LockedBalance, lots: LotChange, params: dict,
+                               **post: Any) -> PostedEntry:
+    """The guard of a `_post` statement said no (it wrote nothing): expire what lapsed and
+    spend again, or put a release of a hold older than lots into a lot of its own.
+
+    Raises InsufficientCredits, LotsOutOfStep.
+    """
+    if lots.mode == "draw":
+        expired, _ = _expire_lapsed(balance, params["now"])
+        if expired.remaining == balance.remaining:
+            raise LotsOutOfStep(f"User {balance.id}'s live lots do not cover their balance.")
+        return _post(expired, lots=_DRAW, now=params["now"], **post)
+    if lots.mode == "restore" and not _execute(
+            RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}).fetchone()[0]:
+        return _post(balance, lots=LotChange.open(LotSource.OPENING), now=params["now"], **post)
+    raise LotsOutOfStep(f"User {balance.id}'s lots cannot carry a {lots.mode} of "
+                        f"{post['amount']}.")
+
+
+def _expire_lapsed(balance: LockedBalance, now: datetime) -> tuple[LockedBalance, int]:
+    """Write an `expire` row for each of the locked user's lots that lapsed by `now` with
+    credits left; returns the balance after them and how many rows it wrote."""
+    written = 0
+    for lot_id, remaining, expires_at, source in _execute(
+            LAPSED_LOTS_SQL, {"user_id": balance.id, "now": now}).fetchall():
+        posted = _post(balance, kind=LedgerKind.EXPIRE, amount=-remaining, source="expiry",
+                       lots=LotChange.take(lot_id), now=now,
+                       metadata={"lot_id": lot_id, "lot_source": source,
+                                 "expires_at": expires_at.isoformat()})
+        balance = LockedBalance(balance.id, posted.balance_after, balance.total, balance.plan)
+        written += 1
+    return balance, written
+
+
+def expire_lapsed_lots(now: datetime | None = None, limit: int = 500) -> int:
+    """Expire the credits left in every lot past its `expires_at` (an `expire` ledger row
+    each); returns how many rows it wrote. Safe to run twice or alongside spends: each
+    user's lots are re-read under the user's row lock."""
+    now = now or utcnow()
+    user_ids = db.session.execute(
+        select(CreditLot.user_id)
+        .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
+        .group_by(CreditLot.user_id)
+        .order_by(func.min(CreditLot.expires_at))
+        .limit(limit)
+    ).scalars().all()
+    written = 0
+    for user_id in user_ids:
+        balance = _lock_balance(user_id)
+        written += _expire_lapsed(balance, now)[1]
+    return written
 
 
 def _entry(posted: PostedEntry) -> CreditTransaction:
@@ -363,8 +583,10 @@ def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
     return CreditCheck(user.credits_remaining >= cost, user.credits_remaining, cost, user.is_pro)
 
 
-def consume_credit(user_id: int, feature: str, generation_id: str | None = None) -> ConsumeResult:
-    """Spend one use of `feature` at once (a reservation committed in one step).
+def consume_credit(user_id: int, feature: str, generation_id: str | None = None,
+                   now: datetime | None = None) -> ConsumeResult:
+    """Spend one use of `feature` at once (a reservation committed in one step), from the
+    lots live at `now` (default: now).
 
     With a `generation_id` the call is idempotent: a repeat returns the first outcome.
     Raises UnknownFeature, ValidationFailed, UserNotFound, InsufficientCredits,
@@ -394,6 +616,7 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
         credits_consumed=definition.cost,
         generation_id=generation_id,
         metadata={"plan": balance.plan, **rollout.enforcement_note(balance)},
+        now=now,
     )
     return ConsumeResult(True, entry.balance_after, entry.id, replayed=False)
 
@@ -433,17 +656,24 @@ def reserve_credit(
     )
     db.session.add(reservation)
     db.session.flush()
-    _post(
-        balance,
-        kind=LedgerKind.RESERVE,
-        amount=-cost,
-        source=feature,
-        generation_id=generation_id,
-        reservation_id=reservation.id,
-        metadata={"plan": balance.plan,
-                  "expires_at": reservation.expires_at.isoformat(),
-                  **rollout.enforcement_note(balance)},
-    )
+    try:
+        _post(
+            balance,
+            kind=LedgerKind.RESERVE,
+            amount=-cost,
+            source=feature,
+            generation_id=generation_id,
+            reservation_id=reservation.id,
+            metadata={"plan": balance.plan,
+                      "expires_at": reservation.expires_at.isoformat(),
+                      **rollout.enforcement_note(balance)},
+            now=now,
+        )
+    except InsufficientCredits as exc:
+        # Lapsed lots were expired on the way and what is left does not cover the hold.
+        db.session.delete(reservation)
+        db.session.flush()
+        raise InsufficientCredits(remaining=exc.remaining, feature=feature) from None
     return reservation
 
 
@@ -512,6 +742,8 @@ def _release_locked(
         generation_id=reservation.generation_id,
         reservation_id=reservation.id,
         metadata={"reason": reason},
+        lots=LotChange.restore(reservation.id),
+        now=now,
     )
 
 
@@ -557,21 +789,36 @@ def expire_overdue_reservations(now: datetime | None = None, limit: int = 500) -
     return expired
 
 
+GRANT_SOURCES: tuple[str, ...] = tuple(source.value for source in LotSource
+                                      if source not in (LotSource.OPENING, LotSource.PACK,
+                                                        LotSource.REFILL))
+
+
 def grant_credits(
     user_id: int,
     amount: int,
     reason: str,
     actor_id: int | None = None,
     source: str = "admin_grant",
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> CreditTransaction:
-    """Add `amount` credits to the user's balance and total.
+    """Add `amount` credits to the user's balance and total, as a lot that lapses at
+    `expires_at` (a promotion) or never.
 
-    Raises InvalidAmount, ValidationFailed (empty reason or unknown source), UserNotFound.
+    Raises InvalidAmount, ValidationFailed (empty reason, unknown source, an expiry not
+    after `now`), UserNotFound.
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
-    if source not in SYSTEM_SOURCES:
+    if source not in GRANT_SOURCES:
         raise ValidationFailed(f"Unknown grant source {source!r}.")
+    now = now or utcnow()
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise ValidationFailed("The expiry must be a moment in the future.", field="expires_at")
     balance = _lock_balance(user_id)
+    metadata: dict[str, Any] = {"reason": reason}
+    if expires_at is not None:
+        metadata["expires_at"] = expires_at.isoformat()
     return _entry(_post(
         balance,
         kind=LedgerKind.GRANT,
@@ -579,7 +826,9 @@ def grant_credits(
         source=source,
         credits_consumed=0,
         actor_id=actor_id,
-        metadata={"reason": reason},
+        metadata=metadata,
+        lots=LotChange.open(source, expires_at),
+        now=now,
     ))
 
 
@@ -594,8 +843,14 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
                             field="amount")
     reason = _checked_reason(reason)
     balance = _lock_balance(user_id)
+    days = current_app.config.get("WELCOME_CREDITS_EXPIRE_DAYS", 0)
+    expires_at = utcnow() + timedelta(days=days) if days else None
+    metadata: dict[str, Any] = {"reason": reason}
+    if expires_at is not None and amount:
+        metadata["expires_at"] = expires_at.isoformat()
     return _entry(_post(balance, kind=LedgerKind.GRANT, amount=amount, source="registration",
-                        metadata={"reason": reason}))
+                        metadata=metadata,
+                        lots=LotChange.open(LotSource.REGISTRATION, expires_at)))
 
 
 def remove_credits(user_id: int, amount: int, reason: str,
