@@ -23,13 +23,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -40,6 +41,7 @@ from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidAmount,
+    PackNotGranted,
     ReservationExpired,
     ReservationNotFound,
     ReservationNotPending,
@@ -52,6 +54,7 @@ from credit_app.features import FEATURES, Feature
 from credit_app.models import (
     SUBSCRIPTION_STATUSES,
     CreditLot,
+    CreditRefill,
     CreditReservation,
     CreditTransaction,
     LedgerKind,
@@ -61,6 +64,8 @@ from credit_app.models import (
     User,
 )
 from credit_app.services import ledger_observers, rollout
+
+log = logging.getLogger(__name__)
 
 MAX_GRANT = 100_000
 MAX_BALANCE = 1_000_000_000
@@ -965,3 +970,174 @@ def ledger_balance(user_id: int) -> int:
         select(func.coalesce(func.sum(CreditTransaction.amount), 0))
         .where(CreditTransaction.user_id == user_id)
     ).scalar_one()
+
+
+# -- packs and refills ----------------------------------------------------------------------
+
+
+def _checked_order_id(order_id: object) -> str:
+    if not isinstance(order_id, str) or not 1 <= len(order_id) <= 100:
+        raise ValidationFailed("order_id must be a string of 1 to 100 characters.",
+                               field="order_id")
+    return order_id
+
+
+def _pack_lot(order_id: str) -> CreditLot | None:
+    return db.session.execute(
+        select(CreditLot).where(CreditLot.creem_order_id == order_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def grant_pack(user_id: int, order_id: str, amount: int, *, pack: str,
+               product_id: str | None = None, event_id: str | None = None) -> str:
+    """Grant a bought credit pack once per Creem order: a purchased lot with no expiry.
+
+    Whichever delivery (checkout.completed, a retry, a replay) comes first grants; the
+    rest find the order's lot under the user's row lock (and the unique order id is the
+    backstop) and change nothing. Returns "pack_granted" or "pack_already_granted".
+    Raises InvalidAmount, ValidationFailed, UserNotFound.
+    """
+    order_id, amount = _checked_order_id(order_id), _checked_amount(amount)
+    balance = _lock_balance(user_id)
+    if _pack_lot(order_id) is not None:
+        return "pack_already_granted"
+    _post(balance, kind=LedgerKind.GRANT, amount=amount, source="pack",
+          metadata={"order_id": order_id, "pack": pack, "event_id": event_id},
+          lots=LotChange.open(LotSource.PACK, purchased=True, creem_order_id=order_id,
+                              product_id=product_id))
+    return "pack_granted"
+
+
+@dataclass(frozen=True)
+class PackRefund:
+    outcome: str
+    user_id: int
+    taken: int
+    shortfall: int
+
+
+def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None = None,
+                now: datetime | None = None) -> PackRefund:
+    """Take back a refunded pack's credits: `owed` of them (all for a full refund), as many
+    as are still unspent in its lot, never below zero; the rest (already spent) is recorded
+    on the lot as its `refund_shortfall` for staff. A fully refunded lot is closed (it
+    lapses now, so a hold released into it later expires). A repeat changes nothing.
+
+    Returns what it did ("pack_refunded", "pack_refund_shortfall", "pack_already_refunded").
+    Raises PackNotGranted (no pack was granted for the order), ValidationFailed.
+    """
+    order_id, now = _checked_order_id(order_id), now or utcnow()
+    lot = _pack_lot(order_id)
+    if lot is None:
+        raise PackNotGranted(f"No credit pack was granted for order {order_id!r}.")
+    balance = _lock_balance(lot.user_id)
+    lot = _pack_lot(order_id)
+    if lot.refunded_at is not None:
+        return PackRefund("pack_already_refunded", lot.user_id, 0, lot.refund_shortfall)
+    owed = lot.granted if owed is None else max(0, min(owed, lot.granted))
+    taken = min(owed, lot.remaining)
+    shortfall = owed - taken
+    if taken:
+        _post(balance, kind=LedgerKind.ADJUST, amount=-taken, source="pack_refund",
+              metadata={"order_id": order_id, "event_id": event_id, "owed": owed,
+                        "shortfall": shortfall},
+              lots=LotChange.take(lot.id), now=now)
+    closed = owed == lot.granted
+    db.session.execute(
+        update(CreditLot).where(CreditLot.id == lot.id)
+        .values(refunded_at=now, refund_shortfall=shortfall,
+                expires_at=now if closed else CreditLot.expires_at)
+    )
+    db.session.expire(lot)
+    if shortfall:
+        log.warning("pack order %s refunded: %d of its credits were spent already (user %s); "
+                    "flagged for staff", order_id, shortfall, lot.user_id)
+    return PackRefund("pack_refund_shortfall" if shortfall else "pack_refunded",
+                      lot.user_id, taken, shortfall)
+
+
+def refund_shortfalls() -> list[CreditLot]:
+    """Refunded packs whose credits were partly spent already, for staff, newest first."""
+    return list(db.session.execute(
+        select(CreditLot).where(CreditLot.refund_shortfall > 0,
+                                CreditLot.shortfall_cleared_at.is_(None))
+        .order_by(CreditLot.refunded_at.desc())
+    ).scalars())
+
+
+def refill_period(period: str, now: datetime) -> str:
+    """The key of the refill period `now` falls in: "2026-12" (monthly), "2026-W49" (weekly).
+    Raises ValidationFailed for another period."""
+    if period == "monthly":
+        return f"{now.year:04d}-{now.month:02d}"
+    if period == "weekly":
+        year, week, _ = now.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    raise ValidationFailed(f"Unknown refill period {period!r}.")
+
+
+REFILL_CLAIM_SQL = (
+    "INSERT INTO credit_refills (user_id, period, amount) VALUES (%(user_id)s, %(period)s, 0) "
+    "ON CONFLICT DO NOTHING RETURNING user_id"
+)
+
+
+def refill_free_balance(user_id: int, target: int, period: str,
+                        now: datetime | None = None) -> int | None:
+    """Top a free user's balance up to `target` once per refill period (the period key is
+    unique per user); lapsed lots are expired first. Returns the credits granted (0 when the
+    balance was there already), or None when the period was refilled before or the user is
+    not on the free plan.
+
+    Raises UserNotFound, InvalidAmount (a target over MAX_GRANT).
+    """
+    now = now or utcnow()
+    if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= MAX_GRANT:
+        raise InvalidAmount(f"The refill target must be between 1 and {MAX_GRANT}.")
+    balance = _lock_balance(user_id)
+    if balance.plan != "free":
+        return None
+    if _execute(REFILL_CLAIM_SQL, {"user_id": user_id, "period": period}).fetchone() is None:
+        return None
+    balance, _ = _expire_lapsed(balance, now)
+    amount = max(0, target - balance.remaining)
+    if amount:
+        posted = _post(balance, kind=LedgerKind.GRANT, amount=amount, source="refill",
+                       metadata={"period": period, "target": target},
+                       lots=LotChange.open(LotSource.REFILL), now=now)
+        db.session.execute(
+            update(CreditRefill).where(CreditRefill.user_id == user_id,
+                                       CreditRefill.period == period)
+            .values(amount=amount, transaction_id=posted.id))
+    return amount
+
+
+def refill_free_users(target: int, period: str, now: datetime | None = None,
+                      limit: int = 500) -> int:
+    """Refill up to `limit` free users not yet refilled this period; returns how many it
+    looked at (call again until 0). Safe to run twice: each user's period is claimed once."""
+    now = now or utcnow()
+    key = refill_period(period, now)
+    user_ids = db.session.execute(
+        select(User.id)
+        .where(User.subscription_status == "free", User.deleted_at.is_(None),
+               ~select(CreditRefill.user_id)
+               .where(CreditRefill.user_id == User.id, CreditRefill.period == key)
+               .exists())
+        .order_by(User.id).limit(limit)
+    ).scalars().all()
+    for user_id in user_ids:
+        refill_free_balance(user_id, target, key, now)
+    return len(user_ids)
+
+
+def lot_summary(user_id: int, now: datetime | None = None) -> list[CreditLot]:
+    """The user's lots with credits left, in spend order (the next to be spent first)."""
+    now = now or utcnow()
+    return list(db.session.execute(
+        select(CreditLot)
+        .where(CreditLot.user_id == user_id, CreditLot.remaining > 0,
+               (CreditLot.expires_at.is_(None)) | (CreditLot.expires_at > now))
+        .order_by(CreditLot.purchased, CreditLot.expires_at.asc().nulls_last(), CreditLot.id)
+    ).scalars())
