@@ -15,6 +15,10 @@ SOURCE_NAMES = {
     "refund": "Refund",
     "subscription": "Plan change",
     "adjustment": "Correction",
+    "pack": "Credit pack",
+    "pack_refund": "Credit pack refunded",
+    "refill": "Monthly free credits",
+    "expiry": "Credits expired",
 }
 
 
@@ -32,6 +36,8 @@ def ledger_label(entry: CreditTransaction) -> str:
         return f"{title}: {why}, credit returned"
     if entry.feature_used == "registration" and entry.amount == 0 and metadata.get("reason"):
         return metadata["reason"]
+    if entry.kind == LedgerKind.GRANT and metadata.get("expires_at"):
+        return f"{title} (expire on {metadata['expires_at'][:10]})"
     if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
         return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
     return title
@@ -47,8 +53,13 @@ def init_templating(app: Flask) -> None:
                 return None
             return credits.get_user_credits(current_user.id)
 
-        return {"sidebar_credits": sidebar_credits, "all_features": FEATURES.values(),
-                "all_features_by_key": FEATURES}
+        def expiring_credits() -> list:
+            if not current_user.is_authenticated:
+                return []
+            return credits.expiring_lots(current_user.id)
+
+        return {"sidebar_credits": sidebar_credits, "expiring_credits": expiring_credits,
+                "all_features": FEATURES.values(), "all_features_by_key": FEATURES}
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

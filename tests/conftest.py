@@ -213,7 +213,8 @@ def _delete_committed_test_users() -> None:
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
         connection.execute(text(f"DELETE FROM credit_lot_movements WHERE lot_id IN "
                                 f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"))
-        for table in ("credit_lots", "credit_refills", "analytics_events", "credit_transactions", "credit_reservations",
+        for table in ("credit_lots", "credit_refills", "analytics_events",
+                      "credit_transactions", "credit_reservations",
                       "api_tokens", "outbound_emails", "recovery_codes", "welcome_mailboxes"):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
         connection.execute(text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) "

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 MAX_GRANT = 100_000
 MAX_BALANCE = 1_000_000_000
 MAX_HISTORY_PAGE = 100
+MAX_EXPIRY_LINES = 3
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
 
 
@@ -1141,3 +1142,18 @@ def lot_summary(user_id: int, now: datetime | None = None) -> list[CreditLot]:
                (CreditLot.expires_at.is_(None)) | (CreditLot.expires_at > now))
         .order_by(CreditLot.purchased, CreditLot.expires_at.asc().nulls_last(), CreditLot.id)
     ).scalars())
+
+
+def pack_lot(order_id: str, user_id: int) -> CreditLot | None:
+    """The lot the pack of Creem order `order_id` gave `user_id`, if it was granted."""
+    return db.session.execute(
+        select(CreditLot).where(CreditLot.creem_order_id == order_id,
+                                CreditLot.user_id == user_id)
+    ).scalar_one_or_none()
+
+
+def expiring_lots(user_id: int, now: datetime | None = None) -> list[CreditLot]:
+    """The user's lots that will lapse with credits left, soonest first (what the sidebar
+    and the history say expires when)."""
+    return [lot for lot in lot_summary(user_id, now) if lot.expires_at is not None
+            ][:MAX_EXPIRY_LINES]
