@@ -220,7 +220,7 @@ def _credits_config() -> dict:
         "FREE_REFILL_TO": _int("FREE_REFILL_TO", 0),
         "FREE_REFILL_PERIOD": period,
         "WELCOME_CREDITS_EXPIRE_DAYS": _int("WELCOME_CREDITS_EXPIRE_DAYS", 0),
-        "CREDIT_EXPIRY_INTERVAL_SECONDS": _int("CREDIT_EXPIRY_INTERVAL_SECONDS", 300),
+        "CREDIT_EXPIRY_INTERVAL_SECONDS": _int("CREDIT_EXPIRY_INTERVAL_SECONDS", 60),
         "FREE_REFILL_INTERVAL_SECONDS": _int("FREE_REFILL_INTERVAL_SECONDS", 3600),
     }
     negative = [name for name, value in values.items() if isinstance(value, int) and value < 0]

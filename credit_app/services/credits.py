@@ -679,7 +679,7 @@ def reserve_credit(
         # Lapsed lots were expired on the way and what is left does not cover the hold.
         db.session.delete(reservation)
         db.session.flush()
-        raise InsufficientCredits(remaining=exc.remaining, feature=feature) from None
+        raise InsufficientCredits(**{**exc.details, "feature": feature}) from None
     return reservation
 
 
