@@ -860,10 +860,13 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
 
 
 def remove_credits(user_id: int, amount: int, reason: str,
-                   actor_id: int | None = None) -> CreditTransaction:
-    """Take `amount` credits off the user's balance (a staff correction, with its reason).
+                   actor_id: int | None = None, now: datetime | None = None
+                   ) -> CreditTransaction:
+    """Take `amount` credits off the user's balance (a staff correction, with its reason),
+    from the lots live at `now` in spend order.
 
-    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound.
+    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound,
+    InsufficientCredits (more than is left once lapsed credits are expired).
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
     balance = _lock_balance(user_id)
@@ -871,7 +874,7 @@ def remove_credits(user_id: int, amount: int, reason: str,
         raise ValidationFailed(f"The user has {balance.remaining} credits; remove at most "
                                "that many.", field="amount")
     return _entry(_post(balance, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
-                        actor_id=actor_id, metadata={"reason": reason}))
+                        actor_id=actor_id, metadata={"reason": reason}, now=now))
 
 
 def _checked_amount(amount: object) -> int:
