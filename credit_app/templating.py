@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask, Response, request
 from flask_login import current_user
 
@@ -37,7 +39,8 @@ def ledger_label(entry: CreditTransaction) -> str:
     if entry.feature_used == "registration" and entry.amount == 0 and metadata.get("reason"):
         return metadata["reason"]
     if entry.kind == LedgerKind.GRANT and metadata.get("expires_at"):
-        return f"{title} (expire on {metadata['expires_at'][:10]})"
+        expires_at = datetime.fromisoformat(metadata["expires_at"])
+        return f"{title} (expire on {expires_at:%d %b %Y})"
     if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
         return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
     return title

@@ -46,7 +46,7 @@ def test_a_paid_pack_grants_its_credits_as_a_purchased_lot(stand_in, user):
 
 
 def test_the_same_order_again_under_new_event_ids_grants_nothing_more(stand_in, user):
-    order_id, events = buy_pack(stand_in, user)
+    _order_id, events = buy_pack(stand_in, user)
     replay = json.loads(events[0].body)
     copies = [event_envelope("checkout.completed", replay["object"], replay["created_at"] + n)
               for n in range(1, 4)]
@@ -103,7 +103,7 @@ def test_a_partial_refund_takes_back_its_share(stand_in, user):
 
 
 def test_a_refund_before_its_pack_was_granted_waits_for_it(stand_in, user):
-    order_id, events = buy_pack(stand_in, user)
+    order_id, _events = buy_pack(stand_in, user)
     refund = stand_in.refund_order(order_id)
     with pytest.raises(WebhookEventUnresolved):
         apply_events([refund])
