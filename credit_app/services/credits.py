@@ -1160,3 +1160,16 @@ def expiring_lots(user_id: int, now: datetime | None = None) -> list[CreditLot]:
     and the history say expires when)."""
     return [lot for lot in lot_summary(user_id, now) if lot.expires_at is not None
             ][:MAX_EXPIRY_LINES]
+
+
+def clear_refund_shortfall(order_id: str, now: datetime | None = None) -> CreditLot:
+    """Staff dealt with a refunded pack's spent credits: it leaves `refund_shortfalls`.
+
+    Raises PackNotGranted (no such pack, or no shortfall to clear).
+    """
+    lot = _pack_lot(_checked_order_id(order_id))
+    if lot is None or not lot.refund_shortfall or lot.shortfall_cleared_at is not None:
+        raise PackNotGranted(f"Order {order_id!r} has no refund shortfall to clear.")
+    lot.shortfall_cleared_at = now or utcnow()
+    db.session.flush()
+    return lot

@@ -147,3 +147,18 @@ def test_pro_users_are_not_sold_packs(app, make_user):
     client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
     response = client.post("/dashboard/subscription/packs/checkout", data={"pack": "pack_20"})
     assert response.status_code == 409
+
+
+def test_staff_list_and_clear_pack_shortfalls(app, stand_in, user):
+    order_id, events = buy_pack(stand_in, user)
+    apply_events(events)
+    credits.remove_credits(user.id, 10, "test: spend into the pack")
+    apply_events([stand_in.refund_order(order_id)])
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["billing", "pack-shortfalls"])
+    assert f"{order_id}  user {user.id}  20 credits  4 spent before the refund" in listed.output
+    cleared = runner.invoke(args=["billing", "clear-pack-shortfall", order_id])
+    assert cleared.exit_code == 0, cleared.output
+    assert "No refunded packs" in runner.invoke(args=["billing", "pack-shortfalls"]).output
+    again = runner.invoke(args=["billing", "clear-pack-shortfall", order_id])
+    assert again.exit_code == 1 and "no refund shortfall" in again.output
