@@ -107,6 +107,14 @@ def build_users(connection: psycopg.Connection, users: int) -> None:
                                          balance_after, created_at, metadata)
         SELECT id, 'registration', 0, 'grant', 6, 6, created_at, '{"reason": "Welcome"}'
         FROM users""")
+    # Each welcome grant is a lot (models/credit.py CreditLot) with its opening movement.
+    connection.execute("""
+        INSERT INTO credit_lots (user_id, source, granted, remaining, transaction_id)
+        SELECT user_id, 'registration', 6, 6, id FROM credit_transactions
+        WHERE feature_used = 'registration'""")
+    connection.execute("""
+        INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+        SELECT id, transaction_id, 6 FROM credit_lots WHERE source = 'registration'""")
 
 
 def insert_events(connection: psycopg.Connection, count: int, days: float,

@@ -144,6 +144,36 @@ def list_flagged() -> None:
         click.echo("No flagged subscriptions.")
 
 
+@billing_cli.command("pack-shortfalls")
+def list_pack_shortfalls() -> None:
+    """List refunded credit packs whose credits were partly spent before the refund (the
+    refund took back what was left; staff decide about the rest)."""
+    from credit_app.services import credits
+
+    lots = credits.refund_shortfalls()
+    for lot in lots:
+        click.echo(f"{lot.creem_order_id}  user {lot.user_id}  {lot.granted} credits  "
+                   f"{lot.refund_shortfall} spent before the refund  "
+                   f"{lot.refunded_at:%Y-%m-%d %H:%M}")
+    if not lots:
+        click.echo("No refunded packs with spent credits.")
+
+
+@billing_cli.command("clear-pack-shortfall")
+@click.argument("order_id")
+def clear_pack_shortfall(order_id: str) -> None:
+    """Mark a refunded pack's shortfall as dealt with (it leaves the list)."""
+    from credit_app.services import credits
+
+    try:
+        lot = credits.clear_refund_shortfall(order_id)
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    click.echo(f"Cleared the shortfall of order {order_id} (user {lot.user_id}).")
+
+
 @billing_cli.command("foreign")
 def list_foreign() -> None:
     """List subscriptions to products that are not a Pro plan (stored, they give no Pro)."""

@@ -119,6 +119,12 @@ CREEM_STAND_IN_PRODUCTS = {
     "CREEM_PRODUCT_PRO_MONTHLY": "prod_standin_pro_monthly",
     "CREEM_PRODUCT_PRO_YEARLY": "prod_standin_pro_yearly",
 }
+# The top-up packs: (key, env prefix, default credits, default price, the stand-in's product).
+CREDIT_PACK_DEFAULTS: tuple[tuple[str, str, int, str, str], ...] = (
+    ("pack_20", "PACK_20", 20, "$5", "prod_standin_pack_20"),
+    ("pack_60", "PACK_60", 60, "$12", "prod_standin_pack_60"),
+)
+REFILL_PERIODS = ("weekly", "monthly")
 
 
 def creem_dev_webhook_secret() -> str:
@@ -176,7 +182,51 @@ def _creem_config(env: str) -> dict:
         "PRO_YEARLY_NAME": os.environ.get("PRO_YEARLY_NAME", "Pro yearly"),
         "PRO_YEARLY_PRICE": os.environ.get("PRO_YEARLY_PRICE", "$190 / year"),
         "PAST_DUE_GRACE_DAYS": _int("PAST_DUE_GRACE_DAYS", 3),
+        "CREDIT_PACKS": _pack_config(stand_in),
     }
+
+
+def _pack_config(stand_in: bool) -> list[dict]:
+    """The credit packs, each a Creem one-time product: CREEM_PRODUCT_PACK_20 (its product id;
+    the stand-in's by default, none with a real Creem key, so the pack is not sold),
+    PACK_20_CREDITS, PACK_20_NAME, PACK_20_PRICE; the same for PACK_60.
+
+    Raises ConfigError for a pack of fewer than 1 credit.
+    """
+    found = []
+    for key, prefix, credits, price, stand_in_product in CREDIT_PACK_DEFAULTS:
+        product = os.environ.get(f"CREEM_PRODUCT_{prefix}", "").strip()
+        amount = _int(f"{prefix}_CREDITS", credits)
+        if amount < 1:
+            raise ConfigError(f"{prefix}_CREDITS must be at least 1")
+        found.append({
+            "key": key, "product_id": product or (stand_in_product if stand_in else ""),
+            "name": os.environ.get(f"{prefix}_NAME", f"{amount} credits"),
+            "price": os.environ.get(f"{prefix}_PRICE", price), "credits": amount,
+        })
+    return found
+
+
+def _credits_config() -> dict:
+    """Lot expiry and the free tier's periodic refill (off unless FREE_REFILL_TO is set).
+
+    Raises ConfigError for a negative setting or an unknown FREE_REFILL_PERIOD.
+    """
+    period = os.environ.get("FREE_REFILL_PERIOD", "monthly").strip().lower()
+    if period not in REFILL_PERIODS:
+        raise ConfigError(f"FREE_REFILL_PERIOD must be one of {', '.join(REFILL_PERIODS)}, "
+                          f"got {period!r}")
+    values = {
+        "FREE_REFILL_TO": _int("FREE_REFILL_TO", 0),
+        "FREE_REFILL_PERIOD": period,
+        "WELCOME_CREDITS_EXPIRE_DAYS": _int("WELCOME_CREDITS_EXPIRE_DAYS", 0),
+        "CREDIT_EXPIRY_INTERVAL_SECONDS": _int("CREDIT_EXPIRY_INTERVAL_SECONDS", 60),
+        "FREE_REFILL_INTERVAL_SECONDS": _int("FREE_REFILL_INTERVAL_SECONDS", 3600),
+    }
+    negative = [name for name, value in values.items() if isinstance(value, int) and value < 0]
+    if negative:
+        raise ConfigError(f"{', '.join(negative)} must not be negative")
+    return values
 
 
 POSITIVE_SETTINGS = ("SWEEP_INTERVAL_SECONDS", "RESERVATION_TIMEOUT_SECONDS",
@@ -329,6 +379,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
         **_creem_config(env),
+        **_credits_config(),
         **_accounts_config(env),
         **_operations_config(env),
         **_fair_use_and_reconciliation_config(),

@@ -156,6 +156,17 @@ class UnknownPlan(ValidationFailed):
     default_message = "That plan does not exist."
 
 
+class UnknownPack(ValidationFailed):
+    code = "unknown_pack"
+    default_message = "That credit pack does not exist."
+
+
+class PackNotGranted(DomainError):
+    status = 404
+    code = "pack_not_granted"
+    default_message = "No credit pack was granted for that order."
+
+
 class AlreadySubscribed(DomainError):
     status = 409
     code = "already_subscribed"

@@ -37,6 +37,7 @@ FEATURE_KEYS: tuple[str, ...] = tuple(FEATURES)
 # Ledger rows that are not a generation name their source in `feature_used` instead.
 SYSTEM_SOURCES: tuple[str, ...] = (
     "registration", "admin_grant", "refund", "subscription", "adjustment",
+    "pack", "pack_refund", "refill", "expiry",
 )
 
 LEDGER_SOURCES: tuple[str, ...] = FEATURE_KEYS + SYSTEM_SOURCES

@@ -23,6 +23,7 @@ MESSAGE_TYPES = {
     "refund": "CREDIT_GRANTED",
     "release": "CREDIT_RELEASED",
     "adjust": "PLAN_CHANGED",
+    "expire": "CREDIT_EXPIRED",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
@@ -16,6 +18,10 @@ SOURCE_NAMES = {
     "refund": "Refund",
     "subscription": "Plan change",
     "adjustment": "Correction",
+    "pack": "Credit pack",
+    "pack_refund": "Credit pack refunded",
+    "refill": "Monthly free credits",
+    "expiry": "Credits expired",
 }
 
 
@@ -33,6 +39,9 @@ def ledger_label(entry: CreditTransaction) -> str:
         return f"{title}: {why}, credit returned"
     if entry.feature_used == "registration" and entry.amount == 0 and metadata.get("reason"):
         return metadata["reason"]
+    if entry.kind == LedgerKind.GRANT and metadata.get("expires_at"):
+        expires_at = datetime.fromisoformat(metadata["expires_at"])
+        return f"{title} (expire on {expires_at:%d %b %Y})"
     if entry.kind == LedgerKind.ADJUST and entry.feature_used == "subscription":
         return f"Plan changed to {'Pro' if metadata.get('to') == 'pro' else 'Free'}"
     return title
@@ -52,8 +61,14 @@ def init_templating(app: Flask) -> None:
                 g.sidebar_credits = credits.get_user_credits(current_user.id)
             return g.sidebar_credits
 
-        return {"sidebar_credits": sidebar_credits, "all_features": FEATURES.values(),
-                "all_features_by_key": FEATURES, "describe_options": describe_options}
+        def expiring_credits() -> list:
+            if not current_user.is_authenticated:
+                return []
+            return credits.expiring_lots(current_user.id)
+
+        return {"sidebar_credits": sidebar_credits, "expiring_credits": expiring_credits,
+                "all_features": FEATURES.values(), "all_features_by_key": FEATURES,
+                "describe_options": describe_options}
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

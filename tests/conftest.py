@@ -211,7 +211,10 @@ def _delete_committed_test_users() -> None:
         for table in DERIVED_ANALYTICS_TABLES:
             connection.execute(text(f"DELETE FROM {table}"))
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
-        for table in ("analytics_events", "credit_transactions", "credit_reservations",
+        connection.execute(text(f"DELETE FROM credit_lot_movements WHERE lot_id IN "
+                                f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"))
+        for table in ("credit_lots", "credit_refills", "analytics_events",
+                      "credit_transactions", "credit_reservations",
                       "api_tokens", "outbound_emails", "recovery_codes", "welcome_mailboxes"):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
         connection.execute(text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) "

@@ -100,3 +100,23 @@ def apply_events(events, now: datetime | None = None) -> list[str]:
         stored, _created = webhooks.record_webhook(body, sign(body, secret), now)
         outcomes.append(webhooks.process_event(stored.event_id, now))
     return outcomes
+
+
+def buy_pack(stand_in: CreemStandIn, user: User, pack: str = "pack_20",
+             app: Flask | None = None) -> tuple[str, list[SentEvent]]:
+    """Check out and pay for a credit pack for `user` at the stand-in, as the app's pack
+    checkout asks for it; returns the Creem order id and its events (checkout.completed)."""
+    from flask import current_app
+
+    config = (app or current_app).config
+    product_id = next(item["product_id"] for item in config["CREDIT_PACKS"]
+                      if item["key"] == pack)
+    before = len(stand_in.events)
+    checkout = stand_in.create_checkout({
+        "product_id": product_id, "request_id": f"checkout-{user.id}-{uuid.uuid4().hex}",
+        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+        "customer": {"email": user.email},
+        "metadata": {"user_id": str(user.id), "pack": pack, "feature": "interior"},
+    })
+    stand_in.pay(checkout.id)
+    return stand_in.checkouts[checkout.id].order_id, stand_in.events[before:]

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import current_app
 
-from credit_app.errors import UnknownPlan
+from credit_app.errors import UnknownPack, UnknownPlan
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,35 @@ def is_pro_product(product_id: str | None) -> bool:
 def other_plan(plan: Plan) -> Plan:
     """Monthly for yearly and yearly for monthly: where a plan switch goes."""
     return next(candidate for candidate in plans() if candidate.key != plan.key)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A top-up credit pack: a Creem one-time product that grants `credits` once per order."""
+
+    key: str
+    product_id: str
+    name: str
+    price: str
+    credits: int
+
+
+def packs(config: Mapping[str, Any] | None = None) -> list[Pack]:
+    """The credit packs on sale, from configuration (config.py `_pack_config`); a pack whose
+    Creem product id is not set is not sold."""
+    config = config or current_app.config
+    return [Pack(**pack) for pack in config["CREDIT_PACKS"] if pack["product_id"]]
+
+
+def get_pack(key: str) -> Pack:
+    """Raises UnknownPack."""
+    for pack in packs():
+        if pack.key == key:
+            return pack
+    raise UnknownPack(f"Unknown credit pack {key!r}; expected one of: "
+                      f"{', '.join(pack.key for pack in packs())}.")
+
+
+def pack_for_product(product_id: str | None) -> Pack | None:
+    """The pack a Creem product is, or None."""
+    return next((pack for pack in packs() if pack.product_id == product_id), None)

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from credit_app.billing import subscriptions
+from credit_app.billing import packs, subscriptions
 from credit_app.billing.creem.client import CreemClient
 from credit_app.billing.creem.events import (
     CHECKOUT_EVENT,
@@ -44,8 +44,12 @@ def _columns(event: CreemEvent) -> dict:
         "event_created_at": event.created_at, "created_at_raw_ms": event.created_at_raw_ms,
         "created_at_clamped": event.created_at_clamped, "checkout_id": event.checkout_id,
         "request_id": event.request_id, "amount_paid": event.amount_paid,
-        "amount_refunded": event.amount_refunded,
+        "amount_refunded": event.amount_refunded, "order_id": event.order_id,
     }
+    if event.order_product_id is not None:
+        columns["product_id"] = event.order_product_id
+    if event.metadata_user_id is not None:
+        columns["metadata_user_id"] = event.metadata_user_id
     if snapshot is not None:
         columns.update(
             creem_subscription_id=snapshot.subscription_id,
@@ -107,12 +111,17 @@ def stored_snapshot(event: WebhookEvent) -> SubscriptionSnapshot | None:
 
 def apply_stored_event(event: WebhookEvent, now: datetime,
                        client: CreemClient | None = None) -> str:
-    """Apply one stored event to the subscriptions and the user's plan; returns the outcome.
+    """Apply one stored event to the subscriptions and the user's plan, or, for a credit
+    pack's order, grant or take back the pack (billing/packs.py); returns the outcome.
 
     Raises WebhookEventUnresolved (no user is known), CreemError (a re-read failed),
     UserNotFound.
     """
     snapshot = stored_snapshot(event)
+    if event.event_type in (CHECKOUT_EVENT, "refund.created") and packs.is_pack_event(event):
+        if event.event_type == CHECKOUT_EVENT:
+            return packs.apply_pack_order(event)
+        return packs.apply_pack_refund(event)
     if event.event_type in SUBSCRIPTION_EVENTS or (
             event.event_type == CHECKOUT_EVENT and snapshot is not None):
         return subscriptions.apply_snapshot(

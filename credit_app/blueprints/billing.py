@@ -21,7 +21,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from credit_app.billing import checkout as billing_checkout
-from credit_app.billing import plans, subscriptions, webhooks
+from credit_app.billing import packs, plans, subscriptions, webhooks
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER
 from credit_app.errors import DomainError, PayloadTooLarge, is_htmx_request
 from credit_app.extensions import csrf, db, limiter
@@ -93,6 +93,23 @@ def checkout() -> Response:
                                                   request.form.get("feature"))
     except DomainError as exc:
         return _refused(exc)
+    return _to_checkout(started)
+
+
+@bp.post("/dashboard/subscription/packs/checkout")
+@login_required
+def pack_checkout() -> Response:
+    """Send the user to Creem's hosted checkout for a credit pack (the modal, this page and
+    the sidebar post here)."""
+    try:
+        started = packs.start_pack_checkout(current_user, request.form.get("pack", ""),
+                                            request.form.get("feature"))
+    except DomainError as exc:
+        return _refused(exc)
+    return _to_checkout(started)
+
+
+def _to_checkout(started: billing_checkout.CheckoutStart) -> Response:
     known = dict(session.get(STARTED_CHECKOUTS_KEY) or {})
     known[started.request_id] = started.checkout_id
     session[STARTED_CHECKOUTS_KEY] = dict(list(known.items())[-MAX_STARTED_CHECKOUTS:])
@@ -112,8 +129,12 @@ def checkout_return() -> Response:
                                           current_app.config["CREEM_API_KEY"], current_user.id,
                                           session.get(STARTED_CHECKOUTS_KEY) or {})
     if paid:
+        pack = plans.pack_for_product(request.args.get("product_id"))
         session[PENDING_CHECKOUT_KEY] = {"at": time.time(),
-                                         "checkout_id": request.args.get("checkout_id")}
+                                         "checkout_id": request.args.get("checkout_id"),
+                                         "order_id": request.args.get("order_id") if pack
+                                         else None,
+                                         "pack_credits": pack.credits if pack else None}
         flash("Payment received, thank you!" + (f" You are back at {feature.title}."
                                                 if feature else ""), "success")
     target = (url_for("dashboard.feature_page", slug=feature.slug,
@@ -124,11 +145,16 @@ def checkout_return() -> Response:
 
 def checkout_confirmation() -> str | None:
     """Where the user's payment stands after a checkout: "confirming" (no webhook yet),
-    "slow" (still none after a minute), "welcome" (Pro now; said once), or None."""
+    "slow" (still none after a minute), "welcome" (Pro now; said once), "pack_granted" (the
+    credit pack's credits are in; said once), or None."""
     pending = session.get(PENDING_CHECKOUT_KEY)
     if not current_user.is_authenticated or not isinstance(pending, dict):
         return None
-    if credits.get_user_credits(current_user.id).unlimited:
+    if pending.get("order_id"):
+        if credits.pack_lot(pending["order_id"], current_user.id) is not None:
+            session.pop(PENDING_CHECKOUT_KEY, None)
+            return "pack_granted"
+    elif credits.get_user_credits(current_user.id).unlimited:
         session.pop(PENDING_CHECKOUT_KEY, None)
         return "welcome"
     if time.time() - float(pending.get("at", 0)) > SLOW_CONFIRMATION_SECONDS:
@@ -136,10 +162,17 @@ def checkout_confirmation() -> str | None:
     return "confirming"
 
 
+def pending_pack_credits() -> int | None:
+    """How many credits the pack being confirmed brings (None when no pack is pending)."""
+    pending = session.get(PENDING_CHECKOUT_KEY)
+    return pending.get("pack_credits") if isinstance(pending, dict) else None
+
+
 @bp.app_context_processor
 def inject_checkout_confirmation() -> dict:
     return {"checkout_confirmation": checkout_confirmation, "pricing_plans": plans.plans,
-            "yearly_saving": plans.yearly_saving}
+            "yearly_saving": plans.yearly_saving, "pending_pack_credits": pending_pack_credits,
+            "credit_packs": plans.packs}
 
 
 @bp.get("/dashboard/subscription/confirmation")

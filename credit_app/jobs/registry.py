@@ -97,6 +97,13 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     # Periodic jobs do not retry: the next period runs them again.
     JobSpec("sweep_expired_reservations", "credit_app.jobs.credits.sweep_expired_reservations",
             "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
+    # Lots past their expiry give up what they hold (`expire` ledger rows); spends expire a
+    # lapsed lot themselves when they meet one, so this only keeps balances honest between.
+    JobSpec("expire_lapsed_credits", "credit_app.jobs.credits.expire_lapsed_credits",
+            "maintenance", timeout=300, period="CREDIT_EXPIRY_INTERVAL_SECONDS"),
+    # The free tier's periodic top-up (FREE_REFILL_TO; off when 0): once per user and period.
+    JobSpec("refill_free_credits", "credit_app.jobs.credits.refill_free_credits",
+            "maintenance", timeout=600, period="FREE_REFILL_INTERVAL_SECONDS"),
     JobSpec("sweep_lapsed_subscriptions", "credit_app.jobs.webhooks.sweep_lapsed_subscriptions",
             "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
     JobSpec("requeue_stranded_work", "credit_app.jobs.recovery.requeue_stranded_work",

@@ -11,9 +11,13 @@ from credit_app.models.analytics import (
 )
 from credit_app.models.api_token import ApiToken
 from credit_app.models.credit import (
+    CreditLot,
+    CreditLotMovement,
+    CreditRefill,
     CreditReservation,
     CreditTransaction,
     LedgerKind,
+    LotSource,
     Posting,
     ReservationStatus,
 )
@@ -46,12 +50,16 @@ __all__ = [
     "AnalyticsUserFunnel",
     "ApiToken",
     "AuditLogEntry",
+    "CreditLot",
+    "CreditLotMovement",
+    "CreditRefill",
     "CreditReservation",
     "CreditTransaction",
     "FeatureFlag",
     "Generation",
     "GenerationStatus",
     "LedgerKind",
+    "LotSource",
     "OutboundEmail",
     "Posting",
     "ReconciliationFinding",

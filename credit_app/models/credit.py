@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -38,6 +40,7 @@ class LedgerKind(enum.StrEnum):
     RELEASE = "release"
     REFUND = "refund"
     ADJUST = "adjust"
+    EXPIRE = "expire"
 
 
 class ReservationStatus(enum.StrEnum):
@@ -170,3 +173,95 @@ class CreditReservation(db.Model):
             "status": self.status,
             "expires_at": self.expires_at.isoformat(),
         }
+
+
+class LotSource(enum.StrEnum):
+    """Where a lot's credits came from. `opening` holds the balance a user had when lots
+    were introduced (migration 0008_ledger)."""
+
+    OPENING = "opening"
+    REGISTRATION = "registration"
+    ADMIN_GRANT = "admin_grant"
+    PACK = "pack"
+    REFILL = "refill"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+    SUBSCRIPTION = "subscription"
+
+
+class CreditLot(db.Model):
+    """One grant of credits, spent down in spend order (services/credits.py `SPEND_ORDER`):
+    the lot that expires first, purchased lots last. `remaining` moves only through
+    `credit_lot_movements` rows written with the ledger row that moved it, so each lot's
+    `remaining` is the sum of its movements and a user's lots sum to their balance.
+
+    A pack lot carries its Creem order id (unique: a pack is granted once per order); a
+    refund closes it (`refunded_at`, `expires_at`) and `refund_shortfall` says how many of
+    the refunded credits were already spent (staff look at those)."""
+
+    __tablename__ = "credit_lots"
+    __table_args__ = (
+        Index("ix_credit_lots_user_live", "user_id", postgresql_where=text("remaining > 0")),
+        Index("ix_credit_lots_lapsing", "expires_at",
+              postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
+        Index("uq_credit_lots_creem_order_id", "creem_order_id", unique=True,
+              postgresql_where=text("creem_order_id IS NOT NULL")),
+        CheckConstraint(_in_list("source", tuple(LotSource)), name="source_allowed"),
+        CheckConstraint("remaining >= 0 AND remaining <= granted", name="remaining_in_range"),
+        CheckConstraint("refund_shortfall >= 0", name="refund_shortfall_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
+                                         nullable=False)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    granted: Mapped[int] = mapped_column(Integer, nullable=False)
+    remaining: Mapped[int] = mapped_column(Integer, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    purchased: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                            server_default=text("false"))
+    creem_order_id: Mapped[str | None] = mapped_column(String(100))
+    product_id: Mapped[str | None] = mapped_column(String(100))
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credit_transactions.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refund_shortfall: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                  server_default="0")
+    shortfall_cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CreditLotMovement(db.Model):
+    """How one ledger row moved one lot (the opening movement of an `opening` lot has none)."""
+
+    __tablename__ = "credit_lot_movements"
+    __table_args__ = (
+        Index("ix_credit_lot_movements_lot_id", "lot_id"),
+        Index("ix_credit_lot_movements_transaction_id", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("credit_lots.id", ondelete="RESTRICT"),
+                                        nullable=False)
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credit_transactions.id", ondelete="RESTRICT"))
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class CreditRefill(db.Model):
+    """A free user's periodic top-up, once per (user, period): the key makes it idempotent;
+    `amount` is 0 when the balance was at the target already."""
+
+    __tablename__ = "credit_refills"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    amount: Mapped[int] = mapped_column(Integer, nullable=False)
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("credit_transactions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

@@ -90,6 +90,7 @@ class WebhookEvent(db.Model):
         Index("ix_webhook_events_unprocessed", "received_at",
               postgresql_where=text("processed_at IS NULL")),
         Index("ix_webhook_events_creem_subscription_id", "creem_subscription_id"),
+        Index("ix_webhook_events_order_id", "order_id"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
     )
 
@@ -119,6 +120,7 @@ class WebhookEvent(db.Model):
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_user_id: Mapped[str | None] = mapped_column(String(20))
     checkout_id: Mapped[str | None] = mapped_column(String(100))
+    order_id: Mapped[str | None] = mapped_column(String(100))
     request_id: Mapped[str | None] = mapped_column(String(200))
     amount_paid: Mapped[int | None] = mapped_column(BigInteger)
     amount_refunded: Mapped[int | None] = mapped_column(BigInteger)

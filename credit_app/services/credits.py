@@ -23,12 +23,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -39,6 +41,7 @@ from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidAmount,
+    PackNotGranted,
     ReservationExpired,
     ReservationNotFound,
     ReservationNotPending,
@@ -47,21 +50,27 @@ from credit_app.errors import (
     ValidationFailed,
 )
 from credit_app.extensions import db
-from credit_app.features import FEATURES, SYSTEM_SOURCES, Feature
+from credit_app.features import FEATURES, Feature
 from credit_app.models import (
     SUBSCRIPTION_STATUSES,
+    CreditLot,
+    CreditRefill,
     CreditReservation,
     CreditTransaction,
     LedgerKind,
+    LotSource,
     Posting,
     ReservationStatus,
     User,
 )
 from credit_app.services import ledger_observers, rollout
 
+log = logging.getLogger(__name__)
+
 MAX_GRANT = 100_000
 MAX_BALANCE = 1_000_000_000
 MAX_HISTORY_PAGE = 100
+MAX_EXPIRY_LINES = 3
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
 
 
@@ -142,16 +151,21 @@ PRIOR_USE_SQL = (
     "(SELECT id FROM credit_reservations WHERE user_id = %(user_id)s "
     "AND generation_id = %(generation_id)s) AS reservation_id"
 )
-# One round trip for the ledger row, the balance it leaves and the analytics events it
-# implies (services/ledger_observers.py), so all three stand or fall together.
-POST_ENTRY_SQL = """
-WITH entry AS (
+# One round trip for the ledger row, the balance it leaves, the analytics events it implies
+# (services/ledger_observers.py) and the lot movements it makes, so all of them stand or fall
+# together. `{before}` reads lots (a spend's live lots, a release's movements to give back),
+# `{guard}` decides whether the row is written at all (a spend only when the live lots cover
+# it), `{after}` moves the lots; the statement returns the row's id and how much it moved,
+# or no row when the guard said no (and then it wrote nothing).
+_POST_TEMPLATE = """
+WITH {before}entry AS (
     INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used,
                                      credits_consumed, generation_id, reservation_id, actor_id,
                                      metadata)
-    VALUES (%(user_id)s, %(kind)s, %(amount)s, %(balance_after)s, %(feature_used)s,
-            %(credits_consumed)s, %(generation_id)s, %(reservation_id)s, %(actor_id)s,
-            CAST(%(metadata)s AS jsonb))
+    SELECT %(user_id)s, %(kind)s, %(amount)s, %(balance_after)s, %(feature_used)s,
+           %(credits_consumed)s, %(generation_id)s, %(reservation_id)s, %(actor_id)s,
+           CAST(%(metadata)s AS jsonb)
+    WHERE {guard}
     RETURNING id
 ), balance AS (
     UPDATE users
@@ -160,7 +174,7 @@ WITH entry AS (
         credits_granted_at = CASE WHEN %(granted)s > 0 THEN now() ELSE credits_granted_at END,
         subscription_status = %(plan)s,
         updated_at = now()
-    WHERE id = %(user_id)s
+    WHERE id = %(user_id)s AND EXISTS (SELECT 1 FROM entry)
 ), events AS (
     INSERT INTO analytics_events (event_id, event_type, user_id, feature, credits_remaining,
                                   properties, plan, credits, transaction_id)
@@ -169,9 +183,95 @@ WITH entry AS (
     FROM entry, jsonb_to_recordset(CAST(%(events)s AS jsonb))
          AS e(event_id text, event_type text, feature text, properties jsonb, plan text,
               credits integer)
-)
-SELECT id FROM entry
+){after}
+SELECT id, {moved} FROM entry
 """
+# The spend order: lots that expire first, purchased lots last (then the oldest first).
+SPEND_ORDER = "purchased, expires_at NULLS LAST, id"
+POST_ENTRY_SQL = _POST_TEMPLATE.format(before="", guard="true", after="", moved="0")
+# A spend takes `take` credits from the live lots in spend order, if they cover it.
+POST_DRAW_SQL = _POST_TEMPLATE.format(
+    before=f"""live AS (
+    SELECT id, remaining, sum(remaining) OVER (ORDER BY {SPEND_ORDER}) - remaining AS before
+    FROM credit_lots
+    WHERE user_id = %(user_id)s AND remaining > 0
+      AND (expires_at IS NULL OR expires_at > %(now)s)
+), """,
+    guard="(SELECT coalesce(sum(remaining), 0) FROM live) >= %(take)s",
+    after=""", drawn AS (
+    UPDATE credit_lots AS lot
+    SET remaining = lot.remaining - least(live.remaining, %(take)s - live.before)
+    FROM live, entry
+    WHERE lot.id = live.id AND live.before < %(take)s
+    RETURNING lot.id, least(live.remaining, %(take)s - live.before) AS taken,
+              entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, -taken FROM drawn
+)""",
+    moved="(SELECT coalesce(sum(taken), 0) FROM drawn)",
+)
+# A grant opens a lot holding what it granted.
+POST_OPEN_SQL = _POST_TEMPLATE.format(
+    before="", guard="true",
+    after=""", opened AS (
+    INSERT INTO credit_lots (user_id, source, granted, remaining, expires_at, purchased,
+                             creem_order_id, product_id, transaction_id)
+    SELECT %(user_id)s, %(lot_source)s, %(amount)s, %(amount)s, %(expires_at)s, %(purchased)s,
+           %(creem_order_id)s, %(product_id)s, entry.id
+    FROM entry
+    RETURNING id, transaction_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, transaction_id, %(amount)s FROM opened
+)""",
+    moved="(SELECT %(amount)s FROM opened)",
+)
+# A release gives the held credits back to the lots the hold took them from.
+POST_RESTORE_SQL = _POST_TEMPLATE.format(
+    before="""back AS (
+    SELECT lot_id, -sum(amount) AS amount FROM credit_lot_movements
+    WHERE transaction_id = (SELECT id FROM credit_transactions
+                            WHERE reservation_id = %(restore_from)s AND kind = 'reserve')
+    GROUP BY lot_id
+), """,
+    guard="(SELECT coalesce(sum(amount), 0) FROM back) = %(amount)s",
+    after=""", restored AS (
+    UPDATE credit_lots AS lot SET remaining = lot.remaining + back.amount
+    FROM back, entry
+    WHERE lot.id = back.lot_id
+    RETURNING lot.id, back.amount, entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, amount FROM restored
+)""",
+    moved="(SELECT coalesce(sum(amount), 0) FROM restored)",
+)
+# An expiry or a pack refund takes `take` credits from one lot.
+POST_TAKE_SQL = _POST_TEMPLATE.format(
+    before="",
+    guard="(SELECT remaining FROM credit_lots WHERE id = %(lot_id)s "
+          "AND user_id = %(user_id)s) >= %(take)s",
+    after=""", taken AS (
+    UPDATE credit_lots AS lot SET remaining = lot.remaining - %(take)s
+    FROM entry WHERE lot.id = %(lot_id)s
+    RETURNING lot.id, entry.id AS entry_id
+), moved AS (
+    INSERT INTO credit_lot_movements (lot_id, transaction_id, amount)
+    SELECT id, entry_id, -%(take)s FROM taken
+)""",
+    moved="(SELECT count(*) FROM taken) * %(take)s",
+)
+LAPSED_LOTS_SQL = (
+    "SELECT id, remaining, expires_at, source FROM credit_lots "
+    "WHERE user_id = %(user_id)s AND remaining > 0 AND expires_at <= %(now)s "
+    "ORDER BY expires_at, id"
+)
+RESERVE_MOVEMENTS_SQL = (
+    "SELECT count(*) FROM credit_lot_movements WHERE transaction_id = "
+    "(SELECT id FROM credit_transactions WHERE reservation_id = %(reservation_id)s "
+    "AND kind = 'reserve')"
+)
 RESOLVE_RESERVATION_SQL = (
     "UPDATE credit_reservations SET status = %(status)s, resolved_at = %(resolved_at)s "
     "WHERE id = %(reservation_id)s"
@@ -278,6 +378,50 @@ def _sync_loaded_user(user_id: int, **columns: Any) -> None:
     db.session.expire(user, ["updated_at", "credits_granted_at"])
 
 
+@dataclass(frozen=True)
+class LotChange:
+    """What a ledger row does to the user's lots (see `_post`). Build with the class methods;
+    `None` for `_post` means: a spend draws in spend order, a zero amount touches no lot."""
+
+    mode: str
+    source: str | None = None
+    expires_at: datetime | None = None
+    purchased: bool = False
+    creem_order_id: str | None = None
+    product_id: str | None = None
+    restore_from: int | None = None
+    lot_id: int | None = None
+
+    @classmethod
+    def open(cls, source: str, expires_at: datetime | None = None, *, purchased: bool = False,
+             creem_order_id: str | None = None, product_id: str | None = None) -> LotChange:
+        """A new lot of the row's amount."""
+        return cls("open", source=source, expires_at=expires_at, purchased=purchased,
+                   creem_order_id=creem_order_id, product_id=product_id)
+
+    @classmethod
+    def restore(cls, reservation_id: int) -> LotChange:
+        """Give back to the lots what the `reserve` row of reservation `reservation_id` took
+        from them."""
+        return cls("restore", restore_from=reservation_id)
+
+    @classmethod
+    def take(cls, lot_id: int) -> LotChange:
+        """Take the row's amount from one lot."""
+        return cls("take", lot_id=lot_id)
+
+
+_NO_LOTS = LotChange("none")
+_DRAW = LotChange("draw")
+_POST_SQL = {"none": POST_ENTRY_SQL, "draw": POST_DRAW_SQL, "open": POST_OPEN_SQL,
+             "restore": POST_RESTORE_SQL, "take": POST_TAKE_SQL}
+
+
+class LotsOutOfStep(RuntimeError):
+    """The lots do not cover a change the balance allows: an invariant is broken (the ledger
+    audit names it). The transaction must be rolled back."""
+
+
 def _post(
     balance: LockedBalance,
     *,
@@ -291,14 +435,28 @@ def _post(
     plan: str | None = None,
     actor_id: int | None = None,
     metadata: dict | None = None,
+    lots: LotChange | None = None,
+    now: datetime | None = None,
 ) -> PostedEntry:
-    """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row
-    and the analytics events it implies in the same statement.
+    """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row,
+    the analytics events it implies and its lot movements in the same statement.
+
+    A spend (negative amount, no `lots`) draws from the lots live at `now` in spend order;
+    when they do not cover it because some lots lapsed and the expiry job has not run yet,
+    those lots are expired first (their `expire` rows), and the spend is tried on what is
+    left. A positive amount needs `lots` (a new lot, or a release's restore).
 
     `charged` is what the use cost, for a consume that settles a reservation (its amount was
     taken when it was reserved). The one place a balance changes.
-    Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the maximum.
+    Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the
+    maximum, LotsOutOfStep when the lots cannot carry a change the balance allows.
     """
+    if lots is None:
+        if amount > 0:
+            raise LotsOutOfStep("A credit must go into a lot.")
+        lots = _DRAW if amount < 0 else _NO_LOTS
+    if amount == 0 and lots.mode != "none":
+        lots = _NO_LOTS
     new_balance = balance.remaining + amount
     if new_balance < 0:
         raise InsufficientCredits(remaining=balance.remaining)
@@ -312,7 +470,7 @@ def _post(
         plan_before=balance.plan, plan_after=plan or balance.plan,
         charged=-amount if charged is None else charged,
     )
-    entry_id = _execute(POST_ENTRY_SQL, {
+    params = {
         "user_id": balance.id, "kind": kind.value, "amount": amount,
         "balance_after": new_balance, "feature_used": source,
         "credits_consumed": credits_consumed, "generation_id": generation_id,
@@ -320,7 +478,22 @@ def _post(
         "metadata": json.dumps(posting.metadata), "granted": granted,
         "plan": posting.plan_after,
         "events": json.dumps(ledger_observers.events_for(posting)),
-    }).fetchone()[0]
+        "take": -amount, "now": now or utcnow(), "lot_source": lots.source,
+        "expires_at": lots.expires_at, "purchased": lots.purchased,
+        "creem_order_id": lots.creem_order_id, "product_id": lots.product_id,
+        "restore_from": lots.restore_from, "lot_id": lots.lot_id,
+    }
+    row = _execute(_POST_SQL[lots.mode], params).fetchone()
+    if row is None:
+        return _post_when_lots_fall_short(balance, lots, params, kind=kind, amount=amount,
+                                          source=source, credits_consumed=credits_consumed,
+                                          generation_id=generation_id,
+                                          reservation_id=reservation_id, charged=charged,
+                                          plan=plan, actor_id=actor_id, metadata=metadata)
+    entry_id, moved = row
+    if moved != abs(amount):
+        raise LotsOutOfStep(f"Ledger row {entry_id} moved {moved} lot credits for an amount of "
+                            f"{amount}.")
     _sync_loaded_user(balance.id, credits_remaining=new_balance,
                       credits_total=balance.total + granted,
                       subscription_status=posting.plan_after)
@@ -329,6 +502,59 @@ def _post(
         source if source in FEATURES else None, entry_id))
     ledger_observers.after_post(entry_id, posting)
     return PostedEntry(entry_id, new_balance)
+
+
+def _post_when_lots_fall_short(balance: LockedBalance, lots: LotChange, params: dict,
+                               **post: Any) -> PostedEntry:
+    """The guard of a `_post` statement said no (it wrote nothing): expire what lapsed and
+    spend again, or put a release of a hold older than lots into a lot of its own.
+
+    Raises InsufficientCredits, LotsOutOfStep.
+    """
+    if lots.mode == "draw":
+        expired, _ = _expire_lapsed(balance, params["now"])
+        if expired.remaining == balance.remaining:
+            raise LotsOutOfStep(f"User {balance.id}'s live lots do not cover their balance.")
+        return _post(expired, lots=_DRAW, now=params["now"], **post)
+    if lots.mode == "restore" and not _execute(
+            RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}).fetchone()[0]:
+        return _post(balance, lots=LotChange.open(LotSource.OPENING), now=params["now"], **post)
+    raise LotsOutOfStep(f"User {balance.id}'s lots cannot carry a {lots.mode} of "
+                        f"{post['amount']}.")
+
+
+def _expire_lapsed(balance: LockedBalance, now: datetime) -> tuple[LockedBalance, int]:
+    """Write an `expire` row for each of the locked user's lots that lapsed by `now` with
+    credits left; returns the balance after them and how many rows it wrote."""
+    written = 0
+    for lot_id, remaining, expires_at, source in _execute(
+            LAPSED_LOTS_SQL, {"user_id": balance.id, "now": now}).fetchall():
+        posted = _post(balance, kind=LedgerKind.EXPIRE, amount=-remaining, source="expiry",
+                       lots=LotChange.take(lot_id), now=now,
+                       metadata={"lot_id": lot_id, "lot_source": source,
+                                 "expires_at": expires_at.isoformat()})
+        balance = LockedBalance(balance.id, posted.balance_after, balance.total, balance.plan)
+        written += 1
+    return balance, written
+
+
+def expire_lapsed_lots(now: datetime | None = None, limit: int = 500) -> int:
+    """Expire the credits left in every lot past its `expires_at` (an `expire` ledger row
+    each); returns how many rows it wrote. Safe to run twice or alongside spends: each
+    user's lots are re-read under the user's row lock."""
+    now = now or utcnow()
+    user_ids = db.session.execute(
+        select(CreditLot.user_id)
+        .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
+        .group_by(CreditLot.user_id)
+        .order_by(func.min(CreditLot.expires_at))
+        .limit(limit)
+    ).scalars().all()
+    written = 0
+    for user_id in user_ids:
+        balance = _lock_balance(user_id)
+        written += _expire_lapsed(balance, now)[1]
+    return written
 
 
 def _entry(posted: PostedEntry) -> CreditTransaction:
@@ -363,8 +589,10 @@ def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
     return CreditCheck(user.credits_remaining >= cost, user.credits_remaining, cost, user.is_pro)
 
 
-def consume_credit(user_id: int, feature: str, generation_id: str | None = None) -> ConsumeResult:
-    """Spend one use of `feature` at once (a reservation committed in one step).
+def consume_credit(user_id: int, feature: str, generation_id: str | None = None,
+                   now: datetime | None = None) -> ConsumeResult:
+    """Spend one use of `feature` at once (a reservation committed in one step), from the
+    lots live at `now` (default: now).
 
     With a `generation_id` the call is idempotent: a repeat returns the first outcome.
     Raises UnknownFeature, ValidationFailed, UserNotFound, InsufficientCredits,
@@ -394,6 +622,7 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None)
         credits_consumed=definition.cost,
         generation_id=generation_id,
         metadata={"plan": balance.plan, **rollout.enforcement_note(balance)},
+        now=now,
     )
     return ConsumeResult(True, entry.balance_after, entry.id, replayed=False)
 
@@ -433,17 +662,24 @@ def reserve_credit(
     )
     db.session.add(reservation)
     db.session.flush()
-    _post(
-        balance,
-        kind=LedgerKind.RESERVE,
-        amount=-cost,
-        source=feature,
-        generation_id=generation_id,
-        reservation_id=reservation.id,
-        metadata={"plan": balance.plan,
-                  "expires_at": reservation.expires_at.isoformat(),
-                  **rollout.enforcement_note(balance)},
-    )
+    try:
+        _post(
+            balance,
+            kind=LedgerKind.RESERVE,
+            amount=-cost,
+            source=feature,
+            generation_id=generation_id,
+            reservation_id=reservation.id,
+            metadata={"plan": balance.plan,
+                      "expires_at": reservation.expires_at.isoformat(),
+                      **rollout.enforcement_note(balance)},
+            now=now,
+        )
+    except InsufficientCredits as exc:
+        # Lapsed lots were expired on the way and what is left does not cover the hold.
+        db.session.delete(reservation)
+        db.session.flush()
+        raise InsufficientCredits(**{**exc.details, "feature": feature}) from None
     return reservation
 
 
@@ -512,6 +748,8 @@ def _release_locked(
         generation_id=reservation.generation_id,
         reservation_id=reservation.id,
         metadata={"reason": reason},
+        lots=LotChange.restore(reservation.id),
+        now=now,
     )
 
 
@@ -557,21 +795,36 @@ def expire_overdue_reservations(now: datetime | None = None, limit: int = 500) -
     return expired
 
 
+GRANT_SOURCES: tuple[str, ...] = tuple(source.value for source in LotSource
+                                      if source not in (LotSource.OPENING, LotSource.PACK,
+                                                        LotSource.REFILL))
+
+
 def grant_credits(
     user_id: int,
     amount: int,
     reason: str,
     actor_id: int | None = None,
     source: str = "admin_grant",
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> CreditTransaction:
-    """Add `amount` credits to the user's balance and total.
+    """Add `amount` credits to the user's balance and total, as a lot that lapses at
+    `expires_at` (a promotion) or never.
 
-    Raises InvalidAmount, ValidationFailed (empty reason or unknown source), UserNotFound.
+    Raises InvalidAmount, ValidationFailed (empty reason, unknown source, an expiry not
+    after `now`), UserNotFound.
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
-    if source not in SYSTEM_SOURCES:
+    if source not in GRANT_SOURCES:
         raise ValidationFailed(f"Unknown grant source {source!r}.")
+    now = now or utcnow()
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise ValidationFailed("The expiry must be a moment in the future.", field="expires_at")
     balance = _lock_balance(user_id)
+    metadata: dict[str, Any] = {"reason": reason}
+    if expires_at is not None:
+        metadata["expires_at"] = expires_at.isoformat()
     return _entry(_post(
         balance,
         kind=LedgerKind.GRANT,
@@ -579,7 +832,9 @@ def grant_credits(
         source=source,
         credits_consumed=0,
         actor_id=actor_id,
-        metadata={"reason": reason},
+        metadata=metadata,
+        lots=LotChange.open(source, expires_at),
+        now=now,
     ))
 
 
@@ -594,15 +849,24 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
                             field="amount")
     reason = _checked_reason(reason)
     balance = _lock_balance(user_id)
+    days = current_app.config.get("WELCOME_CREDITS_EXPIRE_DAYS", 0)
+    expires_at = utcnow() + timedelta(days=days) if days else None
+    metadata: dict[str, Any] = {"reason": reason}
+    if expires_at is not None and amount:
+        metadata["expires_at"] = expires_at.isoformat()
     return _entry(_post(balance, kind=LedgerKind.GRANT, amount=amount, source="registration",
-                        metadata={"reason": reason}))
+                        metadata=metadata,
+                        lots=LotChange.open(LotSource.REGISTRATION, expires_at)))
 
 
 def remove_credits(user_id: int, amount: int, reason: str,
-                   actor_id: int | None = None) -> CreditTransaction:
-    """Take `amount` credits off the user's balance (a staff correction, with its reason).
+                   actor_id: int | None = None, now: datetime | None = None
+                   ) -> CreditTransaction:
+    """Take `amount` credits off the user's balance (a staff correction, with its reason),
+    from the lots live at `now` in spend order.
 
-    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound.
+    Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound,
+    InsufficientCredits (more than is left once lapsed credits are expired).
     """
     amount, reason = _checked_amount(amount), _checked_reason(reason)
     balance = _lock_balance(user_id)
@@ -610,7 +874,7 @@ def remove_credits(user_id: int, amount: int, reason: str,
         raise ValidationFailed(f"The user has {balance.remaining} credits; remove at most "
                                "that many.", field="amount")
     return _entry(_post(balance, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
-                        actor_id=actor_id, metadata={"reason": reason}))
+                        actor_id=actor_id, metadata={"reason": reason}, now=now))
 
 
 def _checked_amount(amount: object) -> int:
@@ -762,3 +1026,202 @@ def ledger_balance(user_id: int) -> int:
         select(func.coalesce(func.sum(CreditTransaction.amount), 0))
         .where(CreditTransaction.user_id == user_id)
     ).scalar_one()
+
+
+# -- packs and refills ----------------------------------------------------------------------
+
+
+def _checked_order_id(order_id: object) -> str:
+    if not isinstance(order_id, str) or not 1 <= len(order_id) <= 100:
+        raise ValidationFailed("order_id must be a string of 1 to 100 characters.",
+                               field="order_id")
+    return order_id
+
+
+def _pack_lot(order_id: str) -> CreditLot | None:
+    return db.session.execute(
+        select(CreditLot).where(CreditLot.creem_order_id == order_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def grant_pack(user_id: int, order_id: str, amount: int, *, pack: str,
+               product_id: str | None = None, event_id: str | None = None) -> str:
+    """Grant a bought credit pack once per Creem order: a purchased lot with no expiry.
+
+    Whichever delivery (checkout.completed, a retry, a replay) comes first grants; the
+    rest find the order's lot under the user's row lock (and the unique order id is the
+    backstop) and change nothing. Returns "pack_granted" or "pack_already_granted".
+    Raises InvalidAmount, ValidationFailed, UserNotFound.
+    """
+    order_id, amount = _checked_order_id(order_id), _checked_amount(amount)
+    balance = _lock_balance(user_id)
+    if _pack_lot(order_id) is not None:
+        return "pack_already_granted"
+    _post(balance, kind=LedgerKind.GRANT, amount=amount, source="pack",
+          metadata={"order_id": order_id, "pack": pack, "event_id": event_id},
+          lots=LotChange.open(LotSource.PACK, purchased=True, creem_order_id=order_id,
+                              product_id=product_id))
+    return "pack_granted"
+
+
+@dataclass(frozen=True)
+class PackRefund:
+    outcome: str
+    user_id: int
+    taken: int
+    shortfall: int
+
+
+def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None = None,
+                now: datetime | None = None) -> PackRefund:
+    """Take back a refunded pack's credits: `owed` of them (all for a full refund), as many
+    as are still unspent in its lot, never below zero; the rest (already spent) is recorded
+    on the lot as its `refund_shortfall` for staff. A fully refunded lot is closed (it
+    lapses now, so a hold released into it later expires). A repeat changes nothing.
+
+    Returns what it did ("pack_refunded", "pack_refund_shortfall", "pack_already_refunded").
+    Raises PackNotGranted (no pack was granted for the order), ValidationFailed.
+    """
+    order_id, now = _checked_order_id(order_id), now or utcnow()
+    lot = _pack_lot(order_id)
+    if lot is None:
+        raise PackNotGranted(f"No credit pack was granted for order {order_id!r}.")
+    balance = _lock_balance(lot.user_id)
+    lot = _pack_lot(order_id)
+    if lot.refunded_at is not None:
+        return PackRefund("pack_already_refunded", lot.user_id, 0, lot.refund_shortfall)
+    owed = lot.granted if owed is None else max(0, min(owed, lot.granted))
+    taken = min(owed, lot.remaining)
+    shortfall = owed - taken
+    if taken:
+        _post(balance, kind=LedgerKind.ADJUST, amount=-taken, source="pack_refund",
+              metadata={"order_id": order_id, "event_id": event_id, "owed": owed,
+                        "shortfall": shortfall},
+              lots=LotChange.take(lot.id), now=now)
+    closed = owed == lot.granted
+    db.session.execute(
+        update(CreditLot).where(CreditLot.id == lot.id)
+        .values(refunded_at=now, refund_shortfall=shortfall,
+                expires_at=now if closed else CreditLot.expires_at)
+    )
+    db.session.expire(lot)
+    if shortfall:
+        log.warning("pack order %s refunded: %d of its credits were spent already (user %s); "
+                    "flagged for staff", order_id, shortfall, lot.user_id)
+    return PackRefund("pack_refund_shortfall" if shortfall else "pack_refunded",
+                      lot.user_id, taken, shortfall)
+
+
+def refund_shortfalls() -> list[CreditLot]:
+    """Refunded packs whose credits were partly spent already, for staff, newest first."""
+    return list(db.session.execute(
+        select(CreditLot).where(CreditLot.refund_shortfall > 0,
+                                CreditLot.shortfall_cleared_at.is_(None))
+        .order_by(CreditLot.refunded_at.desc())
+    ).scalars())
+
+
+def refill_period(period: str, now: datetime) -> str:
+    """The key of the refill period `now` falls in: "2026-12" (monthly), "2026-W49" (weekly).
+    Raises ValidationFailed for another period."""
+    if period == "monthly":
+        return f"{now.year:04d}-{now.month:02d}"
+    if period == "weekly":
+        year, week, _ = now.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    raise ValidationFailed(f"Unknown refill period {period!r}.")
+
+
+REFILL_CLAIM_SQL = (
+    "INSERT INTO credit_refills (user_id, period, amount) VALUES (%(user_id)s, %(period)s, 0) "
+    "ON CONFLICT DO NOTHING RETURNING user_id"
+)
+
+
+def refill_free_balance(user_id: int, target: int, period: str,
+                        now: datetime | None = None) -> int | None:
+    """Top a free user's balance up to `target` once per refill period (the period key is
+    unique per user); lapsed lots are expired first. Returns the credits granted (0 when the
+    balance was there already), or None when the period was refilled before or the user is
+    not on the free plan.
+
+    Raises UserNotFound, InvalidAmount (a target over MAX_GRANT).
+    """
+    now = now or utcnow()
+    if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= MAX_GRANT:
+        raise InvalidAmount(f"The refill target must be between 1 and {MAX_GRANT}.")
+    balance = _lock_balance(user_id)
+    if balance.plan != "free":
+        return None
+    if _execute(REFILL_CLAIM_SQL, {"user_id": user_id, "period": period}).fetchone() is None:
+        return None
+    balance, _ = _expire_lapsed(balance, now)
+    amount = max(0, target - balance.remaining)
+    if amount:
+        posted = _post(balance, kind=LedgerKind.GRANT, amount=amount, source="refill",
+                       metadata={"period": period, "target": target},
+                       lots=LotChange.open(LotSource.REFILL), now=now)
+        db.session.execute(
+            update(CreditRefill).where(CreditRefill.user_id == user_id,
+                                       CreditRefill.period == period)
+            .values(amount=amount, transaction_id=posted.id))
+    return amount
+
+
+def refill_free_users(target: int, period: str, now: datetime | None = None,
+                      limit: int = 500) -> int:
+    """Refill up to `limit` free users not yet refilled this period; returns how many it
+    looked at (call again until 0). Safe to run twice: each user's period is claimed once."""
+    now = now or utcnow()
+    key = refill_period(period, now)
+    user_ids = db.session.execute(
+        select(User.id)
+        .where(User.subscription_status == "free", User.deleted_at.is_(None),
+               ~select(CreditRefill.user_id)
+               .where(CreditRefill.user_id == User.id, CreditRefill.period == key)
+               .exists())
+        .order_by(User.id).limit(limit)
+    ).scalars().all()
+    for user_id in user_ids:
+        refill_free_balance(user_id, target, key, now)
+    return len(user_ids)
+
+
+def lot_summary(user_id: int, now: datetime | None = None) -> list[CreditLot]:
+    """The user's lots with credits left, in spend order (the next to be spent first)."""
+    now = now or utcnow()
+    return list(db.session.execute(
+        select(CreditLot)
+        .where(CreditLot.user_id == user_id, CreditLot.remaining > 0,
+               (CreditLot.expires_at.is_(None)) | (CreditLot.expires_at > now))
+        .order_by(CreditLot.purchased, CreditLot.expires_at.asc().nulls_last(), CreditLot.id)
+    ).scalars())
+
+
+def pack_lot(order_id: str, user_id: int) -> CreditLot | None:
+    """The lot the pack of Creem order `order_id` gave `user_id`, if it was granted."""
+    return db.session.execute(
+        select(CreditLot).where(CreditLot.creem_order_id == order_id,
+                                CreditLot.user_id == user_id)
+    ).scalar_one_or_none()
+
+
+def expiring_lots(user_id: int, now: datetime | None = None) -> list[CreditLot]:
+    """The user's lots that will lapse with credits left, soonest first (what the sidebar
+    and the history say expires when)."""
+    return [lot for lot in lot_summary(user_id, now) if lot.expires_at is not None
+            ][:MAX_EXPIRY_LINES]
+
+
+def clear_refund_shortfall(order_id: str, now: datetime | None = None) -> CreditLot:
+    """Staff dealt with a refunded pack's spent credits: it leaves `refund_shortfalls`.
+
+    Raises PackNotGranted (no such pack, or no shortfall to clear).
+    """
+    lot = _pack_lot(_checked_order_id(order_id))
+    if lot is None or not lot.refund_shortfall or lot.shortfall_cleared_at is not None:
+        raise PackNotGranted(f"Order {order_id!r} has no refund shortfall to clear.")
+    lot.shortfall_cleared_at = now or utcnow()
+    db.session.flush()
+    return lot

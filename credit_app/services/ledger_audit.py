@@ -8,7 +8,14 @@
 5. reservation_ledger: each reservation has one `reserve` row and the rows its status implies
    (committed: one consume; released or expired: one release; pending: neither);
 6. idempotency: one ledger row per (user, generation id, kind) and one reservation per
-   (user, generation id).
+   (user, generation id);
+7. lot_balance: each user's live lots (`credit_lots.remaining`) sum to their balance;
+8. lot_movements: each lot's `remaining` is the sum of its movements, and the movements of
+   each ledger row written since lots exist (after the user's `opening` lot) sum to its
+   amount;
+9. lapsed_lot: no lot still holds credits past its `expires_at` (plus the same grace as for
+   holds: the expiry job runs every SWEEP_INTERVAL_SECONDS);
+10. pack_order: one pack lot per Creem order, each opened by its own `grant` row.
 """
 
 from __future__ import annotations
@@ -76,6 +83,50 @@ CHECKS: dict[str, str] = {
         SELECT user_id, format('%s reservations for generation id %s', count(*),
                                generation_id)
         FROM credit_reservations GROUP BY user_id, generation_id HAVING count(*) > 1""",
+    "lot_balance": """
+        SELECT u.id AS user_id,
+               format('balance %s but the live lots hold %s', u.credits_remaining,
+                      coalesce(l.total, 0)) AS detail
+        FROM users AS u
+        LEFT JOIN (SELECT user_id, sum(remaining) AS total FROM credit_lots
+                   GROUP BY user_id) AS l ON l.user_id = u.id
+        WHERE u.credits_remaining <> coalesce(l.total, 0)""",
+    "lot_movements": """
+        SELECT l.user_id, format('lot %s holds %s but its movements sum to %s', l.id,
+                                 l.remaining, coalesce(m.total, 0)) AS detail
+        FROM credit_lots AS l
+        LEFT JOIN (SELECT lot_id, sum(amount) AS total FROM credit_lot_movements
+                   GROUP BY lot_id) AS m ON m.lot_id = l.id
+        WHERE l.remaining <> coalesce(m.total, 0)
+        UNION ALL
+        SELECT t.user_id, format('ledger row %s (%s %s) moved %s lot credits', t.id, t.kind,
+                                 t.amount, coalesce(m.total, 0))
+        FROM credit_transactions AS t
+        LEFT JOIN (SELECT transaction_id, sum(amount) AS total FROM credit_lot_movements
+                   WHERE transaction_id IS NOT NULL GROUP BY transaction_id) AS m
+               ON m.transaction_id = t.id
+        WHERE t.amount <> coalesce(m.total, 0)
+          AND t.id > coalesce((SELECT max(o.transaction_id) FROM credit_lots AS o
+                               WHERE o.user_id = t.user_id AND o.source = 'opening'), 0)
+        UNION ALL
+        SELECT l.user_id, format('movement %s of lot %s belongs to ledger row %s of user %s',
+                                 m.id, l.id, t.id, t.user_id)
+        FROM credit_lot_movements AS m
+        JOIN credit_lots AS l ON l.id = m.lot_id
+        JOIN credit_transactions AS t ON t.id = m.transaction_id
+        WHERE t.user_id <> l.user_id""",
+    "lapsed_lot": """
+        SELECT user_id, format('lot %s (%s) still holds %s credits, it expired %s', id,
+                               source, remaining, expires_at) AS detail
+        FROM credit_lots
+        WHERE remaining > 0 AND expires_at < :overdue_before""",
+    "pack_order": """
+        SELECT l.user_id, format('pack lot %s (order %s) has no grant row of its own', l.id,
+                                 l.creem_order_id) AS detail
+        FROM credit_lots AS l
+        LEFT JOIN credit_transactions AS t ON t.id = l.transaction_id
+        WHERE l.source = 'pack' AND (l.creem_order_id IS NULL OR t.kind IS DISTINCT FROM 'grant'
+                                     OR t.feature_used <> 'pack' OR t.user_id <> l.user_id)""",
 }
 
 

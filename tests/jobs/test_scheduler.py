@@ -24,7 +24,8 @@ def test_every_declared_job_is_on_a_queue_the_worker_reads_and_importable(app):
         assert spec.timeout_seconds(app.config) > 0
     assert {spec.name for spec in registry.periodic_jobs()} == {
         "sweep_expired_reservations", "sweep_lapsed_subscriptions", "requeue_stranded_work",
-        "heartbeat", "roll_up_analytics", "reconcile_with_creem"}
+        "heartbeat", "roll_up_analytics", "reconcile_with_creem", "expire_lapsed_credits",
+        "refill_free_credits"}
 
 
 def test_due_retries_move_to_their_queue_once(app):
@@ -53,11 +54,12 @@ def test_the_scheduler_threads_enqueue_periodic_jobs_and_stop(app):
     stop = start_schedulers(connection, app.config, ["default"])
     maintenance = Queue("maintenance", connection=connection)
     try:
-        wait_until(lambda: maintenance.count >= 5, "the periodic jobs were not enqueued")
+        wait_until(lambda: maintenance.count >= 7, "the periodic jobs were not enqueued")
     finally:
         stop.set()
     names = sorted(job.func_name.rsplit(".", 1)[-1] for job in maintenance.get_jobs())
-    assert names == ["heartbeat", "reconcile_with_creem", "requeue_stranded_work",
+    assert names == ["expire_lapsed_credits", "heartbeat", "reconcile_with_creem",
+                     "refill_free_credits", "requeue_stranded_work",
                      "sweep_expired_reservations", "sweep_lapsed_subscriptions"]
     maintenance.empty()
     Queue("analytics", connection=connection).empty()

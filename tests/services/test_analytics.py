@@ -96,6 +96,10 @@ def test_refused_spends_write_no_event(user):
     user.credits_remaining = 0
     db.session.execute(text("UPDATE credit_transactions SET amount = 0, balance_after = 0 "
                             "WHERE user_id = :id"), {"id": user.id})
+    db.session.execute(text("UPDATE credit_lot_movements SET amount = 0 WHERE lot_id IN "
+                            "(SELECT id FROM credit_lots WHERE user_id = :id)"), {"id": user.id})
+    db.session.execute(text("UPDATE credit_lots SET remaining = 0 WHERE user_id = :id"),
+                       {"id": user.id})
     db.session.commit()
     with pytest.raises(InsufficientCredits):
         credits.consume_credit(user.id, "interior")

@@ -33,9 +33,11 @@ def test_a_balance_that_drifts_from_the_ledger(user):
                        {"id": user.id})
     report = audit_ledger()
     assert not report.ok and user.id in report.offending_user_ids
-    [violation] = [item for item in report.violations if item.user_id == user.id]
-    assert violation.check == "balance" and violation.email == user.email
-    assert "balance 9 but the ledger sums to 6" in violation.detail
+    found = {item.check: item for item in report.violations if item.user_id == user.id}
+    assert set(found) == {"balance", "lot_balance"}
+    assert found["balance"].email == user.email
+    assert "balance 9 but the ledger sums to 6" in found["balance"].detail
+    assert "balance 9 but the live lots hold 6" in found["lot_balance"].detail
 
 
 def test_a_row_that_breaks_the_running_balance(user):
@@ -75,6 +77,40 @@ def test_two_rows_for_one_idempotency_key(user):
         "generation_id, kind, amount, balance_after) SELECT user_id, feature_used, 1, "
         "generation_id, kind, 0, 5 FROM credit_transactions WHERE generation_id = 'twice'"))
     assert "idempotency" in checks_failing_for(user.id)
+
+
+def test_a_lot_that_drifts_from_its_movements(user):
+    db.session.execute(text("UPDATE credit_lots SET remaining = remaining - 1 WHERE user_id = :id"),
+                       {"id": user.id})
+    assert checks_failing_for(user.id) == {"lot_balance", "lot_movements"}
+
+
+def test_a_ledger_row_without_its_lot_movements(user):
+    credits.consume_credit(user.id, "interior")
+    db.session.execute(text(
+        "DELETE FROM credit_lot_movements WHERE transaction_id = (SELECT max(id) FROM "
+        "credit_transactions WHERE user_id = :id)"), {"id": user.id})
+    db.session.execute(text("UPDATE credit_lots SET remaining = remaining WHERE user_id = :id"),
+                       {"id": user.id})
+    failing = checks_failing_for(user.id)
+    assert "lot_movements" in failing
+
+
+def test_a_lapsed_lot_still_holding_credits(user):
+    start = credits.utcnow()
+    credits.grant_credits(user.id, 3, "promo", expires_at=start + timedelta(minutes=1), now=start)
+    db.session.execute(text("UPDATE credit_lots SET expires_at = now() - interval '1 hour' "
+                            "WHERE user_id = :id AND source = 'admin_grant'"), {"id": user.id})
+    assert checks_failing_for(user.id) == {"lapsed_lot"}
+    credits.expire_lapsed_lots()
+    assert checks_failing_for(user.id) == set()
+
+
+def test_a_pack_lot_without_its_grant_row(user):
+    db.session.execute(text(
+        "INSERT INTO credit_lots (user_id, source, granted, remaining, purchased, "
+        "creem_order_id) VALUES (:id, 'pack', 0, 0, true, 'ord_orphan')"), {"id": user.id})
+    assert checks_failing_for(user.id) == {"pack_order"}
 
 
 @pytest.mark.parametrize(("corrupt", "exit_code"), [(False, 0), (True, 1)])

@@ -156,6 +156,12 @@ class CreemEvent:
     request_id: str | None = None
     amount_paid: int | None = None
     amount_refunded: int | None = None
+    # The order a checkout or a refund is about (a one-time product's, such as a credit
+    # pack, or a subscription's first), its product, and the user the checkout's metadata
+    # names (for a one-time product, which has no subscription to carry it).
+    order_id: str | None = None
+    order_product_id: str | None = None
+    metadata_user_id: str | None = None
 
     @property
     def announced_status(self) -> str | None:
@@ -210,6 +216,11 @@ def subscription_from_api(data: Any) -> SubscriptionSnapshot:
         raise CreemError(f"Creem sent a subscription it cannot be read: {exc}") from None
 
 
+def _order_id(value: Any) -> str | None:
+    found = object_id(value)
+    return found if found is not None and len(found) <= 100 else None
+
+
 def _amount(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -251,6 +262,11 @@ def parse_event(raw_body: bytes, received_at: datetime) -> CreemEvent:
                 raise ValueError("the subscription has no status")
             fields["subscription"] = snapshot
         elif event_type == CHECKOUT_EVENT:
+            order = _dict(obj.get("order"))
+            fields["order_id"] = _order_id(obj.get("order"))
+            fields["order_product_id"] = object_id(order.get("product")) or object_id(
+                obj.get("product"))
+            fields["metadata_user_id"] = _metadata_user_id(_dict(obj.get("metadata")))
             fields["checkout_id"] = object_id(obj)
             fields["request_id"] = (obj.get("request_id")
                                     if isinstance(obj.get("request_id"), str) else None)
@@ -260,6 +276,10 @@ def parse_event(raw_body: bytes, received_at: datetime) -> CreemEvent:
                     nested, _dict(obj.get("metadata")), obj.get("customer"), obj.get("product"))
         elif event_type in FLAG_EVENTS:
             transaction = _dict(obj.get("transaction"))
+            order = _dict(obj.get("order"))
+            fields["order_id"] = _order_id(obj.get("order")) or _order_id(
+                transaction.get("order"))
+            fields["order_product_id"] = object_id(order.get("product"))
             nested = obj.get("subscription")
             subscription_id = object_id(nested) or object_id(transaction.get("subscription"))
             if subscription_id is not None:

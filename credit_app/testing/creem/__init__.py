@@ -20,6 +20,7 @@ from credit_app.testing.creem.state import (
     StandInError,
     StandInProduct,
     StoredCheckout,
+    StoredOrder,
     StoredSubscription,
     encode,
     epoch_ms,
@@ -32,7 +33,8 @@ from credit_app.testing.creem.state import (
 __all__ = [
     "DEFAULT_PRODUCTS", "OTHER_PRODUCT_ID", "RETRY_DELAYS", "SUBSCRIPTION_ACTIONS",
     "WEBHOOK_PATH", "CreemStandIn", "SentEvent", "StandInError", "StandInProduct",
-    "StoredCheckout", "StoredSubscription", "create_stand_in_app", "encode", "epoch_ms",
+    "StoredCheckout", "StoredOrder", "StoredSubscription", "create_stand_in_app", "encode",
+    "epoch_ms",
     "event_envelope", "get_stand_in", "iso", "main", "new_id", "run_stand_in", "sample",
     "serve_stand_in",
 ]

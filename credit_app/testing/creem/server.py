@@ -65,6 +65,8 @@ def create_stand_in_app(stand_in: CreemStandIn | None = None, **options: Any) ->
     app.add_url_rule("/", view_func=_control_page)
     app.add_url_rule("/stand-in/subscriptions/<subscription_id>/<action>",
                      view_func=_control_act, methods=["POST"])
+    app.add_url_rule("/stand-in/orders/<order_id>/refund", view_func=_control_refund_order,
+                     methods=["POST"])
     app.add_url_rule("/stand-in/events/<event_id>/redeliver", view_func=_control_redeliver,
                      methods=["POST"])
     app.add_url_rule("/stand-in/subscriptions/<subscription_id>/samples/<event_type>",
@@ -220,6 +222,8 @@ def _api_customer_portal() -> Response:
 
 
 def _money(product: StandInProduct) -> str:
+    if product.one_time:
+        return f"{product.price / 100:.2f} {product.currency}, once"
     period = "year" if product.billing_period == "every-year" else "month"
     return f"{product.price / 100:.2f} {product.currency} / {period}"
 
@@ -257,6 +261,7 @@ def _control_page() -> str:
     stand_in = _stand_in()
     with stand_in.lock:
         return render_template("control.html", subscriptions=list(stand_in.subscriptions.values()),
+                               orders=list(stand_in.orders.values()),
                                actions=SUBSCRIPTION_ACTIONS, samples=EVENT_TYPES,
                                events=list(reversed(stand_in.events[-50:])),
                                holding=stand_in.holding)
@@ -280,6 +285,16 @@ def _control_act(subscription_id: str, action: str) -> Response:
         return redirect("/", code=303)
     with stand_in.lock:
         return jsonify(stand_in.subscription_object(subscription))
+
+
+def _control_refund_order(order_id: str) -> Response:
+    amount = request.args.get("amount")
+    if amount is not None and not amount.isdigit():
+        raise StandInError(400, "amount must be a whole number of cents.")
+    event = _stand_in().refund_order(order_id, int(amount) if amount else None)
+    if _wants_html():
+        return redirect("/", code=303)
+    return jsonify({"id": event.id, "type": event.event_type})
 
 
 def _control_redeliver(event_id: str) -> Response:

@@ -40,7 +40,11 @@ from credit_app.billing.creem.events import (
     redirect_signature,
     sign_body,
 )
-from credit_app.config import CREEM_STAND_IN_API_KEY, CREEM_STAND_IN_PRODUCTS
+from credit_app.config import (
+    CREDIT_PACK_DEFAULTS,
+    CREEM_STAND_IN_API_KEY,
+    CREEM_STAND_IN_PRODUCTS,
+)
 
 WEBHOOK_PATH = "/billing/webhooks/creem"
 SAMPLES_DIR = Path(__file__).with_name("samples")
@@ -60,15 +64,21 @@ class StandInProduct:
     price: int
     currency: str
     billing_period: str
+    billing_type: str = "recurring"
 
     @property
     def period(self) -> timedelta:
         return timedelta(days=365 if self.billing_period == "every-year" else 30)
 
+    @property
+    def one_time(self) -> bool:
+        return self.billing_type == "onetime"
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "object": "product", "name": self.name, "description": self.name,
-                "price": self.price, "currency": self.currency, "billing_type": "recurring",
-                "billing_period": self.billing_period, "status": "active", "mode": "test"}
+                "price": self.price, "currency": self.currency,
+                "billing_type": self.billing_type, "billing_period": self.billing_period,
+                "status": "active", "mode": "test"}
 
 
 # The two Pro plans the app is configured with, and another product of the same store (which
@@ -80,6 +90,10 @@ DEFAULT_PRODUCTS: dict[str, StandInProduct] = {
         StandInProduct(CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"], "Pro yearly", 19000,
                        "USD", "every-year"),
         StandInProduct(OTHER_PRODUCT_ID, "Storage add-on", 500, "USD", "every-month"),
+        # The credit packs (config.py CREDIT_PACK_DEFAULTS): one-time products.
+        *(StandInProduct(product_id, f"{credits} credits", round(float(price.lstrip("$")) * 100),
+                         "USD", "once", "onetime")
+          for _, _, credits, price, product_id in CREDIT_PACK_DEFAULTS),
     )
 }
 PRO_SWITCHES: dict[str, str] = {
@@ -115,6 +129,21 @@ class StoredCheckout:
     order_id: str | None = None
     customer_id: str | None = None
     subscription_id: str | None = None
+
+
+@dataclass
+class StoredOrder:
+    """A paid order of a one-time product (a credit pack): what a refund is about."""
+
+    id: str
+    product: StandInProduct
+    customer_id: str
+    customer_email: str
+    checkout_id: str
+    transaction_id: str
+    app_origin: str
+    created_at: datetime
+    refunded: int = 0
 
 
 @dataclass
@@ -220,6 +249,7 @@ class CreemStandIn:
         self.lock = threading.RLock()
         self.checkouts: dict[str, StoredCheckout] = {}
         self.subscriptions: dict[str, StoredSubscription] = {}
+        self.orders: dict[str, StoredOrder] = {}
         self.customers: dict[str, str] = {}
         self.events: list[SentEvent] = []
         self.held: list[SentEvent] = []
@@ -269,6 +299,8 @@ class CreemStandIn:
             customer_id = self.customers.setdefault(email, new_id("cust"))
             now = self.clock()
             product = self.products[checkout.product_id]
+            if product.one_time:
+                return self._pay_once(checkout, product, customer_id, email, now)
             subscription = StoredSubscription(
                 id=new_id("sub"), product=product, customer_id=customer_id,
                 customer_email=email, metadata=dict(checkout.metadata),
@@ -287,6 +319,68 @@ class CreemStandIn:
             self._emit("subscription.paid", self.subscription_object(subscription),
                        subscription)
             return self._success_redirect(checkout)
+
+    def _pay_once(self, checkout: StoredCheckout, product: StandInProduct, customer_id: str,
+                  email: str, now: datetime) -> str:
+        """A one-time product's payment: an order and `checkout.completed` (no subscription,
+        as Creem sends for one-time products)."""
+        order = StoredOrder(new_id("ord"), product, customer_id, email, checkout.id,
+                            new_id("tran"), origin_of(checkout.success_url), now)
+        self.orders[order.id] = order
+        checkout.status = "completed"
+        checkout.order_id, checkout.customer_id = order.id, customer_id
+        self._send_envelope("checkout.completed", {
+            "id": checkout.id, "object": "checkout", "request_id": checkout.request_id,
+            "order": self._order_object(order), "product": product.to_dict(),
+            "customer": self._order_customer(order), "custom_fields": [],
+            "status": "completed", "metadata": dict(checkout.metadata), "mode": "test",
+        }, order.app_origin)
+        return self._success_redirect(checkout)
+
+    def order(self, order_id: str) -> StoredOrder:
+        """Raises StandInError (404) for an unknown order."""
+        with self.lock:
+            found = self.orders.get(order_id)
+        if found is None:
+            raise StandInError(404, f"Order {order_id} not found.")
+        return found
+
+    def refund_order(self, order_id: str, amount: int | None = None) -> SentEvent:
+        """Refund a one-time order, all of it or `amount` cents, and send `refund.created`.
+
+        Raises StandInError (404) for an unknown order, (400) for more than is left.
+        """
+        with self.lock:
+            order = self.order(order_id)
+            amount = order.product.price - order.refunded if amount is None else amount
+            if not 0 < amount <= order.product.price - order.refunded:
+                raise StandInError(400, "The refund exceeds what is left of the order.")
+            order.refunded += amount
+            transaction = {"id": order.transaction_id, "object": "transaction",
+                           "amount": order.product.price, "amount_paid": order.product.price,
+                           "currency": order.product.currency, "type": "payment",
+                           "status": "refunded" if order.refunded == order.product.price
+                           else "partially_refunded", "refunded_amount": order.refunded,
+                           "order": order.id, "customer": order.customer_id, "mode": "test"}
+            return self._send_envelope("refund.created", {
+                "id": new_id("ref"), "object": "refund", "status": "succeeded",
+                "refund_amount": amount, "refund_currency": order.product.currency,
+                "reason": "requested_by_customer", "transaction": transaction,
+                "checkout": order.checkout_id, "order": self._order_object(order),
+                "customer": self._order_customer(order),
+                "created_at": epoch_ms(self.clock()), "mode": "test",
+            }, order.app_origin)
+
+    def _order_object(self, order: StoredOrder) -> dict[str, Any]:
+        return {"id": order.id, "customer": order.customer_id, "product": order.product.id,
+                "amount": order.product.price, "currency": order.product.currency,
+                "status": "paid", "type": "onetime", "created_at": iso(order.created_at),
+                "updated_at": iso(order.created_at), "mode": "test"}
+
+    @staticmethod
+    def _order_customer(order: StoredOrder) -> dict[str, Any]:
+        return {"id": order.customer_id, "object": "customer", "email": order.customer_email,
+                "name": None, "country": "NL", "mode": "test"}
 
     def cancel_checkout(self, checkout_id: str) -> str:
         """Abandon the checkout; returns where to send the buyer back (the app's plans page)."""
