@@ -177,7 +177,7 @@ class CreditReservation(db.Model):
 
 class LotSource(enum.StrEnum):
     """Where a lot's credits came from. `opening` holds the balance a user had when lots
-    were introduced (migration 0008_ledger)."""
+    were introduced (migration 0010_ledger)."""
 
     OPENING = "opening"
     REGISTRATION = "registration"
