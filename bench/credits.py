@@ -85,7 +85,8 @@ QUIET_BUSY = 0.15
 # the service's own SQL, so the ceiling moves with it.
 LOCK_USER_SQL = credit_service.LOCK_BALANCE_SQL
 PRIOR_USE_SQL = credit_service.PRIOR_USE_SQL
-POST_ENTRY_SQL = credit_service.POST_ENTRY_SQL
+# A spend's statement: the ledger row, the balance, its events and its draw on the lots.
+POST_DRAW_SQL = credit_service.POST_DRAW_SQL
 
 
 @dataclass(frozen=True)
@@ -471,12 +472,12 @@ def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
         event = {"event_id": uuid.uuid4().hex, "event_type": "credit_consumed",
                  "feature": FEATURE, "plan": plan, "credits": 1,
                  "properties": {"via": "direct"}}
-        conn.execute(POST_ENTRY_SQL, {
+        conn.execute(POST_DRAW_SQL, {
             "user_id": user_id, "kind": "consume", "amount": -1,
             "balance_after": remaining - 1, "feature_used": FEATURE, "credits_consumed": 1,
             "generation_id": generation_id, "reservation_id": None, "actor_id": None,
             "metadata": json.dumps({"plan": plan}), "granted": 0, "plan": plan,
-            "events": json.dumps([event]),
+            "events": json.dumps([event]), "take": 1, "now": datetime.now(UTC),
         }).fetchone()
 
 
@@ -1064,8 +1065,9 @@ def render(report: Report) -> str:
         "The ledger statements `consume_credit` runs for a request with a `generation_id`, "
         "sent directly through psycopg 3, one transaction per operation: `SELECT … FROM users "
         "… FOR UPDATE`, its idempotency look-up (ledger and reservations in one query), "
-        "`INSERT INTO credit_transactions … RETURNING`, `UPDATE users SET credits_remaining = "
-        "credits_remaining - 1`, `COMMIT`. Everything else a consume request does "
+        "and `POST_DRAW_SQL`, one statement that inserts the ledger row and its analytics event, "
+        "sets the balance and draws the credit from the user's live lots (spend order) with "
+        "its lot movement, then `COMMIT`. Everything else a consume request does "
         "(authentication, rate limiting, hooks the service runs on a ledger write) is only in "
         "the HTTP figures. Each client thread has its own connection while "
         "the server has enough free connections; above that the threads share as many as it "

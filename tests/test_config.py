@@ -117,13 +117,22 @@ def test_production_needs_a_mail_url(clean_env):
         load_config("production")
 
 
+def _outside_servers(env) -> None:
+    """Name the database and Redis, so that load_config starts no embedded servers (which
+    would outlive the test in its temporary folder)."""
+    env.setenv("DATABASE_URL", "postgres://db.internal/app")
+    env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+
+
 def test_mail_url_must_be_smtp(clean_env):
+    _outside_servers(clean_env)
     clean_env.setenv("MAIL_URL", "https://mail.example.com")
     with pytest.raises(ConfigError, match="smtp://"):
         load_config("development")
 
 
 def test_without_a_mail_url_development_uses_the_stand_in(clean_env):
+    _outside_servers(clean_env)
     settings = load_config("development")
     assert settings["MAIL_URL"] == config.MAIL_STAND_IN_URL
     assert settings["MAIL_STAND_IN"] is True

@@ -83,20 +83,37 @@ def credit_socket(ws) -> None:
             if message is HUB_DOWN:
                 ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
                 return
-            if message is RESYNC:
-                shown = _send_current(ws, user_id)
-                continue
-            if message.get("ledger_id", 0) <= shown:
-                continue
-            shown = message["ledger_id"]
-            ws.send(render_counter(status_from_message(message)))
+            try:
+                shown = _push(ws, user_id, message, shown)
+            except OUTAGE_ERRORS as exc:
+                log.warning("live socket of user %s closed: %s: %s", user_id,
+                            type(exc).__name__, exc)
+                ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
+                return
     finally:
         live_hub.unsubscribe(user_id, inbox)
 
 
+def _push(ws, user_id: int, message: dict, shown: int) -> int:
+    """Send what `message` changed (or the whole state on RESYNC); returns the newest ledger
+    id shown. The counter's texts may read the database (what expires when): the connection
+    goes back to the pool after each push, or every open socket would keep one."""
+    if message is RESYNC:
+        return _send_current(ws, user_id)
+    if message.get("ledger_id", 0) <= shown:
+        return shown
+    try:
+        ws.send(render_counter(status_from_message(message)))
+    finally:
+        db.session.remove()
+    return message["ledger_id"]
+
+
 def _send_current(ws, user_id: int) -> int:
     """Send the counter as the database has it; returns the newest ledger id it shows."""
-    shown = credits.latest_entry_id(user_id)
-    ws.send(render_counter(credits.get_user_credits(user_id)))
-    db.session.remove()
+    try:
+        shown = credits.latest_entry_id(user_id)
+        ws.send(render_counter(credits.get_user_credits(user_id)))
+    finally:
+        db.session.remove()
     return shown
