@@ -49,13 +49,24 @@ def start_checkout(user: User, plan: str, return_to: str | None,
     chosen = get_plan(plan)
     if user.is_pro:
         raise AlreadySubscribed("You already have Pro: manage it on this page.")
+    return open_checkout(user, chosen.product_id, {"plan": chosen.key}, return_to, client)
+
+
+def open_checkout(user: User, product_id: str, metadata: dict[str, str],
+                  return_to: str | None, client: CreemClient | None = None) -> CheckoutStart:
+    """Open a Creem checkout of `product_id` for `user`, tagged with `metadata` besides the
+    user and the feature; after paying, the user comes back to the feature `return_to` (a
+    feature key; anything else brings them back to the subscription page).
+
+    Raises CreemError.
+    """
     feature = return_to if return_to in FEATURES else None
     request_id = request_id_for(user.id)
-    metadata = {"user_id": str(user.id), "plan": chosen.key, "feature": feature or ""}
+    tags = {"user_id": str(user.id), **metadata, "feature": feature or ""}
     success_url = url_for("billing.checkout_return", feature=feature, _external=True)
     creem = client or creem_client()
-    checkout = creem.create_checkout(chosen.product_id, request_id, success_url,
-                                     customer_email=user.email, metadata=metadata)
+    checkout = creem.create_checkout(product_id, request_id, success_url,
+                                     customer_email=user.email, metadata=tags)
     return CheckoutStart(checkout.id, checkout.checkout_url, request_id)
 
 

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import math
 
-from flask import url_for
-
-from credit_app.billing.checkout import CheckoutStart, request_belongs_to, request_id_for
+from credit_app.billing.checkout import CheckoutStart, open_checkout, request_belongs_to
 from credit_app.billing.creem.client import CreemClient
 from credit_app.billing.plans import get_pack, pack_for_product
-from credit_app.billing.subscriptions import creem_client
 from credit_app.errors import AlreadySubscribed, PackNotGranted, WebhookEventUnresolved
 from credit_app.extensions import db
-from credit_app.features import FEATURES
 from credit_app.models import CreditLot, User, WebhookEvent
 from credit_app.services import credits
 
@@ -35,14 +31,7 @@ def start_pack_checkout(user: User, pack_key: str, return_to: str | None,
     pack = get_pack(pack_key)
     if user.is_pro:
         raise AlreadySubscribed("Pro is unlimited: you do not need credit packs.")
-    feature = return_to if return_to in FEATURES else None
-    request_id = request_id_for(user.id)
-    metadata = {"user_id": str(user.id), "pack": pack.key, "feature": feature or ""}
-    success_url = url_for("billing.checkout_return", feature=feature, _external=True)
-    creem = client or creem_client()
-    checkout = creem.create_checkout(pack.product_id, request_id, success_url,
-                                     customer_email=user.email, metadata=metadata)
-    return CheckoutStart(checkout.id, checkout.checkout_url, request_id)
+    return open_checkout(user, pack.product_id, {"pack": pack.key}, return_to, client)
 
 
 def is_pack_event(event: WebhookEvent) -> bool:
