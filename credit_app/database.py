@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -23,7 +25,7 @@ from psycopg.waiting import Ready, Wait
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -78,18 +80,71 @@ def execute_fixed(*statements: tuple[str, dict[str, Any]]) -> list[psycopg.Curso
     Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error (IntegrityError,
     OperationalError...); a connection that is gone is thrown out of the pool.
     """
-    session = db.session()
-    session.flush()
-    connection = session.connection()
-    driver = connection.connection.driver_connection
+    connection, driver = _session_connection()
     cursors = [driver.cursor() for _ in statements]
-    try:
+    with _translated_errors(connection, statements):
         if len(statements) > 1 or driver.info.transaction_status == TransactionStatus.IDLE:
             with driver.pipeline():
                 for cursor, (sql, params) in zip(cursors, statements, strict=True):
                     cursor.execute(sql, params)
         else:
             cursors[0].execute(*statements[0])
+    return cursors
+
+
+def read_fixed(sql: str, params: dict[str, Any],
+               session: Session | None = None) -> psycopg.Cursor:
+    """Run one read-only statement on the session's connection and return its cursor.
+
+    When the session's transaction has not begun on the server yet (the first statement of a
+    request), the statement runs on its own, in autocommit: no BEGIN is sent, and a request
+    that writes nothing afterwards ends with no ROLLBACK either, so a bearer-token GET costs
+    one round trip to PostgreSQL instead of three. What the statement read is then not part of
+    the transaction that may follow; callers use it only for what needs no lock (who the
+    caller is), and anything that changes a balance re-reads it under the row lock. Inside a
+    begun transaction it simply runs there.
+    `session` defaults to the app's (db.session).
+    Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error.
+    """
+    connection, driver = _session_connection(session)
+    cursor = driver.cursor()
+    with _translated_errors(connection, ((sql, params),)):
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            cursor.execute(sql, params)
+            return cursor
+        driver.autocommit = True
+        try:
+            cursor.execute(sql, params)
+        finally:
+            _leave_autocommit(connection, driver)
+    return cursor
+
+
+def _leave_autocommit(connection: Any, driver: psycopg.Connection) -> None:
+    """Put `driver` back in transaction mode; a connection that cannot be (it broke during the
+    statement) is thrown out of the pool, so no later transaction runs in autocommit."""
+    try:
+        driver.autocommit = False
+    except psycopg.Error as exc:
+        connection.invalidate(exc)
+
+
+def _session_connection(session: Session | None = None) -> tuple[Any, psycopg.Connection]:
+    """The session's SQLAlchemy connection and its psycopg connection, pending ORM changes
+    flushed first."""
+    session = session or db.session()
+    session.flush()
+    connection = session.connection()
+    return connection, connection.connection.driver_connection
+
+
+@contextmanager
+def _translated_errors(connection: Any,
+                       statements: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[None]:
+    """Raise psycopg's errors as SQLAlchemy's DBAPIError subclasses, throwing a connection
+    that is gone out of the pool."""
+    try:
+        yield
     except psycopg.Error as exc:
         sql, params = statements[0] if len(statements) == 1 else (
             "; ".join(sql for sql, _ in statements), None)
@@ -98,7 +153,6 @@ def execute_fixed(*statements: tuple[str, dict[str, Any]]) -> list[psycopg.Curso
             connection.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error,
                                   connection_invalidated=disconnected) from exc
-    return cursors
 
 
 def columns_of(model: type) -> tuple[str, tuple[str, ...]]:

@@ -3,11 +3,13 @@
 from collections.abc import Iterator
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
-from credit_app.database import ping_connections_after_idle
+from credit_app.database import ping_connections_after_idle, read_fixed
 from credit_app.extensions import db
 
 BACKEND_PID = text("SELECT pg_backend_pid()")
@@ -59,6 +61,63 @@ def test_a_busy_connection_cut_fails_once_and_the_pool_recovers(one_connection_e
     assert _backend_pid(one_connection_engine) != first
 
 
+@pytest.fixture
+def own_session(one_connection_engine) -> Iterator[Session]:
+    """A session on its own engine, outside the per-test transaction, so that it starts with
+    no transaction begun on the server, as a request's session does."""
+    session = Session(one_connection_engine)
+    yield session
+    session.rollback()
+    session.close()
+
+
+def _driver(session: Session):
+    return session.connection().connection.driver_connection
+
+
+def test_a_first_read_begins_no_transaction_and_the_next_statement_does(own_session):
+    [row] = read_fixed("SELECT %(n)s::int * 2", {"n": 21}, own_session).fetchall()
+    assert row == (42,)
+    driver = _driver(own_session)
+    assert driver.info.transaction_status == TransactionStatus.IDLE
+    assert driver.autocommit is False
+    own_session.execute(text("CREATE TEMPORARY TABLE read_fixed_probe (n int)"))
+    own_session.execute(text("INSERT INTO read_fixed_probe VALUES (1)"))
+    assert driver.info.transaction_status == TransactionStatus.INTRANS
+    own_session.rollback()
+    with pytest.raises(ProgrammingError):
+        own_session.execute(text("SELECT n FROM read_fixed_probe"))
+
+
+def test_a_request_that_only_reads_sends_neither_begin_nor_rollback(own_session, tmp_path):
+    """libpq's protocol trace of one read-only request: its one statement, and nothing else."""
+    driver = _driver(own_session)
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        driver.pgconn.trace(out.fileno())
+        read_fixed("SELECT 1", {}, own_session).fetchall()
+        own_session.rollback()
+        own_session.close()
+        driver.pgconn.untrace()
+    sent = trace.read_text()
+    assert "SELECT 1" in sent
+    assert "BEGIN" not in sent and "ROLLBACK" not in sent
+
+
+def test_a_read_inside_a_begun_transaction_sees_its_writes(own_session):
+    own_session.execute(text("CREATE TEMPORARY TABLE read_fixed_probe (n int)"))
+    own_session.execute(text("INSERT INTO read_fixed_probe VALUES (7)"))
+    assert read_fixed("SELECT n FROM read_fixed_probe", {}, own_session).fetchall() == [(7,)]
+    assert _driver(own_session).info.transaction_status == TransactionStatus.INTRANS
+
+
+def test_a_failed_first_read_raises_and_leaves_the_connection_transactional(own_session):
+    with pytest.raises(DataError):
+        read_fixed("SELECT 1 / %(zero)s", {"zero": 0}, own_session)
+    own_session.rollback()
+    assert _driver(own_session).autocommit is False
+    assert read_fixed("SELECT 2", {}, own_session).fetchall() == [(2,)]
+
 
 def test_a_token_owner_is_attached_as_a_clean_loaded_user(user):
     from sqlalchemy import inspect
@@ -93,8 +152,6 @@ def test_a_revoked_token_finds_nobody(user):
 
 
 def test_fixed_statements_raise_sqlalchemy_errors_and_leave_the_session_usable(app):
-    from sqlalchemy.exc import DataError
-
     from credit_app.database import execute_fixed
 
     with pytest.raises(DataError):

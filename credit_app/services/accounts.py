@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from credit_app.database import attach_loaded, columns_of, execute_fixed
+from credit_app.database import attach_loaded, columns_of, read_fixed
 from credit_app.errors import (
     DomainError,
     EmailTaken,
@@ -295,8 +295,8 @@ def revoke_api_token(user_id: int, token_id: int) -> bool:
 # The owner of an active token, in one statement that loads only the user (each API request
 # runs it before anything else).
 _USER_COLUMNS, _USER_ATTRIBUTES = columns_of(User)
-# Every request with a bearer token runs this first: one fixed statement, sent with the
-# transaction's BEGIN in one round trip, and the row attached as the loaded `User`.
+# Every request with a bearer token runs this first: one fixed statement outside any
+# transaction (database.read_fixed), and the row attached as the loaded `User`.
 TOKEN_OWNER_SQL = (
     f"SELECT {_USER_COLUMNS} FROM users JOIN api_tokens ON api_tokens.user_id = users.id "
     "WHERE api_tokens.token_hash = %(token_hash)s AND api_tokens.revoked_at IS NULL "
@@ -311,8 +311,7 @@ def user_for_token(plaintext: str) -> User | None:
     """
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 100:
         return None
-    [cursor] = execute_fixed((TOKEN_OWNER_SQL, {"token_hash": _hash_token(plaintext)}))
-    row = cursor.fetchone()
+    row = read_fixed(TOKEN_OWNER_SQL, {"token_hash": _hash_token(plaintext)}).fetchone()
     return None if row is None else attach_loaded(User, _USER_ATTRIBUTES, row)
 
 
