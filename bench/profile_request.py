@@ -1,4 +1,4 @@
-"""Profile one credit request in-process: where a consume or a GET spends its CPU.
+"""Profile one request in-process: where a consume, a balance GET or a page spends its CPU.
 
 Runs the real app (the embedded servers unless DATABASE_URL / REDIS_URL are set) under
 pyinstrument, calling the WSGI app directly with a prepared environ, so what is measured is
@@ -7,6 +7,10 @@ gunicorn and not an HTTP client.
 
     python -m bench.profile_request --requests 2000 --path consume
     python -m bench.profile_request --requests 2000 --path balance --html out.html
+    python -m bench.profile_request --requests 300 --path dashboard --no-profile
+
+The API paths send the user's bearer token; the pages (the dashboard, a feature page) the
+session cookie /login would set (bench.load.session_cookies), as the load test's browsers do.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from credit_app.services import accounts, credits
 EMAIL = "bench-profile@bench.example.com"
 
 
-def _prepare(app) -> str:
+def _prepare(app, email: str = EMAIL) -> str:
     with app.app_context():
-        user = accounts.find_user_by_email(EMAIL)
+        user = accounts.find_user_by_email(email)
         if user is None:
-            user = accounts.register_user(EMAIL, secrets.token_urlsafe(24))
+            user = accounts.register_user(email, secrets.token_urlsafe(24))
         if user.credits_remaining < 500_000:
             credits.grant_credits(user.id, 100_000, "profiling balance")
         _, token = accounts.create_api_token(user.id, "profile")
@@ -38,7 +42,23 @@ def _prepare(app) -> str:
         return token
 
 
-def _environ(path: str, token: str, body: bytes | None) -> dict:
+PAGES = {"dashboard": "/dashboard", "feature": "/dashboard/redecorate-room"}
+API = {"consume": "/api/user/credits/consume", "balance": "/api/user/credits"}
+
+
+def _page_cookie(app, token: str) -> str:
+    """The session cookie of the token's owner, as /login would set it."""
+    from bench.credits import BenchUser
+    from bench.load import session_cookies
+
+    with app.app_context():
+        owner = accounts.user_for_token(token)
+        user = BenchUser(owner.id, owner.email, token)
+        db.session.rollback()
+    return session_cookies(app, [user], "127.0.0.1:5000")[0]
+
+
+def _environ(path: str, token: str, body: bytes | None, cookie: str | None = None) -> dict:
     environ = {
         "REQUEST_METHOD": "POST" if body is not None else "GET",
         "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
@@ -47,15 +67,21 @@ def _environ(path: str, token: str, body: bytes | None) -> dict:
         "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
         "HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_ACCEPT": "application/json",
     }
+    if cookie is not None:
+        from bench.load import BROWSER_AGENT
+
+        del environ["HTTP_AUTHORIZATION"]
+        environ.update(HTTP_COOKIE=cookie, HTTP_ACCEPT="text/html", HTTP_USER_AGENT=BROWSER_AGENT,
+                       HTTP_HOST="127.0.0.1:5000")
     if body is not None:
         environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)))
     return environ
 
 
-def _call(app, path: str, token: str, consume: bool) -> int:
+def _call(app, path: str, token: str, consume: bool, cookie: str | None = None) -> int:
     body = json.dumps({"feature": "interior", "generation_id": uuid.uuid4().hex}).encode() \
         if consume else None
-    environ = _environ(path, token, body)
+    environ = _environ(path, token, body, cookie)
     environ["wsgi.input"] = io.BytesIO(body or b"")
     status: list[str] = []
     chunks = app(environ, lambda s, h, exc_info=None: status.append(s))
@@ -67,9 +93,14 @@ def _call(app, path: str, token: str, consume: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--path", choices=("consume", "balance"), default="consume")
+    parser.add_argument("--path", choices=(*API, *PAGES), default="consume")
     parser.add_argument("--html", help="write pyinstrument's HTML report here")
     parser.add_argument("--no-profile", action="store_true", help="only time the requests")
+    parser.add_argument("--email", default=EMAIL,
+                        help="the user to act as (registered if missing). The default user "
+                             "has every earlier run's ledger rows; a page's history query "
+                             "reads the newest of them, so use a fresh or bench-<n> address "
+                             "to profile a page as a typical user sees it")
     args = parser.parse_args()
     import os
 
@@ -77,11 +108,13 @@ def main() -> None:
     os.environ.setdefault("RATELIMIT_CONSUME", "1000000 per minute")
     os.environ.setdefault("ACCESS_LOG", "0")
     app = create_app()
-    token = _prepare(app)
+    token = _prepare(app, args.email)
     consume = args.path == "consume"
-    path = "/api/user/credits/consume" if consume else "/api/user/credits"
+    path = API.get(args.path) or PAGES[args.path]
+    cookie = _page_cookie(app, token) if args.path in PAGES else None
     for _ in range(200):
-        assert _call(app, path, token, consume) == 200
+        status = _call(app, path, token, consume, cookie)
+        assert status == 200, f"{path} answered {status}"
     profiler = None
     if not args.no_profile:
         from pyinstrument import Profiler
@@ -90,7 +123,7 @@ def main() -> None:
         profiler.start()
     started_cpu, started = time.process_time(), time.perf_counter()
     for _ in range(args.requests):
-        _call(app, path, token, consume)
+        _call(app, path, token, consume, cookie)
     cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
     if profiler is not None:
         profiler.stop()

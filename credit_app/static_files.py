@@ -44,10 +44,23 @@ def fingerprint(path: Path) -> str | None:
     return digest
 
 
+_static_paths: dict[tuple[str, str], Path] = {}
+
+
 def _static_path(app: Flask, filename: str) -> Path | None:
+    """The file `filename` names inside the static folder, or None (missing, or outside it).
+    Found paths are remembered: a page asks for the same few files on every render, and
+    resolving one is several system calls. A missing file is looked up again each time."""
+    key = (app.static_folder, filename)
+    found = _static_paths.get(key)
+    if found is not None and found.is_file():
+        return found
     folder = Path(app.static_folder).resolve()
     path = (folder / filename).resolve()
-    return path if path.is_relative_to(folder) and path.is_file() else None
+    if not (path.is_relative_to(folder) and path.is_file()):
+        return None
+    _static_paths[key] = path
+    return path
 
 
 def init_static_files(app: Flask) -> None:

@@ -62,9 +62,13 @@ def init_templating(app: Flask) -> None:
             return g.sidebar_credits
 
         def expiring_credits() -> list:
+            """The signed-in user's lots that will lapse, read once per request like the
+            balance (the sidebar and the page's body both show them)."""
             if not current_user.is_authenticated:
                 return []
-            return credits.expiring_lots(current_user.id)
+            if "expiring_credits" not in g:
+                g.expiring_credits = credits.expiring_lots(current_user.id)
+            return g.expiring_credits
 
         return {"sidebar_credits": sidebar_credits, "expiring_credits": expiring_credits,
                 "all_features": FEATURES.values(), "all_features_by_key": FEATURES,
