@@ -134,11 +134,12 @@ class Roomcraft:
     def flash_text(self) -> str:
         return self.find("#flash-area").text
 
-    def screenshots(self, name: str, fits: bool = True) -> list[Path]:
+    def screenshots(self, name: str, fits: bool = True, show: str | None = None) -> list[Path]:
         """The viewport at 1440 px (desktop) and 390 px (a phone) as <name>-1440.png and
         <name>-390.png (once the layout's transitions have ended; with `fits`, the page must
         not be wider than the screen), then the window as it was. Every state photographed is
-        checked with axe-core first, at both widths."""
+        checked with axe-core first, at both widths. The page is scrolled to its top, or to
+        the element `show` selects (a result far down a phone's page)."""
         paths = []
         for width, height in ((1440, 900), (390, 844)):
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
@@ -150,7 +151,7 @@ class Roomcraft:
                 f"{name} is {overflow} px wide at {width} px: "
                 f"{self.script(_WIDER_THAN_SCREEN, width)}")
             self.assert_accessible()
-            paths.append(self.screenshot(f"{name}-{width}"))
+            paths.append(self.screenshot(f"{name}-{width}", show))
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         return paths
 
@@ -251,9 +252,14 @@ class Roomcraft:
     def active_element(self) -> WebElement:
         return self.driver.switch_to.active_element
 
-    def screenshot(self, name: str) -> Path:
-        """Save the viewport, scrolled to the top, as <name>.png."""
-        self.script("window.scrollTo(0, 0);")
+    def screenshot(self, name: str, show: str | None = None) -> Path:
+        """Save the viewport, scrolled to the top (or to the element `show` selects), as
+        <name>.png."""
+        if show is None:
+            self.script("window.scrollTo(0, 0);")
+        else:
+            self.script('arguments[0].scrollIntoView({block: "start", behavior: "instant"});',
+                        self.find(show))
         path = self.screenshot_dir / f"{name}.png"
         assert self.driver.save_screenshot(str(path)), f"could not save {path}"
         return path

@@ -49,7 +49,7 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
     roomcraft.sign_up()
     roomcraft.wait_for_counter("6/6")
     assert roomcraft.counter_label() == "6 of 6 credits remaining"
-    roomcraft.screenshot("dashboard-expanded")
+    roomcraft.screenshots("dashboard-expanded")
 
     for used, (feature, (image, choices)) in enumerate(RUNS.items()):
         before, after = f"{6 - used}/6", f"{5 - used}/6"
@@ -59,7 +59,7 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
         if feature == "remove":
             mask = roomcraft.draw_mask(preview)
             assert mask == pytest.approx({"x": 30, "y": 30, "w": 30, "h": 30}, abs=3)
-            roomcraft.screenshot("feature-remove-object")
+            roomcraft.screenshots("feature-remove-object")
         fill_form(roomcraft, choices)
         roomcraft.generate()
         assert roomcraft.counter_at_send() == [after], "the counter did not drop before the request"
@@ -67,7 +67,7 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
         roomcraft.wait_for_counter(after)
         assert roomcraft.find("#generation-result img.result-image").get_attribute("src")
         if feature in RESULT_SCREENSHOTS:
-            roomcraft.screenshot(f"result-{feature}")
+            roomcraft.screenshots(f"result-{feature}", show="#generation-result")
     assert roomcraft.counter_label() == "0 of 6 credits remaining"
 
     roomcraft.go_to_feature("video")
@@ -78,7 +78,7 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
     assert "Generate a video" in dialog.text
     assert roomcraft.focus_in_dialog()
     assert roomcraft.counter() == "0/6"
-    roomcraft.screenshot("upgrade-modal")
+    roomcraft.screenshots("upgrade-modal")
     violations, report = roomcraft.axe_violations()
     assert not violations, report
 
@@ -101,7 +101,7 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
     roomcraft.wait().until(lambda _: roomcraft.path == "/dashboard/subscription")
     assert roomcraft.query.get("feature") == ["video"]
     assert "You were about to use Generate a video" in roomcraft.find("main").text
-    roomcraft.screenshot("subscription-from-modal")
+    roomcraft.screenshots("subscription-from-modal")
 
 
 def test_a_refused_generation_puts_the_true_count_back(
@@ -113,7 +113,7 @@ def test_a_refused_generation_puts_the_true_count_back(
     roomcraft.generate()
     assert roomcraft.counter_at_send() == ["5/6"]
     roomcraft.wait_for_counter("6/6", timeout=3)
-    roomcraft.screenshot("feature-refused")
+    roomcraft.screenshots("feature-refused")
 
 
 def test_the_collapsed_sidebar_keeps_the_counter_and_survives_a_reload(
@@ -130,7 +130,7 @@ def test_the_collapsed_sidebar_keeps_the_counter_and_survives_a_reload(
     assert roomcraft.counter() == "6/6"
     assert roomcraft.counter_label() == "6 of 6 credits remaining"
     assert not roomcraft.find("#sidebar-credits .credits-label").is_displayed()
-    roomcraft.screenshot("dashboard-collapsed")
+    roomcraft.screenshots("dashboard-collapsed")
 
     roomcraft.driver.refresh()
     assert "sidebar-collapsed" in roomcraft.find("body").get_attribute("class")
@@ -206,7 +206,7 @@ def test_no_serious_wcag_violations_on_the_dashboard_and_a_feature_page(
     violations, report = roomcraft.axe_violations()
     assert not violations, report
     if scheme == "dark":
-        roomcraft.screenshot("dashboard-dark")
+        roomcraft.screenshots("dashboard-dark")
     roomcraft.go_to_feature("remove")
     roomcraft.draw_mask(roomcraft.choose_photo(images["room"]))
     violations, report = roomcraft.axe_violations()

@@ -201,7 +201,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     (checkout,) = creem.stand_in.checkouts.values()
     assert checkout.metadata == {"user_id": str(user_id), "plan": "pro_monthly",
                                  "feature": FEATURE.key}
-    roomcraft.screenshot("checkout-page")
+    roomcraft.screenshots("checkout-page")
 
     creem.stand_in.hold()
     roomcraft.find("button.pay").click()
@@ -213,7 +213,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     assert confirmation.get_attribute("data-state") == "confirming"
     assert "Confirming your payment" in confirmation.text
     assert roomcraft.counter() == "0/6", "Pro before any webhook arrived"
-    roomcraft.screenshot("checkout-confirming")
+    roomcraft.screenshots("checkout-confirming")
 
     released = creem.stand_in.release()
     assert [event.event_type for event in released] == [
@@ -224,7 +224,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     assert "Welcome to Pro!" in roomcraft.find("#checkout-confirmation").text
     wait_for_unlimited(roomcraft)
     assert roomcraft.find(".cost-note").text == "Unlimited on Pro"
-    roomcraft.screenshot("welcome-to-pro")
+    roomcraft.screenshots("welcome-to-pro")
 
     for done in (1, 2):
         assert f"Done! {FEATURE.title} finished" in generate_once(roomcraft, photo)
@@ -232,7 +232,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
         balance = credits.get_user_credits(user_id)
         assert (balance.remaining, balance.unlimited) == (0, True)
         assert sidebar_unlimited(roomcraft)
-    roomcraft.screenshot("pro-unlimited")
+    roomcraft.screenshots("pro-unlimited")
 
     roomcraft.driver.refresh()
     assert "checkout-confirmation" not in roomcraft.driver.page_source, "welcomed twice"
@@ -246,7 +246,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
         By.CSS_SELECTOR, '[role="alertdialog"]'), "cancelling did not ask first")[0]
     assert "Cancel Pro?" in confirm.text
     assert "with the 0 credits you have now" in confirm.text
-    roomcraft.screenshot("cancel-confirmation")
+    roomcraft.screenshots("cancel-confirmation")
     confirm.find_element(By.XPATH, ".//button[normalize-space()='Yes, cancel']").click()
 
     roomcraft.wait().until(lambda _: "Your subscription is canceled. You keep Pro until"
@@ -264,7 +264,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     assert ends - datetime.now(ends.tzinfo) > timedelta(days=29)
     assert sidebar_unlimited(roomcraft)
     assert not roomcraft.driver.find_elements(By.LINK_TEXT, "Cancel subscription")
-    roomcraft.screenshot("canceled-keeps-pro")
+    roomcraft.screenshots("canceled-keeps-pro")
 
     assert subscriptions.downgrade_lapsed(now=ends - timedelta(seconds=1)) == []
     assert subscriptions.downgrade_lapsed(now=ends + timedelta(seconds=1)) == [user_id]
@@ -277,7 +277,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     assert f"Canceled, ended {ends:%d %B %Y}." in plan.text
     assert roomcraft.find("#plans").is_displayed()
     assert roomcraft.script(_WRAPPED_PLAN_TEXT) == [], "plan prices or buttons wrap"
-    roomcraft.screenshot("back-to-free")
+    roomcraft.screenshots("back-to-free")
 
     roomcraft.go_to_feature(FEATURE.key)
     assert roomcraft.counter() == "0/6"
@@ -285,22 +285,6 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     roomcraft.generate()
     assert FEATURE.title in roomcraft.wait_for_dialog().text
     assert succeeded_generations(user_id) == 2
-
-
-MOBILE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
-WIDE = {"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False}
-
-
-def screenshot_at(roomcraft: Roomcraft, metrics: dict, name: str) -> None:
-    """Reload the page at `metrics` (a viewport), check it does not scroll sideways, save it."""
-    roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-    try:
-        roomcraft.driver.refresh()
-        assert roomcraft.script("return document.documentElement.scrollWidth;") <= metrics[
-            "width"], f"{name} overflows at {metrics['width']} px"
-        roomcraft.screenshot(name)
-    finally:
-        roomcraft.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_a_pro_user_switches_monthly_to_yearly_after_reading_what_changes(
@@ -327,8 +311,7 @@ def test_a_pro_user_switches_monthly_to_yearly_after_reading_what_changes(
         By.CSS_SELECTOR, '[role="alertdialog"]'), "switching did not ask first")[0]
     assert "Switch to Pro yearly?" in dialog.text
     assert "charges you today" in dialog.text and "$190 / year" in dialog.text
-    screenshot_at(roomcraft, WIDE, "switch-confirmation")
-    screenshot_at(roomcraft, MOBILE, "mobile-switch-confirmation")
+    roomcraft.screenshots("switch-confirmation")
     roomcraft.find('[role="alertdialog"]').find_element(
         By.XPATH, ".//button[normalize-space()='Yes, switch to Pro yearly']").click()
     roomcraft.wait().until(lambda _: "You are on Pro yearly now." in roomcraft.find("main").text,
@@ -337,7 +320,7 @@ def test_a_pro_user_switches_monthly_to_yearly_after_reading_what_changes(
     assert subscription.product.name == "Pro yearly"
     assert "Pro yearly" in current_plan(roomcraft).text
     assert current_plan(roomcraft).find_element(By.LINK_TEXT, "Switch to Pro monthly")
-    screenshot_at(roomcraft, WIDE, "switched-to-yearly")
+    roomcraft.screenshots("switched-to-yearly")
     roomcraft.wait(WEBHOOK_TIMEOUT).until(
         lambda _: len(creem.stand_in.events) >= 5 and applied_events(creem.stand_in),
         "the switch's webhooks were not all applied")
