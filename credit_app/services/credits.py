@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -949,11 +949,20 @@ def get_credit_history(user_id: int, cursor: str | None = None, limit: int = 20)
         raise ValidationFailed(f"limit must be between 1 and {MAX_HISTORY_PAGE}.", field="limit")
     if db.session.get(User, user_id) is None:
         raise UserNotFound()
-    query = select(CreditTransaction).where(CreditTransaction.user_id == user_id)
-    if cursor:
-        query = query.where(CreditTransaction.id < decode_cursor(cursor))
+    # The user's rows as a range of the (user_id, id DESC) index, (user_id, 0) < key <
+    # (user_id, before), read in the index's order (newest first). Written as `user_id = :id
+    # ORDER BY id DESC`, the query lets PostgreSQL walk the whole table backwards by id
+    # instead, filtering on user_id, and it does when one user owns a large share of the rows
+    # and they are the oldest (a busy API client, then growth): 25 ms instead of a fraction
+    # of one for a page.
+    key = tuple_(CreditTransaction.user_id, CreditTransaction.id)
+    before = decode_cursor(cursor) if cursor else MAX_LEDGER_ID + 1
     rows = db.session.execute(
-        query.order_by(CreditTransaction.id.desc()).limit(limit + 1)
+        select(CreditTransaction)
+        .where(key > tuple_(literal(user_id), literal(0)),
+               key < tuple_(literal(user_id), literal(before)))
+        .order_by(CreditTransaction.user_id, CreditTransaction.id.desc())
+        .limit(limit + 1)
     ).scalars().all()
     items = list(rows[:limit])
     next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None

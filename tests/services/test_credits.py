@@ -2,7 +2,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from credit_app import errors
 from credit_app.extensions import db
@@ -17,6 +17,17 @@ def ledger(user_id):
         select(CreditTransaction).where(CreditTransaction.user_id == user_id)
         .order_by(CreditTransaction.id)
     ).scalars().all()
+
+
+def explain(sql, params):
+    return "\n".join(db.session.execute(text(f"EXPLAIN {sql}"), params).scalars())
+
+
+def explain_driver(sql, params):
+    """EXPLAIN a statement as the driver received it (psycopg's placeholders)."""
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    cursor.execute(f"EXPLAIN {sql}", params)
+    return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def assert_balanced(user_id):
@@ -312,6 +323,43 @@ class TestHistory:
         alice, bob = make_user(), make_user()
         credits.consume_credit(alice.id, "interior")
         assert len(credits.get_credit_history(bob.id).items) == 1
+
+    def test_a_page_reads_the_users_own_index_when_their_rows_are_the_oldest(
+            self, make_user):
+        """The plan PostgreSQL picks for a page of a user whose 20,000 rows are spread over the
+        oldest half of the table (a busy API client, then growth): the page is a range of the
+        (user_id, id) index read in its order, with no sort. Asked for as `user_id = ... ORDER
+        BY id DESC`, the planner walks the whole table backwards by id instead (shown first, so
+        the data are known to set the trap)."""
+        busy, *others = (make_user() for _ in range(12))
+        zero_uses = text(
+            "INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used, "
+            "credits_consumed, metadata) SELECT CASE WHEN n % 2 = 0 AND :busy_share THEN :busy "
+            "ELSE (:others)[1 + n % cardinality(:others)] END, 'consume', 0, 6, 'interior', 1, "
+            "'{}' FROM generate_series(1, :count) AS n")
+        other_ids = [other.id for other in others]
+        db.session.execute(zero_uses, {"busy": busy.id, "others": other_ids, "busy_share": True,
+                                       "count": 40_000})
+        db.session.execute(zero_uses, {"busy": busy.id, "others": other_ids,
+                                       "busy_share": False, "count": 40_000})
+        db.session.execute(text("ANALYZE credit_transactions"))
+        direct = ("SELECT * FROM credit_transactions WHERE user_id = :user_id "
+                  "ORDER BY id DESC LIMIT 21")
+        assert "Backward using pk_credit_transactions" in explain(direct, {"user_id": busy.id})
+
+        statements = []
+        record = lambda *args: statements.append(args[2:4])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            page = credits.get_credit_history(busy.id)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        assert len(page.items) == 20 and {e.user_id for e in page.items} == {busy.id}
+        [(sql, params)] = [(sql, params) for sql, params in statements
+                           if "FROM credit_transactions" in sql]
+        plan = explain_driver(sql, params)
+        assert "Index Scan using ix_credit_transactions_user_id_id" in plan, plan
+        assert "Sort" not in plan and "pk_credit_transactions" not in plan, plan
 
     @pytest.mark.parametrize("cursor", ["garbage", "dHg6YWJj", "eHg6MTI", "%%%"])
     def test_bad_cursor(self, user, cursor):
