@@ -7,7 +7,7 @@ from __future__ import annotations
 from rq import Queue, Worker
 
 from credit_app import create_app
-from credit_app.jobs import use_app
+from credit_app.jobs import preload_for_work_horses, use_app
 from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import start_schedulers
 from credit_app.redis_client import client_for
@@ -16,6 +16,7 @@ from credit_app.redis_client import client_for
 def main() -> None:
     app = create_app()
     use_app(app)
+    preload_for_work_horses(app)
     start_schedulers(client_for(app, "app"), app.config, QUEUE_NAMES)
     blocking = client_for(app, "worker")
     queues = [Queue(name, connection=blocking) for name in QUEUE_NAMES]

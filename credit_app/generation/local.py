@@ -281,10 +281,13 @@ _ROOM_ADJUST: dict[str, _Adjust] = {
 }
 
 
+_PROMPT_WORD = re.compile(r"[a-z]+")
+
+
 def _prompt_adjust(prompt: str) -> _Adjust:
     """Count the prompt's mood words; each axis moves at most two steps either way."""
     totals = {"temperature": 0, "brightness": 0, "saturation": 0}
-    for word in re.findall(r"[a-z]+", prompt.lower()):
+    for word in _PROMPT_WORD.findall(prompt.lower()):
         if word in _PROMPT_WORDS:
             axis, step = _PROMPT_WORDS[word]
             totals[axis] += step
@@ -998,9 +1001,12 @@ def _save(path: Path, write: Callable[[Path], None]) -> None:
         raise GenerationError(PROCESSING_MESSAGE) from exc
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def _check_generation_id(generation_id: str) -> None:
     """The id names the output file, so it must be a plain name. Raises GenerationError."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", generation_id):
+    if not _PLAIN_NAME.fullmatch(generation_id):
         raise GenerationError("The generation id is not valid.")
 
 

@@ -1,0 +1,50 @@
+"""The worker loads what jobs need before rq forks work horses (jobs.preload_for_work_horses)."""
+
+import subprocess
+import sys
+
+from PIL import Image
+
+PROBE = """
+import sys
+from pathlib import Path
+from credit_app import create_app
+from credit_app.jobs import preload_for_work_horses
+
+app = create_app("testing", overrides={"GENERATION_PROVIDER": "local"})
+work = Path(sys.argv[1])
+if sys.argv[2] == "preload":
+    preload_for_work_horses(app)
+loaded = set(sys.modules)
+from credit_app.generation.base import GenerationRequest
+from credit_app.generation.providers import provider_from_config
+provider = provider_from_config(app.config)
+for name in ("room.jpg", "room.png"):
+    provider.generate(GenerationRequest(
+        generation_id=f"preload-{name[-3:]}", feature="interior", input_path=work / name,
+        output_dir=work, options={"room_type": "living_room", "style": "modern",
+                                  "prompt": "warm light, oak floors"}))
+print("imported:" + ",".join(sorted(set(sys.modules) - loaded)))
+"""
+
+
+def _modules_a_job_loads(tmp_path, mode: str) -> set[str]:
+    """What a generation imports in a process that did (or did not) preload: a work horse
+    forked from it would import the same again, for every job."""
+    Image.new("RGB", (96, 96), (180, 150, 120)).save(tmp_path / "room.jpg")
+    Image.new("RGB", (96, 96), (120, 150, 180)).save(tmp_path / "room.png")
+    result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), mode],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("imported:")]
+    return {name for name in line.removeprefix("imported:").split(",") if name}
+
+
+def test_after_the_preload_a_generation_imports_nothing(tmp_path):
+    assert _modules_a_job_loads(tmp_path, "preload") == set()
+
+
+def test_without_it_each_generation_would_import_the_provider_and_image_plugins(tmp_path):
+    loaded = _modules_a_job_loads(tmp_path, "none")
+    assert "credit_app.generation.local" in loaded
+    assert any(name.startswith("PIL.") and name.endswith("ImagePlugin") for name in loaded)
