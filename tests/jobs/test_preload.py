@@ -11,13 +11,19 @@ from pathlib import Path
 from credit_app import create_app
 from credit_app.jobs import preload_for_work_horses
 
-app = create_app("testing", overrides={"GENERATION_PROVIDER": "local"})
+app = create_app("testing", overrides={
+    "GENERATION_PROVIDER": "local", "STORAGE_BACKEND": "s3", "S3_BUCKET": "preload",
+    "S3_ENDPOINT_URL": "http://127.0.0.1:9", "S3_REGION": "us-east-1",
+    "S3_ACCESS_KEY_ID": "preload", "S3_SECRET_ACCESS_KEY": "preload"})
 work = Path(sys.argv[1])
 if sys.argv[2] == "preload":
     preload_for_work_horses(app)
 loaded = set(sys.modules)
 from credit_app.generation.base import GenerationRequest
 from credit_app.generation.providers import provider_from_config
+from credit_app.storage import get_storage
+with app.app_context():
+    get_storage()
 provider = provider_from_config(app.config)
 for name in ("room.jpg", "room.png"):
     provider.generate(GenerationRequest(
@@ -29,8 +35,9 @@ print("imported:" + ",".join(sorted(set(sys.modules) - loaded)))
 
 
 def _modules_a_job_loads(tmp_path, mode: str) -> set[str]:
-    """What a generation imports in a process that did (or did not) preload: a work horse
-    forked from it would import the same again, for every job."""
+    """What a generation (its storage, with S3 configured, and its provider) imports in a
+    process that did (or did not) preload: a work horse forked from it would import the same
+    again, for every job."""
     Image.new("RGB", (96, 96), (180, 150, 120)).save(tmp_path / "room.jpg")
     Image.new("RGB", (96, 96), (120, 150, 180)).save(tmp_path / "room.png")
     result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), mode],
@@ -44,7 +51,8 @@ def test_after_the_preload_a_generation_imports_nothing(tmp_path):
     assert _modules_a_job_loads(tmp_path, "preload") == set()
 
 
-def test_without_it_each_generation_would_import_the_provider_and_image_plugins(tmp_path):
+def test_without_it_each_generation_would_import_the_provider_image_plugins_and_boto3(
+        tmp_path):
     loaded = _modules_a_job_loads(tmp_path, "none")
-    assert "credit_app.generation.local" in loaded
+    assert "credit_app.generation.local" in loaded and "boto3" in loaded
     assert any(name.startswith("PIL.") and name.endswith("ImagePlugin") for name in loaded)
