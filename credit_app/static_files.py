@@ -50,7 +50,9 @@ _static_paths: dict[tuple[str, str], Path] = {}
 def _static_path(app: Flask, filename: str) -> Path | None:
     """The file `filename` names inside the static folder, or None (missing, or outside it).
     Found paths are remembered: a page asks for the same few files on every render, and
-    resolving one is several system calls. A missing file is looked up again each time."""
+    resolving one is several system calls. Only a file's own name is remembered, never a
+    missing file or another spelling of a name (`a/../app.css`), so the memory is bounded by
+    the static files, whatever names requests send."""
     key = (app.static_folder, filename)
     found = _static_paths.get(key)
     if found is not None and found.is_file():
@@ -59,7 +61,8 @@ def _static_path(app: Flask, filename: str) -> Path | None:
     path = (folder / filename).resolve()
     if not (path.is_relative_to(folder) and path.is_file()):
         return None
-    _static_paths[key] = path
+    if path == folder / filename:
+        _static_paths[key] = path
     return path
 
 

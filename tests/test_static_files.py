@@ -41,6 +41,20 @@ def test_a_missing_static_file_is_404(client):
     assert client.get("/static/../pyproject.toml").status_code == 404
 
 
+def test_only_a_static_files_own_name_is_remembered(app, client):
+    from credit_app import static_files
+
+    static_files._static_paths.clear()
+    spellings = [f"/static/css/{'x/../' * n}app.css" for n in range(1, 6)]
+    assert client.get("/static/css/app.css").status_code == 200
+    for path in spellings:
+        assert client.get(path).status_code == 200
+    assert client.get("/static/nothing-here.css").status_code == 404
+    remembered = [name for _, name in static_files._static_paths]
+    assert "css/app.css" in remembered
+    assert not [name for name in remembered if ".." in name or "nothing" in name], remembered
+
+
 def test_static_files_are_sent_with_brotli_or_gzip(app, client):
     url = static_url(app, "vendor/htmx.min.js")
     plain = client.get(url).data
