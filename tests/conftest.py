@@ -31,8 +31,14 @@ from credit_app.models import User, UserRole
 from credit_app.redis_client import get_redis
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
+from credit_app.storage import FilesystemStorage, storage_from_config
 from credit_app.testing.mail_stand_in import Mailbox, start_smtp
-from tests.s3_support import create_bucket, start_s3_stand_in, write_self_signed_certificate
+from tests.s3_support import (
+    create_bucket,
+    s3_settings,
+    start_s3_stand_in,
+    write_self_signed_certificate,
+)
 
 PASSWORD = "correct horse battery staple"
 CONCURRENCY_DOMAIN = "concurrency.example.com"
@@ -296,3 +302,13 @@ def s3_tls_stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 def s3_bucket(s3_endpoint: str) -> str:
     """A fresh private bucket on the S3 stand-in."""
     return create_bucket(s3_endpoint)
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path):
+    """Each storage backend in turn: a folder, then a fresh bucket on the S3 stand-in."""
+    if request.param == "filesystem":
+        return FilesystemStorage(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    return storage_from_config({**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""})

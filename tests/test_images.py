@@ -16,17 +16,6 @@ from credit_app.images import (
     variant_key,
     widths_for,
 )
-from credit_app.storage import FilesystemStorage, storage_from_config
-from tests.s3_support import s3_settings
-
-
-@pytest.fixture(params=["filesystem", "s3"])
-def storage(request, tmp_path):
-    if request.param == "filesystem":
-        return FilesystemStorage(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = request.getfixturevalue("s3_bucket")
-    return storage_from_config({**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""})
 
 
 def stored_image(storage, key: str) -> Image.Image:

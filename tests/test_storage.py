@@ -23,15 +23,6 @@ from tests.s3_support import (
 )
 
 
-@pytest.fixture(params=["filesystem", "s3"])
-def storage(request, tmp_path):
-    if request.param == "filesystem":
-        return FilesystemStorage(tmp_path / "store")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = request.getfixturevalue("s3_bucket")
-    return storage_from_config({**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""})
-
-
 def read(storage, key: str) -> bytes:
     with storage.open(key) as stream:
         return stream.read()
