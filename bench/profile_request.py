@@ -25,6 +25,7 @@ import uuid
 
 from credit_app import create_app
 from credit_app.extensions import db
+from credit_app.models import User
 from credit_app.services import accounts, credits
 
 EMAIL = "bench-profile@bench.example.com"
@@ -52,8 +53,8 @@ def _page_cookie(app, token: str) -> str:
     from bench.load import session_cookies
 
     with app.app_context():
-        owner = accounts.user_for_token(token)
-        user = BenchUser(owner.id, owner.email, token)
+        owner = accounts.token_owner(token)
+        user = BenchUser(owner.id, db.session.get(User, owner.id).email, token)
         db.session.rollback()
     return session_cookies(app, [user], "127.0.0.1:5000")[0]
 

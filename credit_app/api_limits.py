@@ -3,7 +3,8 @@
 Every `/api` request spends from one budget per caller (`RATELIMIT_API`, shared by all API
 routes); some routes add their own (`@also_limited_by("RATELIMIT_CONSUME")`). Each limit is a
 fixed window, `limits`' syntax ("120 per minute", "10/second;100/minute"), keyed like
-flask-limiter's (`user:<id>`, or `ip:<address>` when anonymous) under RATELIMIT_KEY_PREFIX.
+flask-limiter's (`user:<id>` of the API caller, or `ip:<address>` when anonymous) under
+RATELIMIT_KEY_PREFIX.
 
 Why not flask-limiter's decorators here: its per-request evaluation is about a quarter of
 the CPU of a consume (bench/profile_request.py); the same windows in one Lua call cost a
@@ -23,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from flask import current_app, request
+from flask import current_app, g, request
 from limits import RateLimitItem, parse_many
 
 from credit_app.after_commit import breaker
 from credit_app.errors import RateLimited
-from credit_app.extensions import limiter, rate_limit_key
+from credit_app.extensions import limiter
 from credit_app.redis_client import get_redis
 
 API_LIMIT_SETTING = "RATELIMIT_API"
@@ -79,11 +80,21 @@ def also_limited_by(setting: str) -> Callable[[Callable], Callable]:
     return decorator
 
 
+def caller_key() -> str:
+    """Whose budget a request spends: the API caller's (auth.identify_api_caller), keyed like
+    flask-limiter's `user:<id>`, else the client address's."""
+    caller = g.get("api_caller")
+    if caller is not None:
+        return f"user:{caller.id}"
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
 def _windows(now: float) -> list[Window]:
-    config = current_app.config
-    view = current_app.view_functions.get(request.endpoint or "")
+    app = current_app._get_current_object()
+    config = app.config
+    view = app.view_functions.get(request.endpoint or "")
     settings = (API_LIMIT_SETTING, *getattr(view, _EXTRA_LIMITS_ATTRIBUTE, ()))
-    caller = rate_limit_key()
+    caller = caller_key()
     windows = []
     for setting in settings:
         for item in _parse(config[setting]):

@@ -49,18 +49,47 @@ def load_user(session_id: str) -> User | None:
     return user if user.session_version == int(version or 0) else None
 
 
-@login_manager.request_loader
-def load_user_from_bearer_token(req) -> User | None:
-    header = req.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    user = accounts.user_for_token(token.strip())
-    if user is not None and user.is_disabled:
-        return None
-    if user is not None:
-        g.authenticated_by_token = True
-    return user
+def identify_api_caller() -> None:
+    """Who is calling the JSON API, kept for the request as `api_caller()`: the first
+    before-request hook of the API blueprints.
+
+    With `Authorization: Bearer <token>` the token decides: its owner (one statement, no ORM
+    object: accounts.token_owner), or nobody for a token that is unknown, revoked, or whose
+    account is disabled or deleted. Without one, the signed-in session's user. Nobody is
+    refused here: the rate limit counts anonymous calls by address first, and each view that
+    needs a caller asks `api_caller()`. Tokens authenticate the JSON API only; the pages
+    need a signed-in session.
+    Raises sqlalchemy.exc.DBAPIError's subclass when the database fails.
+    """
+    context = g._get_current_object()
+    scheme, _, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() == "bearer":
+        context.api_caller = accounts.token_owner(token.strip()) if token else None
+        context.api_caller_by_token = True
+        return
+    user = current_user._get_current_object()
+    context.api_caller = accounts.Account.of(user) if user.is_authenticated else None
+    context.api_caller_by_token = False
+
+
+def api_caller() -> accounts.Account:
+    """The account calling the API (identify_api_caller). Raises Unauthorized when nobody is
+    signed in or the token is not valid."""
+    caller = g.get("api_caller")
+    if caller is None:
+        raise Unauthorized()
+    return caller
+
+
+def api_staff() -> accounts.Account:
+    """The calling account, if it is staff with two-factor sign-in set up where that is
+    required. Raises Unauthorized, Forbidden."""
+    caller = api_caller()
+    if not caller.is_admin:
+        raise Forbidden("Only staff can do that.")
+    if current_app.config["STAFF_TWO_FACTOR_REQUIRED"] and not caller.has_two_factor:
+        raise Forbidden("Set up two-factor sign-in first (Account settings).")
+    return caller
 
 
 @login_manager.unauthorized_handler
@@ -74,10 +103,6 @@ def unauthorized():
     return redirect(url_for("auth.login", next=request.full_path))
 
 
-def authenticated_by_token() -> bool:
-    return bool(g.get("authenticated_by_token"))
-
-
 def require_api_csrf() -> None:
     """Cookie-authenticated API writes need a CSRF token or a same-origin fetch; tokens do not.
 
@@ -85,7 +110,7 @@ def require_api_csrf() -> None:
     """
     if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
         return
-    if not current_user.is_authenticated or authenticated_by_token():
+    if g.get("api_caller") is None or g.get("api_caller_by_token"):
         return
     if request.headers.get("Sec-Fetch-Site") == "same-origin":
         return

@@ -25,9 +25,7 @@ from psycopg.waiting import Ready, Wait
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from credit_app.extensions import db
@@ -153,32 +151,6 @@ def _translated_errors(connection: Any,
             connection.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error,
                                   connection_invalidated=disconnected) from exc
-
-
-def columns_of(model: type) -> tuple[str, tuple[str, ...]]:
-    """`model`'s mapped columns as a SELECT list qualified by its table (`users.id, ...`), and
-    their attribute names in the same order, for `attach_loaded`."""
-    props = model.__mapper__.column_attrs
-    table = model.__table__.name
-    return (", ".join(f"{table}.{prop.columns[0].name}" for prop in props),
-            tuple(prop.key for prop in props))
-
-
-def attach_loaded(model: type, names: tuple[str, ...], row: tuple) -> Any:
-    """The instance of `model` for a row of all its columns (in `columns_of` order), persistent
-    and clean in the session as if an ORM query had loaded it; an instance the session already
-    holds for that primary key wins, as it would for a query."""
-    session = db.session()
-    values = dict(zip(names, row, strict=True))
-    existing = session.identity_map.get(identity_key(model, values["id"]))
-    if existing is not None:
-        return existing
-    instance = model.__mapper__.class_manager.new_instance()
-    for name, value in values.items():
-        set_committed_value(instance, name, value)
-    make_transient_to_detached(instance)
-    session.add(instance)
-    return instance
 
 
 # --- waiting for PostgreSQL in a gevent worker --------------------------------------------

@@ -67,10 +67,10 @@ def credit_operation(endpoint: str | None, method: str) -> str | None:
 
 def outcome_of(response: Response) -> str:
     """ok, insufficient_credits (also the htmx upgrade modal), conflict, invalid, denied, error."""
-    if response.headers.get("HX-Retarget") == "#modal-root":
-        return "insufficient_credits"
     status = response.status_code
     if status < 400:
+        if response.headers.get("HX-Retarget") == "#modal-root":
+            return "insufficient_credits"
         return "ok"
     if status >= 500:
         return "error"
@@ -162,12 +162,14 @@ class PendingCounts:
         atexit.register(self.flush)
 
 
-def pending() -> PendingCounts:
-    """The current app's pending counts (made on first use, with its fail-fast Redis)."""
-    counts = current_app.extensions.get("metrics_pending")
+def pending(app: Flask | None = None) -> PendingCounts:
+    """The pending counts of `app` (default: the current app), made on first use with its
+    fail-fast Redis."""
+    app = app or current_app._get_current_object()
+    counts = app.extensions.get("metrics_pending")
     if counts is None:
-        counts = current_app.extensions.setdefault("metrics_pending",
-                                                   PendingCounts(ops_redis()))
+        with app.app_context():
+            counts = app.extensions.setdefault("metrics_pending", PendingCounts(ops_redis()))
     return counts
 
 
@@ -191,13 +193,15 @@ def init_request_metrics(app: Flask) -> None:
 
     @app.after_request
     def count_request(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
-        if started is None or request.endpoint == "static":
+        started = g._get_current_object().__dict__.pop("metrics_started", None)
+        current = request._get_current_object()
+        endpoint, method = current.endpoint, current.method
+        if started is None or endpoint == "static":
             return response
-        operation = credit_operation(request.endpoint, request.method)
-        record_request(request.method, response.status_code, operation,
-                       outcome_of(response) if operation else None,
-                       time.perf_counter() - started)
+        operation = credit_operation(endpoint, method)
+        pending(app).add(method, response.status_code, operation,
+                         outcome_of(response) if operation else None,
+                         time.perf_counter() - started)
         return response
 
 

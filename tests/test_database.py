@@ -119,27 +119,18 @@ def test_a_failed_first_read_raises_and_leaves_the_connection_transactional(own_
     assert read_fixed("SELECT 2", {}, own_session).fetchall() == [(2,)]
 
 
-def test_a_token_owner_is_attached_as_a_clean_loaded_user(user):
-    from sqlalchemy import inspect
-
-    from credit_app.models import User
+def test_a_token_owner_is_read_with_its_balance_and_no_orm_object(user):
     from credit_app.services import accounts
 
-    _, token = accounts.create_api_token(user.id, "attach test")
+    _, token = accounts.create_api_token(user.id, "owner test")
     db.session.flush()
     db.session.expunge_all()
-    owner = accounts.user_for_token(token)
-    state = inspect(owner)
-    assert state.persistent and not state.expired_attributes and owner not in db.session.dirty
-    assert db.session.get(User, user.id) is owner
+    owner = accounts.token_owner(token)
     fresh = db.session.execute(
-        text("SELECT email, credits_remaining, subscription_status FROM users WHERE id = :id"),
-        {"id": user.id}).one()
-    assert (owner.email, owner.credits_remaining, owner.subscription_status) == tuple(fresh)
-    owner.sidebar_collapsed = not owner.sidebar_collapsed
-    db.session.flush()
-    assert db.session.execute(text("SELECT sidebar_collapsed FROM users WHERE id = :id"),
-                              {"id": user.id}).scalar_one() is owner.sidebar_collapsed
+        text("SELECT id, role, credits_remaining, credits_total, subscription_status, "
+             "updated_at FROM users WHERE id = :id"), {"id": user.id}).one()
+    assert owner == accounts.Account(*fresh, has_two_factor=False)
+    assert len(db.session.identity_map) == 0
 
 
 def test_a_revoked_token_finds_nobody(user):
@@ -148,7 +139,7 @@ def test_a_revoked_token_finds_nobody(user):
     created, token = accounts.create_api_token(user.id, "revoked")
     accounts.revoke_api_token(user.id, created.id)
     db.session.flush()
-    assert accounts.user_for_token(token) is None
+    assert accounts.token_owner(token) is None
 
 
 def test_fixed_statements_raise_sqlalchemy_errors_and_leave_the_session_usable(app):

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
+from flask_login.utils import _create_identifier
 from sqlalchemy import text
 
 from credit_app import create_app
@@ -21,6 +23,16 @@ from credit_app.extensions import db
 pytestmark = pytest.mark.concurrency
 
 BEARER = {"Authorization": "Bearer ca_not_a_real_token_but_it_is_looked_up"}
+
+
+def _signed_in_browser(app: Flask) -> FlaskClient:
+    """A client whose session names a user, so a page loads that user from the database."""
+    client = app.test_client()
+    with app.test_request_context(environ_base=client.environ_base):
+        identifier = _create_identifier()
+    with client.session_transaction() as session:
+        session.update({"_user_id": "1.0", "_fresh": True, "_id": identifier})
+    return client
 
 
 def _app(**overrides) -> Flask:
@@ -63,7 +75,7 @@ def test_an_exhausted_pool_answers_the_api_503_json_with_retry_after(exhausted_p
 
 
 def test_an_exhausted_pool_answers_a_page_with_the_standalone_error_page(exhausted_pool):
-    response = exhausted_pool.test_client().get("/dashboard", headers=BEARER)
+    response = _signed_in_browser(exhausted_pool).get("/dashboard")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     page = response.get_data(as_text=True)
@@ -77,7 +89,7 @@ def test_a_database_that_refuses_connections_gives_503_not_500(database_down_app
     assert api.status_code == 503
     assert api.headers["Retry-After"] == "2"
     assert api.json["error"]["code"] == "service_unavailable"
-    page = client.get("/dashboard", headers=BEARER)
+    page = _signed_in_browser(database_down_app).get("/dashboard")
     assert page.status_code == 503
     assert "We'll be right back" in page.get_data(as_text=True)
 

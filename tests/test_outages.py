@@ -102,13 +102,18 @@ def png() -> io.BytesIO:
     return data
 
 
-def start_generation(app: Flask, user_id: int, generation_id: str):
+def signed_in_client(app: Flask, user_id: int) -> SignedInClient:
+    """A browser signed in as the user (the user is read now, while the database is up)."""
     with app.app_context():
         from credit_app.models import User
 
-        user = db.session.get(User, user_id)
-        client = app.test_client(user=user)
+        client = app.test_client(user=db.session.get(User, user_id))
         db.session.remove()
+    return client
+
+
+def start_generation(app: Flask, user_id: int, generation_id: str):
+    client = signed_in_client(app, user_id)
     client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
     return client.post("/dashboard/redecorate-room", content_type="multipart/form-data",
                        headers={"HX-Request": "true"},
@@ -282,6 +287,7 @@ class TestDatabaseStops:
             assert start_generation(own, user_id, "outage").status_code == 200
             queue = Queue("generations", connection=redis_server.client())
             (job,) = queue.get_jobs()
+            browser = signed_in_client(own, user_id)
 
             postgres.stop()
             with own.app_context():
@@ -293,7 +299,7 @@ class TestDatabaseStops:
             api = client.get("/api/user/credits", headers=bearer)
             assert api.status_code == 503 and api.headers["Retry-After"]
             assert api.json["error"]["code"] == "service_unavailable"
-            page = client.get("/dashboard", headers=bearer)
+            page = browser.get("/dashboard")
             assert page.status_code == 503 and "right back" in page.get_data(as_text=True)
 
             postgres.start()

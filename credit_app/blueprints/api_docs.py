@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template
 
 from credit_app.api_limits import check_api_limits
+from credit_app.auth import identify_api_caller
 from credit_app.openapi import build_openapi
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api")
+bp.before_request(identify_api_caller)
 bp.before_request(check_api_limits)
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
-from flask_login import current_user, login_required
 
 from credit_app import schemas
 from credit_app.api_limits import also_limited_by, check_api_limits
-from credit_app.auth import admin_required, require_api_csrf
+from credit_app.auth import api_caller, api_staff, identify_api_caller, require_api_csrf
 from credit_app.extensions import csrf, db
 from credit_app.openapi import documented
 from credit_app.request_json import json_object
@@ -15,6 +14,7 @@ from credit_app.services import credits
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
 csrf.exempt(bp)
+bp.before_request(identify_api_caller)
 bp.before_request(check_api_limits)
 
 
@@ -29,10 +29,9 @@ def check_csrf() -> None:
 
 
 @bp.get("")
-@login_required
 @documented(summary="Get the current credit status", response=schemas.CreditsResponse)
 def get_credits() -> Response:
-    status = credits.credits_of(current_user)
+    status = credits.credits_of(api_caller())
     return jsonify(
         remaining=status.remaining,
         total=status.total,
@@ -42,7 +41,6 @@ def get_credits() -> Response:
 
 
 @bp.post("/consume")
-@login_required
 @also_limited_by("RATELIMIT_CONSUME")
 @documented(
     summary="Consume a credit for a generation",
@@ -56,8 +54,9 @@ def get_credits() -> Response:
     },
 )
 def consume() -> Response:
+    caller = api_caller()
     body = schemas.parse(schemas.ConsumeRequest, json_object())
-    result = credits.consume_credit(current_user.id, body.feature, body.generation_id)
+    result = credits.consume_credit(caller.id, body.feature, body.generation_id)
     db.session.commit()
     response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
                        message=result.message)
@@ -67,7 +66,6 @@ def consume() -> Response:
 
 
 @bp.get("/history")
-@login_required
 @documented(
     summary="List credit history, newest first",
     description="Cursor pagination: pass next_cursor back as cursor for the next page.",
@@ -75,14 +73,14 @@ def consume() -> Response:
     response=schemas.HistoryResponse,
 )
 def history() -> Response:
+    caller = api_caller()
     query = schemas.parse(schemas.HistoryQuery, request.args.to_dict())
-    page = credits.get_credit_history(current_user.id, query.cursor, query.limit)
+    page = credits.get_credit_history(caller.id, query.cursor, query.limit)
     return jsonify(items=[entry.to_dict() for entry in page.items],
                    next_cursor=page.next_cursor)
 
 
 @bp.post("/grant")
-@admin_required
 @documented(
     summary="Grant credits to a user (staff only)",
     request=schemas.GrantRequest,
@@ -91,9 +89,9 @@ def history() -> Response:
     tag="admin",
 )
 def grant() -> Response:
+    staff = api_staff()
     body = schemas.parse(schemas.GrantRequest, json_object())
-    entry = credits.grant_credits(body.user_id, body.amount, body.reason,
-                                  actor_id=current_user.id)
+    entry = credits.grant_credits(body.user_id, body.amount, body.reason, actor_id=staff.id)
     status = credits.get_user_credits(body.user_id)
     db.session.commit()
     return jsonify(success=True, user_id=body.user_id, remaining=status.remaining,

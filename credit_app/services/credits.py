@@ -26,7 +26,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from flask import current_app
@@ -64,6 +64,9 @@ from credit_app.models import (
     User,
 )
 from credit_app.services import ledger_observers, rollout
+
+if TYPE_CHECKING:
+    from credit_app.services.accounts import Account
 
 log = logging.getLogger(__name__)
 
@@ -570,8 +573,9 @@ def get_user_credits(user_id: int) -> UserCredits:
     return UserCredits(user_id, row[0], row[1], row[2], row[3])
 
 
-def credits_of(user: User) -> UserCredits:
-    """The balance of a user loaded in this transaction (the signed-in one), with no query."""
+def credits_of(user: User | Account) -> UserCredits:
+    """The balance of a user already read in this request (the signed-in one, or an API
+    caller's account), with no query."""
     return UserCredits(user.id, user.credits_remaining, user.credits_total,
                        user.subscription_status, user.updated_at)
 

@@ -1,6 +1,7 @@
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from credit_app.clock import utcnow
 from credit_app.extensions import db
 from credit_app.models import ApiToken, CreditTransaction, User
 from credit_app.services import accounts
@@ -129,8 +130,24 @@ class TestApiTokens:
         token, plaintext = accounts.create_api_token(other.id, "theirs")
         db.session.commit()
         user_client.post(f"/settings/api-tokens/{token.id}/revoke")
-        assert accounts.user_for_token(plaintext).id == other.id
+        assert accounts.token_owner(plaintext).id == other.id
 
     def test_name_is_required(self, user_client):
         response = user_client.post("/settings/api-tokens", data={"name": ""})
         assert response.status_code == 422
+
+    def test_a_token_does_not_sign_in_the_pages(self, client, user):
+        _, plaintext = accounts.create_api_token(user.id, "script")
+        db.session.commit()
+        page = client.get("/dashboard", headers={"Authorization": f"Bearer {plaintext}"})
+        assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+
+    def test_a_bearer_header_decides_even_beside_a_signed_in_session(self, user_client, user):
+        assert user_client.get("/api/user/credits").json["remaining"] == 6
+        bad = user_client.get("/api/user/credits", headers={"Authorization": "Bearer ca_nope"})
+        assert bad.status_code == 401 and bad.json["error"]["code"] == "unauthorized"
+
+    def test_a_deleted_accounts_token_finds_nobody(self, user):
+        _, plaintext = accounts.create_api_token(user.id, "script")
+        db.session.execute(update(User).where(User.id == user.id).values(deleted_at=utcnow()))
+        assert accounts.token_owner(plaintext) is None
