@@ -1,11 +1,13 @@
 """One after-commit dispatcher: work a transaction asks for runs only once it has committed.
 
 Code inside a transaction calls `defer(name)` to get the pending bucket of one kind of work
-(a list of jobs, the latest live message per user, a flag) and adds to it; one pair of
-SQLAlchemy listeners runs every registered handler on the buckets after the commit, in the
-order the handlers were registered, and on a rollback drops them (or undoes them, for a
-handler with `on_rollback`). A commit with nothing
-pending costs one dictionary look-up: this runs on every credit request.
+(a list of jobs, the latest live message per user, a flag) in the current transaction and
+adds to it. The current transaction is a fixed transaction's (database.fixed_transaction,
+which runs the handlers itself after its commit) when one is open, else the ORM session's:
+one pair of SQLAlchemy listeners runs every registered handler on the buckets after the
+commit, in the order the handlers were registered, and on a rollback drops them (or undoes
+them, for a handler with `on_rollback`). A commit with nothing pending costs one dictionary
+look-up: this runs on every credit request.
 
 The data is committed already when a handler runs, so a handler never fails the request:
 - a Redis error trips a process-wide breaker for BREAKER_SECONDS, during which handlers that
@@ -21,13 +23,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
+
+from credit_app.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +91,40 @@ def register(name: str, make_bucket: Callable[[], Any], run: Callable[[Any], Non
     _handlers[name] = Handler(name, make_bucket, run, uses_redis, on_rollback)
 
 
-def defer(session: Session, name: str) -> Any:
-    """The pending bucket of `name` in the session's current transaction, created on first
-    use (a transaction is begun if none is). Raises KeyError for an unregistered name."""
+# The buckets of the open fixed transaction, if any (database.fixed_transaction).
+_fixed_pending: ContextVar[dict[str, Any] | None] = ContextVar("after_commit_fixed",
+                                                               default=None)
+
+
+def defer(name: str) -> Any:
+    """The pending bucket of `name` in the current transaction, created on first use: the
+    open fixed transaction's, else the ORM session's (a session transaction is begun if none
+    is). Raises KeyError for an unregistered name."""
     handler = _handlers[name]
-    if not session.in_transaction():
-        session.begin()
-    pending = session.info.get(PENDING_KEY)
+    pending = _fixed_pending.get()
     if pending is None:
-        pending = session.info[PENDING_KEY] = {}
+        session = db.session()
+        if not session.in_transaction():
+            session.begin()
+        pending = session.info.get(PENDING_KEY)
+        if pending is None:
+            pending = session.info[PENDING_KEY] = {}
     bucket = pending.get(name)
     if bucket is None:
         bucket = pending[name] = handler.make_bucket()
     return bucket
+
+
+@contextmanager
+def collecting() -> Iterator[dict[str, Any]]:
+    """Collect what a fixed transaction defers into the dictionary yielded; its owner runs
+    `run_pending` on it after committing, or `rolled_back` after rolling back."""
+    pending: dict[str, Any] = {}
+    token = _fixed_pending.set(pending)
+    try:
+        yield pending
+    finally:
+        _fixed_pending.reset(token)
 
 
 def run_pending(pending: dict[str, Any]) -> None:
@@ -129,8 +156,12 @@ def _after_rollback(session: Session, previous_transaction: SessionTransaction) 
     if previous_transaction.parent is not None:
         return
     pending = session.info.pop(PENDING_KEY, None)
-    if not pending:
-        return
+    if pending:
+        rolled_back(pending)
+
+
+def rolled_back(pending: dict[str, Any]) -> None:
+    """Undo what a rolled-back transaction had deferred, for the handlers that can."""
     for name, handler in _handlers.items():
         bucket = pending.get(name)
         if bucket and handler.on_rollback is not None:

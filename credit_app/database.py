@@ -1,4 +1,4 @@
-"""The database pool's health check, and the fixed SQL of the hot path.
+"""The database pool's health check, the fixed SQL of the hot path, and its transactions.
 
 The pool pings a pooled connection only when it has sat idle. SQLAlchemy's `pool_pre_ping`
 costs a round trip on every checkout, one in eight of a consume's round trips. A connection in
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -28,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from credit_app import after_commit
 from credit_app.extensions import db
 
 IDLE_SINCE = "idle_since"
@@ -62,82 +65,242 @@ def ping_connections_after_idle(engine: Engine, idle_seconds: float) -> None:
 # --- fixed SQL on the hot path ------------------------------------------------------------
 #
 # A few statements run on every credit request (the bearer token's owner, the balance lock,
-# the ledger write). They go straight to psycopg on the session's own connection, inside its
-# transaction: SQLAlchemy's per-statement machinery cost more than the statements themselves.
-# psycopg prepares each on the server after a few uses.
+# the ledger write). They go straight to psycopg: SQLAlchemy's per-statement machinery cost
+# more than the statements themselves. psycopg prepares each on the server after a few uses.
+#
+# Where they run:
+# - inside `fixed_transaction()`, on that block's own pooled connection and transaction;
+# - else on the ORM session's connection, inside its transaction, so that a view mixing ORM
+#   work and credit statements (starting a generation) commits them together;
+# - `read_fixed` before any transaction has begun: alone, in autocommit, on a connection
+#   borrowed from the pool for that one statement.
+
+
+class ORMInFixedTransaction(RuntimeError):
+    """The ORM was used inside `fixed_transaction()`: its statements would run in another
+    transaction, on another connection. A programming error."""
+
+
+@dataclass(slots=True)
+class _Link:
+    """The psycopg connection fixed SQL runs on, and what SQLAlchemy needs to recognise and
+    throw out a connection that broke."""
+
+    driver: psycopg.Connection
+    dialect: Any
+    dbapi_connection: Any
+    invalidate: Callable[[BaseException], None]
+
+
+@dataclass(slots=True)
+class _FixedTransaction:
+    """Where a fixed transaction runs and how it ends: `pooled` (a connection of its own,
+    committed), `savepoint` (a savepoint on the connection the session is bound to, in the
+    tests), or `session` (the ORM session's open transaction, committed through the
+    session)."""
+
+    link: _Link
+    mode: str
+
+
+_open_fixed: ContextVar[_FixedTransaction | None] = ContextVar("fixed_transaction",
+                                                               default=None)
+FIXED_SAVEPOINT = "fixed_transaction"
+
+
+@contextmanager
+def fixed_transaction() -> Iterator[None]:
+    """Run the block's fixed statements (`execute_fixed`, `read_fixed`, and the services that
+    use only them) in one transaction outside the ORM: commit when the block ends, then run
+    the after-commit work the block deferred (after_commit.defer); roll back if it raises.
+
+    For views that run nothing but fixed SQL, such as the credit API's consume. The block
+    borrows a pooled connection for itself: the ORM session's transaction would cost several
+    times the Python of the statements it carries (about 360 calls: begin, commit, close).
+    When the session has already begun a transaction (a signed-in browser's request loaded
+    its user), the block joins it and commits it through the session instead, so a request
+    never holds two connections. The ORM is refused inside the block
+    (ORMInFixedTransaction): its statements would run in another transaction.
+
+    Where the session is bound to a connection rather than the engine (the tests' rolled-back
+    transaction), the block is a savepoint on that connection, as a view's commit is there.
+    Raises what the block raises; sqlalchemy.exc.DBAPIError's subclasses for the driver's
+    errors (TimeoutError when the pool has no connection to give); RuntimeError when nested.
+    """
+    if _open_fixed.get() is not None:
+        raise RuntimeError("fixed transactions do not nest")
+    session = db.session()
+    pooled = None
+    if session.in_transaction():
+        transaction = _FixedTransaction(_session_link(session), "session")
+    else:
+        bind = session.get_bind()
+        if isinstance(bind, Engine):
+            pooled = _borrow(bind)
+            transaction = _FixedTransaction(
+                _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate),
+                "pooled")
+        else:
+            transaction = _FixedTransaction(_connection_link(bind), "savepoint")
+    token = _open_fixed.set(transaction)
+    try:
+        with after_commit.collecting() as pending:
+            try:
+                if transaction.mode == "savepoint":
+                    _run(transaction.link, ((f"SAVEPOINT {FIXED_SAVEPOINT}", {}),))
+                yield
+                _open_fixed.reset(token)
+                token = None
+                _end(transaction, session, commit=True)
+            except BaseException:
+                with suppress(Exception):
+                    _end(transaction, session, commit=False)
+                after_commit.rolled_back(pending)
+                raise
+    finally:
+        if token is not None:
+            _open_fixed.reset(token)
+        if pooled is not None:
+            pooled.close()
+    after_commit.run_pending(pending)
+
+
+def _end(transaction: _FixedTransaction, session: Session, commit: bool) -> None:
+    """Commit or roll back the fixed transaction. Raises DBAPIError's subclasses."""
+    link = transaction.link
+    if transaction.mode == "session":
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+        return
+    if transaction.mode == "savepoint":
+        verb = "RELEASE SAVEPOINT" if commit else "ROLLBACK TO SAVEPOINT"
+        _run(link, ((f"{verb} {FIXED_SAVEPOINT}", {}),))
+        return
+    with _translated_errors(link, (("COMMIT" if commit else "ROLLBACK", {}),)):
+        if commit:
+            link.driver.commit()
+        else:
+            link.driver.rollback()
+
+
+def in_fixed_transaction() -> bool:
+    return _open_fixed.get() is not None
 
 
 def execute_fixed(*statements: tuple[str, dict[str, Any]]) -> list[psycopg.Cursor]:
-    """Run `statements` (SQL text and its parameters) in order on the session's connection,
-    after flushing pending ORM changes (as an ORM query would; free when there are none), and
-    return one cursor per statement with its rows.
+    """Run `statements` (SQL text and its parameters) in order in the current transaction (a
+    fixed transaction's, else the session's, after flushing pending ORM changes as an ORM
+    query would) and return one cursor per statement with its rows.
 
-    They are sent in one round trip (psycopg's pipeline mode) when there are several, or when
-    the transaction's BEGIN is still to be sent; each statement still sees what committed
-    before it started, as it would alone.
+    One round trip each (and one for the BEGIN that psycopg sends before a transaction's
+    first statement). psycopg's pipeline mode would send them together, but costs more
+    Python than the round trips it saves (BEGIN and one statement: 137 calls pipelined, 65
+    as two round trips; gunicorn's CPU per consume fell 6 % without it, measured side by
+    side), and on this path the CPU is the limit, not the wait.
     Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error (IntegrityError,
     OperationalError...); a connection that is gone is thrown out of the pool.
     """
-    connection, driver = _session_connection()
-    cursors = [driver.cursor() for _ in statements]
-    with _translated_errors(connection, statements):
-        if len(statements) > 1 or driver.info.transaction_status == TransactionStatus.IDLE:
-            with driver.pipeline():
-                for cursor, (sql, params) in zip(cursors, statements, strict=True):
-                    cursor.execute(sql, params)
-        else:
-            cursors[0].execute(*statements[0])
+    fixed = _open_fixed.get()
+    return _run(fixed.link if fixed is not None else _session_link(), statements)
+
+
+def _run(link: _Link, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[psycopg.Cursor]:
+    driver = link.driver
+    cursors = []
+    with _translated_errors(link, statements):
+        for sql, params in statements:
+            cursor = driver.cursor()
+            cursor.execute(sql, params)
+            cursors.append(cursor)
     return cursors
 
 
 def read_fixed(sql: str, params: dict[str, Any],
                session: Session | None = None) -> psycopg.Cursor:
-    """Run one read-only statement on the session's connection and return its cursor.
+    """Run one read-only statement and return its cursor: in the current transaction when
+    one has begun (a fixed transaction's, or the session's), else alone.
 
-    When the session's transaction has not begun on the server yet (the first statement of a
-    request), the statement runs on its own, in autocommit: no BEGIN is sent, and a request
-    that writes nothing afterwards ends with no ROLLBACK either, so a bearer-token GET costs
-    one round trip to PostgreSQL instead of three. What the statement read is then not part of
-    the transaction that may follow; callers use it only for what needs no lock (who the
-    caller is), and anything that changes a balance re-reads it under the row lock. Inside a
-    begun transaction it simply runs there.
+    Alone means in autocommit, on a connection borrowed from the pool for this statement (or
+    the session's connection, when it is bound to one): no BEGIN is sent and no ROLLBACK
+    follows, so a bearer-token GET costs one round trip to PostgreSQL and no ORM session.
+    What the statement read is then not part of any transaction that follows; callers use it
+    only for what needs no lock (who the caller is), and anything that changes a balance
+    re-reads it under the row lock.
     `session` defaults to the app's (db.session).
-    Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error.
+    Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error (TimeoutError when the
+    pool has no connection to lend).
     """
-    connection, driver = _session_connection(session)
+    fixed = _open_fixed.get()
+    if fixed is not None:
+        return _run(fixed.link, ((sql, params),))[0]
+    session = session or db.session()
+    if session.in_transaction():  # also when it holds pending objects: adding begins it
+        return _run(_session_link(session), ((sql, params),))[0]
+    bind = session.get_bind()
+    if not isinstance(bind, Engine):
+        return _run(_connection_link(bind), ((sql, params),))[0]
+    pooled = _borrow(bind)
+    try:
+        link = _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate)
+        return _read_in_autocommit(link, sql, params)
+    finally:
+        pooled.close()
+
+
+def _read_in_autocommit(link: _Link, sql: str, params: dict[str, Any]) -> psycopg.Cursor:
+    driver = link.driver
     cursor = driver.cursor()
-    with _translated_errors(connection, ((sql, params),)):
+    with _translated_errors(link, ((sql, params),)):
         if driver.info.transaction_status != TransactionStatus.IDLE:
             cursor.execute(sql, params)
             return cursor
         driver.autocommit = True
         try:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params)  # its rows stay in the cursor when the connection goes
         finally:
-            _leave_autocommit(connection, driver)
+            _leave_autocommit(link, driver)
     return cursor
 
 
-def _leave_autocommit(connection: Any, driver: psycopg.Connection) -> None:
+def _leave_autocommit(link: _Link, driver: psycopg.Connection) -> None:
     """Put `driver` back in transaction mode; a connection that cannot be (it broke during the
     statement) is thrown out of the pool, so no later transaction runs in autocommit."""
     try:
         driver.autocommit = False
     except psycopg.Error as exc:
-        connection.invalidate(exc)
+        link.invalidate(exc)
 
 
-def _session_connection(session: Session | None = None) -> tuple[Any, psycopg.Connection]:
-    """The session's SQLAlchemy connection and its psycopg connection, pending ORM changes
-    flushed first."""
+def _borrow(engine: Engine) -> Any:
+    """A connection from `engine`'s pool (its proxy: `close()` gives it back). Raises
+    sqlalchemy.exc.TimeoutError when the pool has none to give within its timeout, and the
+    driver's connection errors as SQLAlchemy's DBAPIError subclasses (OperationalError for a
+    server that refuses), as `engine.connect()` would."""
+    try:
+        return engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect,
+            connection_invalidated=engine.dialect.is_disconnect(exc, None, None)) from exc
+
+
+def _session_link(session: Session | None = None) -> _Link:
+    """The session's connection (its transaction begun), pending ORM changes flushed first."""
     session = session or db.session()
     session.flush()
-    connection = session.connection()
-    return connection, connection.connection.driver_connection
+    return _connection_link(session.connection())
+
+
+def _connection_link(connection: Any) -> _Link:
+    """The link of a SQLAlchemy Connection."""
+    return _Link(connection.connection.driver_connection, connection.dialect,
+                 connection.connection, connection.invalidate)
 
 
 @contextmanager
-def _translated_errors(connection: Any,
+def _translated_errors(link: _Link,
                        statements: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[None]:
     """Raise psycopg's errors as SQLAlchemy's DBAPIError subclasses, throwing a connection
     that is gone out of the pool."""
@@ -146,11 +309,24 @@ def _translated_errors(connection: Any,
     except psycopg.Error as exc:
         sql, params = statements[0] if len(statements) == 1 else (
             "; ".join(sql for sql, _ in statements), None)
-        disconnected = connection.dialect.is_disconnect(exc, connection.connection, None)
+        disconnected = link.dialect.is_disconnect(exc, link.dbapi_connection, None)
         if disconnected:
-            connection.invalidate(exc)
+            link.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error,
                                   connection_invalidated=disconnected) from exc
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_orm_statements(state: Any) -> None:
+    if _open_fixed.get() is not None:
+        raise ORMInFixedTransaction(f"ORM statement inside a fixed transaction: "
+                                    f"{state.statement}")
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_orm_writes(session: Session, flush_context: Any, instances: Any) -> None:
+    if _open_fixed.get() is not None:
+        raise ORMInFixedTransaction("ORM flush inside a fixed transaction")
 
 
 # --- waiting for PostgreSQL in a gevent worker --------------------------------------------

@@ -8,8 +8,6 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from credit_app import after_commit
 from credit_app.redis_client import get_redis
 
@@ -46,9 +44,10 @@ def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str
     }
 
 
-def publish_after_commit(session: Session, message: dict[str, Any]) -> None:
-    """Publish `message` once the session commits; the last change per user wins."""
-    after_commit.defer(session, "live")[message["user_id"]] = message
+def publish_after_commit(message: dict[str, Any]) -> None:
+    """Publish `message` once the current transaction commits; the last change per user
+    wins."""
+    after_commit.defer("live")[message["user_id"]] = message
 
 
 def _publish(pending: dict[str, dict[str, Any]]) -> None:

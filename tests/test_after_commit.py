@@ -22,8 +22,8 @@ def recorded():
 
 
 def test_runs_after_commit_with_everything_the_transaction_deferred(recorded):
-    after_commit.defer(db.session(), "probe").append(1)
-    after_commit.defer(db.session(), "probe").append(2)
+    after_commit.defer("probe").append(1)
+    after_commit.defer("probe").append(2)
     assert recorded["run"] == []
     db.session.commit()
     assert recorded["run"] == [[1, 2]]
@@ -32,7 +32,7 @@ def test_runs_after_commit_with_everything_the_transaction_deferred(recorded):
 
 
 def test_a_rollback_drops_it_or_undoes_it(recorded):
-    after_commit.defer(db.session(), "probe").append("written")
+    after_commit.defer("probe").append("written")
     db.session.rollback()
     db.session.commit()
     assert recorded == {"run": [], "undo": [["written"]]}
@@ -40,7 +40,7 @@ def test_a_rollback_drops_it_or_undoes_it(recorded):
 
 def test_an_unknown_kind_of_work_is_refused():
     with pytest.raises(KeyError):
-        after_commit.defer(db.session(), "no-such-work")
+        after_commit.defer("no-such-work")
 
 
 def test_a_redis_failure_trips_the_breaker_once_and_skips_redis_work(caplog):
@@ -54,7 +54,7 @@ def test_a_redis_failure_trips_the_breaker_once_and_skips_redis_work(caplog):
     try:
         with caplog.at_level(logging.WARNING, logger="credit_app.after_commit"):
             for _ in range(3):
-                after_commit.defer(db.session(), "redis-probe").append("job")
+                after_commit.defer("redis-probe").append("job")
                 db.session.commit()
         assert len(calls) == 1
         assert after_commit.breaker.is_open
@@ -70,8 +70,8 @@ def test_any_other_failure_is_logged_and_the_next_handler_runs(recorded, caplog)
 
     after_commit.register("broken", list, breaks)
     try:
-        after_commit.defer(db.session(), "broken").append(1)
-        after_commit.defer(db.session(), "probe").append(1)
+        after_commit.defer("broken").append(1)
+        after_commit.defer("probe").append(1)
         db.session.commit()
     finally:
         after_commit._handlers.pop("broken", None)

@@ -89,12 +89,16 @@ def test_a_first_read_begins_no_transaction_and_the_next_statement_does(own_sess
         own_session.execute(text("SELECT n FROM read_fixed_probe"))
 
 
-def test_a_request_that_only_reads_sends_neither_begin_nor_rollback(own_session, tmp_path):
-    """libpq's protocol trace of one read-only request: its one statement, and nothing else."""
-    driver = _driver(own_session)
+def test_a_request_that_only_reads_sends_neither_begin_nor_rollback(
+        own_session, one_connection_engine, tmp_path):
+    """libpq's protocol trace of one read-only request: its one statement, and nothing else,
+    on the connection it borrowed (the engine's only one) and gave back."""
+    pooled = one_connection_engine.raw_connection()
+    driver = pooled.driver_connection
     trace = tmp_path / "libpq.trace"
     with trace.open("w") as out:
         driver.pgconn.trace(out.fileno())
+        pooled.close()
         read_fixed("SELECT 1", {}, own_session).fetchall()
         own_session.rollback()
         own_session.close()
@@ -102,6 +106,7 @@ def test_a_request_that_only_reads_sends_neither_begin_nor_rollback(own_session,
     sent = trace.read_text()
     assert "SELECT 1" in sent
     assert "BEGIN" not in sent and "ROLLBACK" not in sent
+    assert not own_session.in_transaction()
 
 
 def test_a_read_inside_a_begun_transaction_sees_its_writes(own_session):
@@ -191,3 +196,119 @@ def test_a_gevent_worker_waits_for_postgresql_on_the_event_loop(app, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "quick,slow"
+
+
+# --- fixed transactions ---------------------------------------------------------------------
+
+INSERT_PROBE = ("INSERT INTO fixed_probe VALUES (%(n)s)", {"n": 1})
+
+
+@pytest.fixture
+def engine_session(one_connection_engine, monkeypatch) -> Iterator[Session]:
+    """db.session bound to an engine of its own, as in production (not to the test's
+    rolled-back connection): a fixed transaction borrows that engine's one connection."""
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    with one_connection_engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS fixed_probe (n int)"))
+        connection.execute(text("TRUNCATE fixed_probe"))
+    session = scoped_session(sessionmaker(bind=one_connection_engine))
+    monkeypatch.setattr(db, "session", session)
+    yield session
+    session.remove()
+    with one_connection_engine.begin() as connection:
+        connection.execute(text("DROP TABLE fixed_probe"))
+
+
+@pytest.fixture
+def deferred() -> dict[str, list]:
+    """What the after-commit work `fixed-probe` ran, and what it undid."""
+    from credit_app import after_commit
+
+    seen: dict[str, list] = {"run": [], "undone": []}
+    after_commit.register("fixed-probe", list, seen["run"].extend,
+                          on_rollback=seen["undone"].extend)
+    return seen
+
+
+def _probe_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM fixed_probe")).scalar_one()
+
+
+def test_a_fixed_transaction_commits_on_a_borrowed_connection_then_runs_deferred_work(
+        engine_session, one_connection_engine, deferred):
+    from credit_app import after_commit
+    from credit_app.database import execute_fixed, fixed_transaction
+
+    with fixed_transaction():
+        execute_fixed(INSERT_PROBE)
+        after_commit.defer("fixed-probe").append("published")
+        assert deferred["run"] == []
+        assert one_connection_engine.pool.checkedout() == 1
+    assert deferred == {"run": ["published"], "undone": []}
+    assert one_connection_engine.pool.checkedout() == 0
+    assert not engine_session().in_transaction()
+    assert _probe_rows(one_connection_engine) == 1
+
+
+def test_an_error_inside_rolls_back_undoes_deferred_work_and_gives_the_connection_back(
+        engine_session, one_connection_engine, deferred):
+    from credit_app import after_commit
+    from credit_app.database import execute_fixed, fixed_transaction
+
+    with pytest.raises(ZeroDivisionError), fixed_transaction():
+        execute_fixed(INSERT_PROBE)
+        after_commit.defer("fixed-probe").append("file written")
+        raise ZeroDivisionError
+    assert deferred == {"run": [], "undone": ["file written"]}
+    assert one_connection_engine.pool.checkedout() == 0
+    assert _probe_rows(one_connection_engine) == 0
+
+
+def test_the_orm_is_refused_inside_and_nothing_is_written(engine_session,
+                                                         one_connection_engine):
+    from sqlalchemy import select
+
+    from credit_app.database import ORMInFixedTransaction, execute_fixed, fixed_transaction
+    from credit_app.models import User
+
+    with pytest.raises(ORMInFixedTransaction), fixed_transaction():
+        execute_fixed(INSERT_PROBE)
+        engine_session.execute(select(User).limit(1))
+    assert _probe_rows(one_connection_engine) == 0
+    assert one_connection_engine.pool.checkedout() == 0
+
+
+def test_it_joins_a_session_transaction_already_begun_and_commits_it(
+        engine_session, one_connection_engine, deferred):
+    from credit_app import after_commit
+    from credit_app.database import execute_fixed, fixed_transaction
+
+    engine_session.execute(text("SELECT 1"))
+    with fixed_transaction():
+        execute_fixed(INSERT_PROBE)
+        after_commit.defer("fixed-probe").append("published")
+    assert not engine_session().in_transaction()
+    assert deferred["run"] == ["published"]
+    engine_session.remove()
+    assert _probe_rows(one_connection_engine) == 1
+
+
+def test_fixed_transactions_do_not_nest(engine_session):
+    from credit_app.database import fixed_transaction
+
+    with pytest.raises(RuntimeError), fixed_transaction(), fixed_transaction():
+        pass
+
+
+def test_in_the_tests_transaction_a_failed_block_rolls_back_to_its_savepoint(user):
+    from credit_app.database import execute_fixed, fixed_transaction
+
+    user_id = user.id  # read before: inside, even a lazy reload of `user` would be refused
+    with pytest.raises(ZeroDivisionError), fixed_transaction():
+        execute_fixed(("UPDATE users SET credits_total = 99 WHERE id = %(id)s", {"id": user_id}))
+        raise ZeroDivisionError
+    total = db.session.execute(text("SELECT credits_total FROM users WHERE id = :id"),
+                               {"id": user_id}).scalar_one()
+    assert total == 6

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from credit_app import schemas
 from credit_app.api_limits import also_limited_by, check_api_limits
 from credit_app.auth import api_caller, api_staff, identify_api_caller, require_api_csrf
+from credit_app.database import fixed_transaction
 from credit_app.extensions import csrf, db
 from credit_app.openapi import documented
 from credit_app.request_json import json_object
@@ -56,8 +57,8 @@ def get_credits() -> Response:
 def consume() -> Response:
     caller = api_caller()
     body = schemas.parse(schemas.ConsumeRequest, json_object())
-    result = credits.consume_credit(caller.id, body.feature, body.generation_id)
-    db.session.commit()
+    with fixed_transaction():
+        result = credits.consume_credit(caller.id, body.feature, body.generation_id)
     response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
                        message=result.message)
     if result.replayed:

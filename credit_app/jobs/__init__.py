@@ -33,7 +33,7 @@ def enqueue_after_commit(job_name: str, *args: Any, **options: Any) -> None:
     commits; a rollback drops it, so a job never sees data that was not committed.
     `options` (e.g. description) go to rq. Raises KeyError for an undeclared job."""
     registry.job(job_name)
-    after_commit.defer(db.session(), "jobs").append((job_name, args, options))
+    after_commit.defer("jobs").append((job_name, args, options))
 
 
 def enqueue_now(job_name: str, *args: Any, connection: redis.Redis | None = None,

@@ -147,12 +147,15 @@ LOCK_BALANCE_SQL = (
     "WHERE id = %(user_id)s FOR UPDATE"
 )
 # After the lock, in a statement of its own so that it sees what a concurrent request with
-# the same id committed while this one waited for the lock.
+# the same id committed while this one waited for the lock. At most one row of each kind
+# exists (unique indexes on user, generation id and kind).
 PRIOR_USE_SQL = (
-    "SELECT (SELECT id FROM credit_transactions WHERE user_id = %(user_id)s "
-    "AND generation_id = %(generation_id)s AND kind = 'consume') AS consumed_id, "
-    "(SELECT id FROM credit_reservations WHERE user_id = %(user_id)s "
-    "AND generation_id = %(generation_id)s) AS reservation_id"
+    "SELECT spent.id, spent.feature_used, spent.balance_after, spent.reservation_id, held.id "
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN credit_transactions AS spent ON spent.user_id = %(user_id)s "
+    "AND spent.generation_id = %(generation_id)s AND spent.kind = 'consume' "
+    "LEFT JOIN credit_reservations AS held ON held.user_id = %(user_id)s "
+    "AND held.generation_id = %(generation_id)s"
 )
 # One round trip for the ledger row, the balance it leaves, the analytics events it implies
 # (services/ledger_observers.py) and the lot movements it makes, so all of them stand or fall
@@ -352,22 +355,30 @@ def _locked_balance(user_id: int, cursor: psycopg.Cursor) -> LockedBalance:
     return LockedBalance(user_id, row[0], row[1], row[2])
 
 
-def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[
-        LockedBalance, CreditTransaction | None, CreditReservation | None]:
-    """Lock the user's balance, then say what `generation_id` already did for this user (a
-    spend, a hold, both or neither): two statements in one round trip. The look-up is a
-    statement of its own, after the lock, so it sees what a concurrent request with the same
-    id committed while this one waited for the lock.
+@dataclass(frozen=True, slots=True)
+class PriorUse:
+    """What a generation id already did for a user: a direct or settled spend (`spent_*`,
+    from its consume row) and a hold (`reservation_id`), either, both or neither."""
 
-    The rows are loaded only when they exist (rarely: a retry). Raises UserNotFound.
+    spent_id: int | None
+    spent_feature: str | None
+    spent_balance_after: int | None
+    spent_reservation_id: int | None
+    reservation_id: int | None
+
+
+def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[LockedBalance,
+                                                                           PriorUse]:
+    """Lock the user's balance, then say what `generation_id` already did for this user: two
+    statements in one round trip, and no ORM object. The look-up is a statement of its own,
+    after the lock, so it sees what a concurrent request with the same id committed while this
+    one waited for the lock.
+
+    Raises UserNotFound.
     """
     params = {"user_id": user_id, "generation_id": generation_id}
     lock, prior = execute_fixed((LOCK_BALANCE_SQL, params), (PRIOR_USE_SQL, params))
-    balance = _locked_balance(user_id, lock)
-    found = prior.fetchone()
-    return (balance,
-            db.session.get(CreditTransaction, found[0]) if found[0] else None,
-            db.session.get(CreditReservation, found[1]) if found[1] else None)
+    return _locked_balance(user_id, lock), PriorUse(*prior.fetchone())
 
 
 def _sync_loaded_user(user_id: int, **columns: Any) -> None:
@@ -500,7 +511,7 @@ def _post(
     _sync_loaded_user(balance.id, credits_remaining=new_balance,
                       credits_total=balance.total + granted,
                       subscription_status=posting.plan_after)
-    live.publish_after_commit(db.session(), live.credit_update(
+    live.publish_after_commit(live.credit_update(
         kind, balance.id, new_balance, balance.total + granted, posting.plan_after,
         source if source in FEATURES else None, entry_id))
     ledger_observers.after_post(entry_id, posting)
@@ -608,12 +619,12 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None,
     if generation_id is None:
         balance = _lock_balance(user_id)
     else:
-        balance, consumed, reservation = _lock_balance_and_prior_use(user_id, generation_id)
-        if consumed is not None and consumed.reservation_id is None:
-            if consumed.feature_used != feature:
+        balance, prior = _lock_balance_and_prior_use(user_id, generation_id)
+        if prior.spent_id is not None and prior.spent_reservation_id is None:
+            if prior.spent_feature != feature:
                 raise IdempotencyConflict()
-            return ConsumeResult(True, consumed.balance_after, consumed.id, replayed=True)
-        if consumed is not None or reservation is not None:
+            return ConsumeResult(True, prior.spent_balance_after, prior.spent_id, replayed=True)
+        if prior.spent_id is not None or prior.reservation_id is not None:
             raise IdempotencyConflict("That generation id belongs to a reserved generation.")
     cost = cost_for(balance, definition)
     if balance.remaining < cost:
@@ -645,12 +656,13 @@ def reserve_credit(
     """
     definition = get_feature(feature)
     _validate_generation_id(generation_id)
-    balance, consumed, reservation = _lock_balance_and_prior_use(user_id, generation_id)
-    if reservation is not None:
+    balance, prior = _lock_balance_and_prior_use(user_id, generation_id)
+    if prior.reservation_id is not None:
+        reservation = db.session.get(CreditReservation, prior.reservation_id)
         if reservation.feature != feature:
             raise IdempotencyConflict()
         return reservation
-    if consumed is not None:
+    if prior.spent_id is not None:
         raise IdempotencyConflict("That generation id was already consumed directly.")
     cost = cost_for(balance, definition)
     if balance.remaining < cost:

@@ -144,7 +144,7 @@ def start_generation(
         return existing, False
     input_key = storage.locator(f"{reservation.user_id}/{reservation.id}/input.{upload.extension}")
     storage.put(input_key, upload.data, mimetypes.guess_type(input_key)[0])
-    after_commit.defer(db.session(), "uploads").append((storage, input_key))
+    after_commit.defer("uploads").append((storage, input_key))
     generation = Generation(
         user_id=reservation.user_id,
         generation_id=reservation.generation_id,

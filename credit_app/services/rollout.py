@@ -23,6 +23,7 @@ from flask import current_app, g, has_app_context
 from sqlalchemy import select
 
 from credit_app import after_commit
+from credit_app.database import read_fixed
 from credit_app.errors import ValidationFailed
 from credit_app.extensions import db
 from credit_app.models import FeatureFlag, User
@@ -57,11 +58,14 @@ def _process_cache() -> dict[str, tuple[int, float]]:
     return current_app.extensions.setdefault("rollout_cache", {})
 
 
+FLAG_SQL = "SELECT percentage FROM feature_flags WHERE name = %(flag)s"
+
+
 def _load(flag: str) -> int:
-    stored = db.session.execute(
-        select(FeatureFlag.percentage).where(FeatureFlag.name == flag)
-    ).scalar_one_or_none()
-    return DEFAULT_PERCENTAGE if stored is None else stored
+    """The stored percentage, read as fixed SQL: credit spends read it, also inside a fixed
+    transaction (database.fixed_transaction)."""
+    row = read_fixed(FLAG_SQL, {"flag": flag}).fetchone()
+    return DEFAULT_PERCENTAGE if row is None else row[0]
 
 
 def percentage(flag: str = ENFORCEMENT_FLAG) -> int:
@@ -130,7 +134,7 @@ def set_percentage(value: object, actor_id: int, reason: str,
     db.session.flush()
     audit.record(actor_id, "rollout.change", target=flag,
                  details={"from": previous, "to": value, "reason": reason})
-    after_commit.defer(db.session(), "rollout").append(True)
+    after_commit.defer("rollout").append(True)
     forget()
     return RolloutChange(flag, previous, value)
 

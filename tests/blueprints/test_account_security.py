@@ -430,3 +430,13 @@ class TestSecurityHeaders:
     def test_vary_is_left_to_the_htmx_logic(self, user_client):
         response = user_client.get("/dashboard", headers={"HX-Request": "true"})
         assert "HX-Request" in response.headers["Vary"]
+
+    def test_json_answers_get_the_api_set_and_are_never_cached(self, user_client):
+        response = user_client.get("/api/user/credits")
+        assert response.headers["Content-Security-Policy"] == (
+            "default-src 'none'; frame-ancestors 'none'")
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Permissions-Policy" not in response.headers
+        page = user_client.get("/api/docs")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]

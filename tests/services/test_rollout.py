@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 from flask import g
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
 from credit_app.extensions import db
@@ -109,41 +109,39 @@ def test_a_reason_is_required(admin):
     assert audit.list_entries().items == []
 
 
-def count_flag_queries():
+@pytest.fixture
+def flag_reads(monkeypatch) -> list[dict]:
+    """Every read of the stored percentage: the flag's one statement goes through
+    rollout.read_fixed, whichever connection it runs on."""
     seen = []
+    original = rollout.read_fixed
 
-    def listener(conn, cursor, statement, parameters, context, executemany):
-        if "feature_flags" in statement:
-            seen.append(statement)
+    def counting(sql, params, *args, **kwargs):
+        if sql == rollout.FLAG_SQL:
+            seen.append(params)
+        return original(sql, params, *args, **kwargs)
 
-    return seen, listener
-
-
-def test_at_most_one_flag_query_per_request(app, user_client, user):
-    seen, listener = count_flag_queries()
-    event.listen(db.engine, "before_cursor_execute", listener)
-    try:
-        for _ in range(3):
-            response = user_client.post("/api/user/credits/consume",
-                                        json={"feature": "interior"})
-            assert response.status_code == 200
-            user_client.get("/api/user/credits")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listener)
-    assert len(seen) == 3
+    monkeypatch.setattr(rollout, "read_fixed", counting)
+    return seen
 
 
-def test_the_process_cache_serves_reads_until_a_change(app, admin):
+def test_at_most_one_flag_query_per_request(app, user_client, user, flag_reads):
+    for _ in range(3):
+        response = user_client.post("/api/user/credits/consume", json={"feature": "interior"})
+        assert response.status_code == 200
+        user_client.get("/api/user/credits")
+    assert len(flag_reads) == 3
+
+
+def test_the_process_cache_serves_reads_until_a_change(app, admin, flag_reads):
     app.config["ROLLOUT_CACHE_SECONDS"] = 60
-    seen, listener = count_flag_queries()
-    event.listen(db.engine, "before_cursor_execute", listener)
     try:
         rollout.forget()
         assert rollout.percentage() == 100
         for _ in range(5):
             g.pop(rollout._G_KEY, None)
             assert rollout.percentage() == 100
-        assert len(seen) == 1
+        assert len(flag_reads) == 1
         db.session.add(FeatureFlag(name=rollout.ENFORCEMENT_FLAG, percentage=10))
         db.session.flush()
         g.pop(rollout._G_KEY, None)
@@ -151,7 +149,6 @@ def test_the_process_cache_serves_reads_until_a_change(app, admin):
         rollout.set_percentage(30, admin.id, "change clears the cache")
         assert rollout.percentage() == 30
     finally:
-        event.remove(db.engine, "before_cursor_execute", listener)
         app.config["ROLLOUT_CACHE_SECONDS"] = 0
         rollout.forget()
 
