@@ -65,14 +65,20 @@ def register_extensions(app: Flask) -> None:
 
 
 def watch_pooled_connections(app: Flask) -> None:
-    """Ping pooled connections that sat idle before reuse, and wait for PostgreSQL on gevent's
-    loop in a gevent worker (credit_app/database.py)."""
-    from credit_app.database import ping_connections_after_idle, wait_cooperatively_under_gevent
+    """Ping pooled connections that sat idle before reuse, wait for PostgreSQL on gevent's
+    loop in a gevent worker, and give back a connection a request kept for its fixed SQL
+    (credit_app/database.py)."""
+    from credit_app.database import (
+        ping_connections_after_idle,
+        release_request_connection,
+        wait_cooperatively_under_gevent,
+    )
     from credit_app.extensions import db
 
     with app.app_context():
         ping_connections_after_idle(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
         wait_cooperatively_under_gevent(db.engine)
+    app.teardown_request(release_request_connection)
 
 
 def set_security_headers(app: Flask) -> None:

@@ -8,9 +8,9 @@ Both were found by counting the Python calls of a request (`python -m bench.prof
   functions is a coroutine function, but the answer is remembered per function rather than
   assumed, so an `async def` view would still be run correctly.
 - The signed session cookie: Flask builds its itsdangerous serializer (key derivation set-up
-  included) on every request, also when there is no cookie to read and nothing to write, as
-  for every API call with a bearer token. The serializer is built once per secret key, and a
-  request that neither brings nor changes a session skips the cookie work.
+  included) on every request, also when there is no cookie to read and nothing to write. The
+  serializer is built once per secret key, a request that neither brings nor changes a
+  session skips the cookie work, and a request with a bearer token has no session at all.
 """
 
 from __future__ import annotations
@@ -23,8 +23,19 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from itsdangerous import URLSafeTimedSerializer
 
 
+class TokenRequestSession(SecureCookieSession):
+    """The session of a request that sends `Authorization: Bearer`: empty, never saved. Such
+    a request is authenticated by its token alone (auth.identify_api_caller), so the session
+    cookie is neither read nor set, and the answer does not vary on it."""
+
+
+def sends_bearer_token(environ: dict) -> bool:
+    return environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
+
+
 class SignedCookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the serializer built once per key set."""
+    """Flask's signed-cookie sessions, with the serializer built once per key set; none for a
+    request with a bearer token."""
 
     def __init__(self) -> None:
         self._serializers: dict[tuple, URLSafeTimedSerializer] = {}
@@ -40,6 +51,8 @@ class SignedCookieSessions(SecureCookieSessionInterface):
         return serializer
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if sends_bearer_token(request.environ):
+            return TokenRequestSession()
         if not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class() if app.secret_key else None
         return super().open_session(app, request)
@@ -47,6 +60,8 @@ class SignedCookieSessions(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """As Flask's, returning at once for an empty session nobody changed (Flask would
         compute the cookie's seven settings first, then set nothing)."""
+        if isinstance(session, TokenRequestSession):
+            return
         if not session and not session.modified:
             if session.accessed:
                 response.vary.add("Cookie")

@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
+from credit_app.application import sends_bearer_token
 from credit_app.errors import (
     Forbidden,
     Unauthorized,
@@ -62,9 +63,10 @@ def identify_api_caller() -> None:
     Raises sqlalchemy.exc.DBAPIError's subclass when the database fails.
     """
     context = g._get_current_object()
-    scheme, _, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() == "bearer":
-        context.api_caller = accounts.token_owner(token.strip()) if token else None
+    environ = request.environ
+    if sends_bearer_token(environ):
+        token = environ["HTTP_AUTHORIZATION"][7:].strip()
+        context.api_caller = accounts.token_owner(token) if token else None
         context.api_caller_by_token = True
         return
     user = current_user._get_current_object()
@@ -108,9 +110,11 @@ def require_api_csrf() -> None:
 
     Raises CSRFError (mapped to 403).
     """
-    if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
+    context = g._get_current_object()
+    if getattr(context, "api_caller_by_token", False) or getattr(context, "api_caller",
+                                                                  None) is None:
         return
-    if g.get("api_caller") is None or g.get("api_caller_by_token"):
+    if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
         return
     if request.headers.get("Sec-Fetch-Site") == "same-origin":
         return

@@ -108,6 +108,51 @@ _open_fixed: ContextVar[_FixedTransaction | None] = ContextVar("fixed_transactio
 FIXED_SAVEPOINT = "fixed_transaction"
 
 
+@dataclass(slots=True)
+class _HeldConnection:
+    """The pooled connection a request borrowed for its fixed SQL, once it borrowed one."""
+
+    engine: Engine | None = None
+    pooled: Any = None
+
+
+# Set for a request that keeps the first connection it borrows (keep_connection_for_request).
+_held: ContextVar[_HeldConnection | None] = ContextVar("held_connection", default=None)
+
+
+def keep_connection_for_request() -> None:
+    """Before-request hook of the JSON API: the first connection this request borrows for
+    fixed SQL (its token read) stays with it, for its fixed transaction too, until the request
+    ends (release_request_connection), instead of going back to the pool and being borrowed
+    again: one checkout per consume instead of two, about 90 calls less. A request whose ORM
+    session holds a connection (a signed-in browser's) borrows none: its fixed transaction
+    joins the session's."""
+    _held.set(_HeldConnection())
+
+
+def release_request_connection(error: BaseException | None = None) -> None:
+    """Teardown: give back the connection the request kept, if it kept one."""
+    held = _held.get()
+    if held is None:
+        return
+    _held.set(None)
+    if held.pooled is not None:
+        held.pooled.close()
+
+
+def _borrow_for(engine: Engine) -> tuple[Any, bool]:
+    """A pooled connection for fixed SQL, and whether the caller must give it back (False
+    when the request keeps it: release_request_connection does). Raises as _borrow."""
+    held = _held.get()
+    if held is None:
+        return _borrow(engine), True
+    if held.pooled is None or held.engine is not engine:
+        if held.pooled is not None:
+            held.pooled.close()
+        held.pooled, held.engine = _borrow(engine), engine
+    return held.pooled, False
+
+
 @contextmanager
 def fixed_transaction() -> Iterator[None]:
     """Run the block's fixed statements (`execute_fixed`, `read_fixed`, and the services that
@@ -130,13 +175,13 @@ def fixed_transaction() -> Iterator[None]:
     if _open_fixed.get() is not None:
         raise RuntimeError("fixed transactions do not nest")
     session = db.session()
-    pooled = None
+    pooled, give_back = None, False
     if session.in_transaction():
         transaction = _FixedTransaction(_session_link(session), "session")
     else:
         bind = session.get_bind()
         if isinstance(bind, Engine):
-            pooled = _borrow(bind)
+            pooled, give_back = _borrow_for(bind)
             transaction = _FixedTransaction(
                 _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate),
                 "pooled")
@@ -160,7 +205,7 @@ def fixed_transaction() -> Iterator[None]:
     finally:
         if token is not None:
             _open_fixed.reset(token)
-        if pooled is not None:
+        if pooled is not None and give_back:
             pooled.close()
     after_commit.run_pending(pending)
 
@@ -241,12 +286,13 @@ def read_fixed(sql: str, params: dict[str, Any],
     bind = session.get_bind()
     if not isinstance(bind, Engine):
         return _run(_connection_link(bind), ((sql, params),))[0]
-    pooled = _borrow(bind)
+    pooled, give_back = _borrow_for(bind)
     try:
         link = _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate)
         return _read_in_autocommit(link, sql, params)
     finally:
-        pooled.close()
+        if give_back:
+            pooled.close()
 
 
 def _read_in_autocommit(link: _Link, sql: str, params: dict[str, Any]) -> psycopg.Cursor:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from flask import request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from credit_app.errors import ValidationFailed
 from credit_app.features import FEATURE_KEYS
 from credit_app.input_text import PRINTABLE_PATTERN, clean_line
+from credit_app.request_json import MAX_JSON_DEPTH, BadJson, json_depth
 
 MAX_ID = 2**31 - 1
 
@@ -139,9 +141,44 @@ def parse(model: type[Schema], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        fields = [
-            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
-        raise ValidationFailed(f"Invalid request: {summary}", fields=fields) from None
+        raise _validation_failed(exc) from None
+
+
+# What pydantic reports for JSON of another type than an object at the top.
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type"})
+
+
+def parse_body(model: type[Schema]) -> Any:
+    """The request's JSON body, validated against `model` straight from its bytes
+    (pydantic's parser: about a third of the Python calls of parsing to a dict first).
+
+    Raises BadJson (400) for a body that is not a JSON object (another content type,
+    malformed, nested deeper than MAX_JSON_DEPTH, or not an object at the top). Malformed
+    includes a string escaping half a surrogate pair (`"\\ud800"`), which is no character:
+    Python's own parser lets it through, to fail later. ValidationFailed (422) lists each bad
+    field.
+    """
+    if not request.is_json:
+        raise BadJson()
+    raw = request.get_data(cache=True)
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise BadJson(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_context=False, include_input=False):
+            if error["type"] == "json_invalid":
+                detail = error["msg"].removeprefix("Invalid JSON: ")
+                raise BadJson(f"The request body is not valid JSON: {detail}.") from None
+            if error["type"] in _NOT_AN_OBJECT and not error["loc"]:
+                raise BadJson() from None
+        raise _validation_failed(exc) from None
+
+
+def _validation_failed(exc: ValidationError) -> ValidationFailed:
+    fields = [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
+    return ValidationFailed(f"Invalid request: {summary}", fields=fields)

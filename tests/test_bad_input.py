@@ -83,13 +83,16 @@ class TestApi:
         assert error["fields"][0]["field"] == "reason"
         assert credits.get_user_credits(user.id).remaining == 6
 
-    @pytest.mark.parametrize("generation_id", ["gen\x00", "gen\n1", "\ud800", "a\u2028b"])
+    @pytest.mark.parametrize(("generation_id", "status"), [
+        ("gen\x00", 422), ("gen\n1", 422), ("a\u2028b", 422),
+        ("\ud800", 400),  # half a surrogate pair is no character: the JSON itself is invalid
+    ])
     def test_a_generation_id_with_control_characters_is_refused(self, user_client, user,
-                                                                generation_id):
+                                                                generation_id, status):
         response = user_client.post("/api/user/credits/consume",
                                     json={"feature": "interior",
                                           "generation_id": generation_id})
-        assert response.status_code == 422
+        assert response.status_code == status
         assert credits.get_user_credits(user.id).remaining == 6
 
     def test_the_printable_rule_is_in_the_published_schema(self, client):
@@ -221,3 +224,25 @@ def test_free_text_form_fields_never_fail(admin_client, admin, user, name, reaso
         assert anonymous.post("/login", data={"email": email, "password": "x" * 12}
                               ).status_code in (401, 422)
     assert db.session.get(User, user.id) is not None
+
+
+class TestJsonBodies:
+    @pytest.mark.parametrize(("body", "message"), [
+        ("[1, 2]", "The request body must be a JSON object."),
+        ('"interior"', "The request body must be a JSON object."),
+        ('{"feature": "interior",', "The request body is not valid JSON"),
+        ('{"feature": "\\ud800"}', "The request body is not valid JSON"),
+    ])
+    def test_a_body_that_is_not_a_json_object_is_a_400_that_says_so(self, user_client, user,
+                                                                     body, message):
+        response = user_client.post("/api/user/credits/consume", data=body,
+                                    content_type="application/json")
+        assert response.status_code == 400
+        error = response.get_json()["error"]
+        assert error["code"] == "bad_json" and error["message"].startswith(message)
+        assert credits.get_user_credits(user.id).remaining == 6
+
+    def test_a_body_sent_as_a_form_is_a_400(self, user_client, user):
+        response = user_client.post("/api/user/credits/consume", data={"feature": "interior"})
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == (
+            "bad_json")

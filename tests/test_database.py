@@ -312,3 +312,30 @@ def test_in_the_tests_transaction_a_failed_block_rolls_back_to_its_savepoint(use
     total = db.session.execute(text("SELECT credits_total FROM users WHERE id = :id"),
                                {"id": user_id}).scalar_one()
     assert total == 6
+
+
+def test_a_request_that_keeps_its_connection_borrows_once_and_gives_it_back_at_the_end(
+        engine_session, one_connection_engine):
+    from sqlalchemy import event
+
+    from credit_app.database import (
+        execute_fixed,
+        fixed_transaction,
+        keep_connection_for_request,
+        release_request_connection,
+    )
+
+    checkouts = []
+    event.listen(one_connection_engine, "checkout", lambda *args: checkouts.append(args))
+    keep_connection_for_request()
+    try:
+        assert read_fixed("SELECT 1", {}).fetchone() == (1,)
+        with fixed_transaction():
+            execute_fixed(INSERT_PROBE)
+        assert read_fixed("SELECT count(*) FROM fixed_probe", {}).fetchone() == (1,)
+        assert len(checkouts) == 1 and one_connection_engine.pool.checkedout() == 1
+    finally:
+        release_request_connection()
+    assert one_connection_engine.pool.checkedout() == 0
+    assert read_fixed("SELECT 2", {}).fetchone() == (2,)
+    assert one_connection_engine.pool.checkedout() == 0 and len(checkouts) == 2

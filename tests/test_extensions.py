@@ -58,3 +58,11 @@ def test_a_view_without_limits_costs_the_limiter_nothing(monkeypatch):
 def test_with_a_default_limit_every_request_is_checked(monkeypatch):
     app, limiter = _app(default_limits=["100 per minute"])
     assert _resolutions(app, limiter, "/free", monkeypatch) == 1
+
+
+def test_limit_headers_are_still_sent_where_a_limit_was_checked():
+    app, _ = _app(headers_enabled=True)
+    client = app.test_client()
+    assert client.get("/limited").headers["X-RateLimit-Limit"] == "2"
+    assert "X-RateLimit-Limit" not in client.get("/free").headers
+    assert client.get("/limited").headers["X-RateLimit-Remaining"] == "0"

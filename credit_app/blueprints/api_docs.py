@@ -6,9 +6,11 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from credit_app.api_limits import check_api_limits
 from credit_app.auth import identify_api_caller
+from credit_app.database import keep_connection_for_request
 from credit_app.openapi import build_openapi
 
 bp = Blueprint("api_docs", __name__, url_prefix="/api")
+bp.before_request(keep_connection_for_request)
 bp.before_request(identify_api_caller)
 bp.before_request(check_api_limits)
 

@@ -7,14 +7,14 @@ from flask import Blueprint, Response, jsonify, request
 from credit_app import schemas
 from credit_app.api_limits import also_limited_by, check_api_limits
 from credit_app.auth import api_caller, api_staff, identify_api_caller, require_api_csrf
-from credit_app.database import fixed_transaction
+from credit_app.database import fixed_transaction, keep_connection_for_request
 from credit_app.extensions import csrf, db
 from credit_app.openapi import documented
-from credit_app.request_json import json_object
 from credit_app.services import credits
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
 csrf.exempt(bp)
+bp.before_request(keep_connection_for_request)
 bp.before_request(identify_api_caller)
 bp.before_request(check_api_limits)
 
@@ -56,7 +56,7 @@ def get_credits() -> Response:
 )
 def consume() -> Response:
     caller = api_caller()
-    body = schemas.parse(schemas.ConsumeRequest, json_object())
+    body = schemas.parse_body(schemas.ConsumeRequest)
     with fixed_transaction():
         result = credits.consume_credit(caller.id, body.feature, body.generation_id)
     response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
@@ -91,7 +91,7 @@ def history() -> Response:
 )
 def grant() -> Response:
     staff = api_staff()
-    body = schemas.parse(schemas.GrantRequest, json_object())
+    body = schemas.parse_body(schemas.GrantRequest)
     entry = credits.grant_credits(body.user_id, body.amount, body.reason, actor_id=staff.id)
     status = credits.get_user_credits(body.user_id)
     db.session.commit()
