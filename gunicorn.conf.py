@@ -41,10 +41,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def post_worker_init(worker) -> None:
     """Say once, from the first worker, whether workers x pool fit PostgreSQL's
-    max_connections. In the worker and not the master: the master must not import the app
-    (and with it psycopg) before gevent has patched the worker, or psycopg would keep its
-    blocking wait."""
-    if worker.age == 1:
+    max_connections (for the app: bench/lean_api.py has no SQLAlchemy pool). In the worker
+    and not the master: the master must not import the app (and with it psycopg) before
+    gevent has patched the worker, or psycopg would keep its blocking wait."""
+    if worker.age == 1 and "sqlalchemy" in getattr(worker.wsgi, "extensions", {}):
         from credit_app.capacity import report_connection_budget
 
         report_connection_budget(workers, worker.log, app=worker.wsgi)

@@ -8,6 +8,11 @@ One run measures:
    same view with and without the decorator, each at the same client counts (1 and 50).
 3. The database ceiling: the ledger statements consume_credit runs, sent directly through
    psycopg in one transaction per operation, at the same client counts as 1.
+4. The HTTP ceiling: bench/lean_api.py, the same endpoint with nothing but its database and
+   Redis work, on the same stack and gunicorn configuration, at the same client counts.
+5. The app and the HTTP ceiling side by side: both served at once under one closed loop,
+   each server's CPU per consume over the same seconds, and the ratio of the two (the box's
+   speed drifts by half between runs; a ratio measured at once does not).
 
 The HTTP clients are coroutines of one asyncio event loop on aiohttp, each with its own
 session and keep-alive connection: a thread per client with httpx cost about 0.8-0.9 ms of
@@ -146,6 +151,23 @@ class LevelResult:
         return ", ".join(f"{label}: {n}" for label, n in self.errors.most_common()) or "0"
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """One round of the app and the HTTP ceiling served at the same time, each half of the
+    clients: their gunicorn CPU per successful consume, measured over the same seconds."""
+
+    clients: int
+    app_requests: int
+    lean_requests: int
+    app_cpu_ms: float
+    lean_cpu_ms: float
+    errors: int
+
+    @property
+    def ratio(self) -> float:
+        return self.app_cpu_ms / self.lean_cpu_ms if self.lean_cpu_ms else math.nan
+
+
 @dataclass
 class Report:
     """Everything docs/performance.md is written from."""
@@ -158,6 +180,8 @@ class Report:
     consume: list[LevelResult] = field(default_factory=list)
     plain: list[LevelResult] = field(default_factory=list)
     credit: list[LevelResult] = field(default_factory=list)
+    lean: list[LevelResult] = field(default_factory=list)
+    side_by_side: list[SideBySide] = field(default_factory=list)
     gunicorn: dict[str, str] = field(default_factory=dict)
     runtime: float = 0.0
 
@@ -582,9 +606,12 @@ class Server:
     pid: int
 
 
-def gunicorn_command() -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "bench.probe_app:app",
-            "--config", "gunicorn.conf.py"]
+APP_TARGET = "bench.probe_app:app"
+LEAN_TARGET = "bench.lean_api:app"
+
+
+def gunicorn_command(target: str = APP_TARGET) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", target, "--config", "gunicorn.conf.py"]
 
 
 def server_environment(workers: int | None, threads: int | None, port: int) -> dict[str, str]:
@@ -646,15 +673,17 @@ def describe_gunicorn(gunicorn: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def gunicorn_server(env: dict[str, str], log_path: Path) -> Iterator[Server]:
-    """Serve bench.probe_app with the project's gunicorn.conf.py under `env` (its BIND is
-    127.0.0.1:<port>); yield its URL and pid.
+def gunicorn_server(env: dict[str, str], log_path: Path,
+                    target: str = APP_TARGET) -> Iterator[Server]:
+    """Serve `target` (default bench.probe_app: the app plus the probe routes) with the
+    project's gunicorn.conf.py under `env` (its BIND is 127.0.0.1:<port>); yield its URL and
+    pid.
 
     The server is always stopped on the way out, also on error.
     """
     base_url = f"http://{env['BIND']}"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(gunicorn_command(), cwd=PROJECT_ROOT, env=env, stdout=log,
+        process = subprocess.Popen(gunicorn_command(target), cwd=PROJECT_ROOT, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
         try:
             wait_until_up(process, base_url, log_path)
@@ -706,17 +735,32 @@ async def post_once(session: aiohttp.ClientSession, path: str) -> str | None:
     return None if status == 200 else f"HTTP {status}"
 
 
+def bearer(user: BenchUser) -> dict[str, str]:
+    """An API client's headers."""
+    return {"Authorization": f"Bearer {user.token}"}
+
+
+def browser_session(cookie: str) -> dict[str, str]:
+    """A signed-in browser's headers (bench.load.session_cookies): pages and the probe
+    routes take a session, not a token."""
+    from bench.load import BROWSER_AGENT
+
+    return {"Cookie": cookie, "User-Agent": BROWSER_AGENT}
+
+
 async def http_level(server: Server, path: str, users: Sequence[BenchUser], clients: int,
-                     duration: float, warmup: int, attribution: Attribution) -> LevelResult:
-    """`clients` coroutines, each a user with its own token, session and keep-alive
-    connection, POSTing to `path` back to back for `duration` seconds.
+                     duration: float, warmup: int, attribution: Attribution,
+                     headers: Sequence[dict[str, str]] | None = None) -> LevelResult:
+    """`clients` coroutines, each a user with its own token (or `headers[index]`, a
+    browser's session), session and keep-alive connection, POSTing to `path` back to back
+    for `duration` seconds.
 
     Like run_level: each client first sends `warmup` untimed requests (opening its
     connection); the timed part starts for all clients at once; CPU time is split by
     process. The event loop's lag is watched during the timed part.
     """
     sessions = [new_session(server.base_url, HTTP_TIMEOUT,
-                            {"Authorization": f"Bearer {users[index].token}"})
+                            headers[index] if headers else bearer(users[index]))
                 for index in range(clients)]
     latencies: list[list[float]] = [[] for _ in sessions]
     errors: list[Counter[str]] = [Counter() for _ in sessions]
@@ -774,16 +818,77 @@ async def http_level(server: Server, path: str, users: Sequence[BenchUser], clie
 
 
 def measure_http(server: Server, path: str, users: Sequence[BenchUser], clients: int,
-                 duration: float, warmup: int, attribution: Attribution) -> LevelResult:
+                 duration: float, warmup: int, attribution: Attribution,
+                 headers: Sequence[dict[str, str]] | None = None) -> LevelResult:
     """One HTTP level (http_level) in an event loop of its own."""
     return asyncio.run(http_level(server, path, users, clients, duration, warmup,
-                                  attribution))
+                                  attribution, headers))
 
 
-def smoke_test(base_url: str, user: BenchUser) -> None:
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and its children (a gunicorn master and
+    its workers) so far."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if root in (int(stat.parent.name), int(fields[1])):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def side_by_side_round(app: Server, lean: Server, users: Sequence[BenchUser],
+                             clients: int, duration: float, warmup: int) -> SideBySide:
+    """`clients` closed-loop consume clients, alternately on the app and on the HTTP ceiling,
+    for `duration` seconds: both servers share the CPUs over the same seconds, so the box's
+    speed, which drifts between runs, cancels out of the ratio of their CPU per request."""
+    servers = (app, lean)
+    sessions = [new_session(servers[index % 2].base_url, HTTP_TIMEOUT, bearer(users[index]))
+                for index in range(clients)]
+    served, errors = [0, 0], [0]
+    ready = asyncio.Barrier(clients + 1)
+    go = asyncio.Event()
+    deadline = 0.0
+
+    async def client(index: int) -> None:
+        session = sessions[index]
+        try:
+            for _ in range(warmup):
+                await post_once(session, CONSUME_PATH)
+            await ready.wait()
+        except BaseException:
+            await ready.abort()
+            raise
+        await go.wait()
+        while time.perf_counter() < deadline:
+            if await post_once(session, CONSUME_PATH) is None:
+                served[index % 2] += 1
+            else:
+                errors[0] += 1
+
+    try:
+        tasks = [asyncio.ensure_future(client(index)) for index in range(clients)]
+        await ready.wait()
+        before = [tree_cpu_seconds(server.pid) for server in servers]
+        deadline = time.perf_counter() + duration
+        go.set()
+        await asyncio.gather(*tasks)
+        after = [tree_cpu_seconds(server.pid) for server in servers]
+    finally:
+        await close_all(sessions)
+    cpu = [(end - start) * 1000 for start, end in zip(before, after, strict=True)]
+    return SideBySide(clients, served[0], served[1],
+                      cpu[0] / served[0] if served[0] else math.nan,
+                      cpu[1] / served[1] if served[1] else math.nan, errors[0])
+
+
+def smoke_test(base_url: str, user: BenchUser, browser: dict[str, str]) -> None:
     """One request per route, so a misconfiguration fails loudly. Raises RuntimeError."""
-    headers = {"Authorization": f"Bearer {user.token}"}
-    for path in (CONSUME_PATH, PLAIN_PATH, CREDIT_PATH):
+    for path, headers in ((CONSUME_PATH, bearer(user)), (PLAIN_PATH, browser),
+                          (CREDIT_PATH, browser)):
         body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
         response = httpx.post(base_url + path, json=body, headers=headers, timeout=30)
         if response.status_code != 200:
@@ -844,8 +949,27 @@ def overhead_table(plain: Sequence[LevelResult], credit: Sequence[LevelResult]) 
     return rows
 
 
+def side_by_side_table(rounds: Sequence[SideBySide]) -> list[str]:
+    rows = ["| round | clients | app consumes | app CPU ms/consume | ceiling consumes | "
+            "ceiling CPU ms/consume | app / ceiling | errors |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for number, result in enumerate(rounds, start=1):
+        rows.append(f"| {number} | {result.clients} | {result.app_requests} | "
+                    f"{result.app_cpu_ms:.2f} | {result.lean_requests} | "
+                    f"{result.lean_cpu_ms:.2f} | {result.ratio:.2f} | {result.errors} |")
+    if rounds:
+        rows.append(f"| **median** | | | | | | **{median_ratio(rounds):.2f}** | |")
+    return rows
+
+
+def median_ratio(rounds: Sequence[SideBySide]) -> float:
+    ratios = sorted(result.ratio for result in rounds)
+    return ratios[len(ratios) // 2] if ratios else math.nan
+
+
 def measured_levels(report: Report) -> list[tuple[str, LevelResult]]:
     named = [("SQL ceiling", result) for result in report.raw]
+    named += [("HTTP ceiling", result) for result in report.lean]
     named += [("consume", result) for result in report.consume]
     for without, with_check in zip(report.plain, report.credit, strict=True):
         named += [("probe, plain", without), ("probe, @credit_required", with_check)]
@@ -987,6 +1111,22 @@ def analysis_lines(report: Report) -> list[str]:
             f"mostly that cost multiplied by queueing: {without.throughput:.0f} req/s without "
             f"it against {with_check.throughput:.0f} req/s with it."
         )
+    lean = {result.clients: result for result in report.lean}
+    both = [clients for clients in http if clients in lean and lean[clients].throughput]
+    if both:
+        top = max(both, key=lambda clients: lean[clients].throughput)
+        lines.append(
+            f"- The HTTP ceiling at {clients_label(top)}: {lean[top].throughput:.0f} req/s at "
+            f"{fmt_ms(lean[top].cpu_ms_per_op('gunicorn'))} ms of gunicorn CPU per consume, "
+            f"against the app's {http[top].throughput:.0f} req/s at "
+            f"{fmt_ms(http[top].cpu_ms_per_op('gunicorn'))} ms (measured one after the other).")
+    if report.side_by_side:
+        ratio = median_ratio(report.side_by_side)
+        lines.append(
+            f"- Side by side, the app's gunicorn CPU per consume is {ratio:.2f} "
+            "times the ceiling's (median of the rounds): what the app's request id and log, "
+            "metrics, security headers, sessions, CSRF checks, compression check, rollout, "
+            "events and notifications and its ORM-capable transaction cost on top of the work.")
     lag = lag_line(report)
     if lag:
         lines.append(lag)
@@ -1007,7 +1147,7 @@ def render(report: Report) -> str:
     """This benchmark's section of docs/performance.md, entirely from this run's figures."""
     parts = [
         SECTION_START,
-        "## The credit path: consume, `@credit_required` and the SQL ceiling",
+        "## The credit path: consume, `@credit_required`, the SQL and HTTP ceilings",
         "",
         "Generated by `bench/credits.py`; every figure in this section comes from the run "
         "dated here. Do not edit by hand: rerun the benchmark instead.",
@@ -1055,8 +1195,9 @@ def render(report: Report) -> str:
         f"`@login_required` view (`POST {PLAIN_PATH}`) and the same view behind "
         f'`@credit_required("{FEATURE}")` that commits the reservation with '
         f"`credits.commit_reservation` and `db.session.commit()` (`POST {CREDIT_PATH}`). "
-        "Both answer a small JSON object, authenticate with a bearer token, are CSRF-exempt "
-        "and have no rate limit, so the difference is the reservation and its commit.",
+        "Both answer a small JSON object, authenticate with a signed-in browser's session "
+        "(as a generation does), are CSRF-exempt and have no rate limit, so the difference is "
+        "the reservation and its commit.",
         "",
         *overhead_table(report.plain, report.credit),
         "",
@@ -1075,6 +1216,27 @@ def render(report: Report) -> str:
         "latency (psycopg_pool is not installed).",
         "",
         *level_table(report.raw, unit="op", with_connections=True),
+        "",
+        "### 4. The HTTP ceiling: the same endpoints with nothing but their work",
+        "",
+        "`bench/lean_api.py` serves `POST /api/user/credits/consume` (and the balance GET) "
+        "with only the work the app's consume does for the database and Redis: the bearer "
+        "token's owner, the rate-limit script, the lock, the idempotency look-up and "
+        "`POST_DRAW_SQL` in one transaction, `COMMIT`, one PUBLISH and JSON, on the same "
+        "Flask, psycopg, redis-py and gunicorn configuration. It has no request log, metrics, "
+        "security headers, sessions, CSRF, compression, replays, rollout or notifications: "
+        "it is what this box can do at best with this stack, measured in this run.",
+        "",
+        *level_table(report.lean),
+        "",
+        "### 5. Side by side: the app against the HTTP ceiling",
+        "",
+        "Both servers at the same time, each taking half of the clients' closed-loop "
+        "consumes, and each server's CPU (master and workers, from `/proc`) divided by the "
+        "consumes it answered. Measured over the same seconds, the ratio does not depend on "
+        "how fast the box runs that minute, which drifts by half between runs here.",
+        "",
+        *side_by_side_table(report.side_by_side),
         "",
         "### Where the CPU goes",
         "",
@@ -1157,6 +1319,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default 20; 0: do not wait)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed operations per client before each level (default 2)")
+    parser.add_argument("--side-by-side-rounds", type=int, default=3,
+                        help="rounds of the app and the HTTP ceiling served at once (default "
+                             "3; 0: skip)")
+    parser.add_argument("--side-by-side-clients", type=int, default=50,
+                        help="clients of a side-by-side round, half on each (default 50)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="the Markdown report whose credit-path section to rewrite "
                              "(default docs/performance.md)")
@@ -1182,7 +1349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     conninfo = psycopg_conninfo(app)
-    user_count = max([*args.clients, *args.probe_clients])
+    user_count = max([*args.clients, *args.probe_clients, args.side_by_side_clients])
     announce(f"preparing {user_count} bench users …")
     users = prepare_users(app, user_count)
     attribution = find_attribution(app, conninfo)
@@ -1219,8 +1386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log_path = instance_path() / "bench-gunicorn.log"
     announce(f"starting gunicorn ({describe_gunicorn(gunicorn)}), log in {log_path} …")
+    from bench.load import session_cookies
+
+    browsers = [browser_session(cookie) for cookie in session_cookies(
+        app, users[:max(args.probe_clients, default=1)], env["BIND"])]
     with gunicorn_server(env, log_path) as server:
-        smoke_test(server.base_url, users[0])
+        smoke_test(server.base_url, users[0], browsers[0])
         for clients in args.clients:
             announce(f"consume, {clients} client(s) …")
             wait_for_quiet(args.settle)
@@ -1231,7 +1402,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path, results in ((PLAIN_PATH, report.plain), (CREDIT_PATH, report.credit)):
                 wait_for_quiet(args.settle)
                 results.append(measure_http(server, path, users, clients, args.duration,
-                                            args.warmup, attribution))
+                                            args.warmup, attribution, browsers))
+        lean_env = server_environment(args.workers, args.threads, free_port())
+        lean_log = instance_path() / "bench-gunicorn-lean.log"
+        announce(f"starting the HTTP ceiling (bench/lean_api.py), log in {lean_log} …")
+        with gunicorn_server(lean_env, lean_log, LEAN_TARGET) as lean:
+            for clients in args.clients:
+                announce(f"HTTP ceiling, {clients} client(s) …")
+                wait_for_quiet(args.settle)
+                report.lean.append(measure_http(lean, CONSUME_PATH, users, clients,
+                                                args.duration, args.warmup, attribution))
+            for round_number in range(args.side_by_side_rounds):
+                announce(f"side by side, round {round_number + 1} …")
+                wait_for_quiet(args.settle)
+                report.side_by_side.append(asyncio.run(side_by_side_round(
+                    server, lean, users, args.side_by_side_clients, args.duration,
+                    args.warmup)))
 
     report.runtime = time.perf_counter() - clock
     print_summary(report)
