@@ -305,8 +305,13 @@ def server_environment(args: argparse.Namespace, port: int) -> dict[str, str]:
     return env
 
 
-def gunicorn_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"]
+APP_TARGET = "app:app"
+CEILING_TARGET = "bench.lean_api:app"
+CEILING_PROFILE = "api, HTTP ceiling"
+
+
+def gunicorn_command(args: argparse.Namespace, target: str = APP_TARGET) -> list[str]:
+    command = [sys.executable, "-m", "gunicorn", target, "--config", "gunicorn.conf.py"]
     if args.keepalive is not None:
         command += ["--keep-alive", str(args.keepalive)]
     return command
@@ -337,7 +342,7 @@ def stop_process(process: subprocess.Popen, grace: float) -> None:
 class Server:
     host: str
     gunicorn_pid: int
-    worker_pid: int
+    worker_pid: int | None
 
     @property
     def base_url(self) -> str:
@@ -373,6 +378,25 @@ def app_processes(args: argparse.Namespace, env: dict[str, str],
         finally:
             for process in reversed(started):
                 stop_process(process, grace=30)
+
+
+@contextlib.contextmanager
+def ceiling_server(args: argparse.Namespace, env: dict[str, str],
+                   log_dir: Path) -> Iterator[Server]:
+    """gunicorn serving bench/lean_api.py (the HTTP ceiling) with the app's configuration,
+    on a port of its own; always stopped. Raises RuntimeError when it does not come up."""
+    port = free_port()
+    env = {**env, "BIND": f"127.0.0.1:{port}"}
+    log_path = log_dir / "bench-load-ceiling.log"
+    with open(log_path, "w") as out:
+        web = subprocess.Popen(gunicorn_command(args, CEILING_TARGET), cwd=PROJECT_ROOT,
+                               env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            wait_until_up(web, f"http://127.0.0.1:{port}", log_path)
+            yield Server(f"127.0.0.1:{port}", web.pid, None)
+        finally:
+            stop_process(web, grace=30)
 
 
 # --- users -------------------------------------------------------------------------------
@@ -487,8 +511,9 @@ async def run_users(coroutines: Sequence, deadline: float, grace: float) -> None
 
 
 async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[BenchUser],
-                      meter: CpuMeter) -> list[Level]:
-    """The api profile: one level per think time, the same users and connections throughout."""
+                      meter: CpuMeter, profile: str = "api") -> list[Level]:
+    """The api profile: one level per think time, the same users and connections throughout
+    (`profile` names the levels: the app's, or the HTTP ceiling's)."""
     sessions = [new_session(server.base_url, args.request_timeout,
                             {"Authorization": f"Bearer {user.token}"}) for user in users]
     levels = []
@@ -499,9 +524,9 @@ async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[
         if warmup.error_count:
             log.warning("warm-up errors: %s", warmup.error_summary())
         for think in args.think:
-            print(f"api profile: {len(users)} users, T = {think:g} s, {args.duration:g} s …",
-                  flush=True)
-            levels.append(await api_level(args, sessions, think, meter))
+            print(f"{profile} profile: {len(users)} users, T = {think:g} s, "
+                  f"{args.duration:g} s …", flush=True)
+            levels.append(await api_level(args, sessions, think, meter, profile))
             print(level_summary(levels[-1]), flush=True)
     finally:
         await close_all(sessions)
@@ -509,8 +534,8 @@ async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[
 
 
 async def api_level(args: argparse.Namespace, sessions: Sequence[aiohttp.ClientSession],
-                    think: float, meter: CpuMeter) -> Level:
-    level = Level("api", think, len(sessions), args.duration)
+                    think: float, meter: CpuMeter, profile: str = "api") -> Level:
+    level = Level(profile, think, len(sessions), args.duration)
     get_stats, consume_stats = level.stats(f"GET {CREDITS_PATH}"), level.stats(
         f"POST {CONSUME_PATH}")
     loop = asyncio.get_running_loop()
@@ -880,6 +905,18 @@ def target_lines(report: Report) -> list[str]:
             + verdict(sockets_ok and pages <= TARGETS["browser_page_p99"]
                       and push_p95 <= TARGETS["browser_push_p95"] and browser.errors == 0)
             + ".")
+    for think in (5.0, 2.5):
+        ceiling = find_level(report.levels, CEILING_PROFILE, think)
+        if ceiling is None:
+            continue
+        consume_p99 = ceiling.stats(f"POST {CONSUME_PATH}").ms(99)
+        get_p99 = ceiling.stats(f"GET {CREDITS_PATH}").ms(99)
+        lines.append(
+            f"- For reference, the HTTP ceiling (bench/lean_api.py: the same two endpoints with "
+            f"nothing but their work) under the same load, T = {think:g} s: {ceiling.errors} "
+            f"errors, consume p99 {fmt_ms(consume_p99)} ms, GET p99 {fmt_ms(get_p99)} ms, "
+            f"{fmt_ms(ceiling.cpu_ms_per_request('gunicorn'))} ms of gunicorn CPU per request "
+            "(both endpoints): what this box allows with this stack in this run.")
     if any(level.users < 1000 for level in report.levels):
         lines.append("- This run had fewer than 1,000 users (a --quick or reduced run): the "
                      "targets are for 1,000 users, so these verdicts do not count.")
@@ -931,6 +968,11 @@ def render(report: Report) -> str:
         "",
         "- api profile: each cycle is `GET /api/user/credits` then `POST "
         "/api/user/credits/consume` with a fresh generation_id (bearer token).",
+        f"- {CEILING_PROFILE}: the same api profile, same users and seed, against "
+        "`gunicorn bench.lean_api:app` (the same gunicorn configuration, no rq worker): the "
+        "two endpoints with only their database and Redis work (bench/credits.py, section 4). "
+        "It runs right after the app's api levels, so both see the box at about the same "
+        "speed; its levels are not judged against the targets.",
         "- browser profile: each user holds `/ws/credits` open (session cookie: the cookie "
         "/login would set, minted in-process with flask-login's `login_user`, so that 1,000 "
         "password hashes do not run before the measurement). Each cycle loads the dashboard or "
@@ -1073,6 +1115,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="client counts of the raw-SQL ceiling (default 1,50)")
     parser.add_argument("--ceiling-duration", type=float, default=10.0,
                         help="seconds per ceiling level (default 10)")
+    parser.add_argument("--no-api-ceiling", dest="api_ceiling", action="store_false",
+                        help="skip the api profile against the HTTP ceiling (bench/lean_api.py)")
     parser.add_argument("--seed", type=int, default=9, help="random seed of the think times")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 100 users, 15 s a level, 5 s ceiling levels")
@@ -1153,6 +1197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         meter = CpuMeter(Processes(attribution, server.gunicorn_pid, server.worker_pid))
         if args.profile in ("api", "both"):
             report.levels += asyncio.run(api_profile(args, server, users[:args.users], meter))
+            if args.api_ceiling:
+                print("the same api profile against the HTTP ceiling (bench/lean_api.py) …",
+                      flush=True)
+                with ceiling_server(args, env, instance_path()) as ceiling:
+                    ceiling_meter = CpuMeter(Processes(attribution, ceiling.gunicorn_pid))
+                    report.levels += asyncio.run(api_profile(
+                        args, ceiling, users[:args.users], ceiling_meter, CEILING_PROFILE))
         if args.profile in ("browser", "both"):
             browsers = [BrowserUser(user, cookie) for user, cookie in zip(
                 users[:args.users], session_cookies(app, users[:args.users], server.host),
