@@ -10,12 +10,12 @@ Rules kept in this one module:
 
 Services flush and never commit: the caller (a request or a job) owns the transaction.
 
-The hot path is lean on purpose (bench/load.py measures it): a spend is three statements in two
-round trips — lock the balance and look up the generation id (pipelined), then one
-`POST_ENTRY_SQL` statement that writes the ledger row, the new balance and the analytics events
-together — all fixed SQL text that psycopg prepares once per connection. The balance columns
-are read and written with Core, not the ORM; a `User` already loaded in the session is kept in
-step (`_sync_loaded_user`).
+The hot path is lean on purpose (bench/load.py measures it): a spend is three statements —
+lock the balance, look up the generation id, then one `POST_DRAW_SQL` statement that writes the
+ledger row, the new balance, the analytics events and the draw on the lots together — all
+fixed SQL text that psycopg prepares once per connection, and no ORM object (so a spend can run
+in a fixed transaction, database.fixed_transaction, as the API's consume does). A `User`
+already loaded in the session is kept in step (`_sync_loaded_user`).
 """
 
 from __future__ import annotations
