@@ -230,10 +230,6 @@ def _end(transaction: _FixedTransaction, session: Session, commit: bool) -> None
             link.driver.rollback()
 
 
-def in_fixed_transaction() -> bool:
-    return _open_fixed.get() is not None
-
-
 def execute_fixed(*statements: tuple[str, dict[str, Any]]) -> list[psycopg.Cursor]:
     """Run `statements` (SQL text and its parameters) in order in the current transaction (a
     fixed transaction's, else the session's, after flushing pending ORM changes as an ORM
