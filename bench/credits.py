@@ -764,7 +764,49 @@ async def http_level(server: Server, path: str, users: Sequence[BenchUser], clie
                 for index in range(clients)]
     latencies: list[list[float]] = [[] for _ in sessions]
     errors: list[Counter[str]] = [Counter() for _ in sessions]
-    ready = asyncio.Barrier(clients + 1)
+    attribution = replace(attribution, server_pid=server.pid)
+    lag_ms: list[float] = []
+    stop_lag = asyncio.Event()
+    snapshots: list = []
+
+    def record(index: int, error: str | None, seconds: float) -> None:
+        if error is None:
+            latencies[index].append(seconds)
+        else:
+            errors[index][error] += 1
+
+    def start() -> None:
+        snapshots.append((process_cpu(attribution), cpu_times()))
+        snapshots.append(asyncio.ensure_future(watch_loop_lag(lag_ms, stop_lag)))
+
+    try:
+        elapsed = await closed_loop(sessions, path, warmup, duration, record, start)
+        busy_after, total_after = cpu_times()
+        processes_after = process_cpu(attribution)
+        stop_lag.set()
+        await snapshots[1]
+    finally:
+        await close_all(sessions)
+    processes_before, (busy_before, total_before) = snapshots[0]
+    return LevelResult(
+        clients=clients,
+        latencies=[value for values in latencies for value in values],
+        errors=sum(errors, Counter()),
+        elapsed=elapsed,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+        cpu=cpu_by_group(processes_before, processes_after, busy_after - busy_before),
+        loop_lag_ms=lag_ms,
+    )
+
+
+async def closed_loop(sessions: Sequence[aiohttp.ClientSession], path: str, warmup: int,
+                      duration: float, record: Callable[[int, str | None, float], None],
+                      start: Callable[[], None]) -> float:
+    """Each session POSTs to `path` back to back: `warmup` untimed requests (opening its
+    connection), then, all together once `start()` has run, for `duration` seconds, telling
+    `record(index, error or None, seconds)` of each timed request. Returns the timed part's
+    length in seconds."""
+    ready = asyncio.Barrier(len(sessions) + 1)
     go = asyncio.Event()
     deadline = 0.0
 
@@ -778,43 +820,18 @@ async def http_level(server: Server, path: str, users: Sequence[BenchUser], clie
             await ready.abort()
             raise
         await go.wait()
-        mine, failures = latencies[index], errors[index]
         while (started := time.perf_counter()) < deadline:
             error = await post_once(session, path)
-            if error is None:
-                mine.append(time.perf_counter() - started)
-            else:
-                failures[error] += 1
+            record(index, error, time.perf_counter() - started)
 
-    attribution = replace(attribution, server_pid=server.pid)
-    lag_ms: list[float] = []
-    stop_lag = asyncio.Event()
-    try:
-        tasks = [asyncio.ensure_future(client(index)) for index in range(clients)]
-        await ready.wait()
-        processes_before = process_cpu(attribution)
-        busy_before, total_before = cpu_times()
-        started = time.perf_counter()
-        deadline = started + duration
-        lag = asyncio.ensure_future(watch_loop_lag(lag_ms, stop_lag))
-        go.set()
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-        busy_after, total_after = cpu_times()
-        processes_after = process_cpu(attribution)
-        stop_lag.set()
-        await lag
-    finally:
-        await close_all(sessions)
-    return LevelResult(
-        clients=clients,
-        latencies=[value for values in latencies for value in values],
-        errors=sum(errors, Counter()),
-        elapsed=elapsed,
-        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
-        cpu=cpu_by_group(processes_before, processes_after, busy_after - busy_before),
-        loop_lag_ms=lag_ms,
-    )
+    tasks = [asyncio.ensure_future(client(index)) for index in range(len(sessions))]
+    await ready.wait()
+    start()
+    began = time.perf_counter()
+    deadline = began + duration
+    go.set()
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - began
 
 
 def measure_http(server: Server, path: str, users: Sequence[BenchUser], clients: int,
@@ -849,33 +866,17 @@ async def side_by_side_round(app: Server, lean: Server, users: Sequence[BenchUse
     sessions = [new_session(servers[index % 2].base_url, HTTP_TIMEOUT, bearer(users[index]))
                 for index in range(clients)]
     served, errors = [0, 0], [0]
-    ready = asyncio.Barrier(clients + 1)
-    go = asyncio.Event()
-    deadline = 0.0
+    before: list[float] = []
 
-    async def client(index: int) -> None:
-        session = sessions[index]
-        try:
-            for _ in range(warmup):
-                await post_once(session, CONSUME_PATH)
-            await ready.wait()
-        except BaseException:
-            await ready.abort()
-            raise
-        await go.wait()
-        while time.perf_counter() < deadline:
-            if await post_once(session, CONSUME_PATH) is None:
-                served[index % 2] += 1
-            else:
-                errors[0] += 1
+    def record(index: int, error: str | None, seconds: float) -> None:
+        if error is None:
+            served[index % 2] += 1
+        else:
+            errors[0] += 1
 
     try:
-        tasks = [asyncio.ensure_future(client(index)) for index in range(clients)]
-        await ready.wait()
-        before = [tree_cpu_seconds(server.pid) for server in servers]
-        deadline = time.perf_counter() + duration
-        go.set()
-        await asyncio.gather(*tasks)
+        await closed_loop(sessions, CONSUME_PATH, warmup, duration, record,
+                          lambda: before.extend(tree_cpu_seconds(s.pid) for s in servers))
         after = [tree_cpu_seconds(server.pid) for server in servers]
     finally:
         await close_all(sessions)
