@@ -45,6 +45,6 @@ def post_worker_init(worker) -> None:
     and not the master: the master must not import the app (and with it psycopg) before
     gevent has patched the worker, or psycopg would keep its blocking wait."""
     if worker.age == 1 and "sqlalchemy" in getattr(worker.wsgi, "extensions", {}):
-        from credit_app.capacity import report_connection_budget
+        from credit_app.platform.capacity import report_connection_budget
 
         report_connection_budget(workers, worker.log, app=worker.wsgi)

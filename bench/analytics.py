@@ -56,15 +56,15 @@ def database_url() -> str:
     configured = os.environ.get("BENCH_ANALYTICS_DATABASE_URL")
     if configured:
         return configured
-    from credit_app import embedded
-    from credit_app.config import instance_path
+    from credit_app.platform import embedded
+    from credit_app.platform.config import instance_path
 
     return embedded.ensure_postgres(instance_path(), DATABASE)
 
 
 def make_app(url: str):
     from credit_app import create_app
-    from credit_app.config import _sqlalchemy_url
+    from credit_app.platform.config import _sqlalchemy_url
 
     return create_app("development", overrides={"SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(url)})
 
@@ -72,7 +72,7 @@ def make_app(url: str):
 def reset_schema(app) -> None:
     import flask_migrate
 
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
 
     with app.app_context():
         with db.engine.begin() as connection:
@@ -157,7 +157,7 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
 
 
 def measure_queries(app, runs: int) -> list[tuple[int, str, float, float]]:
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import admin_analytics as queries
 
     rows = []
@@ -304,8 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         insert_events(connection, args.events, days=90, newest=now - timedelta(days=1))
         connection.execute("VACUUM ANALYZE")
 
-    from credit_app.extensions import db
     from credit_app.jobs.analytics import roll_up_analytics
+    from credit_app.platform.extensions import db
     from credit_app.services.ledger_audit import audit_ledger
 
     rollup_facts: list[str] = []

@@ -353,7 +353,7 @@ def prepare_users(app: Flask, count: int) -> list[BenchUser]:
 
     The tokens of earlier runs are revoked; nothing is deleted.
     """
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import accounts, credits
 
     users = []
@@ -1343,7 +1343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(PROJECT_ROOT)
 
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     announce("migrating the database …")
     migrate_database()

@@ -34,11 +34,11 @@ import psycopg
 import redis
 from flask import Flask, Response, request
 
-from credit_app.api_limits import _HIT_WINDOWS
-from credit_app.config import load_config
-from credit_app.live import channel_for
+from credit_app.platform.config import load_config
 from credit_app.services.accounts import TOKEN_OWNER_SQL
 from credit_app.services.credits import LOCK_BALANCE_SQL, POST_DRAW_SQL, PRIOR_USE_SQL
+from credit_app.services.live import channel_for
+from credit_app.web.api_limits import _HIT_WINDOWS
 
 POOL_SIZE = 16  # the app's DATABASE_POOL_SIZE default
 WINDOW_SECONDS = 60
@@ -53,7 +53,7 @@ _connections: queue.LifoQueue | None = None
 
 def _connection_class() -> type[psycopg.Connection]:
     if "gevent.monkey" in sys.modules:
-        from credit_app.database import GeventConnection
+        from credit_app.platform.database import GeventConnection
 
         return GeventConnection
     return psycopg.Connection

@@ -96,7 +96,7 @@ class Result:
 
 def prepare_user(app: Flask) -> int:
     """The bench user (verified), with credits enough for its designs; returns its id."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import accounts, credits
 
     with app.app_context():
@@ -117,8 +117,8 @@ def session_cookie(app: Flask, user_id: int, host: str) -> tuple[str, str]:
     from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
 
-    from credit_app.extensions import db
     from credit_app.models import User
+    from credit_app.platform.extensions import db
 
     with app.test_request_context("/login", method="POST", base_url=f"http://{host}",
                                   headers={"User-Agent": USER_AGENT},
@@ -135,8 +135,8 @@ def session_cookie(app: Flask, user_id: int, host: str) -> tuple[str, str]:
 def succeeded_designs(app: Flask, user_id: int) -> int:
     from sqlalchemy import func, select
 
-    from credit_app.extensions import db
     from credit_app.models import Generation
+    from credit_app.platform.extensions import db
 
     with app.app_context():
         count = db.session.execute(select(func.count()).select_from(Generation).where(
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     load_average = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     os.chdir(PROJECT_ROOT)
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     migrate_database()
     app = create_app()

@@ -81,7 +81,7 @@ from bench.credits import (
     watch_loop_lag,
 )
 from bench.credits import level_table as ceiling_table
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.generation.options import ROOM_TYPES, styles_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -411,8 +411,8 @@ def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[s
     from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
 
-    from credit_app.extensions import db
     from credit_app.models import User
+    from credit_app.platform.extensions import db
 
     cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
     cookies = []
@@ -1040,7 +1040,7 @@ def fold_earlier_backlog(app: Flask) -> None:
     """Roll up the analytics events earlier runs left pending, before anything is measured:
     otherwise the worker's periodic roll-up folds that backlog during a level and its
     database time lands in the figures of this run."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import analytics
 
     print("rolling up analytics events left by earlier runs …", flush=True)
@@ -1052,7 +1052,7 @@ def fold_earlier_backlog(app: Flask) -> None:
 
 def run_audit(app: Flask) -> tuple[bool, str]:
     """audit_ledger() over the whole database: (clean, a one-paragraph summary)."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services.ledger_audit import audit_ledger
 
     with app.app_context():
@@ -1151,7 +1151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = raise_file_limit(args.users * FILE_LIMIT_PER_USER + 1024)
 
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     print("migrating the database …", flush=True)
     migrate_database()

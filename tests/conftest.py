@@ -25,13 +25,14 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from credit_app import after_commit, create_app
-from credit_app.extensions import db
+from credit_app import create_app
 from credit_app.models import User, UserRole
-from credit_app.redis_client import get_redis
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
+from credit_app.platform.storage import FilesystemStorage, storage_from_config
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
-from credit_app.storage import FilesystemStorage, storage_from_config
 from credit_app.testing.mail_stand_in import Mailbox, start_smtp
 from tests.s3_support import (
     create_bucket,

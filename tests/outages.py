@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import redis
 
-from credit_app import embedded
+from credit_app.platform import embedded
 
 
 class RedisServer:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from credit_app.storage import s3_client
+from credit_app.platform.storage import s3_client
 
 S3_STAND_IN_ACCESS_KEY = "stand-in-access-key"
 S3_STAND_IN_SECRET_KEY = "stand-in-secret-key"

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from credit_app.extensions import db
 from credit_app.models import UserRole
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))

@@ -3,8 +3,8 @@ happens when Redis fails."""
 
 import pytest
 
-from credit_app import api_limits
 from credit_app.services import credits
+from credit_app.web import api_limits
 
 CONSUME = "/api/user/credits/consume"
 
@@ -53,7 +53,7 @@ def test_with_redis_down_requests_go_through_when_errors_are_swallowed(
 
 def test_after_one_redis_failure_the_next_requests_skip_redis(
         app, user_client, broken_redis, monkeypatch):
-    from credit_app.after_commit import breaker
+    from credit_app.platform.after_commit import breaker
 
     monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", True)
     assert user_client.get("/api/user/credits").status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, session
 
-from credit_app.application import CreditApp
+from credit_app.web.application import CreditApp
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from credit_app.extensions import db
-from credit_app.input_text import PRINTABLE_PATTERN, clean_line, clean_text
 from credit_app.models import ApiToken, AuditLogEntry, CreditTransaction, Generation, User
-from credit_app.request_json import MAX_JSON_DEPTH, json_depth
+from credit_app.platform.extensions import db
+from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line, clean_text
 from credit_app.services import credits
+from credit_app.web.request_json import MAX_JSON_DEPTH, json_depth
 from tests.blueprints.test_generations import start, storage
 
 pytestmark = pytest.mark.usefixtures(storage.__name__)
@@ -197,7 +197,7 @@ def test_the_upload_is_removed_when_its_transaction_rolls_back(app, user_client,
         real_start(*args, **kwargs)
         flush_fails()
 
-    monkeypatch.setattr("credit_app.blueprints.dashboard.generations.start_generation",
+    monkeypatch.setattr("credit_app.web.blueprints.dashboard.generations.start_generation",
                         start_then_fail)
     response = start(user_client, "interior")
     assert response.status_code == 422

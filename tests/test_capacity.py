@@ -2,13 +2,13 @@
 
 import logging
 
-from credit_app.capacity import (
+from credit_app.platform.capacity import (
     HEADROOM,
     ConnectionBudget,
     measure_budget,
     report_connection_budget,
 )
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 
 def test_reads_the_servers_limits_and_the_pool_size(app):

@@ -1,6 +1,6 @@
 import pytest
 
-from credit_app import charts
+from credit_app.web import charts
 
 
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (0.3, 0.5), (1, 1), (7, 10), (12, 20),

@@ -2,8 +2,8 @@ import sys
 
 import pytest
 
-from credit_app import config
-from credit_app.config import ConfigError, load_config
+from credit_app.platform import config
+from credit_app.platform.config import ConfigError, load_config
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ import pytest
 from flask import jsonify
 
 from credit_app import create_app
-from credit_app.credit_check import credit_required
-from credit_app.extensions import csrf, db
 from credit_app.models import CreditReservation
+from credit_app.platform.extensions import csrf, db
 from credit_app.services import credits
+from credit_app.web.credit_check import credit_required
 from tests.conftest import SignedInClient
 
 

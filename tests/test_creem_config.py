@@ -3,8 +3,8 @@ production."""
 
 import pytest
 
-from credit_app import config
-from credit_app.config import ConfigError, load_config
+from credit_app.platform import config
+from credit_app.platform.config import ConfigError, load_config
 
 CREEM_VARIABLES = ("CREEM_API_KEY", "CREEM_WEBHOOK_SECRET", "CREEM_API_URL",
                    "CREEM_PRODUCT_PRO_MONTHLY", "CREEM_PRODUCT_PRO_YEARLY",

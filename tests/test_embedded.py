@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
-from credit_app import embedded
+from credit_app.platform import embedded
 from tests.outages import private_folder, wait_until
 
 
@@ -64,7 +64,7 @@ def test_redis_keeps_its_data_through_kill_9_and_restarts_at_once(instance):
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert client.config_get("save") == {"save": "300 1"}
         client.config_set("appendfsync", "always")  # so this test needs no wait for a fsync
-        Queue("generations", connection=client).enqueue("credit_app.jobs.ops.heartbeat")
+        Queue("generations", connection=client).enqueue("credit_app.jobs.heartbeat.heartbeat")
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         socket_path = embedded._redis_socket_path(instance / "redis")
         assert socket_path.exists() and not embedded._redis_answers(socket_path)

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from credit_app import create_app
 from credit_app.errors import OUTAGE_ERRORS, ServiceUnavailable, _IncidentLog
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 # These apps need their own engines: the rolled-back test session would route every
 # statement through the main app's test connection instead.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from credit_app.extensions import ViewLimiter
+from credit_app.platform.extensions import ViewLimiter
 
 
 def _app(**limiter_options) -> tuple[Flask, ViewLimiter]:

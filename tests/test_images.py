@@ -1,5 +1,5 @@
-"""WebP derivatives (credit_app/images.py) on both storage backends: a folder, and a bucket on
-the S3 stand-in (moto's S3 server through boto3)."""
+"""WebP derivatives (generation/images.py) on both storage backends: a folder, and a bucket
+on the S3 stand-in (moto's S3 server through boto3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from credit_app.images import (
+from credit_app.generation.images import (
     VARIANT_WIDTHS,
     VariantError,
     encode_variant,

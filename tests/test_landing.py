@@ -7,7 +7,12 @@ import re
 
 from PIL import Image
 
-from credit_app.landing_examples import EXAMPLES, ensure_examples, examples_version, file_name
+from credit_app.generation.landing_examples import (
+    EXAMPLES,
+    ensure_examples,
+    examples_version,
+    file_name,
+)
 
 
 def test_examples_are_computed_from_the_samples(tmp_path):

@@ -21,10 +21,10 @@ import pytest
 import simple_websocket
 from werkzeug.serving import make_server
 
-from credit_app.extensions import db
-from credit_app.live import channel_for
-from credit_app.redis_client import get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import accounts, credits
+from credit_app.services.live import channel_for
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import smtplib
 
 import pytest
 
-from credit_app.mail import build_message
+from credit_app.platform.mail import build_message
 from credit_app.testing.mail_stand_in import Mailbox, create_page_app, start_smtp
 
 

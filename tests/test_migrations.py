@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from credit_app import create_app
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 pytestmark = pytest.mark.concurrency
 

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from credit_app.openapi import build_openapi, postman_collection
+from credit_app.web.openapi import build_openapi, postman_collection
 
 COLLECTION = Path(__file__).resolve().parent.parent / "docs" / "postman_collection.json"
 

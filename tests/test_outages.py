@@ -25,16 +25,17 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
-from credit_app import after_commit, create_app
-from credit_app.extensions import db
-from credit_app.health import HEARTBEAT_KEY
+from credit_app import create_app
 from credit_app.jobs.recovery import requeue_stranded_work
 from credit_app.jobs.scheduler import enqueue_due_retries
-from credit_app.live_hub import HUB_DOWN, RESYNC, CreditHub
 from credit_app.models import CreditTransaction, Generation
-from credit_app.redis_client import make_client
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.health import HEARTBEAT_KEY
+from credit_app.platform.redis_client import make_client
 from credit_app.services import accounts, credits
 from credit_app.services.ledger_audit import audit_ledger
+from credit_app.web.live_hub import HUB_DOWN, RESYNC, CreditHub
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD, SignedInClient
 from tests.outages import (
     Finished,
@@ -346,7 +347,7 @@ def test_a_killed_worker_leaves_no_scheduler_and_the_next_one_runs_due_retries(r
         first.kill()
     connection.delete(HEARTBEAT_KEY)
     queue = Queue("maintenance", connection=connection)
-    due = queue.enqueue_at(datetime(2000, 1, 1, tzinfo=UTC), "credit_app.jobs.ops.heartbeat")
+    due = queue.enqueue_at(datetime(2000, 1, 1, tzinfo=UTC), "credit_app.jobs.heartbeat.heartbeat")
     second = start_worker(redis_server.url)
     try:
         wait_until(lambda: Job.fetch(due.id, connection=connection).get_status() == "finished",

@@ -7,8 +7,8 @@ import ssl
 import pytest
 import redis
 
-from credit_app import config
-from credit_app.redis_client import BUDGETS, connection_options, make_client
+from credit_app.platform import config
+from credit_app.platform.redis_client import BUDGETS, connection_options, make_client
 from tests.test_config import clean_env
 
 __all__ = ["clean_env"]  # the fixture, shared with the config tests
@@ -45,7 +45,7 @@ def test_rediss_urls_use_tls_without_verifying_heroku_s_self_signed_certificate(
 
 
 def test_verified_tls_when_asked():
-    client = make_client("rediss://cache.internal:6380/0", "ops", ssl_cert_reqs="required",
+    client = make_client("rediss://cache.internal:6380/0", "monitoring", ssl_cert_reqs="required",
                          ssl_ca_certs="/etc/ssl/certs/ca-certificates.crt")
     connection = client.connection_pool.make_connection()
     assert connection.cert_reqs == ssl.CERT_REQUIRED

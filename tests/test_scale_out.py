@@ -29,10 +29,10 @@ import pytest
 import simple_websocket
 from sqlalchemy import select
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
-from credit_app.images import variant_key
+from credit_app.generation.features import FEATURES
+from credit_app.generation.images import variant_key
 from credit_app.models import Generation, User
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
 from tests.blueprints.test_generations import FORMS, photo

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from tests.test_live import (
     committed_user,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from credit_app.config import ConfigError, load_config
-from credit_app.storage import (
+from credit_app.platform.config import ConfigError, load_config
+from credit_app.platform.storage import (
     FilesystemStorage,
     S3Storage,
     StorageUnavailable,

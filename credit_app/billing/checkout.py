@@ -19,7 +19,7 @@ from credit_app.billing.creem.events import verify_redirect
 from credit_app.billing.plans import get_plan
 from credit_app.billing.subscriptions import creem_client
 from credit_app.errors import AlreadySubscribed
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import User
 
 

@@ -16,8 +16,8 @@ from credit_app.billing.checkout import CheckoutStart, open_checkout, request_be
 from credit_app.billing.creem.client import CreemClient
 from credit_app.billing.plans import get_pack, pack_for_product
 from credit_app.errors import AlreadySubscribed, PackNotGranted, WebhookEventUnresolved
-from credit_app.extensions import db
 from credit_app.models import CreditLot, User, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 
 

@@ -32,10 +32,10 @@ from credit_app.billing import access
 from credit_app.billing.creem.client import CreemClient
 from credit_app.billing.creem.events import SubscriptionSnapshot
 from credit_app.billing.plans import is_pro_product, plan_for_product
-from credit_app.clock import utcnow
 from credit_app.errors import CreemError, DomainError, WebhookEventUnresolved
-from credit_app.extensions import db
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription, User
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,6 @@ from credit_app.billing.plans import (
     plan_for_product,
     plans,
 )
-from credit_app.clock import utcnow
 from credit_app.errors import (
     CreemError,
     NoSubscription,
@@ -56,8 +55,9 @@ from credit_app.errors import (
     ValidationFailed,
     WebhookEventUnresolved,
 )
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Subscription, User
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 from credit_app.services import credits, notifications
 
 log = logging.getLogger(__name__)

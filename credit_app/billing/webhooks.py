@@ -27,10 +27,10 @@ from credit_app.billing.creem.events import (
     parse_event,
     verify_signature,
 )
-from credit_app.clock import utcnow
 from credit_app.errors import WebhookEventNotFound
-from credit_app.extensions import db
 from credit_app.models import WebhookEvent
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 

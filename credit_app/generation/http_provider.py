@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from credit_app.features import FEATURE_KEYS
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
+from credit_app.generation.features import FEATURE_KEYS
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from flask import Flask, current_app, has_app_context
 from rq import Queue
 from rq.job import Job
 
-from credit_app import after_commit
 from credit_app.errors import OUTAGE_ERRORS
-from credit_app.extensions import db
 from credit_app.jobs import registry
-from credit_app.redis_client import get_redis
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,18 @@ after_commit.register("jobs", list, _enqueue_pending, uses_redis=True)
 
 @contextlib.contextmanager
 def job_context() -> Iterator[Flask]:
-    """An app context for a job: the current one, or the worker's app (made once per process)."""
-    global _job_app, _job_app_pid
+    """An app context for a job: the current one, or the worker's app (`use_app`).
+
+    Raises RuntimeError when there is neither: the worker (worker.py) builds its app and
+    hands it over before it runs a job, and the domain never builds the app itself.
+    """
+    global _job_app_pid
     if has_app_context():
         yield current_app._get_current_object()
         return
     if _job_app is None:
-        from credit_app import create_app
-
-        _job_app = create_app()
-        _job_app_pid = os.getpid()
+        raise RuntimeError("no app to run the job in: the worker calls jobs.use_app(app) "
+                           "before it runs jobs")
     with _job_app.app_context():
         if _job_app_pid != os.getpid():
             db.engine.dispose(close=False)
@@ -103,7 +105,7 @@ def preload_for_work_horses(app: Flask) -> None:
     from PIL import Image
 
     from credit_app.generation.providers import provider_from_config
-    from credit_app.storage import get_storage
+    from credit_app.platform.storage import get_storage
 
     Image.init()
     provider_from_config(app.config)

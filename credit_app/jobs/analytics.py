@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import current_app
 
-from credit_app.extensions import db
 from credit_app.jobs import job_context
+from credit_app.platform.extensions import db
 from credit_app.services import analytics
 
 log = logging.getLogger(__name__)

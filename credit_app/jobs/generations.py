@@ -16,13 +16,13 @@ from flask import current_app
 from rq import get_current_job
 
 from credit_app.errors import ReservationExpired
-from credit_app.extensions import db
 from credit_app.generation.base import GenerationError, GenerationResult
 from credit_app.generation.providers import provider_from_config
 from credit_app.jobs import TRANSIENT_ERRORS, job_context, registry
 from credit_app.models import Generation
+from credit_app.platform.extensions import db
+from credit_app.platform.storage import StorageUnavailable, get_storage
 from credit_app.services import generations
-from credit_app.storage import StorageUnavailable, get_storage
 
 log = logging.getLogger(__name__)
 

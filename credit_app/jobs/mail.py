@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from credit_app.errors import MailDeliveryError
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit, job_context
+from credit_app.platform.extensions import db
 from credit_app.services import mail, notifications
 
 log = logging.getLogger(__name__)

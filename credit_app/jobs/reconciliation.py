@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from credit_app.billing import reconciliation
 from credit_app.billing.subscriptions import creem_client
-from credit_app.extensions import db
 from credit_app.jobs import job_context, registry
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 BATCH = 100

@@ -16,8 +16,6 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import or_, select
 
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_now, job_context, registry
 from credit_app.jobs.webhooks import requeue_event
 from credit_app.models import (
@@ -28,6 +26,8 @@ from credit_app.models import (
     ReservationStatus,
     WebhookEvent,
 )
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 # An email still unsent after this many attempts is left to staff (its error is on the row).
 MAX_MAIL_ATTEMPTS = 10

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rq import Retry
+from rq import Queue, Retry
+
+from credit_app.platform.redis_client import get_redis
 
 Seconds = int | str  # a number of seconds, or the config key that holds it
 
@@ -108,7 +110,7 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
             "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
     JobSpec("requeue_stranded_work", "credit_app.jobs.recovery.requeue_stranded_work",
             "maintenance", timeout=120, period="SWEEP_INTERVAL_SECONDS"),
-    JobSpec("heartbeat", "credit_app.jobs.ops.heartbeat", "maintenance", timeout=30,
+    JobSpec("heartbeat", "credit_app.jobs.heartbeat.heartbeat", "maintenance", timeout=30,
             period="WORKER_HEARTBEAT_INTERVAL_SECONDS"),
     JobSpec("roll_up_analytics", "credit_app.jobs.analytics.roll_up_analytics", "analytics",
             timeout=600, period="ANALYTICS_ROLLUP_INTERVAL_SECONDS"),
@@ -136,3 +138,13 @@ def generation_job(queue: str) -> str:
 
 def periodic_jobs() -> list[JobSpec]:
     return [spec for spec in JOBS.values() if spec.period is not None]
+
+
+def get_queue(name: str) -> Queue:
+    """The rq queue `name` on the app's Redis client.
+
+    Raises ValueError for a queue the worker does not listen on.
+    """
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}")
+    return Queue(name, connection=get_redis())

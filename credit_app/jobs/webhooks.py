@@ -17,9 +17,9 @@ from rq.job import Job, JobStatus
 
 from credit_app.billing import subscriptions, webhooks
 from credit_app.errors import WebhookEventNotFound
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit, enqueue_now, job_context
-from credit_app.redis_client import get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 
 class WelcomeMailbox(db.Model):

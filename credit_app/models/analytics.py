@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 EVENT_TYPES: tuple[str, ...] = (
     "credit_consumed",

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from credit_app.extensions import db
 from credit_app.models.user import User
+from credit_app.platform.extensions import db
 
 
 class ApiToken(db.Model):

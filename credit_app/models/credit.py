@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
-from credit_app.features import FEATURE_KEYS, LEDGER_SOURCES
+from credit_app.generation.features import FEATURE_KEYS, LEDGER_SOURCES
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 
 class LedgerKind(enum.StrEnum):

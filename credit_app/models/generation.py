@@ -9,9 +9,9 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, St
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
-from credit_app.features import FEATURE_KEYS
+from credit_app.generation.features import FEATURE_KEYS
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 
 class GenerationStatus(enum.StrEnum):
@@ -49,12 +49,12 @@ class Generation(db.Model):
     options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
                                           server_default="{}")
     provider: Mapped[str | None] = mapped_column(String(20))
-    # Where the file is (credit_app/storage.py `locator`): its absolute path with the
+    # Where the file is (credit_app/platform/storage.py `locator`): its absolute path with the
     # filesystem backend, its key (`12/345/input.png`) in an S3 bucket.
     input_path: Mapped[str] = mapped_column(String(500), nullable=False)
     output_path: Mapped[str | None] = mapped_column(String(500))
     output_media_type: Mapped[str | None] = mapped_column(String(50))
-    # The widths of the WebP copies made of each image (credit_app/images.py), e.g.
+    # The widths of the WebP copies made of each image (credit_app/generation/images.py), e.g.
     # {"input": [320, 640], "output": [320, 640, 1280]}; empty until they are made.
     image_variants: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
                                                  server_default="{}")

@@ -15,8 +15,8 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, St
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
 # What differed: the status, the product (plan), the period end; a subscription Creem has

@@ -8,8 +8,8 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, St
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 AUDIT_ACTIONS: tuple[str, ...] = (
     "credits.grant",

@@ -33,8 +33,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.billing.creem.events import CREEM_STATUSES
-from credit_app.extensions import db
 from credit_app.models.user import _in_list
+from credit_app.platform.extensions import db
 
 # Why staff should look at a subscription (access was taken away for it).
 STAFF_FLAGS: tuple[str, ...] = ("refund", "dispute")

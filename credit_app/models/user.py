@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("free", "pro")
 

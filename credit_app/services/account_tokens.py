@@ -14,8 +14,8 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from credit_app.errors import InvalidToken
-from credit_app.extensions import db
 from credit_app.models import User
+from credit_app.platform.extensions import db
 
 RESET_SALT = "credit_app.password-reset"
 VERIFY_SALT = "credit_app.verify-email"

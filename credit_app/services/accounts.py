@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from credit_app.database import read_fixed
 from credit_app.errors import (
     DomainError,
     EmailTaken,
@@ -21,8 +20,9 @@ from credit_app.errors import (
     WeakPassword,
     WrongPassword,
 )
-from credit_app.extensions import db
 from credit_app.models import ApiToken, User, UserRole, WelcomeMailbox
+from credit_app.platform.database import read_fixed
+from credit_app.platform.extensions import db
 from credit_app.services import account_tokens, credits, mail, mailboxes, passwords
 from credit_app.services.credits import utcnow
 from credit_app.services.mailboxes import normalize_email

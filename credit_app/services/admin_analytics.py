@@ -27,9 +27,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, select, text
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import User
+from credit_app.platform.extensions import db
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366

@@ -21,9 +21,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from credit_app.clock import utcnow
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import (
     EVENT_TYPES,
     AnalyticsEvent,
@@ -31,6 +29,8 @@ from credit_app.models import (
     Posting,
     User,
 )
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 DEFAULT_BATCH_SIZE = 5000
 # pg_try_advisory_xact_lock key: one roll-up at a time, so their upserts never deadlock.

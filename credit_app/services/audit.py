@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import AUDIT_ACTIONS, AuditLogEntry
+from credit_app.platform.extensions import db
 
 MAX_REASON = 500
 PAGE_SIZE = 50

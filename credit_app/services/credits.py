@@ -34,9 +34,6 @@ from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from credit_app import live
-from credit_app.clock import utcnow
-from credit_app.database import execute_fixed
 from credit_app.errors import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -49,8 +46,7 @@ from credit_app.errors import (
     UserNotFound,
     ValidationFailed,
 )
-from credit_app.extensions import db
-from credit_app.features import FEATURES, Feature
+from credit_app.generation.features import FEATURES, Feature
 from credit_app.models import (
     SUBSCRIPTION_STATUSES,
     CreditLot,
@@ -63,7 +59,10 @@ from credit_app.models import (
     ReservationStatus,
     User,
 )
-from credit_app.services import ledger_observers, rollout
+from credit_app.platform.clock import utcnow
+from credit_app.platform.database import execute_fixed
+from credit_app.platform.extensions import db
+from credit_app.services import ledger_observers, live, rollout
 
 if TYPE_CHECKING:
     from credit_app.services.accounts import Account

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from credit_app.errors import DomainError
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Generation, Subscription, User
+from credit_app.platform.extensions import db
 
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 DEFAULT_BATCH = 1000

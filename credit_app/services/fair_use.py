@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from sqlalchemy import case, func, select
 
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE
 from credit_app.models import Generation, GenerationStatus, User
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from credit_app import after_commit
 from credit_app.errors import DomainError, ValidationFailed
-from credit_app.extensions import db
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
+from credit_app.generation.images import VariantError, make_variants
 from credit_app.generation.options import (
     FEATURE_INPUTS,
     MAX_PROMPT_LENGTH,
@@ -31,17 +30,23 @@ from credit_app.generation.options import (
     styles_for,
 )
 from credit_app.generation.uploads import CheckedUpload
-from credit_app.images import VariantError, make_variants
-from credit_app.input_text import clean_text
 from credit_app.models import (
     CreditReservation,
     Generation,
     GenerationStatus,
     ReservationStatus,
 )
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.input_text import clean_text
+from credit_app.platform.storage import (
+    Storage,
+    StorageUnavailable,
+    StoredObjectMissing,
+    sibling_key,
+)
 from credit_app.services import analytics, credits, fair_use
 from credit_app.services.credits import utcnow
-from credit_app.storage import Storage, StorageUnavailable, StoredObjectMissing, sibling_key
 
 log = logging.getLogger(__name__)
 

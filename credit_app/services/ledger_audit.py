@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, User
+from credit_app.platform.extensions import db
 
 CHECKS: dict[str, str] = {
     "balance": """

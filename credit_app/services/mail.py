@@ -15,9 +15,9 @@ from flask import current_app, has_request_context, request, url_for
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from credit_app import mail
-from credit_app.extensions import db
 from credit_app.models import OutboundEmail, User
+from credit_app.platform import mail
+from credit_app.platform.extensions import db
 from credit_app.services import account_tokens
 from credit_app.services.credits import utcnow
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import current_app
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, LedgerKind, Posting, Subscription, User
+from credit_app.platform.extensions import db
 
 OPTIONAL_KINDS: dict[str, str] = {
     "one_credit_left": "When I have one credit left",

@@ -17,12 +17,12 @@ import secrets
 from sqlalchemy import delete, select, text, update
 
 from credit_app.billing import subscriptions
-from credit_app.clock import utcnow
 from credit_app.errors import DomainError, WrongPassword
-from credit_app.extensions import db
 from credit_app.models import ApiToken, Generation, OutboundEmail, RecoveryCode, UserRole
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
+from credit_app.platform.storage import Storage, StorageUnavailable
 from credit_app.services import analytics, audit, credits, passwords
-from credit_app.storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

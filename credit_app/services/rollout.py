@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from flask import current_app, g, has_app_context
 from sqlalchemy import select
 
-from credit_app import after_commit
-from credit_app.database import read_fixed
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import FeatureFlag, User
+from credit_app.platform import after_commit
+from credit_app.platform.database import read_fixed
+from credit_app.platform.extensions import db
 from credit_app.services import audit
 
 ENFORCEMENT_FLAG = "credit_enforcement"

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from credit_app.billing import webhooks
 from credit_app.errors import ValidationFailed, WebhookEventNotFound
-from credit_app.extensions import db
 from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.webhooks import enqueue_event
 from credit_app.models import (
@@ -26,6 +25,7 @@ from credit_app.models import (
     User,
     WebhookEvent,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import audit, credits
 from credit_app.services.credits import utcnow
 

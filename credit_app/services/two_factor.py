@@ -17,8 +17,8 @@ import segno
 from sqlalchemy import select
 
 from credit_app.errors import InvalidTwoFactorCode
-from credit_app.extensions import db
 from credit_app.models import RecoveryCode, User
+from credit_app.platform.extensions import db
 from credit_app.services.credits import utcnow
 
 ISSUER = "Roomcraft"

@@ -35,7 +35,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from werkzeug.serving import make_server
 
-from credit_app.features import FEATURE_KEYS
+from credit_app.generation.features import FEATURE_KEYS
 from credit_app.testing import serve_in_thread
 
 DEFAULT_TOKEN = "test-token"

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from credit_app.billing import webhooks
 from credit_app.errors import WebhookEventUnresolved
-from credit_app.extensions import db
 from credit_app.models import CreditLot, CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import encode, event_envelope, new_id
 from tests.creem_support import apply_events, buy_pack, make_stand_in, post_event

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from credit_app.billing import reconciliation
 from credit_app.billing.subscriptions import creem_client
-from credit_app.extensions import db
 from credit_app.jobs.reconciliation import reconcile_with_creem
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import OTHER_PRODUCT_ID, create_stand_in_app, serve_stand_in
 from tests.creem_support import Clock, apply_events, make_stand_in, subscribe

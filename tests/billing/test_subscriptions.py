@@ -20,8 +20,8 @@ from credit_app.errors import (
     ValidationFailed,
     WebhookEventUnresolved,
 )
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Subscription
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import (
     OTHER_PRODUCT_ID,

@@ -2,7 +2,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from credit_app.extensions import db
 from credit_app.models import (
     AnalyticsEvent,
     ApiToken,
@@ -12,6 +11,7 @@ from credit_app.models import (
     Subscription,
     User,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, analytics, audit, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import PASSWORD

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from credit_app.extensions import db
 from credit_app.models import AuditLogEntry, CreditReservation, CreditTransaction, UserRole
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits, two_factor
 from tests.blueprints.test_generations import start
 from tests.conftest import PASSWORD

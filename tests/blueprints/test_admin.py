@@ -5,9 +5,9 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import func, select
 
-from credit_app.extensions import db
 from credit_app.models import AuditLogEntry, Generation, GenerationStatus, WebhookEvent
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_queue, get_redis
 from credit_app.services import analytics, audit, credits, rollout
 
 TODAY = datetime.now(UTC).date()
@@ -285,6 +285,6 @@ def test_rollout_rejects_bad_input(admin_client, form):
     (2 * 86_400 + 5 * 3600 + 59, "2 d 5 h"),
 ])
 def test_durations_for_people(seconds, text):
-    from credit_app.blueprints.admin import admin_duration
+    from credit_app.web.blueprints.admin import admin_duration
 
     assert admin_duration(seconds) == text

@@ -1,9 +1,9 @@
 import pytest
 from sqlalchemy import func, select, update
 
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.models import ApiToken, CreditTransaction, User
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from tests.conftest import PASSWORD
 

@@ -9,16 +9,16 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from credit_app.web.blueprints.billing import PENDING_CHECKOUT_KEY
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, redirect_signature
 from credit_app.billing.creem.events import sign_body as sign
-from credit_app.blueprints.billing import PENDING_CHECKOUT_KEY
-from credit_app.extensions import db
 from credit_app.models import Subscription, WebhookEvent
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_queue, get_redis
 from credit_app.services import credits
 from credit_app.testing.creem import (
     OTHER_PRODUCT_ID,

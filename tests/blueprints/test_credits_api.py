@@ -1,8 +1,8 @@
 import pytest
 from sqlalchemy import select
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 
 CONSUME = "/api/user/credits/consume"

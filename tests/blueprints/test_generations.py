@@ -11,14 +11,14 @@ from PIL import Image, ImageDraw
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.generations import run_generation
 from credit_app.models import AnalyticsEvent, CreditReservation, Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.storage import StoredObjectMissing, get_storage
 from credit_app.services import credits
-from credit_app.storage import StoredObjectMissing, get_storage
 from tests.conftest import PASSWORD
 from tests.s3_support import free_port, s3_settings
 

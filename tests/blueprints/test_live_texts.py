@@ -9,9 +9,9 @@ import re
 import pytest
 
 from credit_app.billing.plans import Plan, yearly_saving
-from credit_app.extensions import db
 from credit_app.generation.options import describe_options
 from credit_app.jobs.generations import run_generation
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.blueprints.test_generations import only_generation, photo, start
 from tests.conftest import PASSWORD

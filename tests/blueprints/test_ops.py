@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_app import health, metrics
-from credit_app.extensions import db
-from credit_app.jobs.ops import heartbeat
-from credit_app.logs import JsonFormatter, RequestIdFilter
+from credit_app.jobs.heartbeat import heartbeat
 from credit_app.models import WebhookEvent
-from credit_app.redis_client import get_redis
+from credit_app.platform import health, metrics
+from credit_app.platform.extensions import db
+from credit_app.platform.logs import JsonFormatter, RequestIdFilter
+from credit_app.platform.redis_client import get_redis
 
 
 @pytest.fixture(autouse=True)
@@ -178,7 +178,7 @@ def test_credit_operation_names():
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys):
-    from credit_app.logs import build_handler
+    from credit_app.platform.logs import build_handler
 
     handler = build_handler(log_format)
     logger = logging.getLogger(f"credit_app.test.{log_format}")

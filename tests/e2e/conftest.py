@@ -31,9 +31,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from credit_app.config import PROJECT_ROOT, instance_path
-from credit_app.extensions import db
-from credit_app.redis_client import get_redis
+from credit_app.platform.config import PROJECT_ROOT, instance_path
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.testing.mail_stand_in import Mailbox
 from tests.e2e.pages import Roomcraft
 

@@ -16,7 +16,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.testing.mail_stand_in import Mailbox
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 

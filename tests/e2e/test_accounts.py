@@ -12,8 +12,8 @@ from flask import Flask
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from credit_app.extensions import db
 from credit_app.models import UserRole
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from credit_app.testing import serve_in_thread
 from credit_app.testing.mail_stand_in import create_page_app

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.e2e.pages import _TRANSITIONS_DONE, Roomcraft
 from tests.e2e.test_upgrade_flow import (

@@ -10,7 +10,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from tests.e2e.pages import Roomcraft
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrency]

@@ -17,8 +17,6 @@ from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import delete, select
 
 from credit_app.billing import subscriptions
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE
 from credit_app.models import (
     Generation,
@@ -29,6 +27,8 @@ from credit_app.models import (
     UserRole,
     WebhookEvent,
 )
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from credit_app.testing.creem import CreemStandIn, create_stand_in_app, serve_stand_in
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from selenium.webdriver.support.ui import WebDriverWait
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from tests.e2e.pages import Roomcraft
 from tests.test_live import free_port, start_app_process

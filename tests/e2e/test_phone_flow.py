@@ -13,8 +13,8 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import make_driver

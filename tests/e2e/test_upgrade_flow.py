@@ -22,10 +22,10 @@ from selenium.webdriver.support import expected_conditions as ec
 from sqlalchemy import delete, func, select
 
 from credit_app.billing import subscriptions
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import Generation, Subscription, WebhookEvent
 from credit_app.models.generation import GenerationStatus
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from credit_app.testing.creem import (
     WEBHOOK_PATH,

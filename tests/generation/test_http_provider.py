@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from credit_app.features import FEATURE_KEYS
 from credit_app.generation.base import GenerationError, GenerationRequest
+from credit_app.generation.features import FEATURE_KEYS
 from credit_app.generation.http_provider import HttpModelProvider
 from credit_app.testing.model_stand_in import (
     DEFAULT_VERSIONS,

@@ -2,12 +2,12 @@ from datetime import timedelta
 
 from rq import Queue, SimpleWorker
 
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.scheduler import claim_slot, enqueue_if_due
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_queue, get_redis
 from credit_app.services import credits
 
 

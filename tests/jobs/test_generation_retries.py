@@ -10,10 +10,11 @@ import sqlalchemy.exc
 from rq import SimpleWorker
 from sqlalchemy import update
 
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.models import CreditReservation, Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits, generations
 from tests.blueprints.test_generations import only_generation, start, storage
 

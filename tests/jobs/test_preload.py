@@ -21,7 +21,7 @@ if sys.argv[2] == "preload":
 loaded = set(sys.modules)
 from credit_app.generation.base import GenerationRequest
 from credit_app.generation.providers import provider_from_config
-from credit_app.storage import get_storage
+from credit_app.platform.storage import get_storage
 with app.app_context():
     get_storage()
 provider = provider_from_config(app.config)

@@ -11,7 +11,7 @@ from rq.registry import ScheduledJobRegistry
 from credit_app.jobs import registry
 from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import RETRY_LOCK_SECONDS, enqueue_due_retries, start_schedulers
-from credit_app.redis_client import get_redis
+from credit_app.platform.redis_client import get_redis
 from tests.outages import wait_until
 
 FAR_FUTURE = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
@@ -33,7 +33,7 @@ def test_due_retries_move_to_their_queue_once(app):
     queue = Queue("default", connection=connection)
     queue.empty()
     connection.delete("credit_app:retry-scheduler:default")
-    job = queue.enqueue_at(datetime(2030, 1, 1, tzinfo=UTC), "credit_app.jobs.ops.heartbeat")
+    job = queue.enqueue_at(datetime(2030, 1, 1, tzinfo=UTC), "credit_app.jobs.heartbeat.heartbeat")
     assert enqueue_due_retries(connection, ["default"], "worker-a") == 0
     assert enqueue_due_retries(connection, ["default"], "worker-b", now=FAR_FUTURE) == 0
     assert enqueue_due_retries(connection, ["default"], "worker-a", now=FAR_FUTURE) == 1

@@ -22,9 +22,9 @@ from flask import Flask
 from rq.job import Job
 from sqlalchemy import delete, select
 
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription, User, WebhookEvent
-from credit_app.redis_client import get_queue
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import CreemStandIn, create_stand_in_app, serve_stand_in
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD

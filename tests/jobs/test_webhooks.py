@@ -11,7 +11,7 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions, webhooks
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.webhooks import (
     job_id_for,
@@ -19,7 +19,8 @@ from credit_app.jobs.webhooks import (
     sweep_lapsed_subscriptions,
 )
 from credit_app.models import CreditTransaction, Subscription, WebhookEvent
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import audit, credits
 from credit_app.testing.creem import create_stand_in_app, serve_stand_in
 from tests.creem_support import Clock, make_stand_in, post_event, subscribe

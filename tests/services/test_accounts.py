@@ -16,8 +16,8 @@ from credit_app.errors import (
     WeakPassword,
     WrongPassword,
 )
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import account_tokens, accounts, mailboxes, passwords
 from tests.conftest import PASSWORD
 

@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import insert
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import (
     AnalyticsActiveDay,
     AnalyticsDailyActiveUsers,
@@ -14,6 +13,7 @@ from credit_app.models import (
     AnalyticsEvent,
     AnalyticsUserFunnel,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import admin_analytics
 from credit_app.services.admin_analytics import DateRange, build_dashboard, parse_range
 from credit_app.services.analytics import new_event_id

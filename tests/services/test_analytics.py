@@ -4,8 +4,6 @@ import pytest
 from sqlalchemy import select, text
 
 from credit_app.errors import InsufficientCredits, ValidationFailed
-from credit_app.extensions import db
-from credit_app.health import fail_fast_client
 from credit_app.jobs.analytics import record_event, roll_up_analytics
 from credit_app.models import (
     AnalyticsActiveDay,
@@ -15,6 +13,8 @@ from credit_app.models import (
     AnalyticsUserFunnel,
     CreditTransaction,
 )
+from credit_app.platform.extensions import db
+from credit_app.platform.health import fail_fast_client
 from credit_app.services import analytics, credits
 
 

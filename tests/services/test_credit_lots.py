@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from credit_app.errors import InsufficientCredits, ValidationFailed
-from credit_app.extensions import db
 from credit_app.jobs import credits as credit_jobs
 from credit_app.models import CreditLot, CreditRefill, CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import delete, func, select
 
 from credit_app.billing import webhooks
 from credit_app.billing.creem.events import sign_body
-from credit_app.extensions import db
 from credit_app.models import CreditLot, CreditLotMovement, CreditTransaction, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from credit_app.testing.creem import encode, event_envelope
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD

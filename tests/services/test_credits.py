@@ -5,9 +5,9 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from credit_app import errors
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import CreditReservation, CreditTransaction, LedgerKind, ReservationStatus
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.services.credits import utcnow
 

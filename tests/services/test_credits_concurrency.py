@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from credit_app import errors
-from credit_app.extensions import db
 from credit_app.models import CreditReservation, CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 

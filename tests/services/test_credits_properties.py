@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from credit_app import errors
-from credit_app.extensions import db
-from credit_app.features import FEATURE_KEYS
+from credit_app.generation.features import FEATURE_KEYS
 from credit_app.models import CreditLot
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import PASSWORD

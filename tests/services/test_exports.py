@@ -11,8 +11,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Generation
+from credit_app.platform.extensions import db
 from credit_app.services import credits, exports
 
 FORMULAS = ("=1+2", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx")

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.services.ledger_audit import audit_ledger
 

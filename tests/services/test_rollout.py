@@ -5,8 +5,8 @@ from flask import g
 from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import AnalyticsEvent, FeatureFlag
+from credit_app.platform.extensions import db
 from credit_app.services import audit, credits, rollout
 
 

@@ -24,7 +24,7 @@ from flask import Flask, Response, current_app, jsonify, redirect, render_templa
 from werkzeug.serving import make_server
 
 from credit_app.billing.creem.events import CANCEL_MODES, EVENT_TYPES
-from credit_app.config import CREEM_STAND_IN_API_KEY
+from credit_app.platform.config import CREEM_STAND_IN_API_KEY
 from credit_app.testing import serve_in_thread
 from credit_app.testing.creem.state import (
     SUBSCRIPTION_ACTIONS,
@@ -331,7 +331,7 @@ def _control_events() -> Response:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m credit_app.testing.creem`: serve the stand-in in the foreground."""
-    from credit_app.config import creem_dev_webhook_secret
+    from credit_app.platform.config import creem_dev_webhook_secret
 
     parser = argparse.ArgumentParser(description="Serve the Creem stand-in.")
     parser.add_argument("--host", default="127.0.0.1")

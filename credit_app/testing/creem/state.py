@@ -40,7 +40,7 @@ from credit_app.billing.creem.events import (
     redirect_signature,
     sign_body,
 )
-from credit_app.config import (
+from credit_app.platform.config import (
     CREDIT_PACK_DEFAULTS,
     CREEM_STAND_IN_API_KEY,
     CREEM_STAND_IN_PRODUCTS,
