@@ -36,7 +36,7 @@ def request_id_for(user_id: int) -> str:
 
 
 def request_belongs_to(request_id: str | None, user_id: int) -> bool:
-    return bool(request_id) and request_id.startswith(f"checkout-{user_id}-")
+    return request_id is not None and request_id.startswith(f"checkout-{user_id}-")
 
 
 def start_checkout(user: User, plan: str, return_to: str | None,
@@ -81,7 +81,7 @@ def is_own_return(params: Iterable[tuple[str, str]], api_key: str, user_id: int,
         return False
     values = dict(pairs)
     request_id, checkout_id = values.get("request_id"), values.get("checkout_id")
-    if not request_belongs_to(request_id, user_id):
+    if request_id is None or not request_belongs_to(request_id, user_id):
         return False
     expected = started.get(request_id)
     return expected is None or expected == checkout_id

@@ -103,7 +103,7 @@ def start_run(now: datetime | None = None) -> ReconciliationRun:
 def finish_run(run_id: int, error: str | None = None, now: datetime | None = None
                ) -> ReconciliationRun:
     """Close the run: finished, or failed with `error`."""
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     run.status = "failed" if error else "finished"
     run.error = error
     run.finished_at = now or utcnow()
@@ -152,7 +152,8 @@ def known_customers(after: str | None = None, limit: int = 100) -> list[str]:
              .order_by(Subscription.creem_customer_id).limit(limit))
     if after is not None:
         query = query.where(Subscription.creem_customer_id > after)
-    return list(db.session.execute(query).scalars())
+    return [customer_id for customer_id in db.session.execute(query).scalars()
+            if customer_id is not None]
 
 
 def _rows_of_customer(customer_id: str) -> list[Subscription]:
@@ -248,7 +249,7 @@ def reconcile_customer(run_id: int, customer_id: str, client: CreemClient,
     """Reconcile every subscription of one customer, ours and Creem's. Returns the kinds of
     difference found. Raises UserNotFound, a database error."""
     read_at = now or utcnow()
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     run.customers_checked += 1
     ours = _rows_of_customer(customer_id)
     try:
@@ -286,7 +287,7 @@ def reconcile_rows(run_id: int, rows: Iterable[Subscription], client: CreemClien
                    now: datetime | None = None) -> list[str]:
     """Reconcile rows one by one by their id at Creem (those no customer list covers)."""
     read_at = now or utcnow()
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     found: list[str] = []
     for row in rows:
         run.subscriptions_checked += 1
@@ -310,13 +311,15 @@ def users_to_check(after_id: int = 0, limit: int = 200) -> list[int]:
 def reconcile_plans(run_id: int, user_ids: Iterable[int], now: datetime | None = None
                     ) -> list[int]:
     """Make each user's plan what their subscriptions give (through `sync_user_plan`, with
-    its ledger row); returns the users whose plan changed."""
+    its ledger row); returns the users whose plan changed. An id with no user is skipped."""
     from credit_app.billing import subscriptions
 
     now = now or utcnow()
     changed = []
     for user_id in user_ids:
         user = db.session.get(User, user_id)
+        if user is None:
+            continue
         before = user.subscription_status
         try:
             entry = subscriptions.sync_user_plan(user_id, now, "reconciled with Creem",

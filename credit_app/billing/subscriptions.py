@@ -160,7 +160,7 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
     # giving access only while it does.
     giving = [subscription for subscription in mine
               if user.is_pro and access.entitled(subscription, now)]
-    current = (giving or mine or [None])[0]
+    current = next(iter(giving or mine), None)
     if current is None:
         return SubscriptionStatus(user.subscription_status, None, None, False, None, None,
                                   False, False, False, None)
@@ -195,6 +195,15 @@ def lock_subscription_row(creem_subscription_id: str) -> Subscription | None:
     ).scalar_one_or_none()
 
 
+def _lock_recorded_row(creem_subscription_id: str) -> Subscription:
+    """`lock_subscription_row` for a subscription this transaction has recorded (created or
+    applied). Raises NoSubscription."""
+    row = lock_subscription_row(creem_subscription_id)
+    if row is None:
+        raise NoSubscription(f"No subscription {creem_subscription_id!r}.")
+    return row
+
+
 def _known_user(snapshot: SubscriptionSnapshot) -> int | None:
     """The user a subscription belongs to: our checkout's metadata, else the Creem customer
     of one of their earlier subscriptions; None when neither is known."""
@@ -221,7 +230,7 @@ def _create_row(snapshot: SubscriptionSnapshot, user_id: int) -> Subscription:
                 status=snapshot.status or "incomplete")
         .on_conflict_do_nothing(index_elements=["creem_subscription_id"])
     )
-    return lock_subscription_row(snapshot.subscription_id)
+    return _lock_recorded_row(snapshot.subscription_id)
 
 
 def _ambiguity(snapshot: SubscriptionSnapshot, announced: str | None, row: Subscription,
@@ -376,7 +385,7 @@ def _apply_remote(remote: SubscriptionSnapshot, action: str, now: datetime | Non
     """Record the subscription as Creem answered an action, like an event would."""
     now = now or utcnow()
     apply_snapshot(remote, remote.updated_at or now, f"api.{action}", now=now)
-    return lock_subscription_row(remote.subscription_id)
+    return _lock_recorded_row(remote.subscription_id)
 
 
 def _refusal_as_not_allowed(call: Callable[[], SubscriptionSnapshot]) -> SubscriptionSnapshot:
@@ -400,14 +409,15 @@ def cancel_subscription(user_id: int, mode: str = "scheduled", now: datetime | N
     if mode not in CANCEL_MODES:
         raise ValidationFailed(f"mode must be one of: {', '.join(CANCEL_MODES)}.")
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if not status.can_cancel:
         raise SubscriptionActionNotAllowed("Your subscription is not active, so there is "
                                            "nothing to cancel.")
     creem = client or creem_client()
     remote = _refusal_as_not_allowed(
-        lambda: creem.cancel_subscription(status.subscription.creem_subscription_id, mode))
+        lambda: creem.cancel_subscription(subscription.creem_subscription_id, mode))
     return _apply_remote(remote, "cancel", now)
 
 
@@ -418,14 +428,15 @@ def resume_subscription(user_id: int, now: datetime | None = None,
     Raises NoSubscription, SubscriptionActionNotAllowed, CreemError.
     """
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if not status.can_resume:
         raise SubscriptionActionNotAllowed("Only a subscription that is canceled for the end "
                                            "of its period, or paused, can be resumed.")
     creem = client or creem_client()
     remote = _refusal_as_not_allowed(
-        lambda: creem.resume_subscription(status.subscription.creem_subscription_id))
+        lambda: creem.resume_subscription(subscription.creem_subscription_id))
     return _apply_remote(remote, "resume", now)
 
 
@@ -439,7 +450,8 @@ def switch_plan(user_id: int, plan_key: str, now: datetime | None = None,
     """
     target = get_plan(plan_key)
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if status.switch_to is None:
         raise SubscriptionActionNotAllowed("Only a running subscription can change plans.")
@@ -447,17 +459,16 @@ def switch_plan(user_id: int, plan_key: str, now: datetime | None = None,
         raise SubscriptionActionNotAllowed(f"You are on {target.name} already.")
     creem = client or creem_client()
     remote = _refusal_as_not_allowed(lambda: creem.upgrade_subscription(
-        status.subscription.creem_subscription_id, target.product_id, SWITCH_BEHAVIOR))
+        subscription.creem_subscription_id, target.product_id, SWITCH_BEHAVIOR))
     return _apply_remote(remote, "switch", now)
 
 
 def customer_portal_url(user_id: int, client: CreemClient | None = None) -> str:
     """A link to Creem's billing portal for the user. Raises NoSubscription, CreemError."""
-    status = get_subscription_status(user_id)
-    if status.subscription is None or not status.can_manage_billing:
+    subscription = get_subscription_status(user_id).subscription
+    if subscription is None or subscription.creem_customer_id is None:
         raise NoSubscription("You have no billing account yet: subscribe first.")
-    return (client or creem_client()).customer_portal_url(
-        status.subscription.creem_customer_id)
+    return (client or creem_client()).customer_portal_url(subscription.creem_customer_id)
 
 
 # -- staff -----------------------------------------------------------------------------------

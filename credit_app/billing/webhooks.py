@@ -27,7 +27,7 @@ from credit_app.billing.creem.events import (
     parse_event,
     verify_signature,
 )
-from credit_app.errors import WebhookEventNotFound
+from credit_app.errors import WebhookEventNotFound, WebhookEventUnresolved
 from credit_app.models import WebhookEvent
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
@@ -114,8 +114,8 @@ def apply_stored_event(event: WebhookEvent, now: datetime,
     """Apply one stored event to the subscriptions and the user's plan, or, for a credit
     pack's order, grant or take back the pack (billing/packs.py); returns the outcome.
 
-    Raises WebhookEventUnresolved (no user is known), CreemError (a re-read failed),
-    UserNotFound.
+    Raises WebhookEventUnresolved (no user is known, or a subscription event names no
+    subscription), CreemError (a re-read failed), UserNotFound.
     """
     snapshot = stored_snapshot(event)
     if event.event_type in (CHECKOUT_EVENT, "refund.created") and packs.is_pack_event(event):
@@ -124,6 +124,8 @@ def apply_stored_event(event: WebhookEvent, now: datetime,
         return packs.apply_pack_refund(event)
     if event.event_type in SUBSCRIPTION_EVENTS or (
             event.event_type == CHECKOUT_EVENT and snapshot is not None):
+        if snapshot is None:
+            raise WebhookEventUnresolved(f"The {event.event_type} event names no subscription.")
         return subscriptions.apply_snapshot(
             snapshot, event.event_created_at, event.event_type,
             announced=EVENT_STATUSES.get(event.event_type), event_id=event.event_id, now=now,

@@ -8,10 +8,10 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 
-class WelcomeMailbox(db.Model):
+class WelcomeMailbox(Model):
     """One row per mailbox identity that has had its welcome credits.
 
     The key is the SHA-256 of the folded address (services/mailboxes.py), so it outlives a
@@ -27,7 +27,7 @@ class WelcomeMailbox(db.Model):
                                                  server_default=func.now())
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A staff member's one-time recovery code for two-factor sign-in, kept as a hash."""
 
     __tablename__ = "recovery_codes"
@@ -42,7 +42,7 @@ class RecoveryCode(db.Model):
                                                  server_default=func.now())
 
 
-class OutboundEmail(db.Model):
+class OutboundEmail(Model):
     """A message to send: written in the transaction that asks for it, sent by an rq job.
 
     `dedupe_key` makes one-time notifications one-time (unique where set). Links that carry

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 EVENT_TYPES: tuple[str, ...] = (
     "credit_consumed",
@@ -43,7 +43,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-class AnalyticsEvent(db.Model):
+class AnalyticsEvent(Model):
     __tablename__ = "analytics_events"
     __table_args__ = (
         Index("ix_analytics_events_type_occurred_at", "event_type", "occurred_at"),
@@ -73,7 +73,7 @@ class AnalyticsEvent(db.Model):
     rolled_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class AnalyticsDailyRollup(db.Model):
+class AnalyticsDailyRollup(Model):
     """Events per UTC day, type, feature ('' for none) and plan ('' when unknown)."""
 
     __tablename__ = "analytics_daily_rollups"
@@ -92,7 +92,7 @@ class AnalyticsDailyRollup(db.Model):
                                          server_default="0")
 
 
-class AnalyticsActiveDay(db.Model):
+class AnalyticsActiveDay(Model):
     """A user who used a feature on a UTC day, on a plan: distinct active users over any range."""
 
     __tablename__ = "analytics_active_days"
@@ -104,7 +104,7 @@ class AnalyticsActiveDay(db.Model):
                                          primary_key=True)
 
 
-class AnalyticsDailyActiveUsers(db.Model):
+class AnalyticsDailyActiveUsers(Model):
     """How many distinct users used a feature on a UTC day, per plan (from the rows above)."""
 
     __tablename__ = "analytics_daily_active_users"
@@ -115,7 +115,7 @@ class AnalyticsDailyActiveUsers(db.Model):
     users: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
-class AnalyticsUserFunnel(db.Model):
+class AnalyticsUserFunnel(Model):
     """Each user's first depletion, upgrade modal, upgrade click and upgrade, and last use.
 
     The rollup job merges events in with LEAST/GREATEST, so the order and the number of times

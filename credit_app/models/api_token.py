@@ -8,10 +8,10 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from credit_app.models.user import User
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     __tablename__ = "api_tokens"
     __table_args__ = (
         Index("uq_api_tokens_token_hash", "token_hash", unique=True),

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.generation.features import FEATURE_KEYS, LEDGER_SOURCES
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 
 class LedgerKind(enum.StrEnum):
@@ -71,7 +71,7 @@ class Posting:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class CreditTransaction(db.Model):
+class CreditTransaction(Model):
     __tablename__ = "credit_transactions"
     __table_args__ = (
         Index("idx_credit_transactions_user_id", "user_id"),
@@ -129,7 +129,7 @@ class CreditTransaction(db.Model):
         }
 
 
-class CreditReservation(db.Model):
+class CreditReservation(Model):
     __tablename__ = "credit_reservations"
     __table_args__ = (
         Index("uq_credit_reservations_user_generation", "user_id", "generation_id", unique=True),
@@ -189,7 +189,7 @@ class LotSource(enum.StrEnum):
     SUBSCRIPTION = "subscription"
 
 
-class CreditLot(db.Model):
+class CreditLot(Model):
     """One grant of credits, spent down in spend order (services/credits.py `SPEND_ORDER`):
     the lot that expires first, purchased lots last. `remaining` moves only through
     `credit_lot_movements` rows written with the ledger row that moved it, so each lot's
@@ -233,7 +233,7 @@ class CreditLot(db.Model):
     shortfall_cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class CreditLotMovement(db.Model):
+class CreditLotMovement(Model):
     """How one ledger row moved one lot (the opening movement of an `opening` lot has none)."""
 
     __tablename__ = "credit_lot_movements"
@@ -250,7 +250,7 @@ class CreditLotMovement(db.Model):
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
-class CreditRefill(db.Model):
+class CreditRefill(Model):
     """A free user's periodic top-up, once per (user, period): the key makes it idempotent;
     `amount` is 0 when the balance was at the target already."""
 

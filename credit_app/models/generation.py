@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.generation.features import FEATURE_KEYS
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 
 class GenerationStatus(enum.StrEnum):
@@ -24,7 +24,7 @@ class GenerationStatus(enum.StrEnum):
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
 
 
-class Generation(db.Model):
+class Generation(Model):
     __tablename__ = "generations"
     __table_args__ = (
         Index("uq_generations_user_generation_id", "user_id", "generation_id", unique=True),

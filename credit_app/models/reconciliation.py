@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
 # What differed: the status, the product (plan), the period end; a subscription Creem has
@@ -27,7 +27,7 @@ FINDING_KINDS: tuple[str, ...] = ("status", "product", "period_end", "missing_he
 RESOLUTIONS: tuple[str, ...] = ("fixed", "needs_attention")
 
 
-class ReconciliationRun(db.Model):
+class ReconciliationRun(Model):
     __tablename__ = "reconciliation_runs"
     __table_args__ = (
         CheckConstraint(_in_list("status", RUN_STATUSES), name="status_allowed"),
@@ -50,7 +50,7 @@ class ReconciliationRun(db.Model):
         return f"<ReconciliationRun {self.id} {self.status}>"
 
 
-class ReconciliationFinding(db.Model):
+class ReconciliationFinding(Model):
     __tablename__ = "reconciliation_findings"
     __table_args__ = (
         CheckConstraint(_in_list("kind", FINDING_KINDS), name="kind_allowed"),

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 AUDIT_ACTIONS: tuple[str, ...] = (
     "credits.grant",
@@ -27,7 +27,7 @@ AUDIT_ACTIONS: tuple[str, ...] = (
 )
 
 
-class FeatureFlag(db.Model):
+class FeatureFlag(Model):
     """A switch rolled out to `percentage` % of users, chosen by a hash of their id."""
 
     __tablename__ = "feature_flags"
@@ -42,7 +42,7 @@ class FeatureFlag(db.Model):
                                                  server_default=func.now(), onupdate=func.now())
 
 
-class AuditLogEntry(db.Model):
+class AuditLogEntry(Model):
     """One staff action: who did what to whom, with its details (no emails or addresses)."""
 
     __tablename__ = "audit_log"

@@ -34,13 +34,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.billing.creem.events import CREEM_STATUSES
 from credit_app.models.user import _in_list
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 # Why staff should look at a subscription (access was taken away for it).
 STAFF_FLAGS: tuple[str, ...] = ("refund", "dispute")
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     __tablename__ = "subscriptions"
     __table_args__ = (
         Index("uq_subscriptions_creem_subscription_id", "creem_subscription_id", unique=True),
@@ -83,7 +83,7 @@ class Subscription(db.Model):
         return f"<Subscription {self.creem_subscription_id} {self.status} user={self.user_id}>"
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     __tablename__ = "webhook_events"
     __table_args__ = (
         Index("uq_webhook_events_event_id", "event_id", unique=True),

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model
 
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("free", "pro")
 
@@ -35,7 +35,7 @@ def _in_list(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("credits_remaining >= 0", name="credits_remaining_non_negative"),

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.globals import request_ctx
@@ -37,6 +37,19 @@ naming_convention = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention))
+
+# The base class of the models. At run time it is `db.Model`; a type checker cannot take a
+# class from an attribute (python/mypy#8603), so to it the base is spelled out: a declarative
+# base (keyword constructor, `__table__`, `metadata`) with flask-sqlalchemy's `query`.
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as FlaskSQLAlchemyModel
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Model(FlaskSQLAlchemyModel, DeclarativeBase):
+        pass
+else:
+    Model = db.Model
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import CursorResult, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from credit_app.errors import ValidationFailed
@@ -183,7 +183,7 @@ def roll_up(batch_size: int = DEFAULT_BATCH_SIZE, now: datetime | None = None) -
     """
     if batch_size < 1:
         raise ValidationFailed("The batch size must be at least 1.")
-    locked = db.session.execute(select(text("pg_try_advisory_xact_lock(:key)")),
+    locked: bool = db.session.execute(select(text("pg_try_advisory_xact_lock(:key)")),
                                 {"key": ROLLUP_LOCK_KEY}).scalar_one()
     if not locked:
         return 0
@@ -213,7 +213,9 @@ def purge_rolled_up_events(retention_days: int, now: datetime | None = None,
               .where(AnalyticsEvent.rolled_up_at.is_not(None),
                      AnalyticsEvent.occurred_at < cutoff)
               .limit(limit).scalar_subquery())
-    result = db.session.execute(delete(AnalyticsEvent).where(AnalyticsEvent.id.in_(doomed)))
+    # A DELETE without RETURNING gives a CursorResult; Session.execute is typed as any Result.
+    result = cast(CursorResult[Any], db.session.execute(
+        delete(AnalyticsEvent).where(AnalyticsEvent.id.in_(doomed))))
     return result.rowcount
 
 
@@ -222,8 +224,8 @@ def anonymise_user_events(user_id: int) -> int:
 
     The rollups hold counts only, so totals do not change.
     """
-    result = db.session.execute(
+    result = cast(CursorResult[Any], db.session.execute(
         update(AnalyticsEvent).where(AnalyticsEvent.user_id == user_id)
         .values(user_id=None, properties={})
-    )
+    ))
     return result.rowcount

@@ -295,6 +295,15 @@ def _execute(sql: str, params: dict[str, Any]) -> psycopg.Cursor:
     return execute_fixed((sql, params))[0]
 
 
+def _only_row(cursor: psycopg.Cursor) -> tuple[Any, ...]:
+    """The row of a statement that always returns exactly one (an aggregate, or a join onto
+    `(SELECT 1)`). Raises LookupError when it returned none."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("The statement returned no row.")
+    return row
+
+
 def get_feature(feature: str) -> Feature:
     """Return the feature definition. Raises UnknownFeature."""
     try:
@@ -355,14 +364,22 @@ def _locked_balance(user_id: int, cursor: psycopg.Cursor) -> LockedBalance:
 
 
 @dataclass(frozen=True, slots=True)
-class PriorUse:
-    """What a generation id already did for a user: a direct or settled spend (`spent_*`,
-    from its consume row) and a hold (`reservation_id`), either, both or neither."""
+class PriorSpend:
+    """The consume row a generation id already wrote for a user: a direct spend, or a
+    settled hold's (then `reservation_id` is the hold's)."""
 
-    spent_id: int | None
-    spent_feature: str | None
-    spent_balance_after: int | None
-    spent_reservation_id: int | None
+    id: int
+    feature: str
+    balance_after: int
+    reservation_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorUse:
+    """What a generation id already did for a user: a direct or settled spend (`spent`) and a
+    hold (`reservation_id`), either, both or neither."""
+
+    spent: PriorSpend | None
     reservation_id: int | None
 
 
@@ -377,7 +394,10 @@ def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[Locke
     """
     params = {"user_id": user_id, "generation_id": generation_id}
     lock, prior = execute_fixed((LOCK_BALANCE_SQL, params), (PRIOR_USE_SQL, params))
-    return _locked_balance(user_id, lock), PriorUse(*prior.fetchone())
+    spent_id, feature, balance_after, spent_reservation_id, reservation_id = _only_row(prior)
+    spent = (PriorSpend(spent_id, feature, balance_after, spent_reservation_id)
+             if spent_id is not None else None)
+    return _locked_balance(user_id, lock), PriorUse(spent, reservation_id)
 
 
 def _sync_loaded_user(user_id: int, **columns: Any) -> None:
@@ -529,8 +549,8 @@ def _post_when_lots_fall_short(balance: LockedBalance, lots: LotChange, params: 
         if expired.remaining == balance.remaining:
             raise LotsOutOfStep(f"User {balance.id}'s live lots do not cover their balance.")
         return _post(expired, lots=_DRAW, now=params["now"], **post)
-    if lots.mode == "restore" and not _execute(
-            RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}).fetchone()[0]:
+    if lots.mode == "restore" and not _only_row(_execute(
+            RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}))[0]:
         return _post(balance, lots=LotChange.open(LotSource.OPENING), now=params["now"], **post)
     raise LotsOutOfStep(f"User {balance.id}'s lots cannot carry a {lots.mode} of "
                         f"{post['amount']}.")
@@ -572,7 +592,7 @@ def expire_lapsed_lots(now: datetime | None = None, limit: int = 500) -> int:
 
 def _entry(posted: PostedEntry) -> CreditTransaction:
     """The model of a row `_post` wrote, for callers off the hot path that want all of it."""
-    return db.session.get(CreditTransaction, posted.id)
+    return db.session.get_one(CreditTransaction, posted.id)
 
 
 def get_user_credits(user_id: int) -> UserCredits:
@@ -619,11 +639,11 @@ def consume_credit(user_id: int, feature: str, generation_id: str | None = None,
         balance = _lock_balance(user_id)
     else:
         balance, prior = _lock_balance_and_prior_use(user_id, generation_id)
-        if prior.spent_id is not None and prior.spent_reservation_id is None:
-            if prior.spent_feature != feature:
+        if prior.spent is not None and prior.spent.reservation_id is None:
+            if prior.spent.feature != feature:
                 raise IdempotencyConflict()
-            return ConsumeResult(True, prior.spent_balance_after, prior.spent_id, replayed=True)
-        if prior.spent_id is not None or prior.reservation_id is not None:
+            return ConsumeResult(True, prior.spent.balance_after, prior.spent.id, replayed=True)
+        if prior.spent is not None or prior.reservation_id is not None:
             raise IdempotencyConflict("That generation id belongs to a reserved generation.")
     cost = cost_for(balance, definition)
     if balance.remaining < cost:
@@ -657,11 +677,11 @@ def reserve_credit(
     _validate_generation_id(generation_id)
     balance, prior = _lock_balance_and_prior_use(user_id, generation_id)
     if prior.reservation_id is not None:
-        reservation = db.session.get(CreditReservation, prior.reservation_id)
+        reservation = db.session.get_one(CreditReservation, prior.reservation_id)
         if reservation.feature != feature:
             raise IdempotencyConflict()
         return reservation
-    if prior.spent_id is not None:
+    if prior.spent is not None:
         raise IdempotencyConflict("That generation id was already consumed directly.")
     cost = cost_for(balance, definition)
     if balance.remaining < cost:
@@ -1112,7 +1132,7 @@ def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None 
     if lot is None:
         raise PackNotGranted(f"No credit pack was granted for order {order_id!r}.")
     balance = _lock_balance(lot.user_id)
-    lot = _pack_lot(order_id)
+    db.session.refresh(lot)
     if lot.refunded_at is not None:
         return PackRefund("pack_already_refunded", lot.user_id, 0, lot.refund_shortfall)
     owed = lot.granted if owed is None else max(0, min(owed, lot.granted))

@@ -18,7 +18,14 @@ from flask import current_app
 from sqlalchemy import func, select, text
 
 from credit_app.errors import DomainError
-from credit_app.models import Generation, GenerationStatus, Subscription, User, UserRole
+from credit_app.models import (
+    CreditTransaction,
+    Generation,
+    GenerationStatus,
+    Subscription,
+    User,
+    UserRole,
+)
 from credit_app.platform.extensions import db
 from credit_app.services import analytics, credits
 from credit_app.services.passwords import hash_password
@@ -211,11 +218,11 @@ def _hit_the_wall(user: User, clock: _Clock, rng: random.Random,
     return subscription
 
 
-def _last_ledger_row(user_id: int):
+def _last_ledger_row(user_id: int) -> CreditTransaction:
     return credits.get_credit_history(user_id, limit=1).items[0]
 
 
-def _at(report: SeedReport, entry, when: datetime) -> None:
+def _at(report: SeedReport, entry: CreditTransaction | None, when: datetime) -> None:
     if entry is not None:
         report.ledger_times[entry.id] = when
 

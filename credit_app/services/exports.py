@@ -22,7 +22,7 @@ from sqlalchemy import Select, select
 
 from credit_app.errors import DomainError
 from credit_app.models import CreditTransaction, Generation, Subscription, User
-from credit_app.platform.extensions import db
+from credit_app.platform.extensions import Model, db
 
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 DEFAULT_BATCH = 1000
@@ -95,12 +95,18 @@ USER_DATASETS: dict[str, Dataset] = {dataset.name: dataset
                                      for dataset in (LEDGER, GENERATIONS, SUBSCRIPTIONS)}
 
 
-def _query(dataset: Dataset, user_id: int | None) -> Select:
-    model = {"ledger": CreditTransaction, "generations": Generation,
-             "subscription": Subscription, "users": User}[dataset.name]
+ExportedRow = CreditTransaction | Generation | Subscription | User
+EXPORTED_MODELS: dict[str, type[ExportedRow]] = {
+    "ledger": CreditTransaction, "generations": Generation, "subscription": Subscription,
+    "users": User}
+
+
+def _query(dataset: Dataset, user_id: int | None) -> Select[Model]:
+    model = EXPORTED_MODELS[dataset.name]
     query = select(model).order_by(model.id)
     if user_id is not None:
-        query = query.where(model.user_id == user_id)
+        owner = model.id if issubclass(model, User) else model.user_id
+        query = query.where(owner == user_id)
     return query
 
 
@@ -156,7 +162,7 @@ def _json_value(value: Any) -> Any:
 def user_json(user_id: int, batch: int = DEFAULT_BATCH) -> Iterator[str]:
     """The user's account, ledger, generations and subscriptions as one JSON document,
     written a batch at a time."""
-    user = db.session.get(User, user_id)
+    user = db.session.get_one(User, user_id)
     account = {"id": user.id, "email": user.email, "plan": user.subscription_status,
                "credits_remaining": user.credits_remaining,
                "created_at": _json_value(user.created_at)}

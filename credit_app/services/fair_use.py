@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, DateTime, Integer, case, func, select, type_coerce
 
 from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE
 from credit_app.models import Generation, GenerationStatus, User
@@ -62,7 +62,7 @@ def daily_mark() -> int:
     return int(current_app.config["PRO_FAIR_USE_DAILY_GENERATIONS"])
 
 
-def _counted_today(now: datetime | None):
+def _counted_today(now: datetime | None) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     return (Generation.created_at >= day_start(now),
             Generation.status != GenerationStatus.FAILED)
 
@@ -134,10 +134,11 @@ def usage_history(user_id: int, days: int = 14, now: datetime | None = None
     """The user's generations (not failed) of each of the last `days` days that had any,
     newest first: (day, generations, on the fair-use queue)."""
     since = day_start(now) - timedelta(days=days - 1)
-    day = func.date_trunc("day", func.timezone("UTC", Generation.created_at))
+    day = func.date_trunc("day", func.timezone("UTC", Generation.created_at), type_=DateTime())
+    on_fair_use = type_coerce(
+        func.sum(case((Generation.queue == GENERATION_FAIR_USE_QUEUE, 1), else_=0)), Integer)
     rows = db.session.execute(
-        select(day, func.count(Generation.id),
-               func.sum(case((Generation.queue == GENERATION_FAIR_USE_QUEUE, 1), else_=0)))
+        select(day, func.count(Generation.id), on_fair_use)
         .where(Generation.user_id == user_id, Generation.created_at >= since,
                Generation.status != GenerationStatus.FAILED)
         .group_by(day).order_by(day.desc())

@@ -307,7 +307,7 @@ def complete_generation(generation_pk: int, result: GenerationResult,
 
     Raises ReservationExpired when the hold timed out first (the caller then fails it).
     """
-    generation = db.session.get(Generation, generation_pk)
+    generation = db.session.get_one(Generation, generation_pk)
     if generation.reservation_id is not None:
         credits.commit_reservation(generation.reservation_id)
     generation.status = GenerationStatus.SUCCEEDED
@@ -326,7 +326,7 @@ def fail_generation(generation_pk: int, message: str) -> Generation:
 
     A generation that is already finished is left as it is.
     """
-    generation = db.session.get(Generation, generation_pk)
+    generation = db.session.get_one(Generation, generation_pk)
     if generation.is_finished:
         return generation
     if generation.reservation_id is not None:

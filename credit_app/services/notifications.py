@@ -14,7 +14,8 @@ in the account settings.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeGuard
 
 from flask import current_app
 
@@ -64,7 +65,7 @@ def on_subscription_applied(subscription: Subscription) -> None:
         enqueue_after_commit("notify_subscription", subscription.id)
 
 
-def _mailable(user: User | None) -> bool:
+def _mailable(user: User | None) -> TypeGuard[User]:
     return user is not None and not user.is_deleted and user.is_verified
 
 
@@ -142,7 +143,7 @@ def subscription_notice(subscription_id: int) -> str:
     return "queued" if queued else "sent before"
 
 
-def _date(value) -> str | None:
+def _date(value: datetime | None) -> str | None:
     return value.strftime("%B %-d, %Y") if value is not None else None
 
 

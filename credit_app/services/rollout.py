@@ -18,12 +18,13 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
-from credit_app.models import FeatureFlag, User
+from credit_app.models import FeatureFlag
 from credit_app.platform import after_commit
 from credit_app.platform.database import read_fixed
 from credit_app.platform.extensions import db
@@ -94,7 +95,17 @@ def is_enforced(user_id: int, flag: str = ENFORCEMENT_FLAG) -> bool:
     return bucket(user_id, flag) < percentage(flag)
 
 
-def enforcement_note(user: User) -> dict[str, str]:
+class PlanHolder(Protocol):
+    """What the rollout reads of a user: a `User`, or the balance the credit service locked."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def is_pro(self) -> bool: ...
+
+
+def enforcement_note(user: PlanHolder) -> dict[str, str]:
     """Ledger metadata for a use by `user`: marks a free user's use outside the rollout."""
     if user.is_pro or is_enforced(user.id):
         return {}

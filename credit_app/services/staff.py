@@ -143,9 +143,9 @@ def failed_jobs(connection: redis.Redis, queue_name: str = "generations",
         if job is None:
             continue
         result = job.latest_result()
-        failed = result is not None and result.type == Result.Type.FAILED
-        error = (result.exc_string or "").strip().splitlines() if failed else []
-        jobs.append(FailedJob(queue_name, job.id, job.description or job.func_name,
+        error = ((result.exc_string or "").strip().splitlines()
+                 if result is not None and result.type == Result.Type.FAILED else [])
+        jobs.append(FailedJob(queue_name, job.id, job.description or job.func_name or "",
                               result.created_at if result is not None else None,
                               error[-1] if error else ""))
     return jobs

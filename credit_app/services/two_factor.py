@@ -14,7 +14,7 @@ import time
 
 import pyotp
 import segno
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from credit_app.errors import InvalidTwoFactorCode
 from credit_app.models import RecoveryCode, User
@@ -84,7 +84,7 @@ def enable(user: User, code: str, now: float | None = None) -> list[str]:
 
 def new_recovery_codes(user: User) -> list[str]:
     """Replace the user's recovery codes with RECOVERY_CODES new ones; returns them."""
-    db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
     db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash_code(code))
                        for code in codes)

@@ -10,9 +10,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from credit_app.billing import webhooks
+from credit_app.billing import packs, webhooks
 from credit_app.errors import WebhookEventUnresolved
-from credit_app.models import CreditLot, CreditTransaction
+from credit_app.models import CreditLot, CreditTransaction, WebhookEvent
 from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import encode, event_envelope, new_id
@@ -119,6 +119,18 @@ def test_a_checkout_of_a_product_that_is_no_pack_and_no_subscription_is_ignored(
         "metadata": {"user_id": str(user.id)}, "status": "completed"}, 1_700_000_000_000))
     assert apply_events([json.loads(body)]) == ["ignored"]
     assert credits.get_user_credits(user.id).remaining == 6
+
+
+def test_a_pack_event_naming_no_order_is_unresolved(app, user):
+    product_id = app.config["CREDIT_PACKS"][0]["product_id"]
+    stored = WebhookEvent(event_id="evt_no_order", event_type="checkout.completed", payload={},
+                          event_created_at=credits.utcnow(), product_id=product_id,
+                          metadata_user_id=str(user.id))
+    with pytest.raises(WebhookEventUnresolved):
+        packs.apply_pack_order(stored)
+    with pytest.raises(WebhookEventUnresolved):
+        packs.apply_pack_refund(stored)
+    assert pack_rows(user.id) == []
 
 
 def test_the_pack_checkout_sends_a_free_user_to_creem(user_client, app, monkeypatch):

@@ -176,6 +176,14 @@ def test_a_plan_that_disagrees_with_the_subscriptions_is_set_right(creem, clock,
     assert run_once(clock)[1] == []
 
 
+def test_a_user_id_with_no_user_is_skipped_by_the_plan_check(clock, make_user):
+    drifted = make_user(plan="pro")
+    run_id = reconciliation.start_run(clock.now).id
+    changed = reconciliation.reconcile_plans(run_id, [drifted.id + 1000, drifted.id], clock.now)
+    assert changed == [drifted.id]
+    assert kinds(reconciliation.findings_of(run_id)) == [("plan", "fixed")]
+
+
 def test_every_kind_of_drift_in_one_run_then_nothing(creem, clock, app, make_user):
     users = [make_user() for _ in range(5)]
     subs = [subscribed(creem, clock, user) for user in users]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from credit_app.billing import checkout as billing_checkout
-from credit_app.billing import subscriptions
+from credit_app.billing import subscriptions, webhooks
 from credit_app.billing.plans import get_plan
 from credit_app.errors import (
     AlreadySubscribed,
@@ -20,7 +20,7 @@ from credit_app.errors import (
     ValidationFailed,
     WebhookEventUnresolved,
 )
-from credit_app.models import CreditTransaction, Subscription
+from credit_app.models import CreditTransaction, Subscription, WebhookEvent
 from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import (
@@ -448,6 +448,12 @@ class TestEvents:
         unknown = event_envelope("dispute.created", {"id": "d", "subscription": "sub_zz"}, 1)
         with pytest.raises(WebhookEventUnresolved):
             apply([unknown], clock.now)
+
+    def test_a_stored_subscription_event_naming_no_subscription_is_unresolved(self, clock):
+        stored = WebhookEvent(event_id="evt_no_subscription", event_type="subscription.active",
+                              payload={}, event_created_at=clock.now)
+        with pytest.raises(WebhookEventUnresolved):
+            webhooks.apply_stored_event(stored, clock.now)
 
 
 class TestStatus:

@@ -152,3 +152,10 @@ def test_stream_rows_reads_through_a_server_side_cursor(make_user):
     assert open_cursors >= 1
     assert [len(batch) for batch in [first, *rest]] == [2, 2, 2]
     assert db.session.execute(text("SELECT count(*) FROM pg_cursors")).scalar_one() == 0
+
+
+def test_the_users_dataset_of_one_user_is_their_own_row(make_user):
+    user, other = make_user(), make_user()
+    batches = list(exports.stream_rows(exports.USERS, user.id))
+    assert [row[0] for batch in batches for row in batch] == [user.id]
+    assert other.id != user.id
