@@ -8,16 +8,12 @@ from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
-from credit_app.errors import ValidationFailed
+from credit_app.errors import InvalidUpload
 
 ALLOWED_FORMATS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MIN_SIDE = 64
 MAX_PIXELS = 40_000_000
-
-
-class InvalidUpload(ValidationFailed):
-    code = "invalid_upload"
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from flask import request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from credit_app.errors import ValidationFailed
+from credit_app.errors import BadJson, ValidationFailed
 from credit_app.generation.features import FEATURE_KEYS
 from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line
-from credit_app.web.request_json import MAX_JSON_DEPTH, BadJson, json_depth
+from credit_app.web.request_json import MAX_JSON_DEPTH, json_depth
 
 MAX_ID = 2**31 - 1
 

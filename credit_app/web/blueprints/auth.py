@@ -18,12 +18,13 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from credit_app.errors import DomainError, is_htmx_request
+from credit_app.errors import DomainError
 from credit_app.models import User
 from credit_app.platform.extensions import db, limiter
 from credit_app.platform.storage import get_storage
 from credit_app.services import accounts, notifications, privacy
 from credit_app.services import two_factor as totp
+from credit_app.web import htmx
 from credit_app.web.forms import (
     ApiTokenForm,
     ChangeEmailForm,
@@ -337,7 +338,7 @@ def resend_verification():
     accounts.send_verification(current_user)
     db.session.commit()
     message = f"We sent a new link to {current_user.email}. Open it, then generate."
-    if is_htmx_request():
+    if htmx.is_htmx_request():
         return render_template("auth/_verification_sent.html", message=message)
     flash(message, "success")
     return redirect(safe_next(request.form.get("next")))

@@ -6,8 +6,8 @@ import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from credit_app.errors import error_response
 from credit_app.platform import health, metrics
+from credit_app.web.responses import error_response
 
 bp = Blueprint("health", __name__)
 bp.record_once(lambda state: metrics.init_request_metrics(state.app))
