@@ -10,9 +10,11 @@ from flask import make_response, render_template, request
 from flask_login import current_user, login_required
 
 from credit_app.errors import EmailNotVerified, InsufficientCredits
+from credit_app.platform import metrics
 from credit_app.platform.extensions import db
 from credit_app.services import analytics, credits, fair_use, generations
 from credit_app.web import htmx
+from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.request_json import request_json
 from credit_app.web.responses import wants_json_response
 
@@ -40,6 +42,9 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
     already loaded, so no query): htmx gets the dialog that offers to resend the link, others
     EmailNotVerified (403). A Pro user past the day's fair-use mark gets a longer hold (a Pro
     hold costs nothing), so a generation waiting on the fair-use queue is not timed out.
+
+    The metrics count the request as a "reserve" credit operation (the upgrade modal as one
+    refused for insufficient credits).
     """
     credits.get_feature(feature)
 
@@ -59,11 +64,12 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
             except InsufficientCredits:
                 db.session.rollback()
                 if htmx.is_htmx_request() and not wants_json_response():
+                    metrics.mark_credit_operation("reserve", outcome="insufficient_credits")
                     return upgrade_modal_response(feature)
                 raise
             return view(*args, reservation=reservation, **kwargs)
 
-        return wrapped
+        return credit_operation("reserve")(wrapped)
 
     return decorator
 
