@@ -110,8 +110,7 @@ class WrongPassword(ValidationFailed):
 
 class InvalidTwoFactorCode(ValidationFailed):
     code = "invalid_two_factor_code"
-    default_message = ("That code is not right. Enter the 6 digits your app shows now, or a "
-                       "recovery code.")
+    default_message = "That code is not right."
 
 
 class MailDeliveryError(DomainError):

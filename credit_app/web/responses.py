@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from credit_app.errors import DomainError, InsufficientCredits, RateLimited, ServiceUnavailable
 from credit_app.platform.extensions import db
 from credit_app.platform.outages import OUTAGE_ERRORS, retry_after_seconds
+from credit_app.services.limits import MAX_UPLOAD_MEGABYTES
 from credit_app.web import htmx
 from credit_app.web.blueprints.billing import WEBHOOK_PATH_PREFIX
 
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 API_PATH_PREFIX = "/api/"
 # A full traceback once per incident (per kind of outage and this long), one line otherwise.
 OUTAGE_TRACEBACK_INTERVAL_SECONDS = 60.0
-UPLOAD_TOO_LARGE_MESSAGE = ("That file is too large to upload: photos can be up to 10 MB. "
-                            "Choose a smaller one.")
+UPLOAD_TOO_LARGE_MESSAGE = ("That file is too large to upload: photos can be up to "
+                            f"{MAX_UPLOAD_MEGABYTES} MB. Choose a smaller one.")
 
 
 def wants_json_response() -> bool:

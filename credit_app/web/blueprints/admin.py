@@ -26,11 +26,11 @@ from credit_app.services import (
     rollout,
     staff,
 )
+from credit_app.services.limits import MAX_ID
 from credit_app.web import charts
 from credit_app.web.auth import admin_required
 from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.forms import AdjustCreditsForm, RolloutForm, SignInAccessForm
-from credit_app.web.schemas import MAX_ID
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -24,6 +24,7 @@ from credit_app.platform.extensions import db, limiter
 from credit_app.platform.storage import get_storage
 from credit_app.services import accounts, notifications, privacy
 from credit_app.services import two_factor as totp
+from credit_app.services.limits import MAX_EMAIL_LENGTH
 from credit_app.web import htmx
 from credit_app.web.forms import (
     ApiTokenForm,
@@ -53,7 +54,7 @@ def reset_address() -> str:
     """The address a reset is asked for, folded like sign-up's (so a.b@ and ab@ share)."""
     from credit_app.services.mailboxes import mailbox_identity
 
-    return f"reset:{mailbox_identity(request.form.get('email', ''))[:254]}"
+    return f"reset:{mailbox_identity(request.form.get('email', ''))[:MAX_EMAIL_LENGTH]}"
 
 
 # Sign-ups that created an account count against the client's address.

@@ -253,11 +253,13 @@ def creem_webhook() -> Response:
     stored; an event already stored gets 200 again, and gets a job only while it is
     unprocessed and its job is not queued or running already (one job per event).
     """
+    too_large = PayloadTooLarge("The request body is larger than a webhook event can be "
+                                f"({MAX_WEBHOOK_BYTES // 1024} KB).")
     if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-        raise PayloadTooLarge()
+        raise too_large
     body = request.stream.read(MAX_WEBHOOK_BYTES + 1)
     if len(body) > MAX_WEBHOOK_BYTES:
-        raise PayloadTooLarge()
+        raise too_large
     event, created = webhooks.record_webhook(body, request.headers.get(SIGNATURE_HEADER))
     if event.processed_at is None:
         enqueue_event(event.event_id)

@@ -23,13 +23,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from credit_app.errors import DomainError
 from credit_app.generation.features import FEATURES, Feature
 from credit_app.generation.images import VARIANT_MEDIA_TYPE, variant_key
-from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
-from credit_app.generation.uploads import MAX_UPLOAD_BYTES, check_image_upload
+from credit_app.generation.options import MAX_PROMPT_LENGTH, MOTIONS, ROOM_TYPES, styles_for
+from credit_app.generation.uploads import check_image_upload
 from credit_app.jobs import enqueue_after_commit, registry
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.platform.extensions import db, limiter
 from credit_app.platform.storage import get_storage
 from credit_app.services import analytics, credits, fair_use, generations
+from credit_app.services.limits import MAX_UPLOAD_BYTES
 from credit_app.web import htmx
 from credit_app.web.credit_check import credit_required, upgrade_modal_response
 from credit_app.web.responses import http_error_response, upload_too_large_response
@@ -108,6 +109,7 @@ def feature_context(feature: Feature) -> dict:
         "check": credits.validate_credit_usage(current_user.id, feature.key),
         "fair_use": fair_use.fair_use_of(current_user.id),
         "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_prompt_length": MAX_PROMPT_LENGTH,
     }
 
 
