@@ -343,7 +343,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
             "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
             "max_overflow": _int("DATABASE_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW),
             # Shed load instead of queueing: a request that finds every pooled connection busy
-            # for this long gets 503 + Retry-After (errors.py), never a 30 s wait.
+            # for this long gets 503 + Retry-After (web/responses.py), never a 30 s wait.
             "pool_timeout": _float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0),
             # A database that does not answer a connect fails the request in this time.
             "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3)},
