@@ -159,6 +159,7 @@ def _make_feature_view(feature: Feature):
     return limiter.limit(lambda: current_app.config["RATELIMIT_GENERATE"])(view)
 
 
+# The generation start views, one per feature.
 START_ENDPOINTS = frozenset(f"{bp.name}.start_{key}" for key in FEATURES)
 for _feature in FEATURES.values():
     bp.add_url_rule(f"/dashboard/{_feature.slug}", endpoint=f"start_{_feature.key}",
