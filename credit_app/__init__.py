@@ -117,8 +117,8 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from credit_app.errors import register_error_handlers as register_domain_handlers
     from credit_app.web.auth import register_csrf_error_handler
+    from credit_app.web.responses import register_error_handlers as register_domain_handlers
 
     register_domain_handlers(app)
     register_csrf_error_handler(app)

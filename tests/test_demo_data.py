@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from credit_app.errors import DemoDataExists
 from credit_app.models import (
     AnalyticsEvent,
     AuditLogEntry,
@@ -13,7 +14,7 @@ from credit_app.models import (
 )
 from credit_app.platform.extensions import db
 from credit_app.services import admin_analytics
-from credit_app.services.demo_data import DEMO_DOMAIN, DemoDataExists, seed_demo_data
+from credit_app.services.demo_data import DEMO_DOMAIN, seed_demo_data
 from credit_app.services.ledger_audit import audit_ledger
 
 

@@ -15,8 +15,10 @@ from flask_login.utils import _create_identifier
 from sqlalchemy import text
 
 from credit_app import create_app
-from credit_app.errors import OUTAGE_ERRORS, ServiceUnavailable, _IncidentLog
+from credit_app.errors import ServiceUnavailable
 from credit_app.platform.extensions import db
+from credit_app.platform.outages import OUTAGE_ERRORS
+from credit_app.web.responses import _IncidentLog
 
 # These apps need their own engines: the rolled-back test session would route every
 # statement through the main app's test connection instead.
@@ -144,7 +146,7 @@ def test_an_incident_logs_one_traceback_then_one_line_per_request(tiny_pool_app,
     incidents = _IncidentLog(interval=3600)
     failure = redis.ConnectionError("Connection refused")
     with tiny_pool_app.test_request_context("/api/user/credits"), \
-            caplog.at_level(logging.WARNING, logger="credit_app.errors"):
+            caplog.at_level(logging.WARNING, logger="credit_app.web.responses"):
         for _ in range(5):
             incidents.report(failure)
     with_traceback = [record for record in caplog.records if record.exc_info]

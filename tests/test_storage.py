@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from credit_app.errors import StorageUnavailable, StoredObjectMissing
 from credit_app.platform.config import ConfigError, load_config
 from credit_app.platform.storage import (
     FilesystemStorage,
     S3Storage,
-    StorageUnavailable,
-    StoredObjectMissing,
     sibling_key,
     storage_from_config,
 )

@@ -13,10 +13,10 @@ from flask import Flask, current_app, has_app_context
 from rq import Queue
 from rq.job import Job
 
-from credit_app.errors import OUTAGE_ERRORS
 from credit_app.jobs import registry
 from credit_app.platform import after_commit
 from credit_app.platform.extensions import db
+from credit_app.platform.outages import OUTAGE_ERRORS
 from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)

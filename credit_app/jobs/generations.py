@@ -15,13 +15,13 @@ from pathlib import Path
 from flask import current_app
 from rq import get_current_job
 
-from credit_app.errors import ReservationExpired
+from credit_app.errors import GenerationNotFound, ReservationExpired, StorageUnavailable
 from credit_app.generation.base import GenerationError, GenerationResult
 from credit_app.generation.providers import provider_from_config
 from credit_app.jobs import TRANSIENT_ERRORS, job_context, registry
 from credit_app.models import Generation
 from credit_app.platform.extensions import db
-from credit_app.platform.storage import StorageUnavailable, get_storage
+from credit_app.platform.storage import get_storage
 from credit_app.services import generations
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def make_image_variants(generation_pk: int) -> str:
         try:
             generations.backfill_variants(generation_pk, get_storage(), Path(workdir))
             db.session.commit()
-        except generations.GenerationNotFound:
+        except GenerationNotFound:
             db.session.rollback()
             return "skipped"
         except Exception:

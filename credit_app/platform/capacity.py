@@ -4,7 +4,7 @@ Every web worker has its own SQLAlchemy pool of `pool_size + max_overflow` conne
 workers of all web dynos, the rq workers and one-off dynos share PostgreSQL's
 `max_connections` (less the superuser reserve). When the web tier alone can ask for more than
 that, PostgreSQL answers "too many clients" under load (the app then sheds with 503s, see
-errors.py), so the start-up log says so and what to change.
+web/responses.py), so the start-up log says so and what to change.
 """
 
 from __future__ import annotations

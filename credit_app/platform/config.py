@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The largest photo a generation form takes (credit_app/services/limits.py reads it from here);
+# a request may be larger by the rest of the form.
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 2 * 1024 * 1024
+DEFAULT_MIN_PASSWORD_LENGTH = 10
 
 
 class ConfigError(RuntimeError):
@@ -338,7 +343,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
             "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
             "max_overflow": _int("DATABASE_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW),
             # Shed load instead of queueing: a request that finds every pooled connection busy
-            # for this long gets 503 + Retry-After (errors.py), never a 30 s wait.
+            # for this long gets 503 + Retry-After (web/responses.py), never a 30 s wait.
             "pool_timeout": _float("DATABASE_POOL_TIMEOUT_SECONDS", 1.0),
             # A database that does not answer a connect fails the request in this time.
             "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3)},
@@ -370,14 +375,14 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "GENERATION_PROVIDER": os.environ.get("GENERATION_PROVIDER", "local"),
         **_storage_config(),
         "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
-        "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "SOCK_SERVER_OPTIONS": {"ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
                                 "max_message_size": 4096},
         **{key: value for key, value in os.environ.items()
            if key.startswith("MODEL_API_") or key.startswith("MODEL_VERSION_")},
         "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
-        "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", 10),
+        "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", DEFAULT_MIN_PASSWORD_LENGTH),
         **_creem_config(env),
         **_credits_config(),
         **_accounts_config(env),

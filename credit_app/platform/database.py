@@ -7,7 +7,7 @@ been idle in the pool for longer than DATABASE_PING_AFTER_IDLE_SECONDS: those ar
 PostgreSQL restart, a failover or an idle-connection timeout may have cut. A connection that
 was cut while busy fails its next statement instead and is thrown out of the pool (when an ORM
 statement meets the failure, SQLAlchemy also recycles every connection older than it), and
-that request answers 503 + Retry-After (errors.py) like any other outage.
+that request answers 503 + Retry-After (web/responses.py) like any other outage.
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@ request pays no Redis round trip for its metrics and a Redis outage never fails 
 (the counts wait for the next flush):
 - `http_requests_total{method,status}` — every response; the error rate is the share of 5xx;
 - `credit_operations_total{operation,outcome}` and `credit_operation_duration_seconds` for
-  the requests that check, spend or change credits (CREDIT_ENDPOINTS): the API's balance,
-  consume and grant, starting a generation (a reservation), and staff adjustments.
-Read at scrape time: rq queue depths and failed jobs, workers, the analytics backlog, and the
-webhook processing lag (age of the oldest unprocessed event; mean lag over the last hour).
+  the requests that check, spend or change credits: the API's balance, consume and grant,
+  starting a generation (a reservation), and staff adjustments. The web layer marks such a
+  request (`mark_credit_operation`); this module knows no view.
+Read at scrape time: the gauges the layers above register (`add_gauges`, `add_redis_gauges`:
+rq queues and workers, the webhook lag, the analytics backlog), and whether Redis answered.
+This module is platform: it imports nothing of the domain or the web layer.
 """
 
 from __future__ import annotations
@@ -20,19 +22,12 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import redis
 from flask import Flask, Response, current_app, g, request
-from rq import Queue, Worker
-from rq.registry import FailedJobRegistry, StartedJobRegistry
-from sqlalchemy import func, select
 
-from credit_app.jobs.registry import QUEUE_NAMES
-from credit_app.models import AnalyticsEvent, WebhookEvent
-from credit_app.platform.clock import utcnow
-from credit_app.platform.extensions import db
 from credit_app.platform.health import ops_redis
 
 log = logging.getLogger(__name__)
@@ -42,35 +37,28 @@ HTTP_KEY = f"{PREFIX}:http_requests"
 OPERATIONS_KEY = f"{PREFIX}:credit_operations"
 LATENCY_KEY = f"{PREFIX}:credit_latency"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-CREDIT_ENDPOINTS: dict[str, str] = {
-    "credits.get_credits": "balance",
-    "credits.consume": "consume",
-    "credits.grant": "grant",
-    "admin.adjust_credits": "adjust",
-}
-RESERVE_ENDPOINT_PREFIX = "dashboard.start_"
+CREDIT_OPERATIONS = frozenset({"balance", "consume", "grant", "adjust", "reserve"})
 OUTCOMES_BY_STATUS = {402: "insufficient_credits", 409: "conflict", 429: "rate_limited",
                       401: "denied", 403: "denied"}
+# Where the current request's mark is kept on `flask.g`.
+_MARK = "credit_operation_mark"
 
 
-def credit_operation(endpoint: str | None, method: str) -> str | None:
-    """The credit operation a request performs, or None for any other request."""
-    if endpoint is None:
-        return None
-    if endpoint.startswith(RESERVE_ENDPOINT_PREFIX) and method == "POST":
-        return "reserve"
-    operation = CREDIT_ENDPOINTS.get(endpoint)
-    if operation in ("adjust", "grant", "consume") and method != "POST":
-        return None
-    return operation
+def mark_credit_operation(operation: str, outcome: str | None = None) -> None:
+    """Count the current request as the credit operation `operation` (one of
+    CREDIT_OPERATIONS), with `outcome`, or when that is None the outcome its response's status
+    tells (outcome_of_status). A later mark in the same request replaces an earlier one.
+
+    Raises ValueError for an operation not in CREDIT_OPERATIONS.
+    """
+    if operation not in CREDIT_OPERATIONS:
+        raise ValueError(f"{operation!r} is not a credit operation")
+    setattr(g, _MARK, (operation, outcome))
 
 
-def outcome_of(response: Response) -> str:
-    """ok, insufficient_credits (also the htmx upgrade modal), conflict, invalid, denied, error."""
-    status = response.status_code
+def outcome_of_status(status: int) -> str:
+    """ok, insufficient_credits, conflict, rate_limited, denied, invalid or error."""
     if status < 400:
-        if response.headers.get("HX-Retarget") == "#modal-root":
-            return "insufficient_credits"
         return "ok"
     if status >= 500:
         return "error"
@@ -189,31 +177,62 @@ def init_request_metrics(app: Flask) -> None:
 
     @app.before_request
     def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
+        context = g._get_current_object().__dict__
+        context.pop(_MARK, None)
+        context["metrics_started"] = time.perf_counter()
 
     @app.after_request
     def count_request(response: Response) -> Response:
-        started = g._get_current_object().__dict__.pop("metrics_started", None)
+        context = g._get_current_object().__dict__
+        started = context.pop("metrics_started", None)
+        operation, outcome = context.pop(_MARK, (None, None))
         current = request._get_current_object()
-        endpoint, method = current.endpoint, current.method
-        if started is None or endpoint == "static":
+        if started is None or current.endpoint == "static":
             return response
-        operation = credit_operation(endpoint, method)
-        pending(app).add(method, response.status_code, operation,
-                         outcome_of(response) if operation else None,
+        if operation is not None and outcome is None:
+            outcome = outcome_of_status(response.status_code)
+        pending(app).add(current.method, response.status_code, operation, outcome,
                          time.perf_counter() - started)
         return response
 
 
-def _labels(**labels: object) -> str:
+def metric_labels(**labels: object) -> str:
+    """`{name="value",...}`, escaped as the Prometheus text format wants."""
     def escape(value: object) -> str:
         return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
     return "{" + ",".join(f'{name}="{escape(value)}"' for name, value in labels.items()) + "}"
 
 
-def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list[str]:
+def metric_family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list[str]:
+    """One metric's HELP and TYPE lines, then its `samples` (lines)."""
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+
+
+@dataclass
+class GaugeSources:
+    """What an app's /metrics reads at scrape time besides the request counts: sources that
+    read Redis (skipped, with `redis_up 0`, when it does not answer) and the others."""
+
+    redis: list[Callable[[redis.Redis], Iterable[str]]] = field(default_factory=list)
+    other: list[Callable[[], Iterable[str]]] = field(default_factory=list)
+
+
+def gauge_sources(app: Flask | None = None) -> GaugeSources:
+    app = app or current_app._get_current_object()
+    return app.extensions.setdefault("metrics_gauges", GaugeSources())
+
+
+def add_redis_gauges(app: Flask, source: Callable[[redis.Redis], Iterable[str]]) -> None:
+    """Have `app`'s scrapes include the lines `source` reads from Redis (given the metrics'
+    fail-fast connection); a RedisError leaves them out and reports `redis_up 0`."""
+    gauge_sources(app).redis.append(source)
+
+
+def add_gauges(app: Flask, source: Callable[[], Iterable[str]]) -> None:
+    """Have `app`'s scrapes include the lines `source` returns (read in the app context, e.g.
+    from the database), after `redis_up`."""
+    gauge_sources(app).other.append(source)
 
 
 def _decode(mapping: dict) -> dict[str, str]:
@@ -224,78 +243,29 @@ def _stored_counters(connection: redis.Redis) -> list[str]:
     http = _decode(connection.hgetall(HTTP_KEY))
     operations = _decode(connection.hgetall(OPERATIONS_KEY))
     latency = _decode(connection.hgetall(LATENCY_KEY))
-    lines = _family("http_requests_total", "counter", "HTTP responses by method and status.", (
-        f"http_requests_total{_labels(method=key.split('|')[0], status=key.split('|')[1])} "
-        f"{value}" for key, value in sorted(http.items())))
-    lines += _family("credit_operations_total", "counter",
-                     "Credit operations (HTTP) by operation and outcome.", (
-                         f"credit_operations_total{_labels(operation=op, outcome=outcome)} {value}"
-                         for (op, outcome), value in sorted(
-                             (tuple(key.split("|")), value) for key, value in operations.items())))
+    lines = metric_family(
+        "http_requests_total", "counter", "HTTP responses by method and status.",
+        (f"http_requests_total{metric_labels(method=key.split('|')[0], status=key.split('|')[1])}"
+         f" {value}" for key, value in sorted(http.items())))
+    lines += metric_family(
+        "credit_operations_total", "counter", "Credit operations (HTTP) by operation and outcome.",
+        (f"credit_operations_total{metric_labels(operation=op, outcome=outcome)} {value}"
+         for (op, outcome), value in sorted(
+             (tuple(key.split("|")), value) for key, value in operations.items())))
     samples = []
     for operation in sorted({key.split("|")[0] for key in latency}):
         cumulative = 0
         for bound in (*map(str, BUCKETS), "+Inf"):
             cumulative += int(latency.get(f"{operation}|{bound}", 0))
             samples.append(f"credit_operation_duration_seconds_bucket"
-                           f"{_labels(operation=operation, le=bound)} {cumulative}")
-        samples.append(f"credit_operation_duration_seconds_sum{_labels(operation=operation)} "
+                           f"{metric_labels(operation=operation, le=bound)} {cumulative}")
+        labels = metric_labels(operation=operation)
+        samples.append(f"credit_operation_duration_seconds_sum{labels} "
                        f"{float(latency.get(f'{operation}|sum', 0)):.6f}")
-        samples.append(f"credit_operation_duration_seconds_count{_labels(operation=operation)} "
-                       f"{cumulative}")
-    lines += _family("credit_operation_duration_seconds", "histogram",
-                     "Duration of credit operations (HTTP request to response).", samples)
+        samples.append(f"credit_operation_duration_seconds_count{labels} {cumulative}")
+    lines += metric_family("credit_operation_duration_seconds", "histogram",
+                           "Duration of credit operations (HTTP request to response).", samples)
     return lines
-
-
-def _queue_gauges(connection: redis.Redis) -> list[str]:
-    depth, failed, started = [], [], []
-    for name in QUEUE_NAMES:
-        queue = Queue(name, connection=connection)
-        depth.append(f"rq_queue_depth{_labels(queue=name)} {queue.count}")
-        failed.append(f"rq_failed_jobs{_labels(queue=name)} "
-                      f"{FailedJobRegistry(queue=queue).count}")
-        started.append(f"rq_started_jobs{_labels(queue=name)} "
-                       f"{StartedJobRegistry(queue=queue).count}")
-    return [
-        *_family("rq_queue_depth", "gauge", "Jobs waiting in each rq queue.", depth),
-        *_family("rq_failed_jobs", "gauge", "Jobs in each queue's failed registry.", failed),
-        *_family("rq_started_jobs", "gauge", "Jobs running from each queue.", started),
-        *_family("rq_workers", "gauge", "rq workers registered.",
-                 [f"rq_workers {Worker.count(connection=connection)}"]),
-    ]
-
-
-def _database_gauges() -> list[str]:
-    now = utcnow()
-    oldest = db.session.execute(
-        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.processed_at.is_(None))
-    ).scalar_one()
-    pending = db.session.execute(
-        select(func.count()).select_from(WebhookEvent).where(WebhookEvent.processed_at.is_(None))
-    ).scalar_one()
-    mean_lag = db.session.execute(
-        select(func.avg(func.extract("epoch", WebhookEvent.processed_at
-                                     - WebhookEvent.received_at)))
-        .where(WebhookEvent.processed_at >= now - timedelta(hours=1))
-    ).scalar_one()
-    backlog = db.session.execute(
-        select(func.count()).select_from(AnalyticsEvent)
-        .where(AnalyticsEvent.rolled_up_at.is_(None))
-    ).scalar_one()
-    oldest_age = (now - oldest).total_seconds() if oldest is not None else 0.0
-    return [
-        *_family("webhook_events_pending", "gauge", "Webhook events not processed yet.",
-                 [f"webhook_events_pending {pending}"]),
-        *_family("webhook_oldest_pending_age_seconds", "gauge",
-                 "Age of the oldest unprocessed webhook event (0 when none).",
-                 [f"webhook_oldest_pending_age_seconds {oldest_age:.3f}"]),
-        *_family("webhook_processing_lag_seconds", "gauge",
-                 "Mean time from receipt to processing of webhook events in the last hour.",
-                 [f"webhook_processing_lag_seconds {float(mean_lag or 0):.3f}"]),
-        *_family("analytics_events_pending", "gauge", "Analytics events not rolled up yet.",
-                 [f"analytics_events_pending {backlog}"]),
-    ]
 
 
 def render() -> str:
@@ -306,12 +276,17 @@ def render() -> str:
     """
     connection = ops_redis()
     pending().flush()
+    sources = gauge_sources()
     try:
-        lines = _stored_counters(connection) + _queue_gauges(connection)
+        lines = _stored_counters(connection)
+        for read_redis in sources.redis:
+            lines += read_redis(connection)
         up = 1
     except redis.RedisError as exc:
         log.warning("metrics: Redis is unreachable: %s", exc)
         lines, up = [], 0
-    lines += _family("redis_up", "gauge", "Whether Redis answered this scrape.",
-                     [f"redis_up {up}"])
-    return "\n".join(lines + _database_gauges()) + "\n"
+    lines += metric_family("redis_up", "gauge", "Whether Redis answered this scrape.",
+                           [f"redis_up {up}"])
+    for read in sources.other:
+        lines += read()
+    return "\n".join(lines) + "\n"

@@ -19,22 +19,7 @@ from typing import Any, BinaryIO, Protocol
 
 from flask import current_app
 
-from credit_app.errors import DomainError, ServiceUnavailable
-
-
-class StorageUnavailable(ServiceUnavailable):
-    """The storage service could not be reached or refused the call (503, Retry-After)."""
-
-    default_message = "File storage is not answering right now. Please try again in a minute."
-
-    def __init__(self, message: str | None = None, retry_after: int = 30) -> None:
-        super().__init__(message, retry_after=retry_after)
-
-
-class StoredObjectMissing(DomainError):
-    status = 404
-    code = "file_not_found"
-    default_message = "That file is no longer available."
+from credit_app.errors import StorageUnavailable, StoredObjectMissing
 
 
 class Storage(Protocol):

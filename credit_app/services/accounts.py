@@ -25,10 +25,15 @@ from credit_app.platform.database import read_fixed
 from credit_app.platform.extensions import db
 from credit_app.services import account_tokens, credits, mail, mailboxes, passwords
 from credit_app.services.credits import utcnow
+from credit_app.services.limits import (
+    DEFAULT_MIN_PASSWORD_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_TOKEN_NAME_LENGTH,
+)
 from credit_app.services.mailboxes import normalize_email
 
 WELCOME_CREDITS = 6
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = DEFAULT_MIN_PASSWORD_LENGTH
 TOKEN_PREFIX = "ca_"
 COMMON_PASSWORDS = frozenset({
     "password", "password1", "password123", "1234567890", "12345678910", "qwertyuiop",
@@ -44,8 +49,9 @@ def check_password_strength(password: str, email: str = "",
     if not isinstance(password, str) or len(password) < min_length:
         raise WeakPassword(f"Use at least {min_length} characters for your password.",
                            field="password")
-    if len(password) > 256:
-        raise WeakPassword("Use at most 256 characters for your password.", field="password")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"Use at most {MAX_PASSWORD_LENGTH} characters for your password.",
+                           field="password")
     lowered = password.lower()
     if lowered in COMMON_PASSWORDS or len(set(password)) < 4:
         raise WeakPassword("That password is too easy to guess; choose another.",
@@ -268,8 +274,9 @@ def _hash_token(token: str) -> str:
 def create_api_token(user_id: int, name: str) -> tuple[ApiToken, str]:
     """Create a token and return it with its plaintext, shown once. Raises ValidationFailed."""
     name = (name or "").strip()
-    if not 1 <= len(name) <= 80:
-        raise ValidationFailed("Give the token a name of 1 to 80 characters.", field="name")
+    if not 1 <= len(name) <= MAX_TOKEN_NAME_LENGTH:
+        raise ValidationFailed(f"Give the token a name of 1 to {MAX_TOKEN_NAME_LENGTH} "
+                               "characters.", field="name")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user_id, name=name, token_hash=_hash_token(plaintext),
                      prefix=plaintext[:10])

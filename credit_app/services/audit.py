@@ -10,8 +10,8 @@ from sqlalchemy import select
 from credit_app.errors import ValidationFailed
 from credit_app.models import AUDIT_ACTIONS, AuditLogEntry
 from credit_app.platform.extensions import db
+from credit_app.services.limits import MAX_REASON_LENGTH
 
-MAX_REASON = 500
 PAGE_SIZE = 50
 
 
@@ -24,8 +24,8 @@ class AuditPage:
 def clean_reason(reason: object) -> str:
     """The reason a staff member gave, trimmed. Raises ValidationFailed when empty or too long."""
     text = reason.strip() if isinstance(reason, str) else ""
-    if not 1 <= len(text) <= MAX_REASON:
-        raise ValidationFailed(f"A reason of 1 to {MAX_REASON} characters is required.",
+    if not 1 <= len(text) <= MAX_REASON_LENGTH:
+        raise ValidationFailed(f"A reason of 1 to {MAX_REASON_LENGTH} characters is required.",
                                field="reason")
     return text
 

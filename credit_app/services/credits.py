@@ -63,15 +63,14 @@ from credit_app.platform.clock import utcnow
 from credit_app.platform.database import execute_fixed
 from credit_app.platform.extensions import db
 from credit_app.services import ledger_observers, live, rollout
+from credit_app.services.limits import MAX_GENERATION_ID_LENGTH, MAX_GRANT, MAX_HISTORY_PAGE, MAX_ID
 
 if TYPE_CHECKING:
     from credit_app.services.accounts import Account
 
 log = logging.getLogger(__name__)
 
-MAX_GRANT = 100_000
 MAX_BALANCE = 1_000_000_000
-MAX_HISTORY_PAGE = 100
 MAX_EXPIRY_LINES = 3
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
 
@@ -324,8 +323,10 @@ def cost_for(user: User | LockedBalance, feature: Feature) -> int:
 
 
 def _validate_generation_id(generation_id: str) -> str:
-    if not isinstance(generation_id, str) or not 1 <= len(generation_id) <= 255:
-        raise ValidationFailed("generation_id must be a string of 1 to 255 characters.")
+    if not isinstance(generation_id, str) or not (
+            1 <= len(generation_id) <= MAX_GENERATION_ID_LENGTH):
+        raise ValidationFailed("generation_id must be a string of 1 to "
+                               f"{MAX_GENERATION_ID_LENGTH} characters.")
     if not generation_id.isprintable():
         raise ValidationFailed("generation_id must contain printable characters only.")
     return generation_id
@@ -955,7 +956,7 @@ def change_plan(
     ))
 
 
-MAX_LEDGER_ID = 2**31 - 1  # credit_transactions.id is a PostgreSQL integer
+MAX_LEDGER_ID = MAX_ID  # credit_transactions.id is a PostgreSQL integer
 
 
 def encode_cursor(transaction_id: int) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, select, text
 
-from credit_app.errors import DomainError
+from credit_app.errors import DemoDataExists
 from credit_app.models import (
     CreditTransaction,
     Generation,
@@ -38,12 +38,6 @@ FIRST_NAMES = ("maya", "liam", "sofia", "noah", "emma", "lucas", "olivia", "mate
                "finn", "mila", "jonas", "sara", "elias", "ana", "theo", "yara", "ben")
 LAST_NAMES = ("lopez", "schmidt", "rossi", "dubois", "nguyen", "kowalski", "silva", "jensen",
               "novak", "garcia", "smith", "muller", "costa", "berg", "ito", "khan", "moreau")
-
-
-class DemoDataExists(DomainError):
-    status = 409
-    code = "demo_data_exists"
-    default_message = "Demo data is already there; nothing was added."
 
 
 @dataclass

@@ -20,18 +20,12 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from credit_app.errors import DomainError
+from credit_app.errors import UnknownExport
 from credit_app.models import CreditTransaction, Generation, Subscription, User
 from credit_app.platform.extensions import Model, db
 
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 DEFAULT_BATCH = 1000
-
-
-class UnknownExport(DomainError):
-    status = 404
-    code = "unknown_export"
-    default_message = "There is no such export."
 
 
 def csv_cell(value: Any) -> str | int | float:

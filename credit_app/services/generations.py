@@ -19,7 +19,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from credit_app.errors import DomainError, ValidationFailed
+from credit_app.errors import (
+    GenerationNotFound,
+    StorageUnavailable,
+    StoredObjectMissing,
+    ValidationFailed,
+)
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
 from credit_app.generation.images import VariantError, make_variants
 from credit_app.generation.options import (
@@ -39,12 +44,7 @@ from credit_app.models import (
 from credit_app.platform import after_commit
 from credit_app.platform.extensions import db
 from credit_app.platform.input_text import clean_text
-from credit_app.platform.storage import (
-    Storage,
-    StorageUnavailable,
-    StoredObjectMissing,
-    sibling_key,
-)
+from credit_app.platform.storage import Storage, sibling_key
 from credit_app.services import analytics, credits, fair_use
 from credit_app.services.credits import utcnow
 
@@ -63,12 +63,6 @@ def _remove_uploads(uploads: list[tuple[Storage, str]]) -> None:
 
 
 after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
-
-
-class GenerationNotFound(DomainError):
-    status = 404
-    code = "generation_not_found"
-    default_message = "No such generation."
 
 
 def _choice(raw: Mapping[str, Any], name: str, allowed: Mapping[str, str], label: str) -> str:

@@ -17,11 +17,16 @@ import secrets
 from sqlalchemy import delete, select, text, update
 
 from credit_app.billing import subscriptions
-from credit_app.errors import DomainError, WrongPassword
+from credit_app.errors import (
+    AccountAlreadyDeleted,
+    StorageUnavailable,
+    SubscriptionStillRenews,
+    WrongPassword,
+)
 from credit_app.models import ApiToken, Generation, OutboundEmail, RecoveryCode, UserRole
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
-from credit_app.platform.storage import Storage, StorageUnavailable
+from credit_app.platform.storage import Storage
 from credit_app.services import analytics, audit, credits, passwords
 
 log = logging.getLogger(__name__)
@@ -30,19 +35,6 @@ DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
 LEDGER_KEYS_KEPT: tuple[str, ...] = ("plan", "from", "to", "expires_at", "enforcement",
                                      "product_id")
-
-
-class SubscriptionStillRenews(DomainError):
-    status = 409
-    code = "subscription_still_renews"
-    default_message = ("Your Pro subscription still renews. Cancel it on the Subscription page "
-                       "first, then delete your account.")
-
-
-class AccountAlreadyDeleted(DomainError):
-    status = 409
-    code = "account_deleted"
-    default_message = "This account has already been deleted."
 
 
 def delete_account(user_id: int, password: str) -> list[str]:

@@ -11,17 +11,13 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
-from credit_app.errors import (
-    Forbidden,
-    Unauthorized,
-    error_response,
-    is_htmx_request,
-    wants_json_response,
-)
+from credit_app.errors import Forbidden, Unauthorized
 from credit_app.models import User
 from credit_app.platform.extensions import db, login_manager
 from credit_app.services import accounts
+from credit_app.web import htmx
 from credit_app.web.application import sends_bearer_token
+from credit_app.web.responses import error_response, wants_json_response
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -98,10 +94,9 @@ def api_staff() -> accounts.Account:
 def unauthorized():
     if wants_json_response():
         return error_response(Unauthorized.status, Unauthorized.code, Unauthorized.default_message)
-    if is_htmx_request():
+    if htmx.is_htmx_request():
         response = error_response(401, "unauthorized", "Your session has ended; sign in again.")
-        response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
-        return response
+        return htmx.redirect(response, url_for("auth.login", next=request.full_path))
     return redirect(url_for("auth.login", next=request.full_path))
 
 

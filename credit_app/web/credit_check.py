@@ -9,15 +9,17 @@ from typing import Any
 from flask import make_response, render_template, request
 from flask_login import current_user, login_required
 
-from credit_app.errors import (
-    EmailNotVerified,
-    InsufficientCredits,
-    is_htmx_request,
-    wants_json_response,
-)
+from credit_app.errors import EmailNotVerified, InsufficientCredits
+from credit_app.platform import metrics
 from credit_app.platform.extensions import db
 from credit_app.services import analytics, credits, fair_use, generations
+from credit_app.web import htmx
+from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.request_json import request_json
+from credit_app.web.responses import wants_json_response
+
+# Where a page's dialogs go (templates/base.html).
+MODAL_SLOT = "#modal-root"
 
 
 def request_generation_id() -> str:
@@ -40,6 +42,9 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
     already loaded, so no query): htmx gets the dialog that offers to resend the link, others
     EmailNotVerified (403). A Pro user past the day's fair-use mark gets a longer hold (a Pro
     hold costs nothing), so a generation waiting on the fair-use queue is not timed out.
+
+    The metrics count the request as a "reserve" credit operation (the upgrade modal as one
+    refused for insufficient credits).
     """
     credits.get_feature(feature)
 
@@ -48,7 +53,7 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
         @login_required
         def wrapped(*args: Any, **kwargs: Any):
             if not current_user.is_verified:
-                if is_htmx_request() and not wants_json_response():
+                if htmx.is_htmx_request() and not wants_json_response():
                     return verification_required_response()
                 raise EmailNotVerified()
             timeout = fair_use.hold_timeout(current_user.id, current_user.is_pro)
@@ -58,12 +63,13 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
                 )
             except InsufficientCredits:
                 db.session.rollback()
-                if is_htmx_request() and not wants_json_response():
+                if htmx.is_htmx_request() and not wants_json_response():
+                    metrics.mark_credit_operation("reserve", outcome="insufficient_credits")
                     return upgrade_modal_response(feature)
                 raise
             return view(*args, reservation=reservation, **kwargs)
 
-        return wrapped
+        return credit_operation("reserve")(wrapped)
 
     return decorator
 
@@ -74,16 +80,10 @@ def upgrade_modal_response(feature: str | None):
                     credits_remaining=credits.get_user_credits(current_user.id).remaining)
     db.session.commit()
     response = make_response(render_template("dashboard/_upgrade_modal.html", feature=feature))
-    response.headers["HX-Retarget"] = "#modal-root"
-    response.headers["HX-Reswap"] = "innerHTML"
-    response.headers["Vary"] = "HX-Request"
-    return response
+    return htmx.vary_on_htmx(htmx.retarget(response, MODAL_SLOT, "innerHTML"))
 
 
 def verification_required_response():
     """The "confirm your email first" dialog as an htmx fragment, in the page's modal slot."""
     response = make_response(render_template("dashboard/_verify_modal.html"), 403)
-    response.headers["HX-Retarget"] = "#modal-root"
-    response.headers["HX-Reswap"] = "innerHTML"
-    response.headers["Vary"] = "HX-Request"
-    return response
+    return htmx.vary_on_htmx(htmx.retarget(response, MODAL_SLOT, "innerHTML"))

@@ -19,6 +19,20 @@ from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange
 
 from credit_app.platform.input_text import clean_line
+from credit_app.services.limits import (
+    MAX_EMAIL_LENGTH,
+    MAX_GRANT,
+    MAX_PASSWORD_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_RECOVERY_CODE_LENGTH,
+    MAX_TOKEN_NAME_LENGTH,
+    TOTP_DIGITS,
+)
+
+# The limits of credit_app/services/limits.py, as the validators the fields share.
+EMAIL_LENGTH = Length(max=MAX_EMAIL_LENGTH)
+PASSWORD_LENGTH = Length(max=MAX_PASSWORD_LENGTH)
+REASON_LENGTH = Length(min=1, max=MAX_REASON_LENGTH)
 
 
 def _clean_line(value: Any) -> Any:
@@ -38,41 +52,42 @@ class Form(FlaskForm):
 
 
 class SignupForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    email = EmailField("Email", validators=[DataRequired(), EMAIL_LENGTH])
+    password = PasswordField("Password", validators=[DataRequired(), PASSWORD_LENGTH])
     confirm = PasswordField("Repeat password",
                             validators=[DataRequired(), EqualTo("password",
                                                                 "The passwords do not match.")])
 
 
 class LoginForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    email = EmailField("Email", validators=[DataRequired(), EMAIL_LENGTH])
+    password = PasswordField("Password", validators=[DataRequired(), PASSWORD_LENGTH])
     remember = BooleanField("Keep me signed in")
 
 
 class ApiTokenForm(Form):
-    name = StringField("Token name", validators=[DataRequired(), Length(min=1, max=80)])
+    name = StringField("Token name",
+                       validators=[DataRequired(), Length(min=1, max=MAX_TOKEN_NAME_LENGTH)])
 
 
 class AdjustCreditsForm(Form):
     operation = SelectField("Action", choices=[SelectChoice("grant", "Grant credits"),
                                                SelectChoice("remove", "Remove credits")],
                             default="grant")
-    amount = IntegerField("Credits", validators=[DataRequired(), NumberRange(min=1, max=100_000)])
-    reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
+    amount = IntegerField("Credits", validators=[DataRequired(), NumberRange(min=1, max=MAX_GRANT)])
+    reason = StringField("Reason", validators=[DataRequired(), REASON_LENGTH])
 
 
 class SignInAccessForm(Form):
-    reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
+    reason = StringField("Reason", validators=[DataRequired(), REASON_LENGTH])
 
 
 class ForgotPasswordForm(Form):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired(), EMAIL_LENGTH])
 
 
 class ResetPasswordForm(Form):
-    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    password = PasswordField("New password", validators=[DataRequired(), PASSWORD_LENGTH])
     confirm = PasswordField("Repeat the new password",
                             validators=[DataRequired(), EqualTo("password",
                                                                 "The passwords do not match.")])
@@ -80,16 +95,16 @@ class ResetPasswordForm(Form):
 
 class ChangePasswordForm(Form):
     current_password = PasswordField("Current password",
-                                     validators=[DataRequired(), Length(max=256)])
-    password = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+                                     validators=[DataRequired(), PASSWORD_LENGTH])
+    password = PasswordField("New password", validators=[DataRequired(), PASSWORD_LENGTH])
     confirm = PasswordField("Repeat the new password",
                             validators=[DataRequired(), EqualTo("password",
                                                                 "The passwords do not match.")])
 
 
 class ChangeEmailForm(Form):
-    new_email = EmailField("New email address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Your password", validators=[DataRequired(), Length(max=256)])
+    new_email = EmailField("New email address", validators=[DataRequired(), EMAIL_LENGTH])
+    password = PasswordField("Your password", validators=[DataRequired(), PASSWORD_LENGTH])
 
 
 class NotificationsForm(Form):
@@ -103,17 +118,18 @@ class SignOutEverywhereForm(Form):
 
 
 class TwoFactorForm(Form):
-    code = StringField("Code", validators=[DataRequired(), Length(min=6, max=40)])
+    code = StringField("Code", validators=[DataRequired(), Length(min=TOTP_DIGITS,
+                                                                  max=MAX_RECOVERY_CODE_LENGTH)])
 
 
 class RolloutForm(Form):
     percentage = IntegerField("Enforced for (% of free users)",
                               validators=[InputRequired(), NumberRange(min=0, max=100)])
-    reason = StringField("Reason", validators=[DataRequired(), Length(min=1, max=500)])
+    reason = StringField("Reason", validators=[DataRequired(), REASON_LENGTH])
 
 
 class DeleteAccountForm(Form):
-    password = PasswordField("Your password", validators=[DataRequired(), Length(max=256)])
+    password = PasswordField("Your password", validators=[DataRequired(), PASSWORD_LENGTH])
     confirm = BooleanField("I understand that my account, my designs and my uploads are "
                            "deleted for good", validators=[DataRequired(
                                "Tick the box to confirm.")])

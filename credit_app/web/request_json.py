@@ -11,15 +11,9 @@ from typing import Any
 
 from flask import request
 
-from credit_app.errors import DomainError
+from credit_app.errors import BadJson
 
 MAX_JSON_DEPTH = 32
-
-
-class BadJson(DomainError):
-    status = 400
-    code = "bad_json"
-    default_message = "The request body must be a JSON object."
 
 
 def json_depth(raw: bytes) -> int:

@@ -7,12 +7,18 @@ from typing import Annotated, Any
 from flask import request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from credit_app.errors import ValidationFailed
+from credit_app.errors import BadJson, ValidationFailed
 from credit_app.generation.features import FEATURE_KEYS
 from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line
-from credit_app.web.request_json import MAX_JSON_DEPTH, BadJson, json_depth
-
-MAX_ID = 2**31 - 1
+from credit_app.services.limits import (
+    MAX_GENERATION_ID_LENGTH,
+    MAX_GRANT,
+    MAX_HISTORY_CURSOR_LENGTH,
+    MAX_HISTORY_PAGE,
+    MAX_ID,
+    MAX_REASON_LENGTH,
+)
+from credit_app.web.request_json import MAX_JSON_DEPTH, json_depth
 
 
 def _cleaned_line(value: Any) -> Any:
@@ -66,7 +72,7 @@ class ConsumeRequest(Schema):
     )
     feature: FeatureName
     generation_id: str | None = Field(
-        default=None, min_length=1, max_length=255, pattern=PRINTABLE_PATTERN,
+        default=None, min_length=1, max_length=MAX_GENERATION_ID_LENGTH, pattern=PRINTABLE_PATTERN,
         description="Idempotency key: the same id never spends twice. Printable characters "
                     "only: no control characters, tabs, line breaks or line separators.",
     )
@@ -106,9 +112,9 @@ class LedgerEntry(Schema):
 
 class HistoryQuery(Schema):
     model_config = ConfigDict(strict=False, extra="forbid")
-    cursor: str | None = Field(default=None, max_length=200,
+    cursor: str | None = Field(default=None, max_length=MAX_HISTORY_CURSOR_LENGTH,
                                description="next_cursor of the previous page")
-    limit: int = Field(default=20, ge=1, le=100)
+    limit: int = Field(default=20, ge=1, le=MAX_HISTORY_PAGE)
 
 
 class HistoryResponse(Schema):
@@ -122,8 +128,8 @@ class GrantRequest(Schema):
                                          "reason": "Apology for an outage"}]},
     )
     user_id: int = Field(ge=1, le=MAX_ID)
-    amount: int = Field(ge=1, le=100_000)
-    reason: CleanLine = Field(min_length=1, max_length=500,
+    amount: int = Field(ge=1, le=MAX_GRANT)
+    reason: CleanLine = Field(min_length=1, max_length=MAX_REASON_LENGTH,
                               description="Shown in the user's history and the audit log; "
                                           "control characters are removed, then it is trimmed")
 

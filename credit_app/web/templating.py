@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g
 from flask_login import current_user
 
 from credit_app.generation.features import FEATURES
 from credit_app.generation.options import describe_options
 from credit_app.models import CreditTransaction, LedgerKind
 from credit_app.services import credits
+from credit_app.web import htmx
 
 SOURCE_NAMES = {
     "registration": "Welcome credits",
@@ -76,6 +77,6 @@ def init_templating(app: Flask) -> None:
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:
-        if request.headers.get("HX-Request") and "HX-Request" not in response.vary:
-            response.vary.add("HX-Request")
-        return response
+        """An answer to a request htmx made varies on it (only varies: the security headers
+        are credit_app/web/security_headers.py's)."""
+        return htmx.vary_on_htmx(response) if htmx.sent_htmx_header() else response

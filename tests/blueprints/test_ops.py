@@ -5,12 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from credit_app.generation.features import FEATURES
 from credit_app.jobs.heartbeat import heartbeat
 from credit_app.models import WebhookEvent
 from credit_app.platform import health, metrics
 from credit_app.platform.extensions import db
 from credit_app.platform.logs import JsonFormatter, RequestIdFilter
 from credit_app.platform.redis_client import get_redis
+from credit_app.web import credit_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -166,14 +168,28 @@ def test_json_logs_carry_the_request_id(app):
     assert payload["level"] == "WARNING" and payload["duration_ms"] == 4.5
 
 
-def test_credit_operation_names():
-    assert metrics.credit_operation("credits.consume", "POST") == "consume"
-    assert metrics.credit_operation("credits.consume", "GET") is None
-    assert metrics.credit_operation("dashboard.start_video", "POST") == "reserve"
-    assert metrics.credit_operation("admin.adjust_credits", "POST") == "adjust"
-    assert metrics.credit_operation("dashboard.home", "GET") is None
-    assert metrics.credit_operation(None, "GET") is None
+def test_credit_views_declare_their_operation(app):
+    declared = {endpoint: credit_metrics.declared_operation(view)
+                for endpoint, view in app.view_functions.items()}
+    assert declared["credits.consume"] == "consume"
+    assert declared["credits.get_credits"] == "balance"
+    assert declared["credits.grant"] == "grant"
+    assert declared["admin.adjust_credits"] == "adjust"
+    assert all(declared[f"dashboard.start_{key}"] == "reserve" for key in FEATURES)
+    assert declared["dashboard.home"] is None and declared["dashboard.upgrade_modal"] is None
     assert metrics.bucket_for(0.003) == "0.005" and metrics.bucket_for(99) == "+Inf"
+
+
+def test_credit_requests_refused_before_their_view_count_too(app, user_client, client,
+                                                             monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_CONSUME", "1 per hour")
+    for _ in range(2):
+        user_client.post("/api/user/credits/consume", json={"feature": "interior"})
+    assert user_client.options("/api/user/credits").status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'credit_operations_total{operation="consume",outcome="ok"} 1' in text
+    assert 'credit_operations_total{operation="consume",outcome="rate_limited"} 1' in text
+    assert 'operation="balance"' not in text
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])

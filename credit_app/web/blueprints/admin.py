@@ -26,10 +26,11 @@ from credit_app.services import (
     rollout,
     staff,
 )
+from credit_app.services.limits import MAX_ID
 from credit_app.web import charts
 from credit_app.web.auth import admin_required
+from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.forms import AdjustCreditsForm, RolloutForm, SignInAccessForm
-from credit_app.web.schemas import MAX_ID
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -125,6 +126,7 @@ def user_detail(user_id: int):
 
 
 @bp.post("/users/<int:user_id>/credits")
+@credit_operation("adjust")
 def adjust_credits(user_id: int):
     """Grant (the credit API's own service call) or remove credits, with a required reason."""
     user = db.session.get(User, user_id) or abort(404)

@@ -18,12 +18,14 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from credit_app.errors import DomainError, is_htmx_request
+from credit_app.errors import DomainError
 from credit_app.models import User
 from credit_app.platform.extensions import db, limiter
 from credit_app.platform.storage import get_storage
 from credit_app.services import accounts, notifications, privacy
 from credit_app.services import two_factor as totp
+from credit_app.services.limits import MAX_EMAIL_LENGTH
+from credit_app.web import htmx
 from credit_app.web.forms import (
     ApiTokenForm,
     ChangeEmailForm,
@@ -52,7 +54,7 @@ def reset_address() -> str:
     """The address a reset is asked for, folded like sign-up's (so a.b@ and ab@ share)."""
     from credit_app.services.mailboxes import mailbox_identity
 
-    return f"reset:{mailbox_identity(request.form.get('email', ''))[:254]}"
+    return f"reset:{mailbox_identity(request.form.get('email', ''))[:MAX_EMAIL_LENGTH]}"
 
 
 # Sign-ups that created an account count against the client's address.
@@ -337,7 +339,7 @@ def resend_verification():
     accounts.send_verification(current_user)
     db.session.commit()
     message = f"We sent a new link to {current_user.email}. Open it, then generate."
-    if is_htmx_request():
+    if htmx.is_htmx_request():
         return render_template("auth/_verification_sent.html", message=message)
     flash(message, "success")
     return redirect(safe_next(request.form.get("next")))

@@ -23,13 +23,16 @@ from flask_login import current_user, login_required
 from credit_app.billing import checkout as billing_checkout
 from credit_app.billing import packs, plans, subscriptions, webhooks
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER
-from credit_app.errors import DomainError, PayloadTooLarge, is_htmx_request
+from credit_app.errors import DomainError, PayloadTooLarge
 from credit_app.generation.features import FEATURES, Feature
 from credit_app.jobs.webhooks import enqueue_event
 from credit_app.platform.extensions import csrf, db, limiter
 from credit_app.services import analytics, credits
+from credit_app.web import htmx
 
 bp = Blueprint("billing", __name__)
+# Where payment providers post their events: answered in JSON, errors too (web/responses.py).
+WEBHOOK_PATH_PREFIX = "/billing/webhooks/"
 
 PENDING_CHECKOUT_KEY = "billing.pending_checkout"
 # request_id -> checkout_id of the checkouts this browser started (the last few).
@@ -49,8 +52,10 @@ def _subscription_page(status: int = 200, error: str | None = None,
     part, from the same URL."""
     feature = feature or _feature(request.values.get("feature"))
     available = plans.plans()
+    template = ("billing/_subscription_state.html" if htmx.is_htmx_request()
+                else "billing/subscription.html")
     page = render_template(
-        "billing/_subscription_state.html" if is_htmx_request() else "billing/subscription.html",
+        template,
         from_feature=feature,
         plans=available,
         saving=plans.yearly_saving(available),
@@ -61,8 +66,7 @@ def _subscription_page(status: int = 200, error: str | None = None,
         checkout=request.args.get("checkout"),
         error=error,
     )
-    response = make_response(page, status)
-    response.vary.add("HX-Request")
+    response = htmx.vary_on_htmx(make_response(page, status))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -239,7 +243,7 @@ def portal() -> Response:
     return redirect(link, code=303)
 
 
-@bp.post("/billing/webhooks/creem")
+@bp.post(f"{WEBHOOK_PATH_PREFIX}creem")
 @csrf.exempt
 @limiter.exempt
 def creem_webhook() -> Response:
@@ -249,11 +253,13 @@ def creem_webhook() -> Response:
     stored; an event already stored gets 200 again, and gets a job only while it is
     unprocessed and its job is not queued or running already (one job per event).
     """
+    too_large = PayloadTooLarge("The request body is larger than a webhook event can be "
+                                f"({MAX_WEBHOOK_BYTES // 1024} KB).")
     if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-        raise PayloadTooLarge()
+        raise too_large
     body = request.stream.read(MAX_WEBHOOK_BYTES + 1)
     if len(body) > MAX_WEBHOOK_BYTES:
-        raise PayloadTooLarge()
+        raise too_large
     event, created = webhooks.record_webhook(body, request.headers.get(SIGNATURE_HEADER))
     if event.processed_at is None:
         enqueue_event(event.event_id)

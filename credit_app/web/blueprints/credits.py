@@ -10,6 +10,7 @@ from credit_app.services import credits
 from credit_app.web import schemas
 from credit_app.web.api_limits import also_limited_by, check_api_limits
 from credit_app.web.auth import api_caller, api_staff, identify_api_caller, require_api_csrf
+from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.openapi import documented
 
 bp = Blueprint("credits", __name__, url_prefix="/api/user/credits")
@@ -30,6 +31,7 @@ def check_csrf() -> None:
 
 
 @bp.get("")
+@credit_operation("balance")
 @documented(summary="Get the current credit status", response=schemas.CreditsResponse)
 def get_credits() -> Response:
     status = credits.credits_of(api_caller())
@@ -42,6 +44,7 @@ def get_credits() -> Response:
 
 
 @bp.post("/consume")
+@credit_operation("consume")
 @also_limited_by("RATELIMIT_CONSUME")
 @documented(
     summary="Consume a credit for a generation",
@@ -82,6 +85,7 @@ def history() -> Response:
 
 
 @bp.post("/grant")
+@credit_operation("grant")
 @documented(
     summary="Grant credits to a user (staff only)",
     request=schemas.GrantRequest,

@@ -18,18 +18,22 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from credit_app.errors import DomainError, is_htmx_request
+from credit_app.errors import DomainError
 from credit_app.generation.features import FEATURES, Feature
 from credit_app.generation.images import VARIANT_MEDIA_TYPE, variant_key
-from credit_app.generation.options import MOTIONS, ROOM_TYPES, styles_for
-from credit_app.generation.uploads import MAX_UPLOAD_BYTES, check_image_upload
+from credit_app.generation.options import MAX_PROMPT_LENGTH, MOTIONS, ROOM_TYPES, styles_for
+from credit_app.generation.uploads import check_image_upload
 from credit_app.jobs import enqueue_after_commit, registry
 from credit_app.models import CreditReservation, GenerationStatus
 from credit_app.platform.extensions import db, limiter
 from credit_app.platform.storage import get_storage
 from credit_app.services import analytics, credits, fair_use, generations
+from credit_app.services.limits import MAX_UPLOAD_BYTES
+from credit_app.web import htmx
 from credit_app.web.credit_check import credit_required, upgrade_modal_response
+from credit_app.web.responses import http_error_response, upload_too_large_response
 
 bp = Blueprint("dashboard", __name__)
 FEATURES_BY_SLUG: dict[str, Feature] = {feature.slug: feature for feature in FEATURES.values()}
@@ -37,10 +41,8 @@ FEATURES_BY_SLUG: dict[str, Feature] = {feature.slug: feature for feature in FEA
 
 def render(page: str, fragment: str, status: int = 200, **context) -> Response:
     """One URL, page or fragment: htmx gets the fragment, a browser the page."""
-    template = fragment if is_htmx_request() else page
-    response = make_response(render_template(template, **context), status)
-    response.vary.add("HX-Request")
-    return response
+    template = fragment if htmx.is_htmx_request() else page
+    return htmx.vary_on_htmx(make_response(render_template(template, **context), status))
 
 
 @bp.get("/")
@@ -87,8 +89,7 @@ def sidebar_credits():
     """The credit counter: the same fragment for first paint, polling and swaps."""
     response = make_response(render_template("dashboard/_sidebar_credits.html"))
     response.headers["Cache-Control"] = "no-store"
-    response.vary.add("HX-Request")
-    return response
+    return htmx.vary_on_htmx(response)
 
 
 @bp.post("/dashboard/preferences/sidebar")
@@ -108,6 +109,7 @@ def feature_context(feature: Feature) -> dict:
         "check": credits.validate_credit_usage(current_user.id, feature.key),
         "fair_use": fair_use.fair_use_of(current_user.id),
         "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_prompt_length": MAX_PROMPT_LENGTH,
     }
 
 
@@ -132,15 +134,13 @@ def _start(feature: Feature, reservation: CreditReservation):
                           errors={exc.details.get("field", "form"): exc.message},
                           new_generation_id=request.form.get("generation_id"),
                           oob_credits=True, **feature_context(feature))
-        response.headers["HX-Retarget"] = "#feature-form"
-        response.headers["HX-Reswap"] = "outerHTML"
-        return response
+        return htmx.retarget(response, "#feature-form", "outerHTML")
     generation, created = generations.start_generation(
         reservation, options, upload, get_storage())
     if created or generation.status == GenerationStatus.QUEUED:
         enqueue_after_commit(registry.generation_job(generation.queue), generation.id)
     db.session.commit()
-    if not is_htmx_request():
+    if not htmx.is_htmx_request():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))
     return render_template("dashboard/_generation_progress.html", generation=generation,
                            oob_credits=True,
@@ -159,9 +159,20 @@ def _make_feature_view(feature: Feature):
     return limiter.limit(lambda: current_app.config["RATELIMIT_GENERATE"])(view)
 
 
+# The generation start views, one per feature.
+START_ENDPOINTS = frozenset(f"{bp.name}.start_{key}" for key in FEATURES)
 for _feature in FEATURES.values():
     bp.add_url_rule(f"/dashboard/{_feature.slug}", endpoint=f"start_{_feature.key}",
                     view_func=_make_feature_view(_feature), methods=["POST"])
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def upload_too_large(exc: RequestEntityTooLarge) -> Response:
+    """A generation form whose upload is over the request limit, sent by htmx, gets the
+    message under its photo field; any other request the usual 413."""
+    if request.endpoint in START_ENDPOINTS and htmx.is_htmx_request():
+        return upload_too_large_response()
+    return http_error_response(exc)
 
 
 @bp.get("/dashboard/generations")

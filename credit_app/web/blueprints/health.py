@@ -5,12 +5,23 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
-from credit_app.errors import error_response
+from credit_app.jobs import gauges
 from credit_app.platform import health, metrics
+from credit_app.web import credit_metrics
+from credit_app.web.responses import error_response
 
 bp = Blueprint("health", __name__)
-bp.record_once(lambda state: metrics.init_request_metrics(state.app))
+
+
+@bp.record_once
+def init_metrics(state: BlueprintSetupState) -> None:
+    """Count the app's requests and credit operations, and read the background work's gauges
+    at each scrape."""
+    credit_metrics.init_request_metrics(state.app)
+    metrics.add_redis_gauges(state.app, gauges.queue_gauges)
+    metrics.add_gauges(state.app, gauges.backlog_gauges)
 
 
 @bp.get("/healthz")

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 
-from credit_app.errors import OUTAGE_ERRORS, Forbidden, Unauthorized
+from credit_app.errors import Forbidden, Unauthorized
 from credit_app.platform.extensions import db, sock
+from credit_app.platform.outages import OUTAGE_ERRORS
 from credit_app.platform.redis_client import client_for
 from credit_app.services import credits
 from credit_app.services.credits import UserCredits, utcnow
