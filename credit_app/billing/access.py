@@ -24,7 +24,6 @@ from credit_app.models import Subscription
 UNBOUNDED_STATUSES = frozenset({"active", "trialing"})
 PERIOD_BOUND_STATUSES = frozenset({"scheduled_cancel", "canceled"})
 GRACE_STATUSES = frozenset({"past_due"})
-NO_ACCESS_STATUSES = frozenset({"expired", "unpaid", "paused", "incomplete"})
 # Statuses whose access ends at a moment the period end decides (so they need one).
 BOUNDED_STATUSES = PERIOD_BOUND_STATUSES | GRACE_STATUSES
 

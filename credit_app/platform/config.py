@@ -397,7 +397,6 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
 
 
 MAIL_STAND_IN_URL = "smtp://127.0.0.1:1025"
-MAIL_STAND_IN_PAGE = "http://127.0.0.1:5057"
 
 
 def _accounts_config(env: str) -> dict:

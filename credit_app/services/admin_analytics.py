@@ -33,7 +33,6 @@ from credit_app.platform.extensions import db
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-CONVERSION_WINDOWS = (7, 30)
 
 COUNTS_SQL = text("""
 SELECT day, event_type, feature, plan, sum(events)::bigint AS events,

@@ -1044,14 +1044,6 @@ def latest_entry_id(user_id: int) -> int:
     ).scalar_one()
 
 
-def ledger_balance(user_id: int) -> int:
-    """The balance the ledger says the user has: the sum of their amounts."""
-    return db.session.execute(
-        select(func.coalesce(func.sum(CreditTransaction.amount), 0))
-        .where(CreditTransaction.user_id == user_id)
-    ).scalar_one()
-
-
 # -- packs and refills ----------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from credit_app.models import AuditLogEntry, Generation, GenerationStatus, Webho
 from credit_app.platform.extensions import db
 from credit_app.platform.redis_client import get_redis
 from credit_app.services import analytics, audit, credits, rollout
+from tests.ledger_support import ledger_balance
 
 TODAY = datetime.now(UTC).date()
 
@@ -114,7 +115,7 @@ def test_remove_takes_credits_off_with_a_reason(admin_client, admin, user):
                                        "reason": "Duplicate grant"})
     assert response.status_code == 302
     assert credits.get_user_credits(user.id).remaining == 2
-    assert credits.ledger_balance(user.id) == 2
+    assert ledger_balance(user.id) == 2
     entry = audit.list_entries(target_user_id=user.id).items[0]
     assert (entry.action, entry.details["amount"]) == ("credits.remove", -4)
 
