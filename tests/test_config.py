@@ -10,6 +10,8 @@ from credit_app.platform import config
 from credit_app.platform.config import ConfigError, load_config
 from credit_app.platform.local_services import provision
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
