@@ -19,7 +19,7 @@ def clean_env(monkeypatch, tmp_path):
                  "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE", "CREEM_API_KEY",
                  "CREEM_WEBHOOK_SECRET", "CREEM_API_URL", "CREEM_PRODUCT_PRO_MONTHLY",
                  "CREEM_PRODUCT_PRO_YEARLY", "MAIL_URL", "MAIL_FROM", "PUBLIC_URL",
-                 "STAFF_TWO_FACTOR_REQUIRED"):
+                 "ADMIN_TWO_FACTOR_REQUIRED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     return monkeypatch
@@ -51,7 +51,7 @@ def test_production_with_real_servers(clean_env):
     settings = load_config("production")
     assert settings["MAIL_URL"] == "smtp://apikey:secret@smtp.mail.internal:587"
     assert settings["MAIL_STAND_IN"] is False
-    assert settings["STAFF_TWO_FACTOR_REQUIRED"] is True
+    assert settings["ADMIN_TWO_FACTOR_REQUIRED"] is True
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
     assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]
     assert settings["EMBEDDED_SERVICES"] == ()
@@ -200,7 +200,7 @@ def test_without_a_mail_url_development_uses_the_stand_in(clean_env):
     settings = load_config("development")
     assert settings["MAIL_URL"] == config.MAIL_STAND_IN_URL
     assert settings["MAIL_STAND_IN"] is True
-    assert settings["STAFF_TWO_FACTOR_REQUIRED"] is False
+    assert settings["ADMIN_TWO_FACTOR_REQUIRED"] is False
 
 
 def test_https_is_enforced_in_production_only(clean_env):

@@ -202,7 +202,7 @@ class CreditLot(db.Model):
 
     A pack lot carries its Creem order id (unique: a pack is granted once per order); a
     refund closes it (`refunded_at`, `expires_at`) and `refund_shortfall` says how many of
-    the refunded credits were already spent (staff look at those)."""
+    the refunded credits were already spent (admins look at those)."""
 
     __tablename__ = "credit_lots"
     __table_args__ = (

@@ -400,7 +400,7 @@ MAIL_STAND_IN_URL = "smtp://127.0.0.1:1025"
 
 
 def _accounts_config(env: str) -> dict:
-    """Mail (SMTP from MAIL_URL, else the local stand-in), the account rate limits, staff
+    """Mail (SMTP from MAIL_URL, else the local stand-in), the account rate limits, admin
     two-factor.
 
     Raises ConfigError when production has no MAIL_URL (unless ALLOW_EMBEDDED_SERVICES), or
@@ -425,7 +425,7 @@ def _accounts_config(env: str) -> dict:
         "RATELIMIT_RESET_ADDRESS": os.environ.get("RATELIMIT_RESET_ADDRESS", "3 per hour"),
         "RATELIMIT_RESET_CLIENT": os.environ.get("RATELIMIT_RESET_CLIENT", "10 per hour"),
         "RATELIMIT_VERIFY_RESEND": os.environ.get("RATELIMIT_VERIFY_RESEND", "3 per 10 minutes"),
-        "STAFF_TWO_FACTOR_REQUIRED": env == "production" or _flag("STAFF_TWO_FACTOR_REQUIRED"),
+        "ADMIN_TWO_FACTOR_REQUIRED": env == "production" or _flag("ADMIN_TWO_FACTOR_REQUIRED"),
     }
 
 

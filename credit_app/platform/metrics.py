@@ -7,7 +7,7 @@ request pays no Redis round trip for its metrics and a Redis outage never fails 
 - `http_requests_total{method,status}` — every response; the error rate is the share of 5xx;
 - `credit_operations_total{operation,outcome}` and `credit_operation_duration_seconds` for
   the requests that check, spend or change credits (CREDIT_ENDPOINTS): the API's balance,
-  consume and grant, starting a generation (a reservation), and staff adjustments.
+  consume and grant, starting a generation (a reservation), and admin adjustments.
 Read at scrape time: rq queue depths and failed jobs, workers, the analytics backlog, and the
 webhook processing lag (age of the oldest unprocessed event; mean lag over the last hour).
 """

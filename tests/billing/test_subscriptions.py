@@ -225,7 +225,7 @@ class TestAccessRules:
         assert stored.status == "active" and stored.access_ends_at is None
         assert plan_of(user) == "pro"
 
-    def test_a_full_refund_removes_pro_and_flags_the_subscription_for_staff(
+    def test_a_full_refund_removes_pro_and_flags_the_subscription_for_the_admins(
             self, creem, clock, user):
         sub, events = subscribe(creem, user)
         apply(events, clock.now)

@@ -52,7 +52,7 @@ def urls(template: str, user, event) -> str:
 
 
 @pytest.mark.parametrize("route", GET_ROUTES)
-def test_every_page_is_staff_only(route, client, user_client, user, webhook_event):
+def test_every_page_is_admin_only(route, client, user_client, user, webhook_event):
     url = urls(route, user, webhook_event)
     assert user_client.get(url).status_code == 403
     anonymous = client.get(url)
@@ -60,7 +60,7 @@ def test_every_page_is_staff_only(route, client, user_client, user, webhook_even
 
 
 @pytest.mark.parametrize(("route", "form"), POST_ROUTES)
-def test_every_action_is_staff_only_and_changes_nothing(route, form, client, user_client, user,
+def test_every_action_is_admin_only_and_changes_nothing(route, form, client, user_client, user,
                                                         webhook_event):
     url = urls(route, user, webhook_event)
     assert user_client.post(url, data=form).status_code == 403
@@ -71,7 +71,7 @@ def test_every_action_is_staff_only_and_changes_nothing(route, form, client, use
 
 
 @pytest.mark.parametrize("route", GET_ROUTES)
-def test_every_page_renders_for_staff(route, admin_client, user, webhook_event):
+def test_every_page_renders_for_admins(route, admin_client, user, webhook_event):
     response = admin_client.get(urls(route, user, webhook_event))
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -197,7 +197,7 @@ def test_analytics_rejects_a_bad_range(admin_client, query):
     assert admin_client.get("/admin/analytics/panel", query_string=query).status_code == 422
 
 
-def test_audit_log_lists_and_filters_staff_actions(admin_client, admin, user):
+def test_audit_log_lists_and_filters_admin_actions(admin_client, admin, user):
     credits.grant_credits(user.id, 2, "Support", actor_id=admin.id)
     rollout.set_percentage(50, admin.id, "Halfway")
     db.session.commit()

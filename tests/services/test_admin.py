@@ -2,7 +2,8 @@ import pytest
 
 from credit_app.errors import InvalidAmount, UserNotFound, ValidationFailed
 from credit_app.models import LedgerKind
-from credit_app.services import audit, credits, staff
+from credit_app.services import admin as admin_service
+from credit_app.services import audit, credits
 from tests.ledger_support import ledger_balance
 
 
@@ -51,4 +52,4 @@ def test_audit_rejects_unknown_actions(admin):
 
 def test_webhook_listing_rejects_an_unknown_filter():
     with pytest.raises(ValidationFailed):
-        staff.list_webhook_events("sideways")
+        admin_service.list_webhook_events("sideways")
