@@ -1,4 +1,4 @@
-"""Benchmark of the staff analytics dashboard at a million events.
+"""Benchmark of the admin analytics dashboard at a million events.
 
 In a database of its own (`credit_app_bench_analytics` on the embedded server, or
 BENCH_ANALYTICS_DATABASE_URL), it builds 50,000 users and 1,000,000 analytics events spread

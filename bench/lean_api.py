@@ -35,6 +35,7 @@ import redis
 from flask import Flask, Response, request
 
 from credit_app.platform.config import load_config
+from credit_app.platform.local_services import provision
 from credit_app.services.accounts import TOKEN_OWNER_SQL
 from credit_app.services.credits import LOCK_BALANCE_SQL, POST_DRAW_SQL, PRIOR_USE_SQL
 from credit_app.services.live import channel_for
@@ -44,6 +45,7 @@ POOL_SIZE = 16  # the app's DATABASE_POOL_SIZE default
 WINDOW_SECONDS = 60
 
 config = load_config()
+config.update(provision(config))
 app = Flask(__name__)
 _redis = redis.Redis.from_url(config["REDIS_URL"], socket_timeout=0.5,
                               socket_connect_timeout=0.5)

@@ -6,14 +6,16 @@ import logging
 
 from flask import Flask
 
-from credit_app.platform.config import load_config
+from credit_app.platform.config import ConfigError, load_config
 from credit_app.web.application import CreditApp
 
 
 def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
-    """Build the app: config, extensions, auth, blueprints, errors, CLI."""
+    """Build the app: config, local services, extensions, auth, blueprints, errors, CLI."""
     app = CreditApp(__name__, template_folder="../templates", static_folder="../static")
     configure(app, env, overrides)
+    check_model_provider(app)
+    provision_local_services(app)
     trust_proxies(app)
     enforce_https(app)
     register_extensions(app)
@@ -29,6 +31,35 @@ def create_app(env: str | None = None, overrides: dict | None = None) -> Flask:
 
 def configure(app: Flask, env: str | None, overrides: dict | None) -> None:
     app.config.from_mapping(load_config(env, overrides))
+
+
+def check_model_provider(app: Flask) -> None:
+    """With GENERATION_PROVIDER=http, fail at start-up on the hosted model's settings (its URL,
+    token and a version per feature) rather than at the first generation.
+
+    Raises ConfigError naming every missing or malformed setting.
+    """
+    if app.config["GENERATION_PROVIDER"] != "http":
+        return
+    from credit_app.generation.http_provider import HttpModelProvider
+
+    try:
+        HttpModelProvider.from_env_config(app.config).close()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def provision_local_services(app: Flask) -> None:
+    """On a machine without DATABASE_URL / REDIS_URL (development, the tests, a demo box),
+    start the embedded PostgreSQL and Redis, fill in their URLs and the settings derived from
+    them, and create the development secrets under the instance folder
+    (credit_app/platform/local_services.py). Runs before the extensions are bound.
+
+    Raises ConfigError when the embedded servers are needed but not installed.
+    """
+    from credit_app.platform.local_services import provision
+
+    app.config.update(provision(app.config))
 
 
 def trust_proxies(app: Flask) -> None:

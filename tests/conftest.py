@@ -144,12 +144,17 @@ def closed_redis_breaker() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+def db_session(request: pytest.FixtureRequest) -> Iterator[None]:
     """Run the test in a transaction that is rolled back; views' commits become savepoints.
 
     After each test the ledger audit runs on what the test left (inside its transaction, or
-    committed by a concurrency test), so any test that breaks an invariant fails.
+    committed by a concurrency test), so any test that breaks an invariant fails. A test
+    marked `no_db` gets neither the transaction nor the app.
     """
+    if request.node.get_closest_marker("no_db"):
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
     check_ledger = not request.node.get_closest_marker("breaks_ledger")
     with app.app_context():
         if request.node.get_closest_marker("concurrency"):

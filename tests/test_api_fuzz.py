@@ -1,4 +1,4 @@
-"""Schemathesis over the published /api/openapi.json, as a user and as staff: no answer may be
+"""Schemathesis over the published /api/openapi.json, as a user and as an admin: no answer may be
 a 5xx, and every answer must match the document (status code, content type, body schema).
 
 Bounded: FUZZ_EXAMPLES examples (default 100) per operation, mode (valid and invalid data)

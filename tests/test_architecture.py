@@ -12,6 +12,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.no_db  # no database, no app
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "credit_app"
 
 # Highest first. A module belongs to the first layer with a prefix matching its name.

@@ -1,7 +1,7 @@
 """The plans a user can buy: Pro monthly and Pro yearly, each one configured Creem product.
 
 Only these products give Pro. A subscription to any other product of the same Creem store is
-stored (so staff can see it) and gives nothing.
+stored (so admins can see it) and gives nothing.
 """
 
 from __future__ import annotations

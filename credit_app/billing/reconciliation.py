@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 SOURCE = "reconciliation"
 # Period ends closer than this count as equal (Creem's dates carry milliseconds).
 PERIOD_TOLERANCE = timedelta(seconds=1)
-# The subscription fields compared, in the order findings report them.
-COMPARED_KINDS: tuple[str, ...] = ("status", "product", "period_end")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,5 +1,5 @@
 """Subscriptions: applying Creem's facts to the rows, the user's plan, cancel / resume / plan
-switch, the billing portal, staff flags and the period-end sweep.
+switch, the billing portal, admin flags and the period-end sweep.
 
 The reconciliation is modelled on documenso's `syncStripeCustomerSubscription`: every change
 goes through `apply_snapshot`, which takes one snapshot of the subscription (an event's, or
@@ -338,7 +338,7 @@ def _details(subscription: Subscription, source: str, event_id: str | None) -> d
 def apply_flag(flag: str, snapshot: SubscriptionSnapshot | None, at: datetime, *,
                event_id: str, full: bool = True, now: datetime | None = None,
                client: CreemClient | None = None) -> str:
-    """A full refund or a dispute: no more Pro from that subscription; staff should look.
+    """A full refund or a dispute: no more Pro from that subscription; an admin should look.
 
     The newest flag wins (a refund then a dispute, in either order, leaves "dispute"); a
     partial refund changes nothing. Returns "flagged", "partial_refund" or "stale_flag".
@@ -369,7 +369,7 @@ def apply_flag(flag: str, snapshot: SubscriptionSnapshot | None, at: datetime, *
     if row.flagged_at is not None and at < row.flagged_at:
         return "stale_flag"
     row.staff_flag, row.flagged_at = flag, at
-    log.warning("Creem %s on subscription %s (user %s): Pro removed, flagged for staff",
+    log.warning("Creem %s on subscription %s (user %s): Pro removed, flagged for the admins",
                 flag, row.creem_subscription_id, row.user_id)
     _set_access_end(row, now)
     db.session.flush()
@@ -471,11 +471,11 @@ def customer_portal_url(user_id: int, client: CreemClient | None = None) -> str:
     return (client or creem_client()).customer_portal_url(subscription.creem_customer_id)
 
 
-# -- staff -----------------------------------------------------------------------------------
+# -- admin -----------------------------------------------------------------------------------
 
 
 def clear_flag(creem_subscription_id: str, now: datetime | None = None) -> Subscription:
-    """Staff cleared a refund or dispute flag: the subscription's status counts again.
+    """An admin cleared a refund or dispute flag: the subscription's status counts again.
 
     Raises NoSubscription.
     """
@@ -486,13 +486,13 @@ def clear_flag(creem_subscription_id: str, now: datetime | None = None) -> Subsc
     subscription.staff_flag, subscription.flagged_at = None, None
     _set_access_end(subscription, now)
     db.session.flush()
-    sync_user_plan(subscription.user_id, now, "flag cleared by staff",
-                   _details(subscription, "staff", None))
+    sync_user_plan(subscription.user_id, now, "flag cleared by an admin",
+                   _details(subscription, "admin", None))
     return subscription
 
 
 def flagged_subscriptions() -> list[Subscription]:
-    """Subscriptions flagged for staff (refunds and disputes), newest first."""
+    """Subscriptions flagged for the admins (refunds and disputes), newest first."""
     return list(db.session.execute(
         select(Subscription).where(Subscription.staff_flag.is_not(None))
         .order_by(Subscription.flagged_at.desc())
@@ -501,7 +501,7 @@ def flagged_subscriptions() -> list[Subscription]:
 
 def foreign_subscriptions() -> list[Subscription]:
     """Subscriptions to products that are not a configured Pro plan (they give no Pro),
-    newest first: staff see them in `flask billing foreign`."""
+    newest first: admins see them in `flask billing foreign`."""
     pro_products = [plan.product_id for plan in plans()]
     return list(db.session.execute(
         select(Subscription).where(Subscription.product_id.not_in(pro_products))

@@ -98,27 +98,27 @@ def stop_services() -> None:
     click.echo("Stopped the embedded servers.")
 
 
-def staff_member(email: str):
+def acting_admin(email: str):
     """The admin account acting from the command line. Raises ClickException otherwise."""
     from credit_app.services import accounts
 
     actor = accounts.find_user_by_email(email)
     if actor is None or not actor.is_admin:
-        raise click.ClickException(f"{email} is not a staff account.")
+        raise click.ClickException(f"{email} is not an admin account.")
     return actor
 
 
 @billing_cli.command("rerun-event")
 @click.argument("event_id")
 @click.option("--actor", "actor_email", required=True,
-              help="Email of the staff member re-running it (written to the audit log).")
+              help="Email of the admin re-running it (written to the audit log).")
 def rerun_event(event_id: str, actor_email: str) -> None:
     """Apply a stored Creem webhook event again, now (e.g. after its retries ran out)."""
     from credit_app.jobs.webhooks import process_webhook_event
-    from credit_app.services import staff
+    from credit_app.services import admin
 
     try:
-        staff.rerun_webhook_event(event_id, staff_member(actor_email).id)
+        admin.rerun_webhook_event(event_id, acting_admin(actor_email).id)
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message) from None
@@ -147,7 +147,7 @@ def list_flagged() -> None:
 @billing_cli.command("pack-shortfalls")
 def list_pack_shortfalls() -> None:
     """List refunded credit packs whose credits were partly spent before the refund (the
-    refund took back what was left; staff decide about the rest)."""
+    refund took back what was left; an admin decides about the rest)."""
     from credit_app.services import credits
 
     lots = credits.refund_shortfalls()

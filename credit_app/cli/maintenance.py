@@ -1,4 +1,4 @@
-"""Command-line tools of the staff and operations side, registered by credit_app.cli:
+"""Command-line tools of the admin and operations side, registered by credit_app.cli:
 `flask credits audit`, `flask analytics roll-up`, `flask seed demo-data`."""
 
 from __future__ import annotations
@@ -65,5 +65,5 @@ def seed_demo_data_command(users: int, days: int, seed: int) -> None:
         raise click.ClickException(exc.message) from None
     click.echo(f"Created {report.users} users over {days} days: {report.generations} "
                f"generations ({report.failed} failed), {report.upgrades} upgrades, "
-               f"{report.cancellations} cancellations, {report.grants} staff grants. "
+               f"{report.cancellations} cancellations, {report.grants} admin grants. "
                "See /admin/analytics.")

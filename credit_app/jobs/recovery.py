@@ -29,7 +29,7 @@ from credit_app.models import (
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
 
-# An email still unsent after this many attempts is left to staff (its error is on the row).
+# An email still unsent after this many attempts is left to the admins (its error is on the row).
 MAX_MAIL_ATTEMPTS = 10
 
 

@@ -82,8 +82,6 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     # failed, with its error on the event row, until `flask billing rerun-event`.
     JobSpec("process_webhook_event", "credit_app.jobs.webhooks.process_webhook_event",
             "webhooks", timeout=120, retry_intervals=(10, 30, 60, 300, 900)),
-    JobSpec("record_event", "credit_app.jobs.analytics.record_event", "analytics",
-            timeout=60, retry_intervals=(5, 30, 120)),
     # An email the SMTP server did not take is tried again after 10 s, 1 min, 5 min, 15 min
     # and 1 h; then recovery queues it again (up to jobs/recovery.py MAX_MAIL_ATTEMPTS).
     JobSpec("deliver_email", "credit_app.jobs.mail.deliver_email", "default",

@@ -1,4 +1,4 @@
-"""Account security and mail: welcome-grant mailboxes, staff recovery codes, the mail outbox."""
+"""Account security and mail: welcome-grant mailboxes, admin recovery codes, the mail outbox."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class WelcomeMailbox(Model):
 
 
 class RecoveryCode(Model):
-    """A staff member's one-time recovery code for two-factor sign-in, kept as a hash."""
+    """An admin's one-time recovery code for two-factor sign-in, kept as a hash."""
 
     __tablename__ = "recovery_codes"
     __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)

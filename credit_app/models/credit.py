@@ -38,9 +38,14 @@ class LedgerKind(enum.StrEnum):
     CONSUME = "consume"
     RESERVE = "reserve"
     RELEASE = "release"
-    REFUND = "refund"
     ADJUST = "adjust"
     EXPIRE = "expire"
+
+
+# The kinds the database's check constraint allows: every LedgerKind, and 'refund', which the
+# first migration allowed and nothing ever posted (the schema keeps it; a pack refund is posted
+# as an `adjust` row).
+SCHEMA_LEDGER_KINDS: tuple[str, ...] = (*LedgerKind, "refund")
 
 
 class ReservationStatus(enum.StrEnum):
@@ -90,7 +95,7 @@ class CreditTransaction(Model):
             postgresql_where=text("feature_used = 'registration'"),
         ),
         CheckConstraint(_in_list("feature_used", LEDGER_SOURCES), name="feature_used_allowed"),
-        CheckConstraint(_in_list("kind", tuple(LedgerKind)), name="kind_allowed"),
+        CheckConstraint(_in_list("kind", SCHEMA_LEDGER_KINDS), name="kind_allowed"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         CheckConstraint("credits_consumed >= 0", name="credits_consumed_non_negative"),
     )
@@ -197,7 +202,7 @@ class CreditLot(Model):
 
     A pack lot carries its Creem order id (unique: a pack is granted once per order); a
     refund closes it (`refunded_at`, `expires_at`) and `refund_shortfall` says how many of
-    the refunded credits were already spent (staff look at those)."""
+    the refunded credits were already spent (admins look at those)."""
 
     __tablename__ = "credit_lots"
     __table_args__ = (

@@ -7,7 +7,7 @@ that arrives late cannot roll the state back. Nothing is remembered from earlier
 access rules (`billing/access.py`) read these facts only.
 
 `webhook_events` stores every signed event once (its Creem id is unique): the raw payload for
-staff, and the typed snapshot `billing/creem/events.py` made of it on receipt, in columns that
+admins, and the typed snapshot `billing/creem/events.py` made of it on receipt, in columns that
 processing reads.
 """
 
@@ -36,7 +36,8 @@ from credit_app.billing.creem.events import CREEM_STATUSES
 from credit_app.models.user import _in_list
 from credit_app.platform.extensions import Model
 
-# Why staff should look at a subscription (access was taken away for it).
+# Why an admin should look at a subscription (access was taken away for it). The column and
+# these names keep the database's spelling, `staff_flag`, from before the area was called admin.
 STAFF_FLAGS: tuple[str, ...] = ("refund", "dispute")
 
 

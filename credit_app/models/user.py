@@ -79,9 +79,9 @@ class User(UserMixin, Model):
     # Part of the session id (get_id): raising it ends every session and remember-me cookie.
     session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                                  server_default="0")
-    # Set by staff: the account cannot sign in.
+    # Set by an admin: the account cannot sign in.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Staff two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
+    # Admin two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)

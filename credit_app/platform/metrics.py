@@ -7,7 +7,7 @@ request pays no Redis round trip for its metrics and a Redis outage never fails 
 - `http_requests_total{method,status}` — every response; the error rate is the share of 5xx;
 - `credit_operations_total{operation,outcome}` and `credit_operation_duration_seconds` for
   the requests that check, spend or change credits: the API's balance, consume and grant,
-  starting a generation (a reservation), and staff adjustments. The web layer marks such a
+  starting a generation (a reservation), and admin adjustments. The web layer marks such a
   request (`mark_credit_operation`); this module knows no view.
 Read at scrape time: the gauges the layers above register (`add_gauges`, `add_redis_gauges`:
 rq queues and workers, the webhook lag, the analytics backlog), and whether Redis answered.

@@ -3,7 +3,7 @@
 Each client has a socket timeout and a connect timeout, so a hung Redis (a partition, a
 failover, a paused server) costs a request at most its budget instead of freezing it:
 
-- `app`: requests and jobs (live publish, enqueue after commit, staff pages): 0.5 s per
+- `app`: requests and jobs (live publish, enqueue after commit, admin pages): 0.5 s per
   command; a refused or dropped connection is retried once at once (a pooled connection that
   a Redis restart closed reconnects), a timeout is not.
 - `monitoring`: health checks and metrics: 0.5 s, no retry, so an outage is reported at once.

@@ -350,8 +350,8 @@ def token_owner(plaintext: str) -> Account | None:
     return None if row is None else Account(*row)
 
 
-def record_staff_sign_in(user: User, method: str, address: str | None) -> None:
-    """Audit a staff member's sign-in (method: password, totp or recovery)."""
+def record_admin_sign_in(user: User, method: str, address: str | None) -> None:
+    """Audit an admin's sign-in (method: password, totp or recovery)."""
     from credit_app.services import audit
 
     audit.record(user.id, "staff.sign_in", target_user_id=user.id,
@@ -359,7 +359,7 @@ def record_staff_sign_in(user: User, method: str, address: str | None) -> None:
 
 
 def record_failed_sign_in(email: str, why: str, address: str | None) -> None:
-    """Audit a failed sign-in when the address is a staff account's (others are not logged)."""
+    """Audit a failed sign-in when the address is an admin account's (others are not logged)."""
     from credit_app.services import audit
 
     try:

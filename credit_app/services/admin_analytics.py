@@ -1,11 +1,11 @@
-"""The numbers of the staff analytics dashboard, for a range of UTC days.
+"""The numbers of the admin analytics dashboard, for a range of UTC days.
 
 Every query reads the rollups (analytics_daily_rollups, analytics_active_days,
 analytics_daily_active_users, analytics_user_funnels) plus the raw events not rolled up yet
 (`rolled_up_at IS NULL`, a partial index: normally the last minute or so), so each event
 counts exactly once and the page is live without scanning the raw history. Definitions:
 
-- utilisation: credits charged for uses ÷ credits granted (sign-up and staff grants);
+- utilisation: credits charged for uses ÷ credits granted (sign-up and admin grants);
 - credits waived: what free users' uses would have cost but did not, because they were
   outside the enforcement rollout;
 - feature distribution: uses (credit_consumed) per feature, Pro included;
@@ -33,7 +33,6 @@ from credit_app.platform.extensions import db
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-CONVERSION_WINDOWS = (7, 30)
 
 COUNTS_SQL = text("""
 SELECT day, event_type, feature, plan, sum(events)::bigint AS events,
@@ -177,7 +176,7 @@ def _parse_day(value: str, field_name: str) -> date:
 
 
 def parse_range(start: str | None, end: str | None, today: date | None = None) -> DateRange:
-    """The range a staff member asked for; the last 30 days by default.
+    """The range an admin asked for; the last 30 days by default.
 
     Raises ValidationFailed for a malformed date, an end in the future, a start after the
     end, or more than 366 days.

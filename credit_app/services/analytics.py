@@ -18,8 +18,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import CursorResult, delete, insert, select, text, update
 
 from credit_app.errors import ValidationFailed
 from credit_app.models import (
@@ -101,21 +100,6 @@ def track(event_type: str, user_id: int | None, *, feature: str | None = None,
     return event_id
 
 
-def store_event(event_id: str, event_type: str, user_id: int | None, feature: str | None,
-                credits_remaining: int | None, occurred_at: datetime,
-                properties: dict[str, Any]) -> bool:
-    """Insert the event unless it is already stored; True if this call stored it."""
-    inserted = db.session.execute(
-        pg_insert(AnalyticsEvent)
-        .values(event_id=event_id, event_type=event_type, user_id=user_id, feature=feature,
-                credits_remaining=credits_remaining, occurred_at=occurred_at,
-                properties=properties)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(AnalyticsEvent.id)
-    ).scalar_one_or_none()
-    return inserted is not None
-
-
 ROLL_UP_SQL = text("""
 WITH batch AS (
     SELECT id FROM analytics_events
@@ -190,14 +174,6 @@ def roll_up(batch_size: int = DEFAULT_BATCH_SIZE, now: datetime | None = None) -
     row = db.session.execute(ROLL_UP_SQL, {"batch_size": batch_size,
                                            "now": now or utcnow()}).one()
     return row.folded
-
-
-def pending_events() -> int:
-    """How many events wait to be rolled up."""
-    return db.session.execute(
-        select(func.count()).select_from(AnalyticsEvent)
-        .where(AnalyticsEvent.rolled_up_at.is_(None))
-    ).scalar_one()
 
 
 def purge_rolled_up_events(retention_days: int, now: datetime | None = None,

@@ -1,4 +1,4 @@
-"""The audit log: one row per staff action, written in the same transaction as the action."""
+"""The audit log: one row per admin action, written in the same transaction as the action."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class AuditPage:
 
 
 def clean_reason(reason: object) -> str:
-    """The reason a staff member gave, trimmed. Raises ValidationFailed when empty or too long."""
+    """The reason an admin gave, trimmed. Raises ValidationFailed when empty or too long."""
     text = reason.strip() if isinstance(reason, str) else ""
     if not 1 <= len(text) <= MAX_REASON_LENGTH:
         raise ValidationFailed(f"A reason of 1 to {MAX_REASON_LENGTH} characters is required.",

@@ -898,7 +898,7 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
 def remove_credits(user_id: int, amount: int, reason: str,
                    actor_id: int | None = None, now: datetime | None = None
                    ) -> CreditTransaction:
-    """Take `amount` credits off the user's balance (a staff correction, with its reason),
+    """Take `amount` credits off the user's balance (an admin's correction, with its reason),
     from the lots live at `now` in spend order.
 
     Raises InvalidAmount, ValidationFailed (no reason, or more than the balance), UserNotFound,
@@ -1065,14 +1065,6 @@ def latest_entry_id(user_id: int) -> int:
     ).scalar_one()
 
 
-def ledger_balance(user_id: int) -> int:
-    """The balance the ledger says the user has: the sum of their amounts."""
-    return db.session.execute(
-        select(func.coalesce(func.sum(CreditTransaction.amount), 0))
-        .where(CreditTransaction.user_id == user_id)
-    ).scalar_one()
-
-
 # -- packs and refills ----------------------------------------------------------------------
 
 
@@ -1122,7 +1114,7 @@ def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None 
                 now: datetime | None = None) -> PackRefund:
     """Take back a refunded pack's credits: `owed` of them (all for a full refund), as many
     as are still unspent in its lot, never below zero; the rest (already spent) is recorded
-    on the lot as its `refund_shortfall` for staff. A fully refunded lot is closed (it
+    on the lot as its `refund_shortfall` for the admins. A fully refunded lot is closed (it
     lapses now, so a hold released into it later expires). A repeat changes nothing.
 
     Returns what it did ("pack_refunded", "pack_refund_shortfall", "pack_already_refunded").
@@ -1153,13 +1145,13 @@ def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None 
     db.session.expire(lot)
     if shortfall:
         log.warning("pack order %s refunded: %d of its credits were spent already (user %s); "
-                    "flagged for staff", order_id, shortfall, lot.user_id)
+                    "flagged for the admins", order_id, shortfall, lot.user_id)
     return PackRefund("pack_refund_shortfall" if shortfall else "pack_refunded",
                       lot.user_id, taken, shortfall)
 
 
 def refund_shortfalls() -> list[CreditLot]:
-    """Refunded packs whose credits were partly spent already, for staff, newest first."""
+    """Refunded packs whose credits were partly spent already, for admins, newest first."""
     return list(db.session.execute(
         select(CreditLot).where(CreditLot.refund_shortfall > 0,
                                 CreditLot.shortfall_cleared_at.is_(None))
@@ -1260,7 +1252,7 @@ def expiring_lots(user_id: int, now: datetime | None = None) -> list[CreditLot]:
 
 
 def clear_refund_shortfall(order_id: str, now: datetime | None = None) -> CreditLot:
-    """Staff dealt with a refunded pack's spent credits: it leaves `refund_shortfalls`.
+    """An admin dealt with a refunded pack's spent credits: it leaves `refund_shortfalls`.
 
     Raises PackNotGranted (no such pack, or no shortfall to clear).
     """

@@ -1,8 +1,8 @@
 """`flask seed demo-data`: a realistic month of users, generations and subscriptions.
 
-Everything goes through the real services (the credit ledger, its analytics outbox, staff
+Everything goes through the real services (the credit ledger, its analytics outbox, admin
 grants and plan changes), then the timestamps are moved back to when each thing happened in
-the simulated month, and the analytics are rolled up: the staff dashboard has a month to show.
+the simulated month, and the analytics are rolled up: the admin dashboard has a month to show.
 Demo accounts use the reserved domain `demo.roomcraft.test` and cannot sign in.
 """
 
@@ -87,16 +87,16 @@ def seed_demo_data(users: int = 400, days: int = 30, seed: int = 7,
     end = end or datetime.now(UTC)
     start = end - timedelta(days=days)
     unusable = hash_password(secrets.token_urlsafe(32))
-    staff = User(email=f"staff@{DEMO_DOMAIN}", password_hash=unusable, role=UserRole.ADMIN,
+    admin = User(email=f"admin@{DEMO_DOMAIN}", password_hash=unusable, role=UserRole.ADMIN,
                  credits_remaining=0, credits_total=0, created_at=start)
-    db.session.add(staff)
+    db.session.add(admin)
     db.session.flush()
     report = SeedReport()
     for number in range(users):
         # More sign-ups later in the month, as a product that grows.
         signed_up = start + (end - start) * (rng.random() ** 0.8)
         report.ledger_times = {}
-        user = _simulate_user(number, signed_up, end, staff.id, unusable, rng, report)
+        user = _simulate_user(number, signed_up, end, admin.id, unusable, rng, report)
         _backdate(user, report.ledger_times)
         db.session.commit()
     while analytics.roll_up() > 0:
@@ -105,7 +105,7 @@ def seed_demo_data(users: int = 400, days: int = 30, seed: int = 7,
     return report
 
 
-def _simulate_user(number: int, signed_up: datetime, end: datetime, staff_id: int,
+def _simulate_user(number: int, signed_up: datetime, end: datetime, admin_id: int,
                    password_hash: str, rng: random.Random, report: SeedReport) -> User:
     email = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}.{number}@{DEMO_DOMAIN}"
     user = User(email=email, password_hash=password_hash, credits_remaining=0, credits_total=0,
@@ -125,7 +125,7 @@ def _simulate_user(number: int, signed_up: datetime, end: datetime, staff_id: in
     if rng.random() < 0.04:
         _at(report, credits.grant_credits(user.id, rng.choice((3, 5, 10)),
                                           "Demo: goodwill credits after a support chat",
-                                          actor_id=staff_id), clock.now)
+                                          actor_id=admin_id), clock.now)
         report.grants += 1
     subscribed: Subscription | None = None
     for _ in range(uses_wanted):

@@ -1,5 +1,5 @@
 """Exports: a user's own data (ledger, generations, subscriptions) as JSON or CSV, and the
-staff's CSVs of every user and every ledger row.
+admins' CSVs of every user and every ledger row.
 
 Rows are read with `yield_per` (a server-side cursor on psycopg), `batch` at a time, and each
 batch is written out as one chunk before the next is fetched, so an export of a million
@@ -144,7 +144,7 @@ def dataset_csv(name: str, user_id: int | None, batch: int = DEFAULT_BATCH,
     return csv_chunks(dataset.columns, stream_rows(dataset, user_id, batch))
 
 
-def staff_csv(name: str, batch: int = DEFAULT_BATCH) -> Iterator[str]:
+def admin_csv(name: str, batch: int = DEFAULT_BATCH) -> Iterator[str]:
     """Every user, or every ledger row, as streamed CSV. Raises UnknownExport."""
     return dataset_csv(name, None, batch, {"users": USERS, "ledger": LEDGER})
 

@@ -42,7 +42,7 @@ class FairUse:
 
 @dataclass(frozen=True)
 class DailyUsage:
-    """One user's generations of one day, for staff."""
+    """One user's generations of one day, for admins."""
 
     user_id: int
     email: str

@@ -18,7 +18,6 @@ MESSAGE_TYPES = {
     "consume": "CREDIT_CONSUMED",
     "reserve": "CREDIT_CONSUMED",
     "grant": "CREDIT_GRANTED",
-    "refund": "CREDIT_GRANTED",
     "release": "CREDIT_RELEASED",
     "adjust": "PLAN_CHANGED",
     "expire": "CREDIT_EXPIRED",

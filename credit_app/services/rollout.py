@@ -123,7 +123,7 @@ def forget() -> None:
 
 def set_percentage(value: object, actor_id: int, reason: str,
                    flag: str = ENFORCEMENT_FLAG) -> RolloutChange:
-    """Set the flag's rollout percentage and audit the change with the staff member's id.
+    """Set the flag's rollout percentage and audit the change with the admin's id.
 
     Raises ValidationFailed for a percentage that is not a whole number from 0 to 100 or a
     missing reason.

@@ -1,4 +1,4 @@
-"""Staff two-factor sign-in: TOTP (RFC 6238, pyotp) with one-time recovery codes.
+"""Admin two-factor sign-in: TOTP (RFC 6238, pyotp) with one-time recovery codes.
 
 A code is accepted for the current 30-second step and one either side (clock drift), and
 never twice: the step used is remembered. Recovery codes are random, stored as SHA-256

@@ -50,7 +50,6 @@ FAILURE_ERROR = (
     "[/opt/models/weights.bin on worker 10.0.3.17]"
 )
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
-FLAGS = ("fail", "slow", "flaky")
 _FLAG_PATTERN = re.compile(r"\[(fail|slow|flaky)\]", re.IGNORECASE)
 _DATA_URI = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.DOTALL | re.IGNORECASE)
 _STYLE_TINTS: dict[str, tuple[int, int, int]] = {

@@ -79,13 +79,13 @@ def api_caller() -> accounts.Account:
     return caller
 
 
-def api_staff() -> accounts.Account:
-    """The calling account, if it is staff with two-factor sign-in set up where that is
+def api_admin() -> accounts.Account:
+    """The calling account, if it is an admin with two-factor sign-in set up where that is
     required. Raises Unauthorized, Forbidden."""
     caller = api_caller()
     if not caller.is_admin:
-        raise Forbidden("Only staff can do that.")
-    if current_app.config["STAFF_TWO_FACTOR_REQUIRED"] and not caller.has_two_factor:
+        raise Forbidden("Only admins can do that.")
+    if current_app.config["ADMIN_TWO_FACTOR_REQUIRED"] and not caller.has_two_factor:
         raise Forbidden("Set up two-factor sign-in first (Account settings).")
     return caller
 
@@ -120,7 +120,7 @@ def require_api_csrf() -> None:
 
 
 def admin_required(view: Callable) -> Callable:
-    """Let only admins through; others get 403. Where staff two-factor is required, a staff
+    """Let only admins through; others get 403. Where admin two-factor is required, an admin
     session without it (one from before the requirement) is sent to set it up first.
 
     Raises Forbidden.
@@ -130,8 +130,8 @@ def admin_required(view: Callable) -> Callable:
     @login_required
     def wrapped(*args: Any, **kwargs: Any):
         if not current_user.is_admin:
-            raise Forbidden("Only staff can do that.")
-        if current_app.config["STAFF_TWO_FACTOR_REQUIRED"] and not current_user.has_two_factor:
+            raise Forbidden("Only admins can do that.")
+        if current_app.config["ADMIN_TWO_FACTOR_REQUIRED"] and not current_user.has_two_factor:
             if wants_json_response():
                 raise Forbidden("Set up two-factor sign-in first (Account settings).")
             return redirect(url_for("auth.two_factor_setup", next=request.full_path))

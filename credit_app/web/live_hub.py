@@ -66,11 +66,6 @@ class CreditHub:
                 if not sockets:
                     del self._subscribers[user_id]
 
-    @property
-    def socket_count(self) -> int:
-        with self._lock:
-            return sum(len(sockets) for sockets in self._subscribers.values())
-
     def dispatch(self, channel: str, data: bytes | str) -> int:
         """Deliver one Redis message to the user's local sockets; returns how many got it."""
         user_part = channel.removeprefix(CHANNEL_PREFIX)

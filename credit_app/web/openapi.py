@@ -124,7 +124,7 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "title": "credit_app API",
             "version": "1.0.0",
             "description": "Credits of the interior-design app: balance, spending, history, "
-                           "and staff grants. Authenticate with a personal API token "
+                           "and admin grants. Authenticate with a personal API token "
                            "(`Authorization: Bearer ca_...`) or the session cookie plus "
                            "an `X-CSRFToken` header.",
         },

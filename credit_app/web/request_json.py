@@ -11,8 +11,6 @@ from typing import Any
 
 from flask import request
 
-from credit_app.errors import BadJson
-
 MAX_JSON_DEPTH = 32
 
 
@@ -49,14 +47,3 @@ def request_json() -> Any | None:
         return None
     return request.get_json(silent=True)
 
-
-def json_object() -> dict:
-    """The request's JSON object. Raises BadJson for anything else (a body nested deeper than
-    MAX_JSON_DEPTH included)."""
-    raw = request.get_data(cache=True)
-    if json_depth(raw) > MAX_JSON_DEPTH:
-        raise BadJson(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
-    body = request.get_json(silent=True, force=False)
-    if not isinstance(body, dict):
-        raise BadJson()
-    return body

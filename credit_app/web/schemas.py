@@ -100,7 +100,7 @@ class LedgerEntry(Schema):
     id: int
     kind: str = Field(examples=["consume"],
                       json_schema_extra={"enum": ["grant", "consume", "reserve", "release",
-                                                  "refund", "adjust", "expire"]})
+                                                  "adjust", "expire"]})
     feature_used: str = Field(examples=["interior"])
     amount: int = Field(description="Signed change of the balance", examples=[-1])
     credits_consumed: int = Field(examples=[1])

@@ -161,7 +161,7 @@ def test_pro_users_are_not_sold_packs(app, make_user):
     assert response.status_code == 409
 
 
-def test_staff_list_and_clear_pack_shortfalls(app, stand_in, user):
+def test_admins_list_and_clear_pack_shortfalls(app, stand_in, user):
     order_id, events = buy_pack(stand_in, user)
     apply_events(events)
     credits.remove_credits(user.id, 10, "test: spend into the pack")

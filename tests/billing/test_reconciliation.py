@@ -1,7 +1,7 @@
 """Reconciliation with Creem: drift of each kind planted at the stand-in (a lost webhook, a
 subscription we never heard of, one Creem forgot, a product we do not sell), repaired through
 the webhook path or reported for a person; a second run finds nothing; the job and the
-staff report."""
+admin report."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_the_job_commits_a_finished_run_and_skips_while_one_is_going(app, creem)
         db.session.commit()
 
 
-def test_staff_see_the_report_with_what_differed(creem, clock, user, admin_client):
+def test_admins_see_the_report_with_what_differed(creem, clock, user, admin_client):
     sub = subscribed(creem, clock, user)
     creem.act(sub.id, "cancel-scheduled")
     run_id, _findings = run_once(clock)
@@ -245,7 +245,7 @@ def test_staff_see_the_report_with_what_differed(creem, clock, user, admin_clien
     assert admin_client.get("/admin/reconciliation?run=x").status_code == 404
 
 
-def test_the_report_is_for_staff_only(user_client):
+def test_the_report_is_for_admins_only(user_client):
     assert user_client.get("/admin/reconciliation").status_code == 403
     assert user_client.post("/admin/reconciliation/run").status_code == 403
 

@@ -30,6 +30,7 @@ from credit_app.testing.creem import (
     serve_stand_in,
 )
 from tests.creem_support import Clock, apply_events, custom_event, make_stand_in, subscribe
+from tests.ledger_support import ledger_balance
 
 START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -88,7 +89,7 @@ class TestAccessRules:
         assert change.kind == "adjust" and change.amount == 0 and change.balance_after == 5
         assert change.metadata_["reason"] == "Pro started: payment received"
         assert change.metadata_["subscription_id"] == sub.id
-        assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
+        assert ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
         stored = row(sub)
         assert stored.status == "active" and stored.user_id == user.id
         assert stored.current_period_end == START + timedelta(days=30)
@@ -224,7 +225,7 @@ class TestAccessRules:
         assert stored.status == "active" and stored.access_ends_at is None
         assert plan_of(user) == "pro"
 
-    def test_a_full_refund_removes_pro_and_flags_the_subscription_for_staff(
+    def test_a_full_refund_removes_pro_and_flags_the_subscription_for_the_admins(
             self, creem, clock, user):
         sub, events = subscribe(creem, user)
         apply(events, clock.now)

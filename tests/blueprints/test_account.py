@@ -15,6 +15,7 @@ from credit_app.platform.extensions import db
 from credit_app.services import accounts, analytics, audit, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import PASSWORD
+from tests.ledger_support import ledger_balance
 
 
 def delete(client, password=PASSWORD, confirm="y"):
@@ -64,7 +65,7 @@ def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user,
     assert tombstone.is_deleted and tombstone.email.endswith("@deleted.invalid")
     assert accounts.find_user_by_email(email) is None
     assert accounts.authenticate(email, PASSWORD) is None
-    assert credits.get_user_credits(user.id).remaining == balance == credits.ledger_balance(
+    assert credits.get_user_credits(user.id).remaining == balance == ledger_balance(
         user.id)
     metadata = [entry.metadata_ for entry in db.session.execute(
         select(CreditTransaction).where(CreditTransaction.user_id == user.id)).scalars()]

@@ -1,5 +1,5 @@
 """Accounts in the app: verification before generating, password reset, settings, sessions
-that can be ended, staff two-factor and disabling, rate limits, security headers."""
+that can be ended, admin two-factor and disabling, rate limits, security headers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from credit_app.models import AuditLogEntry, CreditReservation, CreditTransaction, UserRole
+from credit_app.models import AuditLogEntry, CreditReservation, CreditTransaction
 from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits, two_factor
 from tests.blueprints.test_generations import start
@@ -289,81 +289,76 @@ class TestAccountSettings:
         assert not signed_in(browser)
 
 
-@pytest.fixture
-def staff(make_user):
-    return make_user(role=UserRole.ADMIN)
-
-
-def enable_two_factor(staff) -> list[str]:
-    two_factor.ensure_secret(staff)
-    codes = two_factor.enable(staff, pyotp.TOTP(staff.totp_secret).now())
-    staff.totp_last_step = None
+def enable_two_factor(admin) -> list[str]:
+    two_factor.ensure_secret(admin)
+    codes = two_factor.enable(admin, pyotp.TOTP(admin.totp_secret).now())
+    admin.totp_last_step = None
     db.session.commit()
     return codes
 
 
-class TestStaffTwoFactor:
-    def test_staff_with_two_factor_sign_in_with_a_code_and_it_is_audited(self, client,
-                                                                          staff):
-        enable_two_factor(staff)
-        response = sign_in(client, staff.email)
+class TestAdminTwoFactor:
+    def test_admins_with_two_factor_sign_in_with_a_code_and_it_is_audited(self, client,
+                                                                           admin):
+        enable_two_factor(admin)
+        response = sign_in(client, admin.email)
         assert response.headers["Location"].startswith("/login/two-factor")
         assert not signed_in(client)
         wrong = client.post("/login/two-factor", data={"code": "000000" if pyotp.TOTP(
-            staff.totp_secret).now() != "000000" else "111111"})
+            admin.totp_secret).now() != "000000" else "111111"})
         assert wrong.status_code == 401 and "not right" in wrong.get_data(as_text=True)
         right = client.post("/login/two-factor",
-                            data={"code": pyotp.TOTP(staff.totp_secret).now()})
+                            data={"code": pyotp.TOTP(admin.totp_secret).now()})
         assert right.status_code == 302 and signed_in(client)
-        assert audit_actions(staff)[-2:] == ["staff.sign_in_failed", "staff.sign_in"]
+        assert audit_actions(admin)[-2:] == ["staff.sign_in_failed", "staff.sign_in"]
 
-    def test_a_recovery_code_signs_in_once(self, app, client, staff):
-        codes = enable_two_factor(staff)
-        sign_in(client, staff.email)
+    def test_a_recovery_code_signs_in_once(self, app, client, admin):
+        codes = enable_two_factor(admin)
+        sign_in(client, admin.email)
         assert client.post("/login/two-factor", data={"code": codes[0]}).status_code == 302
         other = app.test_client()
-        sign_in(other, staff.email)
+        sign_in(other, admin.email)
         assert other.post("/login/two-factor", data={"code": codes[0]}).status_code == 401
 
-    def test_a_wrong_staff_password_is_audited(self, client, staff, user):
-        assert sign_in(client, staff.email, "not the password").status_code == 401
+    def test_a_wrong_admin_password_is_audited(self, client, admin, user):
+        assert sign_in(client, admin.email, "not the password").status_code == 401
         assert sign_in(client, user.email, "not the password").status_code == 401
-        assert audit_actions(staff) == ["staff.sign_in_failed"]
+        assert audit_actions(admin) == ["staff.sign_in_failed"]
         assert audit_actions(user) == []
 
-    def test_where_required_staff_set_up_two_factor_before_they_are_in(
-            self, app, client, staff, monkeypatch):
-        monkeypatch.setitem(app.config, "STAFF_TWO_FACTOR_REQUIRED", True)
-        response = sign_in(client, staff.email)
+    def test_where_required_admins_set_up_two_factor_before_they_are_in(
+            self, app, client, admin, monkeypatch):
+        monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
+        response = sign_in(client, admin.email)
         assert response.headers["Location"].startswith("/login/two-factor/setup")
         page = client.get("/login/two-factor/setup").get_data(as_text=True)
-        db.session.refresh(staff)
-        assert staff.totp_secret in page and "data:image/svg+xml" in page
+        db.session.refresh(admin)
+        assert admin.totp_secret in page and "data:image/svg+xml" in page
         assert client.get("/admin/").status_code == 302
         done = client.post("/login/two-factor/setup",
-                           data={"code": pyotp.TOTP(staff.totp_secret).now()})
+                           data={"code": pyotp.TOTP(admin.totp_secret).now()})
         text = done.get_data(as_text=True)
         assert done.status_code == 200 and "Two-factor sign-in is on" in text
         assert len(re.findall(r"<li><code>[0-9a-f]{6}-[0-9a-f]{6}</code></li>", text)) == 10
         assert client.get("/admin/").status_code == 200
-        assert "staff.two_factor_enabled" in audit_actions(staff)
+        assert "staff.two_factor_enabled" in audit_actions(admin)
 
-    def test_a_staff_session_without_two_factor_is_sent_to_set_it_up(
+    def test_an_admin_session_without_two_factor_is_sent_to_set_it_up(
             self, app, admin_client, monkeypatch):
-        monkeypatch.setitem(app.config, "STAFF_TWO_FACTOR_REQUIRED", True)
+        monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
         response = admin_client.get("/admin/")
         assert response.status_code == 302
         assert response.headers["Location"].startswith("/login/two-factor/setup")
         assert admin_client.get("/admin/", headers={"Accept": "application/json"}
                                 ).status_code == 403
 
-    def test_staff_without_the_requirement_sign_in_with_the_password(self, client, staff):
-        assert sign_in(client, staff.email).headers["Location"] == "/dashboard"
-        assert audit_actions(staff) == ["staff.sign_in"]
+    def test_admins_without_the_requirement_sign_in_with_the_password(self, client, admin):
+        assert sign_in(client, admin.email).headers["Location"] == "/dashboard"
+        assert audit_actions(admin) == ["staff.sign_in"]
 
-    def test_a_signed_in_staff_member_cannot_read_an_enabled_secret_again(self, app, staff):
-        enable_two_factor(staff)
-        browser = app.test_client(user=staff)
+    def test_a_signed_in_admin_cannot_read_an_enabled_secret_again(self, app, admin):
+        enable_two_factor(admin)
+        browser = app.test_client(user=admin)
         response = browser.get("/login/two-factor/setup")
         assert response.status_code == 302 and response.headers["Location"] == "/settings/account"
 
@@ -371,7 +366,7 @@ class TestStaffTwoFactor:
         assert client.get("/login/two-factor").headers["Location"].startswith("/login")
 
 
-class TestStaffDisabling:
+class TestAdminDisabling:
     def test_disabling_ends_every_session_and_sign_in(self, app, admin_client, user, admin):
         browser = app.test_client()
         sign_in(browser, user.email, remember=True)
@@ -401,7 +396,7 @@ class TestStaffDisabling:
                           data={"action": "disable", "access-reason": "abuse"})
         assert client.get("/api/user/credits", headers=headers).status_code == 401
 
-    def test_the_staff_page_shows_an_unverified_address(self, admin_client, make_user):
+    def test_the_admin_page_shows_an_unverified_address(self, admin_client, make_user):
         user = make_user(verified=False)
         page = admin_client.get(f"/admin/users/{user.id}").get_data(as_text=True)
         assert "not verified" in page

@@ -475,8 +475,8 @@ class TestManage:
 
 
 class TestForeignProducts:
-    def test_another_product_gives_no_pro_and_staff_see_it(self, creem, user, user_client,
-                                                          admin_client, webhooks_queue):
+    def test_another_product_gives_no_pro_and_admins_see_it(self, creem, user, user_client,
+                                                           admin_client, webhooks_queue):
         subscription, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
         deliver_all(user_client, creem, webhooks_queue)
         assert not credits.get_user_credits(user.id).unlimited
@@ -484,9 +484,9 @@ class TestForeignProducts:
             WebhookEvent.creem_subscription_id == subscription.id)).scalars().all()
         assert outcomes == ["foreign_product"] * 3
         assert "Go Pro" in page(user_client.get("/dashboard/subscription"))
-        staff = page(admin_client.get(f"/admin/users/{user.id}"))
-        assert subscription.id in staff and "not a Pro plan, gives no Pro" in staff
-        assert OTHER_PRODUCT_ID in staff
+        admin_page = page(admin_client.get(f"/admin/users/{user.id}"))
+        assert subscription.id in admin_page and "not a Pro plan, gives no Pro" in admin_page
+        assert OTHER_PRODUCT_ID in admin_page
 
     def test_the_foreign_command_lists_them(self, app, creem, user, user_client,
                                             webhooks_queue):

@@ -231,11 +231,13 @@ class TestGrant:
         response = admin_client.post(GRANT, json=body)
         assert response.status_code == 422, response.json
         assert credits.get_user_credits(user.id).remaining == 6
-        count = db.session.scalar(
-            select(CreditTransaction.id).where(CreditTransaction.user_id == user.id,
-                                               CreditTransaction.kind == "grant")
-            .order_by(CreditTransaction.id.desc()).limit(1))
-        assert count is not None
+        ledger = db.session.execute(
+            select(CreditTransaction.kind, CreditTransaction.amount,
+                   CreditTransaction.feature_used, CreditTransaction.metadata_)
+            .where(CreditTransaction.user_id == user.id)).all()
+        # Only the welcome grant: the refused grant posted nothing.
+        assert [tuple(row) for row in ledger] == [
+            ("grant", 6, "registration", {"reason": "Welcome credits"})]
 
 
 class TestRateLimit:

@@ -22,6 +22,7 @@ from credit_app.platform.redis_client import get_redis
 from credit_app.platform.storage import get_storage
 from credit_app.services import credits
 from tests.conftest import PASSWORD
+from tests.ledger_support import ledger_balance
 from tests.s3_support import free_port, s3_settings
 
 FORMS = {
@@ -108,7 +109,7 @@ def test_a_generation_holds_then_spends_one_credit(user_client, user, feature, s
     reservation = db.session.get(CreditReservation, generation.reservation_id)
     assert reservation.status == "committed"
     assert credits.get_user_credits(user.id).remaining == 5
-    assert credits.ledger_balance(user.id) == 5
+    assert ledger_balance(user.id) == 5
 
     detail = user_client.get(f"/dashboard/generations/{generation.id}",
                              headers={"HX-Request": "true"})
@@ -130,7 +131,7 @@ def test_running_the_job_twice_works_once(user_client, user):
     generation = only_generation(user)
     assert run_generation(generation.id) == "succeeded"
     assert run_generation(generation.id) == "skipped"
-    assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
+    assert ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
 
 
 def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user, storage):
@@ -311,7 +312,7 @@ def test_storage_down_at_upload_is_a_503_with_retry_after_and_costs_nothing(
     response = start(user_client, "interior")
     assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
     assert "File storage is not answering" in response.get_data(as_text=True)
-    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
+    assert credits.get_user_credits(user.id).remaining == 6 == ledger_balance(user.id)
     assert db.session.scalar(select(func.count()).select_from(Generation)
                              .where(Generation.user_id == user.id)) == 0
     assert get_queue("generations").count == 0
@@ -325,7 +326,7 @@ def test_storage_down_in_the_job_fails_the_generation_and_returns_the_credit(
     assert run_generation(generation.id) == "failed"
     db.session.refresh(generation)
     assert "File storage is not answering" in generation.error_message
-    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
+    assert credits.get_user_credits(user.id).remaining == 6 == ledger_balance(user.id)
 
 
 def test_a_result_gone_from_storage_is_a_404(user_client, user, storage):

@@ -187,7 +187,7 @@ def test_the_yearly_saving_is_computed_from_the_prices():
     assert yearly_saving([monthly, Plan("y", "p", "Y", "on request", "year")]) is None
 
 
-def test_staff_tables_scroll_in_their_own_region_and_name_people(admin, admin_client, user):
+def test_admin_tables_scroll_in_their_own_region_and_name_people(admin, admin_client, user):
     credits.grant_credits(user.id, 2, "thanks for the report", actor_id=admin.id)
     db.session.commit()
     users = page(admin_client, "/admin/")

@@ -11,7 +11,7 @@ from credit_app.models import WebhookEvent
 from credit_app.platform import health, metrics
 from credit_app.platform.extensions import db
 from credit_app.platform.logs import JsonFormatter, RequestIdFilter
-from credit_app.platform.redis_client import get_redis
+from credit_app.platform.redis_client import get_redis, make_client
 from credit_app.web import credit_metrics
 
 
@@ -30,7 +30,7 @@ def clean_redis_state():
 def broken_redis(app):
     """Redis gone for the health checks and metrics (their own fail-fast client)."""
     working = health.ops_redis()
-    app.extensions["ops_redis"] = health.fail_fast_client("unix:///nonexistent/redis.sock")
+    app.extensions["ops_redis"] = make_client("unix:///nonexistent/redis.sock", "monitoring")
     yield
     app.extensions["ops_redis"] = working
 
@@ -218,7 +218,7 @@ def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys)
 def test_request_counts_wait_in_memory_while_redis_is_down(app, user_client, client):
     user_client.get("/api/user/credits")
     working = metrics.pending()
-    broken = metrics.PendingCounts(health.fail_fast_client("unix:///nonexistent/redis.sock"))
+    broken = metrics.PendingCounts(make_client("unix:///nonexistent/redis.sock", "monitoring"))
     broken.put_back(*working.take())
     broken.flush()
     working.put_back(*broken.take())

@@ -1,5 +1,5 @@
 """Accounts in a real browser, with mail through the suite's SMTP server: verify before the
-first generation, forgot password, change email, staff sign-in with TOTP; axe on each page."""
+first generation, forgot password, change email, admin sign-in with TOTP; axe on each page."""
 
 from __future__ import annotations
 
@@ -130,8 +130,8 @@ def test_change_email_after_confirming_the_new_address(roomcraft: Roomcraft) -> 
 
 
 @pytest.fixture
-def staff_email(app: Flask) -> str:
-    email = f"e2e-staff-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
+def admin_email(app: Flask) -> str:
+    email = f"e2e-admin-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
     with app.app_context():
         accounts.register_user(email, PASSWORD, role=UserRole.ADMIN, verified=True)
         db.session.commit()
@@ -146,10 +146,10 @@ def sign_in(roomcraft: Roomcraft, email: str) -> None:
     roomcraft.submit()
 
 
-def test_staff_sign_in_with_totp_and_a_recovery_code(
-        roomcraft: Roomcraft, app: Flask, staff_email: str, monkeypatch) -> None:
-    monkeypatch.setitem(app.config, "STAFF_TWO_FACTOR_REQUIRED", True)
-    sign_in(roomcraft, staff_email)
+def test_admin_sign_in_with_totp_and_a_recovery_code(
+        roomcraft: Roomcraft, app: Flask, admin_email: str, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
+    sign_in(roomcraft, admin_email)
     roomcraft.wait().until(ec.url_contains("/login/two-factor/setup"))
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-setup")
@@ -165,11 +165,11 @@ def test_staff_sign_in_with_totp_and_a_recovery_code(
     roomcraft.screenshots("two-factor-recovery-codes")
     roomcraft.find("main a.button-primary").click()
     roomcraft.open("/admin/")
-    assert "Staff" in roomcraft.driver.title
+    assert "Admin" in roomcraft.driver.title
 
     roomcraft.find("button.sign-out").click()
     roomcraft.wait().until(ec.url_matches(r"/login$"))
-    sign_in(roomcraft, staff_email)
+    sign_in(roomcraft, admin_email)
     roomcraft.wait().until(ec.url_contains("/login/two-factor"))
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-code")
@@ -183,9 +183,9 @@ def test_staff_sign_in_with_totp_and_a_recovery_code(
     roomcraft.wait().until(ec.url_matches(r"/dashboard$"))
     assert "recovery code" in roomcraft.flash_text()
 
-    roomcraft.open("/admin/?q=" + staff_email)
+    roomcraft.open("/admin/?q=" + admin_email)
     roomcraft.find("a[href^='/admin/users/']").click()
-    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), staff_email))
+    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), admin_email))
     facts = roomcraft.find("dl.facts").text
     assert "verified" in facts and "two-factor on" in facts
     audit = roomcraft.find("#user-audit-heading").find_element(By.XPATH, "..").text
@@ -203,7 +203,7 @@ def test_staff_sign_in_with_totp_and_a_recovery_code(
     assert roomcraft.find("#access-heading").text == "Disable sign-in"
     roomcraft.screenshots("admin-user-verification", fits=False)
 
-    # Staff pages at 390 px: wide tables scroll inside their own region, never the page.
+    # Admin pages at 390 px: wide tables scroll inside their own region, never the page.
     for path, name in (("/admin/", "admin-users"), ("/admin/jobs", "admin-jobs"),
                        ("/admin/analytics", "admin-analytics"), ("/admin/audit", "admin-audit")):
         roomcraft.open(path)

@@ -1,6 +1,6 @@
 """Fair use for Pro in a real browser: a Pro user past the day's mark still gets a result
 (the real worker reads the fair-use queue after the others) and sees a calm note on the
-feature page and while a design waits; staff see the usage, the reconciliation report and the
+feature page and while a design waits; admins see the usage, the reconciliation report and the
 export links. Screenshots at 1440 and 390 px."""
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def customer_with_drift(app: Flask, creem: CreemStandIn, fair_use_generations: i
     return email, subscription.id
 
 
-def test_staff_see_fair_use_the_reconciliation_report_and_the_exports(
+def test_admins_see_fair_use_the_reconciliation_report_and_the_exports(
         app: Flask, roomcraft: Roomcraft, quiet_creem: CreemStandIn,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(app.config, "PRO_FAIR_USE_DAILY_GENERATIONS", 3)
@@ -167,13 +167,13 @@ def test_staff_see_fair_use_the_reconciliation_report_and_the_exports(
     quiet_creem.act(heavy_sub, "cancel-scheduled")  # its webhook is never sent
     with quiet_creem.lock:
         del quiet_creem.subscriptions[gone_sub]
-    staff_email = f"e2e-staff-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
+    admin_email = f"e2e-admin-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
     with app.app_context():
-        accounts.register_user(staff_email, PASSWORD, role=UserRole.ADMIN, verified=True)
+        accounts.register_user(admin_email, PASSWORD, role=UserRole.ADMIN, verified=True)
         db.session.commit()
         db.session.remove()
     roomcraft.open("/login")
-    roomcraft.fill("#email", staff_email)
+    roomcraft.fill("#email", admin_email)
     roomcraft.fill("#password", PASSWORD)
     roomcraft.submit()
     roomcraft.wait().until(ec.url_matches(r"/dashboard$"))

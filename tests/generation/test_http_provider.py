@@ -24,13 +24,9 @@ from credit_app.testing.model_stand_in import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 TOKEN = "s3cret-test-token"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @dataclass

@@ -29,6 +29,7 @@ from credit_app.services import credits
 from credit_app.testing.creem import CreemStandIn, create_stand_in_app, serve_stand_in
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+from tests.ledger_support import ledger_balance
 
 pytestmark = pytest.mark.concurrency
 
@@ -176,7 +177,7 @@ def test_every_lifecycle_ends_in_the_state_of_the_newest_facts(
         microsecond=truth.current_period_end.microsecond // 1000 * 1000)
     balance = credits.get_user_credits(user_id)
     assert balance.subscription_status == lifecycle.plan
-    assert credits.ledger_balance(user_id) == balance.remaining == 6
+    assert ledger_balance(user_id) == balance.remaining == 6
     events = db.session.execute(select(WebhookEvent).where(
         WebhookEvent.event_id.in_([event.id for event in stand_in.events]))).scalars().all()
     assert len(events) == len(stand_in.events)

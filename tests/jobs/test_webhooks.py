@@ -184,7 +184,7 @@ class TestCommands:
         runner = app.test_cli_runner()
         refused = runner.invoke(args=["billing", "rerun-event", events[-1].id,
                                       "--actor", user.email])
-        assert refused.exit_code != 0 and "not a staff account" in refused.output
+        assert refused.exit_code != 0 and "not an admin account" in refused.output
         result = runner.invoke(args=["billing", "rerun-event", events[-1].id,
                                      "--actor", admin.email])
         assert result.exit_code == 0, result.output

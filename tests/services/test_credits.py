@@ -10,6 +10,7 @@ from credit_app.models import CreditReservation, CreditTransaction, LedgerKind, 
 from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.services.credits import utcnow
+from tests.ledger_support import ledger_balance
 
 
 def ledger(user_id):
@@ -32,7 +33,7 @@ def explain_driver(sql, params):
 
 def assert_balanced(user_id):
     status = credits.get_user_credits(user_id)
-    assert status.remaining == credits.ledger_balance(user_id)
+    assert status.remaining == ledger_balance(user_id)
     assert status.remaining >= 0
 
 

@@ -15,6 +15,7 @@ from credit_app.models import CreditReservation, CreditTransaction
 from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
+from tests.ledger_support import ledger_balance
 
 pytestmark = pytest.mark.concurrency
 THREADS = 50
@@ -52,7 +53,7 @@ def state(app, user_id: int) -> tuple[int, int, int]:
         remaining = credits.get_user_credits(user_id).remaining
         rows = db.session.scalar(select(func.count()).select_from(CreditTransaction)
                                  .where(CreditTransaction.user_id == user_id))
-        return remaining, credits.ledger_balance(user_id), rows
+        return remaining, ledger_balance(user_id), rows
 
 
 def test_fifty_consumers_spend_exactly_six_credits(app):

@@ -22,6 +22,7 @@ from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import PASSWORD
+from tests.ledger_support import ledger_balance
 
 HOLD_SECONDS = 10
 ORDERS = ("ord_a", "ord_a", "ord_b")  # mostly one order: its grant, repeats and refund meet
@@ -317,7 +318,7 @@ def test_balance_always_equals_the_ledger_the_lots_and_the_model(app, steps, pro
             outcome, expected = run(step, user.id, start, model, holds)
             assert outcome == expected, step
             status = credits.get_user_credits(user.id)
-            assert status.remaining == credits.ledger_balance(user.id) == model.balance, step
+            assert status.remaining == ledger_balance(user.id) == model.balance, step
             assert status.remaining >= 0
             assert lot_balances(user.id) == [lot.remaining for lot in model.lots], step
         report = audit_ledger(now=start + timedelta(seconds=model.now),

@@ -1,4 +1,4 @@
-"""Exports: a user's own data as JSON and CSV, the staff's CSVs, streamed a batch at a time
+"""Exports: a user's own data as JSON and CSV, the admins' CSVs, streamed a batch at a time
 (the session never holds more than one batch), and cells that would run as formulas
 escaped."""
 
@@ -101,7 +101,7 @@ def test_the_account_page_links_the_downloads(user_client):
     assert "/settings/account/export.json" in html and "/settings/account/export/ledger.csv" in html
 
 
-def test_staff_csv_of_users_escapes_addresses_that_look_like_formulas(admin_client, make_user):
+def test_admin_csv_of_users_escapes_addresses_that_look_like_formulas(admin_client, make_user):
     sly = make_user()
     sly.email = "=cmd|'/c calc'!A1@example.com"
     db.session.commit()
@@ -114,7 +114,7 @@ def test_staff_csv_of_users_escapes_addresses_that_look_like_formulas(admin_clie
     assert admin_client.get("/admin/exports/secrets.csv").status_code == 404
 
 
-def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
+def test_the_admin_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
         app, admin_client, make_user, monkeypatch):
     users = [make_user() for _ in range(6)]
     for user in users:
@@ -136,7 +136,7 @@ def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
     assert len(chunks) == 1 + -(-total // 7)
     # And while it streams, the session holds one batch of rows at most.
     held = []
-    for _chunk in exports.staff_csv("ledger", batch=7):
+    for _chunk in exports.admin_csv("ledger", batch=7):
         held.append(sum(1 for key in db.session.identity_map if key[0] is CreditTransaction))
     assert len(held) == len(chunks) and max(held) <= 7
 

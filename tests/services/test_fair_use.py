@@ -1,5 +1,5 @@
 """Fair use for Pro: past the day's mark a Pro user's generations go to the lowest-priority
-queue, still run, and say so calmly; free users are never affected; staff see the usage."""
+queue, still run, and say so calmly; free users are never affected; admins see the usage."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def test_recovery_queues_a_stranded_fair_use_generation_on_its_own_queue(app, pr
     assert registry.generation_job("nonsense") == "run_generation"
 
 
-def test_staff_see_usage_per_user(pro_client, pro, admin_client):
+def test_admins_see_usage_per_user(pro_client, pro, admin_client):
     for index in range(3):
         start(pro_client, "interior", generation_id=f"g{index}")
     listing = admin_client.get("/admin/fair-use")
@@ -159,7 +159,7 @@ def test_staff_see_usage_per_user(pro_client, pro, admin_client):
     assert [(total, fair) for _day, total, fair in history] == [(3, 1)]
 
 
-def test_the_fair_use_page_is_for_staff_only(user_client):
+def test_the_fair_use_page_is_for_admins_only(user_client):
     assert user_client.get("/admin/fair-use").status_code == 403
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 import pytest
 from sqlalchemy import select
 
@@ -43,7 +45,7 @@ class TestOutbox:
         assert get_queue("default").count == 1
         run_jobs()
         received = mailbox.wait_for(user.email, "Confirm your email")
-        assert received.mail_from == smtp.address_only(app.config["MAIL_FROM"])
+        assert received.mail_from == parseaddr(app.config["MAIL_FROM"])[1]
         assert "/verify-email/" in received.text and "/verify-email/" in received.html
         assert link_path(received.text, "/verify-email/").count("/") == 2
         assert db.session.get(OutboundEmail, email_id).sent_at is not None

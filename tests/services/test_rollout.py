@@ -39,7 +39,7 @@ def test_raising_the_percentage_only_adds_users():
         assert enforced_at == sorted(enforced_at)
 
 
-def test_everyone_is_enforced_until_staff_change_it(user):
+def test_everyone_is_enforced_until_an_admin_changes_it(user):
     assert rollout.percentage() == 100
     assert rollout.is_enforced(user.id)
 

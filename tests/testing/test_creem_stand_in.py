@@ -27,14 +27,10 @@ from credit_app.testing.creem import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 API_KEY = "creem_test_stand_in"
 SECRET = "whsec_stand_in_test"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @dataclass

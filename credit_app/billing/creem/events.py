@@ -163,11 +163,6 @@ class CreemEvent:
     order_product_id: str | None = None
     metadata_user_id: str | None = None
 
-    @property
-    def announced_status(self) -> str | None:
-        """The status the event type itself announces (None for update, checkout, flags)."""
-        return EVENT_STATUSES.get(self.event_type)
-
 
 def _metadata_user_id(metadata: Mapping[str, Any]) -> str | None:
     raw = metadata.get("user_id")

@@ -331,7 +331,8 @@ def _control_events() -> Response:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m credit_app.testing.creem`: serve the stand-in in the foreground."""
-    from credit_app.platform.config import creem_dev_webhook_secret
+    from credit_app.platform.config import instance_path
+    from credit_app.platform.local_services import creem_dev_webhook_secret
 
     parser = argparse.ArgumentParser(description="Serve the Creem stand-in.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -345,6 +346,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds between a change and its webhook (default 1)")
     args = parser.parse_args(argv)
     run_stand_in(args.host, args.port, api_key=args.api_key,
-                 webhook_secret=args.webhook_secret or creem_dev_webhook_secret(),
+                 webhook_secret=args.webhook_secret or creem_dev_webhook_secret(instance_path()),
                  webhook_url=args.webhook_url, delivery_delay=args.delivery_delay)
 

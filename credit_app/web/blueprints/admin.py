@@ -1,4 +1,4 @@
-"""Staff area (admins only, 403 for everyone else): analytics, users and their credits, the
+"""The admin area (admins only, 403 for everyone else): analytics, users and their credits, the
 audit log, webhook events, failed jobs and queues, and the enforcement rollout."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from credit_app.platform.extensions import db
 from credit_app.platform.input_text import clean_line
 from credit_app.platform.redis_client import get_redis
 from credit_app.services import (
+    admin,
     admin_analytics,
     audit,
     credits,
     fair_use,
     generations,
     rollout,
-    staff,
 )
 from credit_app.services.limits import MAX_ID
 from credit_app.web import charts
@@ -37,7 +37,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 @bp.context_processor
 def inject_person_names() -> dict:
-    """`person(user_id)`: the email staff recognise instead of "#5" (read once per id)."""
+    """`person(user_id)`: the email admins recognise instead of "#5" (read once per id)."""
     known: dict[int, str] = {}
 
     def person(user_id: int | None) -> str:
@@ -54,8 +54,8 @@ QUICK_RANGES = (7, 30, 90)
 
 @bp.before_request
 @admin_required
-def staff_only() -> None:
-    """Every admin route is for staff: anonymous callers sign in, others get 403."""
+def admin_only() -> None:
+    """Every route here is for admins: anonymous callers sign in, others get 403."""
 
 
 def _int_arg(name: str) -> int | None:
@@ -160,7 +160,7 @@ def set_sign_in_access(user_id: int):
     if not form.validate_on_submit():
         return _render_user(user, AdjustCreditsForm(formdata=None), 422, access_form=form)
     try:
-        staff.set_sign_in_disabled(user.id, disable, form.reason.data, current_user.id)
+        admin.set_sign_in_disabled(user.id, disable, form.reason.data, current_user.id)
     except DomainError as exc:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, exc.message]
@@ -277,23 +277,23 @@ def _users_by_id(ids: set[int | None]) -> dict[int, User]:
 @bp.get("/webhooks")
 def webhook_events():
     status = request.args.get("status", "all")
-    page = staff.list_webhook_events(status, before=_int_arg("before"))
+    page = admin.list_webhook_events(status, before=_int_arg("before"))
     return render_template("admin/webhooks.html", page=page, status=status,
-                           filters=staff.WEBHOOK_FILTERS, status_of=staff.webhook_status)
+                           filters=admin.WEBHOOK_FILTERS, status_of=admin.webhook_status)
 
 
 @bp.get("/webhooks/<int:pk>")
 def webhook_event(pk: int):
-    event = staff.get_webhook_event(pk)
+    event = admin.get_webhook_event(pk)
     return render_template("admin/webhook_detail.html", event=event,
-                           status=staff.webhook_status(event),
+                           status=admin.webhook_status(event),
                            payload=json.dumps(event.payload, indent=2, sort_keys=True))
 
 
 @bp.post("/webhooks/<int:pk>/rerun")
 def rerun_webhook_event(pk: int):
-    event = staff.get_webhook_event(pk)
-    staff.rerun_webhook_event(event.event_id, actor_id=current_user.id)
+    event = admin.get_webhook_event(pk)
+    admin.rerun_webhook_event(event.event_id, actor_id=current_user.id)
     db.session.commit()
     flash(f"Queued {event.event_id} to run again.", "success")
     return redirect(url_for("admin.webhook_event", pk=pk))
@@ -305,9 +305,9 @@ def rerun_webhook_event(pk: int):
 @bp.get("/jobs")
 def jobs():
     connection = get_redis()
-    return render_template("admin/jobs.html", queues=staff.queue_states(connection),
-                           failed_jobs=staff.failed_jobs(connection, "generations"),
-                           failed_generations=staff.failed_generations())
+    return render_template("admin/jobs.html", queues=admin.queue_states(connection),
+                           failed_jobs=admin.failed_jobs(connection, "generations"),
+                           failed_generations=admin.failed_generations())
 
 
 # Enforcement rollout

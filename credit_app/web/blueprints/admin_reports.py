@@ -1,4 +1,4 @@
-"""Staff reports of issue 15: fair use (today's heaviest users) and the reconciliation with
+"""Admin reports of issue 15: fair use (today's heaviest users) and the reconciliation with
 Creem (runs, what differed, what was fixed, what needs a person)."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ FINDING_LABELS: dict[str, str] = {
 
 @bp.before_request
 @admin_required
-def staff_only() -> None:
-    """Every route here is for staff: anonymous callers sign in, others get 403."""
+def admin_only() -> None:
+    """Every route here is for admins: anonymous callers sign in, others get 403."""
 
 
 @bp.get("/fair-use")

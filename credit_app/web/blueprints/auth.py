@@ -1,4 +1,4 @@
-"""Sign-up, sign-in (with staff two-factor), sign-out, password reset, email verification,
+"""Sign-up, sign-in (with admin two-factor), sign-out, password reset, email verification,
 account settings, and the personal API tokens page."""
 
 from __future__ import annotations
@@ -134,10 +134,10 @@ def signup():
 
 
 def _finish_sign_in(user: User, remember: bool, method: str):
-    """Sign the user in (staff sign-ins are audited) and go where they were heading."""
+    """Sign the user in (admin sign-ins are audited) and go where they were heading."""
     session.pop(PENDING_TWO_FACTOR, None)
     if user.is_admin:
-        accounts.record_staff_sign_in(user, method, request.remote_addr)
+        accounts.record_admin_sign_in(user, method, request.remote_addr)
     db.session.commit()
     login_user(user, remember=remember)
     return redirect(safe_next(request.args.get("next")))
@@ -154,7 +154,7 @@ def login():
         user = accounts.authenticate(form.email.data, form.password.data)
         if user is not None:
             needs_code = user.is_admin and (
-                user.has_two_factor or current_app.config["STAFF_TWO_FACTOR_REQUIRED"])
+                user.has_two_factor or current_app.config["ADMIN_TWO_FACTOR_REQUIRED"])
             if not needs_code:
                 return _finish_sign_in(user, form.remember.data, "password")
             db.session.commit()
@@ -172,7 +172,7 @@ def login():
 
 
 def _pending_user() -> User | None:
-    """The staff member who gave the right password and still owes a code (for 5 minutes)."""
+    """The admin who gave the right password and still owes a code (for 5 minutes)."""
     from credit_app.web.auth import load_user
 
     pending = session.get(PENDING_TWO_FACTOR)
@@ -217,7 +217,7 @@ def two_factor():
 @bp.route("/login/two-factor/setup", methods=["GET", "POST"])
 @auth_limit
 def two_factor_setup():
-    """Set up TOTP: during a staff sign-in that requires it, or from the account settings."""
+    """Set up TOTP: during an admin sign-in that requires it, or from the account settings."""
     signed_in = current_user.is_authenticated
     user = current_user if signed_in else _pending_user()
     if user is None or not user.is_admin:
@@ -241,7 +241,7 @@ def two_factor_setup():
             if not signed_in:
                 remember = session[PENDING_TWO_FACTOR].get("remember", False)
                 session.pop(PENDING_TWO_FACTOR, None)
-                accounts.record_staff_sign_in(user, "totp", request.remote_addr)
+                accounts.record_admin_sign_in(user, "totp", request.remote_addr)
                 login_user(user, remember=remember)
             db.session.commit()
             return render_template("auth/recovery_codes.html", codes=codes,

@@ -9,7 +9,7 @@ from credit_app.platform.extensions import csrf, db
 from credit_app.services import credits
 from credit_app.web import schemas
 from credit_app.web.api_limits import also_limited_by, check_api_limits
-from credit_app.web.auth import api_caller, api_staff, identify_api_caller, require_api_csrf
+from credit_app.web.auth import api_admin, api_caller, identify_api_caller, require_api_csrf
 from credit_app.web.credit_metrics import credit_operation
 from credit_app.web.openapi import documented
 
@@ -87,16 +87,16 @@ def history() -> Response:
 @bp.post("/grant")
 @credit_operation("grant")
 @documented(
-    summary="Grant credits to a user (staff only)",
+    summary="Grant credits to a user (admins only)",
     request=schemas.GrantRequest,
     response=schemas.GrantResponse,
-    errors={403: "Not staff, or the CSRF token is missing", 404: "No such user"},
+    errors={403: "Not an admin, or the CSRF token is missing", 404: "No such user"},
     tag="admin",
 )
 def grant() -> Response:
-    staff = api_staff()
+    admin = api_admin()
     body = schemas.parse_body(schemas.GrantRequest)
-    entry = credits.grant_credits(body.user_id, body.amount, body.reason, actor_id=staff.id)
+    entry = credits.grant_credits(body.user_id, body.amount, body.reason, actor_id=admin.id)
     status = credits.get_user_credits(body.user_id)
     db.session.commit()
     return jsonify(success=True, user_id=body.user_id, remaining=status.remaining,

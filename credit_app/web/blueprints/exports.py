@@ -1,4 +1,4 @@
-"""Downloads: a signed-in user's own data (JSON, or one CSV per table), and the staff's CSVs
+"""Downloads: a signed-in user's own data (JSON, or one CSV per table), and the admins' CSVs
 of every user and every ledger row. All are streamed (services/exports.py)."""
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def my_data_csv(name: str):
 
 @bp.get("/admin/exports/<name>.csv")
 @admin_required
-def staff_csv(name: str):
-    """Every user, or every ledger row, as CSV (staff only). 404 for another name."""
-    chunks = exports.staff_csv(name, _batch())
-    log.info("staff user %s exported all %s", current_user.id, name)
+def admin_csv(name: str):
+    """Every user, or every ledger row, as CSV (admins only). 404 for another name."""
+    chunks = exports.admin_csv(name, _batch())
+    log.info("admin %s exported all %s", current_user.id, name)
     return _download(chunks, f"roomcraft-all-{name}-{_stamp()}.csv", "text/csv")

@@ -18,14 +18,10 @@ from credit_app.testing.creem import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 API_KEY = "creem_test_client_key"
 MONTHLY = "prod_standin_pro_monthly"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """What the admin pages do and show beyond the credit API: re-run a webhook event (audited
-with the staff member's id in the same transaction; credit changes are audited through
+with the admin's id in the same transaction; credit changes are audited through
 `ledger_observers`), disable or enable an account's sign-in, and the lists of webhook
 events, failed generations and rq queues.
 """
@@ -155,7 +155,7 @@ def set_sign_in_disabled(user_id: int, disabled: bool, reason: str, actor_id: in
     """Disable an account's sign-in (which ends every session it has) or enable it again;
     audited with the reason.
 
-    Raises ValidationFailed (no reason, or staff disabling themselves), UserNotFound.
+    Raises ValidationFailed (no reason, or an admin disabling themselves), UserNotFound.
     """
     reason = audit.clean_reason(reason)
     if disabled and user_id == actor_id:

@@ -1,4 +1,7 @@
-"""Staff-side state: feature flags with a percentage rollout, and the audit log of staff actions."""
+"""Admin-side state: feature flags with a percentage rollout, and the audit log of admin actions.
+
+The sign-in actions keep the `staff.` prefix they were first stored with: the audit_log table's
+check constraint lists them (migration 0007), and rows already written carry them."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ class FeatureFlag(Model):
 
 
 class AuditLogEntry(Model):
-    """One staff action: who did what to whom, with its details (no emails or addresses)."""
+    """One admin action: who did what to whom, with its details (no emails or addresses)."""
 
     __tablename__ = "audit_log"
     __table_args__ = (

@@ -2,7 +2,9 @@ import pytest
 
 from credit_app.errors import InvalidAmount, UserNotFound, ValidationFailed
 from credit_app.models import LedgerKind
-from credit_app.services import audit, credits, staff
+from credit_app.services import admin as admin_service
+from credit_app.services import audit, credits
+from tests.ledger_support import ledger_balance
 
 
 def test_remove_credits_posts_an_audited_adjustment(user, admin):
@@ -10,7 +12,7 @@ def test_remove_credits_posts_an_audited_adjustment(user, admin):
     assert (entry.kind, entry.amount, entry.balance_after, entry.feature_used) == (
         LedgerKind.ADJUST, -2, 4, "adjustment")
     assert entry.metadata_ == {"reason": "Refunded elsewhere"}
-    assert credits.get_user_credits(user.id).remaining == credits.ledger_balance(user.id) == 4
+    assert credits.get_user_credits(user.id).remaining == ledger_balance(user.id) == 4
     [logged] = audit.list_entries(target_user_id=user.id).items
     assert (logged.action, logged.actor_id, logged.details["transaction_id"]) == (
         "credits.remove", admin.id, entry.id)
@@ -50,4 +52,4 @@ def test_audit_rejects_unknown_actions(admin):
 
 def test_webhook_listing_rejects_an_unknown_filter():
     with pytest.raises(ValidationFailed):
-        staff.list_webhook_events("sideways")
+        admin_service.list_webhook_events("sideways")
