@@ -5,9 +5,10 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import func, select
 
+from credit_app.jobs.registry import get_queue
 from credit_app.models import AuditLogEntry, Generation, GenerationStatus, WebhookEvent
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import analytics, audit, credits, rollout
 
 TODAY = datetime.now(UTC).date()

@@ -9,16 +9,16 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
-from credit_app.web.blueprints.billing import PENDING_CHECKOUT_KEY
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, redirect_signature
 from credit_app.billing.creem.events import sign_body as sign
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription, WebhookEvent
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits
 from credit_app.testing.creem import (
     OTHER_PRODUCT_ID,
@@ -26,6 +26,7 @@ from credit_app.testing.creem import (
     encode,
     serve_stand_in,
 )
+from credit_app.web.blueprints.billing import PENDING_CHECKOUT_KEY
 from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, subscribe
 
 

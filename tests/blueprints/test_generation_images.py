@@ -13,9 +13,10 @@ from sqlalchemy import select
 
 from credit_app.generation.images import variant_key
 from credit_app.jobs.generations import make_image_variants, run_generation
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Generation
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.platform.storage import StoredObjectMissing
 from credit_app.services import generations
 from tests.blueprints.test_generations import only_generation, photo, start

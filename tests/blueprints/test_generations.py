@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from credit_app.generation.features import FEATURES
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.generations import run_generation
+from credit_app.jobs.registry import get_queue
 from credit_app.models import AnalyticsEvent, CreditReservation, Generation
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.platform.storage import StoredObjectMissing, get_storage
 from credit_app.services import credits
 from tests.conftest import PASSWORD

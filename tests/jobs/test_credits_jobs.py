@@ -4,10 +4,11 @@ from rq import Queue, SimpleWorker
 
 from credit_app.jobs import enqueue_after_commit
 from credit_app.jobs.credits import sweep_expired_reservations
+from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.scheduler import claim_slot, enqueue_if_due
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits
 
 

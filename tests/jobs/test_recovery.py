@@ -9,9 +9,10 @@ from sqlalchemy import update
 
 from credit_app.jobs import enqueue_after_commit
 from credit_app.jobs.recovery import MAX_MAIL_ATTEMPTS, requeue_stranded_work, stranded_after
+from credit_app.jobs.registry import get_queue
 from credit_app.models import CreditReservation, Generation, OutboundEmail
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits, mail
 from tests.blueprints.test_generations import only_generation, start
 

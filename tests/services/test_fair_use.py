@@ -11,10 +11,15 @@ from sqlalchemy import select
 
 from credit_app.generation.features import FEATURES
 from credit_app.jobs import recovery, registry
-from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE, QUEUE_NAMES
+from credit_app.jobs.registry import (
+    GENERATION_FAIR_USE_QUEUE,
+    GENERATION_QUEUE,
+    QUEUE_NAMES,
+    get_queue,
+)
 from credit_app.models import CreditReservation, Generation
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue, get_redis
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import fair_use
 from tests.blueprints.test_generations import start
 

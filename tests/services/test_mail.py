@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from credit_app.errors import MailDeliveryError
 from credit_app.jobs.mail import deliver_email
+from credit_app.jobs.registry import get_queue
 from credit_app.models import OutboundEmail
 from credit_app.platform import mail as smtp
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue
 from credit_app.services import mail
 from credit_app.testing.mail_stand_in import free_port
 from tests.mail_support import empty_queue, link_path, run_jobs

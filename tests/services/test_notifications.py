@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription
 from credit_app.platform.extensions import db
-from credit_app.platform.redis_client import get_queue
 from credit_app.services import credits, notifications
 from tests.creem_support import Clock, apply_events, make_stand_in, subscribe
 from tests.mail_support import empty_queue, outbox, run_jobs
