@@ -59,6 +59,7 @@ from credit_app.models import (
     ReservationStatus,
     User,
 )
+from credit_app.models.base import lock_one, read_current
 from credit_app.platform.clock import utcnow
 from credit_app.platform.database import execute_fixed
 from credit_app.platform.extensions import db
@@ -328,12 +329,7 @@ def lock_user(user_id: int) -> User:
     For callers that change the user's other columns; credit changes use `_lock_balance`.
     Raises UserNotFound.
     """
-    user = db.session.execute(
-        select(User)
-        .where(User.id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    user = lock_one(User, User.id == user_id)
     if user is None:
         raise UserNotFound()
     return user
@@ -1063,10 +1059,8 @@ def _checked_order_id(order_id: object) -> str:
 
 
 def _pack_lot(order_id: str) -> CreditLot | None:
-    return db.session.execute(
-        select(CreditLot).where(CreditLot.creem_order_id == order_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    return read_current(
+        select(CreditLot).where(CreditLot.creem_order_id == order_id)).one_or_none()
 
 
 def grant_pack(user_id: int, order_id: str, amount: int, *, pack: str,
