@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from credit_app.models import ApiToken, AuditLogEntry, CreditTransaction, Generation, User
 from credit_app.platform.extensions import db
 from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line, clean_text
-from credit_app.services import credits
+from credit_app.services import credits, paging
 from credit_app.web.request_json import MAX_JSON_DEPTH, json_depth
 from tests.blueprints.test_generations import start, storage
 
@@ -122,7 +122,7 @@ class TestApi:
         assert response.get_json()["error"]["field"] == "cursor"
 
     def test_the_largest_cursor_is_fine(self, user_client):
-        cursor = credits.encode_cursor(2**31 - 1)
+        cursor = paging.encode_cursor(2**31 - 1)
         response = user_client.get(f"/api/user/credits/history?cursor={cursor}")
         assert response.status_code == 200
         assert len(response.get_json()["items"]) == 1
