@@ -43,15 +43,9 @@ from PIL import (
     UnidentifiedImageError,
 )
 
+from credit_app.errors import ValidationFailed
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
-from credit_app.generation.options import (
-    FEATURE_INPUTS,
-    INTERIOR_STYLES,
-    MAX_PROMPT_LENGTH,
-    MOTIONS,
-    ROOM_TYPES,
-    styles_for,
-)
+from credit_app.generation.options import INTERIOR_STYLES, Choices, check_options
 
 try:
     from PIL import ImageCms
@@ -72,10 +66,6 @@ VIDEO_LOOPS = 2
 MAX_INPUT_PIXELS = 40_000_000
 MIN_INPUT_SIDE = 16
 
-DEFAULT_STYLE = "modern"
-DEFAULT_ROOM_TYPE = "living_room"
-DEFAULT_MOTION = "zoom_in"
-
 UNREADABLE_MESSAGE = "The uploaded image could not be read; upload a JPEG, PNG or WebP photo."
 PROCESSING_MESSAGE = "The image could not be processed; try another photo."
 
@@ -83,73 +73,17 @@ PROCESSING_MESSAGE = "The image could not be processed; try another photo."
 # --- Options ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Choices:
-    """A request's options, checked against credit_app.generation.options."""
-
-    style: str = DEFAULT_STYLE
-    room_type: str = DEFAULT_ROOM_TYPE
-    prompt: str = ""
-    motion: str = DEFAULT_MOTION
-    mask: tuple[float, float, float, float] | None = None
-
-
-def _parse_choices(feature: str, options: Mapping[str, Any]) -> _Choices:
-    """Check the options `feature` uses; a missing choice takes its default.
+def _parse_choices(feature: str, options: Mapping[str, Any]) -> Choices:
+    """Check the options `feature` uses (generation.options.check_options); a missing choice
+    takes its default.
 
     Raises GenerationError for an unknown feature, style, room type or motion, a prompt that is
     not text or too long, and a missing or malformed mask.
     """
-    inputs = FEATURE_INPUTS.get(feature)
-    if inputs is None:
-        raise GenerationError(f"Unknown feature {feature!r}.")
-    values: dict[str, Any] = {}
-    if "style" in inputs:
-        styles = styles_for(feature)
-        values["style"] = _choice(options, "style", styles, DEFAULT_STYLE)
-    if "room_type" in inputs:
-        values["room_type"] = _choice(options, "room_type", ROOM_TYPES, DEFAULT_ROOM_TYPE)
-    if "motion" in inputs:
-        values["motion"] = _choice(options, "motion", MOTIONS, DEFAULT_MOTION)
-    if "prompt" in inputs:
-        prompt = options.get("prompt") or ""
-        if not isinstance(prompt, str):
-            raise GenerationError("The description must be text.")
-        if len(prompt) > MAX_PROMPT_LENGTH:
-            raise GenerationError(f"Keep the description under {MAX_PROMPT_LENGTH} characters.")
-        values["prompt"] = prompt
-    if "mask" in inputs:
-        values["mask"] = _parse_mask(options.get("mask"))
-    return _Choices(**values)
-
-
-def _choice(options: Mapping[str, Any], name: str, allowed: Mapping[str, str],
-            default: str) -> str:
-    value = options.get(name) or default
-    if not isinstance(value, str) or value not in allowed:
-        label = name.replace("_", " ")
-        raise GenerationError(f"Unknown {label} {value!r}; choose one of: {', '.join(allowed)}.")
-    return value
-
-
-def _parse_mask(mask: Any) -> tuple[float, float, float, float]:
-    """The mask's x, y, w, h as fractions of the image. Raises GenerationError."""
-    if not isinstance(mask, Mapping):
-        raise GenerationError("Mark the area to remove on the photo.")
-    values = []
-    for key in ("x", "y", "w", "h"):
-        value = mask.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-                value):
-            raise GenerationError(f"The marked area's {key} must be a number between 0 and 1.")
-        values.append(float(value))
-    x, y, w, h = values
-    if w <= 0 or h <= 0:
-        raise GenerationError("The marked area must have a width and a height.")
-    tolerance = 1e-3
-    if x < 0 or y < 0 or x + w > 1 + tolerance or y + h > 1 + tolerance:
-        raise GenerationError("The marked area must lie inside the photo.")
-    return x, y, min(w, 1 - x), min(h, 1 - y)
+    try:
+        return check_options(feature, options, fill_defaults=True)
+    except ValidationFailed as exc:
+        raise GenerationError(exc.message) from None
 
 
 # --- Styles -----------------------------------------------------------------------------------
@@ -294,7 +228,7 @@ def _prompt_adjust(prompt: str) -> _Adjust:
     return _Adjust(**{axis: float(max(-2, min(2, total))) for axis, total in totals.items()})
 
 
-def _adjust_for(choices: _Choices) -> _Adjust:
+def _adjust_for(choices: Choices) -> _Adjust:
     return _prompt_adjust(choices.prompt) + _ROOM_ADJUST.get(choices.room_type, _Adjust())
 
 
@@ -407,13 +341,13 @@ def _tint_sky(image: Image.Image, sky: RGB) -> Image.Image:
 # --- interior / exterior ----------------------------------------------------------------------
 
 
-def _redecorate_interior(image: Image.Image, choices: _Choices, rng: random.Random) -> Image.Image:
+def _redecorate_interior(image: Image.Image, choices: Choices, rng: random.Random) -> Image.Image:
     """Restyle a room photo in the chosen interior style."""
     look, _ = _interior_style(choices.style)
     return _add_grain(_tone(image, look, _adjust_for(choices)), rng, 1.5)
 
 
-def _redesign_exterior(image: Image.Image, choices: _Choices, rng: random.Random) -> Image.Image:
+def _redesign_exterior(image: Image.Image, choices: Choices, rng: random.Random) -> Image.Image:
     """Restyle an exterior photo in the chosen exterior style. Raises GenerationError."""
     look = _EXTERIOR_LOOKS.get(choices.style)
     if look is None:
@@ -427,7 +361,7 @@ _LABEL_SIDE = 160
 _MAX_REGIONS = 250
 
 
-def _render_sketch(image: Image.Image, choices: _Choices, rng: random.Random) -> Image.Image:
+def _render_sketch(image: Image.Image, choices: Choices, rng: random.Random) -> Image.Image:
     """Turn a line sketch into a shaded, coloured rendering in the chosen interior style."""
     look, furnishings = _interior_style(choices.style)
     ink = _sketch_ink(image)
@@ -789,7 +723,7 @@ _ROOM_FURNITURE: dict[str, Callable[[_Painter, _Furnishings], None]] = {
 }
 
 
-def _furnish(image: Image.Image, choices: _Choices, rng: random.Random) -> Image.Image:
+def _furnish(image: Image.Image, choices: Choices, rng: random.Random) -> Image.Image:
     """Draw furniture for the room type on the floor of the lightly restyled photo."""
     look, furnishings = _interior_style(choices.style)
     draw_furniture = _ROOM_FURNITURE.get(choices.room_type)
@@ -819,7 +753,7 @@ def _match_light(layer: Image.Image, scene: Image.Image) -> Image.Image:
 # --- remove -----------------------------------------------------------------------------------
 
 
-def _remove_object(image: Image.Image, choices: _Choices, rng: random.Random) -> Image.Image:
+def _remove_object(image: Image.Image, choices: Choices, rng: random.Random) -> Image.Image:
     """Fill the marked rectangle from its surroundings. Raises GenerationError."""
     if choices.mask is None:
         raise GenerationError("Mark the area to remove on the photo.")
@@ -911,7 +845,7 @@ def _camera_box(size: tuple[int, int], motion: str,
     return x0, y0, x0 + box_w, y0 + box_h
 
 
-def _animate(image: Image.Image, choices: _Choices, rng: random.Random) -> list[Image.Image]:
+def _animate(image: Image.Image, choices: Choices, rng: random.Random) -> list[Image.Image]:
     """The frames of a short camera move over the photo (the seed is not needed)."""
     out_size = _fit(image.size, VIDEO_SIDE)
     frames = []
@@ -1042,8 +976,8 @@ def _write_animation(frames: list[Image.Image], request: GenerationRequest) -> G
     return GenerationResult(path, media_type, first.width, first.height)
 
 
-_Renderer = Callable[[Image.Image, _Choices, random.Random], Image.Image]
-_Animator = Callable[[Image.Image, _Choices, random.Random], list[Image.Image]]
+_Renderer = Callable[[Image.Image, Choices, random.Random], Image.Image]
+_Animator = Callable[[Image.Image, Choices, random.Random], list[Image.Image]]
 
 _STILLS: dict[str, _Renderer] = {
     "interior": _redecorate_interior,
@@ -1083,8 +1017,8 @@ class LocalProvider:
         return _write_still(output, request)
 
     @staticmethod
-    def _run(render: Callable[[Image.Image, _Choices, random.Random], Any], image: Image.Image,
-             choices: _Choices, rng: random.Random, request: GenerationRequest) -> Any:
+    def _run(render: Callable[[Image.Image, Choices, random.Random], Any], image: Image.Image,
+             choices: Choices, rng: random.Random, request: GenerationRequest) -> Any:
         try:
             return render(image, choices, rng)
         except GenerationError:
