@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from credit_app.errors import ValidationFailed
 from credit_app.models import ApiToken, AuditLogEntry, CreditTransaction, Generation, User
 from credit_app.platform.extensions import db
 from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line, clean_text
@@ -188,7 +189,7 @@ def test_the_upload_is_removed_when_its_transaction_rolls_back(app, user_client,
     from credit_app.services import generations
 
     def flush_fails(*args, **kwargs):
-        raise generations.ValidationFailed("refused by the database", field="form")
+        raise ValidationFailed("refused by the database", field="form")
 
     stored = app.config["GENERATION_STORAGE_PATH"]
     real_start = generations.start_generation
