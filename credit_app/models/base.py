@@ -34,7 +34,7 @@ def change_timestamp() -> MappedColumn[datetime]:
                          onupdate=func.now())
 
 
-def read_current(statement: Select[tuple[M]]) -> ScalarResult[M]:
+def read_current(statement: Select[M]) -> ScalarResult[M]:
     """Run `statement` and return its rows as they are now in the database, also for objects
     the session loaded before.
 

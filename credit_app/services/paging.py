@@ -79,7 +79,7 @@ def decode_cursor(cursor: str) -> int:
         raise ValidationFailed("The cursor is not valid.", field="cursor") from None
 
 
-def newest_first(query: Select[tuple[T]], key: InstrumentedAttribute[int], *,
+def newest_first(query: Select[T], key: InstrumentedAttribute[int], *,
                  before: int | None, limit: int,
                  within: tuple[InstrumentedAttribute[Any], Any] | None = None) -> Page[T]:
     """The page of `query`'s rows whose `key` (the id column) is below `before` (from the
