@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from credit_app.errors import ValidationFailed
 from credit_app.models import ApiToken, AuditLogEntry, CreditTransaction, Generation, User
 from credit_app.platform.extensions import db
 from credit_app.platform.input_text import PRINTABLE_PATTERN, clean_line, clean_text
-from credit_app.services import credits
+from credit_app.services import credits, paging
 from credit_app.web.request_json import MAX_JSON_DEPTH, json_depth
 from tests.blueprints.test_generations import start, storage
 
@@ -122,7 +123,7 @@ class TestApi:
         assert response.get_json()["error"]["field"] == "cursor"
 
     def test_the_largest_cursor_is_fine(self, user_client):
-        cursor = credits.encode_cursor(2**31 - 1)
+        cursor = paging.encode_cursor(2**31 - 1)
         response = user_client.get(f"/api/user/credits/history?cursor={cursor}")
         assert response.status_code == 200
         assert len(response.get_json()["items"]) == 1
@@ -188,7 +189,7 @@ def test_the_upload_is_removed_when_its_transaction_rolls_back(app, user_client,
     from credit_app.services import generations
 
     def flush_fails(*args, **kwargs):
-        raise generations.ValidationFailed("refused by the database", field="form")
+        raise ValidationFailed("refused by the database", field="form")
 
     stored = app.config["GENERATION_STORAGE_PATH"]
     real_start = generations.start_generation

@@ -34,6 +34,7 @@ from credit_app.billing.creem.events import SubscriptionSnapshot
 from credit_app.billing.plans import is_pro_product, plan_for_product
 from credit_app.errors import CreemError, DomainError, WebhookEventUnresolved
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription, User
+from credit_app.models.base import read_current
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
 
@@ -155,17 +156,16 @@ def known_customers(after: str | None = None, limit: int = 100) -> list[str]:
 
 
 def _rows_of_customer(customer_id: str) -> list[Subscription]:
-    return list(db.session.execute(
+    return list(read_current(
         select(Subscription).where(Subscription.creem_customer_id == customer_id)
-        .order_by(Subscription.id).execution_options(populate_existing=True)
-    ).scalars())
+        .order_by(Subscription.id)
+    ))
 
 
 def _row(creem_subscription_id: str) -> Subscription | None:
-    return db.session.execute(
+    return read_current(
         select(Subscription).where(Subscription.creem_subscription_id == creem_subscription_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    ).one_or_none()
 
 
 # -- one subscription ------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from credit_app.errors import (
     WebhookEventUnresolved,
 )
 from credit_app.models import CreditTransaction, Subscription, User
+from credit_app.models.base import lock_one, read_current
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
 from credit_app.services import credits, notifications
@@ -125,12 +126,11 @@ def creem_client() -> CreemClient:
 
 
 def user_subscriptions(user_id: int) -> list[Subscription]:
-    return list(db.session.execute(
+    return list(read_current(
         select(Subscription)
         .where(Subscription.user_id == user_id)
         .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
-        .execution_options(populate_existing=True)
-    ).scalars())
+    ))
 
 
 def sync_user_plan(user_id: int, now: datetime, why: str,
@@ -187,12 +187,7 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
 
 
 def lock_subscription_row(creem_subscription_id: str) -> Subscription | None:
-    return db.session.execute(
-        select(Subscription)
-        .where(Subscription.creem_subscription_id == creem_subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    return lock_one(Subscription, Subscription.creem_subscription_id == creem_subscription_id)
 
 
 def _lock_recorded_row(creem_subscription_id: str) -> Subscription:

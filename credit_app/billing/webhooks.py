@@ -29,6 +29,7 @@ from credit_app.billing.creem.events import (
 )
 from credit_app.errors import WebhookEventNotFound, WebhookEventUnresolved
 from credit_app.models import WebhookEvent
+from credit_app.models.base import lock_one
 from credit_app.platform.clock import utcnow
 from credit_app.platform.extensions import db
 
@@ -85,12 +86,7 @@ def record_webhook(raw_body: bytes, signature: str | None,
 
 
 def _locked_event(event_id: str) -> WebhookEvent:
-    event = db.session.execute(
-        select(WebhookEvent)
-        .where(WebhookEvent.event_id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    event = lock_one(WebhookEvent, WebhookEvent.event_id == event_id)
     if event is None:
         raise WebhookEventNotFound(f"No webhook event {event_id!r}.")
     return event
@@ -162,10 +158,7 @@ def process_event(event_id: str, now: datetime | None = None,
 
 def record_failure(event_id: str, error: BaseException) -> None:
     """Note a failed attempt on the event (its count and the error); call after a rollback."""
-    event = db.session.execute(
-        select(WebhookEvent).where(WebhookEvent.event_id == event_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    event = lock_one(WebhookEvent, WebhookEvent.event_id == event_id)
     if event is None:
         return
     event.attempts += 1

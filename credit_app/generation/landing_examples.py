@@ -30,7 +30,7 @@ from credit_app.platform.config import instance_path
 log = logging.getLogger(__name__)
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "landing_samples"
-PROVIDER_SOURCE = Path(__file__).resolve().parent / "local.py"
+PROVIDER_PACKAGE = Path(__file__).resolve().parent / "local"
 EXAMPLE_WIDTHS = (480, 960)
 
 
@@ -62,9 +62,18 @@ EXAMPLES: tuple[Example, ...] = (
 _lock = threading.Lock()
 
 
+def provider_sources() -> list[Path]:
+    """The local provider's source files, every module of its package, in a fixed order (not
+    its bytecode caches, which differ between machines and Python versions)."""
+    return sorted(PROVIDER_PACKAGE.rglob("*.py"))
+
+
 def examples_version() -> str:
     """A hash of everything the outputs depend on: samples, options and the provider code."""
-    digest = hashlib.sha256(PROVIDER_SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in provider_sources():
+        digest.update(source.relative_to(PROVIDER_PACKAGE).as_posix().encode())
+        digest.update(source.read_bytes())
     for example in EXAMPLES:
         digest.update(json.dumps([example.name, example.feature, example.options],
                                  sort_keys=True).encode())

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.models.user import _in_list
+from credit_app.models.base import change_timestamp, in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 AUDIT_ACTIONS: tuple[str, ...] = (
@@ -41,8 +41,7 @@ class FeatureFlag(Model):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     percentage: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now(), onupdate=func.now())
+    updated_at: Mapped[datetime] = change_timestamp()
 
 
 class AuditLogEntry(Model):
@@ -53,7 +52,7 @@ class AuditLogEntry(Model):
         Index("ix_audit_log_target_user_id", "target_user_id",
               postgresql_where=text("target_user_id IS NOT NULL")),
         Index("ix_audit_log_action_id", "action", "id"),
-        CheckConstraint(_in_list("action", AUDIT_ACTIONS), name="action_allowed"),
+        CheckConstraint(in_list("action", AUDIT_ACTIONS), name="action_allowed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -64,5 +63,4 @@ class AuditLogEntry(Model):
     target: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
                                           server_default="{}")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = insert_timestamp()

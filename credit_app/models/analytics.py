@@ -21,13 +21,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.models.user import _in_list
+from credit_app.models.base import in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -52,7 +51,7 @@ class AnalyticsEvent(Model):
         Index("ix_analytics_events_occurred_at", "occurred_at"),
         Index("ix_analytics_events_pending", "occurred_at",
               postgresql_where=text("rolled_up_at IS NULL")),
-        CheckConstraint(_in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
+        CheckConstraint(in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -63,8 +62,7 @@ class AnalyticsEvent(Model):
     credits_remaining: Mapped[int | None] = mapped_column(Integer)
     properties: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
                                              server_default="{}")
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now())
+    occurred_at: Mapped[datetime] = insert_timestamp()
     # The plan the user was on, the credits the event moved, and the ledger row it follows.
     plan: Mapped[str | None] = mapped_column(String(10))
     credits: Mapped[int | None] = mapped_column(Integer)
@@ -78,7 +76,7 @@ class AnalyticsDailyRollup(Model):
 
     __tablename__ = "analytics_daily_rollups"
     __table_args__ = (
-        CheckConstraint(_in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
+        CheckConstraint(in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
         CheckConstraint("events >= 0", name="events_non_negative"),
     )
 

@@ -22,14 +22,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.generation.features import FEATURE_KEYS, LEDGER_SOURCES
-from credit_app.models.user import _in_list
+from credit_app.models.base import in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 
@@ -94,8 +93,8 @@ class CreditTransaction(Model):
             unique=True,
             postgresql_where=text("feature_used = 'registration'"),
         ),
-        CheckConstraint(_in_list("feature_used", LEDGER_SOURCES), name="feature_used_allowed"),
-        CheckConstraint(_in_list("kind", SCHEMA_LEDGER_KINDS), name="kind_allowed"),
+        CheckConstraint(in_list("feature_used", LEDGER_SOURCES), name="feature_used_allowed"),
+        CheckConstraint(in_list("kind", SCHEMA_LEDGER_KINDS), name="kind_allowed"),
         CheckConstraint("balance_after >= 0", name="balance_after_non_negative"),
         CheckConstraint("credits_consumed >= 0", name="credits_consumed_non_negative"),
     )
@@ -108,9 +107,7 @@ class CreditTransaction(Model):
     credits_consumed: Mapped[int] = mapped_column(Integer, nullable=False, default=1,
                                                   server_default="1")
     generation_id: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
     metadata_: Mapped[dict | None] = mapped_column("metadata", JSONB)
     kind: Mapped[str] = mapped_column(String(10), nullable=False)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -143,8 +140,8 @@ class CreditReservation(Model):
             "expires_at",
             postgresql_where=text("status = 'pending'"),
         ),
-        CheckConstraint(_in_list("status", tuple(ReservationStatus)), name="status_allowed"),
-        CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
+        CheckConstraint(in_list("status", tuple(ReservationStatus)), name="status_allowed"),
+        CheckConstraint(in_list("feature", FEATURE_KEYS), name="feature_allowed"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),
         CheckConstraint("(status = 'pending') = (resolved_at IS NULL)", name="resolved_when_final"),
     )
@@ -159,9 +156,7 @@ class CreditReservation(Model):
     status: Mapped[str] = mapped_column(String(10), nullable=False,
                                         default=ReservationStatus.PENDING,
                                         server_default=ReservationStatus.PENDING.value)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -211,7 +206,7 @@ class CreditLot(Model):
               postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
         Index("uq_credit_lots_creem_order_id", "creem_order_id", unique=True,
               postgresql_where=text("creem_order_id IS NOT NULL")),
-        CheckConstraint(_in_list("source", tuple(LotSource)), name="source_allowed"),
+        CheckConstraint(in_list("source", tuple(LotSource)), name="source_allowed"),
         CheckConstraint("remaining >= 0 AND remaining <= granted", name="remaining_in_range"),
         CheckConstraint("refund_shortfall >= 0", name="refund_shortfall_non_negative"),
     )
@@ -229,9 +224,7 @@ class CreditLot(Model):
     product_id: Mapped[str | None] = mapped_column(String(100))
     transaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("credit_transactions.id", ondelete="RESTRICT"))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refund_shortfall: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                                   server_default="0")
@@ -267,6 +260,4 @@ class CreditRefill(Model):
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     transaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("credit_transactions.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()

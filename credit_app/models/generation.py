@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.generation.features import FEATURE_KEYS
-from credit_app.models.user import _in_list
+from credit_app.models.base import in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 
@@ -31,8 +31,8 @@ class Generation(Model):
         Index("ix_generations_user_id_id", "user_id", "id"),
         Index("ix_generations_status_created_at", "status", "created_at"),
         Index("ix_generations_user_id_created_at", "user_id", "created_at"),
-        CheckConstraint(_in_list("status", tuple(GenerationStatus)), name="status_allowed"),
-        CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
+        CheckConstraint(in_list("status", tuple(GenerationStatus)), name="status_allowed"),
+        CheckConstraint(in_list("feature", FEATURE_KEYS), name="feature_allowed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -67,8 +67,7 @@ class Generation(Model):
                                        server_default="generations")
     # The rq job that claimed it: a retry of that job (same id) may claim it again.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = insert_timestamp()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

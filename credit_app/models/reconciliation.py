@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.models.user import _in_list
+from credit_app.models.base import in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
@@ -30,15 +30,14 @@ RESOLUTIONS: tuple[str, ...] = ("fixed", "needs_attention")
 class ReconciliationRun(Model):
     __tablename__ = "reconciliation_runs"
     __table_args__ = (
-        CheckConstraint(_in_list("status", RUN_STATUSES), name="status_allowed"),
+        CheckConstraint(in_list("status", RUN_STATUSES), name="status_allowed"),
         Index("ix_reconciliation_runs_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(10), nullable=False, default="running",
                                         server_default="running")
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now())
+    started_at: Mapped[datetime] = insert_timestamp()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     customers_checked: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
                                                    server_default="0")
@@ -53,8 +52,8 @@ class ReconciliationRun(Model):
 class ReconciliationFinding(Model):
     __tablename__ = "reconciliation_findings"
     __table_args__ = (
-        CheckConstraint(_in_list("kind", FINDING_KINDS), name="kind_allowed"),
-        CheckConstraint(_in_list("resolution", RESOLUTIONS), name="resolution_allowed"),
+        CheckConstraint(in_list("kind", FINDING_KINDS), name="kind_allowed"),
+        CheckConstraint(in_list("resolution", RESOLUTIONS), name="resolution_allowed"),
         Index("ix_reconciliation_findings_run_id", "run_id", "id"),
         Index("ix_reconciliation_findings_user_id", "user_id"),
     )
@@ -70,8 +69,7 @@ class ReconciliationFinding(Model):
     theirs: Mapped[dict | None] = mapped_column(JSONB)
     resolution: Mapped[str] = mapped_column(String(20), nullable=False)
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = insert_timestamp()
 
     def __repr__(self) -> str:
         return f"<ReconciliationFinding {self.kind} {self.creem_subscription_id} {self.resolution}>"

@@ -26,14 +26,13 @@ from sqlalchemy import (
     String,
     Text,
     false,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.billing.creem.events import CREEM_STATUSES
-from credit_app.models.user import _in_list
+from credit_app.models.base import change_timestamp, in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 # Why an admin should look at a subscription (access was taken away for it). The column and
@@ -52,8 +51,8 @@ class Subscription(Model):
             "access_ends_at",
             postgresql_where=text("access_ends_at IS NOT NULL"),
         ),
-        CheckConstraint(_in_list("status", CREEM_STATUSES), name="status_allowed"),
-        CheckConstraint(f"staff_flag IS NULL OR {_in_list('staff_flag', STAFF_FLAGS)}",
+        CheckConstraint(in_list("status", CREEM_STATUSES), name="status_allowed"),
+        CheckConstraint(f"staff_flag IS NULL OR {in_list('staff_flag', STAFF_FLAGS)}",
                         name="staff_flag_allowed"),
     )
 
@@ -73,12 +72,8 @@ class Subscription(Model):
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
+    updated_at: Mapped[datetime] = change_timestamp()
 
     def __repr__(self) -> str:
         return f"<Subscription {self.creem_subscription_id} {self.status} user={self.user_id}>"
@@ -100,9 +95,7 @@ class WebhookEvent(Model):
     event_type: Mapped[str] = mapped_column(String(60), nullable=False)
     payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
     event_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    received_at: Mapped[datetime] = insert_timestamp()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from credit_app.models.base import change_timestamp, in_list, insert_timestamp
 from credit_app.platform.extensions import Model
 
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("free", "pro")
@@ -31,18 +32,14 @@ class UserRole(enum.StrEnum):
     ADMIN = "admin"
 
 
-def _in_list(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
-
-
 class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("credits_remaining >= 0", name="credits_remaining_non_negative"),
         CheckConstraint("credits_total >= 0", name="credits_total_non_negative"),
-        CheckConstraint(_in_list("subscription_status", SUBSCRIPTION_STATUSES),
+        CheckConstraint(in_list("subscription_status", SUBSCRIPTION_STATUSES),
                         name="subscription_status_allowed"),
-        CheckConstraint(_in_list("role", tuple(UserRole)), name="role_allowed"),
+        CheckConstraint(in_list("role", tuple(UserRole)), name="role_allowed"),
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         Index("ix_users_subscription_status", "subscription_status"),
     )
@@ -58,17 +55,11 @@ class User(UserMixin, Model):
                                                server_default="6")
     subscription_status: Mapped[str] = mapped_column(String(20), nullable=False, default="free",
                                                      server_default="free")
-    credits_granted_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    credits_granted_at: Mapped[datetime] = insert_timestamp()
     sidebar_collapsed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
                                                     server_default=false())
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
+    updated_at: Mapped[datetime] = change_timestamp()
     # Set when the person deleted their account: the row stays, without personal data, so that
     # the ledger and analytics that refer to it keep their totals.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

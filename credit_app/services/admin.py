@@ -28,6 +28,7 @@ from credit_app.models import (
 from credit_app.platform.extensions import db
 from credit_app.services import audit, credits
 from credit_app.services.credits import utcnow
+from credit_app.services.paging import Page, newest_first
 
 
 def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
@@ -51,12 +52,6 @@ WEBHOOK_FILTERS: tuple[str, ...] = ("all", "pending", "failed", "processed")
 PAGE_SIZE = 50
 
 
-@dataclass(frozen=True)
-class WebhookPage:
-    items: list[WebhookEvent]
-    next_before: int | None
-
-
 def webhook_status(event: WebhookEvent) -> str:
     """processed, failed (tried, not processed) or pending (never tried)."""
     if event.processed_at is not None:
@@ -65,7 +60,7 @@ def webhook_status(event: WebhookEvent) -> str:
 
 
 def list_webhook_events(status: str = "all", before: int | None = None,
-                        limit: int = PAGE_SIZE) -> WebhookPage:
+                        limit: int = PAGE_SIZE) -> Page[WebhookEvent]:
     """Stored webhook events, newest first. Raises ValidationFailed for an unknown filter."""
     if status not in WEBHOOK_FILTERS:
         raise ValidationFailed(f"Filter by one of: {', '.join(WEBHOOK_FILTERS)}.",
@@ -77,12 +72,7 @@ def list_webhook_events(status: str = "all", before: int | None = None,
         query = query.where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts > 0)
     elif status == "pending":
         query = query.where(WebhookEvent.processed_at.is_(None), WebhookEvent.attempts == 0)
-    if before is not None:
-        query = query.where(WebhookEvent.id < before)
-    rows = db.session.execute(query.order_by(WebhookEvent.id.desc()).limit(limit + 1)
-                              ).scalars().all()
-    items = list(rows[:limit])
-    return WebhookPage(items, items[-1].id if len(rows) > limit else None)
+    return newest_first(query, WebhookEvent.id, before=before, limit=limit)
 
 
 def get_webhook_event(pk: int) -> WebhookEvent:

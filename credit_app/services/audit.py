@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -11,14 +10,9 @@ from credit_app.errors import ValidationFailed
 from credit_app.models import AUDIT_ACTIONS, AuditLogEntry
 from credit_app.platform.extensions import db
 from credit_app.services.limits import MAX_REASON_LENGTH
+from credit_app.services.paging import Page, newest_first
 
 PAGE_SIZE = 50
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    items: list[AuditLogEntry]
-    next_before: int | None
 
 
 def clean_reason(reason: object) -> str:
@@ -43,7 +37,7 @@ def record(actor_id: int | None, action: str, *, target_user_id: int | None = No
 
 
 def list_entries(action: str | None = None, target_user_id: int | None = None,
-                 before: int | None = None, limit: int = PAGE_SIZE) -> AuditPage:
+                 before: int | None = None, limit: int = PAGE_SIZE) -> Page[AuditLogEntry]:
     """Audit rows newest first, a page at a time (`before` is the last id of the previous page).
 
     Raises ValidationFailed for an unknown action.
@@ -55,9 +49,4 @@ def list_entries(action: str | None = None, target_user_id: int | None = None,
         query = query.where(AuditLogEntry.action == action)
     if target_user_id is not None:
         query = query.where(AuditLogEntry.target_user_id == target_user_id)
-    if before is not None:
-        query = query.where(AuditLogEntry.id < before)
-    rows = db.session.execute(query.order_by(AuditLogEntry.id.desc()).limit(limit + 1)
-                              ).scalars().all()
-    items = list(rows[:limit])
-    return AuditPage(items, items[-1].id if len(rows) > limit else None)
+    return newest_first(query, AuditLogEntry.id, before=before, limit=limit)

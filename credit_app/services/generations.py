@@ -23,17 +23,10 @@ from credit_app.errors import (
     GenerationNotFound,
     StorageUnavailable,
     StoredObjectMissing,
-    ValidationFailed,
 )
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
 from credit_app.generation.images import VariantError, make_variants
-from credit_app.generation.options import (
-    FEATURE_INPUTS,
-    MAX_PROMPT_LENGTH,
-    MOTIONS,
-    ROOM_TYPES,
-    styles_for,
-)
+from credit_app.generation.options import MASK_KEYS, check_options
 from credit_app.generation.uploads import CheckedUpload
 from credit_app.models import (
     CreditReservation,
@@ -65,48 +58,25 @@ def _remove_uploads(uploads: list[tuple[Storage, str]]) -> None:
 after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
 
 
-def _choice(raw: Mapping[str, Any], name: str, allowed: Mapping[str, str], label: str) -> str:
-    value = raw.get(name) or ""
-    if value not in allowed:
-        raise ValidationFailed(f"Choose a {label} from the list.", field=name)
-    return value
-
-
-def _fraction(raw: Mapping[str, Any], name: str) -> float:
-    """A percentage from the form (0 to 100) as a fraction of the photo."""
+def _fraction(raw: Mapping[str, Any], name: str) -> float | None:
+    """A percentage of the photo from the form (0 to 100) as a fraction; None when the field
+    is not a number."""
     try:
-        value = float(raw.get(name, ""))
+        return float(raw.get(name, "")) / 100
     except (TypeError, ValueError):
-        raise ValidationFailed("Mark the area to remove on the photo.", field="mask") from None
-    if not 0.0 <= value <= 100.0:
-        raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
-    return value / 100
+        return None
 
 
 def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the form's choices for `feature`. Raises ValidationFailed naming the field."""
-    options: dict[str, Any] = {}
-    inputs = FEATURE_INPUTS[credits.get_feature(feature).key]
-    if "room_type" in inputs:
-        options["room_type"] = _choice(raw, "room_type", ROOM_TYPES, "room type")
-    if "style" in inputs:
-        options["style"] = _choice(raw, "style", styles_for(feature), "style")
-    if "prompt" in inputs:
-        prompt = clean_text(raw.get("prompt") or "")
-        if len(prompt) > MAX_PROMPT_LENGTH:
-            raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
-                                   field="prompt")
-        options["prompt"] = prompt
-    if "motion" in inputs:
-        options["motion"] = _choice(raw, "motion", MOTIONS, "camera motion")
-    if "mask" in inputs:
-        mask = {key: _fraction(raw, f"mask_{key}") for key in ("x", "y", "w", "h")}
-        if mask["w"] < 0.01 or mask["h"] < 0.01:
-            raise ValidationFailed("Drag across the photo to mark what to remove.", field="mask")
-        if mask["x"] + mask["w"] > 1.0001 or mask["y"] + mask["h"] > 1.0001:
-            raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
-        options["mask"] = mask
-    return options
+    """The form's choices for `feature`, checked (generation.options.check_options: every
+    choice required, the prompt cleaned), as the generation stores them.
+
+    Raises UnknownFeature, ValidationFailed naming the field.
+    """
+    options = {name: raw.get(name) for name in ("room_type", "style", "motion")}
+    options["prompt"] = clean_text(raw.get("prompt") or "")
+    options["mask"] = {key: _fraction(raw, f"mask_{key}") for key in MASK_KEYS}
+    return check_options(feature, options, fill_defaults=False).as_options()
 
 
 def new_generation_id() -> str:

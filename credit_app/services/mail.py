@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_request_context, request, url_for
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from credit_app.models import OutboundEmail, User
+from credit_app.models.base import lock_one
 from credit_app.platform import mail
 from credit_app.platform.extensions import db
 from credit_app.services import account_tokens
@@ -94,9 +94,7 @@ def deliver(email_id: int, now: datetime | None = None) -> str:
 
     Raises MailDeliveryError (the attempt is counted; the caller commits and retries).
     """
-    email = db.session.execute(
-        select(OutboundEmail).where(OutboundEmail.id == email_id).with_for_update()
-    ).scalar_one_or_none()
+    email = lock_one(OutboundEmail, OutboundEmail.id == email_id)
     if email is None:
         return "missing"
     if email.sent_at is not None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
 from credit_app.models import FeatureFlag
+from credit_app.models.base import lock_one
 from credit_app.platform import after_commit
 from credit_app.platform.database import read_fixed
 from credit_app.platform.extensions import db
@@ -132,9 +132,7 @@ def set_percentage(value: object, actor_id: int, reason: str,
         raise ValidationFailed("The percentage must be a whole number from 0 to 100.",
                                field="percentage")
     reason = audit.clean_reason(reason)
-    row = db.session.execute(
-        select(FeatureFlag).where(FeatureFlag.name == flag).with_for_update()
-    ).scalar_one_or_none()
+    row = lock_one(FeatureFlag, FeatureFlag.name == flag)
     previous = DEFAULT_PERCENTAGE if row is None else row.percentage
     if row is None:
         row = FeatureFlag(name=flag, percentage=value, updated_by_id=actor_id)

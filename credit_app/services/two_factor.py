@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 
 from credit_app.errors import InvalidTwoFactorCode
 from credit_app.models import RecoveryCode, User
+from credit_app.models.base import lock_one
 from credit_app.platform.extensions import db
 from credit_app.services.credits import utcnow
 from credit_app.services.limits import MAX_RECOVERY_CODE_LENGTH, TOTP_DIGITS
@@ -98,12 +99,8 @@ def use_recovery_code(user: User, code: str) -> bool:
     """True (and the code is spent) for one of the user's unused recovery codes."""
     if not code or len(code) > MAX_RECOVERY_CODE_LENGTH:
         return False
-    row = db.session.execute(
-        select(RecoveryCode)
-        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _hash_code(code),
-               RecoveryCode.used_at.is_(None))
-        .with_for_update()
-    ).scalar_one_or_none()
+    row = lock_one(RecoveryCode, RecoveryCode.user_id == user.id,
+                   RecoveryCode.code_hash == _hash_code(code), RecoveryCode.used_at.is_(None))
     if row is None:
         return False
     row.used_at = utcnow()

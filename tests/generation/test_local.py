@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from credit_app.generation import local
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
-from credit_app.generation.local import LocalProvider
+from credit_app.generation.local import LocalProvider, exterior, furnish, styles, video
 from credit_app.generation.options import (
     EXTERIOR_STYLES,
     INTERIOR_STYLES,
@@ -184,10 +183,10 @@ def test_exterior_styles_differ(room: Path) -> None:
 
 
 def test_every_style_has_a_palette() -> None:
-    assert set(local._INTERIOR_LOOKS) == set(INTERIOR_STYLES)
-    assert set(local._FURNISHINGS) == set(INTERIOR_STYLES)
-    assert set(local._EXTERIOR_LOOKS) == set(EXTERIOR_STYLES)
-    assert set(local._ROOM_FURNITURE) == set(ROOM_TYPES)
+    assert set(styles._INTERIOR_LOOKS) == set(INTERIOR_STYLES)
+    assert set(styles._FURNISHINGS) == set(INTERIOR_STYLES)
+    assert set(exterior._EXTERIOR_LOOKS) == set(EXTERIOR_STYLES)
+    assert set(furnish._ROOM_FURNITURE) == set(ROOM_TYPES)
 
 
 # --- sketch -----------------------------------------------------------------------------------
@@ -389,7 +388,7 @@ def test_video_caps_its_size(tmp_path: Path) -> None:
 
 
 def test_video_falls_back_to_gif(room: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "_animated_webp_supported", lambda: False)
+    monkeypatch.setattr(video, "_animated_webp_supported", lambda: False)
     result = generate("video", room, {"motion": "pan_right"})
     assert result.output_path.name == "gen1.gif"
     assert result.media_type == "image/gif"
