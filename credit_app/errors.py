@@ -86,15 +86,15 @@ class WeakPassword(ValidationFailed):
 
 class DisposableEmail(ValidationFailed):
     code = "disposable_email"
-    default_message = ("Addresses from throwaway email services cannot sign up; use an address "
-                       "you will keep.")
+    default_message = (
+        "Addresses from throwaway email services cannot sign up; use an address you will keep."
+    )
 
 
 class EmailNotVerified(DomainError):
     status = 403
     code = "email_not_verified"
-    default_message = ("Confirm your email address first: open the link we sent you, then "
-                       "generate.")
+    default_message = "Confirm your email address first: open the link we sent you, then generate."
 
 
 class InvalidToken(DomainError):
@@ -205,8 +205,9 @@ class CreemError(DomainError):
     code = "payment_provider_error"
     default_message = "The payment provider could not be reached. Please try again shortly."
 
-    def __init__(self, message: str | None = None, creem_status: int | None = None,
-                 **details: Any) -> None:
+    def __init__(
+        self, message: str | None = None, creem_status: int | None = None, **details: Any
+    ) -> None:
         super().__init__(message, **details)
         self.creem_status = creem_status
 
@@ -218,8 +219,7 @@ class RateLimited(DomainError):
     code = "too_many_requests"
     default_message = "Too many requests. Please slow down."
 
-    def __init__(self, message: str | None = None, retry_after: int = 60,
-                 **details: Any) -> None:
+    def __init__(self, message: str | None = None, retry_after: int = 60, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = retry_after
 
@@ -266,8 +266,10 @@ class StoredObjectMissing(DomainError):
 class SubscriptionStillRenews(DomainError):
     status = 409
     code = "subscription_still_renews"
-    default_message = ("Your Pro subscription still renews. Cancel it on the Subscription page "
-                       "first, then delete your account.")
+    default_message = (
+        "Your Pro subscription still renews. Cancel it on the Subscription page "
+        "first, then delete your account."
+    )
 
 
 class AccountAlreadyDeleted(DomainError):

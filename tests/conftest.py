@@ -168,8 +168,11 @@ def db_session(request: pytest.FixtureRequest) -> Iterator[None]:
         connection = db.engine.connect()
         transaction = connection.begin()
         db.session = db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint",
-             "class_": BoundSession}
+            {
+                "bind": connection,
+                "join_transaction_mode": "create_savepoint",
+                "class_": BoundSession,
+            }
         )
         try:
             yield
@@ -213,8 +216,12 @@ class BoundSession(FlaskSession):
 
 # Derived from events: a worker that ran during a committed test (the browser tests run one)
 # may have rolled its events up; they are cleared with the test's users.
-DERIVED_ANALYTICS_TABLES = ("analytics_daily_rollups", "analytics_active_days",
-                            "analytics_daily_active_users", "analytics_user_funnels")
+DERIVED_ANALYTICS_TABLES = (
+    "analytics_daily_rollups",
+    "analytics_active_days",
+    "analytics_daily_active_users",
+    "analytics_user_funnels",
+)
 
 
 def _delete_committed_test_users() -> None:
@@ -223,14 +230,27 @@ def _delete_committed_test_users() -> None:
         for table in DERIVED_ANALYTICS_TABLES:
             connection.execute(text(f"DELETE FROM {table}"))
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
-        connection.execute(text(f"DELETE FROM credit_lot_movements WHERE lot_id IN "
-                                f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"))
-        for table in ("credit_lots", "credit_refills", "analytics_events",
-                      "credit_transactions", "credit_reservations",
-                      "api_tokens", "outbound_emails", "recovery_codes", "welcome_mailboxes"):
+        connection.execute(
+            text(
+                f"DELETE FROM credit_lot_movements WHERE lot_id IN "
+                f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"
+            )
+        )
+        for table in (
+            "credit_lots",
+            "credit_refills",
+            "analytics_events",
+            "credit_transactions",
+            "credit_reservations",
+            "api_tokens",
+            "outbound_emails",
+            "recovery_codes",
+            "welcome_mailboxes",
+        ):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
-        connection.execute(text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) "
-                                f"OR actor_id IN ({ids})"))
+        connection.execute(
+            text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) OR actor_id IN ({ids})")
+        )
         connection.execute(text(f"DELETE FROM users WHERE id IN ({ids})"))
 
 
@@ -239,10 +259,18 @@ def make_user() -> Callable[..., User]:
     """Register a user through the real sign-up service (so with its 6 welcome credits),
     with a verified address unless `verified=False`."""
 
-    def factory(email: str | None = None, role: UserRole = UserRole.USER,
-                plan: str = "free", verified: bool = True) -> User:
-        user = accounts.register_user(email or f"user-{uuid.uuid4().hex[:10]}@example.com",
-                                      PASSWORD, role=role, verified=verified)
+    def factory(
+        email: str | None = None,
+        role: UserRole = UserRole.USER,
+        plan: str = "free",
+        verified: bool = True,
+    ) -> User:
+        user = accounts.register_user(
+            email or f"user-{uuid.uuid4().hex[:10]}@example.com",
+            PASSWORD,
+            role=role,
+            verified=verified,
+        )
         user.subscription_status = plan
         db.session.commit()
         return user

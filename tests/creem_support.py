@@ -40,13 +40,18 @@ class Clock:
 def make_stand_in(app: Flask, clock: Clock | None = None, **options: Any) -> CreemStandIn:
     """A stand-in that shares the app's API key and webhook secret and delivers nothing."""
     options.setdefault("deliver", False)
-    return CreemStandIn(app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"],
-                        clock=clock, **options)
+    return CreemStandIn(
+        app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"], clock=clock, **options
+    )
 
 
-def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
-              app: Flask | None = None, product_id: str | None = None
-              ) -> tuple[StoredSubscription, list[SentEvent]]:
+def subscribe(
+    stand_in: CreemStandIn,
+    user: User,
+    plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
+    app: Flask | None = None,
+    product_id: str | None = None,
+) -> tuple[StoredSubscription, list[SentEvent]]:
     """Check out and pay for `user` at the stand-in (the `plan`'s product, or `product_id`);
     returns the subscription and its events (checkout.completed, subscription.active,
     subscription.paid)."""
@@ -54,31 +59,47 @@ def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO
 
     config = (app or current_app).config
     before = len(stand_in.events)
-    checkout = stand_in.create_checkout({
-        "product_id": product_id or config[plan], "request_id": f"req-{uuid.uuid4().hex}",
-        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
-        "customer": {"email": user.email},
-        "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
-    })
+    checkout = stand_in.create_checkout(
+        {
+            "product_id": product_id or config[plan],
+            "request_id": f"req-{uuid.uuid4().hex}",
+            "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+            "customer": {"email": user.email},
+            "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
+        }
+    )
     stand_in.pay(checkout.id)
     return stand_in.subscription(checkout.subscription_id), stand_in.events[before:]
 
 
-def custom_event(stand_in: CreemStandIn, subscription: StoredSubscription, event_type: str,
-                 status: str, at: datetime, **changes: Any) -> dict[str, Any]:
+def custom_event(
+    stand_in: CreemStandIn,
+    subscription: StoredSubscription,
+    event_type: str,
+    status: str,
+    at: datetime,
+    **changes: Any,
+) -> dict[str, Any]:
     """An event the stand-in has no button for (e.g. trialing), shaped like its own."""
     obj = stand_in.subscription_object(subscription)
     obj.update(status=status, **changes)
     return event_envelope(event_type, obj, int(at.timestamp() * 1000))
 
 
-def post_event(client: FlaskClient, event: SentEvent | dict[str, Any], secret: str | None = None,
-               **headers: str):
+def post_event(
+    client: FlaskClient,
+    event: SentEvent | dict[str, Any],
+    secret: str | None = None,
+    **headers: str,
+):
     """POST an event to the webhook endpoint, signed with `secret` (default: the app's)."""
     body = event.body if isinstance(event, SentEvent) else encode(event)
     secret = secret or client.application.config["CREEM_WEBHOOK_SECRET"]
-    all_headers = {"content-type": "application/json", "creem-signature": sign(body, secret),
-                   **headers}
+    all_headers = {
+        "content-type": "application/json",
+        "creem-signature": sign(body, secret),
+        **headers,
+    }
     return client.post(WEBHOOK_URL, data=body, headers=all_headers)
 
 
@@ -102,21 +123,24 @@ def apply_events(events, now: datetime | None = None) -> list[str]:
     return outcomes
 
 
-def buy_pack(stand_in: CreemStandIn, user: User, pack: str = "pack_20",
-             app: Flask | None = None) -> tuple[str, list[SentEvent]]:
+def buy_pack(
+    stand_in: CreemStandIn, user: User, pack: str = "pack_20", app: Flask | None = None
+) -> tuple[str, list[SentEvent]]:
     """Check out and pay for a credit pack for `user` at the stand-in, as the app's pack
     checkout asks for it; returns the Creem order id and its events (checkout.completed)."""
     from flask import current_app
 
     config = (app or current_app).config
-    product_id = next(item["product_id"] for item in config["CREDIT_PACKS"]
-                      if item["key"] == pack)
+    product_id = next(item["product_id"] for item in config["CREDIT_PACKS"] if item["key"] == pack)
     before = len(stand_in.events)
-    checkout = stand_in.create_checkout({
-        "product_id": product_id, "request_id": f"checkout-{user.id}-{uuid.uuid4().hex}",
-        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
-        "customer": {"email": user.email},
-        "metadata": {"user_id": str(user.id), "pack": pack, "feature": "interior"},
-    })
+    checkout = stand_in.create_checkout(
+        {
+            "product_id": product_id,
+            "request_id": f"checkout-{user.id}-{uuid.uuid4().hex}",
+            "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+            "customer": {"email": user.email},
+            "metadata": {"user_id": str(user.id), "pack": pack, "feature": "interior"},
+        }
+    )
     stand_in.pay(checkout.id)
     return stand_in.checkouts[checkout.id].order_id, stand_in.events[before:]

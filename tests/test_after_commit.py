@@ -15,8 +15,7 @@ from credit_app.platform.extensions import db
 @pytest.fixture
 def recorded():
     calls: dict[str, list] = {"run": [], "undo": []}
-    after_commit.register("probe", list, calls["run"].append,
-                          on_rollback=calls["undo"].append)
+    after_commit.register("probe", list, calls["run"].append, on_rollback=calls["undo"].append)
     yield calls
     after_commit._handlers.pop("probe", None)
 

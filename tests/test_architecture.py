@@ -23,8 +23,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("factory", ("credit_app",)),
     ("cli", ("credit_app.cli",)),
     ("web", ("credit_app.web",)),
-    ("domain", ("credit_app.services", "credit_app.billing", "credit_app.jobs",
-                "credit_app.generation", "credit_app.models")),
+    (
+        "domain",
+        (
+            "credit_app.services",
+            "credit_app.billing",
+            "credit_app.jobs",
+            "credit_app.generation",
+            "credit_app.models",
+        ),
+    ),
     ("platform", ("credit_app.platform",)),
     ("errors", ("credit_app.errors",)),
 )
@@ -72,8 +80,9 @@ def _is_module(dotted: str) -> bool:
 
 
 def app_modules() -> list[Path]:
-    return sorted(path for path in PACKAGE_ROOT.rglob("*.py")
-                  if not module_name(path).startswith(STAND_INS))
+    return sorted(
+        path for path in PACKAGE_ROOT.rglob("*.py") if not module_name(path).startswith(STAND_INS)
+    )
 
 
 def test_every_module_belongs_to_a_layer():
@@ -90,8 +99,10 @@ def test_nothing_imports_a_layer_above_its_own():
             if imported.startswith(STAND_INS):
                 continue
             if layer_of(imported) < own:
-                upward.append(f"{module} ({LAYERS[own][0]}) imports {imported} "
-                              f"({LAYERS[layer_of(imported)][0]})")
+                upward.append(
+                    f"{module} ({LAYERS[own][0]}) imports {imported} "
+                    f"({LAYERS[layer_of(imported)][0]})"
+                )
     assert upward == []
 
 
@@ -103,10 +114,16 @@ def test_the_app_never_imports_the_stand_ins_at_module_level():
         tree = ast.parse(path.read_text())
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""])
-                offenders += [f"{module_name(path)} imports {name}" for name in names
-                              if name.startswith(STAND_INS)]
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                offenders += [
+                    f"{module_name(path)} imports {name}"
+                    for name in names
+                    if name.startswith(STAND_INS)
+                ]
     assert offenders == []
 
 

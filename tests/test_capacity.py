@@ -38,4 +38,5 @@ def test_the_start_up_report_logs_the_arithmetic(app, caplog):
         budget = report_connection_budget(2, logger, app=app)
     assert budget is not None
     assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
-        (logging.INFO if budget.fits else logging.WARNING, budget.advice())]
+        (logging.INFO if budget.fits else logging.WARNING, budget.advice())
+    ]

@@ -15,11 +15,24 @@ pytestmark = pytest.mark.no_db  # no database, no app
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "APP_ENV", "TEST_DATABASE_URL",
-                 "ALLOW_EMBEDDED_SERVICES", "DATABASE_POOL_SIZE", "CREEM_API_KEY",
-                 "CREEM_WEBHOOK_SECRET", "CREEM_API_URL", "CREEM_PRODUCT_PRO_MONTHLY",
-                 "CREEM_PRODUCT_PRO_YEARLY", "MAIL_URL", "MAIL_FROM", "PUBLIC_URL",
-                 "ADMIN_TWO_FACTOR_REQUIRED"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "APP_ENV",
+        "TEST_DATABASE_URL",
+        "ALLOW_EMBEDDED_SERVICES",
+        "DATABASE_POOL_SIZE",
+        "CREEM_API_KEY",
+        "CREEM_WEBHOOK_SECRET",
+        "CREEM_API_URL",
+        "CREEM_PRODUCT_PRO_MONTHLY",
+        "CREEM_PRODUCT_PRO_YEARLY",
+        "MAIL_URL",
+        "MAIL_FROM",
+        "PUBLIC_URL",
+        "ADMIN_TWO_FACTOR_REQUIRED",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     return monkeypatch
@@ -52,7 +65,9 @@ def test_production_with_real_servers(clean_env):
     assert settings["MAIL_URL"] == "smtp://apikey:secret@smtp.mail.internal:587"
     assert settings["MAIL_STAND_IN"] is False
     assert settings["ADMIN_TWO_FACTOR_REQUIRED"] is True
-    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
+    assert (
+        settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/app"
+    )
     assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]
     assert settings["EMBEDDED_SERVICES"] == ()
     assert settings["RATELIMIT_STORAGE_URI"] == "redis://cache.internal:6379/0"
@@ -82,8 +97,12 @@ def test_load_config_starts_nothing_and_writes_nothing(clean_env, tmp_path, monk
     assert settings["EMBEDDED_SERVICES"] == ("postgres", "redis")
     assert settings["INSTANCE_PATH"] == instance
     assert settings["SECRET_KEY"] is None and settings["CREEM_WEBHOOK_SECRET"] is None
-    for derived in ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RATELIMIT_STORAGE_URI",
-                    "RATELIMIT_STORAGE_OPTIONS"):
+    for derived in (
+        "SQLALCHEMY_DATABASE_URI",
+        "REDIS_URL",
+        "RATELIMIT_STORAGE_URI",
+        "RATELIMIT_STORAGE_OPTIONS",
+    ):
         assert derived not in settings
     assert not instance.exists()
     assert {child.pid for child in psutil.Process().children(recursive=True)} <= children
@@ -91,8 +110,9 @@ def test_load_config_starts_nothing_and_writes_nothing(clean_env, tmp_path, monk
 
 def test_an_overridden_database_url_needs_no_embedded_postgres(clean_env):
     clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
-    settings = load_config("development",
-                           overrides={"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/app"})
+    settings = load_config(
+        "development", overrides={"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/app"}
+    )
     assert settings["EMBEDDED_SERVICES"] == ()
 
 
@@ -112,7 +132,8 @@ def test_provisioning_keeps_the_secrets_the_environment_sets(clean_env, tmp_path
     _outside_servers(clean_env)
     clean_env.setenv("SECRET_KEY", "s" * 32)
     assert provision(load_config("development")) == {
-        "CREEM_WEBHOOK_SECRET": (tmp_path / "dev-creem-webhook-secret").read_text()}
+        "CREEM_WEBHOOK_SECRET": (tmp_path / "dev-creem-webhook-secret").read_text()
+    }
     assert not (tmp_path / "dev-secret-key").exists()
 
 
@@ -123,7 +144,8 @@ def test_the_derived_settings_come_from_one_function():
     assert settings["RATELIMIT_STORAGE_URI"] == "redis+unix:///tmp/r.sock?db=2"
     assert "socket_timeout" in settings["RATELIMIT_STORAGE_OPTIONS"]
     assert config.service_settings("postgres://db/app", None) == {
-        "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/app"}
+        "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/app"
+    }
 
 
 def test_unix_socket_redis_for_the_limiter():
@@ -154,8 +176,13 @@ def test_the_factory_checks_the_hosted_model_settings(clean_env):
     app.config.update(load_config("development"))
     with pytest.raises(ConfigError, match="MODEL_API_URL"):
         check_model_provider(app)
-    app.config.update({"MODEL_API_URL": "https://models.internal", "MODEL_API_TOKEN": "token",
-                       **{f"MODEL_VERSION_{feature.upper()}": "v1" for feature in FEATURE_KEYS}})
+    app.config.update(
+        {
+            "MODEL_API_URL": "https://models.internal",
+            "MODEL_API_TOKEN": "token",
+            **{f"MODEL_VERSION_{feature.upper()}": "v1" for feature in FEATURE_KEYS},
+        }
+    )
     check_model_provider(app)
 
 

@@ -8,9 +8,15 @@ from credit_app.platform.config import ConfigError, load_config
 
 pytestmark = pytest.mark.no_db  # no database, no app
 
-CREEM_VARIABLES = ("CREEM_API_KEY", "CREEM_WEBHOOK_SECRET", "CREEM_API_URL",
-                   "CREEM_PRODUCT_PRO_MONTHLY", "CREEM_PRODUCT_PRO_YEARLY",
-                   "ALLOW_EMBEDDED_SERVICES", "PAST_DUE_GRACE_DAYS")
+CREEM_VARIABLES = (
+    "CREEM_API_KEY",
+    "CREEM_WEBHOOK_SECRET",
+    "CREEM_API_URL",
+    "CREEM_PRODUCT_PRO_MONTHLY",
+    "CREEM_PRODUCT_PRO_YEARLY",
+    "ALLOW_EMBEDDED_SERVICES",
+    "PAST_DUE_GRACE_DAYS",
+)
 
 
 @pytest.fixture

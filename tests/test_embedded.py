@@ -102,8 +102,10 @@ def test_a_dead_or_zombie_postmaster_is_not_taken_for_running(tmp_path):
     pid_file = pgdata / "postmaster.pid"
     zombie = subprocess.Popen(["true"])
     psutil.Process(zombie.pid)  # not reaped: a zombie until wait()
-    wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE,
-               "the child did not become a zombie")
+    wait_until(
+        lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE,
+        "the child did not become a zombie",
+    )
     try:
         pid_file.write_text(f"{zombie.pid}\n{pgdata}\n")
         assert not embedded.postmaster_is_alive(zombie.pid)

@@ -61,8 +61,11 @@ def test_an_animation_gets_stills_of_its_first_frame(storage, tmp_path):
     frames = [Image.new("RGB", (800, 600), colour) for colour in ((200, 0, 0), (0, 0, 200))]
     frames[0].save(source, "WEBP", save_all=True, append_images=frames[1:], duration=80)
     assert make_variants(source, "7/33/output.webp", storage) == [320, 640]
-    red, _green, blue = stored_image(storage, variant_key("7/33/output.webp", 320)).convert(
-        "RGB").getpixel((10, 10))
+    red, _green, blue = (
+        stored_image(storage, variant_key("7/33/output.webp", 320))
+        .convert("RGB")
+        .getpixel((10, 10))
+    )
     assert red > 150 and blue < 60
 
 

@@ -35,8 +35,9 @@ def test_the_version_follows_every_module_of_the_provider(tmp_path, monkeypatch)
     names = {source.name for source in provider_sources()}
     assert {"__init__.py", "styles.py", "furnish.py", "video.py"} <= names
     copy = tmp_path / "local"
-    shutil.copytree(landing_examples.PROVIDER_PACKAGE, copy,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        landing_examples.PROVIDER_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
     monkeypatch.setattr(landing_examples, "PROVIDER_PACKAGE", copy)
     version = examples_version()
     (copy / "__pycache__").mkdir()
@@ -77,5 +78,8 @@ def test_the_examples_command_rebuilds_them(app):
     assert f"Made {len(EXAMPLES)} landing examples in " in result.output
     folder = ensure_examples()
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        file_name(example, which, width) for example in EXAMPLES
-        for which in ("before", "after") for width in (480, 960))
+        file_name(example, which, width)
+        for example in EXAMPLES
+        for which in ("before", "after")
+        for width in (480, 960)
+    )

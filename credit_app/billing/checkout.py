@@ -39,8 +39,9 @@ def request_belongs_to(request_id: str | None, user_id: int) -> bool:
     return request_id is not None and request_id.startswith(f"checkout-{user_id}-")
 
 
-def start_checkout(user: User, plan: str, return_to: str | None,
-                   client: CreemClient | None = None) -> CheckoutStart:
+def start_checkout(
+    user: User, plan: str, return_to: str | None, client: CreemClient | None = None
+) -> CheckoutStart:
     """Open a Creem checkout for `plan`; after paying, the user comes back to the feature
     `return_to` (a feature key; anything else brings them back to the subscription page).
 
@@ -52,8 +53,13 @@ def start_checkout(user: User, plan: str, return_to: str | None,
     return open_checkout(user, chosen.product_id, {"plan": chosen.key}, return_to, client)
 
 
-def open_checkout(user: User, product_id: str, metadata: dict[str, str],
-                  return_to: str | None, client: CreemClient | None = None) -> CheckoutStart:
+def open_checkout(
+    user: User,
+    product_id: str,
+    metadata: dict[str, str],
+    return_to: str | None,
+    client: CreemClient | None = None,
+) -> CheckoutStart:
     """Open a Creem checkout of `product_id` for `user`, tagged with `metadata` besides the
     user and the feature; after paying, the user comes back to the feature `return_to` (a
     feature key; anything else brings them back to the subscription page).
@@ -65,13 +71,15 @@ def open_checkout(user: User, product_id: str, metadata: dict[str, str],
     tags = {"user_id": str(user.id), **metadata, "feature": feature or ""}
     success_url = url_for("billing.checkout_return", feature=feature, _external=True)
     creem = client or creem_client()
-    checkout = creem.create_checkout(product_id, request_id, success_url,
-                                     customer_email=user.email, metadata=tags)
+    checkout = creem.create_checkout(
+        product_id, request_id, success_url, customer_email=user.email, metadata=tags
+    )
     return CheckoutStart(checkout.id, checkout.checkout_url, request_id)
 
 
-def is_own_return(params: Iterable[tuple[str, str]], api_key: str, user_id: int,
-                  started: Mapping[str, str]) -> bool:
+def is_own_return(
+    params: Iterable[tuple[str, str]], api_key: str, user_id: int, started: Mapping[str, str]
+) -> bool:
     """Whether the redirect's parameters are Creem's signed word that `user_id` paid.
 
     `started` maps the request ids this browser's checkouts used to their checkout ids.

@@ -21,8 +21,9 @@ from credit_app.platform.extensions import db
 from credit_app.services import credits
 
 
-def start_pack_checkout(user: User, pack_key: str, return_to: str | None,
-                        client: CreemClient | None = None) -> CheckoutStart:
+def start_pack_checkout(
+    user: User, pack_key: str, return_to: str | None, client: CreemClient | None = None
+) -> CheckoutStart:
     """Open a Creem checkout for credit pack `pack_key`; after paying, the user comes back to
     the feature `return_to` (a feature key; anything else: the subscription page).
 
@@ -41,8 +42,8 @@ def is_pack_event(event: WebhookEvent) -> bool:
     if pack_for_product(event.product_id) is not None:
         return True
     return db.session.query(
-        db.session.query(CreditLot.id).filter(CreditLot.creem_order_id == event.order_id)
-        .exists()).scalar()
+        db.session.query(CreditLot.id).filter(CreditLot.creem_order_id == event.order_id).exists()
+    ).scalar()
 
 
 def _buyer(event: WebhookEvent) -> int:
@@ -75,8 +76,14 @@ def apply_pack_order(event: WebhookEvent) -> str:
     pack = pack_for_product(event.product_id)
     if pack is None:
         raise WebhookEventUnresolved(f"Product {event.product_id!r} is not a credit pack.")
-    return credits.grant_pack(_buyer(event), _order_id(event), pack.credits, pack=pack.key,
-                              product_id=pack.product_id, event_id=event.event_id)
+    return credits.grant_pack(
+        _buyer(event),
+        _order_id(event),
+        pack.credits,
+        pack=pack.key,
+        product_id=pack.product_id,
+        event_id=event.event_id,
+    )
 
 
 def apply_pack_refund(event: WebhookEvent) -> str:
@@ -87,8 +94,11 @@ def apply_pack_refund(event: WebhookEvent) -> str:
     retry finds it).
     """
     owed = None
-    if (event.amount_paid and event.amount_refunded is not None
-            and event.amount_refunded < event.amount_paid):
+    if (
+        event.amount_paid
+        and event.amount_refunded is not None
+        and event.amount_refunded < event.amount_paid
+    ):
         lot = db.session.query(CreditLot).filter_by(creem_order_id=event.order_id).one_or_none()
         if lot is not None:
             owed = math.ceil(lot.granted * event.amount_refunded / event.amount_paid)

@@ -36,8 +36,11 @@ def create_admin(email: str, password: str) -> None:
             message = f"{existing.email} is now an admin."
         else:
             user = accounts.register_user(
-                email, password, role=UserRole.ADMIN,
-                min_password_length=current_app.config["MIN_PASSWORD_LENGTH"], verified=True,
+                email,
+                password,
+                role=UserRole.ADMIN,
+                min_password_length=current_app.config["MIN_PASSWORD_LENGTH"],
+                verified=True,
             )
             message = f"Created admin {user.email}."
     except DomainError as exc:
@@ -59,8 +62,10 @@ def seed_demo() -> None:
     else:
         accounts.set_password(user, password)
     db.session.commit()
-    click.echo(f"Demo account: {DEMO_EMAIL}  password: {password}  "
-               f"({user.credits_remaining}/{user.credits_total} credits)")
+    click.echo(
+        f"Demo account: {DEMO_EMAIL}  password: {password}  "
+        f"({user.credits_remaining}/{user.credits_total} credits)"
+    )
 
 
 @api_cli.command("openapi")
@@ -76,8 +81,7 @@ def print_postman() -> None:
     """Print a Postman v2.1 collection generated from the OpenAPI document."""
     from credit_app.web.openapi import build_openapi, postman_collection
 
-    click.echo(json.dumps(postman_collection(build_openapi(current_app)), indent=2,
-                          sort_keys=True))
+    click.echo(json.dumps(postman_collection(build_openapi(current_app)), indent=2, sort_keys=True))
 
 
 @credits_cli.command("sweep")
@@ -110,8 +114,12 @@ def acting_admin(email: str):
 
 @billing_cli.command("rerun-event")
 @click.argument("event_id")
-@click.option("--actor", "actor_email", required=True,
-              help="Email of the admin re-running it (written to the audit log).")
+@click.option(
+    "--actor",
+    "actor_email",
+    required=True,
+    help="Email of the admin re-running it (written to the audit log).",
+)
 def rerun_event(event_id: str, actor_email: str) -> None:
     """Apply a stored Creem webhook event again, now (e.g. after its retries ran out)."""
     from credit_app.jobs.webhooks import process_webhook_event
@@ -137,9 +145,11 @@ def list_flagged() -> None:
 
     flagged = subscriptions.flagged_subscriptions()
     for subscription in flagged:
-        click.echo(f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
-                   f"{subscription.staff_flag}  {subscription.flagged_at:%Y-%m-%d %H:%M}  "
-                   f"{subscription.status}")
+        click.echo(
+            f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
+            f"{subscription.staff_flag}  {subscription.flagged_at:%Y-%m-%d %H:%M}  "
+            f"{subscription.status}"
+        )
     if not flagged:
         click.echo("No flagged subscriptions.")
 
@@ -152,9 +162,11 @@ def list_pack_shortfalls() -> None:
 
     lots = credits.refund_shortfalls()
     for lot in lots:
-        click.echo(f"{lot.creem_order_id}  user {lot.user_id}  {lot.granted} credits  "
-                   f"{lot.refund_shortfall} spent before the refund  "
-                   f"{lot.refunded_at:%Y-%m-%d %H:%M}")
+        click.echo(
+            f"{lot.creem_order_id}  user {lot.user_id}  {lot.granted} credits  "
+            f"{lot.refund_shortfall} spent before the refund  "
+            f"{lot.refunded_at:%Y-%m-%d %H:%M}"
+        )
     if not lots:
         click.echo("No refunded packs with spent credits.")
 
@@ -181,8 +193,10 @@ def list_foreign() -> None:
 
     foreign = subscriptions.foreign_subscriptions()
     for subscription in foreign:
-        click.echo(f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
-                   f"product {subscription.product_id}  {subscription.status}")
+        click.echo(
+            f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
+            f"product {subscription.product_id}  {subscription.status}"
+        )
     if not foreign:
         click.echo("No subscriptions to other products.")
 
@@ -201,8 +215,9 @@ def clear_flag(subscription_id: str) -> None:
         raise click.ClickException(exc.message) from None
     db.session.commit()
     plan = credits.get_user_credits(subscription.user_id).subscription_status
-    click.echo(f"Cleared the flag on {subscription_id}; user {subscription.user_id} is on "
-               f"the {plan} plan.")
+    click.echo(
+        f"Cleared the flag on {subscription_id}; user {subscription.user_id} is on the {plan} plan."
+    )
 
 
 def register_cli(app: Flask) -> None:

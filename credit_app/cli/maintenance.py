@@ -17,9 +17,13 @@ seed_cli = AppGroup("seed", help="Sample data.")
 
 
 @click.command("audit")
-@click.option("--grace", type=click.IntRange(min=0), default=None,
-              help="Seconds past its timeout before a pending reservation counts as overdue "
-                   "(default: twice SWEEP_INTERVAL_SECONDS).")
+@click.option(
+    "--grace",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seconds past its timeout before a pending reservation counts as overdue "
+    "(default: twice SWEEP_INTERVAL_SECONDS).",
+)
 def audit_ledger_command(grace: int | None) -> None:
     """Check every invariant of the credit ledger; exit 1 listing the offending users."""
     from credit_app.services.ledger_audit import audit_ledger
@@ -29,14 +33,21 @@ def audit_ledger_command(grace: int | None) -> None:
     report = audit_ledger(grace=timedelta(seconds=grace))
     db.session.rollback()
     if report.ok:
-        click.echo(f"Ledger OK: {report.users} users, {report.entries} ledger rows, "
-                   "every invariant holds.")
+        click.echo(
+            f"Ledger OK: {report.users} users, {report.entries} ledger rows, every invariant holds."
+        )
         return
-    click.echo(f"Ledger audit FAILED: {len(report.violations)} problems for "
-               f"{len(report.offending_user_ids)} users.", err=True)
+    click.echo(
+        f"Ledger audit FAILED: {len(report.violations)} problems for "
+        f"{len(report.offending_user_ids)} users.",
+        err=True,
+    )
     for violation in report.violations:
-        click.echo(f"  [{violation.check}] user {violation.user_id} ({violation.email}): "
-                   f"{violation.detail}", err=True)
+        click.echo(
+            f"  [{violation.check}] user {violation.user_id} ({violation.email}): "
+            f"{violation.detail}",
+            err=True,
+        )
     raise SystemExit(1)
 
 
@@ -46,8 +57,10 @@ def roll_up_command() -> None:
     from credit_app.jobs.analytics import roll_up_analytics
 
     result = roll_up_analytics()
-    click.echo(f"Folded {result['folded']} events; purged {result['purged']} raw events older "
-               f"than {current_app.config['ANALYTICS_RETENTION_DAYS']} days.")
+    click.echo(
+        f"Folded {result['folded']} events; purged {result['purged']} raw events older "
+        f"than {current_app.config['ANALYTICS_RETENTION_DAYS']} days."
+    )
 
 
 @seed_cli.command("demo-data")
@@ -63,7 +76,9 @@ def seed_demo_data_command(users: int, days: int, seed: int) -> None:
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message) from None
-    click.echo(f"Created {report.users} users over {days} days: {report.generations} "
-               f"generations ({report.failed} failed), {report.upgrades} upgrades, "
-               f"{report.cancellations} cancellations, {report.grants} admin grants. "
-               "See /admin/analytics.")
+    click.echo(
+        f"Created {report.users} users over {days} days: {report.generations} "
+        f"generations ({report.failed} failed), {report.upgrades} upgrades, "
+        f"{report.cancellations} cancellations, {report.grants} admin grants. "
+        "See /admin/analytics."
+    )

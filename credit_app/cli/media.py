@@ -10,8 +10,12 @@ media_cli = AppGroup("media", help="Image derivatives and the landing page's exa
 
 
 @media_cli.command("backfill")
-@click.option("--now", "run_now", is_flag=True,
-              help="Make the copies in this process instead of queueing a job per design.")
+@click.option(
+    "--now",
+    "run_now",
+    is_flag=True,
+    help="Make the copies in this process instead of queueing a job per design.",
+)
 @click.option("--limit", default=1000, show_default=True, help="Designs to do in this run.")
 def backfill(run_now: bool, limit: int) -> None:
     """Make the WebP copies of designs made before they existed. Safe to run twice: designs

@@ -17,18 +17,48 @@ class Feature:
 FEATURES: dict[str, Feature] = {
     feature.key: feature
     for feature in (
-        Feature("interior", "redecorate-room", "Redecorate a room", 1,
-                "Upload a photo of a room and see it in a new style."),
-        Feature("exterior", "redesign-exterior", "Redesign an exterior", 1,
-                "Give the outside of a house a new look."),
-        Feature("sketch", "sketch-to-reality", "Sketch to reality", 1,
-                "Turn a hand-drawn sketch into a rendered room."),
-        Feature("furnish", "furnish-empty-space", "Furnish an empty space", 1,
-                "Stage an empty room with furniture that fits its style."),
-        Feature("remove", "remove-object", "Remove an object", 1,
-                "Mark something in a photo and make it disappear."),
-        Feature("video", "generate-videos", "Generate a video", 1,
-                "Make a short camera move through your photo."),
+        Feature(
+            "interior",
+            "redecorate-room",
+            "Redecorate a room",
+            1,
+            "Upload a photo of a room and see it in a new style.",
+        ),
+        Feature(
+            "exterior",
+            "redesign-exterior",
+            "Redesign an exterior",
+            1,
+            "Give the outside of a house a new look.",
+        ),
+        Feature(
+            "sketch",
+            "sketch-to-reality",
+            "Sketch to reality",
+            1,
+            "Turn a hand-drawn sketch into a rendered room.",
+        ),
+        Feature(
+            "furnish",
+            "furnish-empty-space",
+            "Furnish an empty space",
+            1,
+            "Stage an empty room with furniture that fits its style.",
+        ),
+        Feature(
+            "remove",
+            "remove-object",
+            "Remove an object",
+            1,
+            "Mark something in a photo and make it disappear.",
+        ),
+        Feature(
+            "video",
+            "generate-videos",
+            "Generate a video",
+            1,
+            "Make a short camera move through your photo.",
+        ),
     )
 }
 
@@ -36,8 +66,15 @@ FEATURE_KEYS: tuple[str, ...] = tuple(FEATURES)
 
 # Ledger rows that are not a generation name their source in `feature_used` instead.
 SYSTEM_SOURCES: tuple[str, ...] = (
-    "registration", "admin_grant", "refund", "subscription", "adjustment",
-    "pack", "pack_refund", "refill", "expiry",
+    "registration",
+    "admin_grant",
+    "refund",
+    "subscription",
+    "adjustment",
+    "pack",
+    "pack_refund",
+    "refill",
+    "expiry",
 )
 
 LEDGER_SOURCES: tuple[str, ...] = FEATURE_KEYS + SYSTEM_SOURCES

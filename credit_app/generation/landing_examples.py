@@ -47,16 +47,38 @@ class Example:
 
 
 EXAMPLES: tuple[Example, ...] = (
-    Example("living-room-japandi", "Redecorate a room", "Living room, restyled as Japandi",
-            "interior", "living-room.jpg", {"room_type": "living_room", "style": "japandi",
-                                            "prompt": "warm and airy"}),
-    Example("empty-room-furnished", "Furnish an empty space",
-            "An empty room, staged as a Scandinavian living room", "furnish", "empty-room.jpg",
-            {"room_type": "living_room", "style": "scandinavian"}),
-    Example("house-mediterranean", "Redesign an exterior", "A house front, made Mediterranean",
-            "exterior", "house.jpg", {"style": "mediterranean"}),
-    Example("sketch-rendered", "Sketch to reality", "A line sketch, rendered as a bedroom",
-            "sketch", "sketch.png", {"room_type": "bedroom", "style": "bohemian"}),
+    Example(
+        "living-room-japandi",
+        "Redecorate a room",
+        "Living room, restyled as Japandi",
+        "interior",
+        "living-room.jpg",
+        {"room_type": "living_room", "style": "japandi", "prompt": "warm and airy"},
+    ),
+    Example(
+        "empty-room-furnished",
+        "Furnish an empty space",
+        "An empty room, staged as a Scandinavian living room",
+        "furnish",
+        "empty-room.jpg",
+        {"room_type": "living_room", "style": "scandinavian"},
+    ),
+    Example(
+        "house-mediterranean",
+        "Redesign an exterior",
+        "A house front, made Mediterranean",
+        "exterior",
+        "house.jpg",
+        {"style": "mediterranean"},
+    ),
+    Example(
+        "sketch-rendered",
+        "Sketch to reality",
+        "A line sketch, rendered as a bedroom",
+        "sketch",
+        "sketch.png",
+        {"room_type": "bedroom", "style": "bohemian"},
+    ),
 )
 
 _lock = threading.Lock()
@@ -75,8 +97,9 @@ def examples_version() -> str:
         digest.update(source.relative_to(PROVIDER_PACKAGE).as_posix().encode())
         digest.update(source.read_bytes())
     for example in EXAMPLES:
-        digest.update(json.dumps([example.name, example.feature, example.options],
-                                 sort_keys=True).encode())
+        digest.update(
+            json.dumps([example.name, example.feature, example.options], sort_keys=True).encode()
+        )
         digest.update((SAMPLES_DIR / example.sample).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -100,18 +123,26 @@ def _build(target: Path) -> None:
     provider = LocalProvider()
     with tempfile.TemporaryDirectory(prefix="landing-") as workdir:
         for index, example in enumerate(EXAMPLES):
-            result = provider.generate(GenerationRequest(
-                generation_id=f"landing-{example.name}", feature=example.feature,
-                input_path=SAMPLES_DIR / example.sample,
-                output_dir=Path(workdir) / example.name, options=example.options,
-                seed=index + 1))
-            with Image.open(SAMPLES_DIR / example.sample) as before, \
-                    Image.open(result.output_path) as after:
+            result = provider.generate(
+                GenerationRequest(
+                    generation_id=f"landing-{example.name}",
+                    feature=example.feature,
+                    input_path=SAMPLES_DIR / example.sample,
+                    output_dir=Path(workdir) / example.name,
+                    options=example.options,
+                    seed=index + 1,
+                )
+            )
+            with (
+                Image.open(SAMPLES_DIR / example.sample) as before,
+                Image.open(result.output_path) as after,
+            ):
                 pair = {"before": before.convert("RGB"), "after": after.convert("RGB")}
             for which, image in pair.items():
                 for width in EXAMPLE_WIDTHS:
                     (target / file_name(example, which, width)).write_bytes(
-                        encode_variant(image, width))
+                        encode_variant(image, width)
+                    )
 
 
 def ensure_examples(root: Path | None = None, force: bool = False) -> Path:

@@ -114,8 +114,7 @@ class Choices:
         return options
 
 
-def check_options(feature: str, options: Mapping[str, Any], *,
-                  fill_defaults: bool) -> Choices:
+def check_options(feature: str, options: Mapping[str, Any], *, fill_defaults: bool) -> Choices:
     """Check the options `feature` takes (FEATURE_INPUTS); the rest are ignored.
 
     A style, room type or motion must be one of its list; a missing one is an error, or takes
@@ -127,11 +126,14 @@ def check_options(feature: str, options: Mapping[str, Any], *,
     """
     inputs = FEATURE_INPUTS.get(feature)
     if inputs is None:
-        raise UnknownFeature(f"Unknown feature {feature!r}; expected one of: "
-                             f"{', '.join(FEATURE_INPUTS)}.")
-    lists = {"room_type": (ROOM_TYPES, DEFAULT_ROOM_TYPE, "room type"),
-             "style": (styles_for(feature), DEFAULT_STYLE, "style"),
-             "motion": (MOTIONS, DEFAULT_MOTION, "camera motion")}
+        raise UnknownFeature(
+            f"Unknown feature {feature!r}; expected one of: {', '.join(FEATURE_INPUTS)}."
+        )
+    lists = {
+        "room_type": (ROOM_TYPES, DEFAULT_ROOM_TYPE, "room type"),
+        "style": (styles_for(feature), DEFAULT_STYLE, "style"),
+        "motion": (MOTIONS, DEFAULT_MOTION, "camera motion"),
+    }
     values: dict[str, Any] = {}
     for name in inputs:
         if name in lists:
@@ -151,8 +153,9 @@ def _checked_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str):
         raise ValidationFailed("The description must be text.", field="prompt")
     if len(prompt) > MAX_PROMPT_LENGTH:
-        raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
-                               field="prompt")
+        raise ValidationFailed(
+            f"Keep the description under {MAX_PROMPT_LENGTH} characters.", field="prompt"
+        )
     return prompt
 
 
@@ -163,8 +166,11 @@ def _checked_mask(mask: Any) -> tuple[float, float, float, float]:
     values = []
     for key in MASK_KEYS:
         value = mask.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-                value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ValidationFailed(MARK_THE_AREA, field="mask")
         values.append(float(value))
     x, y, w, h = values

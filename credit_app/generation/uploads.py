@@ -39,30 +39,32 @@ def check_image_upload(stream: IO[bytes] | None, filename: str | None) -> Checke
     if not data:
         raise InvalidUpload("The file is empty.", field="image")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidUpload(f"The photo is larger than {MAX_UPLOAD_MEGABYTES} MB; choose a "
-                            "smaller one.",
-                            field="image")
+        raise InvalidUpload(
+            f"The photo is larger than {MAX_UPLOAD_MEGABYTES} MB; choose a smaller one.",
+            field="image",
+        )
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format
             width, height = image.size
             if width * height > MAX_UPLOAD_PIXELS:
-                raise InvalidUpload("The photo has too many pixels "
-                                    f"({MAX_UPLOAD_PIXELS // 1_000_000} megapixels at most).",
-                                    field="image")
+                raise InvalidUpload(
+                    "The photo has too many pixels "
+                    f"({MAX_UPLOAD_PIXELS // 1_000_000} megapixels at most).",
+                    field="image",
+                )
             image.verify()
     except InvalidUpload:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError):
-        raise InvalidUpload("That file is not a JPEG, PNG or WebP image.",
-                            field="image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidUpload("That file is not a JPEG, PNG or WebP image.", field="image") from None
     if image_format not in ALLOWED_FORMATS:
-        raise InvalidUpload(f"{image_format} images are not supported; use JPEG, PNG or WebP.",
-                            field="image")
+        raise InvalidUpload(
+            f"{image_format} images are not supported; use JPEG, PNG or WebP.", field="image"
+        )
     if min(width, height) < MIN_UPLOAD_SIDE:
-        raise InvalidUpload(f"The photo is too small: use at least {MIN_UPLOAD_SIDE} by "
-                            f"{MIN_UPLOAD_SIDE} px.",
-                            field="image")
+        raise InvalidUpload(
+            f"The photo is too small: use at least {MIN_UPLOAD_SIDE} by {MIN_UPLOAD_SIDE} px.",
+            field="image",
+        )
     return CheckedUpload(data, ALLOWED_FORMATS[image_format], width, height)
-

@@ -36,8 +36,13 @@ def enqueue_after_commit(job_name: str, *args: Any, **options: Any) -> None:
     after_commit.defer("jobs").append((job_name, args, options))
 
 
-def enqueue_now(job_name: str, *args: Any, connection: redis.Redis | None = None,
-                config: Mapping[str, Any] | None = None, **options: Any) -> Job:
+def enqueue_now(
+    job_name: str,
+    *args: Any,
+    connection: redis.Redis | None = None,
+    config: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Job:
     """Enqueue the registered job `job_name` with its declared queue, timeout and retries
     (`connection` and `config` default to the current app's).
 
@@ -76,8 +81,9 @@ def job_context() -> Iterator[Flask]:
         yield current_app._get_current_object()
         return
     if _job_app is None:
-        raise RuntimeError("no app to run the job in: the worker calls jobs.use_app(app) "
-                           "before it runs jobs")
+        raise RuntimeError(
+            "no app to run the job in: the worker calls jobs.use_app(app) before it runs jobs"
+        )
     with _job_app.app_context():
         if _job_app_pid != os.getpid():
             db.engine.dispose(close=False)

@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 MAX_BATCHES = 200
 
 
-def roll_up_analytics(batch_size: int = analytics.DEFAULT_BATCH_SIZE,
-                      max_batches: int = MAX_BATCHES) -> dict[str, int]:
+def roll_up_analytics(
+    batch_size: int = analytics.DEFAULT_BATCH_SIZE, max_batches: int = MAX_BATCHES
+) -> dict[str, int]:
     """Fold pending events into the rollups (a commit per batch), then delete rolled-up raw
     events older than ANALYTICS_RETENTION_DAYS. Safe to run twice or concurrently: a second
     run finds nothing pending. Returns how many events it folded and purged.

@@ -26,17 +26,22 @@ def queue_gauges(connection: redis.Redis) -> list[str]:
     for name in QUEUE_NAMES:
         queue = Queue(name, connection=connection)
         depth.append(f"rq_queue_depth{metric_labels(queue=name)} {queue.count}")
-        failed.append(f"rq_failed_jobs{metric_labels(queue=name)} "
-                      f"{FailedJobRegistry(queue=queue).count}")
-        started.append(f"rq_started_jobs{metric_labels(queue=name)} "
-                       f"{StartedJobRegistry(queue=queue).count}")
+        failed.append(
+            f"rq_failed_jobs{metric_labels(queue=name)} {FailedJobRegistry(queue=queue).count}"
+        )
+        started.append(
+            f"rq_started_jobs{metric_labels(queue=name)} {StartedJobRegistry(queue=queue).count}"
+        )
     return [
         *metric_family("rq_queue_depth", "gauge", "Jobs waiting in each rq queue.", depth),
-        *metric_family("rq_failed_jobs", "gauge", "Jobs in each queue's failed registry.",
-                       failed),
+        *metric_family("rq_failed_jobs", "gauge", "Jobs in each queue's failed registry.", failed),
         *metric_family("rq_started_jobs", "gauge", "Jobs running from each queue.", started),
-        *metric_family("rq_workers", "gauge", "rq workers registered.",
-                       [f"rq_workers {Worker.count(connection=connection)}"]),
+        *metric_family(
+            "rq_workers",
+            "gauge",
+            "rq workers registered.",
+            [f"rq_workers {Worker.count(connection=connection)}"],
+        ),
     ]
 
 
@@ -51,24 +56,39 @@ def backlog_gauges() -> list[str]:
         select(func.count()).select_from(WebhookEvent).where(WebhookEvent.processed_at.is_(None))
     ).scalar_one()
     mean_lag = db.session.execute(
-        select(func.avg(func.extract("epoch", WebhookEvent.processed_at
-                                     - WebhookEvent.received_at)))
-        .where(WebhookEvent.processed_at >= now - timedelta(hours=1))
+        select(
+            func.avg(func.extract("epoch", WebhookEvent.processed_at - WebhookEvent.received_at))
+        ).where(WebhookEvent.processed_at >= now - timedelta(hours=1))
     ).scalar_one()
     backlog = db.session.execute(
-        select(func.count()).select_from(AnalyticsEvent)
+        select(func.count())
+        .select_from(AnalyticsEvent)
         .where(AnalyticsEvent.rolled_up_at.is_(None))
     ).scalar_one()
     oldest_age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return [
-        *metric_family("webhook_events_pending", "gauge", "Webhook events not processed yet.",
-                       [f"webhook_events_pending {pending}"]),
-        *metric_family("webhook_oldest_pending_age_seconds", "gauge",
-                       "Age of the oldest unprocessed webhook event (0 when none).",
-                       [f"webhook_oldest_pending_age_seconds {oldest_age:.3f}"]),
-        *metric_family("webhook_processing_lag_seconds", "gauge",
-                       "Mean time from receipt to processing of webhook events in the last hour.",
-                       [f"webhook_processing_lag_seconds {float(mean_lag or 0):.3f}"]),
-        *metric_family("analytics_events_pending", "gauge", "Analytics events not rolled up yet.",
-                       [f"analytics_events_pending {backlog}"]),
+        *metric_family(
+            "webhook_events_pending",
+            "gauge",
+            "Webhook events not processed yet.",
+            [f"webhook_events_pending {pending}"],
+        ),
+        *metric_family(
+            "webhook_oldest_pending_age_seconds",
+            "gauge",
+            "Age of the oldest unprocessed webhook event (0 when none).",
+            [f"webhook_oldest_pending_age_seconds {oldest_age:.3f}"],
+        ),
+        *metric_family(
+            "webhook_processing_lag_seconds",
+            "gauge",
+            "Mean time from receipt to processing of webhook events in the last hour.",
+            [f"webhook_processing_lag_seconds {float(mean_lag or 0):.3f}"],
+        ),
+        *metric_family(
+            "analytics_events_pending",
+            "gauge",
+            "Analytics events not rolled up yet.",
+            [f"analytics_events_pending {backlog}"],
+        ),
     ]

@@ -27,8 +27,10 @@ from credit_app.services import generations
 log = logging.getLogger(__name__)
 
 CRASH_MESSAGE = "Something went wrong while generating. Your credit was returned; please try again."
-STORAGE_MESSAGE = ("File storage is not answering, so the generation could not run. Your credit "
-                   "was returned; please try again in a minute.")
+STORAGE_MESSAGE = (
+    "File storage is not answering, so the generation could not run. Your credit "
+    "was returned; please try again in a minute."
+)
 TIMEOUT_MESSAGE = "The generation took too long and was stopped. Your credit was returned."
 
 
@@ -41,10 +43,12 @@ def run_generation(generation_pk: int) -> str:
     job = get_current_job()
     with job_context() as app:
         stale_after = timedelta(
-            seconds=registry.job("run_generation").timeout_seconds(app.config) + 1)
+            seconds=registry.job("run_generation").timeout_seconds(app.config) + 1
+        )
         try:
-            generation = generations.claim_generation(generation_pk, job.id if job else None,
-                                                      stale_after=stale_after)
+            generation = generations.claim_generation(
+                generation_pk, job.id if job else None, stale_after=stale_after
+            )
             db.session.commit()
         except TRANSIENT_ERRORS:
             db.session.rollback()
@@ -63,16 +67,16 @@ def run_generation(generation_pk: int) -> str:
             log.exception("generation %s crashed", generation_pk)
             return _fail(generation_pk, CRASH_MESSAGE)
         try:
-            generations.complete_generation(generation_pk, result, provider_name, output_key,
-                                            variants)
+            generations.complete_generation(
+                generation_pk, result, provider_name, output_key, variants
+            )
             db.session.commit()
         except ReservationExpired:
             db.session.rollback()
             return _fail(generation_pk, TIMEOUT_MESSAGE)
         except TRANSIENT_ERRORS:
             db.session.rollback()
-            log.warning("generation %s: could not record the result; rq retries",
-                        generation_pk)
+            log.warning("generation %s: could not record the result; rq retries", generation_pk)
             raise
         return "succeeded"
 
@@ -92,8 +96,12 @@ def _generate(generation: Generation) -> tuple[str, GenerationResult, str, dict[
         result = provider.generate(request)
         output_key = generations.store_output(generation, result, storage)
         variants = generations.store_variants(
-            {"input": (request.input_path, generation.input_path),
-             "output": (result.output_path, output_key)}, storage)
+            {
+                "input": (request.input_path, generation.input_path),
+                "output": (result.output_path, output_key),
+            },
+            storage,
+        )
         return output_key, result, provider.name, variants
 
 

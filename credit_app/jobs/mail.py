@@ -13,7 +13,6 @@ from credit_app.services import mail, notifications
 log = logging.getLogger(__name__)
 
 
-
 def enqueue_delivery(email_id: int) -> None:
     """Send the outbox message once the current transaction commits (queue, timeout and
     retries: jobs/registry.py `deliver_email`)."""

@@ -65,30 +65,45 @@ def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
     is pending and has time left: (id, queue) each."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return [(generation_pk, queue) for generation_pk, queue in db.session.execute(
-        select(Generation.id, Generation.queue)
-        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
-        .where(CreditReservation.status == ReservationStatus.PENDING,
-               CreditReservation.expires_at > now,
-               or_((Generation.status == GenerationStatus.QUEUED)
-                   & (Generation.created_at < now - limits["queued_generation"]),
-                   (Generation.status == GenerationStatus.RUNNING)
-                   & (Generation.started_at < now - limits["running_generation"])))
-        .order_by(Generation.id).limit(limit)
-    )]
+    return [
+        (generation_pk, queue)
+        for generation_pk, queue in db.session.execute(
+            select(Generation.id, Generation.queue)
+            .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+            .where(
+                CreditReservation.status == ReservationStatus.PENDING,
+                CreditReservation.expires_at > now,
+                or_(
+                    (Generation.status == GenerationStatus.QUEUED)
+                    & (Generation.created_at < now - limits["queued_generation"]),
+                    (Generation.status == GenerationStatus.RUNNING)
+                    & (Generation.started_at < now - limits["running_generation"]),
+                ),
+            )
+            .order_by(Generation.id)
+            .limit(limit)
+        )
+    ]
 
 
 def stranded_webhook_events(limit: int, now=None) -> list[str]:
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
-        select(WebhookEvent.event_id)
-        .where(WebhookEvent.processed_at.is_(None),
-               or_((WebhookEvent.attempts == 0)
-                   & (WebhookEvent.received_at < now - limits["new_webhook_event"]),
-                   WebhookEvent.received_at < now - limits["failed_webhook_event"]))
-        .order_by(WebhookEvent.received_at).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(WebhookEvent.event_id)
+            .where(
+                WebhookEvent.processed_at.is_(None),
+                or_(
+                    (WebhookEvent.attempts == 0)
+                    & (WebhookEvent.received_at < now - limits["new_webhook_event"]),
+                    WebhookEvent.received_at < now - limits["failed_webhook_event"],
+                ),
+            )
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def stranded_emails(limit: int, now=None) -> list[int]:
@@ -96,14 +111,22 @@ def stranded_emails(limit: int, now=None) -> list[int]:
     MAX_MAIL_ATTEMPTS attempts in all)."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
-        select(OutboundEmail.id)
-        .where(OutboundEmail.sent_at.is_(None), OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
-               or_((OutboundEmail.attempts == 0)
-                   & (OutboundEmail.created_at < now - limits["new_email"]),
-                   OutboundEmail.created_at < now - limits["failed_email"]))
-        .order_by(OutboundEmail.id).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(OutboundEmail.id)
+            .where(
+                OutboundEmail.sent_at.is_(None),
+                OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
+                or_(
+                    (OutboundEmail.attempts == 0)
+                    & (OutboundEmail.created_at < now - limits["new_email"]),
+                    OutboundEmail.created_at < now - limits["failed_email"],
+                ),
+            )
+            .order_by(OutboundEmail.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
@@ -120,5 +143,4 @@ def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
             requeue_event(event_id)
         for generation_pk, queue in generations:
             enqueue_now(registry.generation_job(queue), generation_pk)
-    return {"webhook_events": len(events), "generations": len(generations),
-            "emails": len(emails)}
+    return {"webhook_events": len(events), "generations": len(generations), "emails": len(emails)}

@@ -23,8 +23,9 @@ from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
-LIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                               JobStatus.DEFERRED})
+LIVE_JOB_STATUSES = frozenset(
+    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+)
 
 
 def job_id_for(event_id: str) -> str:
@@ -47,8 +48,12 @@ def enqueue_event(event_id: str) -> bool:
     unless its job is live already; returns whether a job was asked for."""
     if has_live_job(event_id):
         return False
-    enqueue_after_commit("process_webhook_event", event_id, job_id=job_id_for(event_id),
-                         description=f"creem event {event_id}")
+    enqueue_after_commit(
+        "process_webhook_event",
+        event_id,
+        job_id=job_id_for(event_id),
+        description=f"creem event {event_id}",
+    )
     return True
 
 
@@ -57,8 +62,12 @@ def requeue_event(event_id: str) -> bool:
     whether it was queued. Raises redis.RedisError."""
     if has_live_job(event_id):
         return False
-    enqueue_now("process_webhook_event", event_id, job_id=job_id_for(event_id),
-                description=f"creem event {event_id}")
+    enqueue_now(
+        "process_webhook_event",
+        event_id,
+        job_id=job_id_for(event_id),
+        description=f"creem event {event_id}",
+    )
     return True
 
 

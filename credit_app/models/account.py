@@ -34,8 +34,7 @@ class RecoveryCode(Model):
     __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = insert_timestamp()
@@ -51,8 +50,12 @@ class OutboundEmail(Model):
 
     __tablename__ = "outbound_emails"
     __table_args__ = (
-        Index("uq_outbound_emails_dedupe_key", "dedupe_key", unique=True,
-              postgresql_where=text("dedupe_key IS NOT NULL")),
+        Index(
+            "uq_outbound_emails_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+        ),
         Index("ix_outbound_emails_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
         Index("ix_outbound_emails_user_id", "user_id"),
     )
@@ -61,8 +64,7 @@ class OutboundEmail(Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     to_address: Mapped[str] = mapped_column(String(254), nullable=False)
     template: Mapped[str] = mapped_column(String(40), nullable=False)
-    context: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                          server_default="{}")
+    context: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -34,9 +34,7 @@ class FeatureFlag(Model):
     """A switch rolled out to `percentage` % of users, chosen by a hash of their id."""
 
     __tablename__ = "feature_flags"
-    __table_args__ = (
-        CheckConstraint("percentage BETWEEN 0 AND 100", name="percentage_range"),
-    )
+    __table_args__ = (CheckConstraint("percentage BETWEEN 0 AND 100", name="percentage_range"),)
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     percentage: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -49,8 +47,11 @@ class AuditLogEntry(Model):
 
     __tablename__ = "audit_log"
     __table_args__ = (
-        Index("ix_audit_log_target_user_id", "target_user_id",
-              postgresql_where=text("target_user_id IS NOT NULL")),
+        Index(
+            "ix_audit_log_target_user_id",
+            "target_user_id",
+            postgresql_where=text("target_user_id IS NOT NULL"),
+        ),
         Index("ix_audit_log_action_id", "action", "id"),
         CheckConstraint(in_list("action", AUDIT_ACTIONS), name="action_allowed"),
     )
@@ -58,9 +59,7 @@ class AuditLogEntry(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(40), nullable=False)
-    target_user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     target: Mapped[str | None] = mapped_column(String(100))
-    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                          server_default="{}")
+    details: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
     created_at: Mapped[datetime] = insert_timestamp()

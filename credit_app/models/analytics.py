@@ -49,8 +49,11 @@ class AnalyticsEvent(Model):
         Index("ix_analytics_events_user_id", "user_id"),
         Index("uq_analytics_events_event_id", "event_id", unique=True),
         Index("ix_analytics_events_occurred_at", "occurred_at"),
-        Index("ix_analytics_events_pending", "occurred_at",
-              postgresql_where=text("rolled_up_at IS NULL")),
+        Index(
+            "ix_analytics_events_pending",
+            "occurred_at",
+            postgresql_where=text("rolled_up_at IS NULL"),
+        ),
         CheckConstraint(in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
     )
 
@@ -60,14 +63,16 @@ class AnalyticsEvent(Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     feature: Mapped[str | None] = mapped_column(String(20))
     credits_remaining: Mapped[int | None] = mapped_column(Integer)
-    properties: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                             server_default="{}")
+    properties: Mapped[dict] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default="{}"
+    )
     occurred_at: Mapped[datetime] = insert_timestamp()
     # The plan the user was on, the credits the event moved, and the ledger row it follows.
     plan: Mapped[str | None] = mapped_column(String(10))
     credits: Mapped[int | None] = mapped_column(Integer)
     transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("credit_transactions.id", ondelete="SET NULL"))
+        ForeignKey("credit_transactions.id", ondelete="SET NULL")
+    )
     rolled_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -84,10 +89,8 @@ class AnalyticsDailyRollup(Model):
     event_type: Mapped[str] = mapped_column(String(40), primary_key=True)
     feature: Mapped[str] = mapped_column(String(20), primary_key=True)
     plan: Mapped[str] = mapped_column(String(10), primary_key=True)
-    events: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
-                                        server_default="0")
-    credits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
-                                         server_default="0")
+    events: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
 
 
 class AnalyticsActiveDay(Model):
@@ -98,8 +101,9 @@ class AnalyticsActiveDay(Model):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     plan: Mapped[str] = mapped_column(String(10), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class AnalyticsDailyActiveUsers(Model):
@@ -122,14 +126,21 @@ class AnalyticsUserFunnel(Model):
 
     __tablename__ = "analytics_user_funnels"
     __table_args__ = (
-        Index("ix_analytics_user_funnels_first_depleted_at", "first_depleted_at",
-              postgresql_where=text("first_depleted_at IS NOT NULL")),
-        Index("ix_analytics_user_funnels_first_modal_shown_at", "first_modal_shown_at",
-              postgresql_where=text("first_modal_shown_at IS NOT NULL")),
+        Index(
+            "ix_analytics_user_funnels_first_depleted_at",
+            "first_depleted_at",
+            postgresql_where=text("first_depleted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_user_funnels_first_modal_shown_at",
+            "first_modal_shown_at",
+            postgresql_where=text("first_modal_shown_at IS NOT NULL"),
+        ),
     )
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     signed_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     first_depleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_modal_shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,8 +30,9 @@ def insert_timestamp() -> MappedColumn[datetime]:
 
 def change_timestamp() -> MappedColumn[datetime]:
     """A timestamp column set to the time of the insert, then of every ORM update of the row."""
-    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now(),
-                         onupdate=func.now())
+    return mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
 
 
 def read_current(statement: Select[M]) -> ScalarResult[M]:

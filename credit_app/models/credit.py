@@ -83,7 +83,9 @@ class CreditTransaction(Model):
         Index("ix_credit_transactions_user_id_id", "user_id", text("id DESC")),
         Index(
             "uq_credit_transactions_user_generation_kind",
-            "user_id", "generation_id", "kind",
+            "user_id",
+            "generation_id",
+            "kind",
             unique=True,
             postgresql_where=text("generation_id IS NOT NULL"),
         ),
@@ -104,8 +106,9 @@ class CreditTransaction(Model):
         ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
     )
     feature_used: Mapped[str] = mapped_column(String(20), nullable=False)
-    credits_consumed: Mapped[int] = mapped_column(Integer, nullable=False, default=1,
-                                                  server_default="1")
+    credits_consumed: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=1, server_default="1"
+    )
     generation_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = insert_timestamp()
     metadata_: Mapped[dict | None] = mapped_column("metadata", JSONB)
@@ -147,15 +150,19 @@ class CreditReservation(Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
     generation_id: Mapped[str] = mapped_column(String(255), nullable=False)
     feature: Mapped[str] = mapped_column(String(20), nullable=False)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     cost: Mapped[int] = mapped_column(Integer, nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False,
-                                        default=ReservationStatus.PENDING,
-                                        server_default=ReservationStatus.PENDING.value)
+    status: Mapped[str] = mapped_column(
+        String(10),
+        nullable=False,
+        default=ReservationStatus.PENDING,
+        server_default=ReservationStatus.PENDING.value,
+    )
     created_at: Mapped[datetime] = insert_timestamp()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -202,32 +209,43 @@ class CreditLot(Model):
     __tablename__ = "credit_lots"
     __table_args__ = (
         Index("ix_credit_lots_user_live", "user_id", postgresql_where=text("remaining > 0")),
-        Index("ix_credit_lots_lapsing", "expires_at",
-              postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL")),
-        Index("uq_credit_lots_creem_order_id", "creem_order_id", unique=True,
-              postgresql_where=text("creem_order_id IS NOT NULL")),
+        Index(
+            "ix_credit_lots_lapsing",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
+        Index(
+            "uq_credit_lots_creem_order_id",
+            "creem_order_id",
+            unique=True,
+            postgresql_where=text("creem_order_id IS NOT NULL"),
+        ),
         CheckConstraint(in_list("source", tuple(LotSource)), name="source_allowed"),
         CheckConstraint("remaining >= 0 AND remaining <= granted", name="remaining_in_range"),
         CheckConstraint("refund_shortfall >= 0", name="refund_shortfall_non_negative"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
     source: Mapped[str] = mapped_column(String(20), nullable=False)
     granted: Mapped[int] = mapped_column(Integer, nullable=False)
     remaining: Mapped[int] = mapped_column(Integer, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    purchased: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                            server_default=text("false"))
+    purchased: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
     creem_order_id: Mapped[str | None] = mapped_column(String(100))
     product_id: Mapped[str | None] = mapped_column(String(100))
     transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("credit_transactions.id", ondelete="RESTRICT"))
+        ForeignKey("credit_transactions.id", ondelete="RESTRICT")
+    )
     created_at: Mapped[datetime] = insert_timestamp()
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    refund_shortfall: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                                  server_default="0")
+    refund_shortfall: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     shortfall_cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -241,10 +259,12 @@ class CreditLotMovement(Model):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    lot_id: Mapped[int] = mapped_column(ForeignKey("credit_lots.id", ondelete="RESTRICT"),
-                                        nullable=False)
+    lot_id: Mapped[int] = mapped_column(
+        ForeignKey("credit_lots.id", ondelete="RESTRICT"), nullable=False
+    )
     transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("credit_transactions.id", ondelete="RESTRICT"))
+        ForeignKey("credit_transactions.id", ondelete="RESTRICT")
+    )
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
@@ -254,10 +274,12 @@ class CreditRefill(Model):
 
     __tablename__ = "credit_refills"
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     period: Mapped[str] = mapped_column(String(10), primary_key=True)
     amount: Mapped[int] = mapped_column(Integer, nullable=False)
     transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("credit_transactions.id", ondelete="SET NULL"))
+        ForeignKey("credit_transactions.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = insert_timestamp()

@@ -36,18 +36,19 @@ class Generation(Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     generation_id: Mapped[str] = mapped_column(String(255), nullable=False)
     reservation_id: Mapped[int | None] = mapped_column(
         ForeignKey("credit_reservations.id", ondelete="SET NULL")
     )
     feature: Mapped[str] = mapped_column(String(20), nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False,
-                                        default=GenerationStatus.QUEUED,
-                                        server_default=GenerationStatus.QUEUED.value)
-    options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                          server_default="{}")
+    status: Mapped[str] = mapped_column(
+        String(10),
+        nullable=False,
+        default=GenerationStatus.QUEUED,
+        server_default=GenerationStatus.QUEUED.value,
+    )
+    options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
     provider: Mapped[str | None] = mapped_column(String(20))
     # Where the file is (credit_app/platform/storage.py `locator`): its absolute path with the
     # filesystem backend, its key (`12/345/input.png`) in an S3 bucket.
@@ -56,15 +57,16 @@ class Generation(Model):
     output_media_type: Mapped[str | None] = mapped_column(String(50))
     # The widths of the WebP copies made of each image (credit_app/generation/images.py), e.g.
     # {"input": [320, 640], "output": [320, 640, 1280]}; empty until they are made.
-    image_variants: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                                 server_default="{}")
+    image_variants: Mapped[dict] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default="{}"
+    )
     error_message: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                          server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # The rq queue it runs from (jobs/registry.py): "generations_fair_use" for a Pro user past
     # the day's fair-use mark, so recovery queues it again on the same one.
-    queue: Mapped[str] = mapped_column(String(40), nullable=False, default="generations",
-                                       server_default="generations")
+    queue: Mapped[str] = mapped_column(
+        String(40), nullable=False, default="generations", server_default="generations"
+    )
     # The rq job that claimed it: a retry of that job (same id) may claim it again.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = insert_timestamp()

@@ -22,8 +22,16 @@ RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
 # What differed: the status, the product (plan), the period end; a subscription Creem has
 # and we do not, one we have and Creem does not; a product that is no configured plan; the
 # user's plan against what their subscriptions give; Creem could not be read for a customer.
-FINDING_KINDS: tuple[str, ...] = ("status", "product", "period_end", "missing_here",
-                                  "missing_at_creem", "unknown_product", "plan", "unreadable")
+FINDING_KINDS: tuple[str, ...] = (
+    "status",
+    "product",
+    "period_end",
+    "missing_here",
+    "missing_at_creem",
+    "unknown_product",
+    "plan",
+    "unreadable",
+)
 RESOLUTIONS: tuple[str, ...] = ("fixed", "needs_attention")
 
 
@@ -35,14 +43,17 @@ class ReconciliationRun(Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(10), nullable=False, default="running",
-                                        server_default="running")
+    status: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="running", server_default="running"
+    )
     started_at: Mapped[datetime] = insert_timestamp()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    customers_checked: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                                   server_default="0")
-    subscriptions_checked: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                                       server_default="0")
+    customers_checked: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    subscriptions_checked: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     error: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
@@ -60,7 +71,8 @@ class ReconciliationFinding(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(
-        ForeignKey("reconciliation_runs.id", ondelete="CASCADE"), nullable=False)
+        ForeignKey("reconciliation_runs.id", ondelete="CASCADE"), nullable=False
+    )
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     creem_subscription_id: Mapped[str | None] = mapped_column(String(100))
     creem_customer_id: Mapped[str | None] = mapped_column(String(100))

@@ -52,13 +52,15 @@ class Subscription(Model):
             postgresql_where=text("access_ends_at IS NOT NULL"),
         ),
         CheckConstraint(in_list("status", CREEM_STATUSES), name="status_allowed"),
-        CheckConstraint(f"staff_flag IS NULL OR {in_list('staff_flag', STAFF_FLAGS)}",
-                        name="staff_flag_allowed"),
+        CheckConstraint(
+            f"staff_flag IS NULL OR {in_list('staff_flag', STAFF_FLAGS)}", name="staff_flag_allowed"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
     creem_subscription_id: Mapped[str] = mapped_column(String(100), nullable=False)
     creem_customer_id: Mapped[str | None] = mapped_column(String(100))
     product_id: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -83,8 +85,11 @@ class WebhookEvent(Model):
     __tablename__ = "webhook_events"
     __table_args__ = (
         Index("uq_webhook_events_event_id", "event_id", unique=True),
-        Index("ix_webhook_events_unprocessed", "received_at",
-              postgresql_where=text("processed_at IS NULL")),
+        Index(
+            "ix_webhook_events_unprocessed",
+            "received_at",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
         Index("ix_webhook_events_creem_subscription_id", "creem_subscription_id"),
         Index("ix_webhook_events_order_id", "order_id"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -98,13 +103,13 @@ class WebhookEvent(Model):
     received_at: Mapped[datetime] = insert_timestamp()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(String(40))
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                          server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     # The typed snapshot made on receipt (billing/creem/events.py); processing reads these.
     created_at_raw_ms: Mapped[int | None] = mapped_column(BigInteger)
-    created_at_clamped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                                     server_default=false())
+    created_at_clamped: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     creem_subscription_id: Mapped[str | None] = mapped_column(String(100))
     creem_customer_id: Mapped[str | None] = mapped_column(String(100))
     product_id: Mapped[str | None] = mapped_column(String(100))

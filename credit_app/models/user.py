@@ -37,8 +37,10 @@ class User(UserMixin, Model):
     __table_args__ = (
         CheckConstraint("credits_remaining >= 0", name="credits_remaining_non_negative"),
         CheckConstraint("credits_total >= 0", name="credits_total_non_negative"),
-        CheckConstraint(in_list("subscription_status", SUBSCRIPTION_STATUSES),
-                        name="subscription_status_allowed"),
+        CheckConstraint(
+            in_list("subscription_status", SUBSCRIPTION_STATUSES),
+            name="subscription_status_allowed",
+        ),
         CheckConstraint(in_list("role", tuple(UserRole)), name="role_allowed"),
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         Index("ix_users_subscription_status", "subscription_status"),
@@ -47,17 +49,22 @@ class User(UserMixin, Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
-    role: Mapped[str] = mapped_column(String(10), nullable=False, default=UserRole.USER,
-                                      server_default=UserRole.USER.value)
-    credits_remaining: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
-                                                   server_default="6")
-    credits_total: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
-                                               server_default="6")
-    subscription_status: Mapped[str] = mapped_column(String(20), nullable=False, default="free",
-                                                     server_default="free")
+    role: Mapped[str] = mapped_column(
+        String(10), nullable=False, default=UserRole.USER, server_default=UserRole.USER.value
+    )
+    credits_remaining: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=6, server_default="6"
+    )
+    credits_total: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=6, server_default="6"
+    )
+    subscription_status: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="free", server_default="free"
+    )
     credits_granted_at: Mapped[datetime] = insert_timestamp()
-    sidebar_collapsed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                                    server_default=false())
+    sidebar_collapsed: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = insert_timestamp()
     updated_at: Mapped[datetime] = change_timestamp()
     # Set when the person deleted their account: the row stays, without personal data, so that
@@ -68,8 +75,9 @@ class User(UserMixin, Model):
     # An address the person asked to move to; it replaces `email` once verified.
     pending_email: Mapped[str | None] = mapped_column(String(254))
     # Part of the session id (get_id): raising it ends every session and remember-me cookie.
-    session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                                 server_default="0")
+    session_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     # Set by an admin: the account cannot sign in.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Admin two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
@@ -77,8 +85,9 @@ class User(UserMixin, Model):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # Notification kinds (services/notifications.py) the person turned off.
-    email_opt_outs: Mapped[list] = mapped_column(JSONB, nullable=False, default=list,
-                                                 server_default="[]")
+    email_opt_outs: Mapped[list] = mapped_column(
+        JSONB, nullable=False, default=list, server_default="[]"
+    )
 
     def get_id(self) -> str:
         """The session's user id: the row id and the session version, so that raising the

@@ -70,9 +70,14 @@ class RedisBreaker:
             first = not self.is_open
             self._open_until = time.monotonic() + self.seconds
         if first:
-            log.warning("Redis failed (%s: %s in %s); Redis work that can wait (after "
-                        "commits, API rate limits) is skipped for %.0f s", type(exc).__name__,
-                        exc, handler, self.seconds)
+            log.warning(
+                "Redis failed (%s: %s in %s); Redis work that can wait (after "
+                "commits, API rate limits) is skipped for %.0f s",
+                type(exc).__name__,
+                exc,
+                handler,
+                self.seconds,
+            )
 
     def reset(self) -> None:
         with self._lock:
@@ -82,9 +87,13 @@ class RedisBreaker:
 breaker = RedisBreaker()
 
 
-def register(name: str, make_bucket: Callable[[], Any], run: Callable[[Any], None] | None,
-             uses_redis: bool = False,
-             on_rollback: Callable[[Any], None] | None = None) -> None:
+def register(
+    name: str,
+    make_bucket: Callable[[], Any],
+    run: Callable[[Any], None] | None,
+    uses_redis: bool = False,
+    on_rollback: Callable[[Any], None] | None = None,
+) -> None:
     """Declare a kind of deferred work: its empty bucket, what runs it after a commit and,
     optionally, what undoes it after a rollback (a file written for rows that never were).
     Registering a name again replaces its handler."""
@@ -92,8 +101,7 @@ def register(name: str, make_bucket: Callable[[], Any], run: Callable[[Any], Non
 
 
 # The buckets of the open fixed transaction, if any (database.fixed_transaction).
-_fixed_pending: ContextVar[dict[str, Any] | None] = ContextVar("after_commit_fixed",
-                                                               default=None)
+_fixed_pending: ContextVar[dict[str, Any] | None] = ContextVar("after_commit_fixed", default=None)
 
 
 def defer(name: str) -> Any:

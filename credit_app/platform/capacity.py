@@ -41,16 +41,20 @@ class ConnectionBudget:
 
     def advice(self) -> str:
         """One log line: the arithmetic, and what to change when it does not fit."""
-        summary = (f"{self.workers} web workers x {self.per_worker} pooled connections = "
-                   f"{self.wanted}; PostgreSQL allows {self.max_connections} "
-                   f"({self.reserved} reserved, {HEADROOM} kept for the worker and one-offs)")
+        summary = (
+            f"{self.workers} web workers x {self.per_worker} pooled connections = "
+            f"{self.wanted}; PostgreSQL allows {self.max_connections} "
+            f"({self.reserved} reserved, {HEADROOM} kept for the worker and one-offs)"
+        )
         if self.fits:
             return f"database connections fit: {summary}"
         per_worker = max(1, self.available // max(1, self.workers))
-        return (f"database connections do NOT fit: {summary}. Lower DATABASE_POOL_SIZE + "
-                f"DATABASE_MAX_OVERFLOW to {per_worker} per worker in all, lower "
-                "WEB_CONCURRENCY, or put PgBouncer in front of PostgreSQL; with several web "
-                "dynos divide by their number too.")
+        return (
+            f"database connections do NOT fit: {summary}. Lower DATABASE_POOL_SIZE + "
+            f"DATABASE_MAX_OVERFLOW to {per_worker} per worker in all, lower "
+            "WEB_CONCURRENCY, or put PgBouncer in front of PostgreSQL; with several web "
+            "dynos divide by their number too."
+        )
 
 
 def measure_budget(engine, workers: int) -> ConnectionBudget:
@@ -59,13 +63,13 @@ def measure_budget(engine, workers: int) -> ConnectionBudget:
     per_worker = options.size() + max(0, options._max_overflow)
     with engine.connect() as connection:
         max_connections = int(connection.execute(text("SHOW max_connections")).scalar_one())
-        reserved = int(connection.execute(
-            text("SHOW superuser_reserved_connections")).scalar_one())
+        reserved = int(connection.execute(text("SHOW superuser_reserved_connections")).scalar_one())
     return ConnectionBudget(workers, per_worker, max_connections, reserved)
 
 
-def report_connection_budget(workers: int, logger: logging.Logger,
-                             app: Flask) -> ConnectionBudget | None:
+def report_connection_budget(
+    workers: int, logger: logging.Logger, app: Flask
+) -> ConnectionBudget | None:
     """Measure the budget of `app` and log the advice; never stops the server (a database
     that cannot be asked is logged as a warning and gives None)."""
     from credit_app.platform.extensions import db

@@ -78,8 +78,9 @@ def _embedded_services(env: str, database_url: str, redis_url: str) -> tuple[str
 
     Raises ConfigError in production when a URL is missing and embedded servers are not allowed.
     """
-    missing = tuple(name for name, url in (("postgres", database_url), ("redis", redis_url))
-                    if not url)
+    missing = tuple(
+        name for name, url in (("postgres", database_url), ("redis", redis_url)) if not url
+    )
     if missing and env == "production" and not _flag("ALLOW_EMBEDDED_SERVICES"):
         raise ConfigError(
             f"{' and '.join(EMBEDDED_SERVERS[name][0] for name in missing)} must be set in "
@@ -88,8 +89,13 @@ def _embedded_services(env: str, database_url: str, redis_url: str) -> tuple[str
     return missing
 
 
-def service_settings(database_url: str | None, redis_url: str | None, *,
-                     ssl_cert_reqs: str = "none", ssl_ca_certs: str | None = None) -> dict:
+def service_settings(
+    database_url: str | None,
+    redis_url: str | None,
+    *,
+    ssl_cert_reqs: str = "none",
+    ssl_ca_certs: str | None = None,
+) -> dict:
     """The settings that follow from the database and Redis URLs: SQLAlchemy's URL (with the
     psycopg 3 driver), REDIS_URL, and flask-limiter's storage URI and connection options.
 
@@ -107,7 +113,8 @@ def service_settings(database_url: str | None, redis_url: str | None, *,
         settings["REDIS_URL"] = redis_url
         settings["RATELIMIT_STORAGE_URI"] = _limits_storage_uri(redis_url)
         settings["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(
-            redis_url, ssl_cert_reqs, ssl_ca_certs)
+            redis_url, ssl_cert_reqs, ssl_ca_certs
+        )
     return settings
 
 
@@ -154,16 +161,22 @@ def _creem_config(env: str) -> dict:
     api_key = os.environ.get("CREEM_API_KEY", "").strip()
     webhook_secret = os.environ.get("CREEM_WEBHOOK_SECRET", "").strip()
     stand_in = not api_key
-    if env == "production" and not (api_key and webhook_secret) and not _flag(
-            "ALLOW_EMBEDDED_SERVICES"):
-        raise ConfigError("CREEM_API_KEY and CREEM_WEBHOOK_SECRET must be set in production "
-                          "(or set ALLOW_EMBEDDED_SERVICES=1 to run on the Creem stand-in)")
+    if (
+        env == "production"
+        and not (api_key and webhook_secret)
+        and not _flag("ALLOW_EMBEDDED_SERVICES")
+    ):
+        raise ConfigError(
+            "CREEM_API_KEY and CREEM_WEBHOOK_SECRET must be set in production "
+            "(or set ALLOW_EMBEDDED_SERVICES=1 to run on the Creem stand-in)"
+        )
     if api_key and not webhook_secret:
         raise ConfigError("CREEM_WEBHOOK_SECRET must be set together with CREEM_API_KEY")
     products = {name: os.environ.get(name, "").strip() for name in CREEM_STAND_IN_PRODUCTS}
     if stand_in:
-        products = {name: value or CREEM_STAND_IN_PRODUCTS[name]
-                    for name, value in products.items()}
+        products = {
+            name: value or CREEM_STAND_IN_PRODUCTS[name] for name, value in products.items()
+        }
     missing = [name for name, value in products.items() if not value]
     if missing:
         raise ConfigError(f"{' and '.join(missing)} must be set together with CREEM_API_KEY")
@@ -202,11 +215,15 @@ def _pack_config(stand_in: bool) -> list[dict]:
         amount = _int(f"{prefix}_CREDITS", credits)
         if amount < 1:
             raise ConfigError(f"{prefix}_CREDITS must be at least 1")
-        found.append({
-            "key": key, "product_id": product or (stand_in_product if stand_in else ""),
-            "name": os.environ.get(f"{prefix}_NAME", f"{amount} credits"),
-            "price": os.environ.get(f"{prefix}_PRICE", price), "credits": amount,
-        })
+        found.append(
+            {
+                "key": key,
+                "product_id": product or (stand_in_product if stand_in else ""),
+                "name": os.environ.get(f"{prefix}_NAME", f"{amount} credits"),
+                "price": os.environ.get(f"{prefix}_PRICE", price),
+                "credits": amount,
+            }
+        )
     return found
 
 
@@ -217,8 +234,9 @@ def _credits_config() -> dict:
     """
     period = os.environ.get("FREE_REFILL_PERIOD", "monthly").strip().lower()
     if period not in REFILL_PERIODS:
-        raise ConfigError(f"FREE_REFILL_PERIOD must be one of {', '.join(REFILL_PERIODS)}, "
-                          f"got {period!r}")
+        raise ConfigError(
+            f"FREE_REFILL_PERIOD must be one of {', '.join(REFILL_PERIODS)}, got {period!r}"
+        )
     values = {
         "FREE_REFILL_TO": _int("FREE_REFILL_TO", 0),
         "FREE_REFILL_PERIOD": period,
@@ -232,10 +250,16 @@ def _credits_config() -> dict:
     return values
 
 
-POSITIVE_SETTINGS = ("SWEEP_INTERVAL_SECONDS", "RESERVATION_TIMEOUT_SECONDS",
-                     "GENERATION_JOB_TIMEOUT_SECONDS", "WORKER_HEARTBEAT_INTERVAL_SECONDS",
-                     "ANALYTICS_ROLLUP_INTERVAL_SECONDS", "CREEM_RECONCILE_INTERVAL_SECONDS",
-                     "PRO_FAIR_USE_DAILY_GENERATIONS", "FAIR_USE_RESERVATION_TIMEOUT_SECONDS")
+POSITIVE_SETTINGS = (
+    "SWEEP_INTERVAL_SECONDS",
+    "RESERVATION_TIMEOUT_SECONDS",
+    "GENERATION_JOB_TIMEOUT_SECONDS",
+    "WORKER_HEARTBEAT_INTERVAL_SECONDS",
+    "ANALYTICS_ROLLUP_INTERVAL_SECONDS",
+    "CREEM_RECONCILE_INTERVAL_SECONDS",
+    "PRO_FAIR_USE_DAILY_GENERATIONS",
+    "FAIR_USE_RESERVATION_TIMEOUT_SECONDS",
+)
 
 
 def _check_work_settings(config: dict) -> None:
@@ -244,8 +268,10 @@ def _check_work_settings(config: dict) -> None:
         if name in config and config[name] <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds")
     if config["RESERVATION_TIMEOUT_SECONDS"] <= config["GENERATION_JOB_TIMEOUT_SECONDS"]:
-        raise ConfigError("RESERVATION_TIMEOUT_SECONDS must exceed "
-                          "GENERATION_JOB_TIMEOUT_SECONDS, or holds expire under running jobs")
+        raise ConfigError(
+            "RESERVATION_TIMEOUT_SECONDS must exceed "
+            "GENERATION_JOB_TIMEOUT_SECONDS, or holds expire under running jobs"
+        )
     if config["GENERATION_PROVIDER"] not in ("local", "http"):
         raise ConfigError("GENERATION_PROVIDER must be 'local' or 'http'")
 
@@ -279,19 +305,27 @@ def _storage_config() -> dict:
     """
     bucket = _env("S3_BUCKET", "BUCKETEER_BUCKET_NAME")
     return {
-        "STORAGE_BACKEND": _env("STORAGE_BACKEND",
-                                default="s3" if bucket else "filesystem").lower(),
-        "GENERATION_STORAGE_PATH": Path(os.environ.get("GENERATION_STORAGE_PATH",
-                                                       instance_path() / "generations")
-                                        ).resolve(),
+        "STORAGE_BACKEND": _env(
+            "STORAGE_BACKEND", default="s3" if bucket else "filesystem"
+        ).lower(),
+        "GENERATION_STORAGE_PATH": Path(
+            os.environ.get("GENERATION_STORAGE_PATH", instance_path() / "generations")
+        ).resolve(),
         "S3_BUCKET": bucket,
         "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
-        "S3_REGION": _env("S3_REGION", "BUCKETEER_AWS_REGION", "AWS_REGION",
-                          "AWS_DEFAULT_REGION", default="us-east-1"),
-        "S3_ACCESS_KEY_ID": _env("S3_ACCESS_KEY_ID", "BUCKETEER_AWS_ACCESS_KEY_ID",
-                                 "AWS_ACCESS_KEY_ID"),
-        "S3_SECRET_ACCESS_KEY": _env("S3_SECRET_ACCESS_KEY", "BUCKETEER_AWS_SECRET_ACCESS_KEY",
-                                     "AWS_SECRET_ACCESS_KEY"),
+        "S3_REGION": _env(
+            "S3_REGION",
+            "BUCKETEER_AWS_REGION",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            default="us-east-1",
+        ),
+        "S3_ACCESS_KEY_ID": _env(
+            "S3_ACCESS_KEY_ID", "BUCKETEER_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"
+        ),
+        "S3_SECRET_ACCESS_KEY": _env(
+            "S3_SECRET_ACCESS_KEY", "BUCKETEER_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"
+        ),
         "S3_KEY_PREFIX": _env("S3_KEY_PREFIX", default="generations"),
         "S3_ADDRESSING_STYLE": _env("S3_ADDRESSING_STYLE", default="auto").lower(),
         "S3_CA_BUNDLE": _env("S3_CA_BUNDLE", "AWS_CA_BUNDLE"),
@@ -308,11 +342,17 @@ def _check_storage(config: dict) -> None:
         raise ConfigError("STORAGE_BACKEND=s3 needs S3_BUCKET (or BUCKETEER_BUCKET_NAME)")
     if config["S3_ADDRESSING_STYLE"] not in ("auto", "path", "virtual"):
         raise ConfigError("S3_ADDRESSING_STYLE must be auto, path or virtual")
-    if (backend == "filesystem" and "DYNO" in os.environ and config["APP_ENV"] == "production"
-            and not _flag("ALLOW_EMBEDDED_SERVICES")):
-        raise ConfigError("uploads need shared storage on a dyno: set S3_BUCKET and its keys "
-                          "(or add a Bucketeer-style add-on), or ALLOW_EMBEDDED_SERVICES=1 "
-                          "for a single-dyno demo")
+    if (
+        backend == "filesystem"
+        and "DYNO" in os.environ
+        and config["APP_ENV"] == "production"
+        and not _flag("ALLOW_EMBEDDED_SERVICES")
+    ):
+        raise ConfigError(
+            "uploads need shared storage on a dyno: set S3_BUCKET and its keys "
+            "(or add a Bucketeer-style add-on), or ALLOW_EMBEDDED_SERVICES=1 "
+            "for a single-dyno demo"
+        )
 
 
 def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
@@ -340,9 +380,12 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         "MIGRATIONS_DIR": PROJECT_ROOT / "migrations",
         "TESTING": env == "testing",
         "SECRET_KEY": _secret_key(env),
-        **service_settings(database_url or None, redis_url or None,
-                           ssl_cert_reqs=redis_tls["REDIS_SSL_CERT_REQS"],
-                           ssl_ca_certs=redis_tls["REDIS_SSL_CA_CERTS"]),
+        **service_settings(
+            database_url or None,
+            redis_url or None,
+            ssl_cert_reqs=redis_tls["REDIS_SSL_CERT_REQS"],
+            ssl_ca_certs=redis_tls["REDIS_SSL_CA_CERTS"],
+        ),
         "EMBEDDED_SERVICES": embedded,
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "pool_size": _int("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE),
@@ -354,8 +397,9 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
             "connect_args": {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT_SECONDS", 3)},
         },
         # platform/database.py: a pooled connection idle this long is pinged before reuse.
-        "DATABASE_PING_AFTER_IDLE_SECONDS": _float("DATABASE_PING_AFTER_IDLE_SECONDS",
-                                                   DEFAULT_PING_AFTER_IDLE_SECONDS),
+        "DATABASE_PING_AFTER_IDLE_SECONDS": _float(
+            "DATABASE_PING_AFTER_IDLE_SECONDS", DEFAULT_PING_AFTER_IDLE_SECONDS
+        ),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
@@ -379,10 +423,15 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
         **_storage_config(),
         "GENERATION_JOB_TIMEOUT_SECONDS": _int("GENERATION_JOB_TIMEOUT_SECONDS", 300),
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
-        "SOCK_SERVER_OPTIONS": {"ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
-                                "max_message_size": 4096},
-        **{key: value for key, value in os.environ.items()
-           if key.startswith("MODEL_API_") or key.startswith("MODEL_VERSION_")},
+        "SOCK_SERVER_OPTIONS": {
+            "ping_interval": _int("WEBSOCKET_PING_SECONDS", 25),
+            "max_message_size": 4096,
+        },
+        **{
+            key: value
+            for key, value in os.environ.items()
+            if key.startswith("MODEL_API_") or key.startswith("MODEL_VERSION_")
+        },
         "SWEEP_INTERVAL_SECONDS": _int("SWEEP_INTERVAL_SECONDS", 60),
         "SIGNUP_CREDITS": _int("SIGNUP_CREDITS", 6),
         "MIN_PASSWORD_LENGTH": _int("MIN_PASSWORD_LENGTH", DEFAULT_MIN_PASSWORD_LENGTH),
@@ -395,7 +444,8 @@ def load_config(env: str | None = None, overrides: dict | None = None) -> dict:
     if overrides:
         config.update(overrides)
     config["EMBEDDED_SERVICES"] = tuple(
-        name for name in embedded if config.get(EMBEDDED_SERVERS[name][1]) is None)
+        name for name in embedded if config.get(EMBEDDED_SERVERS[name][1]) is None
+    )
     _check_work_settings(config)
     _check_storage(config)
     return config
@@ -413,8 +463,10 @@ def _accounts_config(env: str) -> dict:
     """
     mail_url = os.environ.get("MAIL_URL", "").strip()
     if not mail_url and env == "production" and not _flag("ALLOW_EMBEDDED_SERVICES"):
-        raise ConfigError("MAIL_URL must be set in production (smtp://user:password@host:587 "
-                          "or smtps://…), or set ALLOW_EMBEDDED_SERVICES=1 to use the stand-in")
+        raise ConfigError(
+            "MAIL_URL must be set in production (smtp://user:password@host:587 "
+            "or smtps://…), or set ALLOW_EMBEDDED_SERVICES=1 to use the stand-in"
+        )
     if mail_url and not mail_url.startswith(("smtp://", "smtps://")):
         raise ConfigError("MAIL_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
     return {
@@ -424,8 +476,9 @@ def _accounts_config(env: str) -> dict:
         "MAIL_TIMEOUT_SECONDS": _int("MAIL_TIMEOUT_SECONDS", 10),
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", "").strip().rstrip("/"),
         "PASSWORD_RESET_MAX_AGE_SECONDS": _int("PASSWORD_RESET_MAX_AGE_SECONDS", 3600),
-        "EMAIL_VERIFICATION_MAX_AGE_SECONDS": _int("EMAIL_VERIFICATION_MAX_AGE_SECONDS",
-                                                   3 * 24 * 3600),
+        "EMAIL_VERIFICATION_MAX_AGE_SECONDS": _int(
+            "EMAIL_VERIFICATION_MAX_AGE_SECONDS", 3 * 24 * 3600
+        ),
         "RATELIMIT_SIGNUP": os.environ.get("RATELIMIT_SIGNUP", "5 per hour"),
         "RATELIMIT_RESET_ADDRESS": os.environ.get("RATELIMIT_RESET_ADDRESS", "3 per hour"),
         "RATELIMIT_RESET_CLIENT": os.environ.get("RATELIMIT_RESET_CLIENT", "10 per hour"),
@@ -462,8 +515,9 @@ def _fair_use_and_reconciliation_config() -> dict:
     reconciliation's period, and the export batch size."""
     return {
         "PRO_FAIR_USE_DAILY_GENERATIONS": _int("PRO_FAIR_USE_DAILY_GENERATIONS", 100),
-        "FAIR_USE_RESERVATION_TIMEOUT_SECONDS": _int("FAIR_USE_RESERVATION_TIMEOUT_SECONDS",
-                                                     3 * 3600),
+        "FAIR_USE_RESERVATION_TIMEOUT_SECONDS": _int(
+            "FAIR_USE_RESERVATION_TIMEOUT_SECONDS", 3 * 3600
+        ),
         "CREEM_RECONCILE_INTERVAL_SECONDS": _int("CREEM_RECONCILE_INTERVAL_SECONDS", 6 * 3600),
         "EXPORT_BATCH_ROWS": _int("EXPORT_BATCH_ROWS", 1000),
     }
@@ -486,8 +540,9 @@ def _redis_tls_config() -> dict:
 
     cert_reqs = os.environ.get("REDIS_SSL_CERT_REQS", "none").strip().lower()
     if cert_reqs not in SSL_CERT_REQS:
-        raise ConfigError(f"REDIS_SSL_CERT_REQS must be one of {', '.join(SSL_CERT_REQS)}, "
-                          f"got {cert_reqs!r}")
+        raise ConfigError(
+            f"REDIS_SSL_CERT_REQS must be one of {', '.join(SSL_CERT_REQS)}, got {cert_reqs!r}"
+        )
     ca_certs = os.environ.get("REDIS_SSL_CA_CERTS", "").strip() or None
     return {
         "REDIS_SSL_CERT_REQS": cert_reqs,

@@ -103,8 +103,7 @@ class _FixedTransaction:
     mode: str
 
 
-_open_fixed: ContextVar[_FixedTransaction | None] = ContextVar("fixed_transaction",
-                                                               default=None)
+_open_fixed: ContextVar[_FixedTransaction | None] = ContextVar("fixed_transaction", default=None)
 FIXED_SAVEPOINT = "fixed_transaction"
 
 
@@ -183,8 +182,8 @@ def fixed_transaction() -> Iterator[None]:
         if isinstance(bind, Engine):
             pooled, give_back = _borrow_for(bind)
             transaction = _FixedTransaction(
-                _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate),
-                "pooled")
+                _Link(pooled.driver_connection, bind.dialect, pooled, pooled.invalidate), "pooled"
+            )
         else:
             transaction = _FixedTransaction(_connection_link(bind), "savepoint")
     token = _open_fixed.set(transaction)
@@ -258,8 +257,7 @@ def _run(link: _Link, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[
     return cursors
 
 
-def read_fixed(sql: str, params: dict[str, Any],
-               session: Session | None = None) -> psycopg.Cursor:
+def read_fixed(sql: str, params: dict[str, Any], session: Session | None = None) -> psycopg.Cursor:
     """Run one read-only statement and return its cursor: in the current transaction when
     one has begun (a fixed transaction's, or the session's), else alone.
 
@@ -324,8 +322,13 @@ def _borrow(engine: Engine) -> Any:
         return engine.raw_connection()
     except engine.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(
-            None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect,
-            connection_invalidated=engine.dialect.is_disconnect(exc, None, None)) from exc
+            None,
+            None,
+            exc,
+            engine.dialect.loaded_dbapi.Error,
+            dialect=engine.dialect,
+            connection_invalidated=engine.dialect.is_disconnect(exc, None, None),
+        ) from exc
 
 
 def _session_link(session: Session | None = None) -> _Link:
@@ -337,32 +340,40 @@ def _session_link(session: Session | None = None) -> _Link:
 
 def _connection_link(connection: Any) -> _Link:
     """The link of a SQLAlchemy Connection."""
-    return _Link(connection.connection.driver_connection, connection.dialect,
-                 connection.connection, connection.invalidate)
+    return _Link(
+        connection.connection.driver_connection,
+        connection.dialect,
+        connection.connection,
+        connection.invalidate,
+    )
 
 
 @contextmanager
-def _translated_errors(link: _Link,
-                       statements: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[None]:
+def _translated_errors(
+    link: _Link, statements: Sequence[tuple[str, dict[str, Any]]]
+) -> Iterator[None]:
     """Raise psycopg's errors as SQLAlchemy's DBAPIError subclasses, throwing a connection
     that is gone out of the pool."""
     try:
         yield
     except psycopg.Error as exc:
-        sql, params = statements[0] if len(statements) == 1 else (
-            "; ".join(sql for sql, _ in statements), None)
+        sql, params = (
+            statements[0]
+            if len(statements) == 1
+            else ("; ".join(sql for sql, _ in statements), None)
+        )
         disconnected = link.dialect.is_disconnect(exc, link.dbapi_connection, None)
         if disconnected:
             link.invalidate(exc)
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error,
-                                  connection_invalidated=disconnected) from exc
+        raise DBAPIError.instance(
+            sql, params, exc, psycopg.Error, connection_invalidated=disconnected
+        ) from exc
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_orm_statements(state: Any) -> None:
     if _open_fixed.get() is not None:
-        raise ORMInFixedTransaction(f"ORM statement inside a fixed transaction: "
-                                    f"{state.statement}")
+        raise ORMInFixedTransaction(f"ORM statement inside a fixed transaction: {state.statement}")
 
 
 @event.listens_for(Session, "before_flush")

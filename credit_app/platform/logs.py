@@ -19,8 +19,7 @@ from flask import Flask, Response, g, has_request_context, request
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime",
-                                                               "request_id"}
+_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 access_log = logging.getLogger("credit_app.requests")
 
 
@@ -53,8 +52,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or current_request_id(),
         }
-        payload.update({key: value for key, value in vars(record).items()
-                        if key not in _STANDARD_ATTRIBUTES})
+        payload.update(
+            {key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES}
+        )
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
@@ -67,8 +67,9 @@ def build_handler(log_format: str) -> logging.Handler:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+        )
     return handler
 
 
@@ -91,8 +92,9 @@ def init_request_ids(app: Flask) -> None:
     def assign_request_id() -> None:
         supplied = request.environ.get(_REQUEST_ID_ENVIRON, "")
         context = g._get_current_object()
-        context.request_id = (supplied if supplied and _VALID_REQUEST_ID.match(supplied)
-                              else os.urandom(16).hex())
+        context.request_id = (
+            supplied if supplied and _VALID_REQUEST_ID.match(supplied) else os.urandom(16).hex()
+        )
         context.request_started = time.perf_counter()
 
     @app.after_request
@@ -107,7 +109,16 @@ def init_request_ids(app: Flask) -> None:
         current = request._get_current_object()
         if current.endpoint != "static":
             method, path, status = current.method, current.path, response.status_code
-            access_log.info("%s %s %s", method, path, status, extra={
-                "method": method, "path": path, "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+            access_log.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
         return response

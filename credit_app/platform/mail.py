@@ -69,13 +69,18 @@ def build_message(sender: str, recipient: str, subject: str, text: str, html: st
     return message
 
 
-def render_message(sender: str, recipient: str, subject: str, template: str,
-                   **context: object) -> EmailMessage:
+def render_message(
+    sender: str, recipient: str, subject: str, template: str, **context: object
+) -> EmailMessage:
     """The message from `templates/email/<template>.txt` and `.html` (needs an app context)."""
     context = {"subject": subject, **context}
-    return build_message(sender, recipient, subject,
-                         render_template(f"email/{template}.txt", **context),
-                         render_template(f"email/{template}.html", **context))
+    return build_message(
+        sender,
+        recipient,
+        subject,
+        render_template(f"email/{template}.txt", **context),
+        render_template(f"email/{template}.html", **context),
+    )
 
 
 def send(settings: MailSettings, message: EmailMessage) -> None:
@@ -87,8 +92,11 @@ def send(settings: MailSettings, message: EmailMessage) -> None:
     try:
         if settings.scheme == "smtps":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.host, settings.port, timeout=settings.timeout,
-                context=ssl.create_default_context())
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                context=ssl.create_default_context(),
+            )
         else:
             connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
         with connection:
@@ -98,11 +106,12 @@ def send(settings: MailSettings, message: EmailMessage) -> None:
                     connection.starttls(context=ssl.create_default_context())
                     connection.ehlo()
                 elif settings.username and not settings.is_loopback:
-                    raise MailDeliveryError(f"{settings.host} does not offer STARTTLS; "
-                                            "refusing to send the password in clear")
+                    raise MailDeliveryError(
+                        f"{settings.host} does not offer STARTTLS; "
+                        "refusing to send the password in clear"
+                    )
             if settings.username:
                 connection.login(settings.username, settings.password or "")
             connection.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise MailDeliveryError(f"SMTP {settings.host}:{settings.port}: {exc}") from exc
-

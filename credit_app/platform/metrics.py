@@ -38,8 +38,13 @@ OPERATIONS_KEY = f"{PREFIX}:credit_operations"
 LATENCY_KEY = f"{PREFIX}:credit_latency"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CREDIT_OPERATIONS = frozenset({"balance", "consume", "grant", "adjust", "reserve"})
-OUTCOMES_BY_STATUS = {402: "insufficient_credits", 409: "conflict", 429: "rate_limited",
-                      401: "denied", 403: "denied"}
+OUTCOMES_BY_STATUS = {
+    402: "insufficient_credits",
+    409: "conflict",
+    429: "rate_limited",
+    401: "denied",
+    403: "denied",
+}
 # Where the current request's mark is kept on `flask.g`.
 _MARK = "credit_operation_mark"
 
@@ -87,8 +92,9 @@ class PendingCounts:
         self._flusher_pid: int | None = None
         self._failing = False
 
-    def add(self, method: str, status: int, operation: str | None, outcome: str | None,
-            seconds: float) -> None:
+    def add(
+        self, method: str, status: int, operation: str | None, outcome: str | None, seconds: float
+    ) -> None:
         if self._flusher_pid != os.getpid():
             self._start_flusher()
         with self._lock:
@@ -125,8 +131,7 @@ class PendingCounts:
         except redis.RedisError as exc:
             self.put_back(counts, sums)
             if not self._failing:
-                log.warning("could not flush request metrics (kept until Redis answers): %s",
-                            exc)
+                log.warning("could not flush request metrics (kept until Redis answers): %s", exc)
             self._failing = True
         else:
             self._failing = False
@@ -161,8 +166,9 @@ def pending(app: Flask | None = None) -> PendingCounts:
     return counts
 
 
-def record_request(method: str, status: int, operation: str | None, outcome: str | None,
-                   seconds: float) -> None:
+def record_request(
+    method: str, status: int, operation: str | None, outcome: str | None, seconds: float
+) -> None:
     """Add one request to this process's pending counts."""
     pending().add(method, status, operation, outcome, seconds)
 
@@ -191,13 +197,15 @@ def init_request_metrics(app: Flask) -> None:
             return response
         if operation is not None and outcome is None:
             outcome = outcome_of_status(response.status_code)
-        pending(app).add(current.method, response.status_code, operation, outcome,
-                         time.perf_counter() - started)
+        pending(app).add(
+            current.method, response.status_code, operation, outcome, time.perf_counter() - started
+        )
         return response
 
 
 def metric_labels(**labels: object) -> str:
     """`{name="value",...}`, escaped as the Prometheus text format wants."""
+
     def escape(value: object) -> str:
         return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -239,32 +247,54 @@ def _decode(mapping: dict) -> dict[str, str]:
     return {key.decode(): value.decode() for key, value in mapping.items()}
 
 
+def _http_sample(key: str, value: str) -> str:
+    """One `http_requests_total` sample from its stored `method|status` key."""
+    method, status = key.split("|", 1)
+    return f"http_requests_total{metric_labels(method=method, status=status)} {value}"
+
+
 def _stored_counters(connection: redis.Redis) -> list[str]:
     http = _decode(connection.hgetall(HTTP_KEY))
     operations = _decode(connection.hgetall(OPERATIONS_KEY))
     latency = _decode(connection.hgetall(LATENCY_KEY))
     lines = metric_family(
-        "http_requests_total", "counter", "HTTP responses by method and status.",
-        (f"http_requests_total{metric_labels(method=key.split('|')[0], status=key.split('|')[1])}"
-         f" {value}" for key, value in sorted(http.items())))
+        "http_requests_total",
+        "counter",
+        "HTTP responses by method and status.",
+        (_http_sample(key, value) for key, value in sorted(http.items())),
+    )
     lines += metric_family(
-        "credit_operations_total", "counter", "Credit operations (HTTP) by operation and outcome.",
-        (f"credit_operations_total{metric_labels(operation=op, outcome=outcome)} {value}"
-         for (op, outcome), value in sorted(
-             (tuple(key.split("|")), value) for key, value in operations.items())))
+        "credit_operations_total",
+        "counter",
+        "Credit operations (HTTP) by operation and outcome.",
+        (
+            f"credit_operations_total{metric_labels(operation=op, outcome=outcome)} {value}"
+            for (op, outcome), value in sorted(
+                (tuple(key.split("|")), value) for key, value in operations.items()
+            )
+        ),
+    )
     samples = []
     for operation in sorted({key.split("|")[0] for key in latency}):
         cumulative = 0
         for bound in (*map(str, BUCKETS), "+Inf"):
             cumulative += int(latency.get(f"{operation}|{bound}", 0))
-            samples.append(f"credit_operation_duration_seconds_bucket"
-                           f"{metric_labels(operation=operation, le=bound)} {cumulative}")
+            samples.append(
+                f"credit_operation_duration_seconds_bucket"
+                f"{metric_labels(operation=operation, le=bound)} {cumulative}"
+            )
         labels = metric_labels(operation=operation)
-        samples.append(f"credit_operation_duration_seconds_sum{labels} "
-                       f"{float(latency.get(f'{operation}|sum', 0)):.6f}")
+        samples.append(
+            f"credit_operation_duration_seconds_sum{labels} "
+            f"{float(latency.get(f'{operation}|sum', 0)):.6f}"
+        )
         samples.append(f"credit_operation_duration_seconds_count{labels} {cumulative}")
-    lines += metric_family("credit_operation_duration_seconds", "histogram",
-                           "Duration of credit operations (HTTP request to response).", samples)
+    lines += metric_family(
+        "credit_operation_duration_seconds",
+        "histogram",
+        "Duration of credit operations (HTTP request to response).",
+        samples,
+    )
     return lines
 
 
@@ -285,8 +315,9 @@ def render() -> str:
     except redis.RedisError as exc:
         log.warning("metrics: Redis is unreachable: %s", exc)
         lines, up = [], 0
-    lines += metric_family("redis_up", "gauge", "Whether Redis answered this scrape.",
-                           [f"redis_up {up}"])
+    lines += metric_family(
+        "redis_up", "gauge", "Whether Redis answered this scrape.", [f"redis_up {up}"]
+    )
     for read in sources.other:
         lines += read()
     return "\n".join(lines) + "\n"

@@ -12,7 +12,10 @@ from credit_app.errors import ServiceUnavailable
 # InterfaceError), or every pooled connection is busy past the pool timeout (TimeoutError), or
 # Redis does not answer within its socket timeout (RedisError).
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, redis.RedisError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    redis.RedisError,
 )
 
 

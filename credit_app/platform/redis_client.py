@@ -55,8 +55,9 @@ BUDGETS: dict[str, RedisBudget] = {
 }
 
 
-def connection_options(url: str, budget: RedisBudget, ssl_cert_reqs: str = "none",
-                       ssl_ca_certs: str | None = None) -> dict[str, Any]:
+def connection_options(
+    url: str, budget: RedisBudget, ssl_cert_reqs: str = "none", ssl_ca_certs: str | None = None
+) -> dict[str, Any]:
     """The keyword arguments `redis.from_url(url, ...)` needs for `budget` (and TLS for a
     `rediss://` URL). Raises ValueError for an unknown `ssl_cert_reqs`."""
     options: dict[str, Any] = {
@@ -74,22 +75,29 @@ def connection_options(url: str, budget: RedisBudget, ssl_cert_reqs: str = "none
     return options
 
 
-def make_client(url: str, purpose: str, ssl_cert_reqs: str = "none",
-                ssl_ca_certs: str | None = None) -> redis.Redis:
+def make_client(
+    url: str, purpose: str, ssl_cert_reqs: str = "none", ssl_ca_certs: str | None = None
+) -> redis.Redis:
     """A Redis client for `purpose` (a key of BUDGETS). Raises KeyError for another purpose,
     ValueError for an unknown `ssl_cert_reqs`."""
-    return redis.Redis.from_url(url, **connection_options(url, BUDGETS[purpose], ssl_cert_reqs,
-                                                          ssl_ca_certs))
+    return redis.Redis.from_url(
+        url, **connection_options(url, BUDGETS[purpose], ssl_cert_reqs, ssl_ca_certs)
+    )
 
 
 def client_for(app: Flask, purpose: str) -> redis.Redis:
     """A new client of `app`'s Redis for `purpose`, with the app's TLS settings."""
-    return make_client(app.config["REDIS_URL"], purpose, app.config["REDIS_SSL_CERT_REQS"],
-                       app.config["REDIS_SSL_CA_CERTS"])
+    return make_client(
+        app.config["REDIS_URL"],
+        purpose,
+        app.config["REDIS_SSL_CERT_REQS"],
+        app.config["REDIS_SSL_CA_CERTS"],
+    )
 
 
-def limiter_storage_options(redis_url: str, ssl_cert_reqs: str = "none",
-                            ssl_ca_certs: str | None = None) -> dict[str, Any]:
+def limiter_storage_options(
+    redis_url: str, ssl_cert_reqs: str = "none", ssl_ca_certs: str | None = None
+) -> dict[str, Any]:
     """RATELIMIT_STORAGE_OPTIONS: the `app` budget, so a hung Redis costs a rate-limit check
     one timeout, after which the limiter counts in memory (see config.py)."""
     options = connection_options(redis_url, BUDGETS["app"], ssl_cert_reqs, ssl_ca_certs)

@@ -132,14 +132,14 @@ class S3Storage:
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         extra = {"ContentType": content_type} if content_type else {}
         with _s3_errors():
-            self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
-                                   **extra)
+            self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data, **extra)
 
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> None:
         extra = {"ContentType": content_type} if content_type else {}
         with _s3_errors():
-            self.client.upload_file(str(path), self.bucket, self.object_key(key),
-                                    ExtraArgs=extra or None)
+            self.client.upload_file(
+                str(path), self.bucket, self.object_key(key), ExtraArgs=extra or None
+            )
 
     def open(self, key: str) -> BinaryIO:
         with _s3_errors():
@@ -156,8 +156,9 @@ class S3Storage:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
                 objects = [{"Key": item["Key"]} for item in page.get("Contents", ())]
                 if objects:
-                    self.client.delete_objects(Bucket=self.bucket,
-                                               Delete={"Objects": objects, "Quiet": True})
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                    )
 
 
 @contextmanager
@@ -193,11 +194,13 @@ def s3_client(config: Mapping[str, Any]) -> Any:
         aws_access_key_id=config["S3_ACCESS_KEY_ID"] or None,
         aws_secret_access_key=config["S3_SECRET_ACCESS_KEY"] or None,
         verify=config.get("S3_CA_BUNDLE") or None,
-        config=Config(connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
-                      read_timeout=S3_READ_TIMEOUT_SECONDS,
-                      retries={"max_attempts": 3, "mode": "standard"},
-                      s3={"addressing_style": config.get("S3_ADDRESSING_STYLE") or "auto"},
-                      signature_version="s3v4"),
+        config=Config(
+            connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=S3_READ_TIMEOUT_SECONDS,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": config.get("S3_ADDRESSING_STYLE") or "auto"},
+            signature_version="s3v4",
+        ),
     )
 
 
@@ -205,9 +208,14 @@ def storage_from_config(config: Mapping[str, Any], clients: dict | None = None) 
     """The storage the config names. `clients` caches S3 clients by their settings (boto3
     clients are thread-safe and costly to build)."""
     if config["STORAGE_BACKEND"] == "s3":
-        settings = (config["S3_ENDPOINT_URL"], config["S3_REGION"], config["S3_ACCESS_KEY_ID"],
-                    config["S3_SECRET_ACCESS_KEY"], config.get("S3_ADDRESSING_STYLE"),
-                    config.get("S3_CA_BUNDLE"))
+        settings = (
+            config["S3_ENDPOINT_URL"],
+            config["S3_REGION"],
+            config["S3_ACCESS_KEY_ID"],
+            config["S3_SECRET_ACCESS_KEY"],
+            config.get("S3_ADDRESSING_STYLE"),
+            config.get("S3_CA_BUNDLE"),
+        )
         cache = clients if clients is not None else {}
         client = cache.get(settings)
         if client is None:

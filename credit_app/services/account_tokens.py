@@ -39,12 +39,14 @@ def user_for_reset_token(token: str) -> User:
     try:
         payload = _serializer(RESET_SALT).loads(token, max_age=max_age)
     except BadSignature:
-        raise InvalidToken("That reset link is invalid or has expired. Ask for a new one.") \
-            from None
+        raise InvalidToken(
+            "That reset link is invalid or has expired. Ask for a new one."
+        ) from None
     user = db.session.get(User, payload.get("u")) if isinstance(payload, dict) else None
     if user is None or user.is_deleted or payload.get("f") != _fingerprint(user):
-        raise InvalidToken("That reset link was already used or is no longer valid. "
-                           "Ask for a new one.")
+        raise InvalidToken(
+            "That reset link was already used or is no longer valid. Ask for a new one."
+        )
     return user
 
 
@@ -58,9 +60,13 @@ def read_verification_token(token: str) -> tuple[int, str]:
     try:
         payload = _serializer(VERIFY_SALT).loads(token, max_age=max_age)
     except BadSignature:
-        raise InvalidToken("That confirmation link is invalid or has expired. Sign in and "
-                           "ask for a new one.") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("u"), int) \
-            or not isinstance(payload.get("e"), str):
+        raise InvalidToken(
+            "That confirmation link is invalid or has expired. Sign in and ask for a new one."
+        ) from None
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("u"), int)
+        or not isinstance(payload.get("e"), str)
+    ):
         raise InvalidToken()
     return payload["u"], payload["e"]

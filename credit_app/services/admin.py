@@ -39,11 +39,18 @@ def rerun_webhook_event(event_id: str, actor_id: int) -> WebhookEvent:
     before = db.session.execute(
         select(WebhookEvent).where(WebhookEvent.event_id == event_id)
     ).scalar_one_or_none()
-    previous = ({"outcome": before.outcome, "attempts": before.attempts,
-                 "last_error": before.last_error} if before is not None else {})
+    previous = (
+        {"outcome": before.outcome, "attempts": before.attempts, "last_error": before.last_error}
+        if before is not None
+        else {}
+    )
     event = webhooks.reset_event(event_id)
-    audit.record(actor_id, "webhook.rerun", target=event_id,
-                 details={"event_type": event.event_type, "previous": previous})
+    audit.record(
+        actor_id,
+        "webhook.rerun",
+        target=event_id,
+        details={"event_type": event.event_type, "previous": previous},
+    )
     enqueue_event(event_id)
     return event
 
@@ -59,12 +66,12 @@ def webhook_status(event: WebhookEvent) -> str:
     return "failed" if event.attempts > 0 else "pending"
 
 
-def list_webhook_events(status: str = "all", before: int | None = None,
-                        limit: int = PAGE_SIZE) -> Page[WebhookEvent]:
+def list_webhook_events(
+    status: str = "all", before: int | None = None, limit: int = PAGE_SIZE
+) -> Page[WebhookEvent]:
     """Stored webhook events, newest first. Raises ValidationFailed for an unknown filter."""
     if status not in WEBHOOK_FILTERS:
-        raise ValidationFailed(f"Filter by one of: {', '.join(WEBHOOK_FILTERS)}.",
-                               field="status")
+        raise ValidationFailed(f"Filter by one of: {', '.join(WEBHOOK_FILTERS)}.", field="status")
     query = select(WebhookEvent)
     if status == "processed":
         query = query.where(WebhookEvent.processed_at.is_not(None))
@@ -85,10 +92,14 @@ def get_webhook_event(pk: int) -> WebhookEvent:
 
 def failed_generations(limit: int = PAGE_SIZE) -> list[Generation]:
     """The most recent failed generations."""
-    return list(db.session.execute(
-        select(Generation).where(Generation.status == GenerationStatus.FAILED)
-        .order_by(Generation.finished_at.desc().nulls_last(), Generation.id.desc()).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Generation)
+            .where(Generation.status == GenerationStatus.FAILED)
+            .order_by(Generation.finished_at.desc().nulls_last(), Generation.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
 
 
 @dataclass(frozen=True)
@@ -115,15 +126,22 @@ def queue_states(connection: redis.Redis) -> list[QueueState]:
     states = []
     for name in QUEUE_NAMES:
         queue = Queue(name, connection=connection)
-        states.append(QueueState(name, queue.count, queue.started_job_registry.count,
-                                 queue.failed_job_registry.count,
-                                 queue.scheduled_job_registry.count,
-                                 queue.deferred_job_registry.count))
+        states.append(
+            QueueState(
+                name,
+                queue.count,
+                queue.started_job_registry.count,
+                queue.failed_job_registry.count,
+                queue.scheduled_job_registry.count,
+                queue.deferred_job_registry.count,
+            )
+        )
     return states
 
 
-def failed_jobs(connection: redis.Redis, queue_name: str = "generations",
-                limit: int = PAGE_SIZE) -> list[FailedJob]:
+def failed_jobs(
+    connection: redis.Redis, queue_name: str = "generations", limit: int = PAGE_SIZE
+) -> list[FailedJob]:
     """The newest jobs in a queue's failed registry, with the last line of their error."""
     queue = Queue(queue_name, connection=connection)
     registry = queue.failed_job_registry
@@ -133,11 +151,20 @@ def failed_jobs(connection: redis.Redis, queue_name: str = "generations",
         if job is None:
             continue
         result = job.latest_result()
-        error = ((result.exc_string or "").strip().splitlines()
-                 if result is not None and result.type == Result.Type.FAILED else [])
-        jobs.append(FailedJob(queue_name, job.id, job.description or job.func_name or "",
-                              result.created_at if result is not None else None,
-                              error[-1] if error else ""))
+        error = (
+            (result.exc_string or "").strip().splitlines()
+            if result is not None and result.type == Result.Type.FAILED
+            else []
+        )
+        jobs.append(
+            FailedJob(
+                queue_name,
+                job.id,
+                job.description or job.func_name or "",
+                result.created_at if result is not None else None,
+                error[-1] if error else "",
+            )
+        )
     return jobs
 
 
@@ -156,7 +183,11 @@ def set_sign_in_disabled(user_id: int, disabled: bool, reason: str, actor_id: in
         user.session_version += 1
     elif not disabled:
         user.disabled_at = None
-    audit.record(actor_id, "user.disable" if disabled else "user.enable", target_user_id=user.id,
-                 details={"reason": reason})
+    audit.record(
+        actor_id,
+        "user.disable" if disabled else "user.enable",
+        target_user_id=user.id,
+        details={"reason": reason},
+    )
     db.session.flush()
     return user

@@ -163,16 +163,21 @@ class DateRange:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
 
     def params(self) -> dict:
-        return {"start": self.start, "end": self.end, "start_at": self.start_at,
-                "end_at": self.end_at}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "start_at": self.start_at,
+            "end_at": self.end_at,
+        }
 
 
 def _parse_day(value: str, field_name: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed(f"Enter the {field_name} date as YYYY-MM-DD.",
-                               field=field_name) from None
+        raise ValidationFailed(
+            f"Enter the {field_name} date as YYYY-MM-DD.", field=field_name
+        ) from None
 
 
 def parse_range(start: str | None, end: str | None, today: date | None = None) -> DateRange:
@@ -283,8 +288,14 @@ class Dashboard:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.uses or self.failed or self.credits_granted or self.modal_shown
-                    or self.upgrades or self.cancellations)
+        return not (
+            self.uses
+            or self.failed
+            or self.credits_granted
+            or self.modal_shown
+            or self.upgrades
+            or self.cancellations
+        )
 
 
 def build_dashboard(date_range: DateRange) -> Dashboard:
@@ -314,23 +325,39 @@ def build_dashboard(date_range: DateRange) -> Dashboard:
         active_daily[row.day][row.plan] += row.users
 
     funnel = db.session.execute(FUNNEL_SQL, params).one()
-    accounts = dict(db.session.execute(
-        select(User.subscription_status, func.count())
-        .where(User.deleted_at.is_(None)).group_by(User.subscription_status)
-    ).all())
+    accounts = dict(
+        db.session.execute(
+            select(User.subscription_status, func.count())
+            .where(User.deleted_at.is_(None))
+            .group_by(User.subscription_status)
+        ).all()
+    )
 
     uses = totals["credit_consumed"]
     features = [
-        FeatureRow(key, feature.title, sum(per_feature[key].values()), per_feature[key]["free"],
-                   per_feature[key]["pro"], ratio(sum(per_feature[key].values()), uses))
+        FeatureRow(
+            key,
+            feature.title,
+            sum(per_feature[key].values()),
+            per_feature[key]["free"],
+            per_feature[key]["pro"],
+            ratio(sum(per_feature[key].values()), uses),
+        )
         for key, feature in FEATURES.items()
     ]
     days = [
-        DayRow(day, per_day[day]["credit_consumed"], per_day[day]["generation_failed"],
-               per_day[day]["upgrade_modal_shown"], per_day[day]["upgrade_modal_dismissed"],
-               per_day[day]["upgrade_clicked"], per_day[day]["subscription_upgraded"],
-               per_day[day]["subscription_canceled"], active_daily[day]["free"],
-               active_daily[day]["pro"])
+        DayRow(
+            day,
+            per_day[day]["credit_consumed"],
+            per_day[day]["generation_failed"],
+            per_day[day]["upgrade_modal_shown"],
+            per_day[day]["upgrade_modal_dismissed"],
+            per_day[day]["upgrade_clicked"],
+            per_day[day]["subscription_upgraded"],
+            per_day[day]["subscription_canceled"],
+            active_daily[day]["free"],
+            active_daily[day]["pro"],
+        )
         for day in date_range.days
     ]
     return Dashboard(

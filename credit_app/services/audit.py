@@ -19,25 +19,41 @@ def clean_reason(reason: object) -> str:
     """The reason an admin gave, trimmed. Raises ValidationFailed when empty or too long."""
     text = reason.strip() if isinstance(reason, str) else ""
     if not 1 <= len(text) <= MAX_REASON_LENGTH:
-        raise ValidationFailed(f"A reason of 1 to {MAX_REASON_LENGTH} characters is required.",
-                               field="reason")
+        raise ValidationFailed(
+            f"A reason of 1 to {MAX_REASON_LENGTH} characters is required.", field="reason"
+        )
     return text
 
 
-def record(actor_id: int | None, action: str, *, target_user_id: int | None = None,
-           target: str | None = None, details: dict[str, Any] | None = None) -> AuditLogEntry:
+def record(
+    actor_id: int | None,
+    action: str,
+    *,
+    target_user_id: int | None = None,
+    target: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLogEntry:
     """Write one audit row. Raises ValidationFailed for an action not in AUDIT_ACTIONS."""
     if action not in AUDIT_ACTIONS:
         raise ValidationFailed(f"Unknown audit action {action!r}.")
-    entry = AuditLogEntry(actor_id=actor_id, action=action, target_user_id=target_user_id,
-                          target=target, details=details or {})
+    entry = AuditLogEntry(
+        actor_id=actor_id,
+        action=action,
+        target_user_id=target_user_id,
+        target=target,
+        details=details or {},
+    )
     db.session.add(entry)
     db.session.flush()
     return entry
 
 
-def list_entries(action: str | None = None, target_user_id: int | None = None,
-                 before: int | None = None, limit: int = PAGE_SIZE) -> Page[AuditLogEntry]:
+def list_entries(
+    action: str | None = None,
+    target_user_id: int | None = None,
+    before: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> Page[AuditLogEntry]:
     """Audit rows newest first, a page at a time (`before` is the last id of the previous page).
 
     Raises ValidationFailed for an unknown action.

@@ -211,7 +211,8 @@ POST_DRAW_SQL = _POST_TEMPLATE.format(
 )
 # A grant opens a lot holding what it granted.
 POST_OPEN_SQL = _POST_TEMPLATE.format(
-    before="", guard="true",
+    before="",
+    guard="true",
     after=""", opened AS (
     INSERT INTO credit_lots (user_id, source, granted, remaining, expires_at, purchased,
                              creem_order_id, product_id, transaction_id)
@@ -249,7 +250,7 @@ POST_RESTORE_SQL = _POST_TEMPLATE.format(
 POST_TAKE_SQL = _POST_TEMPLATE.format(
     before="",
     guard="(SELECT remaining FROM credit_lots WHERE id = %(lot_id)s "
-          "AND user_id = %(user_id)s) >= %(take)s",
+    "AND user_id = %(user_id)s) >= %(take)s",
     after=""", taken AS (
     UPDATE credit_lots AS lot SET remaining = lot.remaining - %(take)s
     FROM entry WHERE lot.id = %(lot_id)s
@@ -318,9 +319,11 @@ def cost_for(user: User | LockedBalance, feature: Feature) -> int:
 
 def _validate_generation_id(generation_id: str) -> str:
     if not isinstance(generation_id, str) or not (
-            1 <= len(generation_id) <= MAX_GENERATION_ID_LENGTH):
-        raise ValidationFailed("generation_id must be a string of 1 to "
-                               f"{MAX_GENERATION_ID_LENGTH} characters.")
+        1 <= len(generation_id) <= MAX_GENERATION_ID_LENGTH
+    ):
+        raise ValidationFailed(
+            f"generation_id must be a string of 1 to {MAX_GENERATION_ID_LENGTH} characters."
+        )
     if not generation_id.isprintable():
         raise ValidationFailed("generation_id must contain printable characters only.")
     return generation_id
@@ -373,8 +376,7 @@ class PriorUse:
     reservation_id: int | None
 
 
-def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[LockedBalance,
-                                                                           PriorUse]:
+def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[LockedBalance, PriorUse]:
     """Lock the user's balance, then say what `generation_id` already did for this user: two
     statements in one round trip, and no ORM object. The look-up is a statement of its own,
     after the lock, so it sees what a concurrent request with the same id committed while this
@@ -385,8 +387,11 @@ def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[Locke
     params = {"user_id": user_id, "generation_id": generation_id}
     lock, prior = execute_fixed((LOCK_BALANCE_SQL, params), (PRIOR_USE_SQL, params))
     spent_id, feature, balance_after, spent_reservation_id, reservation_id = _only_row(prior)
-    spent = (PriorSpend(spent_id, feature, balance_after, spent_reservation_id)
-             if spent_id is not None else None)
+    spent = (
+        PriorSpend(spent_id, feature, balance_after, spent_reservation_id)
+        if spent_id is not None
+        else None
+    )
     return _locked_balance(user_id, lock), PriorUse(spent, reservation_id)
 
 
@@ -416,11 +421,24 @@ class LotChange:
     lot_id: int | None = None
 
     @classmethod
-    def open(cls, source: str, expires_at: datetime | None = None, *, purchased: bool = False,
-             creem_order_id: str | None = None, product_id: str | None = None) -> LotChange:
+    def open(
+        cls,
+        source: str,
+        expires_at: datetime | None = None,
+        *,
+        purchased: bool = False,
+        creem_order_id: str | None = None,
+        product_id: str | None = None,
+    ) -> LotChange:
         """A new lot of the row's amount."""
-        return cls("open", source=source, expires_at=expires_at, purchased=purchased,
-                   creem_order_id=creem_order_id, product_id=product_id)
+        return cls(
+            "open",
+            source=source,
+            expires_at=expires_at,
+            purchased=purchased,
+            creem_order_id=creem_order_id,
+            product_id=product_id,
+        )
 
     @classmethod
     def restore(cls, reservation_id: int) -> LotChange:
@@ -436,8 +454,13 @@ class LotChange:
 
 _NO_LOTS = LotChange("none")
 _DRAW = LotChange("draw")
-_POST_SQL = {"none": POST_ENTRY_SQL, "draw": POST_DRAW_SQL, "open": POST_OPEN_SQL,
-             "restore": POST_RESTORE_SQL, "take": POST_TAKE_SQL}
+_POST_SQL = {
+    "none": POST_ENTRY_SQL,
+    "draw": POST_DRAW_SQL,
+    "open": POST_OPEN_SQL,
+    "restore": POST_RESTORE_SQL,
+    "take": POST_TAKE_SQL,
+}
 
 
 class LotsOutOfStep(RuntimeError):
@@ -487,48 +510,90 @@ def _post(
         raise InvalidAmount(f"The balance may not exceed {MAX_BALANCE} credits.")
     granted = amount if kind == LedgerKind.GRANT else 0
     posting = Posting(
-        user_id=balance.id, kind=kind, amount=amount, balance_after=new_balance,
-        feature_used=source, credits_consumed=credits_consumed, generation_id=generation_id,
-        reservation_id=reservation_id, actor_id=actor_id, metadata=metadata or {},
-        plan_before=balance.plan, plan_after=plan or balance.plan,
+        user_id=balance.id,
+        kind=kind,
+        amount=amount,
+        balance_after=new_balance,
+        feature_used=source,
+        credits_consumed=credits_consumed,
+        generation_id=generation_id,
+        reservation_id=reservation_id,
+        actor_id=actor_id,
+        metadata=metadata or {},
+        plan_before=balance.plan,
+        plan_after=plan or balance.plan,
         charged=-amount if charged is None else charged,
     )
     params = {
-        "user_id": balance.id, "kind": kind.value, "amount": amount,
-        "balance_after": new_balance, "feature_used": source,
-        "credits_consumed": credits_consumed, "generation_id": generation_id,
-        "reservation_id": reservation_id, "actor_id": actor_id,
-        "metadata": json.dumps(posting.metadata), "granted": granted,
+        "user_id": balance.id,
+        "kind": kind.value,
+        "amount": amount,
+        "balance_after": new_balance,
+        "feature_used": source,
+        "credits_consumed": credits_consumed,
+        "generation_id": generation_id,
+        "reservation_id": reservation_id,
+        "actor_id": actor_id,
+        "metadata": json.dumps(posting.metadata),
+        "granted": granted,
         "plan": posting.plan_after,
         "events": json.dumps(ledger_observers.events_for(posting)),
-        "take": -amount, "now": now or utcnow(), "lot_source": lots.source,
-        "expires_at": lots.expires_at, "purchased": lots.purchased,
-        "creem_order_id": lots.creem_order_id, "product_id": lots.product_id,
-        "restore_from": lots.restore_from, "lot_id": lots.lot_id,
+        "take": -amount,
+        "now": now or utcnow(),
+        "lot_source": lots.source,
+        "expires_at": lots.expires_at,
+        "purchased": lots.purchased,
+        "creem_order_id": lots.creem_order_id,
+        "product_id": lots.product_id,
+        "restore_from": lots.restore_from,
+        "lot_id": lots.lot_id,
     }
     row = _execute(_POST_SQL[lots.mode], params).fetchone()
     if row is None:
-        return _post_when_lots_fall_short(balance, lots, params, kind=kind, amount=amount,
-                                          source=source, credits_consumed=credits_consumed,
-                                          generation_id=generation_id,
-                                          reservation_id=reservation_id, charged=charged,
-                                          plan=plan, actor_id=actor_id, metadata=metadata)
+        return _post_when_lots_fall_short(
+            balance,
+            lots,
+            params,
+            kind=kind,
+            amount=amount,
+            source=source,
+            credits_consumed=credits_consumed,
+            generation_id=generation_id,
+            reservation_id=reservation_id,
+            charged=charged,
+            plan=plan,
+            actor_id=actor_id,
+            metadata=metadata,
+        )
     entry_id, moved = row
     if moved != abs(amount):
-        raise LotsOutOfStep(f"Ledger row {entry_id} moved {moved} lot credits for an amount of "
-                            f"{amount}.")
-    _sync_loaded_user(balance.id, credits_remaining=new_balance,
-                      credits_total=balance.total + granted,
-                      subscription_status=posting.plan_after)
-    live.publish_after_commit(live.credit_update(
-        kind, balance.id, new_balance, balance.total + granted, posting.plan_after,
-        source if source in FEATURES else None, entry_id))
+        raise LotsOutOfStep(
+            f"Ledger row {entry_id} moved {moved} lot credits for an amount of {amount}."
+        )
+    _sync_loaded_user(
+        balance.id,
+        credits_remaining=new_balance,
+        credits_total=balance.total + granted,
+        subscription_status=posting.plan_after,
+    )
+    live.publish_after_commit(
+        live.credit_update(
+            kind,
+            balance.id,
+            new_balance,
+            balance.total + granted,
+            posting.plan_after,
+            source if source in FEATURES else None,
+            entry_id,
+        )
+    )
     ledger_observers.after_post(entry_id, posting)
     return PostedEntry(entry_id, new_balance)
 
 
-def _post_when_lots_fall_short(balance: LockedBalance, lots: LotChange, params: dict,
-                               **post: Any) -> PostedEntry:
+def _post_when_lots_fall_short(
+    balance: LockedBalance, lots: LotChange, params: dict, **post: Any
+) -> PostedEntry:
     """The guard of a `_post` statement said no (it wrote nothing): expire what lapsed and
     spend again, or put a release of a hold older than lots into a lot of its own.
 
@@ -539,11 +604,12 @@ def _post_when_lots_fall_short(balance: LockedBalance, lots: LotChange, params: 
         if expired.remaining == balance.remaining:
             raise LotsOutOfStep(f"User {balance.id}'s live lots do not cover their balance.")
         return _post(expired, lots=_DRAW, now=params["now"], **post)
-    if lots.mode == "restore" and not _only_row(_execute(
-            RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}))[0]:
+    if (
+        lots.mode == "restore"
+        and not _only_row(_execute(RESERVE_MOVEMENTS_SQL, {"reservation_id": lots.restore_from}))[0]
+    ):
         return _post(balance, lots=LotChange.open(LotSource.OPENING), now=params["now"], **post)
-    raise LotsOutOfStep(f"User {balance.id}'s lots cannot carry a {lots.mode} of "
-                        f"{post['amount']}.")
+    raise LotsOutOfStep(f"User {balance.id}'s lots cannot carry a {lots.mode} of {post['amount']}.")
 
 
 def _expire_lapsed(balance: LockedBalance, now: datetime) -> tuple[LockedBalance, int]:
@@ -551,11 +617,17 @@ def _expire_lapsed(balance: LockedBalance, now: datetime) -> tuple[LockedBalance
     credits left; returns the balance after them and how many rows it wrote."""
     written = 0
     for lot_id, remaining, expires_at, source in _execute(
-            LAPSED_LOTS_SQL, {"user_id": balance.id, "now": now}).fetchall():
-        posted = _post(balance, kind=LedgerKind.EXPIRE, amount=-remaining, source="expiry",
-                       lots=LotChange.take(lot_id), now=now,
-                       metadata={"lot_id": lot_id, "lot_source": source,
-                                 "expires_at": expires_at.isoformat()})
+        LAPSED_LOTS_SQL, {"user_id": balance.id, "now": now}
+    ).fetchall():
+        posted = _post(
+            balance,
+            kind=LedgerKind.EXPIRE,
+            amount=-remaining,
+            source="expiry",
+            lots=LotChange.take(lot_id),
+            now=now,
+            metadata={"lot_id": lot_id, "lot_source": source, "expires_at": expires_at.isoformat()},
+        )
         balance = LockedBalance(balance.id, posted.balance_after, balance.total, balance.plan)
         written += 1
     return balance, written
@@ -566,13 +638,17 @@ def expire_lapsed_lots(now: datetime | None = None, limit: int = 500) -> int:
     each); returns how many rows it wrote. Safe to run twice or alongside spends: each
     user's lots are re-read under the user's row lock."""
     now = now or utcnow()
-    user_ids = db.session.execute(
-        select(CreditLot.user_id)
-        .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
-        .group_by(CreditLot.user_id)
-        .order_by(func.min(CreditLot.expires_at))
-        .limit(limit)
-    ).scalars().all()
+    user_ids = (
+        db.session.execute(
+            select(CreditLot.user_id)
+            .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
+            .group_by(CreditLot.user_id)
+            .order_by(func.min(CreditLot.expires_at))
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     written = 0
     for user_id in user_ids:
         balance = _lock_balance(user_id)
@@ -596,8 +672,13 @@ def get_user_credits(user_id: int) -> UserCredits:
 def credits_of(user: User | Account) -> UserCredits:
     """The balance of a user already read in this request (the signed-in one, or an API
     caller's account), with no query."""
-    return UserCredits(user.id, user.credits_remaining, user.credits_total,
-                       user.subscription_status, user.updated_at)
+    return UserCredits(
+        user.id,
+        user.credits_remaining,
+        user.credits_total,
+        user.subscription_status,
+        user.updated_at,
+    )
 
 
 def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
@@ -613,8 +694,9 @@ def validate_credit_usage(user_id: int, feature: str) -> CreditCheck:
     return CreditCheck(user.credits_remaining >= cost, user.credits_remaining, cost, user.is_pro)
 
 
-def consume_credit(user_id: int, feature: str, generation_id: str | None = None,
-                   now: datetime | None = None) -> ConsumeResult:
+def consume_credit(
+    user_id: int, feature: str, generation_id: str | None = None, now: datetime | None = None
+) -> ConsumeResult:
     """Spend one use of `feature` at once (a reservation committed in one step), from the
     lots live at `now` (default: now).
 
@@ -695,9 +777,11 @@ def reserve_credit(
             source=feature,
             generation_id=generation_id,
             reservation_id=reservation.id,
-            metadata={"plan": balance.plan,
-                      "expires_at": reservation.expires_at.isoformat(),
-                      **rollout.enforcement_note(balance)},
+            metadata={
+                "plan": balance.plan,
+                "expires_at": reservation.expires_at.isoformat(),
+                **rollout.enforcement_note(balance),
+            },
             now=now,
         )
     except InsufficientCredits as exc:
@@ -708,8 +792,9 @@ def reserve_credit(
     return reservation
 
 
-def _locked_reservation(reservation_id: int,
-                        user_id: int | None) -> tuple[LockedBalance, CreditReservation]:
+def _locked_reservation(
+    reservation_id: int, user_id: int | None
+) -> tuple[LockedBalance, CreditReservation]:
     """Lock the reservation's user (every change of a reservation happens under that lock),
     then read the reservation as it stands. Raises ReservationNotFound."""
     reservation = db.session.get(CreditReservation, reservation_id)
@@ -721,8 +806,10 @@ def _locked_reservation(reservation_id: int,
 
 
 def _resolve(reservation: CreditReservation, status: ReservationStatus, now: datetime) -> None:
-    _execute(RESOLVE_RESERVATION_SQL, {"status": status.value, "resolved_at": now,
-                                    "reservation_id": reservation.id})
+    _execute(
+        RESOLVE_RESERVATION_SQL,
+        {"status": status.value, "resolved_at": now, "reservation_id": reservation.id},
+    )
     set_committed_value(reservation, "status", status.value)
     set_committed_value(reservation, "resolved_at", now)
 
@@ -761,7 +848,10 @@ def commit_reservation(
 
 
 def _release_locked(
-    balance: LockedBalance, reservation: CreditReservation, reason: str, now: datetime,
+    balance: LockedBalance,
+    reservation: CreditReservation,
+    reason: str,
+    now: datetime,
     status: ReservationStatus,
 ) -> None:
     _resolve(reservation, status, now)
@@ -804,13 +894,19 @@ def expire_overdue_reservations(now: datetime | None = None, limit: int = 500) -
     resolved exactly once, under the user's row lock.
     """
     now = now or utcnow()
-    overdue = db.session.execute(
-        select(CreditReservation.id)
-        .where(CreditReservation.status == ReservationStatus.PENDING,
-               CreditReservation.expires_at <= now)
-        .order_by(CreditReservation.expires_at)
-        .limit(limit)
-    ).scalars().all()
+    overdue = (
+        db.session.execute(
+            select(CreditReservation.id)
+            .where(
+                CreditReservation.status == ReservationStatus.PENDING,
+                CreditReservation.expires_at <= now,
+            )
+            .order_by(CreditReservation.expires_at)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     expired = []
     for reservation_id in overdue:
         balance, reservation = _locked_reservation(reservation_id, None)
@@ -820,9 +916,11 @@ def expire_overdue_reservations(now: datetime | None = None, limit: int = 500) -
     return expired
 
 
-GRANT_SOURCES: tuple[str, ...] = tuple(source.value for source in LotSource
-                                      if source not in (LotSource.OPENING, LotSource.PACK,
-                                                        LotSource.REFILL))
+GRANT_SOURCES: tuple[str, ...] = tuple(
+    source.value
+    for source in LotSource
+    if source not in (LotSource.OPENING, LotSource.PACK, LotSource.REFILL)
+)
 
 
 def grant_credits(
@@ -850,17 +948,19 @@ def grant_credits(
     metadata: dict[str, Any] = {"reason": reason}
     if expires_at is not None:
         metadata["expires_at"] = expires_at.isoformat()
-    return _entry(_post(
-        balance,
-        kind=LedgerKind.GRANT,
-        amount=amount,
-        source=source,
-        credits_consumed=0,
-        actor_id=actor_id,
-        metadata=metadata,
-        lots=LotChange.open(source, expires_at),
-        now=now,
-    ))
+    return _entry(
+        _post(
+            balance,
+            kind=LedgerKind.GRANT,
+            amount=amount,
+            source=source,
+            credits_consumed=0,
+            actor_id=actor_id,
+            metadata=metadata,
+            lots=LotChange.open(source, expires_at),
+            now=now,
+        )
+    )
 
 
 def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTransaction:
@@ -870,8 +970,9 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
     Raises InvalidAmount, ValidationFailed (empty reason), UserNotFound.
     """
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_GRANT:
-        raise InvalidAmount(f"The amount must be a whole number between 0 and {MAX_GRANT}.",
-                            field="amount")
+        raise InvalidAmount(
+            f"The amount must be a whole number between 0 and {MAX_GRANT}.", field="amount"
+        )
     reason = _checked_reason(reason)
     balance = _lock_balance(user_id)
     days = current_app.config.get("WELCOME_CREDITS_EXPIRE_DAYS", 0)
@@ -879,14 +980,21 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
     metadata: dict[str, Any] = {"reason": reason}
     if expires_at is not None and amount:
         metadata["expires_at"] = expires_at.isoformat()
-    return _entry(_post(balance, kind=LedgerKind.GRANT, amount=amount, source="registration",
-                        metadata=metadata,
-                        lots=LotChange.open(LotSource.REGISTRATION, expires_at)))
+    return _entry(
+        _post(
+            balance,
+            kind=LedgerKind.GRANT,
+            amount=amount,
+            source="registration",
+            metadata=metadata,
+            lots=LotChange.open(LotSource.REGISTRATION, expires_at),
+        )
+    )
 
 
-def remove_credits(user_id: int, amount: int, reason: str,
-                   actor_id: int | None = None, now: datetime | None = None
-                   ) -> CreditTransaction:
+def remove_credits(
+    user_id: int, amount: int, reason: str, actor_id: int | None = None, now: datetime | None = None
+) -> CreditTransaction:
     """Take `amount` credits off the user's balance (an admin's correction, with its reason),
     from the lots live at `now` in spend order.
 
@@ -896,16 +1004,27 @@ def remove_credits(user_id: int, amount: int, reason: str,
     amount, reason = _checked_amount(amount), _checked_reason(reason)
     balance = _lock_balance(user_id)
     if amount > balance.remaining:
-        raise ValidationFailed(f"The user has {balance.remaining} credits; remove at most "
-                               "that many.", field="amount")
-    return _entry(_post(balance, kind=LedgerKind.ADJUST, amount=-amount, source="adjustment",
-                        actor_id=actor_id, metadata={"reason": reason}, now=now))
+        raise ValidationFailed(
+            f"The user has {balance.remaining} credits; remove at most that many.", field="amount"
+        )
+    return _entry(
+        _post(
+            balance,
+            kind=LedgerKind.ADJUST,
+            amount=-amount,
+            source="adjustment",
+            actor_id=actor_id,
+            metadata={"reason": reason},
+            now=now,
+        )
+    )
 
 
 def _checked_amount(amount: object) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_GRANT:
-        raise InvalidAmount(f"The amount must be a whole number between 1 and {MAX_GRANT}.",
-                            field="amount")
+        raise InvalidAmount(
+            f"The amount must be a whole number between 1 and {MAX_GRANT}.", field="amount"
+        )
     return amount
 
 
@@ -934,19 +1053,22 @@ def change_plan(
     previous = balance.plan
     if previous == status:
         return None
-    return _entry(_post(
-        balance,
-        kind=LedgerKind.ADJUST,
-        amount=0,
-        source="subscription",
-        plan=status,
-        actor_id=actor_id,
-        metadata={"reason": reason, "from": previous, "to": status, **(details or {})},
-    ))
+    return _entry(
+        _post(
+            balance,
+            kind=LedgerKind.ADJUST,
+            amount=0,
+            source="subscription",
+            plan=status,
+            actor_id=actor_id,
+            metadata={"reason": reason, "from": previous, "to": status, **(details or {})},
+        )
+    )
 
 
-def get_credit_history(user_id: int, cursor: str | None = None,
-                       limit: int = 20) -> Page[CreditTransaction]:
+def get_credit_history(
+    user_id: int, cursor: str | None = None, limit: int = 20
+) -> Page[CreditTransaction]:
     """Return the user's ledger rows, newest first, a page at a time (`cursor` is the
     previous page's `next_cursor`).
 
@@ -958,9 +1080,13 @@ def get_credit_history(user_id: int, cursor: str | None = None,
         raise UserNotFound()
     # A range of the (user_id, id DESC) index: a page reads the user's own rows in the index's
     # order even when their rows are the table's oldest (25 ms instead of a fraction of one).
-    return newest_first(select(CreditTransaction), CreditTransaction.id,
-                        before=decode_cursor(cursor) if cursor else None, limit=limit,
-                        within=(CreditTransaction.user_id, user_id))
+    return newest_first(
+        select(CreditTransaction),
+        CreditTransaction.id,
+        before=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+        within=(CreditTransaction.user_id, user_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -974,8 +1100,7 @@ class ActivityRow:
     unlimited: bool
 
 
-def get_activity(user_id: int, cursor: str | None = None,
-                 limit: int = 20) -> Page[ActivityRow]:
+def get_activity(user_id: int, cursor: str | None = None, limit: int = 20) -> Page[ActivityRow]:
     """The credit history as a person reads it, newest first: a generation's hold is shown
     only while it is pending (outcome "pending"); once resolved, the row that resolved it
     stands for the whole generation ("done" with the credit it cost, or "returned" with a net
@@ -985,12 +1110,16 @@ def get_activity(user_id: int, cursor: str | None = None,
     """
     page = get_credit_history(user_id, cursor, limit)
     reservation_ids = {entry.reservation_id for entry in page.items if entry.reservation_id}
-    reservations = {
-        reservation.id: reservation
-        for reservation in db.session.execute(
-            select(CreditReservation).where(CreditReservation.id.in_(reservation_ids))
-        ).scalars()
-    } if reservation_ids else {}
+    reservations = (
+        {
+            reservation.id: reservation
+            for reservation in db.session.execute(
+                select(CreditReservation).where(CreditReservation.id.in_(reservation_ids))
+            ).scalars()
+        }
+        if reservation_ids
+        else {}
+    )
     rows = []
     for entry in page.items:
         reservation = reservations.get(entry.reservation_id) if entry.reservation_id else None
@@ -1013,8 +1142,9 @@ def get_activity(user_id: int, cursor: str | None = None,
 def latest_entry_id(user_id: int) -> int:
     """The id of the user's newest ledger row (0 if none)."""
     return db.session.execute(
-        select(func.coalesce(func.max(CreditTransaction.id), 0))
-        .where(CreditTransaction.user_id == user_id)
+        select(func.coalesce(func.max(CreditTransaction.id), 0)).where(
+            CreditTransaction.user_id == user_id
+        )
     ).scalar_one()
 
 
@@ -1023,18 +1153,25 @@ def latest_entry_id(user_id: int) -> int:
 
 def _checked_order_id(order_id: object) -> str:
     if not isinstance(order_id, str) or not 1 <= len(order_id) <= 100:
-        raise ValidationFailed("order_id must be a string of 1 to 100 characters.",
-                               field="order_id")
+        raise ValidationFailed(
+            "order_id must be a string of 1 to 100 characters.", field="order_id"
+        )
     return order_id
 
 
 def _pack_lot(order_id: str) -> CreditLot | None:
-    return read_current(
-        select(CreditLot).where(CreditLot.creem_order_id == order_id)).one_or_none()
+    return read_current(select(CreditLot).where(CreditLot.creem_order_id == order_id)).one_or_none()
 
 
-def grant_pack(user_id: int, order_id: str, amount: int, *, pack: str,
-               product_id: str | None = None, event_id: str | None = None) -> str:
+def grant_pack(
+    user_id: int,
+    order_id: str,
+    amount: int,
+    *,
+    pack: str,
+    product_id: str | None = None,
+    event_id: str | None = None,
+) -> str:
     """Grant a bought credit pack once per Creem order: a purchased lot with no expiry.
 
     Whichever delivery (checkout.completed, a retry, a replay) comes first grants; the
@@ -1046,10 +1183,16 @@ def grant_pack(user_id: int, order_id: str, amount: int, *, pack: str,
     balance = _lock_balance(user_id)
     if _pack_lot(order_id) is not None:
         return "pack_already_granted"
-    _post(balance, kind=LedgerKind.GRANT, amount=amount, source="pack",
-          metadata={"order_id": order_id, "pack": pack, "event_id": event_id},
-          lots=LotChange.open(LotSource.PACK, purchased=True, creem_order_id=order_id,
-                              product_id=product_id))
+    _post(
+        balance,
+        kind=LedgerKind.GRANT,
+        amount=amount,
+        source="pack",
+        metadata={"order_id": order_id, "pack": pack, "event_id": event_id},
+        lots=LotChange.open(
+            LotSource.PACK, purchased=True, creem_order_id=order_id, product_id=product_id
+        ),
+    )
     return "pack_granted"
 
 
@@ -1061,8 +1204,13 @@ class PackRefund:
     shortfall: int
 
 
-def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None = None,
-                now: datetime | None = None) -> PackRefund:
+def refund_pack(
+    order_id: str,
+    owed: int | None = None,
+    *,
+    event_id: str | None = None,
+    now: datetime | None = None,
+) -> PackRefund:
     """Take back a refunded pack's credits: `owed` of them (all for a full refund), as many
     as are still unspent in its lot, never below zero; the rest (already spent) is recorded
     on the lot as its `refund_shortfall` for the admins. A fully refunded lot is closed (it
@@ -1083,31 +1231,53 @@ def refund_pack(order_id: str, owed: int | None = None, *, event_id: str | None 
     taken = min(owed, lot.remaining)
     shortfall = owed - taken
     if taken:
-        _post(balance, kind=LedgerKind.ADJUST, amount=-taken, source="pack_refund",
-              metadata={"order_id": order_id, "event_id": event_id, "owed": owed,
-                        "shortfall": shortfall},
-              lots=LotChange.take(lot.id), now=now)
+        _post(
+            balance,
+            kind=LedgerKind.ADJUST,
+            amount=-taken,
+            source="pack_refund",
+            metadata={
+                "order_id": order_id,
+                "event_id": event_id,
+                "owed": owed,
+                "shortfall": shortfall,
+            },
+            lots=LotChange.take(lot.id),
+            now=now,
+        )
     closed = owed == lot.granted
     db.session.execute(
-        update(CreditLot).where(CreditLot.id == lot.id)
-        .values(refunded_at=now, refund_shortfall=shortfall,
-                expires_at=now if closed else CreditLot.expires_at)
+        update(CreditLot)
+        .where(CreditLot.id == lot.id)
+        .values(
+            refunded_at=now,
+            refund_shortfall=shortfall,
+            expires_at=now if closed else CreditLot.expires_at,
+        )
     )
     db.session.expire(lot)
     if shortfall:
-        log.warning("pack order %s refunded: %d of its credits were spent already (user %s); "
-                    "flagged for the admins", order_id, shortfall, lot.user_id)
-    return PackRefund("pack_refund_shortfall" if shortfall else "pack_refunded",
-                      lot.user_id, taken, shortfall)
+        log.warning(
+            "pack order %s refunded: %d of its credits were spent already (user %s); "
+            "flagged for the admins",
+            order_id,
+            shortfall,
+            lot.user_id,
+        )
+    return PackRefund(
+        "pack_refund_shortfall" if shortfall else "pack_refunded", lot.user_id, taken, shortfall
+    )
 
 
 def refund_shortfalls() -> list[CreditLot]:
     """Refunded packs whose credits were partly spent already, for admins, newest first."""
-    return list(db.session.execute(
-        select(CreditLot).where(CreditLot.refund_shortfall > 0,
-                                CreditLot.shortfall_cleared_at.is_(None))
-        .order_by(CreditLot.refunded_at.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(CreditLot)
+            .where(CreditLot.refund_shortfall > 0, CreditLot.shortfall_cleared_at.is_(None))
+            .order_by(CreditLot.refunded_at.desc())
+        ).scalars()
+    )
 
 
 def refill_period(period: str, now: datetime) -> str:
@@ -1127,8 +1297,9 @@ REFILL_CLAIM_SQL = (
 )
 
 
-def refill_free_balance(user_id: int, target: int, period: str,
-                        now: datetime | None = None) -> int | None:
+def refill_free_balance(
+    user_id: int, target: int, period: str, now: datetime | None = None
+) -> int | None:
     """Top a free user's balance up to `target` once per refill period (the period key is
     unique per user); lapsed lots are expired first. Returns the credits granted (0 when the
     balance was there already), or None when the period was refilled before or the user is
@@ -1147,30 +1318,46 @@ def refill_free_balance(user_id: int, target: int, period: str,
     balance, _ = _expire_lapsed(balance, now)
     amount = max(0, target - balance.remaining)
     if amount:
-        posted = _post(balance, kind=LedgerKind.GRANT, amount=amount, source="refill",
-                       metadata={"period": period, "target": target},
-                       lots=LotChange.open(LotSource.REFILL), now=now)
+        posted = _post(
+            balance,
+            kind=LedgerKind.GRANT,
+            amount=amount,
+            source="refill",
+            metadata={"period": period, "target": target},
+            lots=LotChange.open(LotSource.REFILL),
+            now=now,
+        )
         db.session.execute(
-            update(CreditRefill).where(CreditRefill.user_id == user_id,
-                                       CreditRefill.period == period)
-            .values(amount=amount, transaction_id=posted.id))
+            update(CreditRefill)
+            .where(CreditRefill.user_id == user_id, CreditRefill.period == period)
+            .values(amount=amount, transaction_id=posted.id)
+        )
     return amount
 
 
-def refill_free_users(target: int, period: str, now: datetime | None = None,
-                      limit: int = 500) -> int:
+def refill_free_users(
+    target: int, period: str, now: datetime | None = None, limit: int = 500
+) -> int:
     """Refill up to `limit` free users not yet refilled this period; returns how many it
     looked at (call again until 0). Safe to run twice: each user's period is claimed once."""
     now = now or utcnow()
     key = refill_period(period, now)
-    user_ids = db.session.execute(
-        select(User.id)
-        .where(User.subscription_status == "free", User.deleted_at.is_(None),
-               ~select(CreditRefill.user_id)
-               .where(CreditRefill.user_id == User.id, CreditRefill.period == key)
-               .exists())
-        .order_by(User.id).limit(limit)
-    ).scalars().all()
+    user_ids = (
+        db.session.execute(
+            select(User.id)
+            .where(
+                User.subscription_status == "free",
+                User.deleted_at.is_(None),
+                ~select(CreditRefill.user_id)
+                .where(CreditRefill.user_id == User.id, CreditRefill.period == key)
+                .exists(),
+            )
+            .order_by(User.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     for user_id in user_ids:
         refill_free_balance(user_id, target, key, now)
     return len(user_ids)
@@ -1179,27 +1366,32 @@ def refill_free_users(target: int, period: str, now: datetime | None = None,
 def lot_summary(user_id: int, now: datetime | None = None) -> list[CreditLot]:
     """The user's lots with credits left, in spend order (the next to be spent first)."""
     now = now or utcnow()
-    return list(db.session.execute(
-        select(CreditLot)
-        .where(CreditLot.user_id == user_id, CreditLot.remaining > 0,
-               (CreditLot.expires_at.is_(None)) | (CreditLot.expires_at > now))
-        .order_by(CreditLot.purchased, CreditLot.expires_at.asc().nulls_last(), CreditLot.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(CreditLot)
+            .where(
+                CreditLot.user_id == user_id,
+                CreditLot.remaining > 0,
+                (CreditLot.expires_at.is_(None)) | (CreditLot.expires_at > now),
+            )
+            .order_by(CreditLot.purchased, CreditLot.expires_at.asc().nulls_last(), CreditLot.id)
+        ).scalars()
+    )
 
 
 def pack_lot(order_id: str, user_id: int) -> CreditLot | None:
     """The lot the pack of Creem order `order_id` gave `user_id`, if it was granted."""
     return db.session.execute(
-        select(CreditLot).where(CreditLot.creem_order_id == order_id,
-                                CreditLot.user_id == user_id)
+        select(CreditLot).where(CreditLot.creem_order_id == order_id, CreditLot.user_id == user_id)
     ).scalar_one_or_none()
 
 
 def expiring_lots(user_id: int, now: datetime | None = None) -> list[CreditLot]:
     """The user's lots that will lapse with credits left, soonest first (what the sidebar
     and the history say expires when)."""
-    return [lot for lot in lot_summary(user_id, now) if lot.expires_at is not None
-            ][:MAX_EXPIRY_LINES]
+    return [lot for lot in lot_summary(user_id, now) if lot.expires_at is not None][
+        :MAX_EXPIRY_LINES
+    ]
 
 
 def clear_refund_shortfall(order_id: str, now: datetime | None = None) -> CreditLot:

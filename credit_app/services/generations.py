@@ -106,8 +106,10 @@ def start_generation(
     Raises StorageUnavailable.
     """
     existing = db.session.execute(
-        select(Generation).where(Generation.user_id == reservation.user_id,
-                                 Generation.generation_id == reservation.generation_id)
+        select(Generation).where(
+            Generation.user_id == reservation.user_id,
+            Generation.generation_id == reservation.generation_id,
+        )
     ).scalar_one_or_none()
     if existing is not None:
         return existing, False
@@ -129,9 +131,12 @@ def start_generation(
     return generation, True
 
 
-def claim_generation(generation_pk: int, claimed_by: str | None = None,
-                     stale_after: timedelta | None = None,
-                     now: datetime | None = None) -> Generation | None:
+def claim_generation(
+    generation_pk: int,
+    claimed_by: str | None = None,
+    stale_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> Generation | None:
     """Move a generation to running for the job run `claimed_by`; None when it is not this
     run's to do: finished, running under another live run, or its credit hold has ended or
     expired (the sweeper returns that credit and fails it).
@@ -143,22 +148,36 @@ def claim_generation(generation_pk: int, claimed_by: str | None = None,
     now = now or utcnow()
     claimable = Generation.status == GenerationStatus.QUEUED
     if claimed_by is not None:
-        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
-                                 & (Generation.claimed_by == claimed_by))
+        claimable = claimable | (
+            (Generation.status == GenerationStatus.RUNNING) & (Generation.claimed_by == claimed_by)
+        )
     if stale_after is not None:
-        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
-                                 & (Generation.started_at < now - stale_after))
-    hold_is_live = select(CreditReservation.id).where(
-        CreditReservation.id == Generation.reservation_id,
-        CreditReservation.status == ReservationStatus.PENDING,
-        CreditReservation.expires_at > now,
-    ).exists()
+        claimable = claimable | (
+            (Generation.status == GenerationStatus.RUNNING)
+            & (Generation.started_at < now - stale_after)
+        )
+    hold_is_live = (
+        select(CreditReservation.id)
+        .where(
+            CreditReservation.id == Generation.reservation_id,
+            CreditReservation.status == ReservationStatus.PENDING,
+            CreditReservation.expires_at > now,
+        )
+        .exists()
+    )
     claimed = db.session.execute(
         update(Generation)
-        .where(Generation.id == generation_pk, claimable,
-               Generation.reservation_id.is_(None) | hold_is_live)
-        .values(status=GenerationStatus.RUNNING, started_at=now, claimed_by=claimed_by,
-                attempts=Generation.attempts + 1)
+        .where(
+            Generation.id == generation_pk,
+            claimable,
+            Generation.reservation_id.is_(None) | hold_is_live,
+        )
+        .values(
+            status=GenerationStatus.RUNNING,
+            started_at=now,
+            claimed_by=claimed_by,
+            attempts=Generation.attempts + 1,
+        )
         .returning(Generation.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -178,8 +197,10 @@ def build_request(generation: Generation, storage: Storage, workdir: Path) -> Ge
     try:
         storage.download(generation.input_path, input_path)
     except StoredObjectMissing:
-        raise GenerationError("The uploaded photo is no longer available. Your credit was "
-                              "returned; please upload it again.") from None
+        raise GenerationError(
+            "The uploaded photo is no longer available. Your credit was "
+            "returned; please upload it again."
+        ) from None
     return GenerationRequest(
         generation_id=generation.generation_id,
         feature=generation.feature,
@@ -240,8 +261,7 @@ def backfill_variants(generation_pk: int, storage: Storage, workdir: Path) -> di
         try:
             storage.download(key, path)
         except StoredObjectMissing:
-            log.warning("generation %s: its %s %s is gone; no variants", generation_pk, which,
-                        key)
+            log.warning("generation %s: its %s %s is gone; no variants", generation_pk, which, key)
             continue
         files[which] = (path, key)
     if files:
@@ -255,18 +275,28 @@ def generations_missing_variants(limit: int = 1000) -> list[int]:
     """Ids of generations with an image that has no WebP copies yet (the backfill's work):
     the upload of any generation, the result of a succeeded one."""
     missing_input = ~Generation.image_variants.has_key("input")
-    missing_output = ((Generation.status == GenerationStatus.SUCCEEDED)
-                      & Generation.output_path.is_not(None)
-                      & ~Generation.image_variants.has_key("output"))
-    return list(db.session.execute(
-        select(Generation.id).where(missing_input | missing_output)
-        .order_by(Generation.id).limit(limit)
-    ).scalars())
+    missing_output = (
+        (Generation.status == GenerationStatus.SUCCEEDED)
+        & Generation.output_path.is_not(None)
+        & ~Generation.image_variants.has_key("output")
+    )
+    return list(
+        db.session.execute(
+            select(Generation.id)
+            .where(missing_input | missing_output)
+            .order_by(Generation.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
-def complete_generation(generation_pk: int, result: GenerationResult,
-                        provider_name: str, output_key: str,
-                        variants: Mapping[str, list] | None = None) -> Generation:
+def complete_generation(
+    generation_pk: int,
+    result: GenerationResult,
+    provider_name: str,
+    output_key: str,
+    variants: Mapping[str, list] | None = None,
+) -> Generation:
     """Record the stored output (its key) and its WebP copies, and spend the held credit.
 
     Raises ReservationExpired when the hold timed out first (the caller then fails it).
@@ -307,25 +337,40 @@ def fail_generation(generation_pk: int, message: str) -> Generation:
 
 def fail_abandoned_generations() -> list[int]:
     """Fail unfinished generations whose credit hold has ended (expired by the sweeper)."""
-    abandoned = db.session.execute(
-        select(Generation)
-        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
-        .where(Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]),
-               CreditReservation.status == ReservationStatus.EXPIRED)
-    ).scalars().all()
+    abandoned = (
+        db.session.execute(
+            select(Generation)
+            .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+            .where(
+                Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]),
+                CreditReservation.status == ReservationStatus.EXPIRED,
+            )
+        )
+        .scalars()
+        .all()
+    )
     for generation in abandoned:
         generation.status = GenerationStatus.FAILED
-        generation.error_message = ("The generation took too long and was stopped. "
-                                    "Your credit was returned.")
+        generation.error_message = (
+            "The generation took too long and was stopped. Your credit was returned."
+        )
         generation.finished_at = utcnow()
-        analytics.track("generation_failed", generation.user_id, feature=generation.feature,
-                        properties={"reason": "timeout"})
+        analytics.track(
+            "generation_failed",
+            generation.user_id,
+            feature=generation.feature,
+            properties={"reason": "timeout"},
+        )
     db.session.flush()
     return [generation.id for generation in abandoned]
 
 
 def list_generations(user_id: int, limit: int = 50) -> list[Generation]:
-    return list(db.session.execute(
-        select(Generation).where(Generation.user_id == user_id)
-        .order_by(Generation.id.desc()).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Generation)
+            .where(Generation.user_id == user_id)
+            .order_by(Generation.id.desc())
+            .limit(limit)
+        ).scalars()
+    )

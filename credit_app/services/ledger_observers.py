@@ -37,10 +37,14 @@ def after_post(entry_id: int, posting: Posting) -> None:
     notifications.on_ledger_row(entry_id, posting)
     if posting.actor_id is None:
         return
-    details = {"amount": posting.amount, "transaction_id": entry_id,
-               "balance_after": posting.balance_after,
-               "reason": posting.metadata.get("reason")}
+    details = {
+        "amount": posting.amount,
+        "transaction_id": entry_id,
+        "balance_after": posting.balance_after,
+        "reason": posting.metadata.get("reason"),
+    }
     if posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription":
         details.update({"from": posting.metadata.get("from"), "to": posting.metadata.get("to")})
-    audit.record(posting.actor_id, audit_action(posting), target_user_id=posting.user_id,
-                 details=details)
+    audit.record(
+        posting.actor_id, audit_action(posting), target_user_id=posting.user_id, details=details
+    )

@@ -28,8 +28,15 @@ def channel_for(user_id: int) -> str:
     return f"{CHANNEL_PREFIX}{user_id}"
 
 
-def credit_update(kind: str, user_id: int, remaining: int, total: int, plan: str,
-                  feature: str | None, ledger_id: int) -> dict[str, Any]:
+def credit_update(
+    kind: str,
+    user_id: int,
+    remaining: int,
+    total: int,
+    plan: str,
+    feature: str | None,
+    ledger_id: int,
+) -> dict[str, Any]:
     """The message for one change: the spec's fields, what the counter needs to render, and
     the ledger row's id, so that a socket never shows an older state after a newer one."""
     return {

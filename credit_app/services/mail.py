@@ -46,9 +46,14 @@ def base_url() -> str:
     return DEFAULT_BASE_URL
 
 
-def queue_email(to_address: str, template: str, *, user_id: int | None = None,
-                context: dict[str, Any] | None = None,
-                dedupe_key: str | None = None) -> int | None:
+def queue_email(
+    to_address: str,
+    template: str,
+    *,
+    user_id: int | None = None,
+    context: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> int | None:
     """Write a message to the outbox and send it after commit. Returns its id, or None when
     a message with `dedupe_key` was written before. Raises KeyError for an unknown template.
     """
@@ -57,10 +62,16 @@ def queue_email(to_address: str, template: str, *, user_id: int | None = None,
     SUBJECTS[template]
     email_id = db.session.execute(
         insert(OutboundEmail)
-        .values(to_address=to_address, template=template, user_id=user_id,
-                context={"base_url": base_url(), **(context or {})}, dedupe_key=dedupe_key)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"],
-                                index_where=OutboundEmail.dedupe_key.isnot(None))
+        .values(
+            to_address=to_address,
+            template=template,
+            user_id=user_id,
+            context={"base_url": base_url(), **(context or {})},
+            dedupe_key=dedupe_key,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["dedupe_key"], index_where=OutboundEmail.dedupe_key.isnot(None)
+        )
         .returning(OutboundEmail.id)
     ).scalar_one_or_none()
     if email_id is not None:
@@ -73,6 +84,7 @@ def _links(email: OutboundEmail, user: User | None) -> dict[str, str]:
     base = (email.context or {}).get("base_url", DEFAULT_BASE_URL).rstrip("/")
     links: dict[str, str] = {}
     with current_app.test_request_context("/"):
+
         def link(endpoint: str, **values: Any) -> str:
             return base + url_for(endpoint, **values)
 
@@ -105,11 +117,16 @@ def deliver(email_id: int, now: datetime | None = None) -> str:
         email.last_error = "account deleted before sending"
         return "skipped"
     config = current_app.config
-    context = {**(email.context or {}), "links": _links(email, user), "user": user,
-               "to_address": email.to_address}
+    context = {
+        **(email.context or {}),
+        "links": _links(email, user),
+        "user": user,
+        "to_address": email.to_address,
+    }
     subject = SUBJECTS[email.template].format(**context)
-    message = mail.render_message(config["MAIL_FROM"], email.to_address, subject,
-                                  email.template, **context)
+    message = mail.render_message(
+        config["MAIL_FROM"], email.to_address, subject, email.template, **context
+    )
     settings = mail.parse_mail_url(config["MAIL_URL"], config["MAIL_TIMEOUT_SECONDS"])
     email.attempts += 1
     mail.send(settings, message)

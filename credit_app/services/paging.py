@@ -79,9 +79,14 @@ def decode_cursor(cursor: str) -> int:
         raise ValidationFailed("The cursor is not valid.", field="cursor") from None
 
 
-def newest_first(query: Select[T], key: InstrumentedAttribute[int], *,
-                 before: int | None, limit: int,
-                 within: tuple[InstrumentedAttribute[Any], Any] | None = None) -> Page[T]:
+def newest_first(
+    query: Select[T],
+    key: InstrumentedAttribute[int],
+    *,
+    before: int | None,
+    limit: int,
+    within: tuple[InstrumentedAttribute[Any], Any] | None = None,
+) -> Page[T]:
     """The page of `query`'s rows whose `key` (the id column) is below `before` (from the
     newest when None): at most `limit` of them, the highest `key` first.
 
@@ -100,8 +105,9 @@ def newest_first(query: Select[T], key: InstrumentedAttribute[int], *,
         column, value = within
         pair = tuple_(column, key)
         upper = MAX_ID + 1 if before is None else before
-        query = query.where(pair > tuple_(literal(value), literal(0)),
-                            pair < tuple_(literal(value), literal(upper)))
+        query = query.where(
+            pair > tuple_(literal(value), literal(0)), pair < tuple_(literal(value), literal(upper))
+        )
         query = query.order_by(column, key.desc())
     rows = db.session.execute(query.limit(limit + 1)).scalars().all()
     items = list(rows[:limit])

@@ -33,8 +33,14 @@ log = logging.getLogger(__name__)
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
-LEDGER_KEYS_KEPT: tuple[str, ...] = ("plan", "from", "to", "expires_at", "enforcement",
-                                     "product_id")
+LEDGER_KEYS_KEPT: tuple[str, ...] = (
+    "plan",
+    "from",
+    "to",
+    "expires_at",
+    "enforcement",
+    "product_id",
+)
 
 
 def delete_account(user_id: int, password: str) -> list[str]:
@@ -53,18 +59,26 @@ def delete_account(user_id: int, password: str) -> list[str]:
         raise SubscriptionStillRenews()
     folders = {f"{user.id}/"}
     for input_path, output_path in db.session.execute(
-            select(Generation.input_path, Generation.output_path)
-            .where(Generation.user_id == user.id)):
-        folders.update(posixpath.dirname(key) + "/" for key in (input_path, output_path)
-                       if key and posixpath.dirname(key).strip("/"))
-    db.session.execute(update(Generation).where(Generation.user_id == user.id)
-                       .values(options={}, input_path="", output_path=None))
+        select(Generation.input_path, Generation.output_path).where(Generation.user_id == user.id)
+    ):
+        folders.update(
+            posixpath.dirname(key) + "/"
+            for key in (input_path, output_path)
+            if key and posixpath.dirname(key).strip("/")
+        )
+    db.session.execute(
+        update(Generation)
+        .where(Generation.user_id == user.id)
+        .values(options={}, input_path="", output_path=None)
+    )
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     db.session.execute(
-        text("UPDATE credit_transactions SET metadata = ("
-             " SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
-             " FROM jsonb_each(coalesce(metadata, '{}'::jsonb)) WHERE key = ANY(:kept))"
-             " WHERE user_id = :user_id"),
+        text(
+            "UPDATE credit_transactions SET metadata = ("
+            " SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
+            " FROM jsonb_each(coalesce(metadata, '{}'::jsonb)) WHERE key = ANY(:kept))"
+            " WHERE user_id = :user_id"
+        ),
         {"kept": list(LEDGER_KEYS_KEPT), "user_id": user.id},
     )
     analytics.anonymise_user_events(user.id)
@@ -75,10 +89,16 @@ def delete_account(user_id: int, password: str) -> list[str]:
     user.totp_enabled_at = None
     user.session_version += 1
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    db.session.execute(delete(OutboundEmail).where(OutboundEmail.user_id == user.id,
-                                                   OutboundEmail.sent_at.is_(None)))
-    db.session.execute(update(OutboundEmail).where(OutboundEmail.user_id == user.id)
-                       .values(to_address=user.email, context={}))
+    db.session.execute(
+        delete(OutboundEmail).where(
+            OutboundEmail.user_id == user.id, OutboundEmail.sent_at.is_(None)
+        )
+    )
+    db.session.execute(
+        update(OutboundEmail)
+        .where(OutboundEmail.user_id == user.id)
+        .values(to_address=user.email, context={})
+    )
     user.role = UserRole.USER
     user.deleted_at = utcnow()
     audit.record(user.id, "account.delete", target_user_id=user.id)

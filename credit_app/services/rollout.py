@@ -121,16 +121,18 @@ def forget() -> None:
         _process_cache().clear()
 
 
-def set_percentage(value: object, actor_id: int, reason: str,
-                   flag: str = ENFORCEMENT_FLAG) -> RolloutChange:
+def set_percentage(
+    value: object, actor_id: int, reason: str, flag: str = ENFORCEMENT_FLAG
+) -> RolloutChange:
     """Set the flag's rollout percentage and audit the change with the admin's id.
 
     Raises ValidationFailed for a percentage that is not a whole number from 0 to 100 or a
     missing reason.
     """
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise ValidationFailed("The percentage must be a whole number from 0 to 100.",
-                               field="percentage")
+        raise ValidationFailed(
+            "The percentage must be a whole number from 0 to 100.", field="percentage"
+        )
     reason = audit.clean_reason(reason)
     row = lock_one(FeatureFlag, FeatureFlag.name == flag)
     previous = DEFAULT_PERCENTAGE if row is None else row.percentage
@@ -141,8 +143,12 @@ def set_percentage(value: object, actor_id: int, reason: str,
         row.percentage = value
         row.updated_by_id = actor_id
     db.session.flush()
-    audit.record(actor_id, "rollout.change", target=flag,
-                 details={"from": previous, "to": value, "reason": reason})
+    audit.record(
+        actor_id,
+        "rollout.change",
+        target=flag,
+        details={"from": previous, "to": value, "reason": reason},
+    )
     after_commit.defer("rollout").append(True)
     forget()
     return RolloutChange(flag, previous, value)
@@ -152,5 +158,6 @@ def _forget_after_transaction(changed: list[bool]) -> None:
     forget()
 
 
-after_commit.register("rollout", list, _forget_after_transaction,
-                      on_rollback=_forget_after_transaction)
+after_commit.register(
+    "rollout", list, _forget_after_transaction, on_rollback=_forget_after_transaction
+)

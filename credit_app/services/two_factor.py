@@ -38,7 +38,8 @@ def ensure_secret(user: User) -> str:
 
 def provisioning_uri(user: User) -> str:
     return pyotp.TOTP(ensure_secret(user), digits=TOTP_DIGITS).provisioning_uri(
-        name=user.email, issuer_name=ISSUER)
+        name=user.email, issuer_name=ISSUER
+    )
 
 
 def qr_code_data_uri(user: User) -> str:
@@ -79,8 +80,11 @@ def enable(user: User, code: str, now: float | None = None) -> list[str]:
     """
     ensure_secret(user)
     if not check_totp(user, code, now):
-        raise InvalidTwoFactorCode(f"That code is not right. Enter the {TOTP_DIGITS} digits the "
-                                   "app shows for Roomcraft now.", field="code")
+        raise InvalidTwoFactorCode(
+            f"That code is not right. Enter the {TOTP_DIGITS} digits the "
+            "app shows for Roomcraft now.",
+            field="code",
+        )
     user.totp_enabled_at = utcnow()
     return new_recovery_codes(user)
 
@@ -89,8 +93,7 @@ def new_recovery_codes(user: User) -> list[str]:
     """Replace the user's recovery codes with RECOVERY_CODES new ones; returns them."""
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
-    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash_code(code))
-                       for code in codes)
+    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash_code(code)) for code in codes)
     db.session.flush()
     return codes
 
@@ -99,8 +102,12 @@ def use_recovery_code(user: User, code: str) -> bool:
     """True (and the code is spent) for one of the user's unused recovery codes."""
     if not code or len(code) > MAX_RECOVERY_CODE_LENGTH:
         return False
-    row = lock_one(RecoveryCode, RecoveryCode.user_id == user.id,
-                   RecoveryCode.code_hash == _hash_code(code), RecoveryCode.used_at.is_(None))
+    row = lock_one(
+        RecoveryCode,
+        RecoveryCode.user_id == user.id,
+        RecoveryCode.code_hash == _hash_code(code),
+        RecoveryCode.used_at.is_(None),
+    )
     if row is None:
         return False
     row.used_at = utcnow()
@@ -117,12 +124,18 @@ def verify(user: User, code: str, now: float | None = None) -> str:
         return "totp"
     if use_recovery_code(user, code):
         return "recovery"
-    raise InvalidTwoFactorCode(f"That code is not right. Enter the {TOTP_DIGITS} digits your "
-                               "app shows now, or a recovery code.", field="code")
+    raise InvalidTwoFactorCode(
+        f"That code is not right. Enter the {TOTP_DIGITS} digits your "
+        "app shows now, or a recovery code.",
+        field="code",
+    )
 
 
 def recovery_codes_left(user: User) -> int:
-    return len(db.session.execute(
-        select(RecoveryCode.id).where(RecoveryCode.user_id == user.id,
-                                      RecoveryCode.used_at.is_(None))
-    ).all())
+    return len(
+        db.session.execute(
+            select(RecoveryCode.id).where(
+                RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+            )
+        ).all()
+    )

@@ -45,7 +45,7 @@ DEFAULT_VERSIONS: dict[str, str] = {
     for feature in FEATURE_KEYS
 }
 FAILURE_ERROR = (
-    "Traceback (most recent call last):\n  File \"/src/predict.py\", line 88, in predict\n"
+    'Traceback (most recent call last):\n  File "/src/predict.py", line 88, in predict\n'
     "ValueError: could not broadcast input array from shape (512,512,3) into shape (64,64,3) "
     "[/opt/models/weights.bin on worker 10.0.3.17]"
 )
@@ -96,8 +96,9 @@ class StoredPrediction:
 class StandInState:
     """What the stand-in has received and holds, guarded by `lock`; tests read it directly."""
 
-    def __init__(self, token: str, versions: Mapping[str, str], polls_until_done: int,
-                 retry_after: int) -> None:
+    def __init__(
+        self, token: str, versions: Mapping[str, str], polls_until_done: int, retry_after: int
+    ) -> None:
         self.token = token
         self.versions = dict(versions)
         self.polls_until_done = polls_until_done
@@ -134,8 +135,9 @@ def create_stand_in_app(
     )
     app.add_url_rule("/v1/predictions", view_func=_create_prediction, methods=["POST"])
     app.add_url_rule("/v1/predictions/<prediction_id>", view_func=_get_prediction)
-    app.add_url_rule("/v1/predictions/<prediction_id>/cancel", view_func=_cancel_prediction,
-                     methods=["POST"])
+    app.add_url_rule(
+        "/v1/predictions/<prediction_id>/cancel", view_func=_cancel_prediction, methods=["POST"]
+    )
     app.add_url_rule("/files/<prediction_id>.<ext>", view_func=_get_file)
     return app
 
@@ -146,8 +148,9 @@ def get_state(app: Flask) -> StandInState:
 
 
 @contextmanager
-def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
-                   **options: Any) -> Iterator[str]:
+def serve_stand_in(
+    app: Flask | None = None, host: str = "127.0.0.1", **options: Any
+) -> Iterator[str]:
     """Serve `app` (or a new stand-in built with `options`) on a free port in a thread.
 
     Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
@@ -207,15 +210,19 @@ def _create(state: StandInState) -> tuple[Response, int]:
         return _problem(400, "Bad request", "The request body must be a JSON object.")
     feature = state.versions_by_id().get(str(body.get("version")))
     if feature is None:
-        return _problem(422, "Invalid version",
-                        "The specified version does not exist (or perhaps you don't have "
-                        "permission to use it?)")
+        return _problem(
+            422,
+            "Invalid version",
+            "The specified version does not exist (or perhaps you don't have "
+            "permission to use it?)",
+        )
     model_input = body.get("input")
     if not isinstance(model_input, dict):
         return _problem(422, "Input validation failed", "input: Invalid type. Expected: object")
-    flags = frozenset(state.flags | {
-        flag.lower() for flag in _FLAG_PATTERN.findall(str(model_input.get("prompt", "")))
-    })
+    flags = frozenset(
+        state.flags
+        | {flag.lower() for flag in _FLAG_PATTERN.findall(str(model_input.get("prompt", "")))}
+    )
     if _should_refuse(state, flags, request.get_data()):
         response, status = _problem(503, "Service unavailable", "Please retry shortly.")
         response.headers["Retry-After"] = str(state.retry_after)
@@ -225,8 +232,13 @@ def _create(state: StandInState) -> tuple[Response, int]:
     except ValueError as error:
         return _problem(422, "Input validation failed", f"image: {error}")
     prediction = StoredPrediction(
-        id=uuid.uuid4().hex[:26], version=body["version"], feature=feature, input=model_input,
-        flags=flags, auth_scheme=auth_scheme, source=source,
+        id=uuid.uuid4().hex[:26],
+        version=body["version"],
+        feature=feature,
+        input=model_input,
+        flags=flags,
+        auth_scheme=auth_scheme,
+        source=source,
     )
     with state.lock:
         state.predictions[prediction.id] = prediction
@@ -430,8 +442,9 @@ def _render_video(image: Image.Image, motion: str) -> bytes:
             box = (left, top, left + crop_w, top + crop_h)
         frames.append(frame.resize((width, height), box=box).quantize(colors=128))
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=120,
-                   loop=0)
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0
+    )
     return buffer.getvalue()
 
 

@@ -73,8 +73,9 @@ def also_limited_by(setting: str) -> Callable[[Callable], Callable]:
     """Give an API view a second budget, read from the app setting `setting`."""
 
     def decorator(view: Callable) -> Callable:
-        setattr(view, _EXTRA_LIMITS_ATTRIBUTE,
-                (*getattr(view, _EXTRA_LIMITS_ATTRIBUTE, ()), setting))
+        setattr(
+            view, _EXTRA_LIMITS_ATTRIBUTE, (*getattr(view, _EXTRA_LIMITS_ATTRIBUTE, ()), setting)
+        )
         return view
 
     return decorator
@@ -100,8 +101,10 @@ def _windows(now: float) -> list[Window]:
         for item in _parse(config[setting]):
             period = item.get_expiry()
             start = int(now // period) * period
-            key = (f"{config['RATELIMIT_KEY_PREFIX']}:api:{setting}:{item.amount}/{period}:"
-                   f"{caller}:{start}")
+            key = (
+                f"{config['RATELIMIT_KEY_PREFIX']}:api:{setting}:{item.amount}/{period}:"
+                f"{caller}:{start}"
+            )
             windows.append(Window(item, key, start + period))
     return windows
 
@@ -111,9 +114,12 @@ def _hit(windows: list[Window]) -> list[int]:
     script = current_app.extensions.get("api_limits_script")
     if script is None:
         script = current_app.extensions["api_limits_script"] = connection.register_script(
-            _HIT_WINDOWS)
-    counts = script(keys=[window.key for window in windows],
-                    args=[window.item.get_expiry() + 1 for window in windows])
+            _HIT_WINDOWS
+        )
+    counts = script(
+        keys=[window.key for window in windows],
+        args=[window.item.get_expiry() + 1 for window in windows],
+    )
     return [int(count) for count in counts]
 
 
@@ -137,9 +143,12 @@ def check_api_limits() -> None:
             raise
         breaker.trip("API rate limits", exc)
         return
-    breached = [window for window, count in zip(windows, counts, strict=True)
-                if count > window.item.amount]
+    breached = [
+        window for window, count in zip(windows, counts, strict=True) if count > window.item.amount
+    ]
     if breached:
         worst = max(breached, key=lambda window: window.resets_at)
-        raise RateLimited(f"Too many requests: {worst.item}.",
-                          retry_after=max(1, int(worst.resets_at - now + 0.999)))
+        raise RateLimited(
+            f"Too many requests: {worst.item}.",
+            retry_after=max(1, int(worst.resets_at - now + 0.999)),
+        )

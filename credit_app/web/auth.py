@@ -106,8 +106,10 @@ def require_api_csrf() -> None:
     Raises CSRFError (mapped to 403).
     """
     context = g._get_current_object()
-    if getattr(context, "api_caller_by_token", False) or getattr(context, "api_caller",
-                                                                  None) is None:
+    if (
+        getattr(context, "api_caller_by_token", False)
+        or getattr(context, "api_caller", None) is None
+    ):
         return
     if request.method not in UNSAFE_METHODS or not current_app.config["WTF_CSRF_ENABLED"]:
         return
@@ -143,5 +145,6 @@ def admin_required(view: Callable) -> Callable:
 def register_csrf_error_handler(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def handle_csrf_error(exc: CSRFError):
-        return error_response(403, "csrf_failed",
-                              "The form expired or the CSRF token is missing. Reload and retry.")
+        return error_response(
+            403, "csrf_failed", "The form expired or the CSRF token is missing. Reload and retry."
+        )

@@ -111,16 +111,20 @@ def _y_axis(top: float, plot_height: float, percent: bool) -> tuple[list[Label],
 
 def _x_labels(labels: Sequence[str], slot: float, max_labels: int = 8) -> list[Label]:
     every = max(1, math.ceil(len(labels) / max_labels))
-    return [Label(PAD_LEFT + slot * index + slot / 2, HEIGHT - 8, text)
-            for index, text in enumerate(labels) if index % every == 0]
+    return [
+        Label(PAD_LEFT + slot * index + slot / 2, HEIGHT - 8, text)
+        for index, text in enumerate(labels)
+        if index % every == 0
+    ]
 
 
 def _all_whole(values: Sequence[float]) -> bool:
     return all(float(value).is_integer() for value in values)
 
 
-def column_chart(chart_id: str, title: str, description: str, labels: Sequence[str],
-                 series: Sequence[Series]) -> Chart:
+def column_chart(
+    chart_id: str, title: str, description: str, labels: Sequence[str], series: Sequence[Series]
+) -> Chart:
     """Stacked columns, one per label (a day), one colour per series."""
     plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
@@ -138,17 +142,40 @@ def column_chart(chart_id: str, title: str, description: str, labels: Sequence[s
                 continue
             height = plot_height * value / top
             base -= height
-            rects.append(Rect(PAD_LEFT + slot * index + (slot - bar_width) / 2, base, bar_width,
-                              height, tones[number],
-                              f"{label}: {format_number(value)} {item.name}"))
+            rects.append(
+                Rect(
+                    PAD_LEFT + slot * index + (slot - bar_width) / 2,
+                    base,
+                    bar_width,
+                    height,
+                    tones[number],
+                    f"{label}: {format_number(value)} {item.name}",
+                )
+            )
     grid, y_labels = _y_axis(top, plot_height, percent=False)
-    return Chart(chart_id, title, description, WIDTH, HEIGHT, rects, [], grid,
-                 _x_labels(labels, slot), y_labels,
-                 [(tones[number], item.name) for number, item in enumerate(series)])
+    return Chart(
+        chart_id,
+        title,
+        description,
+        WIDTH,
+        HEIGHT,
+        rects,
+        [],
+        grid,
+        _x_labels(labels, slot),
+        y_labels,
+        [(tones[number], item.name) for number, item in enumerate(series)],
+    )
 
 
-def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str],
-               series: Sequence[Series], percent: bool = False) -> Chart:
+def line_chart(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    percent: bool = False,
+) -> Chart:
     """One line per series over the labels (days); a missing value (None) is drawn as 0."""
     plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
@@ -166,13 +193,24 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
         )
         lines.append(Line(tones[number], points, item.name))
     grid, y_labels = _y_axis(top, plot_height, percent)
-    return Chart(chart_id, title, description, WIDTH, HEIGHT, [], lines, grid,
-                 _x_labels(labels, slot), y_labels,
-                 [(tones[number], item.name) for number, item in enumerate(series)])
+    return Chart(
+        chart_id,
+        title,
+        description,
+        WIDTH,
+        HEIGHT,
+        [],
+        lines,
+        grid,
+        _x_labels(labels, slot),
+        y_labels,
+        [(tones[number], item.name) for number, item in enumerate(series)],
+    )
 
 
-def bar_chart(chart_id: str, title: str, description: str,
-              items: Sequence[tuple[str, float]]) -> Chart:
+def bar_chart(
+    chart_id: str, title: str, description: str, items: Sequence[tuple[str, float]]
+) -> Chart:
     """Horizontal bars, one per item, labelled on the left."""
     row = 28
     height = PAD_TOP + row * max(len(items), 1) + 8
@@ -181,9 +219,23 @@ def bar_chart(chart_id: str, title: str, description: str,
     rects, labels = [], []
     for index, (label, value) in enumerate(items):
         y = PAD_TOP + row * index
-        rects.append(Rect(BAR_LABEL_WIDTH, y + 4, plot_width * value / top, row - 10, TONES[0],
-                          f"{label}: {format_number(value)}"))
+        rects.append(
+            Rect(
+                BAR_LABEL_WIDTH,
+                y + 4,
+                plot_width * value / top,
+                row - 10,
+                TONES[0],
+                f"{label}: {format_number(value)}",
+            )
+        )
         labels.append(Label(BAR_LABEL_WIDTH - 8, y + row / 2 + 3, label, "end"))
-        labels.append(Label(BAR_LABEL_WIDTH + plot_width * value / top + 6, y + row / 2 + 3,
-                            format_number(value), "start"))
+        labels.append(
+            Label(
+                BAR_LABEL_WIDTH + plot_width * value / top + 6,
+                y + row / 2 + 3,
+                format_number(value),
+                "start",
+            )
+        )
     return Chart(chart_id, title, description, WIDTH, height, rects, [], [], labels, [], [])

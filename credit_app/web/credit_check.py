@@ -76,8 +76,12 @@ def credit_required(feature: str) -> Callable[[Callable], Callable]:
 
 def upgrade_modal_response(feature: str | None):
     """The upgrade modal as an htmx fragment, swapped into the page's modal slot (recorded)."""
-    analytics.track("upgrade_modal_shown", current_user.id, feature=feature,
-                    credits_remaining=credits.get_user_credits(current_user.id).remaining)
+    analytics.track(
+        "upgrade_modal_shown",
+        current_user.id,
+        feature=feature,
+        credits_remaining=credits.get_user_credits(current_user.id).remaining,
+    )
     db.session.commit()
     response = make_response(render_template("dashboard/_upgrade_modal.html", feature=feature))
     return htmx.vary_on_htmx(htmx.retarget(response, MODAL_SLOT, "innerHTML"))

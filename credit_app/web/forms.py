@@ -45,7 +45,8 @@ class Form(FlaskForm):
     class Meta:
         def bind_field(self, form: Any, unbound_field: UnboundField, options: dict) -> Any:
             if issubclass(unbound_field.field_class, StringField) and not issubclass(
-                    unbound_field.field_class, PasswordField):
+                unbound_field.field_class, PasswordField
+            ):
                 filters = (_clean_line, *unbound_field.kwargs.get("filters", ()))
                 return unbound_field.bind(form=form, **options, filters=filters)
             return unbound_field.bind(form=form, **options)
@@ -54,9 +55,10 @@ class Form(FlaskForm):
 class SignupForm(Form):
     email = EmailField("Email", validators=[DataRequired(), EMAIL_LENGTH])
     password = PasswordField("Password", validators=[DataRequired(), PASSWORD_LENGTH])
-    confirm = PasswordField("Repeat password",
-                            validators=[DataRequired(), EqualTo("password",
-                                                                "The passwords do not match.")])
+    confirm = PasswordField(
+        "Repeat password",
+        validators=[DataRequired(), EqualTo("password", "The passwords do not match.")],
+    )
 
 
 class LoginForm(Form):
@@ -66,14 +68,17 @@ class LoginForm(Form):
 
 
 class ApiTokenForm(Form):
-    name = StringField("Token name",
-                       validators=[DataRequired(), Length(min=1, max=MAX_TOKEN_NAME_LENGTH)])
+    name = StringField(
+        "Token name", validators=[DataRequired(), Length(min=1, max=MAX_TOKEN_NAME_LENGTH)]
+    )
 
 
 class AdjustCreditsForm(Form):
-    operation = SelectField("Action", choices=[SelectChoice("grant", "Grant credits"),
-                                               SelectChoice("remove", "Remove credits")],
-                            default="grant")
+    operation = SelectField(
+        "Action",
+        choices=[SelectChoice("grant", "Grant credits"), SelectChoice("remove", "Remove credits")],
+        default="grant",
+    )
     amount = IntegerField("Credits", validators=[DataRequired(), NumberRange(min=1, max=MAX_GRANT)])
     reason = StringField("Reason", validators=[DataRequired(), REASON_LENGTH])
 
@@ -88,18 +93,21 @@ class ForgotPasswordForm(Form):
 
 class ResetPasswordForm(Form):
     password = PasswordField("New password", validators=[DataRequired(), PASSWORD_LENGTH])
-    confirm = PasswordField("Repeat the new password",
-                            validators=[DataRequired(), EqualTo("password",
-                                                                "The passwords do not match.")])
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("password", "The passwords do not match.")],
+    )
 
 
 class ChangePasswordForm(Form):
-    current_password = PasswordField("Current password",
-                                     validators=[DataRequired(), PASSWORD_LENGTH])
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), PASSWORD_LENGTH]
+    )
     password = PasswordField("New password", validators=[DataRequired(), PASSWORD_LENGTH])
-    confirm = PasswordField("Repeat the new password",
-                            validators=[DataRequired(), EqualTo("password",
-                                                                "The passwords do not match.")])
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("password", "The passwords do not match.")],
+    )
 
 
 class ChangeEmailForm(Form):
@@ -118,18 +126,21 @@ class SignOutEverywhereForm(Form):
 
 
 class TwoFactorForm(Form):
-    code = StringField("Code", validators=[DataRequired(), Length(min=TOTP_DIGITS,
-                                                                  max=MAX_RECOVERY_CODE_LENGTH)])
+    code = StringField(
+        "Code", validators=[DataRequired(), Length(min=TOTP_DIGITS, max=MAX_RECOVERY_CODE_LENGTH)]
+    )
 
 
 class RolloutForm(Form):
-    percentage = IntegerField("Enforced for (% of free users)",
-                              validators=[InputRequired(), NumberRange(min=0, max=100)])
+    percentage = IntegerField(
+        "Enforced for (% of free users)", validators=[InputRequired(), NumberRange(min=0, max=100)]
+    )
     reason = StringField("Reason", validators=[DataRequired(), REASON_LENGTH])
 
 
 class DeleteAccountForm(Form):
     password = PasswordField("Your password", validators=[DataRequired(), PASSWORD_LENGTH])
-    confirm = BooleanField("I understand that my account, my designs and my uploads are "
-                           "deleted for good", validators=[DataRequired(
-                               "Tick the box to confirm.")])
+    confirm = BooleanField(
+        "I understand that my account, my designs and my uploads are deleted for good",
+        validators=[DataRequired("Tick the box to confirm.")],
+    )

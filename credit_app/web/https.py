@@ -23,8 +23,9 @@ def https_redirect() -> Response | None:
 
 def add_hsts(response: Response, max_age: int) -> Response:
     if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security",
-                                    f"max-age={max_age}; includeSubDomains")
+        response.headers.setdefault(
+            "Strict-Transport-Security", f"max-age={max_age}; includeSubDomains"
+        )
     return response
 
 

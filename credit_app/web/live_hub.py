@@ -33,8 +33,12 @@ READ_SECONDS = 0.5
 class CreditHub:
     """Fan-out of Redis credit messages to local subscribers (one queue per socket)."""
 
-    def __init__(self, connection: redis.Redis, ping_seconds: float = PING_SECONDS,
-                 silence_seconds: float = SILENCE_SECONDS) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        ping_seconds: float = PING_SECONDS,
+        silence_seconds: float = SILENCE_SECONDS,
+    ) -> None:
         self._connection = connection
         self._subscribers: dict[int, set[queue.SimpleQueue]] = defaultdict(set)
         self._lock = threading.Lock()
@@ -120,8 +124,11 @@ class CreditHub:
                 backoff = 0.5
             except (redis.RedisError, OSError) as exc:
                 if self._live:
-                    log.warning("credit hub lost Redis (%s: %s); sockets fall back to polling",
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "credit hub lost Redis (%s: %s); sockets fall back to polling",
+                        type(exc).__name__,
+                        exc,
+                    )
                 self._set_live(False)
                 self._ready.set()
                 self._stop.wait(backoff)
@@ -143,8 +150,7 @@ class CreditHub:
                 pubsub.ping()
                 pinged = now
             if now - heard > self.silence_seconds:
-                raise redis.TimeoutError(
-                    f"no answer from Redis for {self.silence_seconds:.0f} s")
+                raise redis.TimeoutError(f"no answer from Redis for {self.silence_seconds:.0f} s")
             item = pubsub.get_message(timeout=READ_SECONDS)
             if item is None:
                 continue
@@ -155,5 +161,6 @@ class CreditHub:
                 log.info("credit hub subscribed")
             elif item["type"] == "pmessage":
                 channel = item["channel"]
-                self.dispatch(channel.decode() if isinstance(channel, bytes) else channel,
-                              item["data"])
+                self.dispatch(
+                    channel.decode() if isinstance(channel, bytes) else channel, item["data"]
+                )

@@ -96,17 +96,20 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             if doc.request is not None:
                 operation["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": _schema_ref(doc.request,
-                                                                           components)}},
+                    "content": {
+                        "application/json": {"schema": _schema_ref(doc.request, components)}
+                    },
                 }
             if doc.response is not None:
                 operation["responses"]["200"] = {
                     "description": "OK",
-                    "content": {"application/json": {"schema": _schema_ref(doc.response,
-                                                                           components)}},
+                    "content": {
+                        "application/json": {"schema": _schema_ref(doc.response, components)}
+                    },
                 }
             errors: dict[int, tuple[str, type[Schema]] | str] = {
-                status: text for status, text in STANDARD_ERRORS.items()
+                status: text
+                for status, text in STANDARD_ERRORS.items()
                 if status != 400 or doc.request is not None
             }
             errors.update(doc.errors)
@@ -124,17 +127,20 @@ def build_openapi(app: Flask) -> dict[str, Any]:
             "title": "credit_app API",
             "version": "1.0.0",
             "description": "Credits of the interior-design app: balance, spending, history, "
-                           "and admin grants. Authenticate with a personal API token "
-                           "(`Authorization: Bearer ca_...`) or the session cookie plus "
-                           "an `X-CSRFToken` header.",
+            "and admin grants. Authenticate with a personal API token "
+            "(`Authorization: Bearer ca_...`) or the session cookie plus "
+            "an `X-CSRFToken` header.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.items())),
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "A personal API token from /settings/api-tokens"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token from /settings/api-tokens",
+                },
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
         },
@@ -154,8 +160,11 @@ def postman_collection(spec: dict[str, Any]) -> dict[str, Any]:
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             query = [
-                {"key": param["name"], "value": str(param["schema"].get("default", "")),
-                 "disabled": not param["required"]}
+                {
+                    "key": param["name"],
+                    "value": str(param["schema"].get("default", "")),
+                    "disabled": not param["required"],
+                }
                 for param in operation.get("parameters", [])
             ]
             request: dict[str, Any] = {
@@ -172,9 +181,11 @@ def postman_collection(spec: dict[str, Any]) -> dict[str, Any]:
             if "requestBody" in operation:
                 ref = operation["requestBody"]["content"]["application/json"]["schema"]
                 request["header"].append({"key": "Content-Type", "value": "application/json"})
-                request["body"] = {"mode": "raw",
-                                   "raw": json.dumps(_example(ref, components), indent=2),
-                                   "options": {"raw": {"language": "json"}}}
+                request["body"] = {
+                    "mode": "raw",
+                    "raw": json.dumps(_example(ref, components), indent=2),
+                    "options": {"raw": {"language": "json"}},
+                }
             folders.setdefault(operation["tags"][0], []).append(
                 {"name": operation["summary"], "request": request}
             )
@@ -184,8 +195,10 @@ def postman_collection(spec: dict[str, Any]) -> dict[str, Any]:
             "description": spec["info"]["description"],
             "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json",
         },
-        "auth": {"type": "bearer",
-                 "bearer": [{"key": "token", "value": "{{apiToken}}", "type": "string"}]},
+        "auth": {
+            "type": "bearer",
+            "bearer": [{"key": "token", "value": "{{apiToken}}", "type": "string"}],
+        },
         "variable": [
             {"key": "baseUrl", "value": "http://127.0.0.1:5000"},
             {"key": "apiToken", "value": ""},

@@ -46,4 +46,3 @@ def request_json() -> Any | None:
     if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
         return None
     return request.get_json(silent=True)
-

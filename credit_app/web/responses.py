@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 API_PATH_PREFIX = "/api/"
 # A full traceback once per incident (per kind of outage and this long), one line otherwise.
 OUTAGE_TRACEBACK_INTERVAL_SECONDS = 60.0
-UPLOAD_TOO_LARGE_MESSAGE = ("That file is too large to upload: photos can be up to "
-                            f"{MAX_UPLOAD_MEGABYTES} MB. Choose a smaller one.")
+UPLOAD_TOO_LARGE_MESSAGE = (
+    "That file is too large to upload: photos can be up to "
+    f"{MAX_UPLOAD_MEGABYTES} MB. Choose a smaller one."
+)
 
 
 def wants_json_response() -> bool:
@@ -55,14 +57,18 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
         response = jsonify(error_body(code, message, **details))
     elif htmx.is_htmx_request():
         response = htmx.retarget(
-            Response(render_template("errors/_error.html", status=status, code=code,
-                                     message=message)),
-            "#flash-area", "innerHTML")
+            Response(
+                render_template("errors/_error.html", status=status, code=code, message=message)
+            ),
+            "#flash-area",
+            "innerHTML",
+        )
     elif status >= 500:
         response = Response(_standalone_page(status, message))
     else:
-        response = Response(render_template("errors/error.html", status=status, code=code,
-                                            message=message))
+        response = Response(
+            render_template("errors/error.html", status=status, code=code, message=message)
+        )
     response.status_code = status
     htmx.vary_on_htmx(response)
     response.vary.add("Accept")
@@ -72,8 +78,12 @@ def error_response(status: int, code: str, message: str, **details: Any) -> Resp
 def upload_too_large_response() -> Response:
     """A generation form's upload was over the request limit: the message goes under the
     photo field (#image-error), not to the top of the page; nothing was read or spent."""
-    response = Response(render_template("errors/_field_error.html", field="image",
-                                        message=UPLOAD_TOO_LARGE_MESSAGE), status=413)
+    response = Response(
+        render_template(
+            "errors/_field_error.html", field="image", message=UPLOAD_TOO_LARGE_MESSAGE
+        ),
+        status=413,
+    )
     htmx.retarget(response, "#image-error", "outerHTML")
     htmx.vary_on_htmx(response)
     response.vary.add("Accept")
@@ -104,11 +114,22 @@ class _IncidentLog:
             if first:
                 self._last[kind] = now
         if first:
-            log.error("outage on %s %s (%s); answering 503 (traceback once per %.0f s)",
-                      request.method, request.path, kind, self.interval, exc_info=exc)
+            log.error(
+                "outage on %s %s (%s); answering 503 (traceback once per %.0f s)",
+                request.method,
+                request.path,
+                kind,
+                self.interval,
+                exc_info=exc,
+            )
         else:
-            log.warning("outage on %s %s: %s: %s", request.method, request.path, kind,
-                        str(exc).splitlines()[0] if str(exc) else "")
+            log.warning(
+                "outage on %s %s: %s: %s",
+                request.method,
+                request.path,
+                kind,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
 
 
 outage_log = _IncidentLog(OUTAGE_TRACEBACK_INTERVAL_SECONDS)
@@ -124,8 +145,9 @@ def _rollback_quietly() -> None:
 
 def unavailable_response(exc: Exception) -> Response:
     """503 with Retry-After for an outage error (OUTAGE_ERRORS or ServiceUnavailable)."""
-    message = exc.message if isinstance(exc, ServiceUnavailable) else (
-        ServiceUnavailable.default_message)
+    message = (
+        exc.message if isinstance(exc, ServiceUnavailable) else (ServiceUnavailable.default_message)
+    )
     response = error_response(503, ServiceUnavailable.code, message)
     response.headers["Retry-After"] = str(retry_after_seconds(exc))
     return response
@@ -153,8 +175,9 @@ def domain_error_response(exc: DomainError) -> Response:
         return unavailable_response(exc)
     details = dict(exc.details)
     if isinstance(exc, InsufficientCredits):
-        details["upgrade_url"] = url_for("billing.subscription",
-                                         feature=details.pop("feature", None))
+        details["upgrade_url"] = url_for(
+            "billing.subscription", feature=details.pop("feature", None)
+        )
     response = error_response(exc.status, exc.code, exc.message, **details)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -185,8 +208,9 @@ def unexpected_error_response(exc: Exception) -> Response:
         outage_log.report(exc)
         return unavailable_response(exc)
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(500, "internal_error",
-                          "Something went wrong on our side. Please try again.")
+    return error_response(
+        500, "internal_error", "Something went wrong on our side. Please try again."
+    )
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -42,10 +42,12 @@ class FieldError(Schema):
 class ErrorDetail(Schema):
     code: str = Field(examples=["insufficient_credits"])
     message: str = Field(examples=["You have used all your credits."])
-    field: str | None = Field(default=None, examples=["cursor"],
-                              description="The field at fault, when there is one")
+    field: str | None = Field(
+        default=None, examples=["cursor"], description="The field at fault, when there is one"
+    )
     fields: list[FieldError] | None = Field(
-        default=None, description="Every field that failed validation (422 validation_error)")
+        default=None, description="Every field that failed validation (422 validation_error)"
+    )
 
 
 class ErrorResponse(Schema):
@@ -57,24 +59,30 @@ class CreditsResponse(Schema):
     remaining: int = Field(examples=[3])
     total: int = Field(examples=[6])
     subscription_status: str = Field(examples=["free"])
-    last_updated: str = Field(description="ISO 8601 time of the last change",
-                              examples=["2026-11-27T09:30:00+00:00"])
+    last_updated: str = Field(
+        description="ISO 8601 time of the last change", examples=["2026-11-27T09:30:00+00:00"]
+    )
 
 
-FeatureName = Annotated[str, Field(json_schema_extra={"enum": list(FEATURE_KEYS)},
-                                   examples=["interior"])]
+FeatureName = Annotated[
+    str, Field(json_schema_extra={"enum": list(FEATURE_KEYS)}, examples=["interior"])
+]
 
 
 class ConsumeRequest(Schema):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"feature": "interior",
-                                         "generation_id": "gen_01JH2Y8Q3K"}]},
+        json_schema_extra={
+            "examples": [{"feature": "interior", "generation_id": "gen_01JH2Y8Q3K"}]
+        },
     )
     feature: FeatureName
     generation_id: str | None = Field(
-        default=None, min_length=1, max_length=MAX_GENERATION_ID_LENGTH, pattern=PRINTABLE_PATTERN,
+        default=None,
+        min_length=1,
+        max_length=MAX_GENERATION_ID_LENGTH,
+        pattern=PRINTABLE_PATTERN,
         description="Idempotency key: the same id never spends twice. Printable characters "
-                    "only: no control characters, tabs, line breaks or line separators.",
+        "only: no control characters, tabs, line breaks or line separators.",
     )
 
 
@@ -98,9 +106,10 @@ class InsufficientCreditsError(Schema):
 
 class LedgerEntry(Schema):
     id: int
-    kind: str = Field(examples=["consume"],
-                      json_schema_extra={"enum": ["grant", "consume", "reserve", "release",
-                                                  "adjust", "expire"]})
+    kind: str = Field(
+        examples=["consume"],
+        json_schema_extra={"enum": ["grant", "consume", "reserve", "release", "adjust", "expire"]},
+    )
     feature_used: str = Field(examples=["interior"])
     amount: int = Field(description="Signed change of the balance", examples=[-1])
     credits_consumed: int = Field(examples=[1])
@@ -112,8 +121,11 @@ class LedgerEntry(Schema):
 
 class HistoryQuery(Schema):
     model_config = ConfigDict(strict=False, extra="forbid")
-    cursor: str | None = Field(default=None, max_length=MAX_HISTORY_CURSOR_LENGTH,
-                               description="next_cursor of the previous page")
+    cursor: str | None = Field(
+        default=None,
+        max_length=MAX_HISTORY_CURSOR_LENGTH,
+        description="next_cursor of the previous page",
+    )
     limit: int = Field(default=20, ge=1, le=MAX_HISTORY_PAGE)
 
 
@@ -124,14 +136,18 @@ class HistoryResponse(Schema):
 
 class GrantRequest(Schema):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"user_id": 42, "amount": 10,
-                                         "reason": "Apology for an outage"}]},
+        json_schema_extra={
+            "examples": [{"user_id": 42, "amount": 10, "reason": "Apology for an outage"}]
+        },
     )
     user_id: int = Field(ge=1, le=MAX_ID)
     amount: int = Field(ge=1, le=MAX_GRANT)
-    reason: CleanLine = Field(min_length=1, max_length=MAX_REASON_LENGTH,
-                              description="Shown in the user's history and the audit log; "
-                                          "control characters are removed, then it is trimmed")
+    reason: CleanLine = Field(
+        min_length=1,
+        max_length=MAX_REASON_LENGTH,
+        description="Shown in the user's history and the audit log; "
+        "control characters are removed, then it is trimmed",
+    )
 
 
 class GrantResponse(Schema):

@@ -22,9 +22,17 @@ from werkzeug.exceptions import NotFound
 FINGERPRINT_LENGTH = 12
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
-COMPRESSED_TYPES = ["text/html", "text/css", "text/xml", "text/plain", "text/javascript",
-                    "application/javascript", "application/json", "image/svg+xml",
-                    "application/xml"]
+COMPRESSED_TYPES = [
+    "text/html",
+    "text/css",
+    "text/xml",
+    "text/plain",
+    "text/javascript",
+    "application/javascript",
+    "application/json",
+    "image/svg+xml",
+    "application/xml",
+]
 
 _fingerprints: dict[Path, tuple[float, int, str]] = {}
 

@@ -71,9 +71,13 @@ def init_templating(app: Flask) -> None:
                 g.expiring_credits = credits.expiring_lots(current_user.id)
             return g.expiring_credits
 
-        return {"sidebar_credits": sidebar_credits, "expiring_credits": expiring_credits,
-                "all_features": FEATURES.values(), "all_features_by_key": FEATURES,
-                "describe_options": describe_options}
+        return {
+            "sidebar_credits": sidebar_credits,
+            "expiring_credits": expiring_credits,
+            "all_features": FEATURES.values(),
+            "all_features_by_key": FEATURES,
+            "describe_options": describe_options,
+        }
 
     @app.after_request
     def vary_on_htmx(response: Response) -> Response:

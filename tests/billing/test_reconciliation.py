@@ -50,8 +50,7 @@ def run_once(clock) -> tuple[int, list[ReconciliationFinding]]:
     run_id = reconciliation.start_run(clock.now).id
     for customer_id in reconciliation.known_customers():
         reconciliation.reconcile_customer(run_id, customer_id, client, clock.now)
-    reconciliation.reconcile_rows(run_id, reconciliation.rows_without_customer(), client,
-                                  clock.now)
+    reconciliation.reconcile_rows(run_id, reconciliation.rows_without_customer(), client, clock.now)
     reconciliation.reconcile_plans(run_id, reconciliation.users_to_check(), clock.now)
     reconciliation.finish_run(run_id, now=clock.now)
     return run_id, reconciliation.findings_of(run_id)
@@ -59,7 +58,8 @@ def run_once(clock) -> tuple[int, list[ReconciliationFinding]]:
 
 def row(subscription_id: str) -> Subscription | None:
     return db.session.execute(
-        select(Subscription).where(Subscription.creem_subscription_id == subscription_id)
+        select(Subscription)
+        .where(Subscription.creem_subscription_id == subscription_id)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
@@ -80,8 +80,7 @@ def test_nothing_differs_after_webhooks_were_applied(creem, clock, user):
     assert (run.status, run.customers_checked, run.subscriptions_checked) == ("finished", 1, 1)
 
 
-def test_a_lost_cancellation_webhook_is_applied_and_a_second_run_finds_nothing(
-        creem, clock, user):
+def test_a_lost_cancellation_webhook_is_applied_and_a_second_run_finds_nothing(creem, clock, user):
     sub = subscribed(creem, clock, user)
     clock.advance(days=3)
     creem.act(sub.id, "cancel-scheduled")  # its webhook never arrives
@@ -143,8 +142,7 @@ def test_a_subscription_we_never_heard_of_is_created_for_its_customer(creem, clo
     assert run_once(clock)[1] == []
 
 
-def test_a_subscription_creem_does_not_know_needs_a_person_and_keeps_its_row(
-        creem, clock, user):
+def test_a_subscription_creem_does_not_know_needs_a_person_and_keeps_its_row(creem, clock, user):
     sub = subscribed(creem, clock, user)
     with creem.lock:
         del creem.subscriptions[sub.id]
@@ -198,10 +196,17 @@ def test_every_kind_of_drift_in_one_run_then_nothing(creem, clock, app, make_use
         del creem.subscriptions[subs[4].id]
     _run_id, findings = run_once(clock)
     assert {finding.kind for finding in findings} >= {
-        "status", "product", "period_end", "missing_here", "missing_at_creem",
-        "unknown_product"}
-    assert {finding.kind for finding in findings if finding.resolution == "needs_attention"} \
-        == {"missing_at_creem", "unknown_product"}
+        "status",
+        "product",
+        "period_end",
+        "missing_here",
+        "missing_at_creem",
+        "unknown_product",
+    }
+    assert {finding.kind for finding in findings if finding.resolution == "needs_attention"} == {
+        "missing_at_creem",
+        "unknown_product",
+    }
     second = run_once(clock)[1]
     assert kinds(second) == [("missing_at_creem", "needs_attention")]
 
@@ -255,8 +260,11 @@ def test_the_client_pages_through_a_customers_subscriptions(creem, clock, user):
     customer = subs[0].customer_id
     listed = list(creem_client().list_customer_subscriptions(customer, page_size=2))
     assert [snapshot.subscription_id for snapshot in listed] == [sub.id for sub in subs]
-    pages = [path for method, path, _status in creem.requests
-             if path == f"/v1/customers/{customer}/subscriptions"]
+    pages = [
+        path
+        for method, path, _status in creem.requests
+        if path == f"/v1/customers/{customer}/subscriptions"
+    ]
     assert len(pages) == 2
     with pytest.raises(ValueError):
         list(creem_client().list_customer_subscriptions(customer, page_size=0))

@@ -39,19 +39,21 @@ def signed_in(client) -> bool:
 
 
 def signup(client, email, password=PASSWORD):
-    return client.post("/signup", data={"email": email, "password": password,
-                                        "confirm": password})
+    return client.post("/signup", data={"email": email, "password": password, "confirm": password})
 
 
 def audit_actions(user) -> list[str]:
-    return list(db.session.execute(
-        select(AuditLogEntry.action).where(AuditLogEntry.target_user_id == user.id)
-        .order_by(AuditLogEntry.id)).scalars())
+    return list(
+        db.session.execute(
+            select(AuditLogEntry.action)
+            .where(AuditLogEntry.target_user_id == user.id)
+            .order_by(AuditLogEntry.id)
+        ).scalars()
+    )
 
 
 class TestVerificationBeforeGenerating:
-    def test_sign_up_shows_six_credits_and_generate_asks_for_verification(self, client,
-                                                                          mailbox):
+    def test_sign_up_shows_six_credits_and_generate_asks_for_verification(self, client, mailbox):
         signup(client, "new.person@example.com")
         user = accounts.find_user_by_email("new.person@example.com")
         assert (user.credits_remaining, user.is_verified) == (6, False)
@@ -66,8 +68,14 @@ class TestVerificationBeforeGenerating:
         text = response.get_data(as_text=True)
         assert "Confirm your email to start generating" in text and "Resend the email" in text
         assert "your 6 credits are waiting" in text
-        assert db.session.scalar(select(func.count()).select_from(CreditReservation)
-                                 .where(CreditReservation.user_id == user.id)) == 0
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(CreditReservation)
+                .where(CreditReservation.user_id == user.id)
+            )
+            == 0
+        )
         assert credits.get_user_credits(user.id).remaining == 6
 
         page = start(client, "interior", htmx=False)
@@ -112,8 +120,9 @@ class TestSignupAbuse:
         response = signup(other, "a.b+x@gmail.com")
         assert response.status_code == 302
         user = accounts.find_user_by_email("a.b+x@gmail.com")
-        (row,) = db.session.execute(select(CreditTransaction).where(
-            CreditTransaction.user_id == user.id)).scalars()
+        (row,) = db.session.execute(
+            select(CreditTransaction).where(CreditTransaction.user_id == user.id)
+        ).scalars()
         assert (row.amount, row.feature_used) == (0, "registration")
         assert "already received them" in row.metadata_["reason"]
         page = other.get("/dashboard").get_data(as_text=True)
@@ -156,7 +165,8 @@ class TestPasswordReset:
         assert mailbox.messages("nobody@example.com") == []
 
     def test_reset_ends_every_session_and_remember_cookie_and_works_once(
-            self, app, client, user, mailbox):
+        self, app, client, user, mailbox
+    ):
         other_device = app.test_client()
         assert sign_in(other_device, user.email, remember=True).status_code == 302
         other_device.delete_cookie("session")
@@ -168,8 +178,7 @@ class TestPasswordReset:
         path = link_path(mailbox.wait_for(user.email, "Reset your").text, "/reset-password/")
         assert "Choose a new password" in client.get(path).get_data(as_text=True)
         weak = client.post(path, data={"password": "short", "confirm": "short"})
-        assert weak.status_code == 422 and "at least 10 characters" in weak.get_data(
-            as_text=True)
+        assert weak.status_code == 422 and "at least 10 characters" in weak.get_data(as_text=True)
         done = client.post(path, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
         assert done.status_code == 302 and done.headers["Location"] == "/login"
 
@@ -181,8 +190,7 @@ class TestPasswordReset:
         assert sign_in(client, user.email, PASSWORD).status_code == 401
         assert sign_in(client, user.email, NEW_PASSWORD).status_code == 302
 
-    def test_resets_are_limited_per_address_and_per_client(self, app, client, user,
-                                                           monkeypatch):
+    def test_resets_are_limited_per_address_and_per_client(self, app, client, user, monkeypatch):
         monkeypatch.setitem(app.config, "RATELIMIT_RESET_ADDRESS", "2 per hour")
         monkeypatch.setitem(app.config, "RATELIMIT_RESET_CLIENT", "4 per hour")
         address = "Reset.Limit@gmail.com"
@@ -192,30 +200,45 @@ class TestPasswordReset:
             assert browser.post("/forgot-password", data={"email": address}).status_code == 200
         folded = app.test_client()
         folded.environ_base["REMOTE_ADDR"] = "198.51.100.9"
-        assert folded.post("/forgot-password",
-                           data={"email": "resetlimit+x@gmail.com"}).status_code == 429
+        assert (
+            folded.post("/forgot-password", data={"email": "resetlimit+x@gmail.com"}).status_code
+            == 429
+        )
         one_client = app.test_client()
         one_client.environ_base["REMOTE_ADDR"] = "198.51.100.50"
-        statuses = [one_client.post("/forgot-password",
-                                    data={"email": f"p{n}@example.com"}).status_code
-                    for n in range(5)]
+        statuses = [
+            one_client.post("/forgot-password", data={"email": f"p{n}@example.com"}).status_code
+            for n in range(5)
+        ]
         assert statuses == [200, 200, 200, 200, 429]
 
 
 class TestAccountSettings:
-    def test_change_password_keeps_this_session_and_ends_the_others(self, app, client, user,
-                                                                    mailbox):
+    def test_change_password_keeps_this_session_and_ends_the_others(
+        self, app, client, user, mailbox
+    ):
         assert sign_in(client, user.email).status_code == 302
         other = app.test_client()
         sign_in(other, user.email)
-        wrong = client.post("/settings/password", data={
-            "pw-current_password": "not it at all", "pw-password": NEW_PASSWORD,
-            "pw-confirm": NEW_PASSWORD})
+        wrong = client.post(
+            "/settings/password",
+            data={
+                "pw-current_password": "not it at all",
+                "pw-password": NEW_PASSWORD,
+                "pw-confirm": NEW_PASSWORD,
+            },
+        )
         assert wrong.status_code == 422 and "not your current password" in wrong.get_data(
-            as_text=True)
-        response = client.post("/settings/password", data={
-            "pw-current_password": PASSWORD, "pw-password": NEW_PASSWORD,
-            "pw-confirm": NEW_PASSWORD})
+            as_text=True
+        )
+        response = client.post(
+            "/settings/password",
+            data={
+                "pw-current_password": PASSWORD,
+                "pw-password": NEW_PASSWORD,
+                "pw-confirm": NEW_PASSWORD,
+            },
+        )
         assert response.status_code == 302
         assert signed_in(client) and not signed_in(other)
         run_jobs()
@@ -223,24 +246,25 @@ class TestAccountSettings:
 
     def test_change_email_is_verified_before_it_takes_effect(self, client, user, mailbox):
         sign_in(client, user.email)
-        response = client.post("/settings/email", data={"em-new_email": "moved@example.com",
-                                                        "em-password": PASSWORD})
+        response = client.post(
+            "/settings/email", data={"em-new_email": "moved@example.com", "em-password": PASSWORD}
+        )
         assert response.status_code == 302
         page = client.get("/settings/account").get_data(as_text=True)
         assert "Waiting for you to open the link" in page and "moved@example.com" in page
         db.session.refresh(user)
         assert user.email != "moved@example.com"
         run_jobs()
-        path = link_path(mailbox.wait_for("moved@example.com", "new email").text,
-                         "/verify-email/")
+        path = link_path(mailbox.wait_for("moved@example.com", "new email").text, "/verify-email/")
         assert client.get(path).headers["Location"] == "/settings/account"
         db.session.refresh(user)
         assert user.email == "moved@example.com" and user.pending_email is None
 
     def test_a_refused_email_change_says_why(self, client, user):
         sign_in(client, user.email)
-        response = client.post("/settings/email", data={"em-new_email": "x@mailinator.com",
-                                                        "em-password": PASSWORD})
+        response = client.post(
+            "/settings/email", data={"em-new_email": "x@mailinator.com", "em-password": PASSWORD}
+        )
         assert response.status_code == 422
         assert "throwaway" in response.get_data(as_text=True)
 
@@ -255,11 +279,11 @@ class TestAccountSettings:
         assert not signed_in(other)
 
     def test_notification_choices_are_saved(self, user_client, user):
-        response = user_client.post("/settings/notifications",
-                                    data={"nt-one_credit_left": "y"})
+        response = user_client.post("/settings/notifications", data={"nt-one_credit_left": "y"})
         assert response.status_code == 302
         assert user.email_opt_outs == ["credits_used_up", "payment_failed"]
         page = user_client.get("/settings/account").get_data(as_text=True)
+
         def box(name: str) -> str:
             return re.search(rf'<input[^>]*id="nt-{name}"[^>]*>', page).group(0)
 
@@ -298,17 +322,19 @@ def enable_two_factor(admin) -> list[str]:
 
 
 class TestAdminTwoFactor:
-    def test_admins_with_two_factor_sign_in_with_a_code_and_it_is_audited(self, client,
-                                                                           admin):
+    def test_admins_with_two_factor_sign_in_with_a_code_and_it_is_audited(self, client, admin):
         enable_two_factor(admin)
         response = sign_in(client, admin.email)
         assert response.headers["Location"].startswith("/login/two-factor")
         assert not signed_in(client)
-        wrong = client.post("/login/two-factor", data={"code": "000000" if pyotp.TOTP(
-            admin.totp_secret).now() != "000000" else "111111"})
+        wrong = client.post(
+            "/login/two-factor",
+            data={
+                "code": "000000" if pyotp.TOTP(admin.totp_secret).now() != "000000" else "111111"
+            },
+        )
         assert wrong.status_code == 401 and "not right" in wrong.get_data(as_text=True)
-        right = client.post("/login/two-factor",
-                            data={"code": pyotp.TOTP(admin.totp_secret).now()})
+        right = client.post("/login/two-factor", data={"code": pyotp.TOTP(admin.totp_secret).now()})
         assert right.status_code == 302 and signed_in(client)
         assert audit_actions(admin)[-2:] == ["staff.sign_in_failed", "staff.sign_in"]
 
@@ -327,7 +353,8 @@ class TestAdminTwoFactor:
         assert audit_actions(user) == []
 
     def test_where_required_admins_set_up_two_factor_before_they_are_in(
-            self, app, client, admin, monkeypatch):
+        self, app, client, admin, monkeypatch
+    ):
         monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
         response = sign_in(client, admin.email)
         assert response.headers["Location"].startswith("/login/two-factor/setup")
@@ -335,8 +362,9 @@ class TestAdminTwoFactor:
         db.session.refresh(admin)
         assert admin.totp_secret in page and "data:image/svg+xml" in page
         assert client.get("/admin/").status_code == 302
-        done = client.post("/login/two-factor/setup",
-                           data={"code": pyotp.TOTP(admin.totp_secret).now()})
+        done = client.post(
+            "/login/two-factor/setup", data={"code": pyotp.TOTP(admin.totp_secret).now()}
+        )
         text = done.get_data(as_text=True)
         assert done.status_code == 200 and "Two-factor sign-in is on" in text
         assert len(re.findall(r"<li><code>[0-9a-f]{6}-[0-9a-f]{6}</code></li>", text)) == 10
@@ -344,13 +372,15 @@ class TestAdminTwoFactor:
         assert "staff.two_factor_enabled" in audit_actions(admin)
 
     def test_an_admin_session_without_two_factor_is_sent_to_set_it_up(
-            self, app, admin_client, monkeypatch):
+        self, app, admin_client, monkeypatch
+    ):
         monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
         response = admin_client.get("/admin/")
         assert response.status_code == 302
         assert response.headers["Location"].startswith("/login/two-factor/setup")
-        assert admin_client.get("/admin/", headers={"Accept": "application/json"}
-                                ).status_code == 403
+        assert (
+            admin_client.get("/admin/", headers={"Accept": "application/json"}).status_code == 403
+        )
 
     def test_admins_without_the_requirement_sign_in_with_the_password(self, client, admin):
         assert sign_in(client, admin.email).headers["Location"] == "/dashboard"
@@ -372,19 +402,23 @@ class TestAdminDisabling:
         sign_in(browser, user.email, remember=True)
         page = admin_client.get(f"/admin/users/{user.id}").get_data(as_text=True)
         assert "verified" in page and "Disable sign-in" in page
-        missing = admin_client.post(f"/admin/users/{user.id}/sign-in",
-                                    data={"action": "disable", "access-reason": ""})
+        missing = admin_client.post(
+            f"/admin/users/{user.id}/sign-in", data={"action": "disable", "access-reason": ""}
+        )
         assert missing.status_code == 422
-        response = admin_client.post(f"/admin/users/{user.id}/sign-in",
-                                     data={"action": "disable", "access-reason": "abuse"})
+        response = admin_client.post(
+            f"/admin/users/{user.id}/sign-in", data={"action": "disable", "access-reason": "abuse"}
+        )
         assert response.status_code == 302
         assert not signed_in(browser)
         browser.delete_cookie("session")
         assert not signed_in(browser)
         assert sign_in(browser, user.email).status_code == 401
         assert audit_actions(user)[-1] == "user.disable"
-        admin_client.post(f"/admin/users/{user.id}/sign-in",
-                          data={"action": "enable", "access-reason": "appeal accepted"})
+        admin_client.post(
+            f"/admin/users/{user.id}/sign-in",
+            data={"action": "enable", "access-reason": "appeal accepted"},
+        )
         assert sign_in(browser, user.email).status_code == 302
 
     def test_a_disabled_accounts_api_token_stops_working(self, admin_client, user, client):
@@ -392,8 +426,9 @@ class TestAdminDisabling:
         db.session.commit()
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/api/user/credits", headers=headers).status_code == 200
-        admin_client.post(f"/admin/users/{user.id}/sign-in",
-                          data={"action": "disable", "access-reason": "abuse"})
+        admin_client.post(
+            f"/admin/users/{user.id}/sign-in", data={"action": "disable", "access-reason": "abuse"}
+        )
         assert client.get("/api/user/credits", headers=headers).status_code == 401
 
     def test_the_admin_page_shows_an_unverified_address(self, admin_client, make_user):
@@ -415,8 +450,9 @@ class TestSecurityHeaders:
         assert not re.search(r"\son[a-z]+=", html) and "js:" not in html
         assert '"includeIndicatorStyles": false' in html
 
-    @pytest.mark.parametrize("path", ["/login", "/signup", "/forgot-password",
-                                      "/api/openapi.json", "/healthz"])
+    @pytest.mark.parametrize(
+        "path", ["/login", "/signup", "/forgot-password", "/api/openapi.json", "/healthz"]
+    )
     def test_every_response_has_them(self, client, path):
         response = client.get(path)
         assert "Content-Security-Policy" in response.headers
@@ -429,7 +465,8 @@ class TestSecurityHeaders:
     def test_json_answers_get_the_api_set_and_are_never_cached(self, user_client):
         response = user_client.get("/api/user/credits")
         assert response.headers["Content-Security-Policy"] == (
-            "default-src 'none'; frame-ancestors 'none'")
+            "default-src 'none'; frame-ancestors 'none'"
+        )
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "Permissions-Policy" not in response.headers

@@ -55,15 +55,18 @@ def test_the_job_stores_webp_copies_of_upload_and_result(user_client, user, stor
 
 
 def test_variants_are_served_as_webp_cached_for_a_year_to_the_owner_only(
-        app, user_client, user, make_user):
+    app, user_client, user, make_user
+):
     generation = finished(user_client, user)
     path = f"/dashboard/generations/{generation.id}/output/640w.webp"
     response = user_client.get(path)
     assert response.status_code == 200 and response.mimetype == "image/webp"
     assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     assert Image.open(io.BytesIO(response.data)).size == (640, 480)
-    assert user_client.get(f"/dashboard/generations/{generation.id}/output/1280w.webp"
-                           ).status_code == 404
+    assert (
+        user_client.get(f"/dashboard/generations/{generation.id}/output/1280w.webp").status_code
+        == 404
+    )
     stranger = app.test_client(user=make_user())
     assert stranger.get(path).status_code == 404
 
@@ -137,4 +140,6 @@ def test_backfill_command_queues_then_runs_inline(app, user_client, user, storag
     assert "Every design has its WebP copies." in result.output
     db.session.expire_all()
     assert db.session.execute(select(Generation.image_variants)).scalar_one() == {
-        "input": [320, 640], "output": [320, 640]}
+        "input": [320, 640],
+        "output": [320, 640],
+    }

@@ -31,7 +31,8 @@ def assert_accessible(roomcraft: Roomcraft) -> None:
 
 
 def test_sign_up_then_verify_before_the_first_generation(
-        roomcraft: Roomcraft, images: dict[str, Path]) -> None:
+    roomcraft: Roomcraft, images: dict[str, Path]
+) -> None:
     email = roomcraft.sign_up(verify=False)
     roomcraft.wait_for_counter("6/6")
     assert "Confirm your email to start generating" in roomcraft.find("#verify-notice").text
@@ -48,8 +49,7 @@ def test_sign_up_then_verify_before_the_first_generation(
     roomcraft.screenshots("verify-dialog")
 
     dialog.find_element(By.XPATH, ".//button[contains(., 'Resend the email')]").click()
-    roomcraft.wait().until(lambda _: "We sent a new link" in roomcraft.find(
-        "#verify-status").text)
+    roomcraft.wait().until(lambda _: "We sent a new link" in roomcraft.find("#verify-status").text)
     roomcraft.follow_mailed_link(email, "Confirm your email", "/verify-email/", count=2)
     roomcraft.wait().until(ec.url_matches(r"/dashboard$"))
     assert "Your email address is confirmed" in roomcraft.flash_text()
@@ -71,10 +71,12 @@ def test_sign_up_then_verify_before_the_first_generation(
 
 
 def test_forgot_password_then_reset_ends_the_old_session(
-        roomcraft: Roomcraft, live_server: str, screenshot_dir: Path, tmp_path: Path) -> None:
+    roomcraft: Roomcraft, live_server: str, screenshot_dir: Path, tmp_path: Path
+) -> None:
     email = roomcraft.sign_up()
-    other = Roomcraft(make_driver(tmp_path / "second-profile"), live_server, screenshot_dir,
-                      roomcraft.mailbox)
+    other = Roomcraft(
+        make_driver(tmp_path / "second-profile"), live_server, screenshot_dir, roomcraft.mailbox
+    )
     try:
         other.open("/login")
         other.find("a[href='/forgot-password']").click()
@@ -83,8 +85,9 @@ def test_forgot_password_then_reset_ends_the_old_session(
         other.screenshots("forgot-password")
         other.fill("#email", email)
         other.submit()
-        other.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"),
-                                                            "Check your email"))
+        other.wait().until(
+            ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Check your email")
+        )
         assert email in other.find("main").text
         other.screenshots("forgot-password-sent")
 
@@ -147,7 +150,8 @@ def sign_in(roomcraft: Roomcraft, email: str) -> None:
 
 
 def test_admin_sign_in_with_totp_and_a_recovery_code(
-        roomcraft: Roomcraft, app: Flask, admin_email: str, monkeypatch) -> None:
+    roomcraft: Roomcraft, app: Flask, admin_email: str, monkeypatch
+) -> None:
     monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
     sign_in(roomcraft, admin_email)
     roomcraft.wait().until(ec.url_contains("/login/two-factor/setup"))
@@ -156,10 +160,13 @@ def test_admin_sign_in_with_totp_and_a_recovery_code(
     secret = roomcraft.find("code.secret").text
     roomcraft.fill("#code", pyotp.TOTP(secret).now())
     roomcraft.submit()
-    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"),
-                                                            "Two-factor sign-in is on"))
-    codes = [item.text for item in roomcraft.driver.find_elements(
-        By.CSS_SELECTOR, ".recovery-codes code")]
+    roomcraft.wait().until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Two-factor sign-in is on")
+    )
+    codes = [
+        item.text
+        for item in roomcraft.driver.find_elements(By.CSS_SELECTOR, ".recovery-codes code")
+    ]
     assert len(codes) == 10
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-recovery-codes")
@@ -175,8 +182,9 @@ def test_admin_sign_in_with_totp_and_a_recovery_code(
     roomcraft.screenshots("two-factor-code")
     roomcraft.fill("#code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
     roomcraft.submit()
-    roomcraft.wait().until(lambda _: roomcraft.driver.find_elements(By.CSS_SELECTOR,
-                                                                    ".field-error"))
+    roomcraft.wait().until(
+        lambda _: roomcraft.driver.find_elements(By.CSS_SELECTOR, ".field-error")
+    )
     assert "not right" in roomcraft.find(".field-error").text
     roomcraft.fill("#code", codes[0])
     roomcraft.submit()
@@ -204,7 +212,11 @@ def test_admin_sign_in_with_totp_and_a_recovery_code(
     roomcraft.screenshots("admin-user-verification", fits=False)
 
     # Admin pages at 390 px: wide tables scroll inside their own region, never the page.
-    for path, name in (("/admin/", "admin-users"), ("/admin/jobs", "admin-jobs"),
-                       ("/admin/analytics", "admin-analytics"), ("/admin/audit", "admin-audit")):
+    for path, name in (
+        ("/admin/", "admin-users"),
+        ("/admin/jobs", "admin-jobs"),
+        ("/admin/analytics", "admin-analytics"),
+        ("/admin/audit", "admin-audit"),
+    ):
         roomcraft.open(path)
         roomcraft.screenshots(name)

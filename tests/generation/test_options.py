@@ -27,7 +27,8 @@ def test_what_the_form_stores_the_provider_reads_back_unchanged(feature):
 def test_the_form_cleans_the_prompt_and_stores_the_mask_as_fractions():
     assert parse_options("interior", FORMS["interior"])["prompt"] == "warm light"
     assert parse_options("remove", FORMS["remove"])["mask"] == pytest.approx(
-        {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4})
+        {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}
+    )
 
 
 def test_a_missing_choice_is_an_error_on_the_form_and_a_default_for_a_provider():
@@ -39,8 +40,9 @@ def test_a_missing_choice_is_an_error_on_the_form_and_a_default_for_a_provider()
 
 
 def test_a_mask_a_hair_past_the_edge_is_trimmed_to_the_photo():
-    choices = check_options("remove", {"mask": {"x": 0.5, "y": 0, "w": 0.5005, "h": 1}},
-                            fill_defaults=True)
+    choices = check_options(
+        "remove", {"mask": {"x": 0.5, "y": 0, "w": 0.5005, "h": 1}}, fill_defaults=True
+    )
     assert choices.mask == (0.5, 0.0, 0.5, 1.0)
 
 

@@ -13,8 +13,7 @@ from credit_app.services import credits
 
 
 def test_sweep_job_releases_overdue_holds_and_is_safe_twice(user):
-    held = credits.reserve_credit(user.id, "video", "crashed-worker",
-                                  timeout=timedelta(seconds=-1))
+    held = credits.reserve_credit(user.id, "video", "crashed-worker", timeout=timedelta(seconds=-1))
     db.session.commit()
     assert sweep_expired_reservations() == 1
     assert held.status == "expired"

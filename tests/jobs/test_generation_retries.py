@@ -81,16 +81,22 @@ def test_another_job_cannot_take_a_running_generation(user_client, user):
     assert generations.claim_generation(generation.id, "job-b") is None
     assert generations.claim_generation(generation.id, "job-a") is not None
     later = credits.utcnow() + timedelta(seconds=400)
-    assert generations.claim_generation(generation.id, "job-b", stale_after=timedelta(
-        seconds=301), now=later) is not None
+    assert (
+        generations.claim_generation(
+            generation.id, "job-b", stale_after=timedelta(seconds=301), now=later
+        )
+        is not None
+    )
 
 
 def test_a_claim_refuses_an_expired_hold(user_client, user):
     start(user_client, "interior")
     generation = only_generation(user)
-    db.session.execute(update(CreditReservation)
-                       .where(CreditReservation.id == generation.reservation_id)
-                       .values(expires_at=credits.utcnow() - timedelta(seconds=1)))
+    db.session.execute(
+        update(CreditReservation)
+        .where(CreditReservation.id == generation.reservation_id)
+        .values(expires_at=credits.utcnow() - timedelta(seconds=1))
+    )
     db.session.commit()
     assert generations.claim_generation(generation.id, "job-a") is None
     assert only_generation(user).status == "queued"

@@ -23,9 +23,15 @@ def test_every_declared_job_is_on_a_queue_the_worker_reads_and_importable(app):
         assert callable(spec.function())
         assert spec.timeout_seconds(app.config) > 0
     assert {spec.name for spec in registry.periodic_jobs()} == {
-        "sweep_expired_reservations", "sweep_lapsed_subscriptions", "requeue_stranded_work",
-        "heartbeat", "roll_up_analytics", "reconcile_with_creem", "expire_lapsed_credits",
-        "refill_free_credits"}
+        "sweep_expired_reservations",
+        "sweep_lapsed_subscriptions",
+        "requeue_stranded_work",
+        "heartbeat",
+        "roll_up_analytics",
+        "reconcile_with_creem",
+        "expire_lapsed_credits",
+        "refill_free_credits",
+    }
 
 
 def test_due_retries_move_to_their_queue_once(app):
@@ -58,8 +64,14 @@ def test_the_scheduler_threads_enqueue_periodic_jobs_and_stop(app):
     finally:
         stop.set()
     names = sorted(job.func_name.rsplit(".", 1)[-1] for job in maintenance.get_jobs())
-    assert names == ["expire_lapsed_credits", "heartbeat", "reconcile_with_creem",
-                     "refill_free_credits", "requeue_stranded_work",
-                     "sweep_expired_reservations", "sweep_lapsed_subscriptions"]
+    assert names == [
+        "expire_lapsed_credits",
+        "heartbeat",
+        "reconcile_with_creem",
+        "refill_free_credits",
+        "requeue_stranded_work",
+        "sweep_expired_reservations",
+        "sweep_lapsed_subscriptions",
+    ]
     maintenance.empty()
     Queue("analytics", connection=connection).empty()

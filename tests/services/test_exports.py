@@ -23,9 +23,14 @@ def rows_of(body: str) -> list[list[str]]:
 
 
 def add_generation(user, generation_id: str, **columns) -> Generation:
-    generation = Generation(user_id=user.id, generation_id=generation_id, feature="interior",
-                            input_path=f"{user.id}/x/input.png", options={"prompt": "warm"},
-                            **columns)
+    generation = Generation(
+        user_id=user.id,
+        generation_id=generation_id,
+        feature="interior",
+        input_path=f"{user.id}/x/input.png",
+        options={"prompt": "warm"},
+        **columns,
+    )
     db.session.add(generation)
     db.session.flush()
     return generation
@@ -36,10 +41,18 @@ def test_text_that_starts_like_a_formula_gets_an_apostrophe(text):
     assert exports.csv_cell(text) == "'" + text
 
 
-@pytest.mark.parametrize("value, cell", [
-    ("plain", "plain"), ("a=b", "a=b"), (-3, -3), (0, 0), (None, ""), (True, "true"),
-    ({"b": 1, "a": "=x"}, '{"a": "=x", "b": 1}'),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (-3, -3),
+        (0, 0),
+        (None, ""),
+        (True, "true"),
+        ({"b": 1, "a": "=x"}, '{"a": "=x", "b": 1}'),
+    ],
+)
 def test_other_cells_are_written_as_they_are(value, cell):
     assert exports.csv_cell(value) == cell
 
@@ -63,16 +76,18 @@ def test_a_user_downloads_their_ledger_as_csv_streamed(user_client, user, make_u
 
 
 def test_generations_and_subscription_csv_escape_formulas(user_client, user):
-    add_generation(user, "g1", status="failed", error_message="=HYPERLINK(\"http://x\")")
+    add_generation(user, "g1", status="failed", error_message='=HYPERLINK("http://x")')
     add_generation(user, "g2", status="succeeded")
     db.session.commit()
-    header, *rows = rows_of(user_client.get("/settings/account/export/generations.csv")
-                            .get_data(as_text=True))
+    header, *rows = rows_of(
+        user_client.get("/settings/account/export/generations.csv").get_data(as_text=True)
+    )
     assert header == list(exports.GENERATIONS.columns)
     errors = [row[header.index("error_message")] for row in rows]
-    assert errors == ["'=HYPERLINK(\"http://x\")", ""]
-    header, *rows = rows_of(user_client.get("/settings/account/export/subscription.csv")
-                            .get_data(as_text=True))
+    assert errors == ['\'=HYPERLINK("http://x")', ""]
+    header, *rows = rows_of(
+        user_client.get("/settings/account/export/subscription.csv").get_data(as_text=True)
+    )
     assert header == list(exports.SUBSCRIPTIONS.columns) and rows == []
 
 
@@ -115,7 +130,8 @@ def test_admin_csv_of_users_escapes_addresses_that_look_like_formulas(admin_clie
 
 
 def test_the_admin_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
-        app, admin_client, make_user, monkeypatch):
+    app, admin_client, make_user, monkeypatch
+):
     users = [make_user() for _ in range(6)]
     for user in users:
         for _ in range(4):
@@ -126,8 +142,7 @@ def test_the_admin_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
     db.session.expunge_all()
     response = admin_client.get("/admin/exports/ledger.csv")
     assert response.is_streamed
-    chunks = [chunk if isinstance(chunk, bytes) else chunk.encode()
-              for chunk in response.response]
+    chunks = [chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in response.response]
     response.close()
     _header, *rows = rows_of(b"".join(chunks).decode())
     assert len(rows) == total

@@ -51,9 +51,14 @@ def pro_client(app, pro):
 
 
 def generations_of(user) -> list[Generation]:
-    return list(db.session.execute(
-        select(Generation).where(Generation.user_id == user.id).order_by(Generation.id)
-        .execution_options(populate_existing=True)).scalars())
+    return list(
+        db.session.execute(
+            select(Generation)
+            .where(Generation.user_id == user.id)
+            .order_by(Generation.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
 
 
 def queued_generation_ids(queue_name: str) -> list[int]:
@@ -64,12 +69,20 @@ def test_past_the_mark_generations_go_to_the_fair_use_queue_and_say_so(pro_clien
     responses = [start(pro_client, "interior", generation_id=f"g{index}") for index in range(4)]
     assert all(response.status_code == 200 for response in responses)
     rows = generations_of(pro)
-    assert [row.queue for row in rows] == [GENERATION_QUEUE, GENERATION_QUEUE,
-                                           GENERATION_FAIR_USE_QUEUE, GENERATION_FAIR_USE_QUEUE]
+    assert [row.queue for row in rows] == [
+        GENERATION_QUEUE,
+        GENERATION_QUEUE,
+        GENERATION_FAIR_USE_QUEUE,
+        GENERATION_FAIR_USE_QUEUE,
+    ]
     assert queued_generation_ids(GENERATION_QUEUE) == [rows[0].id, rows[1].id]
     assert queued_generation_ids(GENERATION_FAIR_USE_QUEUE) == [rows[2].id, rows[3].id]
     assert [NOTE in response.get_data(as_text=True) for response in responses] == [
-        False, False, True, True]
+        False,
+        False,
+        True,
+        True,
+    ]
     page = pro_client.get(f"/dashboard/{FEATURES['interior'].slug}").get_data(as_text=True)
     assert NOTE in page and "You have made 4 designs today" in page
 
@@ -81,8 +94,9 @@ def test_fair_use_generations_still_run_to_a_result(pro_client, pro):
     SimpleWorker(queues, connection=get_redis()).work(burst=True)
     assert [row.status for row in generations_of(pro)] == ["succeeded"] * 3
     latest = generations_of(pro)[-1]
-    progress = pro_client.get(f"/dashboard/generations/{latest.id}",
-                              headers={"HX-Request": "true"}).get_data(as_text=True)
+    progress = pro_client.get(
+        f"/dashboard/generations/{latest.id}", headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert "Done!" in progress and NOTE not in progress
 
 
@@ -102,7 +116,8 @@ def test_the_worker_takes_everyone_elses_generations_first(app, pro_client, pro,
 
 
 def test_failed_generations_do_not_count_and_free_users_are_never_slowed(
-        app, pro_client, pro, user_client, user, monkeypatch):
+    app, pro_client, pro, user_client, user, monkeypatch
+):
     for index in range(2):
         start(pro_client, "interior", generation_id=f"g{index}")
     for row in generations_of(pro):
@@ -166,8 +181,7 @@ def test_the_fair_use_page_is_for_admins_only(user_client):
 def test_past_the_mark_a_pro_hold_lasts_long_enough_to_wait_its_turn(app, pro_client, pro):
     for index in range(3):
         start(pro_client, "interior", generation_id=f"g{index}")
-    holds = [db.session.get(CreditReservation, row.reservation_id)
-             for row in generations_of(pro)]
+    holds = [db.session.get(CreditReservation, row.reservation_id) for row in generations_of(pro)]
     normal = app.config["RESERVATION_TIMEOUT_SECONDS"]
     longer = app.config["FAIR_USE_RESERVATION_TIMEOUT_SECONDS"]
     assert longer > normal

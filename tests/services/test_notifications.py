@@ -62,8 +62,9 @@ class TestBalanceNotices:
         crossing = statements_of(lambda: credits.consume_credit(user.id, "interior"))
         assert credits.get_user_credits(user.id).remaining == 1
         assert len(crossing) == len(ordinary)
-        assert not any("outbound_emails" in sql or "email_opt_outs" in sql
-                       for sql in ordinary + crossing)
+        assert not any(
+            "outbound_emails" in sql or "email_opt_outs" in sql for sql in ordinary + crossing
+        )
         db.session.commit()
         assert queued_functions() == ["notify_balance"]
 
@@ -150,8 +151,7 @@ class TestSubscriptionNotices:
         assert "unlimited" in welcome.text and "The 5 credits you had stay" in welcome.text
         assert len(outbox(user.id, "pro_welcome")) == 1
 
-    def test_cancellation_confirmed_with_the_date_access_ends(self, creem, clock, user,
-                                                               mailbox):
+    def test_cancellation_confirmed_with_the_date_access_ends(self, creem, clock, user, mailbox):
         sub, events = subscribe(creem, user)
         apply(events, clock.now)
         creem.act(sub.id, "cancel-scheduled")
@@ -165,8 +165,7 @@ class TestSubscriptionNotices:
         notifications.subscription_notice(sub_row_id(user))
         assert len(outbox(user.id, "cancellation")) == 1
 
-    def test_payment_failed_with_the_grace_end(self, app, creem, clock, user, mailbox,
-                                               monkeypatch):
+    def test_payment_failed_with_the_grace_end(self, app, creem, clock, user, mailbox, monkeypatch):
         monkeypatch.setitem(app.config, "PAST_DUE_GRACE_DAYS", 5)
         sub, events = subscribe(creem, user)
         apply(events, clock.now)
@@ -199,5 +198,6 @@ def sub_row_id(user) -> int:
 
     from credit_app.models import Subscription
 
-    return db.session.execute(select(Subscription.id).where(
-        Subscription.user_id == user.id)).scalar_one()
+    return db.session.execute(
+        select(Subscription.id).where(Subscription.user_id == user.id)
+    ).scalar_one()

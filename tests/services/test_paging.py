@@ -22,8 +22,11 @@ def all_pages(read_page) -> list[list[int]]:
 def test_pages_cover_every_row_once_newest_first(admin):
     for number in range(5):
         audit.record(admin.id, "credits.grant", details={"number": number})
-    pages = all_pages(lambda before: paging.newest_first(
-        select(AuditLogEntry), AuditLogEntry.id, before=before, limit=2))
+    pages = all_pages(
+        lambda before: paging.newest_first(
+            select(AuditLogEntry), AuditLogEntry.id, before=before, limit=2
+        )
+    )
     assert [len(ids) for ids in pages] == [2, 2, 1]
     ids = [entry_id for ids in pages for entry_id in ids]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 5
@@ -32,8 +35,11 @@ def test_pages_cover_every_row_once_newest_first(admin):
 def test_a_full_last_page_says_there_is_no_more(admin):
     for number in range(4):
         audit.record(admin.id, "credits.grant", details={"number": number})
-    pages = all_pages(lambda before: paging.newest_first(
-        select(AuditLogEntry), AuditLogEntry.id, before=before, limit=2))
+    pages = all_pages(
+        lambda before: paging.newest_first(
+            select(AuditLogEntry), AuditLogEntry.id, before=before, limit=2
+        )
+    )
     assert [len(ids) for ids in pages] == [2, 2]
 
 
@@ -42,9 +48,15 @@ def test_within_pages_one_owners_rows_only(make_user):
     for index in range(3):
         credits.consume_credit(alice.id, "interior", f"a{index}")
         credits.consume_credit(bob.id, "interior", f"b{index}")
-    pages = all_pages(lambda before: paging.newest_first(
-        select(CreditTransaction), CreditTransaction.id, before=before, limit=3,
-        within=(CreditTransaction.user_id, alice.id)))
+    pages = all_pages(
+        lambda before: paging.newest_first(
+            select(CreditTransaction),
+            CreditTransaction.id,
+            before=before,
+            limit=3,
+            within=(CreditTransaction.user_id, alice.id),
+        )
+    )
     assert [len(ids) for ids in pages] == [3, 1]
     assert pages[0][0] > pages[0][1] > pages[0][2] > pages[1][0]
     history = credits.get_credit_history(alice.id, limit=3)
@@ -68,6 +80,10 @@ def test_presented_items_keep_the_place_in_the_list():
     page = paging.Page([3, 2], 2)
     shown = page.with_items(["three", "two"])
     assert (shown.items, shown.rows, shown.next_before, shown.has_more) == (
-        ["three", "two"], ["three", "two"], 2, True)
+        ["three", "two"],
+        ["three", "two"],
+        2,
+        True,
+    )
     assert shown.next_cursor == paging.encode_cursor(2)
     assert paging.Page([], None).next_cursor is None

@@ -102,8 +102,13 @@ class LocalProvider:
         return write_still(output, request)
 
     @staticmethod
-    def _run(render: Callable[[Image.Image, Choices, random.Random], Any], image: Image.Image,
-             choices: Choices, rng: random.Random, request: GenerationRequest) -> Any:
+    def _run(
+        render: Callable[[Image.Image, Choices, random.Random], Any],
+        image: Image.Image,
+        choices: Choices,
+        rng: random.Random,
+        request: GenerationRequest,
+    ) -> Any:
         try:
             return render(image, choices, rng)
         except GenerationError:
@@ -111,6 +116,5 @@ class LocalProvider:
         except MemoryError as exc:
             raise GenerationError(PROCESSING_MESSAGE, retryable=True) from exc
         except (OSError, ValueError) as exc:
-            log.exception("local %s generation %s failed", request.feature,
-                          request.generation_id)
+            log.exception("local %s generation %s failed", request.feature, request.generation_id)
             raise GenerationError(PROCESSING_MESSAGE) from exc

@@ -81,8 +81,9 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
         return image
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
-                                              outputMode="RGB")
+        converted = ImageCms.profileToProfile(
+            image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image
     return converted if converted is not None else image
@@ -96,8 +97,9 @@ def save(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(partial, path)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise GenerationError("The result could not be saved; please try again.",
-                              retryable=True) from exc
+        raise GenerationError(
+            "The result could not be saved; please try again.", retryable=True
+        ) from exc
     except ValueError as exc:
         partial.unlink(missing_ok=True)
         log.exception("could not encode %s", path.name)
@@ -119,8 +121,9 @@ def output_path(request: GenerationRequest, extension: str) -> Path:
     try:
         request.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GenerationError("The result could not be saved; please try again.",
-                              retryable=True) from exc
+        raise GenerationError(
+            "The result could not be saved; please try again.", retryable=True
+        ) from exc
     return request.output_dir / f"{request.generation_id}.{extension}"
 
 

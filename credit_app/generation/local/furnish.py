@@ -26,8 +26,9 @@ class _Painter:
     Shapes go onto a supersampled RGBA layer for smooth edges; shadows onto a grey layer.
     """
 
-    def __init__(self, size: tuple[int, int], anchor: tuple[float, float], unit: float,
-                 mirror: bool) -> None:
+    def __init__(
+        self, size: tuple[int, int], anchor: tuple[float, float], unit: float, mirror: bool
+    ) -> None:
         width, height = size
         self.size = size
         self.anchor = anchor
@@ -47,8 +48,10 @@ class _Painter:
     def _point(self, x: float, y: float) -> tuple[float, float]:
         if self.mirror:
             x = -x
-        return ((self.anchor[0] + x * self.unit) * _SUPERSAMPLE,
-                (self.anchor[1] + y * self.unit) * _SUPERSAMPLE)
+        return (
+            (self.anchor[0] + x * self.unit) * _SUPERSAMPLE,
+            (self.anchor[1] + y * self.unit) * _SUPERSAMPLE,
+        )
 
     def _box(self, x0: float, y0: float, x1: float, y1: float) -> list[float]:
         (ax, ay), (bx, by) = self._point(x0, y0), self._point(x1, y1)
@@ -57,24 +60,48 @@ class _Painter:
     def _width(self, units: float) -> int:
         return max(1, round(units * self.unit * _SUPERSAMPLE))
 
-    def box(self, x0: float, y0: float, x1: float, y1: float, fill: RGB,
-            radius: float = 0.0, alpha: int = 255) -> None:
+    def box(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        fill: RGB,
+        radius: float = 0.0,
+        alpha: int = 255,
+    ) -> None:
         outline = (*shade(fill, 0.75), alpha)
-        self._draw.rounded_rectangle(self._box(x0, y0, x1, y1), radius=self._width(radius),
-                                     fill=(*fill, alpha), outline=outline,
-                                     width=self._width(0.15))
+        self._draw.rounded_rectangle(
+            self._box(x0, y0, x1, y1),
+            radius=self._width(radius),
+            fill=(*fill, alpha),
+            outline=outline,
+            width=self._width(0.15),
+        )
 
     def poly(self, points: Iterable[tuple[float, float]], fill: RGB, alpha: int = 255) -> None:
-        self._draw.polygon([self._point(x, y) for x, y in points], fill=(*fill, alpha),
-                           outline=(*shade(fill, 0.75), alpha), width=self._width(0.15))
+        self._draw.polygon(
+            [self._point(x, y) for x, y in points],
+            fill=(*fill, alpha),
+            outline=(*shade(fill, 0.75), alpha),
+            width=self._width(0.15),
+        )
 
     def ellipse(self, x0: float, y0: float, x1: float, y1: float, fill: RGB) -> None:
-        self._draw.ellipse(self._box(x0, y0, x1, y1), fill=(*fill, 255),
-                           outline=(*shade(fill, 0.75), 255), width=self._width(0.15))
+        self._draw.ellipse(
+            self._box(x0, y0, x1, y1),
+            fill=(*fill, 255),
+            outline=(*shade(fill, 0.75), 255),
+            width=self._width(0.15),
+        )
 
     def line(self, points: Iterable[tuple[float, float]], fill: RGB, width: float) -> None:
-        self._draw.line([self._point(x, y) for x, y in points], fill=(*fill, 255),
-                        width=self._width(width), joint="curve")
+        self._draw.line(
+            [self._point(x, y) for x, y in points],
+            fill=(*fill, 255),
+            width=self._width(width),
+            joint="curve",
+        )
 
     def shadow(self, x0: float, y0: float, x1: float, y1: float, strength: int = 170) -> None:
         self._shadow_draw.ellipse(self._box(x0, y0, x1, y1), fill=strength)
@@ -89,12 +116,21 @@ class _Painter:
 def _rug(p: _Painter, colour: RGB, half_width: float, depth: float) -> None:
     near, far = 4.0, 4.0 - depth
     inset = half_width * 0.8
-    p.poly([(-half_width, near), (half_width, near), (inset, far), (-inset, far)], colour,
-           alpha=235)
+    p.poly(
+        [(-half_width, near), (half_width, near), (inset, far), (-inset, far)], colour, alpha=235
+    )
     border = mix(colour, (255, 255, 255), 0.3)
-    p.line([(-half_width * 0.9, near - 1.2), (half_width * 0.9, near - 1.2),
-            (inset * 0.9, far + 1), (-inset * 0.9, far + 1), (-half_width * 0.9, near - 1.2)],
-           border, 0.4)
+    p.line(
+        [
+            (-half_width * 0.9, near - 1.2),
+            (half_width * 0.9, near - 1.2),
+            (inset * 0.9, far + 1),
+            (-inset * 0.9, far + 1),
+            (-half_width * 0.9, near - 1.2),
+        ],
+        border,
+        0.4,
+    )
 
 
 def _living_room(p: _Painter, f: Furnishings) -> None:
@@ -137,8 +173,10 @@ def _bedroom(p: _Painter, f: Furnishings) -> None:
         p.box(side * 30, -28, side * 40, -12, wood, radius=0.6)
         p.line([(side * 31, -20), (side * 39, -20)], shade(wood, 0.7), 0.25)
         p.box(side * 33, -31, side * 37, -28, f.metal)
-        p.poly([(side * 31, -31), (side * 39, -31), (side * 37.5, -37), (side * 32.5, -37)],
-               _LAMP_LIGHT)
+        p.poly(
+            [(side * 31, -31), (side * 39, -31), (side * 37.5, -37), (side * 32.5, -37)],
+            _LAMP_LIGHT,
+        )
     p.shadow(-32, -12, 32, -1)
     p.box(-27, -48, 27, -24, shade(up, 0.9), radius=2)
     p.poly([(-25, -28), (25, -28), (29, -10), (-29, -10)], linen)

@@ -81,8 +81,7 @@ def tint_sky(image: Image.Image, sky: RGB) -> Image.Image:
     width, height = image.size
     fade = Image.linear_gradient("L").resize((width, height), Image.Resampling.BILINEAR)
     upper = fade.point([round(255 * (1 - smoothstep(v / 255 / 0.5))) for v in range(256)])
-    bright = image.convert("L").point([round(255 * smoothstep((v - 140) / 90))
-                                       for v in range(256)])
+    bright = image.convert("L").point([round(255 * smoothstep((v - 140) / 90)) for v in range(256)])
     mask = ImageChops.multiply(upper, bright).point([round(v * 0.3) for v in range(256)])
     tinted = ImageChops.multiply(image, Image.new("RGB", image.size, shade(sky, 1.15)))
     return Image.composite(tinted, image, mask)

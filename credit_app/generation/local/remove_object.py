@@ -24,17 +24,30 @@ def remove_object(image: Image.Image, choices: Choices, rng: random.Random) -> I
     right = max(left + 1, min(width, math.ceil((x + w) * width)))
     bottom = max(top + 1, min(height, math.ceil((y + h) * height)))
     pad = max(2, round(max(width, height) * 0.006))
-    hole = (max(0, left - pad), max(0, top - pad), min(width, right + pad),
-            min(height, bottom + pad))
+    hole = (
+        max(0, left - pad),
+        max(0, top - pad),
+        min(width, right + pad),
+        min(height, bottom + pad),
+    )
     if hole == (0, 0, width, height):
-        raise GenerationError("The marked area covers the whole photo; "
-                              "leave some of the surroundings unmarked.")
+        raise GenerationError(
+            "The marked area covers the whole photo; leave some of the surroundings unmarked."
+        )
     margin = max(hole[2] - hole[0], hole[3] - hole[1]) // 2 + 2 * pad
-    crop_box = (max(0, hole[0] - margin), max(0, hole[1] - margin),
-                min(width, hole[2] + margin), min(height, hole[3] + margin))
+    crop_box = (
+        max(0, hole[0] - margin),
+        max(0, hole[1] - margin),
+        min(width, hole[2] + margin),
+        min(height, hole[3] + margin),
+    )
     crop = image.crop(crop_box)
-    local_hole = (hole[0] - crop_box[0], hole[1] - crop_box[1],
-                  hole[2] - crop_box[0], hole[3] - crop_box[1])
+    local_hole = (
+        hole[0] - crop_box[0],
+        hole[1] - crop_box[1],
+        hole[2] - crop_box[0],
+        hole[3] - crop_box[1],
+    )
     known = Image.new("L", crop.size, 255)
     known.paste(0, local_hole)
     filled = _diffuse_fill(crop, known, local_hole)
@@ -45,8 +58,9 @@ def remove_object(image: Image.Image, choices: Choices, rng: random.Random) -> I
     return result
 
 
-def _diffuse_fill(crop: Image.Image, known: Image.Image,
-                  hole: tuple[int, int, int, int]) -> Image.Image:
+def _diffuse_fill(
+    crop: Image.Image, known: Image.Image, hole: tuple[int, int, int, int]
+) -> Image.Image:
     """Fill the hole (where `known` is 0) smoothly from its border, coarse to fine.
 
     At each scale the hole is repeatedly blurred while the known pixels are put back, starting
@@ -59,20 +73,21 @@ def _diffuse_fill(crop: Image.Image, known: Image.Image,
     levels = max(0, math.ceil(math.log2(max(1, longest) / 8)))
     current = seeded
     for level in range(levels, -1, -1):
-        scale = 2 ** level
+        scale = 2**level
         size = (max(1, round(crop.width / scale)), max(1, round(crop.height / scale)))
         if scale == 1:
             known_colours, known_mask = seeded, known
         else:
             known_colours = seeded.resize(size, Image.Resampling.BOX)
             known_mask = known.resize(size, Image.Resampling.BOX).point(
-                [255 if v >= 250 else 0 for v in range(256)])
-        start = current.resize(size, Image.Resampling.BILINEAR) if current.size != size \
-            else current
+                [255 if v >= 250 else 0 for v in range(256)]
+            )
+        start = current.resize(size, Image.Resampling.BILINEAR) if current.size != size else current
         current = Image.composite(known_colours, start, known_mask)
         for _ in range(40 if level == levels else 12):
-            current = Image.composite(known_colours, current.filter(ImageFilter.BoxBlur(1)),
-                                      known_mask)
+            current = Image.composite(
+                known_colours, current.filter(ImageFilter.BoxBlur(1)), known_mask
+            )
     return current
 
 

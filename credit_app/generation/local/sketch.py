@@ -40,8 +40,9 @@ def _sketch_ink(image: Image.Image) -> Image.Image:
     paper = gray.filter(ImageFilter.GaussianBlur(radius))
     darker = ImageChops.subtract(paper, gray)
     strokes = darker.point([0 if v < 12 else min(255, (v - 12) * 3) for v in range(256)])
-    return ImageChops.lighter(strokes, ImageOps.invert(gray).point(
-        [0 if v < 128 else v for v in range(256)]))
+    return ImageChops.lighter(
+        strokes, ImageOps.invert(gray).point([0 if v < 128 else v for v in range(256)])
+    )
 
 
 def _label_regions(walls: Image.Image) -> tuple[Image.Image, list[int]]:
@@ -75,23 +76,26 @@ def _wall_floor_gradient(size: tuple[int, int], furnishings: Furnishings) -> Ima
     return Image.composite(floor, walls, floor_mask)
 
 
-def _region_colours(ink: Image.Image, furnishings: Furnishings,
-                    rng: random.Random) -> Image.Image:
+def _region_colours(ink: Image.Image, furnishings: Furnishings, rng: random.Random) -> Image.Image:
     """Colour each enclosed region of the sketch: large or room-wide ones stay wall/floor, the
     others get furniture materials (upper ones: windows or decor). Returns a full-size RGB image.
     """
     small = ink.copy()
     small.thumbnail((_LABEL_SIDE, _LABEL_SIDE), Image.Resampling.BOX)
-    walls = small.point([0 if v > 40 else 255 for v in range(256)]).filter(
-        ImageFilter.MinFilter(3))
+    walls = small.point([0 if v > 40 else 255 for v in range(256)]).filter(ImageFilter.MinFilter(3))
     labels_image, labels = _label_regions(walls)
     base = _wall_floor_gradient(small.size, furnishings)
     painted = base.copy()
     histogram = labels_image.histogram()
     total = small.width * small.height
     window = mix(furnishings.wall, (255, 255, 255), 0.6)
-    furniture = (furnishings.upholstery, furnishings.wood, furnishings.accent,
-                 furnishings.upholstery, furnishings.wood)
+    furniture = (
+        furnishings.upholstery,
+        furnishings.wood,
+        furnishings.accent,
+        furnishings.upholstery,
+        furnishings.wood,
+    )
     for label in labels:
         area = histogram[label]
         if not total * 0.004 <= area <= total * 0.1:
@@ -115,12 +119,12 @@ def _sketch_shading(ink: Image.Image, rng: random.Random) -> Image.Image:
     """Lighting for a sketch: darker near strokes (ambient occlusion) and away from a window."""
     width, height = ink.size
     occlusion = ImageOps.autocontrast(
-        ink.filter(ImageFilter.GaussianBlur(max(2.0, max(width, height) / 70))))
+        ink.filter(ImageFilter.GaussianBlur(max(2.0, max(width, height) / 70)))
+    )
     occlusion = occlusion.point([255 - round(v * 0.22) for v in range(256)])
     light_x = width * rng.choice((0.25, 0.75))
     light_y = height * 0.25
-    radial = Image.radial_gradient("L").resize((2 * width, 2 * height),
-                                               Image.Resampling.BILINEAR)
+    radial = Image.radial_gradient("L").resize((2 * width, 2 * height), Image.Resampling.BILINEAR)
     left, top = round(width - light_x), round(height - light_y)
     falloff = radial.crop((left, top, left + width, top + height))
     light = falloff.point([255 - round(v * 0.3) for v in range(256)])

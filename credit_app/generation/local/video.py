@@ -25,8 +25,7 @@ _ZOOM = 1.22
 _PAN_ZOOM = 1.18
 
 
-def _camera_box(size: tuple[int, int], motion: str,
-                t: float) -> tuple[float, float, float, float]:
+def _camera_box(size: tuple[int, int], motion: str, t: float) -> tuple[float, float, float, float]:
     """The part of the photo the camera sees at time `t` (0..1, eased) for `motion`."""
     width, height = size
     if motion in ("zoom_in", "zoom_out"):
@@ -62,12 +61,30 @@ def write_animation(frames: list[Image.Image], request: GenerationRequest) -> Ge
     first, rest = frames[0], frames[1:]
     if _animated_webp_supported():
         path, media_type = output_path(request, "webp"), "image/webp"
-        save(path, lambda target: first.save(
-            target, format="WEBP", save_all=True, append_images=rest, duration=VIDEO_FRAME_MS,
-            loop=VIDEO_LOOPS, quality=80, method=4))
+        save(
+            path,
+            lambda target: first.save(
+                target,
+                format="WEBP",
+                save_all=True,
+                append_images=rest,
+                duration=VIDEO_FRAME_MS,
+                loop=VIDEO_LOOPS,
+                quality=80,
+                method=4,
+            ),
+        )
     else:
         path, media_type = output_path(request, "gif"), "image/gif"
-        save(path, lambda target: first.save(
-            target, format="GIF", save_all=True, append_images=rest, duration=VIDEO_FRAME_MS,
-            loop=VIDEO_LOOPS))
+        save(
+            path,
+            lambda target: first.save(
+                target,
+                format="GIF",
+                save_all=True,
+                append_images=rest,
+                duration=VIDEO_FRAME_MS,
+                loop=VIDEO_LOOPS,
+            ),
+        )
     return GenerationResult(path, media_type, first.width, first.height)

@@ -49,6 +49,8 @@ def inject_person_names() -> dict:
         return known[user_id]
 
     return {"person": person}
+
+
 QUICK_RANGES = (7, 30, 90)
 
 
@@ -63,8 +65,7 @@ def _int_arg(name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
-        raise ValidationFailed(f"{name} must be a whole number from 1 to {MAX_ID}.",
-                               field=name)
+        raise ValidationFailed(f"{name} must be a whole number from 1 to {MAX_ID}.", field=name)
     return int(value)
 
 
@@ -101,21 +102,30 @@ def users():
     if search:
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(func.lower(User.email).like(f"%{escaped}%", escape="\\"))
-    return render_template("admin/users.html", users=db.session.execute(query).scalars().all(),
-                           search=search)
+    return render_template(
+        "admin/users.html", users=db.session.execute(query).scalars().all(), search=search
+    )
 
 
-def _render_user(user: User, form: AdjustCreditsForm, status: int = 200,
-                 access_form: SignInAccessForm | None = None):
+def _render_user(
+    user: User,
+    form: AdjustCreditsForm,
+    status: int = 200,
+    access_form: SignInAccessForm | None = None,
+):
     history = credits.get_credit_history(user.id, request.args.get("cursor"), limit=50)
     return render_template(
-        "admin/user_detail.html", user=user, form=form, history=history,
+        "admin/user_detail.html",
+        user=user,
+        form=form,
+        history=history,
         generations=generations.list_generations(user.id, limit=20),
         audit_entries=audit.list_entries(target_user_id=user.id, limit=20).items,
         subscriptions=billing_subscriptions.user_subscriptions(user.id),
         plan_for_product=billing_plans.plan_for_product,
         access_form=access_form or SignInAccessForm(formdata=None, prefix="access"),
-        fair_use=fair_use.fair_use_of(user.id), usage_history=fair_use.usage_history(user.id),
+        fair_use=fair_use.fair_use_of(user.id),
+        usage_history=fair_use.usage_history(user.id),
     ), status
 
 
@@ -146,8 +156,9 @@ def adjust_credits(user_id: int):
         return _render_user(db.session.get(User, user_id), form, exc.status)
     db.session.commit()
     verb = "Removed" if form.operation.data == "remove" else "Granted"
-    flash(f"{verb} {amount} credits {'from' if verb == 'Removed' else 'to'} {user.email}.",
-          "success")
+    flash(
+        f"{verb} {amount} credits {'from' if verb == 'Removed' else 'to'} {user.email}.", "success"
+    )
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
@@ -164,11 +175,18 @@ def set_sign_in_access(user_id: int):
     except DomainError as exc:
         db.session.rollback()
         form.reason.errors = [*form.reason.errors, exc.message]
-        return _render_user(db.session.get(User, user_id), AdjustCreditsForm(formdata=None),
-                            exc.status, access_form=form)
+        return _render_user(
+            db.session.get(User, user_id),
+            AdjustCreditsForm(formdata=None),
+            exc.status,
+            access_form=form,
+        )
     db.session.commit()
-    flash(f"{'Disabled' if disable else 'Enabled'} sign-in for {user.email}"
-          f"{'; every session of the account has ended' if disable else ''}.", "success")
+    flash(
+        f"{'Disabled' if disable else 'Enabled'} sign-in for {user.email}"
+        f"{'; every session of the account has ended' if disable else ''}.",
+        "success",
+    )
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
@@ -177,8 +195,7 @@ def set_sign_in_access(user_id: int):
 
 def _range_or_error() -> tuple[admin_analytics.DateRange | None, ValidationFailed | None]:
     try:
-        return admin_analytics.parse_range(request.args.get("start"),
-                                           request.args.get("end")), None
+        return admin_analytics.parse_range(request.args.get("start"), request.args.get("end")), None
     except ValidationFailed as exc:
         return None, exc
 
@@ -187,37 +204,60 @@ def _charts(dashboard: admin_analytics.Dashboard) -> dict[str, charts.Chart]:
     labels = [day.day.strftime("%b %d") for day in dashboard.days]
     return {
         "generations": charts.column_chart(
-            "chart-generations", "Generations per day",
-            "Stacked columns: successful uses and failed generations per UTC day.", labels,
-            [charts.Series("succeeded", [day.uses for day in dashboard.days]),
-             charts.Series("failed", [day.failed for day in dashboard.days], "danger")]),
+            "chart-generations",
+            "Generations per day",
+            "Stacked columns: successful uses and failed generations per UTC day.",
+            labels,
+            [
+                charts.Series("succeeded", [day.uses for day in dashboard.days]),
+                charts.Series("failed", [day.failed for day in dashboard.days], "danger"),
+            ],
+        ),
         "failure_rate": charts.line_chart(
-            "chart-failure-rate", "Failure rate per day",
-            "Share of generations that failed, per UTC day.", labels,
-            [charts.Series("failure rate", [day.failure_rate for day in dashboard.days],
-                           "danger")],
-            percent=True),
+            "chart-failure-rate",
+            "Failure rate per day",
+            "Share of generations that failed, per UTC day.",
+            labels,
+            [charts.Series("failure rate", [day.failure_rate for day in dashboard.days], "danger")],
+            percent=True,
+        ),
         "features": charts.bar_chart(
-            "chart-features", "Uses per feature",
+            "chart-features",
+            "Uses per feature",
             "Horizontal bars: uses of each feature in the range.",
-            [(row.title, row.uses) for row in dashboard.features]),
+            [(row.title, row.uses) for row in dashboard.features],
+        ),
         "active": charts.column_chart(
-            "chart-active", "Active users per day",
-            "Stacked columns: distinct free and Pro users with a use, per UTC day.", labels,
-            [charts.Series("free", [day.active_free for day in dashboard.days]),
-             charts.Series("Pro", [day.active_pro for day in dashboard.days])]),
+            "chart-active",
+            "Active users per day",
+            "Stacked columns: distinct free and Pro users with a use, per UTC day.",
+            labels,
+            [
+                charts.Series("free", [day.active_free for day in dashboard.days]),
+                charts.Series("Pro", [day.active_pro for day in dashboard.days]),
+            ],
+        ),
         "modal": charts.line_chart(
-            "chart-modal", "Upgrade modal per day",
-            "Lines: upgrade modals shown, dismissed, and upgrade clicks per UTC day.", labels,
-            [charts.Series("shown", [day.modal_shown for day in dashboard.days]),
-             charts.Series("dismissed", [day.modal_dismissed for day in dashboard.days]),
-             charts.Series("upgrade clicked", [day.upgrade_clicked for day in dashboard.days])]),
+            "chart-modal",
+            "Upgrade modal per day",
+            "Lines: upgrade modals shown, dismissed, and upgrade clicks per UTC day.",
+            labels,
+            [
+                charts.Series("shown", [day.modal_shown for day in dashboard.days]),
+                charts.Series("dismissed", [day.modal_dismissed for day in dashboard.days]),
+                charts.Series("upgrade clicked", [day.upgrade_clicked for day in dashboard.days]),
+            ],
+        ),
         "funnel": charts.bar_chart(
-            "chart-funnel", "Upgrade funnel",
+            "chart-funnel",
+            "Upgrade funnel",
             "Horizontal bars: users shown the modal, of them who clicked upgrade, and paid.",
-            [("Shown the modal", dashboard.funnel_modal_users),
-             ("Clicked upgrade", dashboard.funnel_clicked_users),
-             ("Paid", dashboard.funnel_paid_users)]),
+            [
+                ("Shown the modal", dashboard.funnel_modal_users),
+                ("Clicked upgrade", dashboard.funnel_clicked_users),
+                ("Paid", dashboard.funnel_paid_users),
+            ],
+        ),
     }
 
 
@@ -232,12 +272,21 @@ def analytics():
     today = datetime.now(UTC).date()
     quick = [(days, today - timedelta(days=days - 1), today) for days in QUICK_RANGES]
     if error is not None:
-        return render_template("admin/analytics.html", error=error, quick=quick,
-                               start=request.args.get("start", ""),
-                               end=request.args.get("end", "")), error.status
-    return render_template("admin/analytics.html", error=None, quick=quick,
-                           start=date_range.start.isoformat(), end=date_range.end.isoformat(),
-                           **_analytics_context(date_range))
+        return render_template(
+            "admin/analytics.html",
+            error=error,
+            quick=quick,
+            start=request.args.get("start", ""),
+            end=request.args.get("end", ""),
+        ), error.status
+    return render_template(
+        "admin/analytics.html",
+        error=None,
+        quick=quick,
+        start=date_range.start.isoformat(),
+        end=date_range.end.isoformat(),
+        **_analytics_context(date_range),
+    )
 
 
 @bp.get("/analytics/panel")
@@ -255,20 +304,25 @@ def analytics_panel():
 @bp.get("/audit")
 def audit_log():
     action = request.args.get("action") or None
-    page = audit.list_entries(action=action, target_user_id=_int_arg("user"),
-                              before=_int_arg("before"))
-    users_by_id = _users_by_id({entry.actor_id for entry in page.items}
-                               | {entry.target_user_id for entry in page.items})
-    return render_template("admin/audit.html", page=page, action=action, actions=AUDIT_ACTIONS,
-                           users_by_id=users_by_id)
+    page = audit.list_entries(
+        action=action, target_user_id=_int_arg("user"), before=_int_arg("before")
+    )
+    users_by_id = _users_by_id(
+        {entry.actor_id for entry in page.items} | {entry.target_user_id for entry in page.items}
+    )
+    return render_template(
+        "admin/audit.html", page=page, action=action, actions=AUDIT_ACTIONS, users_by_id=users_by_id
+    )
 
 
 def _users_by_id(ids: set[int | None]) -> dict[int, User]:
     wanted = {user_id for user_id in ids if user_id is not None}
     if not wanted:
         return {}
-    return {user.id: user for user in db.session.execute(
-        select(User).where(User.id.in_(wanted))).scalars()}
+    return {
+        user.id: user
+        for user in db.session.execute(select(User).where(User.id.in_(wanted))).scalars()
+    }
 
 
 # Webhook events
@@ -278,16 +332,24 @@ def _users_by_id(ids: set[int | None]) -> dict[int, User]:
 def webhook_events():
     status = request.args.get("status", "all")
     page = admin.list_webhook_events(status, before=_int_arg("before"))
-    return render_template("admin/webhooks.html", page=page, status=status,
-                           filters=admin.WEBHOOK_FILTERS, status_of=admin.webhook_status)
+    return render_template(
+        "admin/webhooks.html",
+        page=page,
+        status=status,
+        filters=admin.WEBHOOK_FILTERS,
+        status_of=admin.webhook_status,
+    )
 
 
 @bp.get("/webhooks/<int:pk>")
 def webhook_event(pk: int):
     event = admin.get_webhook_event(pk)
-    return render_template("admin/webhook_detail.html", event=event,
-                           status=admin.webhook_status(event),
-                           payload=json.dumps(event.payload, indent=2, sort_keys=True))
+    return render_template(
+        "admin/webhook_detail.html",
+        event=event,
+        status=admin.webhook_status(event),
+        payload=json.dumps(event.payload, indent=2, sort_keys=True),
+    )
 
 
 @bp.post("/webhooks/<int:pk>/rerun")
@@ -305,9 +367,12 @@ def rerun_webhook_event(pk: int):
 @bp.get("/jobs")
 def jobs():
     connection = get_redis()
-    return render_template("admin/jobs.html", queues=admin.queue_states(connection),
-                           failed_jobs=admin.failed_jobs(connection, "generations"),
-                           failed_generations=admin.failed_generations())
+    return render_template(
+        "admin/jobs.html",
+        queues=admin.queue_states(connection),
+        failed_jobs=admin.failed_jobs(connection, "generations"),
+        failed_generations=admin.failed_generations(),
+    )
 
 
 # Enforcement rollout
@@ -315,7 +380,9 @@ def jobs():
 
 def _render_rollout(form: RolloutForm, status: int = 200):
     return render_template(
-        "admin/rollout.html", form=form, percentage=rollout.percentage(),
+        "admin/rollout.html",
+        form=form,
+        percentage=rollout.percentage(),
         steps=rollout.ROLLOUT_STEPS,
         history=audit.list_entries(action="rollout.change", limit=20).items,
     ), status
@@ -338,6 +405,9 @@ def change_rollout():
         form.percentage.errors = [*form.percentage.errors, exc.message]
         return _render_rollout(form, exc.status)
     db.session.commit()
-    flash(f"Credit enforcement now applies to {change.percentage}% of free users "
-          f"(was {change.previous}%).", "success")
+    flash(
+        f"Credit enforcement now applies to {change.percentage}% of free users "
+        f"(was {change.previous}%).",
+        "success",
+    )
     return redirect(url_for("admin.rollout_page"))

@@ -58,25 +58,40 @@ def reset_address() -> str:
 
 
 # Sign-ups that created an account count against the client's address.
-signup_limit = limiter.limit(lambda: current_app.config["RATELIMIT_SIGNUP"], methods=["POST"],
-                             key_func=client_address, scope="signup",
-                             deduct_when=lambda response: response.status_code < 400)
-reset_client_limit = limiter.limit(lambda: current_app.config["RATELIMIT_RESET_CLIENT"],
-                                   methods=["POST"], key_func=client_address,
-                                   scope="reset-client")
-reset_address_limit = limiter.limit(lambda: current_app.config["RATELIMIT_RESET_ADDRESS"],
-                                    methods=["POST"], key_func=reset_address,
-                                    scope="reset-address")
-resend_limit = limiter.limit(lambda: current_app.config["RATELIMIT_VERIFY_RESEND"],
-                             methods=["POST"])
+signup_limit = limiter.limit(
+    lambda: current_app.config["RATELIMIT_SIGNUP"],
+    methods=["POST"],
+    key_func=client_address,
+    scope="signup",
+    deduct_when=lambda response: response.status_code < 400,
+)
+reset_client_limit = limiter.limit(
+    lambda: current_app.config["RATELIMIT_RESET_CLIENT"],
+    methods=["POST"],
+    key_func=client_address,
+    scope="reset-client",
+)
+reset_address_limit = limiter.limit(
+    lambda: current_app.config["RATELIMIT_RESET_ADDRESS"],
+    methods=["POST"],
+    key_func=reset_address,
+    scope="reset-address",
+)
+resend_limit = limiter.limit(
+    lambda: current_app.config["RATELIMIT_VERIFY_RESEND"], methods=["POST"]
+)
 
 
 def safe_next(target: str | None) -> str:
     """Only same-site relative paths; anything else goes to the dashboard."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") \
-                and not target.startswith("//"):
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/")
+            and not target.startswith("//")
+        ):
             return target
     return url_for("dashboard.home")
 
@@ -95,9 +110,15 @@ def signup():
     form = SignupForm()
     status = 200
     valid = form.validate_on_submit()
-    problems = accounts.signup_problems(
-        form.email.data or "", form.password.data or "",
-        current_app.config["MIN_PASSWORD_LENGTH"]) if form.is_submitted() else []
+    problems = (
+        accounts.signup_problems(
+            form.email.data or "",
+            form.password.data or "",
+            current_app.config["MIN_PASSWORD_LENGTH"],
+        )
+        if form.is_submitted()
+        else []
+    )
     # Everything wrong with the details at once, not one problem per round trip.
     for problem in problems:
         _field_error(form, problem, "email")
@@ -106,7 +127,8 @@ def signup():
     elif valid:
         try:
             user = accounts.register_user(
-                form.email.data, form.password.data,
+                form.email.data,
+                form.password.data,
                 welcome_credits=current_app.config["SIGNUP_CREDITS"],
                 min_password_length=current_app.config["MIN_PASSWORD_LENGTH"],
             )
@@ -119,18 +141,23 @@ def signup():
             db.session.commit()
             login_user(user)
             if user.credits_remaining:
-                flash(f"Welcome! You have {user.credits_remaining} free credits to try every "
-                      f"feature. We sent a link to {user.email}: open it to start generating.",
-                      "success")
+                flash(
+                    f"Welcome! You have {user.credits_remaining} free credits to try every "
+                    f"feature. We sent a link to {user.email}: open it to start generating.",
+                    "success",
+                )
             else:
-                flash("Welcome! This mailbox already had its free credits on another "
-                      f"account, so this one starts at 0. We sent a link to {user.email}.",
-                      "info")
+                flash(
+                    "Welcome! This mailbox already had its free credits on another "
+                    f"account, so this one starts at 0. We sent a link to {user.email}.",
+                    "info",
+                )
             return redirect(url_for("dashboard.home"))
     elif form.is_submitted():
         status = 422
-    return render_template("auth/signup.html", form=form,
-                           min_length=current_app.config["MIN_PASSWORD_LENGTH"]), status
+    return render_template(
+        "auth/signup.html", form=form, min_length=current_app.config["MIN_PASSWORD_LENGTH"]
+    ), status
 
 
 def _finish_sign_in(user: User, remember: bool, method: str):
@@ -154,12 +181,16 @@ def login():
         user = accounts.authenticate(form.email.data, form.password.data)
         if user is not None:
             needs_code = user.is_admin and (
-                user.has_two_factor or current_app.config["ADMIN_TWO_FACTOR_REQUIRED"])
+                user.has_two_factor or current_app.config["ADMIN_TWO_FACTOR_REQUIRED"]
+            )
             if not needs_code:
                 return _finish_sign_in(user, form.remember.data, "password")
             db.session.commit()
-            session[PENDING_TWO_FACTOR] = {"id": user.get_id(), "remember": form.remember.data,
-                                           "at": time.time()}
+            session[PENDING_TWO_FACTOR] = {
+                "id": user.get_id(),
+                "remember": form.remember.data,
+                "at": time.time(),
+            }
             endpoint = "auth.two_factor" if user.has_two_factor else "auth.two_factor_setup"
             return redirect(url_for(endpoint, next=request.args.get("next")))
         accounts.record_failed_sign_in(form.email.data, "password", request.remote_addr)
@@ -176,8 +207,10 @@ def _pending_user() -> User | None:
     from credit_app.web.auth import load_user
 
     pending = session.get(PENDING_TWO_FACTOR)
-    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > \
-            PENDING_TWO_FACTOR_SECONDS:
+    if (
+        not isinstance(pending, dict)
+        or time.time() - pending.get("at", 0) > PENDING_TWO_FACTOR_SECONDS
+    ):
         session.pop(PENDING_TWO_FACTOR, None)
         return None
     return load_user(str(pending.get("id", "")))
@@ -205,10 +238,12 @@ def two_factor():
             status = 401
         else:
             if method == "recovery":
-                flash(f"You used a recovery code; {totp.recovery_codes_left(user)} are "
-                      "left. Make new ones in Account settings if you run low.", "info")
-            return _finish_sign_in(user, session[PENDING_TWO_FACTOR].get("remember", False),
-                                   method)
+                flash(
+                    f"You used a recovery code; {totp.recovery_codes_left(user)} are "
+                    "left. Make new ones in Account settings if you run low.",
+                    "info",
+                )
+            return _finish_sign_in(user, session[PENDING_TWO_FACTOR].get("remember", False), method)
     elif form.is_submitted():
         status = 422
     return render_template("auth/two_factor.html", form=form), status
@@ -244,15 +279,17 @@ def two_factor_setup():
                 accounts.record_admin_sign_in(user, "totp", request.remote_addr)
                 login_user(user, remember=remember)
             db.session.commit()
-            return render_template("auth/recovery_codes.html", codes=codes,
-                                   next=safe_next(request.args.get("next")))
+            return render_template(
+                "auth/recovery_codes.html", codes=codes, next=safe_next(request.args.get("next"))
+            )
     elif form.is_submitted():
         status = 422
     secret = totp.ensure_secret(user)
     qr_code = totp.qr_code_data_uri(user)
     db.session.commit()
-    return render_template("auth/two_factor_setup.html", form=form, secret=secret,
-                           qr_code=qr_code, signed_in=signed_in), status
+    return render_template(
+        "auth/two_factor_setup.html", form=form, secret=secret, qr_code=qr_code, signed_in=signed_in
+    ), status
 
 
 @bp.post("/logout")
@@ -293,8 +330,9 @@ def reset_password(token: str):
     status = 200
     if form.validate_on_submit():
         try:
-            accounts.reset_password(token, form.password.data,
-                                    current_app.config["MIN_PASSWORD_LENGTH"])
+            accounts.reset_password(
+                token, form.password.data, current_app.config["MIN_PASSWORD_LENGTH"]
+            )
         except DomainError as exc:
             db.session.rollback()
             _field_error(form, exc, "password")
@@ -302,13 +340,17 @@ def reset_password(token: str):
         else:
             db.session.commit()
             logout_user()
-            flash("Your password is changed and every session of your account has ended. "
-                  "Sign in with the new password.", "success")
+            flash(
+                "Your password is changed and every session of your account has ended. "
+                "Sign in with the new password.",
+                "success",
+            )
             return redirect(url_for("auth.login"))
     elif form.is_submitted():
         status = 422
-    return render_template("auth/reset_password.html", form=form,
-                           min_length=current_app.config["MIN_PASSWORD_LENGTH"]), status
+    return render_template(
+        "auth/reset_password.html", form=form, min_length=current_app.config["MIN_PASSWORD_LENGTH"]
+    ), status
 
 
 # Email verification
@@ -354,8 +396,10 @@ def _account_forms(**forms) -> dict:
         "password_form": ChangePasswordForm(formdata=None, prefix="pw"),
         "email_form": ChangeEmailForm(formdata=None, prefix="em"),
         "notifications_form": NotificationsForm(
-            formdata=None, prefix="nt",
-            data={kind: notifications.wants(user, kind) for kind in notifications.OPTIONAL_KINDS}),
+            formdata=None,
+            prefix="nt",
+            data={kind: notifications.wants(user, kind) for kind in notifications.OPTIONAL_KINDS},
+        ),
         "everywhere_form": SignOutEverywhereForm(formdata=None, prefix="so"),
         "form": DeleteAccountForm(formdata=None),
     }
@@ -385,8 +429,9 @@ def account():
             db.session.commit()
             privacy.remove_files(get_storage(), folders)
             logout_user()
-            flash("Your account and your designs are deleted. Thank you for trying Roomcraft.",
-                  "info")
+            flash(
+                "Your account and your designs are deleted. Thank you for trying Roomcraft.", "info"
+            )
             return redirect(url_for("auth.login"))
     return _render_account(status, form=form)
 
@@ -399,16 +444,19 @@ def change_password():
     if not form.validate_on_submit():
         return _render_account(422, password_form=form)
     try:
-        accounts.change_password(current_user, form.current_password.data, form.password.data,
-                                 current_app.config["MIN_PASSWORD_LENGTH"])
+        accounts.change_password(
+            current_user,
+            form.current_password.data,
+            form.password.data,
+            current_app.config["MIN_PASSWORD_LENGTH"],
+        )
     except DomainError as exc:
         db.session.rollback()
         _field_error(form, exc, "password")
         return _render_account(exc.status, password_form=form)
     db.session.commit()
     login_user(current_user._get_current_object())
-    flash("Your password is changed. Every other session of your account has ended.",
-          "success")
+    flash("Your password is changed. Every other session of your account has ended.", "success")
     return redirect(url_for("auth.account"))
 
 
@@ -420,15 +468,19 @@ def change_email():
     if not form.validate_on_submit():
         return _render_account(422, email_form=form)
     try:
-        address = accounts.request_email_change(current_user, form.new_email.data,
-                                                form.password.data)
+        address = accounts.request_email_change(
+            current_user, form.new_email.data, form.password.data
+        )
     except DomainError as exc:
         db.session.rollback()
         _field_error(form, exc, "new_email")
         return _render_account(exc.status, email_form=form)
     db.session.commit()
-    flash(f"We sent a link to {address}. Your address changes when you open it; until then "
-          f"it stays {current_user.email}.", "success")
+    flash(
+        f"We sent a link to {address}. Your address changes when you open it; until then "
+        f"it stays {current_user.email}.",
+        "success",
+    )
     return redirect(url_for("auth.account"))
 
 
@@ -438,8 +490,10 @@ def notification_settings():
     form = NotificationsForm(prefix="nt")
     if not form.validate_on_submit():
         return _render_account(422, notifications_form=form)
-    notifications.set_opt_outs(current_user, [kind for kind in notifications.OPTIONAL_KINDS
-                                              if not getattr(form, kind).data])
+    notifications.set_opt_outs(
+        current_user,
+        [kind for kind in notifications.OPTIONAL_KINDS if not getattr(form, kind).data],
+    )
     db.session.commit()
     flash("Your email choices are saved.", "success")
     return redirect(url_for("auth.account", _anchor="notifications"))
@@ -473,8 +527,12 @@ def api_tokens():
         form = ApiTokenForm(formdata=None)
     elif form.is_submitted():
         status = 422
-    return render_template("auth/api_tokens.html", form=form, new_token=new_token,
-                           tokens=accounts.list_api_tokens(current_user.id)), status
+    return render_template(
+        "auth/api_tokens.html",
+        form=form,
+        new_token=new_token,
+        tokens=accounts.list_api_tokens(current_user.id),
+    ), status
 
 
 @bp.post("/settings/api-tokens/<int:token_id>/revoke")

@@ -46,14 +46,18 @@ def _feature(key: str | None) -> Feature | None:
     return FEATURES.get(key or "")
 
 
-def _subscription_page(status: int = 200, error: str | None = None,
-                       feature: Feature | None = None) -> Response:
+def _subscription_page(
+    status: int = 200, error: str | None = None, feature: Feature | None = None
+) -> Response:
     """The page, or (htmx, when the live counter reported a plan change) its plan-dependent
     part, from the same URL."""
     feature = feature or _feature(request.values.get("feature"))
     available = plans.plans()
-    template = ("billing/_subscription_state.html" if htmx.is_htmx_request()
-                else "billing/subscription.html")
+    template = (
+        "billing/_subscription_state.html"
+        if htmx.is_htmx_request()
+        else "billing/subscription.html"
+    )
     page = render_template(
         template,
         from_feature=feature,
@@ -82,8 +86,9 @@ def _refused(exc: DomainError) -> Response:
 def subscription() -> Response:
     feature = _feature(request.args.get("feature"))
     if request.args.get("source") == "upgrade_modal":
-        analytics.track("upgrade_clicked", current_user.id,
-                        feature=feature.key if feature else None)
+        analytics.track(
+            "upgrade_clicked", current_user.id, feature=feature.key if feature else None
+        )
         db.session.commit()
     return _subscription_page(feature=feature)
 
@@ -93,8 +98,9 @@ def subscription() -> Response:
 def checkout() -> Response:
     """Send the user to Creem's hosted checkout for the chosen plan."""
     try:
-        started = billing_checkout.start_checkout(current_user, request.form.get("plan", ""),
-                                                  request.form.get("feature"))
+        started = billing_checkout.start_checkout(
+            current_user, request.form.get("plan", ""), request.form.get("feature")
+        )
     except DomainError as exc:
         return _refused(exc)
     return _to_checkout(started)
@@ -106,8 +112,9 @@ def pack_checkout() -> Response:
     """Send the user to Creem's hosted checkout for a credit pack (the modal, this page and
     the sidebar post here)."""
     try:
-        started = packs.start_pack_checkout(current_user, request.form.get("pack", ""),
-                                            request.form.get("feature"))
+        started = packs.start_pack_checkout(
+            current_user, request.form.get("pack", ""), request.form.get("feature")
+        )
     except DomainError as exc:
         return _refused(exc)
     return _to_checkout(started)
@@ -129,21 +136,30 @@ def checkout_return() -> Response:
     checkout (its request_id and checkout id); Pro itself comes from the webhooks.
     """
     feature = _feature(request.args.get("feature"))
-    paid = billing_checkout.is_own_return(request.args.items(multi=True),
-                                          current_app.config["CREEM_API_KEY"], current_user.id,
-                                          session.get(STARTED_CHECKOUTS_KEY) or {})
+    paid = billing_checkout.is_own_return(
+        request.args.items(multi=True),
+        current_app.config["CREEM_API_KEY"],
+        current_user.id,
+        session.get(STARTED_CHECKOUTS_KEY) or {},
+    )
     if paid:
         pack = plans.pack_for_product(request.args.get("product_id"))
-        session[PENDING_CHECKOUT_KEY] = {"at": time.time(),
-                                         "checkout_id": request.args.get("checkout_id"),
-                                         "order_id": request.args.get("order_id") if pack
-                                         else None,
-                                         "pack_credits": pack.credits if pack else None}
-        flash("Payment received, thank you!" + (f" You are back at {feature.title}."
-                                                if feature else ""), "success")
-    target = (url_for("dashboard.feature_page", slug=feature.slug,
-                      checkout="success" if paid else None) if feature
-              else url_for("billing.subscription", checkout="success" if paid else None))
+        session[PENDING_CHECKOUT_KEY] = {
+            "at": time.time(),
+            "checkout_id": request.args.get("checkout_id"),
+            "order_id": request.args.get("order_id") if pack else None,
+            "pack_credits": pack.credits if pack else None,
+        }
+        flash(
+            "Payment received, thank you!"
+            + (f" You are back at {feature.title}." if feature else ""),
+            "success",
+        )
+    target = (
+        url_for("dashboard.feature_page", slug=feature.slug, checkout="success" if paid else None)
+        if feature
+        else url_for("billing.subscription", checkout="success" if paid else None)
+    )
     return redirect(target, code=303)
 
 
@@ -174,18 +190,26 @@ def pending_pack_credits() -> int | None:
 
 @bp.app_context_processor
 def inject_checkout_confirmation() -> dict:
-    return {"checkout_confirmation": checkout_confirmation, "pricing_plans": plans.plans,
-            "yearly_saving": plans.yearly_saving, "pending_pack_credits": pending_pack_credits,
-            "credit_packs": plans.packs}
+    return {
+        "checkout_confirmation": checkout_confirmation,
+        "pricing_plans": plans.plans,
+        "yearly_saving": plans.yearly_saving,
+        "pending_pack_credits": pending_pack_credits,
+        "credit_packs": plans.packs,
+    }
 
 
 @bp.get("/dashboard/subscription/confirmation")
 @login_required
 def confirmation() -> Response:
     """The payment confirmation fragment the page polls until the webhook made the user Pro."""
-    response = make_response(render_template("billing/_checkout_confirmation.html",
-                                             polled=True,
-                                             on_feature=request.args.get("on") == "feature"))
+    response = make_response(
+        render_template(
+            "billing/_checkout_confirmation.html",
+            polled=True,
+            on_feature=request.args.get("on") == "feature",
+        )
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -199,8 +223,11 @@ def cancel() -> Response:
         return _refused(exc)
     db.session.commit()
     if canceled.access_ends_at:
-        flash(f"Your subscription is canceled. You keep Pro until "
-              f"{canceled.access_ends_at:%d %B %Y}.", "success")
+        flash(
+            f"Your subscription is canceled. You keep Pro until "
+            f"{canceled.access_ends_at:%d %B %Y}.",
+            "success",
+        )
     else:
         flash("Your subscription is canceled.", "success")
     return redirect(url_for("billing.subscription"), code=303)
@@ -253,8 +280,9 @@ def creem_webhook() -> Response:
     stored; an event already stored gets 200 again, and gets a job only while it is
     unprocessed and its job is not queued or running already (one job per event).
     """
-    too_large = PayloadTooLarge("The request body is larger than a webhook event can be "
-                                f"({MAX_WEBHOOK_BYTES // 1024} KB).")
+    too_large = PayloadTooLarge(
+        f"The request body is larger than a webhook event can be ({MAX_WEBHOOK_BYTES // 1024} KB)."
+    )
     if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
         raise too_large
     body = request.stream.read(MAX_WEBHOOK_BYTES + 1)

@@ -49,7 +49,7 @@ def get_credits() -> Response:
 @documented(
     summary="Consume a credit for a generation",
     description="Spends the feature's cost (nothing for Pro, though the use is recorded). "
-                "Send a generation_id to make retries safe: the same id is charged once.",
+    "Send a generation_id to make retries safe: the same id is charged once.",
     request=schemas.ConsumeRequest,
     response=schemas.ConsumeResponse,
     errors={
@@ -62,8 +62,9 @@ def consume() -> Response:
     body = schemas.parse_body(schemas.ConsumeRequest)
     with fixed_transaction():
         result = credits.consume_credit(caller.id, body.feature, body.generation_id)
-    response = jsonify(success=result.success, remaining_credits=result.remaining_credits,
-                       message=result.message)
+    response = jsonify(
+        success=result.success, remaining_credits=result.remaining_credits, message=result.message
+    )
     if result.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response
@@ -80,8 +81,7 @@ def history() -> Response:
     caller = api_caller()
     query = schemas.parse(schemas.HistoryQuery, request.args.to_dict())
     page = credits.get_credit_history(caller.id, query.cursor, query.limit)
-    return jsonify(items=[entry.to_dict() for entry in page.items],
-                   next_cursor=page.next_cursor)
+    return jsonify(items=[entry.to_dict() for entry in page.items], next_cursor=page.next_cursor)
 
 
 @bp.post("/grant")
@@ -99,5 +99,10 @@ def grant() -> Response:
     entry = credits.grant_credits(body.user_id, body.amount, body.reason, actor_id=admin.id)
     status = credits.get_user_credits(body.user_id)
     db.session.commit()
-    return jsonify(success=True, user_id=body.user_id, remaining=status.remaining,
-                   total=status.total, transaction_id=entry.id)
+    return jsonify(
+        success=True,
+        user_id=body.user_id,
+        remaining=status.remaining,
+        total=status.total,
+        transaction_id=entry.id,
+    )

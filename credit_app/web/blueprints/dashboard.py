@@ -58,8 +58,13 @@ def index():
     except Exception:
         current_app.logger.exception("the landing examples could not be made")
         examples = ()
-    return render_template("landing.html", features=FEATURES.values(), examples=examples,
-                           examples_version=examples_version(), plans=plans())
+    return render_template(
+        "landing.html",
+        features=FEATURES.values(),
+        examples=examples,
+        examples_version=examples_version(),
+        plans=plans(),
+    )
 
 
 @bp.get("/examples/<version>/<name>")
@@ -79,8 +84,12 @@ def landing_example(version: str, name: str):
 @login_required
 def home():
     page = credits.get_activity(current_user.id, request.args.get("cursor"), limit=20)
-    return render_template("dashboard/home.html", history=page, features=FEATURES.values(),
-                           recent=generations.list_generations(current_user.id, limit=6))
+    return render_template(
+        "dashboard/home.html",
+        history=page,
+        features=FEATURES.values(),
+        recent=generations.list_generations(current_user.id, limit=6),
+    )
 
 
 @bp.get("/dashboard/credits")
@@ -117,9 +126,13 @@ def feature_context(feature: Feature) -> dict:
 @login_required
 def feature_page(slug: str):
     feature = FEATURES_BY_SLUG.get(slug) or abort(404)
-    return render_template("dashboard/feature.html", form_values={}, errors={},
-                           new_generation_id=generations.new_generation_id(),
-                           **feature_context(feature))
+    return render_template(
+        "dashboard/feature.html",
+        form_values={},
+        errors={},
+        new_generation_id=generations.new_generation_id(),
+        **feature_context(feature),
+    )
 
 
 def _start(feature: Feature, reservation: CreditReservation):
@@ -129,22 +142,29 @@ def _start(feature: Feature, reservation: CreditReservation):
         upload = check_image_upload(image, image.filename if image else None)
     except DomainError as exc:
         db.session.rollback()
-        response = render("dashboard/feature.html", "dashboard/_feature_form.html", exc.status,
-                          form_values=request.form,
-                          errors={exc.details.get("field", "form"): exc.message},
-                          new_generation_id=request.form.get("generation_id"),
-                          oob_credits=True, **feature_context(feature))
+        response = render(
+            "dashboard/feature.html",
+            "dashboard/_feature_form.html",
+            exc.status,
+            form_values=request.form,
+            errors={exc.details.get("field", "form"): exc.message},
+            new_generation_id=request.form.get("generation_id"),
+            oob_credits=True,
+            **feature_context(feature),
+        )
         return htmx.retarget(response, "#feature-form", "outerHTML")
-    generation, created = generations.start_generation(
-        reservation, options, upload, get_storage())
+    generation, created = generations.start_generation(reservation, options, upload, get_storage())
     if created or generation.status == GenerationStatus.QUEUED:
         enqueue_after_commit(registry.generation_job(generation.queue), generation.id)
     db.session.commit()
     if not htmx.is_htmx_request():
         return redirect(url_for("dashboard.generation_detail", generation_pk=generation.id))
-    return render_template("dashboard/_generation_progress.html", generation=generation,
-                           oob_credits=True,
-                           next_generation_id=generations.new_generation_id())
+    return render_template(
+        "dashboard/_generation_progress.html",
+        generation=generation,
+        oob_credits=True,
+        next_generation_id=generations.new_generation_id(),
+    )
 
 
 def _make_feature_view(feature: Feature):
@@ -162,8 +182,12 @@ def _make_feature_view(feature: Feature):
 # The generation start views, one per feature.
 START_ENDPOINTS = frozenset(f"{bp.name}.start_{key}" for key in FEATURES)
 for _feature in FEATURES.values():
-    bp.add_url_rule(f"/dashboard/{_feature.slug}", endpoint=f"start_{_feature.key}",
-                    view_func=_make_feature_view(_feature), methods=["POST"])
+    bp.add_url_rule(
+        f"/dashboard/{_feature.slug}",
+        endpoint=f"start_{_feature.key}",
+        view_func=_make_feature_view(_feature),
+        methods=["POST"],
+    )
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -178,16 +202,22 @@ def upload_too_large(exc: RequestEntityTooLarge) -> Response:
 @bp.get("/dashboard/generations")
 @login_required
 def generation_history():
-    return render_template("dashboard/generations.html",
-                           generations=generations.list_generations(current_user.id, limit=100))
+    return render_template(
+        "dashboard/generations.html",
+        generations=generations.list_generations(current_user.id, limit=100),
+    )
 
 
 @bp.get("/dashboard/generations/<int:generation_pk>")
 @login_required
 def generation_detail(generation_pk: int):
     generation = generations.find_generation(current_user.id, generation_pk)
-    response = render("dashboard/generation.html", "dashboard/_generation_progress.html",
-                      generation=generation, oob_credits=generation.is_finished)
+    response = render(
+        "dashboard/generation.html",
+        "dashboard/_generation_progress.html",
+        generation=generation,
+        oob_credits=generation.is_finished,
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -202,8 +232,12 @@ def generation_file(generation_pk: int, which: str):
     if not key:
         abort(404)
     stream = get_storage().open(key)
-    response = send_file(stream, download_name=posixpath.basename(key), max_age=0,
-                         mimetype=generation.output_media_type if which == "output" else None)
+    response = send_file(
+        stream,
+        download_name=posixpath.basename(key),
+        max_age=0,
+        mimetype=generation.output_media_type if which == "output" else None,
+    )
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -213,8 +247,7 @@ def generation_file(generation_pk: int, which: str):
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
-@bp.get("/dashboard/generations/<int:generation_pk>/<any(input, output):which>/"
-        "<int:width>w.webp")
+@bp.get("/dashboard/generations/<int:generation_pk>/<any(input, output):which>/<int:width>w.webp")
 @login_required
 def generation_variant(generation_pk: int, which: str, width: int):
     """A WebP copy of the upload or the result (generation/images.py), to its owner only."""
@@ -222,8 +255,12 @@ def generation_variant(generation_pk: int, which: str, width: int):
     key = generation.input_path if which == "input" else generation.output_path
     if not key or width not in generation.variant_widths(which):
         abort(404)
-    response = send_file(get_storage().open(variant_key(key, width)),
-                         mimetype=VARIANT_MEDIA_TYPE, max_age=0, conditional=False)
+    response = send_file(
+        get_storage().open(variant_key(key, width)),
+        mimetype=VARIANT_MEDIA_TYPE,
+        max_age=0,
+        conditional=False,
+    )
     response.headers["Cache-Control"] = VARIANT_CACHE_CONTROL
     return response
 

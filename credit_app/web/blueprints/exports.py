@@ -37,8 +37,11 @@ def _stamp() -> str:
 @login_required
 def my_data_json():
     """The user's account, ledger, generations and subscriptions in one JSON file."""
-    return _download(exports.user_json(current_user.id, _batch()),
-                     f"roomcraft-data-{_stamp()}.json", "application/json")
+    return _download(
+        exports.user_json(current_user.id, _batch()),
+        f"roomcraft-data-{_stamp()}.json",
+        "application/json",
+    )
 
 
 @bp.get("/settings/account/export/<name>.csv")

@@ -30,11 +30,13 @@ def healthz() -> Response:
     the failing parts."""
     checks = health.check_all(current_app.config["WORKER_HEARTBEAT_MAX_AGE_SECONDS"])
     failing = [check.name for check in checks if not check.ok]
-    response = jsonify({
-        "status": "fail" if failing else "ok",
-        "failing": failing,
-        "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},
-    })
+    response = jsonify(
+        {
+            "status": "fail" if failing else "ok",
+            "failing": failing,
+            "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in checks},
+        }
+    )
     response.status_code = 503 if failing else 200
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -52,8 +54,9 @@ def _metrics_refusal() -> Response | None:
             return error_response(404, "not_found", "Set METRICS_TOKEN to enable /metrics.")
         return None
     scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.strip().encode(),
-                                                               token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        supplied.strip().encode(), token.encode()
+    ):
         response = error_response(401, "unauthorized", "Send the metrics token as a Bearer token.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
@@ -65,5 +68,8 @@ def prometheus_metrics() -> Response:
     refusal = _metrics_refusal()
     if refusal is not None:
         return refusal
-    return Response(metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8",
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        metrics.render(),
+        mimetype="text/plain; version=0.0.4; charset=utf-8",
+        headers={"Cache-Control": "no-store"},
+    )

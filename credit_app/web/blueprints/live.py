@@ -39,7 +39,8 @@ def only_signed_in_same_origin() -> None:
 def hub() -> CreditHub:
     if "credit_hub" not in current_app.extensions:
         current_app.extensions["credit_hub"] = CreditHub(
-            client_for(current_app._get_current_object(), "hub"))
+            client_for(current_app._get_current_object(), "hub")
+        )
     return current_app.extensions["credit_hub"]
 
 
@@ -48,8 +49,13 @@ def render_counter(status: UserCredits) -> str:
 
 
 def status_from_message(message: dict) -> UserCredits:
-    return UserCredits(int(message["user_id"]), message["remaining_credits"], message["total"],
-                       message["subscription_status"], utcnow())
+    return UserCredits(
+        int(message["user_id"]),
+        message["remaining_credits"],
+        message["total"],
+        message["subscription_status"],
+        utcnow(),
+    )
 
 
 @sock.route("/ws/credits", bp=bp)
@@ -69,8 +75,9 @@ def credit_socket(ws) -> None:
         except OUTAGE_ERRORS as exc:
             # Without its first state the page would wait on a silent socket: close it, so
             # the page polls and reconnects later.
-            log.warning("live socket of user %s closed at start: %s: %s", user_id,
-                        type(exc).__name__, exc)
+            log.warning(
+                "live socket of user %s closed at start: %s: %s", user_id, type(exc).__name__, exc
+            )
             ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
             return
         if not live_hub.is_live:
@@ -87,8 +94,9 @@ def credit_socket(ws) -> None:
             try:
                 shown = _push(ws, user_id, message, shown)
             except OUTAGE_ERRORS as exc:
-                log.warning("live socket of user %s closed: %s: %s", user_id,
-                            type(exc).__name__, exc)
+                log.warning(
+                    "live socket of user %s closed: %s: %s", user_id, type(exc).__name__, exc
+                )
                 ws.close(reason=TRY_AGAIN_LATER, message="live updates are paused")
                 return
     finally:
