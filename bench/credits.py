@@ -383,23 +383,20 @@ def prepare_users(app: Flask, count: int) -> list[BenchUser]:
 def describe_code() -> str:
     """The commit under test, and whether the working tree had uncommitted changes."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{head}" + (" with uncommitted changes" if dirty else "")
+
+
+def _git(*args: str) -> str:
+    """What `git *args` prints in the project, stripped.
+
+    Raises OSError without git, CalledProcessError when git fails (not a checkout)."""
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def psycopg_conninfo(app: Flask) -> str:
