@@ -1528,42 +1528,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         browser_session(cookie)
         for cookie in session_cookies(app, users[: max(args.probe_clients, default=1)], env["BIND"])
     ]
+
+    def measure(
+        target: Server, path: str, clients: int, headers: Sequence[dict[str, str]] | None = None
+    ) -> LevelResult:
+        """One HTTP level of this run's users and settings (http_level)."""
+        return asyncio.run(
+            http_level(
+                target, path, users, clients, args.duration, args.warmup, attribution, headers
+            )
+        )
+
     with gunicorn_server(env, log_path) as server:
         smoke_test(server.base_url, users[0], browsers[0])
         for clients in args.clients:
             announce(f"consume, {clients} client(s) …")
             wait_for_quiet(args.settle)
-            report.consume.append(
-                asyncio.run(
-                    http_level(
-                        server,
-                        CONSUME_PATH,
-                        users,
-                        clients,
-                        args.duration,
-                        args.warmup,
-                        attribution,
-                    )
-                )
-            )
+            report.consume.append(measure(server, CONSUME_PATH, clients))
         for clients in args.probe_clients:
             announce(f"@credit_required probe, {clients} client(s) …")
             for path, results in ((PLAIN_PATH, report.plain), (CREDIT_PATH, report.credit)):
                 wait_for_quiet(args.settle)
-                results.append(
-                    asyncio.run(
-                        http_level(
-                            server,
-                            path,
-                            users,
-                            clients,
-                            args.duration,
-                            args.warmup,
-                            attribution,
-                            browsers,
-                        )
-                    )
-                )
+                results.append(measure(server, path, clients, browsers))
         lean_env = server_environment(args.workers, args.threads, free_port())
         lean_log = instance_path() / "bench-gunicorn-lean.log"
         announce(f"starting the HTTP ceiling (bench/lean_api.py), log in {lean_log} …")
@@ -1571,19 +1557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for clients in args.clients:
                 announce(f"HTTP ceiling, {clients} client(s) …")
                 wait_for_quiet(args.settle)
-                report.lean.append(
-                    asyncio.run(
-                        http_level(
-                            lean,
-                            CONSUME_PATH,
-                            users,
-                            clients,
-                            args.duration,
-                            args.warmup,
-                            attribution,
-                        )
-                    )
-                )
+                report.lean.append(measure(lean, CONSUME_PATH, clients))
             for round_number in range(args.side_by_side_rounds):
                 announce(f"side by side, round {round_number + 1} …")
                 wait_for_quiet(args.settle)
