@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -63,6 +62,8 @@ import httpx
 import psycopg
 from flask import Flask
 
+from bench.raw_consume import consume_params
+from bench.report import percentile, write_section
 from credit_app.services import credits as credit_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -101,14 +102,6 @@ class BenchUser:
     token: str
 
 
-def percentile_of(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of `values`, NaN for none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
 @dataclass
 class LevelResult:
     """What one concurrency level of one measurement produced."""
@@ -145,7 +138,7 @@ class LevelResult:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile of the successful latencies, in milliseconds."""
-        return percentile_of(self.latencies, p) * 1000
+        return percentile(self.latencies, p) * 1000
 
     def error_summary(self) -> str:
         return ", ".join(f"{label}: {n}" for label, n in self.errors.most_common()) or "0"
@@ -390,23 +383,20 @@ def prepare_users(app: Flask, count: int) -> list[BenchUser]:
 def describe_code() -> str:
     """The commit under test, and whether the working tree had uncommitted changes."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{head}" + (" with uncommitted changes" if dirty else "")
+
+
+def _git(*args: str) -> str:
+    """What `git *args` prints in the project, stripped.
+
+    Raises OSError without git, CalledProcessError when git fails (not a checkout)."""
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def psycopg_conninfo(app: Flask) -> str:
@@ -521,33 +511,8 @@ def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
     with conn.transaction():
         remaining, _, plan = conn.execute(LOCK_USER_SQL, {"user_id": user_id}).fetchone()
         conn.execute(PRIOR_USE_SQL, {"user_id": user_id, "generation_id": generation_id}).fetchone()
-        event = {
-            "event_id": uuid.uuid4().hex,
-            "event_type": "credit_consumed",
-            "feature": FEATURE,
-            "plan": plan,
-            "credits": 1,
-            "properties": {"via": "direct"},
-        }
         conn.execute(
-            POST_DRAW_SQL,
-            {
-                "user_id": user_id,
-                "kind": "consume",
-                "amount": -1,
-                "balance_after": remaining - 1,
-                "feature_used": FEATURE,
-                "credits_consumed": 1,
-                "generation_id": generation_id,
-                "reservation_id": None,
-                "actor_id": None,
-                "metadata": json.dumps({"plan": plan}),
-                "granted": 0,
-                "plan": plan,
-                "events": json.dumps([event]),
-                "take": 1,
-                "now": datetime.now(UTC),
-            },
+            POST_DRAW_SQL, consume_params(user_id, generation_id, FEATURE, plan, remaining - 1)
         ).fetchone()
 
 
@@ -918,22 +883,6 @@ async def closed_loop(
     return time.perf_counter() - began
 
 
-def measure_http(
-    server: Server,
-    path: str,
-    users: Sequence[BenchUser],
-    clients: int,
-    duration: float,
-    warmup: int,
-    attribution: Attribution,
-    headers: Sequence[dict[str, str]] | None = None,
-) -> LevelResult:
-    """One HTTP level (http_level) in an event loop of its own."""
-    return asyncio.run(
-        http_level(server, path, users, clients, duration, warmup, attribution, headers)
-    )
-
-
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process `root` and its children (a gunicorn master and
     its workers) so far."""
@@ -1190,8 +1139,8 @@ def lag_line(report: Report) -> str:
         return ""
     parts = [
         f"{name}, {clients_label(result.clients)}: p99 "
-        f"{fmt_ms(percentile_of(result.loop_lag_ms, 99))} ms, max "
-        f"{fmt_ms(percentile_of(result.loop_lag_ms, 100))} ms"
+        f"{fmt_ms(percentile(result.loop_lag_ms, 99))} ms, max "
+        f"{fmt_ms(percentile(result.loop_lag_ms, 100))} ms"
         for name, result in named
     ]
     return (
@@ -1425,19 +1374,6 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; other benchmarks' sections
-    and anything else in the file stay as they are."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def print_summary(report: Report) -> None:
     for title, lines in (
         ("consume over HTTP", level_table(report.consume)),
@@ -1592,32 +1528,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         browser_session(cookie)
         for cookie in session_cookies(app, users[: max(args.probe_clients, default=1)], env["BIND"])
     ]
+
+    def measure(
+        target: Server, path: str, clients: int, headers: Sequence[dict[str, str]] | None = None
+    ) -> LevelResult:
+        """One HTTP level of this run's users and settings (http_level)."""
+        return asyncio.run(
+            http_level(
+                target, path, users, clients, args.duration, args.warmup, attribution, headers
+            )
+        )
+
     with gunicorn_server(env, log_path) as server:
         smoke_test(server.base_url, users[0], browsers[0])
         for clients in args.clients:
             announce(f"consume, {clients} client(s) …")
             wait_for_quiet(args.settle)
-            report.consume.append(
-                measure_http(
-                    server, CONSUME_PATH, users, clients, args.duration, args.warmup, attribution
-                )
-            )
+            report.consume.append(measure(server, CONSUME_PATH, clients))
         for clients in args.probe_clients:
             announce(f"@credit_required probe, {clients} client(s) …")
             for path, results in ((PLAIN_PATH, report.plain), (CREDIT_PATH, report.credit)):
                 wait_for_quiet(args.settle)
-                results.append(
-                    measure_http(
-                        server,
-                        path,
-                        users,
-                        clients,
-                        args.duration,
-                        args.warmup,
-                        attribution,
-                        browsers,
-                    )
-                )
+                results.append(measure(server, path, clients, browsers))
         lean_env = server_environment(args.workers, args.threads, free_port())
         lean_log = instance_path() / "bench-gunicorn-lean.log"
         announce(f"starting the HTTP ceiling (bench/lean_api.py), log in {lean_log} …")
@@ -1625,11 +1557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for clients in args.clients:
                 announce(f"HTTP ceiling, {clients} client(s) …")
                 wait_for_quiet(args.settle)
-                report.lean.append(
-                    measure_http(
-                        lean, CONSUME_PATH, users, clients, args.duration, args.warmup, attribution
-                    )
-                )
+                report.lean.append(measure(lean, CONSUME_PATH, clients))
             for round_number in range(args.side_by_side_rounds):
                 announce(f"side by side, round {round_number + 1} …")
                 wait_for_quiet(args.settle)
@@ -1648,7 +1576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report.runtime = time.perf_counter() - clock
     print_summary(report)
-    write_section(args.output, render(report))
+    write_section(args.output, render(report), SECTION_START, SECTION_END)
     announce(f"\nwrote the credit-path section of {args.output}")
     return 0
 

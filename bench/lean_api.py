@@ -25,15 +25,14 @@ import json
 import queue
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import psycopg
 import redis
 from flask import Flask, Response, request
 
+from bench.raw_consume import consume_params
 from credit_app.platform.config import load_config
 from credit_app.platform.local_services import provision
 from credit_app.services.accounts import TOKEN_OWNER_SQL
@@ -141,39 +140,8 @@ def consume() -> Response:
                     {"error": {"code": "insufficient_credits", "message": "No credits left."}}, 402
                 )
             balance_after = remaining - 1
-            event = {
-                "event_id": uuid.uuid4().hex,
-                "event_type": "credit_consumed",
-                "feature": feature,
-                "plan": plan,
-                "credits": 1,
-                "properties": {"via": "direct"},
-            }
             posted = connection.execute(
-                POST_DRAW_SQL,
-                {
-                    **params,
-                    "kind": "consume",
-                    "amount": -1,
-                    "balance_after": balance_after,
-                    "feature_used": feature,
-                    "credits_consumed": 1,
-                    "reservation_id": None,
-                    "actor_id": None,
-                    "metadata": json.dumps({"plan": plan}),
-                    "granted": 0,
-                    "plan": plan,
-                    "events": json.dumps([event]),
-                    "take": 1,
-                    "now": datetime.now(UTC),
-                    "lot_source": None,
-                    "expires_at": None,
-                    "purchased": False,
-                    "creem_order_id": None,
-                    "product_id": None,
-                    "restore_from": None,
-                    "lot_id": None,
-                },
+                POST_DRAW_SQL, consume_params(user_id, generation_id, feature, plan, balance_after)
             ).fetchone()
             if posted is None:  # lots lapsed: the app expires them first, this does not
                 connection.rollback()

@@ -35,6 +35,7 @@ from flask import Flask
 
 from bench.credits import free_port, migrate_database
 from bench.load import app_processes, server_environment
+from bench.report import write_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIGHTHOUSE_DIR = PROJECT_ROOT / "bench" / "lighthouse"
@@ -292,17 +293,6 @@ def section(
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; the rest stays as it is."""
-    content = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in content and SECTION_END in content:
-        before, rest = content.split(SECTION_START, 1)
-        content = before + text + rest.split(SECTION_END, 1)[1]
-    else:
-        content = content.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(content)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="runs per page and form factor")
@@ -370,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if not args.no_write:
-        write_section(args.output, section(results, args.runs, started, version, load_average))
+        write_section(
+            args.output,
+            section(results, args.runs, started, version, load_average),
+            SECTION_START,
+            SECTION_END,
+        )
         print(f"wrote {args.output}")
     return (
         0 if statistics.fmean([min(r.scores.values()) >= TARGET_SCORE for r in results]) == 1 else 1

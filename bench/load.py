@@ -81,6 +81,7 @@ from bench.credits import (
     watch_loop_lag,
 )
 from bench.credits import level_table as ceiling_table
+from bench.report import percentile, write_section
 from credit_app.generation.features import FEATURES
 from credit_app.generation.options import ROOM_TYPES, styles_for
 
@@ -116,14 +117,6 @@ log = logging.getLogger("bench.load")
 
 
 # --- figures ---------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile, NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
 @dataclass
@@ -1156,17 +1149,6 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; the rest stays as it is."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def fold_earlier_backlog(app: Flask) -> None:
     """Roll up the analytics events earlier runs left pending, before anything is measured:
     otherwise the worker's periodic roll-up folds that backlog during a level and its
@@ -1421,7 +1403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{title}\n" + "\n".join(lines))
     print(others_line(report.levels))
     print(lag_line(report.levels))
-    write_section(args.output, render(report))
+    write_section(args.output, render(report), SECTION_START, SECTION_END)
     print(f"\nwrote the load section of {args.output}")
     if not report.audit_ok:
         loud(f"THE LEDGER AUDIT IS NOT CLEAN after the load run: {report.audit_summary}")

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from credit_app import create_app
+from credit_app.jobs.registry import get_queue
 from credit_app.models import User, UserRole
 from credit_app.platform import after_commit
 from credit_app.platform.extensions import db
@@ -346,3 +347,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path):
     endpoint = request.getfixturevalue("s3_endpoint")
     bucket = request.getfixturevalue("s3_bucket")
     return storage_from_config({**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""})
+
+
+@pytest.fixture
+def webhooks_queue(app: Flask):
+    """The webhooks queue, emptied before and after the test."""
+    queue = get_queue("webhooks")
+    queue.empty()
+    yield queue
+    queue.empty()

@@ -4,20 +4,27 @@ deliver, a settable clock, and posting signed events to the app."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from pytest import MonkeyPatch
+from sqlalchemy import delete
 
 from credit_app.billing.creem.events import sign_body as sign
-from credit_app.models import User
+from credit_app.models import Subscription, User, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.testing.creem import (
     CreemStandIn,
     SentEvent,
     StoredSubscription,
+    create_stand_in_app,
     encode,
     event_envelope,
+    serve_stand_in,
 )
 
 WEBHOOK_URL = "/billing/webhooks/creem"
@@ -43,6 +50,35 @@ def make_stand_in(app: Flask, clock: Clock | None = None, **options: Any) -> Cre
     return CreemStandIn(
         app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"], clock=clock, **options
     )
+
+
+@contextmanager
+def served_stand_in(
+    app: Flask, monkeypatch: MonkeyPatch, clock: Clock | None = None
+) -> Iterator[CreemStandIn]:
+    """A stand-in (make_stand_in) served over HTTP on 127.0.0.1, with `clock` if given, and
+    the app pointed at it for the test."""
+    stand_in_app = create_stand_in_app(make_stand_in(app, clock))
+    with serve_stand_in(stand_in_app) as url:
+        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
+        yield stand_in_app.extensions["creem_stand_in"]
+
+
+def delete_stand_in_rows(stand_in: CreemStandIn) -> None:
+    """Delete the webhook events and subscriptions a stand-in's run committed; subscriptions
+    keep their users (ON DELETE RESTRICT), so they go before the users do."""
+    db.session.remove()
+    with db.engine.begin() as connection:
+        connection.execute(
+            delete(WebhookEvent).where(
+                WebhookEvent.event_id.in_([event.id for event in stand_in.events])
+            )
+        )
+        connection.execute(
+            delete(Subscription).where(
+                Subscription.creem_subscription_id.in_(list(stand_in.subscriptions))
+            )
+        )
 
 
 def subscribe(

@@ -53,13 +53,7 @@ def test_production_refuses_embedded_servers_unless_told(clean_env):
 
 
 def test_production_with_real_servers(clean_env):
-    clean_env.setenv("SECRET_KEY", "s" * 32)
-    clean_env.setenv("DATABASE_URL", "postgres://user:pw@db.internal:5432/app")
-    clean_env.setenv("REDIS_URL", "redis://cache.internal:6379/0")
-    clean_env.setenv("CREEM_API_KEY", "creem_live_key")
-    clean_env.setenv("CREEM_WEBHOOK_SECRET", "whsec_live")
-    clean_env.setenv("CREEM_PRODUCT_PRO_MONTHLY", "prod_monthly")
-    clean_env.setenv("CREEM_PRODUCT_PRO_YEARLY", "prod_yearly")
+    _production_env(clean_env)
     clean_env.setenv("MAIL_URL", "smtp://apikey:secret@smtp.mail.internal:587")
     settings = load_config("production")
     assert settings["MAIL_URL"] == "smtp://apikey:secret@smtp.mail.internal:587"

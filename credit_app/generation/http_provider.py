@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
 from credit_app.generation.features import FEATURE_KEYS
+from credit_app.platform.http_api import HttpApiClient, checked_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _Attempt:
     error: httpx.TransportError | None = None
 
 
-class HttpModelProvider:
+class HttpModelProvider(HttpApiClient):
     """Runs each feature on its configured model version of a Replicate-compatible API.
 
     Owns the httpx client it creates (close it with `close()` or use it as a context manager);
@@ -97,9 +97,7 @@ class HttpModelProvider:
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         """Raises ValueError for a malformed URL, an empty token, or an unknown feature name."""
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = checked_base_url(base_url)
         if not api_token:
             raise ValueError("api_token must not be empty")
         unknown = sorted(set(model_versions) - set(FEATURE_KEYS))
@@ -113,7 +111,6 @@ class HttpModelProvider:
             raise ValueError(f"empty model version for: {', '.join(empty)}")
         if timeout_seconds <= 0 or poll_interval <= 0:
             raise ValueError("timeout_seconds and poll_interval must be positive")
-        self.base_url = base_url.rstrip("/")
         self.model_versions = dict(model_versions)
         self.timeout_seconds = float(timeout_seconds)
         self.poll_interval = float(poll_interval)
@@ -122,10 +119,7 @@ class HttpModelProvider:
         self.max_output_bytes = max_output_bytes
         self._token = api_token
         self._origin = _origin(self.base_url)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(
-            timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
-        )
+        super().__init__(http_client, httpx.Timeout(30.0, connect=10.0))
 
     @classmethod
     def from_env_config(
@@ -169,22 +163,6 @@ class HttpModelProvider:
             http_client=http_client,
             **extra,
         )
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> HttpModelProvider:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Run `request` on the model and save its output as `<output_dir>/<generation_id>.<ext>`.

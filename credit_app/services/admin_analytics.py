@@ -203,8 +203,23 @@ def ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
+class GenerationOutcomes:
+    """The generation counts of a day or a range: `uses` ran, `failed` did not."""
+
+    uses: int
+    failed: int
+
+    @property
+    def generations(self) -> int:
+        return self.uses + self.failed
+
+    @property
+    def failure_rate(self) -> float | None:
+        return ratio(self.failed, self.generations)
+
+
 @dataclass(frozen=True)
-class DayRow:
+class DayRow(GenerationOutcomes):
     day: date
     uses: int
     failed: int
@@ -215,14 +230,6 @@ class DayRow:
     cancellations: int
     active_free: int
     active_pro: int
-
-    @property
-    def generations(self) -> int:
-        return self.uses + self.failed
-
-    @property
-    def failure_rate(self) -> float | None:
-        return ratio(self.failed, self.generations)
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,7 @@ class FeatureRow:
 
 
 @dataclass(frozen=True)
-class Dashboard:
+class Dashboard(GenerationOutcomes):
     range: DateRange
     credits_charged: int
     credits_granted: int
@@ -266,14 +273,6 @@ class Dashboard:
     @property
     def utilisation(self) -> float | None:
         return ratio(self.credits_charged, self.credits_granted)
-
-    @property
-    def generations(self) -> int:
-        return self.uses + self.failed
-
-    @property
-    def failure_rate(self) -> float | None:
-        return ratio(self.failed, self.generations)
 
     def conversion_rate(self, days: int) -> float | None:
         return ratio(self.converted[days], self.depleted_users)

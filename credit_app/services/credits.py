@@ -944,22 +944,8 @@ def grant_credits(
     now = now or utcnow()
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
         raise ValidationFailed("The expiry must be a moment in the future.", field="expires_at")
-    balance = _lock_balance(user_id)
-    metadata: dict[str, Any] = {"reason": reason}
-    if expires_at is not None:
-        metadata["expires_at"] = expires_at.isoformat()
-    return _entry(
-        _post(
-            balance,
-            kind=LedgerKind.GRANT,
-            amount=amount,
-            source=source,
-            credits_consumed=0,
-            actor_id=actor_id,
-            metadata=metadata,
-            lots=LotChange.open(source, expires_at),
-            now=now,
-        )
+    return _post_grant(
+        _lock_balance(user_id), amount, source, reason, expires_at, actor_id=actor_id, now=now
     )
 
 
@@ -977,6 +963,25 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
     balance = _lock_balance(user_id)
     days = current_app.config.get("WELCOME_CREDITS_EXPIRE_DAYS", 0)
     expires_at = utcnow() + timedelta(days=days) if days else None
+    return _post_grant(balance, amount, LotSource.REGISTRATION, reason, expires_at)
+
+
+def _post_grant(
+    balance: LockedBalance,
+    amount: int,
+    source: str,
+    reason: str,
+    expires_at: datetime | None,
+    *,
+    actor_id: int | None = None,
+    now: datetime | None = None,
+) -> CreditTransaction:
+    """Write a grant row of `amount` credits from `source` on a locked balance, as a lot that
+    lapses at `expires_at` or never. The reason, and the expiry when there are credits to
+    lapse, go in the row's metadata.
+
+    Raises nothing of its own (the callers checked the amount, reason and expiry).
+    """
     metadata: dict[str, Any] = {"reason": reason}
     if expires_at is not None and amount:
         metadata["expires_at"] = expires_at.isoformat()
@@ -985,9 +990,11 @@ def grant_welcome_credits(user_id: int, amount: int, reason: str) -> CreditTrans
             balance,
             kind=LedgerKind.GRANT,
             amount=amount,
-            source="registration",
+            source=source,
+            actor_id=actor_id,
             metadata=metadata,
-            lots=LotChange.open(LotSource.REGISTRATION, expires_at),
+            lots=LotChange.open(source, expires_at),
+            now=now,
         )
     )
 

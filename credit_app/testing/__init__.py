@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 
 @contextmanager
@@ -27,3 +27,13 @@ def serve_in_thread(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve_until_interrupted(server: BaseWSGIServer) -> None:
+    """Serve in the foreground until Ctrl-C, then close the server's socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

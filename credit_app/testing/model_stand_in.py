@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from werkzeug.serving import make_server
 
 from credit_app.generation.features import FEATURE_KEYS
-from credit_app.testing import serve_in_thread
+from credit_app.testing import serve_in_thread, serve_until_interrupted
 
 DEFAULT_TOKEN = "test-token"
 # Version ids look like Replicate's: 64 hex digits, one per feature.
@@ -169,12 +170,7 @@ def run_stand_in(host: str = "127.0.0.1", port: int = 5055, **options: Any) -> N
     print(f"MODEL_API_TOKEN={state.token}")
     for feature, version in state.versions.items():
         print(f"MODEL_VERSION_{feature.upper()}={version}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 def _state() -> StandInState:
@@ -259,14 +255,29 @@ def _should_refuse(state: StandInState, flags: frozenset[str], raw_body: bytes) 
     return False
 
 
-def _get_prediction(prediction_id: str) -> tuple[Response, int]:
-    state = _state()
-    if _authorize(state) is None:
-        return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
-    with state.lock:
-        prediction = state.predictions.get(prediction_id)
+def _prediction_view(
+    view: Callable[[StandInState, StoredPrediction], tuple[Response, int]],
+) -> Callable[[str], tuple[Response, int]]:
+    """A view of one prediction by id: 401 for a caller without the token, 404 for an unknown
+    id, otherwise what `view(state, prediction)` answers."""
+
+    @functools.wraps(view)
+    def by_id(prediction_id: str) -> tuple[Response, int]:
+        state = _state()
+        if _authorize(state) is None:
+            return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        with state.lock:
+            prediction = state.predictions.get(prediction_id)
         if prediction is None:
             return _problem(404, "Not found", "Not found.")
+        return view(state, prediction)
+
+    return by_id
+
+
+@_prediction_view
+def _get_prediction(state: StandInState, prediction: StoredPrediction) -> tuple[Response, int]:
+    with state.lock:
         prediction.polls += 1
         finishing = _advance(state, prediction)
     if finishing:
@@ -302,15 +313,10 @@ def _finish(state: StandInState, prediction: StoredPrediction) -> None:
         prediction.completed_at = _now()
 
 
-def _cancel_prediction(prediction_id: str) -> tuple[Response, int]:
-    state = _state()
-    if _authorize(state) is None:
-        return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+@_prediction_view
+def _cancel_prediction(state: StandInState, prediction: StoredPrediction) -> tuple[Response, int]:
     with state.lock:
-        prediction = state.predictions.get(prediction_id)
-        if prediction is None:
-            return _problem(404, "Not found", "Not found.")
-        state.cancel_requests.append(prediction_id)
+        state.cancel_requests.append(prediction.id)
         if prediction.status not in TERMINAL:
             prediction.status = "canceled"
             prediction.completed_at = _now()

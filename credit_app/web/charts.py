@@ -126,11 +126,10 @@ def column_chart(
     chart_id: str, title: str, description: str, labels: Sequence[str], series: Sequence[Series]
 ) -> Chart:
     """Stacked columns, one per label (a day), one colour per series."""
-    plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
     top = axis_top(max(totals, default=0), counts=_all_whole(totals))
-    slot = plot_width / max(len(labels), 1)
+    slot = _slot(labels)
     bar_width = max(slot * 0.7, 1.0)
     tones = _tones(series)
     rects = []
@@ -152,20 +151,7 @@ def column_chart(
                     f"{label}: {format_number(value)} {item.name}",
                 )
             )
-    grid, y_labels = _y_axis(top, plot_height, percent=False)
-    return Chart(
-        chart_id,
-        title,
-        description,
-        WIDTH,
-        HEIGHT,
-        rects,
-        [],
-        grid,
-        _x_labels(labels, slot),
-        y_labels,
-        [(tones[number], item.name) for number, item in enumerate(series)],
-    )
+    return _day_chart(chart_id, title, description, labels, series, top, rects=rects)
 
 
 def line_chart(
@@ -177,12 +163,11 @@ def line_chart(
     percent: bool = False,
 ) -> Chart:
     """One line per series over the labels (days); a missing value (None) is drawn as 0."""
-    plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_height = HEIGHT - PAD_TOP - PAD_BOTTOM
     peak = max((value or 0 for item in series for value in item.values), default=0)
     whole = not percent and _all_whole([value or 0 for item in series for value in item.values])
     top = 1.0 if percent and peak <= 1 else axis_top(peak, counts=whole)
-    slot = plot_width / max(len(labels), 1)
+    slot = _slot(labels)
     tones = _tones(series)
     lines = []
     for number, item in enumerate(series):
@@ -192,20 +177,45 @@ def line_chart(
             for index, value in enumerate(item.values)
         )
         lines.append(Line(tones[number], points, item.name))
-    grid, y_labels = _y_axis(top, plot_height, percent)
+    return _day_chart(
+        chart_id, title, description, labels, series, top, lines=lines, percent=percent
+    )
+
+
+def _day_chart(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    top: float,
+    *,
+    rects: list[Rect] | None = None,
+    lines: list[Line] | None = None,
+    percent: bool = False,
+) -> Chart:
+    """A chart of `rects` or `lines` over the labels (days), its y axis up to `top`, one legend
+    entry per series in its tone."""
+    grid, y_labels = _y_axis(top, HEIGHT - PAD_TOP - PAD_BOTTOM, percent)
+    tones = _tones(series)
     return Chart(
         chart_id,
         title,
         description,
         WIDTH,
         HEIGHT,
-        [],
-        lines,
+        rects or [],
+        lines or [],
         grid,
-        _x_labels(labels, slot),
+        _x_labels(labels, _slot(labels)),
         y_labels,
         [(tones[number], item.name) for number, item in enumerate(series)],
     )
+
+
+def _slot(labels: Sequence[str]) -> float:
+    """The width each label (day) has on the x axis."""
+    return (WIDTH - PAD_LEFT - PAD_RIGHT) / max(len(labels), 1)
 
 
 def bar_chart(

@@ -16,8 +16,8 @@ from credit_app.jobs.reconciliation import reconcile_with_creem
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription
 from credit_app.platform.extensions import db
 from credit_app.services import credits
-from credit_app.testing.creem import OTHER_PRODUCT_ID, create_stand_in_app, serve_stand_in
-from tests.creem_support import Clock, apply_events, make_stand_in, subscribe
+from credit_app.testing.creem import OTHER_PRODUCT_ID
+from tests.creem_support import Clock, apply_events, served_stand_in, subscribe
 
 START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -30,10 +30,8 @@ def clock():
 @pytest.fixture
 def creem(app, clock, monkeypatch):
     """The stand-in served over HTTP, with the test's clock, and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app, clock))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch, clock) as stand_in:
+        yield stand_in
 
 
 def subscribed(creem, clock, user, **options):

@@ -29,7 +29,14 @@ from credit_app.testing.creem import (
     event_envelope,
     serve_stand_in,
 )
-from tests.creem_support import Clock, apply_events, custom_event, make_stand_in, subscribe
+from tests.creem_support import (
+    Clock,
+    apply_events,
+    custom_event,
+    make_stand_in,
+    served_stand_in,
+    subscribe,
+)
 from tests.ledger_support import ledger_balance
 
 START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,10 +51,8 @@ def clock():
 def creem(app, clock, monkeypatch):
     """The stand-in served over HTTP (ambiguous events are re-read from its API), with the
     test's clock, and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app, clock))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch, clock) as stand_in:
+        yield stand_in
 
 
 def apply(events, now):

@@ -15,36 +15,25 @@ from sqlalchemy import func, select
 from credit_app.billing import subscriptions
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, redirect_signature
 from credit_app.billing.creem.events import sign_body as sign
-from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription, WebhookEvent
 from credit_app.platform.extensions import db
 from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits
 from credit_app.testing.creem import (
     OTHER_PRODUCT_ID,
-    create_stand_in_app,
     encode,
-    serve_stand_in,
 )
 from credit_app.web.blueprints.billing import PENDING_CHECKOUT_KEY
-from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, subscribe
+from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, served_stand_in, subscribe
 
-
-@pytest.fixture(autouse=True)
-def webhooks_queue(app):
-    queue = get_queue("webhooks")
-    queue.empty()
-    yield queue
-    queue.empty()
+pytestmark = pytest.mark.usefixtures("webhooks_queue")
 
 
 @pytest.fixture
 def creem(app, monkeypatch):
     """The stand-in served over HTTP on 127.0.0.1, and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch) as stand_in:
+        yield stand_in
 
 
 def stored_count(event_id: str) -> int:

@@ -22,7 +22,7 @@ from tests.e2e.test_upgrade_flow import (
     Creem,
     creem,  # noqa: F401 (the fixture)
     generate_once,
-    spend_all_credits,
+    run_out_of_credits,
     succeeded_generations,
 )
 
@@ -35,16 +35,7 @@ def test_a_free_user_at_zero_buys_a_pack_and_keeps_generating(
     images: dict[str, Path],
 ) -> None:
     photo = images["room"]
-    email = roomcraft.sign_up()
-    roomcraft.wait_for_counter("6/6")
-    user_id = spend_all_credits(email)
-
-    roomcraft.driver.refresh()
-    roomcraft.wait_for_counter("0/6")
-    roomcraft.go_to_feature(FEATURE.key)
-    roomcraft.choose_photo(photo)
-    roomcraft.generate()
-    dialog = roomcraft.wait_for_dialog()
+    _, user_id, dialog = run_out_of_credits(roomcraft, photo)
     assert "Or top up and keep going on the free plan" in dialog.text
     roomcraft.screenshots("upgrade-modal-with-packs")
     dialog.find_element(By.CSS_SELECTOR, '[data-buy-pack="pack_20"]').click()

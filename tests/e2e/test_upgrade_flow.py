@@ -19,7 +19,7 @@ from flask import Flask
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions
 from credit_app.generation.features import FEATURES
@@ -33,6 +33,7 @@ from credit_app.testing.creem import (
     create_stand_in_app,
     serve_stand_in,
 )
+from tests.creem_support import delete_stand_in_rows
 from tests.e2e.pages import Roomcraft
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrency]
@@ -84,23 +85,7 @@ def creem(app: Flask, live_server: str, creem_port: int) -> Iterator[Creem]:
             cached = app.extensions.get("creem_client")
             if cached is not None and cached[0][0] == url:
                 cached[1].close()
-            _delete_stand_in_rows(stand_in)
-
-
-def _delete_stand_in_rows(stand_in: CreemStandIn) -> None:
-    """Subscriptions keep their users (ON DELETE RESTRICT), so they go before the users do."""
-    db.session.remove()
-    with db.engine.begin() as connection:
-        connection.execute(
-            delete(WebhookEvent).where(
-                WebhookEvent.event_id.in_([event.id for event in stand_in.events])
-            )
-        )
-        connection.execute(
-            delete(Subscription).where(
-                Subscription.creem_subscription_id.in_(list(stand_in.subscriptions))
-            )
-        )
+            delete_stand_in_rows(stand_in)
 
 
 def spend_all_credits(email: str) -> int:
@@ -113,6 +98,20 @@ def spend_all_credits(email: str) -> int:
         db.session.commit()
     assert credits.get_user_credits(user.id).remaining == 0
     return user.id
+
+
+def run_out_of_credits(roomcraft: Roomcraft, photo: Path) -> tuple[str, int, WebElement]:
+    """Sign up, spend the welcome credits (through the service), then try to generate with
+    `photo`: returns the email, the user's id and the upgrade dialog that opened."""
+    email = roomcraft.sign_up()
+    roomcraft.wait_for_counter("6/6")
+    user_id = spend_all_credits(email)
+    roomcraft.driver.refresh()
+    roomcraft.wait_for_counter("0/6")
+    roomcraft.go_to_feature(FEATURE.key)
+    roomcraft.choose_photo(photo)
+    roomcraft.generate()
+    return email, user_id, roomcraft.wait_for_dialog()
 
 
 def applied_events(stand_in: CreemStandIn) -> bool:
@@ -175,6 +174,17 @@ def wait_for_unlimited(roomcraft: Roomcraft) -> None:
     )
 
 
+def choose_plan(roomcraft: Roomcraft, creem: Creem) -> None:
+    """Choose PLAN on the subscription page and wait for the stand-in's checkout page."""
+    roomcraft.find("#plans").find_element(
+        By.XPATH, f".//button[normalize-space()='Choose {PLAN}']"
+    ).click()
+    roomcraft.wait().until(
+        lambda _: roomcraft.driver.current_url.startswith(f"{creem.url}/checkout/"),
+        "the plan did not lead to the stand-in's checkout",
+    )
+
+
 def current_plan(roomcraft: Roomcraft) -> WebElement:
     """The "Your plan" card of the subscription page."""
     return roomcraft.find("#current-plan")
@@ -194,16 +204,7 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     roomcraft: Roomcraft, creem: Creem, images: dict[str, Path]
 ) -> None:
     photo = images["room"]
-    email = roomcraft.sign_up()
-    roomcraft.wait_for_counter("6/6")
-    user_id = spend_all_credits(email)
-
-    roomcraft.driver.refresh()
-    roomcraft.wait_for_counter("0/6")
-    roomcraft.go_to_feature(FEATURE.key)
-    roomcraft.choose_photo(photo)
-    roomcraft.generate()
-    dialog = roomcraft.wait_for_dialog()
+    email, user_id, dialog = run_out_of_credits(roomcraft, photo)
     assert "You've used all your free credits!" in dialog.text
     dialog.find_element(By.LINK_TEXT, "Upgrade Now").click()
 
@@ -212,14 +213,8 @@ def test_a_free_user_upgrades_generates_cancels_and_is_free_after_the_period(
     assert f"You were about to use {FEATURE.title}" in roomcraft.find("main").text
     assert "Free: 0 of 6 credits left" in current_plan(roomcraft).text
     assert roomcraft.script(_WRAPPED_PLAN_TEXT) == [], "plan prices or buttons wrap"
-    roomcraft.find("#plans").find_element(
-        By.XPATH, f".//button[normalize-space()='Choose {PLAN}']"
-    ).click()
 
-    roomcraft.wait().until(
-        lambda _: roomcraft.driver.current_url.startswith(f"{creem.url}/checkout/"),
-        "the plan did not lead to the stand-in's checkout",
-    )
+    choose_plan(roomcraft, creem)
     assert roomcraft.find("h1").text == f"Subscribe to {PLAN}"
     assert roomcraft.find("input[name=email]").get_attribute("value") == email
     (checkout,) = creem.stand_in.checkouts.values()
@@ -336,13 +331,7 @@ def test_a_pro_user_switches_monthly_to_yearly_after_reading_what_changes(
 ) -> None:
     email = roomcraft.sign_up()
     roomcraft.open("/dashboard/subscription")
-    roomcraft.find("#plans").find_element(
-        By.XPATH, f".//button[normalize-space()='Choose {PLAN}']"
-    ).click()
-    roomcraft.wait().until(
-        lambda _: roomcraft.driver.current_url.startswith(f"{creem.url}/checkout/"),
-        "the plan did not lead to the stand-in's checkout",
-    )
+    choose_plan(roomcraft, creem)
     roomcraft.find("button.pay").click()
     roomcraft.wait().until(
         lambda _: roomcraft.path == "/dashboard/subscription",

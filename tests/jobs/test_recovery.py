@@ -17,6 +17,12 @@ from credit_app.services import credits, mail
 from tests.blueprints.test_generations import only_generation, start
 
 
+def set_columns(model: type, row_id: int, **values: object) -> None:
+    """Set columns of one row of `model` behind the app's back (to age it), and commit."""
+    db.session.execute(update(model).where(model.id == row_id).values(**values))
+    db.session.commit()
+
+
 @pytest.fixture(autouse=True)
 def empty_queues():
     for name in ("generations", "webhooks", "maintenance", "default"):
@@ -31,12 +37,7 @@ def test_a_stranded_generation_is_queued_again(user_client, user):
     generation = only_generation(user)
     get_queue("generations").empty()
     assert requeue_stranded_work() == {"webhook_events": 0, "generations": 0, "emails": 0}
-    db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation.id)
-        .values(created_at=credits.utcnow() - timedelta(seconds=61))
-    )
-    db.session.commit()
+    set_columns(Generation, generation.id, created_at=credits.utcnow() - timedelta(seconds=61))
     assert requeue_stranded_work()["generations"] == 1
     assert get_queue("generations").jobs[0].args == (generation.id,)
 
@@ -82,12 +83,7 @@ def test_a_generation_waiting_under_a_short_hold_is_recovered_before_it_expires(
     start(user_client, "interior")
     generation = only_generation(user)
     get_queue("generations").empty()
-    db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation.id)
-        .values(created_at=credits.utcnow() - timedelta(seconds=31))
-    )
-    db.session.commit()
+    set_columns(Generation, generation.id, created_at=credits.utcnow() - timedelta(seconds=31))
     assert requeue_stranded_work()["generations"] == 1
 
 
@@ -100,12 +96,13 @@ def test_a_generation_whose_worker_died_is_queued_again_while_its_hold_lasts(
     running_since = credits.utcnow() - timedelta(
         seconds=app.config["GENERATION_JOB_TIMEOUT_SECONDS"] + 5
     )
-    db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation.id)
-        .values(status="running", started_at=running_since, claimed_by="killed-job")
+    set_columns(
+        Generation,
+        generation.id,
+        status="running",
+        started_at=running_since,
+        claimed_by="killed-job",
     )
-    db.session.commit()
     assert requeue_stranded_work()["generations"] == 1
     SimpleWorker([get_queue("generations")], connection=get_redis()).work(burst=True)
     db.session.refresh(generation)
@@ -117,17 +114,12 @@ def test_a_generation_whose_hold_expired_is_left_to_the_sweeper(app, user_client
     start(user_client, "interior")
     generation = only_generation(user)
     get_queue("generations").empty()
-    db.session.execute(
-        update(Generation)
-        .where(Generation.id == generation.id)
-        .values(created_at=credits.utcnow() - timedelta(hours=1))
+    set_columns(Generation, generation.id, created_at=credits.utcnow() - timedelta(hours=1))
+    set_columns(
+        CreditReservation,
+        generation.reservation_id,
+        expires_at=credits.utcnow() - timedelta(seconds=1),
     )
-    db.session.execute(
-        update(CreditReservation)
-        .where(CreditReservation.id == generation.reservation_id)
-        .values(expires_at=credits.utcnow() - timedelta(seconds=1))
-    )
-    db.session.commit()
     assert requeue_stranded_work()["generations"] == 0
 
 
@@ -137,27 +129,13 @@ def test_a_stranded_email_is_queued_again_until_its_attempts_run_out(app, user):
     get_queue("default").empty()
     assert requeue_stranded_work()["emails"] == 0
     waited = stranded_after(app.config)["new_email"] + timedelta(seconds=1)
-    db.session.execute(
-        update(OutboundEmail)
-        .where(OutboundEmail.id == email_id)
-        .values(created_at=credits.utcnow() - waited)
-    )
-    db.session.commit()
+    set_columns(OutboundEmail, email_id, created_at=credits.utcnow() - waited)
     assert requeue_stranded_work()["emails"] == 1
     assert get_queue("default").jobs[0].args == (email_id,)
-    db.session.execute(update(OutboundEmail).where(OutboundEmail.id == email_id).values(attempts=1))
-    db.session.commit()
+    set_columns(OutboundEmail, email_id, attempts=1)
     assert requeue_stranded_work()["emails"] == 0, "a failed email waits out its retries"
     failed_long_ago = stranded_after(app.config)["failed_email"] + timedelta(seconds=1)
-    db.session.execute(
-        update(OutboundEmail)
-        .where(OutboundEmail.id == email_id)
-        .values(created_at=credits.utcnow() - failed_long_ago)
-    )
-    db.session.commit()
+    set_columns(OutboundEmail, email_id, created_at=credits.utcnow() - failed_long_ago)
     assert requeue_stranded_work()["emails"] == 1
-    db.session.execute(
-        update(OutboundEmail).where(OutboundEmail.id == email_id).values(attempts=MAX_MAIL_ATTEMPTS)
-    )
-    db.session.commit()
+    set_columns(OutboundEmail, email_id, attempts=MAX_MAIL_ATTEMPTS)
     assert requeue_stranded_work()["emails"] == 0

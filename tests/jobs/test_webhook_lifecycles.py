@@ -20,15 +20,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 from rq.job import Job
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription, User, WebhookEvent
 from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import CreemStandIn, create_stand_in_app, serve_stand_in
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
-from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+from tests.creem_support import Clock, delete_stand_in_rows, make_stand_in, post_event, subscribe
 from tests.ledger_support import ledger_balance
 
 pytestmark = pytest.mark.concurrency
@@ -67,14 +66,6 @@ ORDERS = ("in_order", "reversed", "shuffled")
 
 
 @pytest.fixture
-def webhooks_queue(app):
-    queue_ = get_queue("webhooks")
-    queue_.empty()
-    yield queue_
-    queue_.empty()
-
-
-@pytest.fixture
 def served(app: Flask):
     """A stand-in on a clock a day back, served over HTTP; the app points at it; what the run
     committed is deleted afterwards (subscriptions before their users)."""
@@ -89,18 +80,7 @@ def served(app: Flask):
         try:
             yield stand_in, clock
         finally:
-            db.session.remove()
-            with db.engine.begin() as connection:
-                connection.execute(
-                    delete(WebhookEvent).where(
-                        WebhookEvent.event_id.in_([event.id for event in stand_in.events])
-                    )
-                )
-                connection.execute(
-                    delete(Subscription).where(
-                        Subscription.creem_subscription_id.in_(list(stand_in.subscriptions))
-                    )
-                )
+            delete_stand_in_rows(stand_in)
 
 
 def committed_user() -> User:

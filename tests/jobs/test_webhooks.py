@@ -11,7 +11,6 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions, webhooks
-from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.webhooks import (
     job_id_for,
@@ -22,25 +21,16 @@ from credit_app.models import CreditTransaction, Subscription, WebhookEvent
 from credit_app.platform.extensions import db
 from credit_app.platform.redis_client import get_redis
 from credit_app.services import audit, credits
-from credit_app.testing.creem import create_stand_in_app, serve_stand_in
-from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+from tests.creem_support import Clock, make_stand_in, post_event, served_stand_in, subscribe
 
-
-@pytest.fixture(autouse=True)
-def webhooks_queue(app):
-    queue = get_queue("webhooks")
-    queue.empty()
-    yield queue
-    queue.empty()
+pytestmark = pytest.mark.usefixtures("webhooks_queue")
 
 
 @pytest.fixture
 def creem(app, monkeypatch):
     """The stand-in served over HTTP (for re-reads), and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch) as stand_in:
+        yield stand_in
 
 
 def run_worker(queue) -> None:

@@ -152,12 +152,7 @@ class TestSubscriptionNotices:
         assert len(outbox(user.id, "pro_welcome")) == 1
 
     def test_cancellation_confirmed_with_the_date_access_ends(self, creem, clock, user, mailbox):
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "cancel-scheduled")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+        subscribe_and_act(creem, clock, user, "cancel-scheduled")
         cancel = mailbox.wait_for(user.email, "is canceled")
         period_end = START + timedelta(days=30)
         assert f"until {period_end:%B} {period_end.day}, {period_end.year}" in cancel.text
@@ -167,12 +162,7 @@ class TestSubscriptionNotices:
 
     def test_payment_failed_with_the_grace_end(self, app, creem, clock, user, mailbox, monkeypatch):
         monkeypatch.setitem(app.config, "PAST_DUE_GRACE_DAYS", 5)
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "past-due")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+        subscribe_and_act(creem, clock, user, "past-due")
         failed = mailbox.wait_for(user.email, "payment failed")
         # billing.access: past due keeps Pro for the grace days after the unpaid period's end
         row = db.session.get(Subscription, sub_row_id(user))
@@ -183,14 +173,20 @@ class TestSubscriptionNotices:
     def test_payment_failed_can_be_turned_off_but_receipts_cannot(self, creem, clock, user):
         notifications.set_opt_outs(user, ["payment_failed", "pro_welcome", "cancellation"])
         assert user.email_opt_outs == ["payment_failed"]
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "past-due")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+        subscribe_and_act(creem, clock, user, "past-due")
         assert outbox(user.id, "payment_failed") == []
         assert len(outbox(user.id, "pro_welcome")) == 1
+
+
+def subscribe_and_act(creem, clock, user, action: str) -> None:
+    """Subscribe `user` at the stand-in, then take `action` on the subscription there; apply
+    all the events, commit, and run the jobs they queued."""
+    sub, events = subscribe(creem, user)
+    apply(events, clock.now)
+    creem.act(sub.id, action)
+    apply(creem.events[-1:], clock.now)
+    db.session.commit()
+    run_jobs()
 
 
 def sub_row_id(user) -> int:

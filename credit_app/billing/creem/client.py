@@ -16,9 +16,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +28,7 @@ from credit_app.billing.creem.events import (
     subscription_from_api,
 )
 from credit_app.errors import CreemError
+from credit_app.platform.http_api import HttpApiClient, checked_base_url
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Checkout:
     request_id: str | None
 
 
-class CreemClient:
+class CreemClient(HttpApiClient):
     """Talks to one Creem API base URL with one API key.
 
     Owns the httpx client it creates (close it with `close()` or use it as a context manager);
@@ -71,23 +70,17 @@ class CreemClient:
 
         Raises ValueError for a malformed URL, an empty key or a non-positive timeout.
         """
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = checked_base_url(base_url)
         if not api_key:
             raise ValueError("api_key must not be empty")
         if timeout <= 0 or total_timeout <= 0:
             raise ValueError("timeout and total_timeout must be positive")
-        self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.total_timeout = float(total_timeout)
         self._api_key = api_key
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), follow_redirects=False
-        )
+        super().__init__(http_client, httpx.Timeout(timeout, connect=min(timeout, 5.0)))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **options: Any) -> CreemClient:
@@ -98,21 +91,6 @@ class CreemClient:
             timeout=float(config.get("CREEM_TIMEOUT_SECONDS", 10)),
             **options,
         )
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> CreemClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def create_checkout(
         self,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import hmac
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 
 from credit_app.billing.creem.events import CANCEL_MODES, EVENT_TYPES
 from credit_app.platform.config import CREEM_STAND_IN_API_KEY
-from credit_app.testing import serve_in_thread
+from credit_app.testing import serve_in_thread, serve_until_interrupted
 from credit_app.testing.creem.state import (
     SUBSCRIPTION_ACTIONS,
     WEBHOOK_PATH,
@@ -128,13 +128,8 @@ def run_stand_in(host: str = "127.0.0.1", port: int = 5056, **options: Any) -> N
         f"the app finds it with CREEM_API_URL=http://{host}:{server.server_port}",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        get_stand_in(app).close()
+    with closing(get_stand_in(app)):
+        serve_until_interrupted(server)
 
 
 def _stand_in() -> CreemStandIn:

@@ -672,9 +672,8 @@ class CreemStandIn:
         }
 
     def _refund(self, subscription: StoredSubscription, *, full: bool) -> None:
-        now = self.clock()
         amount = subscription.product.price if full else subscription.product.price // 4
-        self._emit(
+        self._emit_charge_event(
             "refund.created",
             {
                 "id": new_id("ref"),
@@ -683,28 +682,35 @@ class CreemStandIn:
                 "refund_amount": amount,
                 "refund_currency": subscription.product.currency,
                 "reason": "requested_by_customer",
-                "transaction": self._transaction(subscription),
-                "subscription": self.subscription_object(subscription),
-                "customer": self._customer_object(subscription),
-                "created_at": epoch_ms(now),
-                "mode": "test",
             },
             subscription,
         )
 
     def _dispute(self, subscription: StoredSubscription) -> None:
-        now = self.clock()
-        self._emit(
+        self._emit_charge_event(
             "dispute.created",
             {
                 "id": new_id("disp"),
                 "object": "dispute",
                 "amount": subscription.product.price,
                 "currency": subscription.product.currency,
+            },
+            subscription,
+        )
+
+    def _emit_charge_event(
+        self, event_type: str, fields: dict[str, Any], subscription: StoredSubscription
+    ) -> None:
+        """Emit an event about the subscription's last charge (a refund, a dispute): `fields`,
+        then the transaction, subscription and customer it is about, stamped now."""
+        self._emit(
+            event_type,
+            {
+                **fields,
                 "transaction": self._transaction(subscription),
                 "subscription": self.subscription_object(subscription),
                 "customer": self._customer_object(subscription),
-                "created_at": epoch_ms(now),
+                "created_at": epoch_ms(self.clock()),
                 "mode": "test",
             },
             subscription,
