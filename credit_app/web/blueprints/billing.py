@@ -81,6 +81,13 @@ def _refused(exc: DomainError) -> Response:
     return _subscription_page(exc.status, exc.message)
 
 
+def _changed(message: str) -> Response:
+    """Commit an action on the subscription page and show the page again, saying what it did."""
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("billing.subscription"), code=303)
+
+
 @bp.get("/dashboard/subscription")
 @login_required
 def subscription() -> Response:
@@ -221,16 +228,11 @@ def cancel() -> Response:
         canceled = subscriptions.cancel_subscription(current_user.id)
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
     if canceled.access_ends_at:
-        flash(
-            f"Your subscription is canceled. You keep Pro until "
-            f"{canceled.access_ends_at:%d %B %Y}.",
-            "success",
+        return _changed(
+            f"Your subscription is canceled. You keep Pro until {canceled.access_ends_at:%d %B %Y}."
         )
-    else:
-        flash("Your subscription is canceled.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed("Your subscription is canceled.")
 
 
 @bp.post("/dashboard/subscription/resume")
@@ -240,9 +242,7 @@ def resume() -> Response:
         subscriptions.resume_subscription(current_user.id)
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
-    flash("Your subscription is running again.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed("Your subscription is running again.")
 
 
 @bp.post("/dashboard/subscription/switch")
@@ -253,10 +253,8 @@ def switch() -> Response:
         switched = subscriptions.switch_plan(current_user.id, request.form.get("plan", ""))
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
     plan = plans.plan_for_product(switched.product_id)
-    flash(f"You are on {plan.name if plan else 'the new plan'} now.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed(f"You are on {plan.name if plan else 'the new plan'} now.")
 
 
 @bp.post("/dashboard/subscription/portal")
