@@ -34,7 +34,7 @@ import httpx
 from flask import Flask
 
 from bench.credits import free_port, migrate_database
-from bench.load import app_processes, server_environment
+from bench.load import app_processes, server_environment, signed_in_session
 from bench.report import write_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -115,31 +115,6 @@ def prepare_user(app: Flask) -> int:
         user_id = user.id
         db.session.remove()
     return user_id
-
-
-def session_cookie(app: Flask, user_id: int, host: str) -> tuple[str, str]:
-    """A signed-in session cookie for USER_AGENT from 127.0.0.1, and its CSRF token."""
-    from flask import session
-    from flask_login import login_user
-    from flask_wtf.csrf import generate_csrf
-
-    from credit_app.models import User
-    from credit_app.platform.extensions import db
-
-    with app.test_request_context(
-        "/login",
-        method="POST",
-        base_url=f"http://{host}",
-        headers={"User-Agent": USER_AGENT},
-        environ_base={"REMOTE_ADDR": "127.0.0.1"},
-    ):
-        login_user(db.session.get(User, user_id))
-        token = generate_csrf()
-        response = app.response_class()
-        app.session_interface.save_session(app, session, response)
-        cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-        db.session.remove()
-    return cookie, token
 
 
 def succeeded_designs(app: Flask, user_id: int) -> int:
@@ -329,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         app_processes(args, env, instance_path()) as server,
         tempfile.TemporaryDirectory(prefix="lighthouse-") as workdir,
     ):
-        cookie, token = session_cookie(app, user_id, server.host)
+        cookie, token = signed_in_session(app, user_id, server.host, USER_AGENT)
         print("making the designs …", flush=True)
         make_designs(app, user_id, server.base_url, cookie, token)
         httpx.get(server.base_url + "/", timeout=120)  # the landing examples, made once

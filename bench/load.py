@@ -430,11 +430,12 @@ def ceiling_server(
 # --- users -------------------------------------------------------------------------------
 
 
-def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[str]:
-    """The session cookie /login would set for each user (flask-login's login_user, with the
-    benchmark's User-Agent and address, since session protection is "strong"), plus a CSRF
-    token in the session. Minted in-process so that 1,000 password hashes do not load the
-    server before the measurement. Raises RuntimeError if flask does not set the cookie."""
+def signed_in_session(app: Flask, user_id: int, host: str, user_agent: str) -> tuple[str, str]:
+    """The session cookie /login would set for the user (flask-login's login_user, with
+    `user_agent` from 127.0.0.1, since session protection is "strong"), and the CSRF token
+    it holds. Minted in-process, in a request context of its own (with its own app context,
+    so that flask-wtf's per-context token cache does not hand one user's CSRF token to the
+    next). Raises RuntimeError if flask does not set the cookie."""
     from flask import session
     from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
@@ -443,26 +444,28 @@ def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[s
     from credit_app.platform.extensions import db
 
     cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
-    cookies = []
-    for bench_user in users:
-        # A request context of its own each (with its own app context, so that flask-wtf's
-        # per-context token cache does not hand one user's CSRF token to the next).
-        with app.test_request_context(
-            "/login",
-            method="POST",
-            base_url=f"http://{host}",
-            headers={"User-Agent": BROWSER_AGENT},
-            environ_base={"REMOTE_ADDR": "127.0.0.1"},
-        ):
-            login_user(db.session.get(User, bench_user.user_id))
-            generate_csrf()
-            response = app.response_class()
-            app.session_interface.save_session(app, session, response)
-            value = response.headers["Set-Cookie"].split(";", 1)[0]
-            if not value.startswith(f"{cookie_name}=") or "csrf_token" not in session:
-                raise RuntimeError(f"unexpected session cookie: {value[:40]}")
-            cookies.append(value)
-    return cookies
+    with app.test_request_context(
+        "/login",
+        method="POST",
+        base_url=f"http://{host}",
+        headers={"User-Agent": user_agent},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    ):
+        login_user(db.session.get(User, user_id))
+        token = generate_csrf()
+        response = app.response_class()
+        app.session_interface.save_session(app, session, response)
+        cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        if not cookie.startswith(f"{cookie_name}=") or "csrf_token" not in session:
+            raise RuntimeError(f"unexpected session cookie: {cookie[:40]}")
+    return cookie, token
+
+
+def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[str]:
+    """The session cookie of each user, with the benchmark's User-Agent (signed_in_session).
+    Minted in-process so that 1,000 password hashes do not load the server before the
+    measurement. Raises RuntimeError if flask does not set the cookie."""
+    return [signed_in_session(app, user.user_id, host, BROWSER_AGENT)[0] for user in users]
 
 
 def small_png() -> bytes:

@@ -429,15 +429,25 @@ def _apply_remote(remote: SubscriptionSnapshot, action: str, now: datetime | Non
     return _lock_recorded_row(remote.subscription_id)
 
 
-def _refusal_as_not_allowed(call: Callable[[], SubscriptionSnapshot]) -> SubscriptionSnapshot:
+def _ask_creem(
+    action: str,
+    call: Callable[[CreemClient], SubscriptionSnapshot],
+    client: CreemClient | None,
+    now: datetime | None,
+) -> Subscription:
+    """Make `call` to Creem (`client`, else the app's) and record the subscription as Creem
+    answered. Raises SubscriptionActionNotAllowed when Creem refuses, CreemError.
+    """
+    creem = client or creem_client()
     try:
-        return call()
+        remote = call(creem)
     except CreemError as exc:
         if exc.creem_status in (400, 404, 409, 422):
             raise SubscriptionActionNotAllowed(
                 "The payment provider did not allow that for your subscription."
             ) from exc
         raise
+    return _apply_remote(remote, action, now)
 
 
 def cancel_subscription(
@@ -462,11 +472,12 @@ def cancel_subscription(
         raise SubscriptionActionNotAllowed(
             "Your subscription is not active, so there is nothing to cancel."
         )
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(
-        lambda: creem.cancel_subscription(subscription.creem_subscription_id, mode)
+    return _ask_creem(
+        "cancel",
+        lambda creem: creem.cancel_subscription(subscription.creem_subscription_id, mode),
+        client,
+        now,
     )
-    return _apply_remote(remote, "cancel", now)
 
 
 def resume_subscription(
@@ -485,11 +496,12 @@ def resume_subscription(
             "Only a subscription that is canceled for the end "
             "of its period, or paused, can be resumed."
         )
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(
-        lambda: creem.resume_subscription(subscription.creem_subscription_id)
+    return _ask_creem(
+        "resume",
+        lambda creem: creem.resume_subscription(subscription.creem_subscription_id),
+        client,
+        now,
     )
-    return _apply_remote(remote, "resume", now)
 
 
 def switch_plan(
@@ -510,13 +522,14 @@ def switch_plan(
         raise SubscriptionActionNotAllowed("Only a running subscription can change plans.")
     if status.switch_to.key != target.key:
         raise SubscriptionActionNotAllowed(f"You are on {target.name} already.")
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(
-        lambda: creem.upgrade_subscription(
+    return _ask_creem(
+        "switch",
+        lambda creem: creem.upgrade_subscription(
             subscription.creem_subscription_id, target.product_id, SWITCH_BEHAVIOR
-        )
+        ),
+        client,
+        now,
     )
-    return _apply_remote(remote, "switch", now)
 
 
 def customer_portal_url(user_id: int, client: CreemClient | None = None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
@@ -22,6 +24,26 @@ billing_cli = AppGroup("billing", help="Subscriptions and Creem webhook events."
 DEMO_EMAIL = "demo@example.com"
 
 
+@contextmanager
+def committed_or_refused() -> Iterator[None]:
+    """Commit what the block changed; a DomainError from it rolls the change back and ends the
+    command with its message. Raises click.ClickException."""
+    try:
+        yield
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+
+
+def echo_lines(lines: list[str], empty: str) -> None:
+    """Print each line of a listing, or `empty` when there is none."""
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo(empty)
+
+
 @users_cli.command("create-admin")
 @click.argument("email")
 @click.password_option(help="The admin's password (prompted when omitted).")
@@ -30,7 +52,7 @@ def create_admin(email: str, password: str) -> None:
     from credit_app.services import accounts
 
     existing = accounts.find_user_by_email(email)
-    try:
+    with committed_or_refused():
         if existing is not None:
             accounts.make_admin(existing)
             message = f"{existing.email} is now an admin."
@@ -43,10 +65,6 @@ def create_admin(email: str, password: str) -> None:
                 verified=True,
             )
             message = f"Created admin {user.email}."
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    db.session.commit()
     click.echo(message)
 
 
@@ -125,12 +143,8 @@ def rerun_event(event_id: str, actor_email: str) -> None:
     from credit_app.jobs.webhooks import process_webhook_event
     from credit_app.services import admin
 
-    try:
+    with committed_or_refused():
         admin.rerun_webhook_event(event_id, acting_admin(actor_email).id)
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    db.session.commit()
     try:
         outcome = process_webhook_event(event_id)
     except Exception as exc:
@@ -143,15 +157,15 @@ def list_flagged() -> None:
     """List subscriptions whose Pro was switched off by a refund or a dispute."""
     from credit_app.billing import subscriptions
 
-    flagged = subscriptions.flagged_subscriptions()
-    for subscription in flagged:
-        click.echo(
+    echo_lines(
+        [
             f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
             f"{subscription.staff_flag}  {subscription.flagged_at:%Y-%m-%d %H:%M}  "
             f"{subscription.status}"
-        )
-    if not flagged:
-        click.echo("No flagged subscriptions.")
+            for subscription in subscriptions.flagged_subscriptions()
+        ],
+        "No flagged subscriptions.",
+    )
 
 
 @billing_cli.command("pack-shortfalls")
@@ -160,15 +174,15 @@ def list_pack_shortfalls() -> None:
     refund took back what was left; an admin decides about the rest)."""
     from credit_app.services import credits
 
-    lots = credits.refund_shortfalls()
-    for lot in lots:
-        click.echo(
+    echo_lines(
+        [
             f"{lot.creem_order_id}  user {lot.user_id}  {lot.granted} credits  "
             f"{lot.refund_shortfall} spent before the refund  "
             f"{lot.refunded_at:%Y-%m-%d %H:%M}"
-        )
-    if not lots:
-        click.echo("No refunded packs with spent credits.")
+            for lot in credits.refund_shortfalls()
+        ],
+        "No refunded packs with spent credits.",
+    )
 
 
 @billing_cli.command("clear-pack-shortfall")
@@ -177,12 +191,8 @@ def clear_pack_shortfall(order_id: str) -> None:
     """Mark a refunded pack's shortfall as dealt with (it leaves the list)."""
     from credit_app.services import credits
 
-    try:
+    with committed_or_refused():
         lot = credits.clear_refund_shortfall(order_id)
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    db.session.commit()
     click.echo(f"Cleared the shortfall of order {order_id} (user {lot.user_id}).")
 
 
@@ -191,14 +201,14 @@ def list_foreign() -> None:
     """List subscriptions to products that are not a Pro plan (stored, they give no Pro)."""
     from credit_app.billing import subscriptions
 
-    foreign = subscriptions.foreign_subscriptions()
-    for subscription in foreign:
-        click.echo(
+    echo_lines(
+        [
             f"{subscription.creem_subscription_id}  user {subscription.user_id}  "
             f"product {subscription.product_id}  {subscription.status}"
-        )
-    if not foreign:
-        click.echo("No subscriptions to other products.")
+            for subscription in subscriptions.foreign_subscriptions()
+        ],
+        "No subscriptions to other products.",
+    )
 
 
 @billing_cli.command("clear-flag")
@@ -208,12 +218,8 @@ def clear_flag(subscription_id: str) -> None:
     from credit_app.billing import subscriptions
     from credit_app.services import credits
 
-    try:
+    with committed_or_refused():
         subscription = subscriptions.clear_flag(subscription_id)
-    except DomainError as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    db.session.commit()
     plan = credits.get_user_credits(subscription.user_id).subscription_status
     click.echo(
         f"Cleared the flag on {subscription_id}; user {subscription.user_id} is on the {plan} plan."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -92,6 +92,34 @@ def job_context() -> Iterator[Flask]:
             yield _job_app
         finally:
             db.session.remove()
+
+
+def attempt(
+    subject: str,
+    work: Callable[[], str],
+    record_failure: Callable[[Exception], None],
+    *,
+    failure: type[Exception] = Exception,
+    failed: str = "failed",
+    logger: logging.Logger = log,
+) -> str:
+    """One attempt of a job that rq retries, in the job's app context: commit what `work`
+    did and log its outcome (`subject: outcome`). On a `failure`, roll it back, log it
+    (`subject failed: error`), note it with `record_failure` (committed) and re-raise, so
+    that rq retries. Returns the outcome; raises what `work` raises.
+    """
+    with job_context():
+        try:
+            outcome = work()
+            db.session.commit()
+        except failure as exc:
+            db.session.rollback()
+            logger.warning("%s %s: %s", subject, failed, exc)
+            record_failure(exc)
+            db.session.commit()
+            raise
+    logger.info("%s: %s", subject, outcome)
+    return outcome
 
 
 def preload_for_work_horses(app: Flask) -> None:

@@ -10,11 +10,11 @@ running gets no second one (one job per event).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from credit_app.jobs import enqueue_now, job_context, registry
 from credit_app.jobs.webhooks import requeue_event
@@ -86,6 +86,17 @@ def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
     ]
 
 
+def _waited_too_long(
+    attempts: ColumnElement[int],
+    since: ColumnElement[datetime],
+    new_before: datetime,
+    failed_before: datetime,
+) -> ColumnElement[bool]:
+    """Never attempted and waiting since before `new_before`, or waiting since before
+    `failed_before` (its retries have run out by then)."""
+    return or_((attempts == 0) & (since < new_before), since < failed_before)
+
+
 def stranded_webhook_events(limit: int, now=None) -> list[str]:
     limits = stranded_after(current_app.config)
     now = now or utcnow()
@@ -94,10 +105,11 @@ def stranded_webhook_events(limit: int, now=None) -> list[str]:
             select(WebhookEvent.event_id)
             .where(
                 WebhookEvent.processed_at.is_(None),
-                or_(
-                    (WebhookEvent.attempts == 0)
-                    & (WebhookEvent.received_at < now - limits["new_webhook_event"]),
-                    WebhookEvent.received_at < now - limits["failed_webhook_event"],
+                _waited_too_long(
+                    WebhookEvent.attempts,
+                    WebhookEvent.received_at,
+                    now - limits["new_webhook_event"],
+                    now - limits["failed_webhook_event"],
                 ),
             )
             .order_by(WebhookEvent.received_at)
@@ -117,10 +129,11 @@ def stranded_emails(limit: int, now=None) -> list[int]:
             .where(
                 OutboundEmail.sent_at.is_(None),
                 OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
-                or_(
-                    (OutboundEmail.attempts == 0)
-                    & (OutboundEmail.created_at < now - limits["new_email"]),
-                    OutboundEmail.created_at < now - limits["failed_email"],
+                _waited_too_long(
+                    OutboundEmail.attempts,
+                    OutboundEmail.created_at,
+                    now - limits["new_email"],
+                    now - limits["failed_email"],
                 ),
             )
             .order_by(OutboundEmail.id)

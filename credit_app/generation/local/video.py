@@ -6,6 +6,7 @@ and stops.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from PIL import Image
 
@@ -60,31 +61,20 @@ def _animated_webp_supported() -> bool:
 def write_animation(frames: list[Image.Image], request: GenerationRequest) -> GenerationResult:
     first, rest = frames[0], frames[1:]
     if _animated_webp_supported():
-        path, media_type = output_path(request, "webp"), "image/webp"
-        save(
-            path,
-            lambda target: first.save(
-                target,
-                format="WEBP",
-                save_all=True,
-                append_images=rest,
-                duration=VIDEO_FRAME_MS,
-                loop=VIDEO_LOOPS,
-                quality=80,
-                method=4,
-            ),
-        )
+        extension, media_type = "webp", "image/webp"
+        options: dict[str, Any] = {"format": "WEBP", "quality": 80, "method": 4}
     else:
-        path, media_type = output_path(request, "gif"), "image/gif"
-        save(
-            path,
-            lambda target: first.save(
-                target,
-                format="GIF",
-                save_all=True,
-                append_images=rest,
-                duration=VIDEO_FRAME_MS,
-                loop=VIDEO_LOOPS,
-            ),
-        )
+        extension, media_type, options = "gif", "image/gif", {"format": "GIF"}
+    path = output_path(request, extension)
+    save(
+        path,
+        lambda target: first.save(
+            target,
+            save_all=True,
+            append_images=rest,
+            duration=VIDEO_FRAME_MS,
+            loop=VIDEO_LOOPS,
+            **options,
+        ),
+    )
     return GenerationResult(path, media_type, first.width, first.height)

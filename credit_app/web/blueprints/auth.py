@@ -155,8 +155,13 @@ def signup():
             return redirect(url_for("dashboard.home"))
     elif form.is_submitted():
         status = 422
+    return _new_password_page("auth/signup.html", form, status)
+
+
+def _new_password_page(template: str, form: SignupForm | ResetPasswordForm, status: int):
+    """A page whose form sets a new password; it states the minimum length."""
     return render_template(
-        "auth/signup.html", form=form, min_length=current_app.config["MIN_PASSWORD_LENGTH"]
+        template, form=form, min_length=current_app.config["MIN_PASSWORD_LENGTH"]
     ), status
 
 
@@ -348,9 +353,7 @@ def reset_password(token: str):
             return redirect(url_for("auth.login"))
     elif form.is_submitted():
         status = 422
-    return render_template(
-        "auth/reset_password.html", form=form, min_length=current_app.config["MIN_PASSWORD_LENGTH"]
-    ), status
+    return _new_password_page("auth/reset_password.html", form, status)
 
 
 # Email verification

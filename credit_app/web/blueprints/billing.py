@@ -4,6 +4,7 @@ led here, cancel, resume and plan switch, the billing portal, and Creem's signed
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
@@ -26,6 +27,7 @@ from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, SIGNATURE_HEADER
 from credit_app.errors import DomainError, PayloadTooLarge
 from credit_app.generation.features import FEATURES, Feature
 from credit_app.jobs.webhooks import enqueue_event
+from credit_app.models import User
 from credit_app.platform.extensions import csrf, db, limiter
 from credit_app.services import analytics, credits
 from credit_app.web import htmx
@@ -81,6 +83,13 @@ def _refused(exc: DomainError) -> Response:
     return _subscription_page(exc.status, exc.message)
 
 
+def _changed(message: str) -> Response:
+    """Commit an action on the subscription page and show the page again, saying what it did."""
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("billing.subscription"), code=303)
+
+
 @bp.get("/dashboard/subscription")
 @login_required
 def subscription() -> Response:
@@ -97,13 +106,7 @@ def subscription() -> Response:
 @login_required
 def checkout() -> Response:
     """Send the user to Creem's hosted checkout for the chosen plan."""
-    try:
-        started = billing_checkout.start_checkout(
-            current_user, request.form.get("plan", ""), request.form.get("feature")
-        )
-    except DomainError as exc:
-        return _refused(exc)
-    return _to_checkout(started)
+    return _checkout(billing_checkout.start_checkout, "plan")
 
 
 @bp.post("/dashboard/subscription/packs/checkout")
@@ -111,16 +114,18 @@ def checkout() -> Response:
 def pack_checkout() -> Response:
     """Send the user to Creem's hosted checkout for a credit pack (the modal, this page and
     the sidebar post here)."""
+    return _checkout(packs.start_pack_checkout, "pack")
+
+
+def _checkout(
+    start: Callable[[User, str, str | None], billing_checkout.CheckoutStart], choice: str
+) -> Response:
+    """Open a Creem checkout (`start`) for the product the form's `choice` field names and
+    send the user there; a refusal shows why on the subscription page."""
     try:
-        started = packs.start_pack_checkout(
-            current_user, request.form.get("pack", ""), request.form.get("feature")
-        )
+        started = start(current_user, request.form.get(choice, ""), request.form.get("feature"))
     except DomainError as exc:
         return _refused(exc)
-    return _to_checkout(started)
-
-
-def _to_checkout(started: billing_checkout.CheckoutStart) -> Response:
     known = dict(session.get(STARTED_CHECKOUTS_KEY) or {})
     known[started.request_id] = started.checkout_id
     session[STARTED_CHECKOUTS_KEY] = dict(list(known.items())[-MAX_STARTED_CHECKOUTS:])
@@ -221,16 +226,11 @@ def cancel() -> Response:
         canceled = subscriptions.cancel_subscription(current_user.id)
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
     if canceled.access_ends_at:
-        flash(
-            f"Your subscription is canceled. You keep Pro until "
-            f"{canceled.access_ends_at:%d %B %Y}.",
-            "success",
+        return _changed(
+            f"Your subscription is canceled. You keep Pro until {canceled.access_ends_at:%d %B %Y}."
         )
-    else:
-        flash("Your subscription is canceled.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed("Your subscription is canceled.")
 
 
 @bp.post("/dashboard/subscription/resume")
@@ -240,9 +240,7 @@ def resume() -> Response:
         subscriptions.resume_subscription(current_user.id)
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
-    flash("Your subscription is running again.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed("Your subscription is running again.")
 
 
 @bp.post("/dashboard/subscription/switch")
@@ -253,10 +251,8 @@ def switch() -> Response:
         switched = subscriptions.switch_plan(current_user.id, request.form.get("plan", ""))
     except DomainError as exc:
         return _refused(exc)
-    db.session.commit()
     plan = plans.plan_for_product(switched.product_id)
-    flash(f"You are on {plan.name if plan else 'the new plan'} now.", "success")
-    return redirect(url_for("billing.subscription"), code=303)
+    return _changed(f"You are on {plan.name if plan else 'the new plan'} now.")
 
 
 @bp.post("/dashboard/subscription/portal")
