@@ -138,6 +138,13 @@ class Roomcraft:
     def flash_text(self) -> str:
         return self.find("#flash-area").text
 
+    def wait_for_layout(self) -> None:
+        """Wait until the layout's CSS transitions (the sidebar sliding away after a resize to
+        a phone's width) have ended, so a screenshot shows where things come to rest."""
+        self.wait().until(
+            lambda _: self.script(_TRANSITIONS_DONE), "the page kept moving after the resize"
+        )
+
     def screenshots(self, name: str, fits: bool = True, show: str | None = None) -> list[Path]:
         """The viewport at 1440 px (desktop) and 390 px (a phone) as <name>-1440.png and
         <name>-390.png (once the layout's transitions have ended; with `fits`, the page must
@@ -150,9 +157,7 @@ class Roomcraft:
                 "Emulation.setDeviceMetricsOverride",
                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
             )
-            self.wait().until(
-                lambda _: self.script(_TRANSITIONS_DONE), "the page kept moving after the resize"
-            )
+            self.wait_for_layout()
             overflow = self.script("return document.documentElement.scrollWidth;")
             assert not fits or overflow <= width, (
                 f"{name} is {overflow} px wide at {width} px: "

@@ -41,7 +41,9 @@ _FILE_NAMES = 'return [...document.querySelector("#image").files].map(f => f.nam
 
 
 def as_phone(roomcraft: Roomcraft) -> None:
+    """The phone's screen again, once the sidebar has slid away from a wider layout."""
     roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    roomcraft.wait_for_layout()
 
 
 @pytest.fixture
