@@ -42,16 +42,21 @@ run: install
 	flask seed-demo
 	honcho -f Procfile.dev start $(RUN_PROCESSES)
 
-## test: the whole suite on real PostgreSQL and Redis, with coverage
+## test: the whole suite on real PostgreSQL and Redis, with coverage, then ruff (lint and format) and mypy
 test: install
 	python -m pytest --cov=credit_app --cov-report=term --cov-report=xml $(PYTEST_ARGS); \
 	  status=$$?; if [ $$status -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$status
 	@echo "credit_app/services coverage (90 % required):"
 	python -m coverage report --include='credit_app/services/*' --fail-under=90 --format=total
 	ruff check .
+	ruff format --check .
+	mypy
 
+## lint: ruff (lint and format), and mypy on the files [tool.mypy] in pyproject.toml names
 lint: install
 	ruff check .
+	ruff format --check .
+	mypy
 
 ## bench: the 1,000-user load test (API, and browsers with live sockets), the credit path and
 ## the analytics queries
@@ -70,4 +75,4 @@ stop: install
 	flask services stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage coverage.xml .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage coverage.xml .hypothesis

@@ -23,8 +23,9 @@ Limits, and why:
 
 import os
 
-bind = os.environ.get("BIND", f"{'0.0.0.0' if 'PORT' in os.environ else '127.0.0.1'}:"
-                              f"{os.environ.get('PORT', '5000')}")
+bind = os.environ.get(
+    "BIND", f"{'0.0.0.0' if 'PORT' in os.environ else '127.0.0.1'}:{os.environ.get('PORT', '5000')}"
+)
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 threads = int(os.environ.get("GUNICORN_THREADS", "1" if worker_class == "gevent" else "32"))
@@ -45,6 +46,6 @@ def post_worker_init(worker) -> None:
     and not the master: the master must not import the app (and with it psycopg) before
     gevent has patched the worker, or psycopg would keep its blocking wait."""
     if worker.age == 1 and "sqlalchemy" in getattr(worker.wsgi, "extensions", {}):
-        from credit_app.capacity import report_connection_budget
+        from credit_app.platform.capacity import report_connection_budget
 
         report_connection_budget(workers, worker.log, app=worker.wsgi)

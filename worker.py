@@ -10,7 +10,7 @@ from credit_app import create_app
 from credit_app.jobs import preload_for_work_horses, use_app
 from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import start_schedulers
-from credit_app.redis_client import client_for
+from credit_app.platform.redis_client import client_for
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Benchmark of the staff analytics dashboard at a million events.
+"""Benchmark of the admin analytics dashboard at a million events.
 
 In a database of its own (`credit_app_bench_analytics` on the embedded server, or
 BENCH_ANALYTICS_DATABASE_URL), it builds 50,000 users and 1,000,000 analytics events spread
@@ -56,15 +56,15 @@ def database_url() -> str:
     configured = os.environ.get("BENCH_ANALYTICS_DATABASE_URL")
     if configured:
         return configured
-    from credit_app import embedded
-    from credit_app.config import instance_path
+    from credit_app.platform import embedded
+    from credit_app.platform.config import instance_path
 
     return embedded.ensure_postgres(instance_path(), DATABASE)
 
 
 def make_app(url: str):
     from credit_app import create_app
-    from credit_app.config import _sqlalchemy_url
+    from credit_app.platform.config import _sqlalchemy_url
 
     return create_app("development", overrides={"SQLALCHEMY_DATABASE_URI": _sqlalchemy_url(url)})
 
@@ -72,7 +72,7 @@ def make_app(url: str):
 def reset_schema(app) -> None:
     import flask_migrate
 
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
 
     with app.app_context():
         with db.engine.begin() as connection:
@@ -84,8 +84,7 @@ def reset_schema(app) -> None:
 def psycopg_conninfo(url: str) -> str:
     parsed = make_url(url)
     host = parsed.query.get("host") or parsed.host or "localhost"
-    parts = [f"dbname={parsed.database}", f"user={parsed.username or 'postgres'}",
-             f"host={host}"]
+    parts = [f"dbname={parsed.database}", f"user={parsed.username or 'postgres'}", f"host={host}"]
     if parsed.port:
         parts.append(f"port={parsed.port}")
     if parsed.password:
@@ -95,13 +94,16 @@ def psycopg_conninfo(url: str) -> str:
 
 def build_users(connection: psycopg.Connection, users: int) -> None:
     """Users with a 6-credit welcome grant each (a consistent ledger), 10 % on Pro."""
-    connection.execute("""
+    connection.execute(
+        """
         INSERT INTO users (email, password_hash, credits_remaining, credits_total,
                            subscription_status, created_at, credits_granted_at, updated_at)
         SELECT 'bench-analytics-' || n || '@bench.invalid', 'x', 6, 6,
                CASE WHEN n %% 10 = 0 THEN 'pro' ELSE 'free' END,
                now() - random() * interval '120 days', now(), now()
-        FROM generate_series(1, %(users)s) AS n""", {"users": users})
+        FROM generate_series(1, %(users)s) AS n""",
+        {"users": users},
+    )
     connection.execute("""
         INSERT INTO credit_transactions (user_id, feature_used, credits_consumed, kind, amount,
                                          balance_after, created_at, metadata)
@@ -117,8 +119,9 @@ def build_users(connection: psycopg.Connection, users: int) -> None:
         SELECT id, transaction_id, 6 FROM credit_lots WHERE source = 'registration'""")
 
 
-def insert_events(connection: psycopg.Connection, count: int, days: float,
-                  newest: datetime) -> None:
+def insert_events(
+    connection: psycopg.Connection, count: int, days: float, newest: datetime
+) -> None:
     """`count` events spread over the `days` before `newest`, in EVENT_MIX proportions."""
     cases, cumulative = [], 0.0
     for event_type, share, _ in EVENT_MIX:
@@ -126,7 +129,8 @@ def insert_events(connection: psycopg.Connection, count: int, days: float,
         cases.append(f"WHEN r < {cumulative:.4f} THEN '{event_type}'")
     with_feature = ", ".join(f"'{name}'" for name, _, feature in EVENT_MIX if feature)
     features = ", ".join(f"'{name}'" for name in FEATURES)
-    connection.execute(f"""
+    connection.execute(
+        f"""
         INSERT INTO analytics_events (event_id, event_type, user_id, feature, plan, credits,
                                       occurred_at, properties)
         SELECT md5(random()::text || n), t.event_type, u.id,
@@ -139,10 +143,11 @@ def insert_events(connection: psycopg.Connection, count: int, days: float,
         FROM (SELECT n, random() AS r, 1 + (random() * (SELECT max(id) - 1 FROM users))::int
                      AS user_id
               FROM generate_series(1, %(count)s) AS n) AS s
-        CROSS JOIN LATERAL (SELECT CASE {' '.join(cases)} ELSE 'credit_consumed' END
+        CROSS JOIN LATERAL (SELECT CASE {" ".join(cases)} ELSE 'credit_consumed' END
                             AS event_type) AS t
         JOIN users AS u ON u.id = s.user_id""",
-                       {"count": count, "days": days, "newest": newest})
+        {"count": count, "days": days, "newest": newest},
+    )
 
 
 def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -157,7 +162,7 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
 
 
 def measure_queries(app, runs: int) -> list[tuple[int, str, float, float]]:
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import admin_analytics as queries
 
     rows = []
@@ -166,12 +171,15 @@ def measure_queries(app, runs: int) -> list[tuple[int, str, float, float]]:
         for days in RANGES:
             date_range = queries.DateRange(today - timedelta(days=days - 1), today)
             params = date_range.params()
-            for name, sql in (("counts", queries.COUNTS_SQL),
-                              ("active users in the range", queries.RANGE_ACTIVE_SQL),
-                              ("active users per day", queries.DAILY_ACTIVE_SQL),
-                              ("funnel", queries.FUNNEL_SQL)):
+            for name, sql in (
+                ("counts", queries.COUNTS_SQL),
+                ("active users in the range", queries.RANGE_ACTIVE_SQL),
+                ("active users per day", queries.DAILY_ACTIVE_SQL),
+                ("funnel", queries.FUNNEL_SQL),
+            ):
                 median, worst = timed(
-                    lambda sql=sql, params=params: db.session.execute(sql, params).all(), runs)
+                    lambda sql=sql, params=params: db.session.execute(sql, params).all(), runs
+                )
                 rows.append((days, name, median, worst))
             median, worst = timed(lambda r=date_range: queries.build_dashboard(r), runs)
             rows.append((days, "**whole dashboard**", median, worst))
@@ -181,19 +189,33 @@ def measure_queries(app, runs: int) -> list[tuple[int, str, float, float]]:
 
 def table_sizes(connection: psycopg.Connection) -> dict[str, int]:
     sizes = {}
-    for table in ("analytics_events", "analytics_daily_rollups", "analytics_active_days",
-                  "analytics_user_funnels", "users"):
+    for table in (
+        "analytics_events",
+        "analytics_daily_rollups",
+        "analytics_active_days",
+        "analytics_user_funnels",
+        "users",
+    ):
         sizes[table] = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return sizes
 
 
-def render(started: datetime, args: argparse.Namespace, facts: dict[str, str],
-           normal: list, backlog: list, sizes: dict[str, int], rollup_facts: list[str],
-           audit_line: str) -> str:
+def render(
+    started: datetime,
+    args: argparse.Namespace,
+    facts: dict[str, str],
+    normal: list,
+    backlog: list,
+    sizes: dict[str, int],
+    rollup_facts: list[str],
+    audit_line: str,
+) -> str:
     def query_table(rows: list) -> list[str]:
         lines = ["| range | query | median ms | max ms |", "|---:|---|---:|---:|"]
-        lines += [f"| {days} days | {name} | {median:.1f} | {worst:.1f} |"
-                  for days, name, median, worst in rows]
+        lines += [
+            f"| {days} days | {name} | {median:.1f} | {worst:.1f} |"
+            for days, name, median, worst in rows
+        ]
         return lines
 
     lines = [
@@ -280,10 +302,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=50_000)
-    parser.add_argument("--pending", type=int, default=11_000,
-                        help="events of the last day left not rolled up (default 11,000)")
-    parser.add_argument("--backlog", type=int, default=200_000,
-                        help="pending events for the second measurement (default 200,000)")
+    parser.add_argument(
+        "--pending",
+        type=int,
+        default=11_000,
+        help="events of the last day left not rolled up (default 11,000)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=200_000,
+        help="pending events for the second measurement (default 200,000)",
+    )
     parser.add_argument("--runs", type=int, default=9, help="timed runs per query (default 9)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
@@ -304,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         insert_events(connection, args.events, days=90, newest=now - timedelta(days=1))
         connection.execute("VACUUM ANALYZE")
 
-    from credit_app.extensions import db
     from credit_app.jobs.analytics import roll_up_analytics
+    from credit_app.platform.extensions import db
     from credit_app.services.ledger_audit import audit_ledger
 
     rollup_facts: list[str] = []
@@ -314,16 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         rolled = time.perf_counter()
         result = roll_up_analytics(max_batches=10_000)
         seconds = time.perf_counter() - rolled
-        rollup_facts.append(f"The roll-up job folded {result['folded']:,} events in "
-                            f"{seconds:.1f} s ({result['folded'] / seconds:,.0f} events/s; "
-                            "batches of 5,000, one transaction each) and purged "
-                            f"{result['purged']:,} raw events older than the 90-day "
-                            "retention.")
+        rollup_facts.append(
+            f"The roll-up job folded {result['folded']:,} events in "
+            f"{seconds:.1f} s ({result['folded'] / seconds:,.0f} events/s; "
+            "batches of 5,000, one transaction each) and purged "
+            f"{result['purged']:,} raw events older than the 90-day "
+            "retention."
+        )
         rerun = time.perf_counter()
         again = roll_up_analytics()
-        rollup_facts.append(f"Running it again right after folded {again['folded']} events "
-                            f"and purged {again['purged']} in "
-                            f"{(time.perf_counter() - rerun) * 1000:.0f} ms.")
+        rollup_facts.append(
+            f"Running it again right after folded {again['folded']} events "
+            f"and purged {again['purged']} in "
+            f"{(time.perf_counter() - rerun) * 1000:.0f} ms."
+        )
     with psycopg.connect(psycopg_conninfo(url), autocommit=True) as connection:
         # A million events pending at once is the bench's bulk load, not a live state: it
         # leaves the partial index of pending events bloated, as a long roll-up outage would.
@@ -341,12 +375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with app.app_context():
         caught_up = time.perf_counter()
         result = roll_up_analytics(max_batches=10_000)
-        rollup_facts.append(f"Catching up on the {args.backlog:,}-event backlog took "
-                            f"{time.perf_counter() - caught_up:.1f} s.")
+        rollup_facts.append(
+            f"Catching up on the {args.backlog:,}-event backlog took "
+            f"{time.perf_counter() - caught_up:.1f} s."
+        )
         report = audit_ledger()
-        audit_line = ("OK, every invariant holds for "
-                      f"{report.users:,} users and {report.entries:,} ledger rows."
-                      if report.ok else f"FAILED for users {report.offending_user_ids[:20]}")
+        audit_line = (
+            "OK, every invariant holds for "
+            f"{report.users:,} users and {report.entries:,} ledger rows."
+            if report.ok
+            else f"FAILED for users {report.offending_user_ids[:20]}"
+        )
         server = db.session.execute(text("SHOW server_version")).scalar_one()
         shared = db.session.execute(text("SHOW shared_buffers")).scalar_one()
         db.session.rollback()

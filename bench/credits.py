@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -63,6 +62,8 @@ import httpx
 import psycopg
 from flask import Flask
 
+from bench.raw_consume import consume_params
+from bench.report import percentile, write_section
 from credit_app.services import credits as credit_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -101,14 +102,6 @@ class BenchUser:
     token: str
 
 
-def percentile_of(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of `values`, NaN for none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
 @dataclass
 class LevelResult:
     """What one concurrency level of one measurement produced."""
@@ -145,7 +138,7 @@ class LevelResult:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile of the successful latencies, in milliseconds."""
-        return percentile_of(self.latencies, p) * 1000
+        return percentile(self.latencies, p) * 1000
 
     def error_summary(self) -> str:
         return ", ".join(f"{label}: {n}" for label, n in self.errors.most_common()) or "0"
@@ -224,8 +217,10 @@ def postgres_database(pid: int) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     words = title.split()
-    if len(words) >= 4 and words[0] == "postgres:" and (
-        words[3] == "[local]" or words[3].endswith(")")
+    if (
+        len(words) >= 4
+        and words[0] == "postgres:"
+        and (words[3] == "[local]" or words[3].endswith(")"))
     ):
         return words[2]
     return None
@@ -261,8 +256,9 @@ def process_cpu(attribution: Attribution) -> dict[int, tuple[str, int]]:
     return table
 
 
-def cpu_by_group(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]],
-                 machine_ticks: int) -> dict[str, float]:
+def cpu_by_group(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], machine_ticks: int
+) -> dict[str, float]:
     """CPU seconds per group between two snapshots; "other" also takes what exited."""
     hertz = os.sysconf("SC_CLK_TCK")
     seconds = dict.fromkeys(CPU_GROUPS, 0.0)
@@ -285,8 +281,9 @@ def wait_for_quiet(max_wait: float) -> None:
             return
 
 
-def run_level(operations: Sequence[Operation], duration: float, warmup: int,
-              attribution: Attribution) -> LevelResult:
+def run_level(
+    operations: Sequence[Operation], duration: float, warmup: int, attribution: Attribution
+) -> LevelResult:
     """Run each operation in its own thread, back to back, for `duration` seconds (the SQL
     ceiling's clients; the HTTP clients are coroutines, see http_level).
 
@@ -314,8 +311,10 @@ def run_level(operations: Sequence[Operation], duration: float, warmup: int,
             else:
                 failures[error] += 1
 
-    threads = [threading.Thread(target=client, args=(index,), daemon=True)
-               for index in range(len(operations))]
+    threads = [
+        threading.Thread(target=client, args=(index,), daemon=True)
+        for index in range(len(operations))
+    ]
     for thread in threads:
         thread.start()
     ready.wait()
@@ -344,8 +343,12 @@ def run_level(operations: Sequence[Operation], duration: float, warmup: int,
 
 def migrate_database() -> None:
     """`flask --app app db upgrade`, so the schema exists. Raises CalledProcessError."""
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-                   cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def prepare_users(app: Flask, count: int) -> list[BenchUser]:
@@ -353,7 +356,7 @@ def prepare_users(app: Flask, count: int) -> list[BenchUser]:
 
     The tokens of earlier runs are revoked; nothing is deleted.
     """
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import accounts, credits
 
     users = []
@@ -380,20 +383,27 @@ def prepare_users(app: Flask, count: int) -> list[BenchUser]:
 def describe_code() -> str:
     """The commit under test, and whether the working tree had uncommitted changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
-                              check=True, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, check=True, capture_output=True,
-                               text=True).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{head}" + (" with uncommitted changes" if dirty else "")
 
 
+def _git(*args: str) -> str:
+    """What `git *args` prints in the project, stripped.
+
+    Raises OSError without git, CalledProcessError when git fails (not a checkout)."""
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def psycopg_conninfo(app: Flask) -> str:
     """The app's database URL in the form psycopg takes."""
-    return app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://",
-                                                         "postgresql://", 1)
+    return app.config["SQLALCHEMY_DATABASE_URI"].replace(
+        "postgresql+psycopg://", "postgresql://", 1
+    )
 
 
 def parent_pid(pid: int) -> int | None:
@@ -444,13 +454,16 @@ def describe_machine(app: Flask, conninfo: str) -> dict[str, str]:
     import redis
 
     with psycopg.connect(conninfo) as conn:
+
         def show(name: str) -> str:
             return str(conn.execute(f"SHOW {name}").fetchone()[0])
 
-        postgres = (f"{show('server_version')} (fsync={show('fsync')}, "
-                    f"synchronous_commit={show('synchronous_commit')}, "
-                    f"shared_buffers={show('shared_buffers')}, "
-                    f"max_connections={show('max_connections')})")
+        postgres = (
+            f"{show('server_version')} (fsync={show('fsync')}, "
+            f"synchronous_commit={show('synchronous_commit')}, "
+            f"shared_buffers={show('shared_buffers')}, "
+            f"max_connections={show('max_connections')})"
+        )
     client = redis.Redis.from_url(app.config["REDIS_URL"])
     try:
         redis_version = str(client.info("server")["redis_version"])
@@ -464,8 +477,11 @@ def describe_machine(app: Flask, conninfo: str) -> dict[str, str]:
         "Python": platform.python_version(),
         "PostgreSQL": postgres,
         "Redis": redis_version,
-        "Servers": ("embedded (instance/, Unix sockets)" if embedded
-                    else "external (DATABASE_URL / REDIS_URL)"),
+        "Servers": (
+            "embedded (instance/, Unix sockets)"
+            if embedded
+            else "external (DATABASE_URL / REDIS_URL)"
+        ),
         "gunicorn / gevent / Flask / SQLAlchemy / aiohttp / psycopg": " / ".join(
             version(name)
             for name in ("gunicorn", "gevent", "flask", "sqlalchemy", "aiohttp", "psycopg")
@@ -481,8 +497,11 @@ def connection_budget(conninfo: str) -> int:
     with psycopg.connect(conninfo) as conn:
         limit = int(conn.execute("SHOW max_connections").fetchone()[0])
         reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
-        in_use = int(conn.execute("SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE backend_type = 'client backend'").fetchone()[0])
+        in_use = int(
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).fetchone()[0]
+        )
     return max(1, limit - reserved - in_use - CONNECTION_HEADROOM)
 
 
@@ -491,18 +510,10 @@ def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
     generation_id = f"bench-raw-{uuid.uuid4().hex}"
     with conn.transaction():
         remaining, _, plan = conn.execute(LOCK_USER_SQL, {"user_id": user_id}).fetchone()
-        conn.execute(PRIOR_USE_SQL, {"user_id": user_id,
-                                     "generation_id": generation_id}).fetchone()
-        event = {"event_id": uuid.uuid4().hex, "event_type": "credit_consumed",
-                 "feature": FEATURE, "plan": plan, "credits": 1,
-                 "properties": {"via": "direct"}}
-        conn.execute(POST_DRAW_SQL, {
-            "user_id": user_id, "kind": "consume", "amount": -1,
-            "balance_after": remaining - 1, "feature_used": FEATURE, "credits_consumed": 1,
-            "generation_id": generation_id, "reservation_id": None, "actor_id": None,
-            "metadata": json.dumps({"plan": plan}), "granted": 0, "plan": plan,
-            "events": json.dumps([event]), "take": 1, "now": datetime.now(UTC),
-        }).fetchone()
+        conn.execute(PRIOR_USE_SQL, {"user_id": user_id, "generation_id": generation_id}).fetchone()
+        conn.execute(
+            POST_DRAW_SQL, consume_params(user_id, generation_id, FEATURE, plan, remaining - 1)
+        ).fetchone()
 
 
 class ConnectionQueue:
@@ -553,8 +564,14 @@ def raw_operation(pool: ConnectionQueue, user_id: int) -> Operation:
     return operation
 
 
-def measure_raw(conninfo: str, users: Sequence[BenchUser], clients: int, duration: float,
-                warmup: int, attribution: Attribution) -> LevelResult:
+def measure_raw(
+    conninfo: str,
+    users: Sequence[BenchUser],
+    clients: int,
+    duration: float,
+    warmup: int,
+    attribution: Attribution,
+) -> LevelResult:
     """The SQL ceiling at `clients` threads: one connection each, or a shared set of as many
     connections as the server allows."""
     size = min(clients, connection_budget(conninfo))
@@ -590,14 +607,14 @@ def wait_until_up(process: subprocess.Popen, base_url: str, log_path: Path) -> N
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n"
-                               f"{log_tail(log_path)}")
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_tail(log_path)}")
         with contextlib.suppress(httpx.TransportError):
             httpx.get(base_url + "/api/user/credits", timeout=2)
             return
         time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n"
-                       f"{log_tail(log_path)}")
+    raise RuntimeError(
+        f"gunicorn did not answer within {SERVER_START_TIMEOUT:.0f} s:\n{log_tail(log_path)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -665,16 +682,19 @@ def describe_gunicorn(gunicorn: dict[str, str]) -> str:
     workers = int(gunicorn["workers"])
     workers_label = f"{workers} worker" if workers == 1 else f"{workers} workers"
     if uses_greenlets(gunicorn):
-        return (f"{workers_label} ({worker_class}, up to {gunicorn['worker_connections']} "
-                "connections each; threads not used)")
+        return (
+            f"{workers_label} ({worker_class}, up to {gunicorn['worker_connections']} "
+            "connections each; threads not used)"
+        )
     if worker_class == "sync" and threads > 1:
         worker_class = "gthread"
     return f"{workers_label} x {threads} threads ({worker_class})"
 
 
 @contextlib.contextmanager
-def gunicorn_server(env: dict[str, str], log_path: Path,
-                    target: str = APP_TARGET) -> Iterator[Server]:
+def gunicorn_server(
+    env: dict[str, str], log_path: Path, target: str = APP_TARGET
+) -> Iterator[Server]:
     """Serve `target` (default bench.probe_app: the app plus the probe routes) with the
     project's gunicorn.conf.py under `env` (its BIND is 127.0.0.1:<port>); yield its URL and
     pid.
@@ -683,8 +703,13 @@ def gunicorn_server(env: dict[str, str], log_path: Path,
     """
     base_url = f"http://{env['BIND']}"
     with open(log_path, "w") as log:
-        process = subprocess.Popen(gunicorn_command(target), cwd=PROJECT_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            gunicorn_command(target),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_until_up(process, base_url, log_path)
             yield Server(base_url, process.pid)
@@ -697,16 +722,25 @@ def gunicorn_server(env: dict[str, str], log_path: Path,
                 process.wait()
 
 
-def new_session(base_url: str, timeout: float, headers: dict[str, str], connections: int = 1,
-                idle: float = API_CLIENT_IDLE_SECONDS) -> aiohttp.ClientSession:
+def new_session(
+    base_url: str,
+    timeout: float,
+    headers: dict[str, str],
+    connections: int = 1,
+    idle: float = API_CLIENT_IDLE_SECONDS,
+) -> aiohttp.ClientSession:
     """One user's client: `connections` keep-alive connections, each closed after `idle`
     seconds unused, no cookie handling of its own (a browser user needs two connections:
     its websocket holds one)."""
     return aiohttp.ClientSession(
-        base_url=base_url, headers=headers, cookie_jar=aiohttp.DummyCookieJar(),
-        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=idle,
-                                       enable_cleanup_closed=True),
-        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10)))
+        base_url=base_url,
+        headers=headers,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(
+            limit=connections, keepalive_timeout=idle, enable_cleanup_closed=True
+        ),
+        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10)),
+    )
 
 
 async def close_all(sessions: Sequence[aiohttp.ClientSession]) -> None:
@@ -748,9 +782,16 @@ def browser_session(cookie: str) -> dict[str, str]:
     return {"Cookie": cookie, "User-Agent": BROWSER_AGENT}
 
 
-async def http_level(server: Server, path: str, users: Sequence[BenchUser], clients: int,
-                     duration: float, warmup: int, attribution: Attribution,
-                     headers: Sequence[dict[str, str]] | None = None) -> LevelResult:
+async def http_level(
+    server: Server,
+    path: str,
+    users: Sequence[BenchUser],
+    clients: int,
+    duration: float,
+    warmup: int,
+    attribution: Attribution,
+    headers: Sequence[dict[str, str]] | None = None,
+) -> LevelResult:
     """`clients` coroutines, each a user with its own token (or `headers[index]`, a
     browser's session), session and keep-alive connection, POSTing to `path` back to back
     for `duration` seconds.
@@ -759,9 +800,12 @@ async def http_level(server: Server, path: str, users: Sequence[BenchUser], clie
     connection); the timed part starts for all clients at once; CPU time is split by
     process. The event loop's lag is watched during the timed part.
     """
-    sessions = [new_session(server.base_url, HTTP_TIMEOUT,
-                            headers[index] if headers else bearer(users[index]))
-                for index in range(clients)]
+    sessions = [
+        new_session(
+            server.base_url, HTTP_TIMEOUT, headers[index] if headers else bearer(users[index])
+        )
+        for index in range(clients)
+    ]
     latencies: list[list[float]] = [[] for _ in sessions]
     errors: list[Counter[str]] = [Counter() for _ in sessions]
     attribution = replace(attribution, server_pid=server.pid)
@@ -799,9 +843,14 @@ async def http_level(server: Server, path: str, users: Sequence[BenchUser], clie
     )
 
 
-async def closed_loop(sessions: Sequence[aiohttp.ClientSession], path: str, warmup: int,
-                      duration: float, record: Callable[[int, str | None, float], None],
-                      start: Callable[[], None]) -> float:
+async def closed_loop(
+    sessions: Sequence[aiohttp.ClientSession],
+    path: str,
+    warmup: int,
+    duration: float,
+    record: Callable[[int, str | None, float], None],
+    start: Callable[[], None],
+) -> float:
     """Each session POSTs to `path` back to back: `warmup` untimed requests (opening its
     connection), then, all together once `start()` has run, for `duration` seconds, telling
     `record(index, error or None, seconds)` of each timed request. Returns the timed part's
@@ -834,14 +883,6 @@ async def closed_loop(sessions: Sequence[aiohttp.ClientSession], path: str, warm
     return time.perf_counter() - began
 
 
-def measure_http(server: Server, path: str, users: Sequence[BenchUser], clients: int,
-                 duration: float, warmup: int, attribution: Attribution,
-                 headers: Sequence[dict[str, str]] | None = None) -> LevelResult:
-    """One HTTP level (http_level) in an event loop of its own."""
-    return asyncio.run(http_level(server, path, users, clients, duration, warmup,
-                                  attribution, headers))
-
-
 def tree_cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process `root` and its children (a gunicorn master and
     its workers) so far."""
@@ -857,14 +898,22 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def side_by_side_round(app: Server, lean: Server, users: Sequence[BenchUser],
-                             clients: int, duration: float, warmup: int) -> SideBySide:
+async def side_by_side_round(
+    app: Server,
+    lean: Server,
+    users: Sequence[BenchUser],
+    clients: int,
+    duration: float,
+    warmup: int,
+) -> SideBySide:
     """`clients` closed-loop consume clients, alternately on the app and on the HTTP ceiling,
     for `duration` seconds: both servers share the CPUs over the same seconds, so the box's
     speed, which drifts between runs, cancels out of the ratio of their CPU per request."""
     servers = (app, lean)
-    sessions = [new_session(servers[index % 2].base_url, HTTP_TIMEOUT, bearer(users[index]))
-                for index in range(clients)]
+    sessions = [
+        new_session(servers[index % 2].base_url, HTTP_TIMEOUT, bearer(users[index]))
+        for index in range(clients)
+    ]
     served, errors = [0, 0], [0]
     before: list[float] = []
 
@@ -875,26 +924,41 @@ async def side_by_side_round(app: Server, lean: Server, users: Sequence[BenchUse
             errors[0] += 1
 
     try:
-        await closed_loop(sessions, CONSUME_PATH, warmup, duration, record,
-                          lambda: before.extend(tree_cpu_seconds(s.pid) for s in servers))
+        await closed_loop(
+            sessions,
+            CONSUME_PATH,
+            warmup,
+            duration,
+            record,
+            lambda: before.extend(tree_cpu_seconds(s.pid) for s in servers),
+        )
         after = [tree_cpu_seconds(server.pid) for server in servers]
     finally:
         await close_all(sessions)
     cpu = [(end - start) * 1000 for start, end in zip(before, after, strict=True)]
-    return SideBySide(clients, served[0], served[1],
-                      cpu[0] / served[0] if served[0] else math.nan,
-                      cpu[1] / served[1] if served[1] else math.nan, errors[0])
+    return SideBySide(
+        clients,
+        served[0],
+        served[1],
+        cpu[0] / served[0] if served[0] else math.nan,
+        cpu[1] / served[1] if served[1] else math.nan,
+        errors[0],
+    )
 
 
 def smoke_test(base_url: str, user: BenchUser, browser: dict[str, str]) -> None:
     """One request per route, so a misconfiguration fails loudly. Raises RuntimeError."""
-    for path, headers in ((CONSUME_PATH, bearer(user)), (PLAIN_PATH, browser),
-                          (CREDIT_PATH, browser)):
+    for path, headers in (
+        (CONSUME_PATH, bearer(user)),
+        (PLAIN_PATH, browser),
+        (CREDIT_PATH, browser),
+    ):
         body = {"feature": FEATURE, "generation_id": f"bench-{uuid.uuid4().hex}"}
         response = httpx.post(base_url + path, json=body, headers=headers, timeout=30)
         if response.status_code != 200:
-            raise RuntimeError(f"POST {path} answered {response.status_code}: "
-                               f"{response.text[:500]}")
+            raise RuntimeError(
+                f"POST {path} answered {response.status_code}: {response.text[:500]}"
+            )
 
 
 # --- the report -------------------------------------------------------------------------
@@ -906,19 +970,32 @@ def fmt_ms(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def level_table(results: Sequence[LevelResult], unit: str = "req",
-                with_connections: bool = False) -> list[str]:
-    header = ["clients", "requests" if unit == "req" else "operations", "errors",
-              f"{unit}/s", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+def level_table(
+    results: Sequence[LevelResult], unit: str = "req", with_connections: bool = False
+) -> list[str]:
+    header = [
+        "clients",
+        "requests" if unit == "req" else "operations",
+        "errors",
+        f"{unit}/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+    ]
     if with_connections:
         header.insert(1, "DB connections")
     rows = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for result in results:
         cells = [
-            str(result.clients), str(result.ok + result.error_count), result.error_summary(),
+            str(result.clients),
+            str(result.ok + result.error_count),
+            result.error_summary(),
             f"{result.throughput:.0f}",
-            fmt_ms(result.percentile_ms(50)), fmt_ms(result.percentile_ms(95)),
-            fmt_ms(result.percentile_ms(99)), fmt_ms(result.percentile_ms(100)),
+            fmt_ms(result.percentile_ms(50)),
+            fmt_ms(result.percentile_ms(95)),
+            fmt_ms(result.percentile_ms(99)),
+            fmt_ms(result.percentile_ms(100)),
         ]
         if with_connections:
             cells.insert(1, str(result.connections))
@@ -931,15 +1008,21 @@ def delta_ms(without: LevelResult, with_check: LevelResult, p: float) -> float:
 
 
 def overhead_table(plain: Sequence[LevelResult], credit: Sequence[LevelResult]) -> list[str]:
-    rows = ["| clients | view | req/s | errors | p50 ms | p95 ms | p99 ms |",
-            "|---:|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| clients | view | req/s | errors | p50 ms | p95 ms | p99 ms |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for without, with_check in zip(plain, credit, strict=True):
-        for name, result in (("plain `@login_required`", without),
-                             ("`@credit_required` + commit", with_check)):
-            rows.append(f"| {result.clients} | {name} | {result.throughput:.0f} | "
-                        f"{result.error_summary()} | {fmt_ms(result.percentile_ms(50))} | "
-                        f"{fmt_ms(result.percentile_ms(95))} | "
-                        f"{fmt_ms(result.percentile_ms(99))} |")
+        for name, result in (
+            ("plain `@login_required`", without),
+            ("`@credit_required` + commit", with_check),
+        ):
+            rows.append(
+                f"| {result.clients} | {name} | {result.throughput:.0f} | "
+                f"{result.error_summary()} | {fmt_ms(result.percentile_ms(50))} | "
+                f"{fmt_ms(result.percentile_ms(95))} | "
+                f"{fmt_ms(result.percentile_ms(99))} |"
+            )
         rows.append(
             f"| {without.clients} | **difference** | "
             f"{with_check.throughput - without.throughput:+.0f} | | "
@@ -951,13 +1034,17 @@ def overhead_table(plain: Sequence[LevelResult], credit: Sequence[LevelResult]) 
 
 
 def side_by_side_table(rounds: Sequence[SideBySide]) -> list[str]:
-    rows = ["| round | clients | app consumes | app CPU ms/consume | ceiling consumes | "
-            "ceiling CPU ms/consume | app / ceiling | errors |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| round | clients | app consumes | app CPU ms/consume | ceiling consumes | "
+        "ceiling CPU ms/consume | app / ceiling | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for number, result in enumerate(rounds, start=1):
-        rows.append(f"| {number} | {result.clients} | {result.app_requests} | "
-                    f"{result.app_cpu_ms:.2f} | {result.lean_requests} | "
-                    f"{result.lean_cpu_ms:.2f} | {result.ratio:.2f} | {result.errors} |")
+        rows.append(
+            f"| {number} | {result.clients} | {result.app_requests} | "
+            f"{result.app_cpu_ms:.2f} | {result.lean_requests} | "
+            f"{result.lean_cpu_ms:.2f} | {result.ratio:.2f} | {result.errors} |"
+        )
     if rounds:
         rows.append(f"| **median** | | | | | | **{median_ratio(rounds):.2f}** | |")
     return rows
@@ -978,15 +1065,19 @@ def measured_levels(report: Report) -> list[tuple[str, LevelResult]]:
 
 
 def cpu_table(report: Report) -> list[str]:
-    rows = ["| measurement | clients | machine busy | "
-            + " | ".join(CPU_GROUPS)
-            + " | gunicorn CPU ms/op | PostgreSQL CPU ms/op |",
-            "|---|" + "---:|" * (len(CPU_GROUPS) + 4)]
+    rows = [
+        "| measurement | clients | machine busy | "
+        + " | ".join(CPU_GROUPS)
+        + " | gunicorn CPU ms/op | PostgreSQL CPU ms/op |",
+        "|---|" + "---:|" * (len(CPU_GROUPS) + 4),
+    ]
     for name, result in measured_levels(report):
         shares = " | ".join(f"{result.cpu_share(group):.0%}" for group in CPU_GROUPS)
-        rows.append(f"| {name} | {result.clients} | {result.machine_busy:.0%} | {shares} | "
-                    f"{fmt_ms(result.cpu_ms_per_op('gunicorn'))} | "
-                    f"{fmt_ms(result.cpu_ms_per_op('PostgreSQL'))} |")
+        rows.append(
+            f"| {name} | {result.clients} | {result.machine_busy:.0%} | {shares} | "
+            f"{fmt_ms(result.cpu_ms_per_op('gunicorn'))} | "
+            f"{fmt_ms(result.cpu_ms_per_op('PostgreSQL'))} |"
+        )
     return rows
 
 
@@ -1000,8 +1091,11 @@ def verdict(value: float, target: float) -> str:
 
 def target_lines(report: Report) -> list[str]:
     """One line per measured level against the spec's latency targets."""
-    api, operation, check = (TARGETS_MS["api"], TARGETS_MS["credit_operation"],
-                             TARGETS_MS["credit_check"])
+    api, operation, check = (
+        TARGETS_MS["api"],
+        TARGETS_MS["credit_operation"],
+        TARGETS_MS["credit_check"],
+    )
     lines = [
         f"- **API < {api:.0f} ms**, consume with {clients_label(result.clients)}: p95 "
         f"{verdict(result.percentile_ms(95), api)}, {result.throughput:.0f} req/s."
@@ -1026,12 +1120,16 @@ def target_lines(report: Report) -> list[str]:
 def server_waiting_sentence(gunicorn: dict[str, str]) -> str:
     """Where a request waits for its turn in the server, by worker class."""
     if uses_greenlets(gunicorn):
-        return (f"The server ({describe_gunicorn(gunicorn)}) accepts every connection and "
-                "serves each request in a greenlet, so requests wait inside the workers for "
-                "the CPU and the database pool; the client-side timer includes that wait.")
+        return (
+            f"The server ({describe_gunicorn(gunicorn)}) accepts every connection and "
+            "serves each request in a greenlet, so requests wait inside the workers for "
+            "the CPU and the database pool; the client-side timer includes that wait."
+        )
     threads = int(gunicorn["workers"]) * int(gunicorn["threads"])
-    return (f"The server has {threads} request threads; other requests wait in the listen "
-            "backlog, and the client-side timer includes that wait.")
+    return (
+        f"The server has {threads} request threads; other requests wait in the listen "
+        "backlog, and the client-side timer includes that wait."
+    )
 
 
 def lag_line(report: Report) -> str:
@@ -1041,12 +1139,14 @@ def lag_line(report: Report) -> str:
         return ""
     parts = [
         f"{name}, {clients_label(result.clients)}: p99 "
-        f"{fmt_ms(percentile_of(result.loop_lag_ms, 99))} ms, max "
-        f"{fmt_ms(percentile_of(result.loop_lag_ms, 100))} ms"
+        f"{fmt_ms(percentile(result.loop_lag_ms, 99))} ms, max "
+        f"{fmt_ms(percentile(result.loop_lag_ms, 100))} ms"
         for name, result in named
     ]
-    return ("- The load client's event-loop lag (how late a 100 ms timer fired; every HTTP "
-            "latency above includes it): " + "; ".join(parts) + ".")
+    return (
+        "- The load client's event-loop lag (how late a 100 ms timer fired; every HTTP "
+        "latency above includes it): " + "; ".join(parts) + "."
+    )
 
 
 def analysis_lines(report: Report) -> list[str]:
@@ -1071,9 +1171,11 @@ def analysis_lines(report: Report) -> list[str]:
             + ", ".join(f"{group} {fmt_ms(value)} ms" for group, value in per_request.items())
             + f"; {fmt_ms(total)} ms in all. On {cpu_count()} CPUs that caps this box at about "
             f"{cpu_count() * 1000 / total:.0f} req/s whatever the concurrency, and the "
-            + ("gunicorn workers (Python) are the largest part."
-               if per_request["gunicorn"] == max(per_request.values())
-               else "largest part is not the Python workers.")
+            + (
+                "gunicorn workers (Python) are the largest part."
+                if per_request["gunicorn"] == max(per_request.values())
+                else "largest part is not the Python workers."
+            )
         )
     if 1 in http and len(report.consume) > 1:
         top = max(report.consume, key=lambda result: result.throughput)
@@ -1090,17 +1192,23 @@ def analysis_lines(report: Report) -> list[str]:
         f"{clients_label(clients)}: {http[clients].throughput:.0f} req/s = "
         f"{http[clients].throughput / raw[clients].throughput:.0%} of "
         f"{raw[clients].throughput:.0f} ops/s"
-        for clients in http if clients in raw and raw[clients].throughput
+        for clients in http
+        if clients in raw and raw[clients].throughput
     ]
     if shares:
-        below = all(http[clients].throughput < raw[clients].throughput
-                    for clients in http if clients in raw)
-        lines.append("- HTTP throughput against the SQL ceiling at the same concurrency: "
-                     + "; ".join(shares) + "."
-                     + (" The database alone is never the limit." if below else ""))
+        below = all(
+            http[clients].throughput < raw[clients].throughput for clients in http if clients in raw
+        )
+        lines.append(
+            "- HTTP throughput against the SQL ceiling at the same concurrency: "
+            + "; ".join(shares)
+            + "."
+            + (" The database alone is never the limit." if below else "")
+        )
     if report.plain:
-        without, with_check = max(zip(report.plain, report.credit, strict=True),
-                                  key=lambda pair: pair[0].clients)
+        without, with_check = max(
+            zip(report.plain, report.credit, strict=True), key=lambda pair: pair[0].clients
+        )
         worker_ms, database_ms = (
             with_check.cpu_ms_per_op(group) - without.cpu_ms_per_op(group)
             for group in ("gunicorn", "PostgreSQL")
@@ -1120,19 +1228,20 @@ def analysis_lines(report: Report) -> list[str]:
             f"- The HTTP ceiling at {clients_label(top)}: {lean[top].throughput:.0f} req/s at "
             f"{fmt_ms(lean[top].cpu_ms_per_op('gunicorn'))} ms of gunicorn CPU per consume, "
             f"against the app's {http[top].throughput:.0f} req/s at "
-            f"{fmt_ms(http[top].cpu_ms_per_op('gunicorn'))} ms (measured one after the other).")
+            f"{fmt_ms(http[top].cpu_ms_per_op('gunicorn'))} ms (measured one after the other)."
+        )
     if report.side_by_side:
         ratio = median_ratio(report.side_by_side)
         lines.append(
             f"- Side by side, the app's gunicorn CPU per consume is {ratio:.2f} "
             "times the ceiling's (median of the rounds): what the app's request id and log, "
             "metrics, security headers, sessions, CSRF checks, compression check, rollout, "
-            "events and notifications and its ORM-capable transaction cost on top of the work.")
+            "events and notifications and its ORM-capable transaction cost on top of the work."
+        )
     lag = lag_line(report)
     if lag:
         lines.append(lag)
-    noisy = max(measured_levels(report), key=lambda item: item[1].cpu_share("other"),
-                default=None)
+    noisy = max(measured_levels(report), key=lambda item: item[1].cpu_share("other"), default=None)
     if noisy is not None:
         name, result = noisy
         lines.append(
@@ -1247,7 +1356,7 @@ def render(report: Report) -> str:
         "PostgreSQL server under test (its backends for other databases, such as a test "
         "run's, count as other), the Redis server under test, and everything else, including "
         "processes that exited during the level. The last two columns divide CPU time by the "
-        "successful operations. A large \"other\" share means other work on the machine "
+        'successful operations. A large "other" share means other work on the machine '
         "competed with the benchmark in that level.",
         "",
         *cpu_table(report),
@@ -1263,19 +1372,6 @@ def render(report: Report) -> str:
         SECTION_END,
     ]
     return "\n".join(parts)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; other benchmarks' sections
-    and anything else in the file stay as they are."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def print_summary(report: Report) -> None:
@@ -1300,34 +1396,67 @@ def parse_counts(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds per level (default 10)")
-    parser.add_argument("--clients", type=parse_counts, default=[1, 50, 200],
-                        help="client counts for consume and the SQL ceiling (default 1,50,200)")
-    parser.add_argument("--probe-clients", type=parse_counts, default=[1, 50],
-                        help="client counts for the @credit_required probe (default 1,50)")
-    parser.add_argument("--workers", type=int,
-                        help="gunicorn workers: sets WEB_CONCURRENCY (default: as set, else "
-                             "gunicorn.conf.py's)")
-    parser.add_argument("--threads", type=int,
-                        help="threads per gthread worker: sets GUNICORN_THREADS (default: as "
-                             "set, else gunicorn.conf.py's; gevent workers do not use it). "
-                             "The worker class is GUNICORN_WORKER_CLASS's (gunicorn.conf.py: "
-                             "gevent unless set, e.g. GUNICORN_WORKER_CLASS=gthread)")
-    parser.add_argument("--settle", type=float, default=20.0,
-                        help="at most this many seconds before each level, wait for the "
-                             f"machine to be under {QUIET_BUSY * 100:.0f} percent busy "
-                             "(default 20; 0: do not wait)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed operations per client before each level (default 2)")
-    parser.add_argument("--side-by-side-rounds", type=int, default=3,
-                        help="rounds of the app and the HTTP ceiling served at once (default "
-                             "3; 0: skip)")
-    parser.add_argument("--side-by-side-clients", type=int, default=50,
-                        help="clients of a side-by-side round, half on each (default 50)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="the Markdown report whose credit-path section to rewrite "
-                             "(default docs/performance.md)")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per level (default 10)"
+    )
+    parser.add_argument(
+        "--clients",
+        type=parse_counts,
+        default=[1, 50, 200],
+        help="client counts for consume and the SQL ceiling (default 1,50,200)",
+    )
+    parser.add_argument(
+        "--probe-clients",
+        type=parse_counts,
+        default=[1, 50],
+        help="client counts for the @credit_required probe (default 1,50)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="gunicorn workers: sets WEB_CONCURRENCY (default: as set, else gunicorn.conf.py's)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads per gthread worker: sets GUNICORN_THREADS (default: as "
+        "set, else gunicorn.conf.py's; gevent workers do not use it). "
+        "The worker class is GUNICORN_WORKER_CLASS's (gunicorn.conf.py: "
+        "gevent unless set, e.g. GUNICORN_WORKER_CLASS=gthread)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=20.0,
+        help="at most this many seconds before each level, wait for the "
+        f"machine to be under {QUIET_BUSY * 100:.0f} percent busy "
+        "(default 20; 0: do not wait)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="untimed operations per client before each level (default 2)",
+    )
+    parser.add_argument(
+        "--side-by-side-rounds",
+        type=int,
+        default=3,
+        help="rounds of the app and the HTTP ceiling served at once (default 3; 0: skip)",
+    )
+    parser.add_argument(
+        "--side-by-side-clients",
+        type=int,
+        default=50,
+        help="clients of a side-by-side round, half on each (default 50)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="the Markdown report whose credit-path section to rewrite "
+        "(default docs/performance.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1343,7 +1472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(PROJECT_ROOT)
 
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     announce("migrating the database …")
     migrate_database()
@@ -1357,14 +1486,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = server_environment(args.workers, args.threads, free_port())
     gunicorn = gunicorn_settings(env, gunicorn_command())
     if args.threads is not None and uses_greenlets(gunicorn):
-        announce(f"note: {gunicorn['worker_class']} workers do not use threads; "
-                 "--threads has no effect")
+        announce(
+            f"note: {gunicorn['worker_class']} workers do not use threads; --threads has no effect"
+        )
     report = Report(
         started=started,
         machine=describe_machine(app, conninfo),
         settings={
-            "Gunicorn": (f"{describe_gunicorn(gunicorn)}, keep-alive {gunicorn['keepalive']} "
-                         "s (gunicorn.conf.py under this environment)"),
+            "Gunicorn": (
+                f"{describe_gunicorn(gunicorn)}, keep-alive {gunicorn['keepalive']} "
+                "s (gunicorn.conf.py under this environment)"
+            ),
             "Database pool per worker": (
                 f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['pool_size']} + "
                 f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['max_overflow']} overflow"
@@ -1372,8 +1504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Duration per level": f"{args.duration:.0f} s",
             "Load average at the start (1 / 5 / 15 min)": load,
             "Code": describe_code(),
-            "Before each level": (f"waited up to {args.settle:.0f} s for a second with the "
-                                  f"machine under {QUIET_BUSY:.0%} busy"),
+            "Before each level": (
+                f"waited up to {args.settle:.0f} s for a second with the "
+                f"machine under {QUIET_BUSY:.0%} busy"
+            ),
         },
         duration=args.duration,
         gunicorn=gunicorn,
@@ -1382,28 +1516,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     for clients in args.clients:
         announce(f"SQL ceiling, {clients} client(s) …")
         wait_for_quiet(args.settle)
-        report.raw.append(measure_raw(conninfo, users, clients, args.duration, args.warmup,
-                                      attribution))
+        report.raw.append(
+            measure_raw(conninfo, users, clients, args.duration, args.warmup, attribution)
+        )
 
     log_path = instance_path() / "bench-gunicorn.log"
     announce(f"starting gunicorn ({describe_gunicorn(gunicorn)}), log in {log_path} …")
     from bench.load import session_cookies
 
-    browsers = [browser_session(cookie) for cookie in session_cookies(
-        app, users[:max(args.probe_clients, default=1)], env["BIND"])]
+    browsers = [
+        browser_session(cookie)
+        for cookie in session_cookies(app, users[: max(args.probe_clients, default=1)], env["BIND"])
+    ]
+
+    def measure(
+        target: Server, path: str, clients: int, headers: Sequence[dict[str, str]] | None = None
+    ) -> LevelResult:
+        """One HTTP level of this run's users and settings (http_level)."""
+        return asyncio.run(
+            http_level(
+                target, path, users, clients, args.duration, args.warmup, attribution, headers
+            )
+        )
+
     with gunicorn_server(env, log_path) as server:
         smoke_test(server.base_url, users[0], browsers[0])
         for clients in args.clients:
             announce(f"consume, {clients} client(s) …")
             wait_for_quiet(args.settle)
-            report.consume.append(measure_http(server, CONSUME_PATH, users, clients,
-                                               args.duration, args.warmup, attribution))
+            report.consume.append(measure(server, CONSUME_PATH, clients))
         for clients in args.probe_clients:
             announce(f"@credit_required probe, {clients} client(s) …")
             for path, results in ((PLAIN_PATH, report.plain), (CREDIT_PATH, report.credit)):
                 wait_for_quiet(args.settle)
-                results.append(measure_http(server, path, users, clients, args.duration,
-                                            args.warmup, attribution, browsers))
+                results.append(measure(server, path, clients, browsers))
         lean_env = server_environment(args.workers, args.threads, free_port())
         lean_log = instance_path() / "bench-gunicorn-lean.log"
         announce(f"starting the HTTP ceiling (bench/lean_api.py), log in {lean_log} …")
@@ -1411,18 +1557,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             for clients in args.clients:
                 announce(f"HTTP ceiling, {clients} client(s) …")
                 wait_for_quiet(args.settle)
-                report.lean.append(measure_http(lean, CONSUME_PATH, users, clients,
-                                                args.duration, args.warmup, attribution))
+                report.lean.append(measure(lean, CONSUME_PATH, clients))
             for round_number in range(args.side_by_side_rounds):
                 announce(f"side by side, round {round_number + 1} …")
                 wait_for_quiet(args.settle)
-                report.side_by_side.append(asyncio.run(side_by_side_round(
-                    server, lean, users, args.side_by_side_clients, args.duration,
-                    args.warmup)))
+                report.side_by_side.append(
+                    asyncio.run(
+                        side_by_side_round(
+                            server,
+                            lean,
+                            users,
+                            args.side_by_side_clients,
+                            args.duration,
+                            args.warmup,
+                        )
+                    )
+                )
 
     report.runtime = time.perf_counter() - clock
     print_summary(report)
-    write_section(args.output, render(report))
+    write_section(args.output, render(report), SECTION_START, SECTION_END)
     announce(f"\nwrote the credit-path section of {args.output}")
     return 0
 

@@ -25,35 +25,35 @@ import json
 import queue
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import psycopg
 import redis
 from flask import Flask, Response, request
 
-from credit_app.api_limits import _HIT_WINDOWS
-from credit_app.config import load_config
-from credit_app.live import channel_for
+from bench.raw_consume import consume_params
+from credit_app.platform.config import load_config
+from credit_app.platform.local_services import provision
 from credit_app.services.accounts import TOKEN_OWNER_SQL
 from credit_app.services.credits import LOCK_BALANCE_SQL, POST_DRAW_SQL, PRIOR_USE_SQL
+from credit_app.services.live import channel_for
+from credit_app.web.api_limits import _HIT_WINDOWS
 
 POOL_SIZE = 16  # the app's DATABASE_POOL_SIZE default
 WINDOW_SECONDS = 60
 
 config = load_config()
+config.update(provision(config))
 app = Flask(__name__)
-_redis = redis.Redis.from_url(config["REDIS_URL"], socket_timeout=0.5,
-                              socket_connect_timeout=0.5)
+_redis = redis.Redis.from_url(config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5)
 _hit_windows = _redis.register_script(_HIT_WINDOWS)
 _connections: queue.LifoQueue | None = None
 
 
 def _connection_class() -> type[psycopg.Connection]:
     if "gevent.monkey" in sys.modules:
-        from credit_app.database import GeventConnection
+        from credit_app.platform.database import GeventConnection
 
         return GeventConnection
     return psycopg.Connection
@@ -84,16 +84,19 @@ def _caller() -> tuple | None:
     with _connection() as connection:
         connection.autocommit = True
         try:
-            return connection.execute(TOKEN_OWNER_SQL, {
-                "token_hash": hashlib.sha256(token.encode()).hexdigest()}).fetchone()
+            return connection.execute(
+                TOKEN_OWNER_SQL, {"token_hash": hashlib.sha256(token.encode()).hexdigest()}
+            ).fetchone()
         finally:
             connection.autocommit = False
 
 
 def _spend_budget(user_id: int, *settings: str) -> bool:
     window = int(time.time()) // WINDOW_SECONDS
-    counts = _hit_windows(keys=[f"lean:{setting}:{user_id}:{window}" for setting in settings],
-                          args=[WINDOW_SECONDS + 1] * len(settings))
+    counts = _hit_windows(
+        keys=[f"lean:{setting}:{user_id}:{window}" for setting in settings],
+        args=[WINDOW_SECONDS + 1] * len(settings),
+    )
     return all(int(count) <= 1_000_000 for count in counts)
 
 
@@ -104,8 +107,14 @@ def get_credits() -> Response:
         return _json({"error": {"code": "unauthorized", "message": "No such token."}}, 401)
     if not _spend_budget(caller[0], "api"):
         return _json({"error": {"code": "too_many_requests", "message": "Slow down."}}, 429)
-    return _json({"remaining": caller[2], "total": caller[3],
-                  "subscription_status": caller[4], "last_updated": caller[5].isoformat()})
+    return _json(
+        {
+            "remaining": caller[2],
+            "total": caller[3],
+            "subscription_status": caller[4],
+            "last_updated": caller[5].isoformat(),
+        }
+    )
 
 
 @app.post("/api/user/credits/consume")
@@ -124,24 +133,16 @@ def consume() -> Response:
             remaining, _, plan = connection.execute(LOCK_BALANCE_SQL, params).fetchone()
             if connection.execute(PRIOR_USE_SQL, params).fetchone()[0] is not None:
                 connection.rollback()
-                return _json({"error": {"code": "idempotency_conflict", "message": "Used."}},
-                             409)
+                return _json({"error": {"code": "idempotency_conflict", "message": "Used."}}, 409)
             if remaining < 1:
                 connection.rollback()
-                return _json({"error": {"code": "insufficient_credits",
-                                        "message": "No credits left."}}, 402)
+                return _json(
+                    {"error": {"code": "insufficient_credits", "message": "No credits left."}}, 402
+                )
             balance_after = remaining - 1
-            event = {"event_id": uuid.uuid4().hex, "event_type": "credit_consumed",
-                     "feature": feature, "plan": plan, "credits": 1,
-                     "properties": {"via": "direct"}}
-            posted = connection.execute(POST_DRAW_SQL, {
-                **params, "kind": "consume", "amount": -1, "balance_after": balance_after,
-                "feature_used": feature, "credits_consumed": 1, "reservation_id": None,
-                "actor_id": None, "metadata": json.dumps({"plan": plan}), "granted": 0,
-                "plan": plan, "events": json.dumps([event]), "take": 1,
-                "now": datetime.now(UTC), "lot_source": None, "expires_at": None,
-                "purchased": False, "creem_order_id": None, "product_id": None,
-                "restore_from": None, "lot_id": None}).fetchone()
+            posted = connection.execute(
+                POST_DRAW_SQL, consume_params(user_id, generation_id, feature, plan, balance_after)
+            ).fetchone()
             if posted is None:  # lots lapsed: the app expires them first, this does not
                 connection.rollback()
                 return _json({"error": {"code": "lots_lapsed", "message": "Expired."}}, 409)
@@ -150,9 +151,20 @@ def consume() -> Response:
         except BaseException:
             connection.rollback()
             raise
-    _redis.publish(channel_for(user_id), json.dumps({
-        "type": "CREDIT_CONSUMED", "user_id": str(user_id), "remaining_credits": balance_after,
-        "feature": feature, "total": caller[3], "subscription_status": plan,
-        "ledger_id": entry_id}))
-    return _json({"success": True, "remaining_credits": balance_after,
-                  "message": "Credit consumed."})
+    _redis.publish(
+        channel_for(user_id),
+        json.dumps(
+            {
+                "type": "CREDIT_CONSUMED",
+                "user_id": str(user_id),
+                "remaining_credits": balance_after,
+                "feature": feature,
+                "total": caller[3],
+                "subscription_status": plan,
+                "ledger_id": entry_id,
+            }
+        ),
+    )
+    return _json(
+        {"success": True, "remaining_credits": balance_after, "message": "Credit consumed."}
+    )

@@ -34,7 +34,8 @@ import httpx
 from flask import Flask
 
 from bench.credits import free_port, migrate_database
-from bench.load import app_processes, server_environment
+from bench.load import app_processes, server_environment, signed_in_session
+from bench.report import write_section
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIGHTHOUSE_DIR = PROJECT_ROOT / "bench" / "lighthouse"
@@ -47,8 +48,10 @@ EMAIL = "lighthouse@bench.example.com"
 DESIGNS = 7
 # One user agent for Lighthouse and for minting the session (sessions are "strong": bound
 # to the user agent and address).
-USER_AGENT = ("Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 "
-              "(KHTML, like Gecko) Chrome/130.0.0.0 Mobile Safari/537.36 credit_app-lighthouse")
+USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/130.0.0.0 Mobile Safari/537.36 credit_app-lighthouse"
+)
 TARGET_SCORE = 95
 # Chromium under load now and then loses the trace (NO_NAVSTART): such a run is repeated.
 ATTEMPTS = 3
@@ -60,8 +63,11 @@ DESIGN_FORMS = (
     ("redesign-exterior", "house.jpg", {"style": "farmhouse"}),
     ("sketch-to-reality", "sketch.png", {"room_type": "kitchen", "style": "modern"}),
     ("redecorate-room", "living-room.jpg", {"room_type": "living_room", "style": "industrial"}),
-    ("remove-object", "living-room.jpg", {"mask_x": "8", "mask_y": "55", "mask_w": "50",
-                                          "mask_h": "30"}),
+    (
+        "remove-object",
+        "living-room.jpg",
+        {"mask_x": "8", "mask_y": "55", "mask_w": "50", "mask_h": "30"},
+    ),
     ("redesign-exterior", "house.jpg", {"style": "tropical"}),
 )
 
@@ -96,7 +102,7 @@ class Result:
 
 def prepare_user(app: Flask) -> int:
     """The bench user (verified), with credits enough for its designs; returns its id."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import accounts, credits
 
     with app.app_context():
@@ -111,36 +117,18 @@ def prepare_user(app: Flask) -> int:
     return user_id
 
 
-def session_cookie(app: Flask, user_id: int, host: str) -> tuple[str, str]:
-    """A signed-in session cookie for USER_AGENT from 127.0.0.1, and its CSRF token."""
-    from flask import session
-    from flask_login import login_user
-    from flask_wtf.csrf import generate_csrf
-
-    from credit_app.extensions import db
-    from credit_app.models import User
-
-    with app.test_request_context("/login", method="POST", base_url=f"http://{host}",
-                                  headers={"User-Agent": USER_AGENT},
-                                  environ_base={"REMOTE_ADDR": "127.0.0.1"}):
-        login_user(db.session.get(User, user_id))
-        token = generate_csrf()
-        response = app.response_class()
-        app.session_interface.save_session(app, session, response)
-        cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-        db.session.remove()
-    return cookie, token
-
-
 def succeeded_designs(app: Flask, user_id: int) -> int:
     from sqlalchemy import func, select
 
-    from credit_app.extensions import db
     from credit_app.models import Generation
+    from credit_app.platform.extensions import db
 
     with app.app_context():
-        count = db.session.execute(select(func.count()).select_from(Generation).where(
-            Generation.user_id == user_id, Generation.status == "succeeded")).scalar_one()
+        count = db.session.execute(
+            select(func.count())
+            .select_from(Generation)
+            .where(Generation.user_id == user_id, Generation.status == "succeeded")
+        ).scalar_one()
         db.session.remove()
     return count
 
@@ -151,10 +139,14 @@ def make_designs(app: Flask, user_id: int, base_url: str, cookie: str, token: st
     Raises RuntimeError when a form is refused or the worker does not finish them in time.
     """
     have = succeeded_designs(app, user_id)
-    headers = {"Cookie": cookie, "X-CSRFToken": token, "User-Agent": USER_AGENT,
-               "HX-Request": "true"}
+    headers = {
+        "Cookie": cookie,
+        "X-CSRFToken": token,
+        "User-Agent": USER_AGENT,
+        "HX-Request": "true",
+    }
     with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
-        for slug, sample, fields in DESIGN_FORMS[:max(0, DESIGNS - have)]:
+        for slug, sample, fields in DESIGN_FORMS[: max(0, DESIGNS - have)]:
             data = {**fields, "generation_id": uuid.uuid4().hex, "prompt": ""}
             files = {"image": (sample, (SAMPLES / sample).read_bytes())}
             response = client.post(f"/dashboard/{slug}", data=data, files=files)
@@ -170,11 +162,17 @@ def make_designs(app: Flask, user_id: int, base_url: str, cookie: str, token: st
 def run_lighthouse(url: str, form_factor: str, cookie: str | None, workdir: Path) -> dict:
     """One Lighthouse run; returns its JSON report. Raises RuntimeError when it fails."""
     report = workdir / f"report-{uuid.uuid4().hex}.json"
-    command = [str(LIGHTHOUSE_BIN), url, "--output=json", f"--output-path={report}",
-               "--quiet", f"--only-categories={','.join(CATEGORIES)}",
-               f"--emulatedUserAgent={USER_AGENT}",
-               "--chrome-flags=--headless=new --no-sandbox --disable-gpu "
-               "--disable-dev-shm-usage --disable-background-networking"]
+    command = [
+        str(LIGHTHOUSE_BIN),
+        url,
+        "--output=json",
+        f"--output-path={report}",
+        "--quiet",
+        f"--only-categories={','.join(CATEGORIES)}",
+        f"--emulatedUserAgent={USER_AGENT}",
+        "--chrome-flags=--headless=new --no-sandbox --disable-gpu "
+        "--disable-dev-shm-usage --disable-background-networking",
+    ]
     if form_factor == "desktop":
         command.append("--preset=desktop")
     if cookie:
@@ -194,24 +192,31 @@ def summarise(page: Page, form_factor: str, reports: list[dict]) -> Result:
     reports = sorted(reports, key=lambda r: r["categories"]["performance"]["score"] or 0)
     report = reports[len(reports) // 2]
     audits = report["audits"]
-    scores = {name: round((report["categories"][name]["score"] or 0) * 100)
-              for name in CATEGORIES}
+    scores = {name: round((report["categories"][name]["score"] or 0) * 100) for name in CATEGORIES}
     failing = sorted(
-        audit_id for category in CATEGORIES
-        for ref in report["categories"][category]["auditRefs"] if ref["weight"] > 0
+        audit_id
+        for category in CATEGORIES
+        for ref in report["categories"][category]["auditRefs"]
+        if ref["weight"] > 0
         for audit_id in [ref["id"]]
-        if audits[audit_id].get("score") is not None and audits[audit_id]["score"] < 0.9)
-    return Result(page, form_factor, scores,
-                  lcp_ms=audits["largest-contentful-paint"]["numericValue"],
-                  cls=audits["cumulative-layout-shift"]["numericValue"],
-                  tbt_ms=audits["total-blocking-time"]["numericValue"],
-                  transfer_bytes=int(audits["total-byte-weight"]["numericValue"]),
-                  failing=failing,
-                  benchmark_index=report["environment"].get("benchmarkIndex") or 0.0)
+        if audits[audit_id].get("score") is not None and audits[audit_id]["score"] < 0.9
+    )
+    return Result(
+        page,
+        form_factor,
+        scores,
+        lcp_ms=audits["largest-contentful-paint"]["numericValue"],
+        cls=audits["cumulative-layout-shift"]["numericValue"],
+        tbt_ms=audits["total-blocking-time"]["numericValue"],
+        transfer_bytes=int(audits["total-byte-weight"]["numericValue"]),
+        failing=failing,
+        benchmark_index=report["environment"].get("benchmarkIndex") or 0.0,
+    )
 
 
-def section(results: list[Result], runs: int, started: datetime, version: str,
-            load_average: str) -> str:
+def section(
+    results: list[Result], runs: int, started: datetime, version: str, load_average: str
+) -> str:
     lowest = min(min(result.scores.values()) for result in results)
     dashboard = [r for r in results if r.page.path == "/dashboard"]
     heaviest = max((r.transfer_bytes for r in dashboard), default=0)
@@ -237,7 +242,8 @@ def section(results: list[Result], runs: int, started: datetime, version: str,
             f"| {r.page.name} | {r.form_factor} | {s['performance']} | {s['accessibility']} "
             f"| {s['best-practices']} | {s['seo']} | {r.lcp_ms / 1000:.2f} s | "
             f"{r.tbt_ms:.0f} ms | {r.cls:.3f} | {r.transfer_bytes / 1024:.0f} KB | "
-            f"{r.benchmark_index:.0f} |")
+            f"{r.benchmark_index:.0f} |"
+        )
     lines += [
         "",
         f"Target: every score ≥ {TARGET_SCORE}: "
@@ -253,23 +259,13 @@ def section(results: list[Result], runs: int, started: datetime, version: str,
         "slowdown on top, so on a loaded machine total blocking time (TBT) grows with the "
         f"load (load average {load_average} when this run started), not with our code.",
     ]
-    misses = [f"{r.page.name} ({r.form_factor}): {', '.join(r.failing)}"
-              for r in results if r.failing]
+    misses = [
+        f"{r.page.name} ({r.form_factor}): {', '.join(r.failing)}" for r in results if r.failing
+    ]
     if misses:
         lines += ["", "Audits scoring under 0.9:", ""] + [f"- {miss}" for miss in misses]
     lines.append(SECTION_END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; the rest stays as it is."""
-    content = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in content and SECTION_END in content:
-        before, rest = content.split(SECTION_START, 1)
-        content = before + text + rest.split(SECTION_END, 1)[1]
-    else:
-        content = content.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(content)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,21 +276,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pages", default="", help="only pages whose name contains this")
     parser.add_argument("--form-factors", default=",".join(FORM_FACTORS))
-    parser.add_argument("--reports", type=Path, default=None,
-                        help="keep each Lighthouse JSON report in this folder")
+    parser.add_argument(
+        "--reports", type=Path, default=None, help="keep each Lighthouse JSON report in this folder"
+    )
     parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
     args = parser.parse_args(argv)
     args.keepalive = None
     if not LIGHTHOUSE_BIN.exists():
         print("Lighthouse is not installed: npm ci --prefix bench/lighthouse", file=sys.stderr)
         return 2
-    version = json.loads((LIGHTHOUSE_DIR / "node_modules" / "lighthouse" / "package.json")
-                         .read_text())["version"]
+    version = json.loads(
+        (LIGHTHOUSE_DIR / "node_modules" / "lighthouse" / "package.json").read_text()
+    )["version"]
     started = datetime.now(UTC)
     load_average = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     os.chdir(PROJECT_ROOT)
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     migrate_database()
     app = create_app()
@@ -302,35 +300,51 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = server_environment(args, port)
     results = []
-    with app_processes(args, env, instance_path()) as server, \
-            tempfile.TemporaryDirectory(prefix="lighthouse-") as workdir:
-        cookie, token = session_cookie(app, user_id, server.host)
+    with (
+        app_processes(args, env, instance_path()) as server,
+        tempfile.TemporaryDirectory(prefix="lighthouse-") as workdir,
+    ):
+        cookie, token = signed_in_session(app, user_id, server.host, USER_AGENT)
         print("making the designs …", flush=True)
         make_designs(app, user_id, server.base_url, cookie, token)
         httpx.get(server.base_url + "/", timeout=120)  # the landing examples, made once
         for page in [page for page in PAGES if args.pages.lower() in page.name.lower()]:
             for form_factor in args.form_factors.split(","):
-                reports = [run_lighthouse(server.base_url + page.path, form_factor,
-                                          cookie if page.signed_in else None, Path(workdir))
-                           for _ in range(args.runs)]
+                reports = [
+                    run_lighthouse(
+                        server.base_url + page.path,
+                        form_factor,
+                        cookie if page.signed_in else None,
+                        Path(workdir),
+                    )
+                    for _ in range(args.runs)
+                ]
                 if args.reports:
                     args.reports.mkdir(parents=True, exist_ok=True)
                     for number, report in enumerate(reports):
                         slug = "".join(c if c.isalnum() else "-" for c in page.name.lower())
                         (args.reports / f"{slug}-{form_factor}-{number}.json").write_text(
-                            json.dumps(report))
+                            json.dumps(report)
+                        )
                 result = summarise(page, form_factor, reports)
                 results.append(result)
-                print(f"{page.name:30} {form_factor:8} {result.scores} "
-                      f"LCP {result.lcp_ms:.0f} ms, {result.transfer_bytes / 1024:.0f} KB"
-                      f"{'; under 0.9: ' + ', '.join(result.failing) if result.failing else ''}",
-                      flush=True)
+                print(
+                    f"{page.name:30} {form_factor:8} {result.scores} "
+                    f"LCP {result.lcp_ms:.0f} ms, {result.transfer_bytes / 1024:.0f} KB"
+                    f"{'; under 0.9: ' + ', '.join(result.failing) if result.failing else ''}",
+                    flush=True,
+                )
     if not args.no_write:
-        write_section(args.output, section(results, args.runs, started, version,
-                                           load_average))
+        write_section(
+            args.output,
+            section(results, args.runs, started, version, load_average),
+            SECTION_START,
+            SECTION_END,
+        )
         print(f"wrote {args.output}")
-    return 0 if statistics.fmean([min(r.scores.values()) >= TARGET_SCORE for r in results]) == 1 \
-        else 1
+    return (
+        0 if statistics.fmean([min(r.scores.values()) >= TARGET_SCORE for r in results]) == 1 else 1
+    )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ from bench.credits import (
     watch_loop_lag,
 )
 from bench.credits import level_table as ceiling_table
-from credit_app.features import FEATURES
+from bench.report import percentile, write_section
+from credit_app.generation.features import FEATURES
 from credit_app.generation.options import ROOM_TYPES, styles_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -116,14 +117,6 @@ log = logging.getLogger("bench.load")
 
 
 # --- figures ---------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile, NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
 @dataclass
@@ -184,8 +177,11 @@ class Level:
 
     @property
     def errors(self) -> int:
-        return (sum(stats.error_count for stats in self.endpoints.values())
-                + sum(self.socket_errors.values()) + self.pushes_missing)
+        return (
+            sum(stats.error_count for stats in self.endpoints.values())
+            + sum(self.socket_errors.values())
+            + self.pushes_missing
+        )
 
     @property
     def offered_per_second(self) -> float:
@@ -228,8 +224,12 @@ def cpu_snapshot(processes: Processes) -> dict[str, int]:
     connection), so that work done by processes that exited in between is not lost."""
     own = os.getpid()
     attribution = processes.attribution
-    roots = {processes.gunicorn_pid: "gunicorn", processes.worker_pid: "rq worker",
-             attribution.postgres_pid: "PostgreSQL", attribution.redis_pid: "Redis"}
+    roots = {
+        processes.gunicorn_pid: "gunicorn",
+        processes.worker_pid: "rq worker",
+        attribution.postgres_pid: "PostgreSQL",
+        attribution.redis_pid: "Redis",
+    }
     roots.pop(None, None)
     ticks = dict.fromkeys(CPU_GROUPS, 0)
     for entry in Path("/proc").iterdir():
@@ -246,8 +246,7 @@ def cpu_snapshot(processes: Processes) -> dict[str, int]:
             ticks[roots[pid]] += own_ticks + reaped
         elif ppid in roots:
             group = roots[ppid]
-            if group == "PostgreSQL" and postgres_database(pid) not in (
-                    None, attribution.database):
+            if group == "PostgreSQL" and postgres_database(pid) not in (None, attribution.database):
                 group = "other"
             ticks[group] += own_ticks
     return ticks
@@ -269,8 +268,7 @@ class CpuMeter:
         after = cpu_snapshot(self.processes)
         busy, total = cpu_times()
         hertz = os.sysconf("SC_CLK_TCK")
-        seconds = {group: (after[group] - self._before[group]) / hertz
-                   for group in CPU_GROUPS}
+        seconds = {group: (after[group] - self._before[group]) / hertz for group in CPU_GROUPS}
         machine_busy = (busy - self._machine[0]) / hertz
         known = sum(value for group, value in seconds.items() if group != "other")
         seconds["other"] = max(seconds["other"], machine_busy - known)
@@ -294,10 +292,21 @@ def server_environment(args: argparse.Namespace, port: int) -> dict[str, str]:
     """The environment of gunicorn and the worker: the app's, rate limits raised, sized by
     the flags where given (else by WEB_CONCURRENCY / GUNICORN_THREADS as set, else by
     gunicorn.conf.py's defaults)."""
-    env = {**os.environ, "BIND": f"127.0.0.1:{port}", "ACCESS_LOG": "0",
-           "GENERATION_PROVIDER": "local",
-           **{name: UNLIMITED_RATE for name in ("RATELIMIT_API", "RATELIMIT_CONSUME",
-                                                 "RATELIMIT_GENERATE", "RATELIMIT_AUTH")}}
+    env = {
+        **os.environ,
+        "BIND": f"127.0.0.1:{port}",
+        "ACCESS_LOG": "0",
+        "GENERATION_PROVIDER": "local",
+        **{
+            name: UNLIMITED_RATE
+            for name in (
+                "RATELIMIT_API",
+                "RATELIMIT_CONSUME",
+                "RATELIMIT_GENERATE",
+                "RATELIMIT_AUTH",
+            )
+        },
+    }
     if args.workers is not None:
         env["WEB_CONCURRENCY"] = str(args.workers)
     if args.threads is not None:
@@ -350,8 +359,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def app_processes(args: argparse.Namespace, env: dict[str, str],
-                  log_dir: Path) -> Iterator[Server]:
+def app_processes(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> Iterator[Server]:
     """gunicorn (app:app, gunicorn.conf.py) and `python worker.py`; both always stopped.
 
     Raises RuntimeError when gunicorn does not come up or the worker exits at once.
@@ -362,18 +370,31 @@ def app_processes(args: argparse.Namespace, env: dict[str, str],
     started: list[subprocess.Popen] = []
     with open(web_log, "w") as web_out, open(worker_log, "w") as worker_out:
         try:
-            web = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=web_out,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=die_with_parent)
+            web = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=web_out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
             started.append(web)
-            worker = subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env,
-                                      stdout=worker_out, stderr=subprocess.STDOUT,
-                                      start_new_session=True, preexec_fn=die_with_parent)
+            worker = subprocess.Popen(
+                [sys.executable, "worker.py"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=worker_out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
             started.append(worker)
             wait_until_up(web, f"http://127.0.0.1:{port}", web_log)
             if worker.poll() is not None:
-                raise RuntimeError(f"the rq worker exited with {worker.returncode}:\n"
-                                   f"{log_tail(worker_log)}")
+                raise RuntimeError(
+                    f"the rq worker exited with {worker.returncode}:\n{log_tail(worker_log)}"
+                )
             yield Server(f"127.0.0.1:{port}", web.pid, worker.pid)
         finally:
             for process in reversed(started):
@@ -381,17 +402,24 @@ def app_processes(args: argparse.Namespace, env: dict[str, str],
 
 
 @contextlib.contextmanager
-def ceiling_server(args: argparse.Namespace, env: dict[str, str],
-                   log_dir: Path) -> Iterator[Server]:
+def ceiling_server(
+    args: argparse.Namespace, env: dict[str, str], log_dir: Path
+) -> Iterator[Server]:
     """gunicorn serving bench/lean_api.py (the HTTP ceiling) with the app's configuration,
     on a port of its own; always stopped. Raises RuntimeError when it does not come up."""
     port = free_port()
     env = {**env, "BIND": f"127.0.0.1:{port}"}
     log_path = log_dir / "bench-load-ceiling.log"
     with open(log_path, "w") as out:
-        web = subprocess.Popen(gunicorn_command(args, CEILING_TARGET), cwd=PROJECT_ROOT,
-                               env=env, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True, preexec_fn=die_with_parent)
+        web = subprocess.Popen(
+            gunicorn_command(args, CEILING_TARGET),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         try:
             wait_until_up(web, f"http://127.0.0.1:{port}", log_path)
             yield Server(f"127.0.0.1:{port}", web.pid, None)
@@ -402,36 +430,42 @@ def ceiling_server(args: argparse.Namespace, env: dict[str, str],
 # --- users -------------------------------------------------------------------------------
 
 
-def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[str]:
-    """The session cookie /login would set for each user (flask-login's login_user, with the
-    benchmark's User-Agent and address, since session protection is "strong"), plus a CSRF
-    token in the session. Minted in-process so that 1,000 password hashes do not load the
-    server before the measurement. Raises RuntimeError if flask does not set the cookie."""
+def signed_in_session(app: Flask, user_id: int, host: str, user_agent: str) -> tuple[str, str]:
+    """The session cookie /login would set for the user (flask-login's login_user, with
+    `user_agent` from 127.0.0.1, since session protection is "strong"), and the CSRF token
+    it holds. Minted in-process, in a request context of its own (with its own app context,
+    so that flask-wtf's per-context token cache does not hand one user's CSRF token to the
+    next). Raises RuntimeError if flask does not set the cookie."""
     from flask import session
     from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
 
-    from credit_app.extensions import db
     from credit_app.models import User
+    from credit_app.platform.extensions import db
 
     cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
-    cookies = []
-    for bench_user in users:
-        # A request context of its own each (with its own app context, so that flask-wtf's
-        # per-context token cache does not hand one user's CSRF token to the next).
-        with app.test_request_context(
-                "/login", method="POST", base_url=f"http://{host}",
-                headers={"User-Agent": BROWSER_AGENT},
-                environ_base={"REMOTE_ADDR": "127.0.0.1"}):
-            login_user(db.session.get(User, bench_user.user_id))
-            generate_csrf()
-            response = app.response_class()
-            app.session_interface.save_session(app, session, response)
-            value = response.headers["Set-Cookie"].split(";", 1)[0]
-            if not value.startswith(f"{cookie_name}=") or "csrf_token" not in session:
-                raise RuntimeError(f"unexpected session cookie: {value[:40]}")
-            cookies.append(value)
-    return cookies
+    with app.test_request_context(
+        "/login",
+        method="POST",
+        base_url=f"http://{host}",
+        headers={"User-Agent": user_agent},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    ):
+        login_user(db.session.get(User, user_id))
+        token = generate_csrf()
+        response = app.response_class()
+        app.session_interface.save_session(app, session, response)
+        cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        if not cookie.startswith(f"{cookie_name}=") or "csrf_token" not in session:
+            raise RuntimeError(f"unexpected session cookie: {cookie[:40]}")
+    return cookie, token
+
+
+def session_cookies(app: Flask, users: Sequence[BenchUser], host: str) -> list[str]:
+    """The session cookie of each user, with the benchmark's User-Agent (signed_in_session).
+    Minted in-process so that 1,000 password hashes do not load the server before the
+    measurement. Raises RuntimeError if flask does not set the cookie."""
+    return [signed_in_session(app, user.user_id, host, BROWSER_AGENT)[0] for user in users]
 
 
 def small_png() -> bytes:
@@ -468,8 +502,12 @@ async def timed(stats: EndpointStats, request, expect: int = 200) -> tuple[bytes
     if status != expect:
         label = f"HTTP {status}"
         if label not in stats.errors:
-            log.warning("first %s answer of %s: %s", label, stats.name or "a request",
-                        body[:300].decode(errors="replace"))
+            log.warning(
+                "first %s answer of %s: %s",
+                label,
+                stats.name or "a request",
+                body[:300].decode(errors="replace"),
+            )
         stats.errors[label] += 1
         return None
     stats.latencies.append(elapsed)
@@ -478,12 +516,12 @@ async def timed(stats: EndpointStats, request, expect: int = 200) -> tuple[bytes
 
 async def ramp(count: int, seconds: float, start_one) -> list:
     """Start `start_one(i)` for every user, spread evenly over `seconds`; their results."""
+
     async def delayed(index: int):
         await asyncio.sleep(seconds * index / max(1, count))
         return await start_one(index)
 
-    return await asyncio.gather(*(delayed(index) for index in range(count)),
-                                return_exceptions=True)
+    return await asyncio.gather(*(delayed(index) for index in range(count)), return_exceptions=True)
 
 
 async def think_until(deadline: float, seconds: float) -> bool:
@@ -510,22 +548,34 @@ async def run_users(coroutines: Sequence, deadline: float, grace: float) -> None
             log.warning("a user loop failed: %r", task.exception())
 
 
-async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[BenchUser],
-                      meter: CpuMeter, profile: str = "api") -> list[Level]:
+async def api_profile(
+    args: argparse.Namespace,
+    server: Server,
+    users: Sequence[BenchUser],
+    meter: CpuMeter,
+    profile: str = "api",
+) -> list[Level]:
     """The api profile: one level per think time, the same users and connections throughout
     (`profile` names the levels: the app's, or the HTTP ceiling's)."""
-    sessions = [new_session(server.base_url, args.request_timeout,
-                            {"Authorization": f"Bearer {user.token}"}) for user in users]
+    sessions = [
+        new_session(
+            server.base_url, args.request_timeout, {"Authorization": f"Bearer {user.token}"}
+        )
+        for user in users
+    ]
     levels = []
     try:
         warmup = EndpointStats(f"warm-up GET {CREDITS_PATH}")
-        await ramp(len(sessions), args.ramp,
-                   lambda index: timed(warmup, sessions[index].get(CREDITS_PATH)))
+        await ramp(
+            len(sessions), args.ramp, lambda index: timed(warmup, sessions[index].get(CREDITS_PATH))
+        )
         if warmup.error_count:
             log.warning("warm-up errors: %s", warmup.error_summary())
         for think in args.think:
-            print(f"{profile} profile: {len(users)} users, T = {think:g} s, "
-                  f"{args.duration:g} s …", flush=True)
+            print(
+                f"{profile} profile: {len(users)} users, T = {think:g} s, {args.duration:g} s …",
+                flush=True,
+            )
             levels.append(await api_level(args, sessions, think, meter, profile))
             print(level_summary(levels[-1]), flush=True)
     finally:
@@ -533,11 +583,18 @@ async def api_profile(args: argparse.Namespace, server: Server, users: Sequence[
     return levels
 
 
-async def api_level(args: argparse.Namespace, sessions: Sequence[aiohttp.ClientSession],
-                    think: float, meter: CpuMeter, profile: str = "api") -> Level:
+async def api_level(
+    args: argparse.Namespace,
+    sessions: Sequence[aiohttp.ClientSession],
+    think: float,
+    meter: CpuMeter,
+    profile: str = "api",
+) -> Level:
     level = Level(profile, think, len(sessions), args.duration)
-    get_stats, consume_stats = level.stats(f"GET {CREDITS_PATH}"), level.stats(
-        f"POST {CONSUME_PATH}")
+    get_stats, consume_stats = (
+        level.stats(f"GET {CREDITS_PATH}"),
+        level.stats(f"POST {CONSUME_PATH}"),
+    )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.duration
     rng = random.Random(args.seed)
@@ -545,16 +602,17 @@ async def api_level(args: argparse.Namespace, sessions: Sequence[aiohttp.ClientS
     async def user(session: aiohttp.ClientSession) -> None:
         while await think_until(deadline, rng.expovariate(1 / think)):
             await timed(get_stats, session.get(CREDITS_PATH))
-            body = {"feature": GENERATE_FEATURES[0],
-                    "generation_id": f"bench-load-{uuid.uuid4().hex}"}
+            body = {
+                "feature": GENERATE_FEATURES[0],
+                "generation_id": f"bench-load-{uuid.uuid4().hex}",
+            }
             await timed(consume_stats, session.post(CONSUME_PATH, json=body))
 
     stop_lag = asyncio.Event()
     lag = asyncio.ensure_future(watch_loop_lag(level.loop_lag_ms, stop_lag))
     meter.start()
     started = time.perf_counter()
-    await run_users([user(session) for session in sessions], deadline,
-                    2 * args.request_timeout + 5)
+    await run_users([user(session) for session in sessions], deadline, 2 * args.request_timeout + 5)
     level.elapsed = time.perf_counter() - started
     meter.stop(level)
     stop_lag.set()
@@ -594,16 +652,24 @@ async def read_socket(user: BrowserUser, level_errors: Counter[str]) -> None:
             level_errors["socket closed by the server"] += 1
 
 
-async def open_browser(user: BrowserUser, server: Server, args: argparse.Namespace,
-                       level: Level) -> None:
+async def open_browser(
+    user: BrowserUser, server: Server, args: argparse.Namespace, level: Level
+) -> None:
     """The user's client and credit socket; the socket's first message is the counter."""
-    user.session = new_session(server.base_url, args.request_timeout,
-                               {"Cookie": user.cookie, "User-Agent": BROWSER_AGENT},
-                               connections=2, idle=BROWSER_CLIENT_IDLE_SECONDS)
+    user.session = new_session(
+        server.base_url,
+        args.request_timeout,
+        {"Cookie": user.cookie, "User-Agent": BROWSER_AGENT},
+        connections=2,
+        idle=BROWSER_CLIENT_IDLE_SECONDS,
+    )
     try:
         user.socket = await user.session.ws_connect(
-            SOCKET_PATH, headers={"Origin": server.base_url}, heartbeat=None,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5))
+            SOCKET_PATH,
+            headers={"Origin": server.base_url},
+            heartbeat=None,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
+        )
         first = await user.socket.receive(timeout=args.request_timeout)
     except (aiohttp.ClientError, TimeoutError) as exc:
         level.socket_errors[f"socket connect {type(exc).__name__}"] += 1
@@ -616,23 +682,30 @@ async def open_browser(user: BrowserUser, server: Server, args: argparse.Namespa
     level.sockets_opened += 1
 
 
-async def browser_profile(args: argparse.Namespace, server: Server, users: Sequence[BrowserUser],
-                          meter: CpuMeter) -> Level:
+async def browser_profile(
+    args: argparse.Namespace, server: Server, users: Sequence[BrowserUser], meter: CpuMeter
+) -> Level:
     """The browser profile: sockets opened over the ramp, then one level at args.browser_think."""
     think = args.browser_think
     level = Level("browser", think, len(users), args.duration)
     loop = asyncio.get_running_loop()
     readers: list[asyncio.Task] = []
     try:
-        print(f"browser profile: opening {len(users)} sockets over {args.ramp:g} s …",
-              flush=True)
-        await ramp(len(users), args.ramp,
-                   lambda index: open_browser(users[index], server, args, level))
-        readers = [asyncio.ensure_future(read_socket(user, level.socket_errors))
-                   for user in users if user.open]
+        print(f"browser profile: opening {len(users)} sockets over {args.ramp:g} s …", flush=True)
+        await ramp(
+            len(users), args.ramp, lambda index: open_browser(users[index], server, args, level)
+        )
+        readers = [
+            asyncio.ensure_future(read_socket(user, level.socket_errors))
+            for user in users
+            if user.open
+        ]
         level.sockets_min_open = sum(user.open for user in users)
-        print(f"browser profile: {level.sockets_opened} sockets open; T = {think:g} s, "
-              f"{args.duration:g} s …", flush=True)
+        print(
+            f"browser profile: {level.sockets_opened} sockets open; T = {think:g} s, "
+            f"{args.duration:g} s …",
+            flush=True,
+        )
         image = small_png()
         rng = random.Random(args.seed)
         deadline = loop.time() + args.duration
@@ -648,11 +721,11 @@ async def browser_profile(args: argparse.Namespace, server: Server, users: Seque
                 settled = len(user.received) - 1 >= user.expected_messages
                 if rng.random() >= args.generate_share or not settled or not user.open:
                     if rng.random() < 0.5:
-                        await timed(dashboard, user.session.get("/dashboard",
-                                                                allow_redirects=False))
+                        await timed(
+                            dashboard, user.session.get("/dashboard", allow_redirects=False)
+                        )
                     else:
-                        await timed(feature_page, user.session.get(path,
-                                                                   allow_redirects=False))
+                        await timed(feature_page, user.session.get(path, allow_redirects=False))
                     continue
                 page = await timed(feature_page, user.session.get(path, allow_redirects=False))
                 if page is None:
@@ -672,9 +745,15 @@ async def browser_profile(args: argparse.Namespace, server: Server, users: Seque
                 form.add_field("image", image, filename="room.png", content_type="image/png")
                 user.expected_messages += 2
                 level.generations_started += 1
-                answered = await timed(start_form, user.session.post(
-                    path, data=form, allow_redirects=False,
-                    headers={"HX-Request": "true", "Origin": server.base_url}))
+                answered = await timed(
+                    start_form,
+                    user.session.post(
+                        path,
+                        data=form,
+                        allow_redirects=False,
+                        headers={"HX-Request": "true", "Origin": server.base_url},
+                    ),
+                )
                 if answered is None:
                     user.expected_messages -= 2
                     level.generations_started -= 1
@@ -686,8 +765,7 @@ async def browser_profile(args: argparse.Namespace, server: Server, users: Seque
         sockets = asyncio.ensure_future(count_open(users, level, stop_lag))
         meter.start()
         started = time.perf_counter()
-        await run_users([browse(user) for user in users], deadline,
-                        2 * args.request_timeout + 5)
+        await run_users([browse(user) for user in users], deadline, 2 * args.request_timeout + 5)
         await settle(users, args.drain)
         level.elapsed = time.perf_counter() - started
         meter.stop(level)
@@ -715,14 +793,14 @@ async def settle(users: Sequence[BrowserUser], seconds: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while loop.time() < deadline:
-        if all(len(user.received) - 1 >= user.expected_messages
-               for user in users if user.open):
+        if all(len(user.received) - 1 >= user.expected_messages for user in users if user.open):
             return
         await asyncio.sleep(0.2)
 
 
-def match_pushes(conninfo: str, users: Sequence[BrowserUser], first_ledger_id: int,
-                 level: Level) -> None:
+def match_pushes(
+    conninfo: str, users: Sequence[BrowserUser], first_ledger_id: int, level: Level
+) -> None:
     """Pair each ledger row written during the level with the socket message it caused.
 
     A user's rows (ordered by id) and the messages after the socket's first one come in the
@@ -739,7 +817,8 @@ def match_pushes(conninfo: str, users: Sequence[BrowserUser], first_ledger_id: i
             "SELECT user_id, kind, balance_after, generation_id, "
             "extract(epoch FROM created_at)::float8 FROM credit_transactions "
             "WHERE id > %s AND user_id = ANY(%s) ORDER BY user_id, id",
-            (first_ledger_id, list(by_id))).fetchall()
+            (first_ledger_id, list(by_id)),
+        ).fetchall()
     pointers: dict[int, int] = dict.fromkeys(by_id, 1)
     for user_id, kind, balance_after, generation_id, created_at in rows:
         user = by_id[user_id]
@@ -763,8 +842,9 @@ def match_pushes(conninfo: str, users: Sequence[BrowserUser], first_ledger_id: i
 
 def latest_ledger_id(conninfo: str) -> int:
     with psycopg.connect(conninfo) as conn:
-        return int(conn.execute("SELECT coalesce(max(id), 0) FROM credit_transactions"
-                                ).fetchone()[0])
+        return int(
+            conn.execute("SELECT coalesce(max(id), 0) FROM credit_transactions").fetchone()[0]
+        )
 
 
 # --- the report --------------------------------------------------------------------------
@@ -784,16 +864,19 @@ class Report:
 
 
 def endpoint_table(levels: Sequence[Level]) -> list[str]:
-    rows = ["| level | endpoint | offered cycles/s (level) | attempted | served | served/s "
-            "| errors | p50 ms | p95 ms | p99 ms | max ms |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    rows = [
+        "| level | endpoint | offered cycles/s (level) | attempted | served | served/s "
+        "| errors | p50 ms | p95 ms | p99 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for level in levels:
         for name, stats in level.endpoints.items():
             rows.append(
                 f"| {level.label} | `{name}` | {level.offered_per_second:.0f} | "
                 f"{stats.attempted} | {stats.served} | {stats.served / level.duration:.0f} | "
                 f"{stats.error_summary()} | {fmt_ms(stats.ms(50))} | {fmt_ms(stats.ms(95))} | "
-                f"{fmt_ms(stats.ms(99))} | {fmt_ms(stats.ms(100))} |")
+                f"{fmt_ms(stats.ms(99))} | {fmt_ms(stats.ms(100))} |"
+            )
     return rows
 
 
@@ -806,60 +889,89 @@ def push_table(levels: Sequence[Level]) -> list[str]:
         cells = [
             ("sockets opened / users", f"{level.sockets_opened} / {level.users}"),
             ("fewest sockets open during the level", str(level.sockets_min_open)),
-            ("socket errors", ", ".join(f"{k}: {n}" for k, n in
-                                        level.socket_errors.most_common()) or "0"),
-            ("generations started / settled (pushed commit or release)",
-             f"{level.generations_started} / {level.generations_settled}"),
+            (
+                "socket errors",
+                ", ".join(f"{k}: {n}" for k, n in level.socket_errors.most_common()) or "0",
+            ),
+            (
+                "generations started / settled (pushed commit or release)",
+                f"{level.generations_started} / {level.generations_settled}",
+            ),
             ("pushes expected / missing", f"{level.pushes_expected} / {level.pushes_missing}"),
         ]
         for name, values in (
-                ("hold push (form POST) after the row's created_at", level.push_hold_ms),
-                ("commit push (rq worker) after the row's created_at", level.push_commit_ms),
-                ("all pushes after the row's created_at", both),
-                ("hold push after the POST's response was read",
-                 level.push_hold_after_response_ms)):
-            cells.append((f"{name}: p50 / p95 / p99 / max ms ({len(values)})",
-                          " / ".join(fmt_ms(percentile(values, p)) for p in (50, 95, 99, 100))))
+            ("hold push (form POST) after the row's created_at", level.push_hold_ms),
+            ("commit push (rq worker) after the row's created_at", level.push_commit_ms),
+            ("all pushes after the row's created_at", both),
+            ("hold push after the POST's response was read", level.push_hold_after_response_ms),
+        ):
+            cells.append(
+                (
+                    f"{name}: p50 / p95 / p99 / max ms ({len(values)})",
+                    " / ".join(fmt_ms(percentile(values, p)) for p in (50, 95, 99, 100)),
+                )
+            )
         rows += [f"| {level.label} | {name} | {value} |" for name, value in cells]
     return rows
 
 
 def cpu_table(levels: Sequence[Level]) -> list[str]:
-    rows = ["| level | served req | machine busy | "
-            + " | ".join(f"{group} CPU ms/req" for group in CPU_GROUPS) + " |",
-            "|---|---:|---:|" + "---:|" * len(CPU_GROUPS)]
+    rows = [
+        "| level | served req | machine busy | "
+        + " | ".join(f"{group} CPU ms/req" for group in CPU_GROUPS)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(CPU_GROUPS),
+    ]
     for level in levels:
-        rows.append(f"| {level.label} | {level.served} | {level.machine_busy:.0%} | "
-                    + " | ".join(fmt_ms(level.cpu_ms_per_request(group))
-                                 for group in CPU_GROUPS) + " |")
+        rows.append(
+            f"| {level.label} | {level.served} | {level.machine_busy:.0%} | "
+            + " | ".join(fmt_ms(level.cpu_ms_per_request(group)) for group in CPU_GROUPS)
+            + " |"
+        )
     return rows
 
 
 def others_line(levels: Sequence[Level]) -> str:
     """How much of the machine other work took: the figures are only as clean as that."""
-    parts = [f"{level.label}: {level.cpu.get('other', 0.0) / (level.elapsed * cpu_count()):.0%}"
-             for level in levels if level.elapsed]
-    return ("- Share of the machine's CPU used by other processes (other developers' work, "
-            "not the app): " + "; ".join(parts) + ". The load client, server and databases "
-            f"share these {cpu_count()} CPUs; a large share inflates every latency above.")
+    parts = [
+        f"{level.label}: {level.cpu.get('other', 0.0) / (level.elapsed * cpu_count()):.0%}"
+        for level in levels
+        if level.elapsed
+    ]
+    return (
+        "- Share of the machine's CPU used by other processes (other developers' work, "
+        "not the app): " + "; ".join(parts) + ". The load client, server and databases "
+        f"share these {cpu_count()} CPUs; a large share inflates every latency above."
+    )
 
 
 def lag_line(levels: Sequence[Level]) -> str:
-    parts = [f"{level.label}: p99 {fmt_ms(percentile(level.loop_lag_ms, 99))} ms, max "
-             f"{fmt_ms(percentile(level.loop_lag_ms, 100))} ms" for level in levels]
+    parts = [
+        f"{level.label}: p99 {fmt_ms(percentile(level.loop_lag_ms, 99))} ms, max "
+        f"{fmt_ms(percentile(level.loop_lag_ms, 100))} ms"
+        for level in levels
+    ]
     return "- Load client's event-loop lag (how late a 100 ms timer fired): " + "; ".join(parts)
 
 
 def level_summary(level: Level) -> str:
     """One line per level for the console while the run goes on."""
-    parts = [f"{name} {stats.served}/{stats.attempted} p99 {fmt_ms(stats.ms(99))} ms"
-             for name, stats in level.endpoints.items()]
+    parts = [
+        f"{name} {stats.served}/{stats.attempted} p99 {fmt_ms(stats.ms(99))} ms"
+        for name, stats in level.endpoints.items()
+    ]
     return f"  {level.label}: " + "; ".join(parts) + f"; errors {level.errors}"
 
 
 def find_level(levels: Sequence[Level], profile: str, think: float) -> Level | None:
-    return next((level for level in levels
-                 if level.profile == profile and math.isclose(level.think, think)), None)
+    return next(
+        (
+            level
+            for level in levels
+            if level.profile == profile and math.isclose(level.think, think)
+        ),
+        None,
+    )
 
 
 def verdict(met: bool) -> str:
@@ -878,8 +990,13 @@ def target_lines(report: Report) -> list[str]:
             f"- api, T = 5 s: 0 errors, consume p99 <= {TARGETS['api_5_consume_p99']:.0f} ms, "
             f"GET p99 <= {TARGETS['api_5_get_p99']:.0f} ms. Measured: {api5.errors} errors, "
             f"consume p99 {fmt_ms(consume_p99)} ms, GET p99 {fmt_ms(get_p99)} ms: "
-            + verdict(api5.errors == 0 and consume_p99 <= TARGETS["api_5_consume_p99"]
-                      and get_p99 <= TARGETS["api_5_get_p99"]) + ".")
+            + verdict(
+                api5.errors == 0
+                and consume_p99 <= TARGETS["api_5_consume_p99"]
+                and get_p99 <= TARGETS["api_5_get_p99"]
+            )
+            + "."
+        )
     else:
         lines.append("- api, T = 5 s: not measured in this run (see --think).")
     if api25 is not None:
@@ -887,7 +1004,9 @@ def target_lines(report: Report) -> list[str]:
         lines.append(
             f"- api, T = 2.5 s: 0 errors, p99 <= {TARGETS['api_2.5_p99']:.0f} ms. Measured: "
             f"{api25.errors} errors, worst endpoint p99 {fmt_ms(worst)} ms: "
-            + verdict(api25.errors == 0 and worst <= TARGETS["api_2.5_p99"]) + ".")
+            + verdict(api25.errors == 0 and worst <= TARGETS["api_2.5_p99"])
+            + "."
+        )
     else:
         lines.append("- api, T = 2.5 s: not measured in this run (see --think).")
     if browser is not None:
@@ -902,9 +1021,14 @@ def target_lines(report: Report) -> list[str]:
             f"Measured: {browser.sockets_opened} opened, at least {browser.sockets_min_open} "
             f"open throughout, page p99 {fmt_ms(pages)} ms, push p95 {fmt_ms(push_p95)} ms, "
             f"{browser.errors} errors (requests, sockets and missing pushes): "
-            + verdict(sockets_ok and pages <= TARGETS["browser_page_p99"]
-                      and push_p95 <= TARGETS["browser_push_p95"] and browser.errors == 0)
-            + ".")
+            + verdict(
+                sockets_ok
+                and pages <= TARGETS["browser_page_p99"]
+                and push_p95 <= TARGETS["browser_push_p95"]
+                and browser.errors == 0
+            )
+            + "."
+        )
     for think in (5.0, 2.5):
         ceiling = find_level(report.levels, CEILING_PROFILE, think)
         if ceiling is None:
@@ -916,10 +1040,13 @@ def target_lines(report: Report) -> list[str]:
             f"nothing but their work) under the same load, T = {think:g} s: {ceiling.errors} "
             f"errors, consume p99 {fmt_ms(consume_p99)} ms, GET p99 {fmt_ms(get_p99)} ms, "
             f"{fmt_ms(ceiling.cpu_ms_per_request('gunicorn'))} ms of gunicorn CPU per request "
-            "(both endpoints): what this box allows with this stack in this run.")
+            "(both endpoints): what this box allows with this stack in this run."
+        )
     if any(level.users < 1000 for level in report.levels):
-        lines.append("- This run had fewer than 1,000 users (a --quick or reduced run): the "
-                     "targets are for 1,000 users, so these verdicts do not count.")
+        lines.append(
+            "- This run had fewer than 1,000 users (a --quick or reduced run): the "
+            "targets are for 1,000 users, so these verdicts do not count."
+        )
     return lines
 
 
@@ -1025,22 +1152,11 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path`, or append it; the rest stays as it is."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def fold_earlier_backlog(app: Flask) -> None:
     """Roll up the analytics events earlier runs left pending, before anything is measured:
     otherwise the worker's periodic roll-up folds that backlog during a level and its
     database time lands in the figures of this run."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services import analytics
 
     print("rolling up analytics events left by earlier runs …", flush=True)
@@ -1052,17 +1168,20 @@ def fold_earlier_backlog(app: Flask) -> None:
 
 def run_audit(app: Flask) -> tuple[bool, str]:
     """audit_ledger() over the whole database: (clean, a one-paragraph summary)."""
-    from credit_app.extensions import db
+    from credit_app.platform.extensions import db
     from credit_app.services.ledger_audit import audit_ledger
 
     with app.app_context():
         result = audit_ledger()
         db.session.remove()
-    summary = f"{result.users} users, {result.entries} ledger rows, " \
-              f"{len(result.violations)} violations."
+    summary = (
+        f"{result.users} users, {result.entries} ledger rows, {len(result.violations)} violations."
+    )
     if result.violations:
-        summary += " " + "; ".join(f"{violation.check} (user {violation.user_id}): "
-                                   f"{violation.detail}" for violation in result.violations[:20])
+        summary += " " + "; ".join(
+            f"{violation.check} (user {violation.user_id}): {violation.detail}"
+            for violation in result.violations[:20]
+        )
     return result.ok, summary
 
 
@@ -1087,42 +1206,85 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=("api", "browser", "both"), default="both")
     parser.add_argument("--users", type=int, help="users per profile (default 1000; quick 100)")
-    parser.add_argument("--duration", type=float,
-                        help="seconds per level (default 60; quick 15)")
-    parser.add_argument("--think", type=parse_floats, default=[5.0, 2.5],
-                        help="api profile think times, mean seconds (default 5,2.5)")
-    parser.add_argument("--browser-think", type=float, default=10.0,
-                        help="browser profile think time, mean seconds (default 10)")
-    parser.add_argument("--generate-share", type=float, default=0.05,
-                        help="share of browser cycles that start a generation, when the "
-                             "user's previous one has settled (default 0.05)")
-    parser.add_argument("--ramp", type=float,
-                        help="seconds over which users connect (default users / 50)")
-    parser.add_argument("--drain", type=float, default=30.0,
-                        help="at most this many seconds after the browser level for started "
-                             "generations to settle (default 30)")
-    parser.add_argument("--request-timeout", type=float, default=30.0,
-                        help="timeout of each request, seconds (default 30)")
-    parser.add_argument("--workers", type=int,
-                        help="WEB_CONCURRENCY for gunicorn (default: as set, else "
-                             "gunicorn.conf.py's; any other gunicorn setting, such as the "
-                             "worker class, goes through GUNICORN_CMD_ARGS)")
-    parser.add_argument("--threads", type=int,
-                        help="GUNICORN_THREADS (default: as set, else gunicorn.conf.py's)")
-    parser.add_argument("--keepalive", type=int,
-                        help="gunicorn --keep-alive seconds (default: gunicorn.conf.py's)")
-    parser.add_argument("--ceiling-clients", type=parse_counts, default=[1, 50],
-                        help="client counts of the raw-SQL ceiling (default 1,50)")
-    parser.add_argument("--ceiling-duration", type=float, default=10.0,
-                        help="seconds per ceiling level (default 10)")
-    parser.add_argument("--no-api-ceiling", dest="api_ceiling", action="store_false",
-                        help="skip the api profile against the HTTP ceiling (bench/lean_api.py)")
+    parser.add_argument("--duration", type=float, help="seconds per level (default 60; quick 15)")
+    parser.add_argument(
+        "--think",
+        type=parse_floats,
+        default=[5.0, 2.5],
+        help="api profile think times, mean seconds (default 5,2.5)",
+    )
+    parser.add_argument(
+        "--browser-think",
+        type=float,
+        default=10.0,
+        help="browser profile think time, mean seconds (default 10)",
+    )
+    parser.add_argument(
+        "--generate-share",
+        type=float,
+        default=0.05,
+        help="share of browser cycles that start a generation, when the "
+        "user's previous one has settled (default 0.05)",
+    )
+    parser.add_argument(
+        "--ramp", type=float, help="seconds over which users connect (default users / 50)"
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=30.0,
+        help="at most this many seconds after the browser level for started "
+        "generations to settle (default 30)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="timeout of each request, seconds (default 30)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="WEB_CONCURRENCY for gunicorn (default: as set, else "
+        "gunicorn.conf.py's; any other gunicorn setting, such as the "
+        "worker class, goes through GUNICORN_CMD_ARGS)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="GUNICORN_THREADS (default: as set, else gunicorn.conf.py's)"
+    )
+    parser.add_argument(
+        "--keepalive", type=int, help="gunicorn --keep-alive seconds (default: gunicorn.conf.py's)"
+    )
+    parser.add_argument(
+        "--ceiling-clients",
+        type=parse_counts,
+        default=[1, 50],
+        help="client counts of the raw-SQL ceiling (default 1,50)",
+    )
+    parser.add_argument(
+        "--ceiling-duration",
+        type=float,
+        default=10.0,
+        help="seconds per ceiling level (default 10)",
+    )
+    parser.add_argument(
+        "--no-api-ceiling",
+        dest="api_ceiling",
+        action="store_false",
+        help="skip the api profile against the HTTP ceiling (bench/lean_api.py)",
+    )
     parser.add_argument("--seed", type=int, default=9, help="random seed of the think times")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 100 users, 15 s a level, 5 s ceiling levels")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="Markdown file whose load section to rewrite "
-                             "(default docs/performance.md)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 100 users, 15 s a level, 5 s ceiling levels",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="Markdown file whose load section to rewrite (default docs/performance.md)",
+    )
     args = parser.parse_args(argv)
     args.users = args.users or (100 if args.quick else 1000)
     args.duration = args.duration or (15.0 if args.quick else 60.0)
@@ -1151,7 +1313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = raise_file_limit(args.users * FILE_LIMIT_PER_USER + 1024)
 
     from credit_app import create_app
-    from credit_app.config import instance_path
+    from credit_app.platform.config import instance_path
 
     print("migrating the database …", flush=True)
     migrate_database()
@@ -1165,49 +1327,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = server_environment(args, port)
     gunicorn = gunicorn_settings(env, gunicorn_command(args))
     report = Report(
-        started=started, quick=args.quick, machine=describe_machine(app, conninfo),
+        started=started,
+        quick=args.quick,
+        machine=describe_machine(app, conninfo),
         settings={
-            "gunicorn": (f"{gunicorn['workers']} workers, {gunicorn['worker_class']}, "
-                         f"{gunicorn['threads']} threads, worker_connections "
-                         f"{gunicorn['worker_connections']}, keep-alive "
-                         f"{gunicorn['keepalive']} s"),
+            "gunicorn": (
+                f"{gunicorn['workers']} workers, {gunicorn['worker_class']}, "
+                f"{gunicorn['threads']} threads, worker_connections "
+                f"{gunicorn['worker_connections']}, keep-alive "
+                f"{gunicorn['keepalive']} s"
+            ),
             "rq worker": "1 (`python worker.py`), GENERATION_PROVIDER=local",
             "Load client": f"one asyncio process, aiohttp {aiohttp.__version__}",
             "Database pool per process": (
                 f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['pool_size']} + "
-                f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['max_overflow']} overflow"),
+                f"{app.config['SQLALCHEMY_ENGINE_OPTIONS']['max_overflow']} overflow"
+            ),
             "Users": str(args.users),
             "Duration per level / ramp": f"{args.duration:g} s / {args.ramp:g} s",
             "api think times": ", ".join(f"{value:g} s" for value in args.think),
-            "browser think time / generation share": (f"{args.browser_think:g} s / "
-                                                      f"{args.generate_share:.0%}"),
+            "browser think time / generation share": (
+                f"{args.browser_think:g} s / {args.generate_share:.0%}"
+            ),
             "Request timeout": f"{args.request_timeout:g} s",
             "Open-file limit": str(files),
             "Load average at the start (1 / 5 / 15 min)": load_average,
             "Code": describe_code(),
-        })
+        },
+    )
 
     for clients in args.ceiling_clients:
         print(f"raw-SQL ceiling, {clients} client(s) …", flush=True)
-        report.ceiling.append(measure_raw(conninfo, users, clients, args.ceiling_duration, 2,
-                                          attribution))
+        report.ceiling.append(
+            measure_raw(conninfo, users, clients, args.ceiling_duration, 2, attribution)
+        )
 
     print(f"starting gunicorn ({report.settings['gunicorn']}) and the rq worker …", flush=True)
     with app_processes(args, env, instance_path()) as server:
         meter = CpuMeter(Processes(attribution, server.gunicorn_pid, server.worker_pid))
         if args.profile in ("api", "both"):
-            report.levels += asyncio.run(api_profile(args, server, users[:args.users], meter))
+            report.levels += asyncio.run(api_profile(args, server, users[: args.users], meter))
             if args.api_ceiling:
-                print("the same api profile against the HTTP ceiling (bench/lean_api.py) …",
-                      flush=True)
+                print(
+                    "the same api profile against the HTTP ceiling (bench/lean_api.py) …",
+                    flush=True,
+                )
                 with ceiling_server(args, env, instance_path()) as ceiling:
                     ceiling_meter = CpuMeter(Processes(attribution, ceiling.gunicorn_pid))
-                    report.levels += asyncio.run(api_profile(
-                        args, ceiling, users[:args.users], ceiling_meter, CEILING_PROFILE))
+                    report.levels += asyncio.run(
+                        api_profile(
+                            args, ceiling, users[: args.users], ceiling_meter, CEILING_PROFILE
+                        )
+                    )
         if args.profile in ("browser", "both"):
-            browsers = [BrowserUser(user, cookie) for user, cookie in zip(
-                users[:args.users], session_cookies(app, users[:args.users], server.host),
-                strict=True)]
+            browsers = [
+                BrowserUser(user, cookie)
+                for user, cookie in zip(
+                    users[: args.users],
+                    session_cookies(app, users[: args.users], server.host),
+                    strict=True,
+                )
+            ]
             first_ledger_id = latest_ledger_id(conninfo)
             level = asyncio.run(browser_profile(args, server, browsers, meter))
             match_pushes(conninfo, browsers, first_ledger_id, level)
@@ -1216,16 +1396,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("auditing the ledger …", flush=True)
     report.audit_ok, report.audit_summary = run_audit(app)
     report.runtime = time.perf_counter() - clock
-    for title, lines in (("latency per endpoint", endpoint_table(report.levels)),
-                         ("pushes and sockets", push_table(report.levels)),
-                         ("CPU ms per served request", cpu_table(report.levels)),
-                         ("raw-SQL ceiling", ceiling_table(report.ceiling, unit="op",
-                                                           with_connections=True)),
-                         ("targets", target_lines(report))):
+    for title, lines in (
+        ("latency per endpoint", endpoint_table(report.levels)),
+        ("pushes and sockets", push_table(report.levels)),
+        ("CPU ms per served request", cpu_table(report.levels)),
+        ("raw-SQL ceiling", ceiling_table(report.ceiling, unit="op", with_connections=True)),
+        ("targets", target_lines(report)),
+    ):
         print(f"\n{title}\n" + "\n".join(lines))
     print(others_line(report.levels))
     print(lag_line(report.levels))
-    write_section(args.output, render(report))
+    write_section(args.output, render(report), SECTION_START, SECTION_END)
     print(f"\nwrote the load section of {args.output}")
     if not report.audit_ok:
         loud(f"THE LEDGER AUDIT IS NOT CLEAN after the load run: {report.audit_summary}")

@@ -15,10 +15,10 @@ from flask import Response, jsonify
 from flask_login import current_user, login_required
 
 from credit_app import create_app
-from credit_app.credit_check import credit_required
-from credit_app.extensions import csrf, db
 from credit_app.models import CreditReservation
+from credit_app.platform.extensions import csrf, db
 from credit_app.services import credits
+from credit_app.web.credit_check import credit_required
 
 PLAIN_PATH = "/bench/probe/plain"
 CREDIT_PATH = "/bench/probe/credit"

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from credit_app import create_app
-from credit_app.extensions import db
 from credit_app.models import User
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 
 EMAIL = "bench-profile@bench.example.com"
@@ -75,26 +75,42 @@ def _page_cookie(app, token: str) -> str:
 def _environ(path: str, token: str, body: bytes | None, cookie: str | None = None) -> dict:
     environ = {
         "REQUEST_METHOD": "POST" if body is not None else "GET",
-        "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "5000", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": True,
-        "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0),
-        "HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_ACCEPT": "application/json",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_ACCEPT": "application/json",
     }
     if cookie is not None:
         from bench.load import BROWSER_AGENT
 
         del environ["HTTP_AUTHORIZATION"]
-        environ.update(HTTP_COOKIE=cookie, HTTP_ACCEPT="text/html", HTTP_USER_AGENT=BROWSER_AGENT,
-                       HTTP_HOST="127.0.0.1:5000")
+        environ.update(
+            HTTP_COOKIE=cookie,
+            HTTP_ACCEPT="text/html",
+            HTTP_USER_AGENT=BROWSER_AGENT,
+            HTTP_HOST="127.0.0.1:5000",
+        )
     if body is not None:
         environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)))
     return environ
 
 
 def _call(app, path: str, token: str, consume: bool, cookie: str | None = None) -> int:
-    body = json.dumps({"feature": "interior", "generation_id": uuid.uuid4().hex}).encode() \
-        if consume else None
+    body = (
+        json.dumps({"feature": "interior", "generation_id": uuid.uuid4().hex}).encode()
+        if consume
+        else None
+    )
     environ = _environ(path, token, body, cookie)
     environ["wsgi.input"] = io.BytesIO(body or b"")
     status: list[str] = []
@@ -117,8 +133,7 @@ class CallCounts:
     def report(self, path: str, top: int, ours: bool) -> str:
         lines = [f"{path}: {self.total / self.requests:.0f} calls per request"]
         table = self.ours_inclusive if ours else self.by_function
-        lines += [f"{count / self.requests:8.1f}  {name}" for name, count in
-                  table.most_common(top)]
+        lines += [f"{count / self.requests:8.1f}  {name}" for name, count in table.most_common(top)]
         return "\n".join(lines)
 
 
@@ -142,8 +157,11 @@ def count_calls(serve: Callable[[], object], requests: int) -> CallCounts:
                 return
             code = frame.f_code
             by_function[f"{os.path.basename(code.co_filename)}:{code.co_name}"] += 1
-            stack.append(f"{code.co_filename[len(package):]}:{code.co_name}"
-                         if code.co_filename.startswith(package) else None)
+            stack.append(
+                f"{code.co_filename[len(package) :]}:{code.co_name}"
+                if code.co_filename.startswith(package)
+                else None
+            )
         elif event == "return" and stack:
             stack.pop()
 
@@ -162,17 +180,27 @@ def main() -> None:
     parser.add_argument("--path", choices=(*API, *PAGES), default="consume")
     parser.add_argument("--html", help="write pyinstrument's HTML report here")
     parser.add_argument("--no-profile", action="store_true", help="only time the requests")
-    parser.add_argument("--calls", action="store_true",
-                        help="count the calls per request instead of timing (deterministic)")
-    parser.add_argument("--top", type=int, default=25,
-                        help="with --calls: how many functions to list (default 25)")
-    parser.add_argument("--ours", action="store_true",
-                        help="with --calls: list credit_app's functions with what they call")
-    parser.add_argument("--email", default=EMAIL,
-                        help="the user to act as (registered if missing). The default user "
-                             "has every earlier run's ledger rows; a page's history query "
-                             "reads the newest of them, so use a fresh or bench-<n> address "
-                             "to profile a page as a typical user sees it")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="count the calls per request instead of timing (deterministic)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=25, help="with --calls: how many functions to list (default 25)"
+    )
+    parser.add_argument(
+        "--ours",
+        action="store_true",
+        help="with --calls: list credit_app's functions with what they call",
+    )
+    parser.add_argument(
+        "--email",
+        default=EMAIL,
+        help="the user to act as (registered if missing). The default user "
+        "has every earlier run's ledger rows; a page's history query "
+        "reads the newest of them, so use a fresh or bench-<n> address "
+        "to profile a page as a typical user sees it",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RATELIMIT_API", "1000000 per minute")
     os.environ.setdefault("RATELIMIT_CONSUME", "1000000 per minute")
@@ -187,8 +215,7 @@ def main() -> None:
         assert status == 200, f"{path} answered {status}"
     if args.calls:
         with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            counts = count_calls(lambda: _call(app, path, token, consume, cookie),
-                                 args.requests)
+            counts = count_calls(lambda: _call(app, path, token, consume, cookie), args.requests)
         print(counts.report(path, args.top, args.ours))
         return
     profiler = None
@@ -207,8 +234,10 @@ def main() -> None:
             with open(args.html, "w") as out:
                 out.write(profiler.output_html())
         print(profiler.output_text(unicode=False, color=False, show_all=False))
-    print(f"{args.requests} x {path}: {cpu / args.requests * 1000:.2f} ms CPU and "
-          f"{wall / args.requests * 1000:.2f} ms wall per request (in-process)")
+    print(
+        f"{args.requests} x {path}: {cpu / args.requests * 1000:.2f} ms CPU and "
+        f"{wall / args.requests * 1000:.2f} ms wall per request (in-process)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,30 +1,13 @@
-"""Domain errors and the one place that turns any error into HTML, JSON or an htmx fragment."""
+"""The exception classes of credit_app, the lowest layer: every module may raise them.
+
+A DomainError carries its HTTP status, a stable code and a message safe to show; the web layer
+(credit_app/web/responses.py) turns any of them into JSON, an htmx fragment or a page. This
+module imports nothing of the app and no framework.
+"""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from typing import Any
-
-import redis
-from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
-from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException
-
-from credit_app.extensions import db
-
-log = logging.getLogger(__name__)
-
-# What a database or Redis outage looks like from here: the server refuses or drops the
-# connection, or answers "too many clients" (OperationalError, InterfaceError), or every
-# pooled connection is busy past the pool timeout (TimeoutError), or Redis does not answer
-# within its socket timeout (RedisError). Each is answered 503 with Retry-After.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, redis.RedisError,
-)
-# A full traceback once per incident (per kind of outage and this long), one line otherwise.
-OUTAGE_TRACEBACK_INTERVAL_SECONDS = 60.0
 
 
 class DomainError(Exception):
@@ -48,7 +31,7 @@ class ValidationFailed(DomainError):
 
 class InvalidAmount(ValidationFailed):
     code = "invalid_amount"
-    default_message = "The amount must be a whole number between 1 and 100000."
+    default_message = "The amount is not a whole number in the allowed range."
 
 
 class UnknownFeature(ValidationFailed):
@@ -103,15 +86,15 @@ class WeakPassword(ValidationFailed):
 
 class DisposableEmail(ValidationFailed):
     code = "disposable_email"
-    default_message = ("Addresses from throwaway email services cannot sign up; use an address "
-                       "you will keep.")
+    default_message = (
+        "Addresses from throwaway email services cannot sign up; use an address you will keep."
+    )
 
 
 class EmailNotVerified(DomainError):
     status = 403
     code = "email_not_verified"
-    default_message = ("Confirm your email address first: open the link we sent you, then "
-                       "generate.")
+    default_message = "Confirm your email address first: open the link we sent you, then generate."
 
 
 class InvalidToken(DomainError):
@@ -127,8 +110,7 @@ class WrongPassword(ValidationFailed):
 
 class InvalidTwoFactorCode(ValidationFailed):
     code = "invalid_two_factor_code"
-    default_message = ("That code is not right. Enter the 6 digits your app shows now, or a "
-                       "recovery code.")
+    default_message = "That code is not right."
 
 
 class MailDeliveryError(DomainError):
@@ -199,7 +181,7 @@ class InvalidWebhookPayload(ValidationFailed):
 class PayloadTooLarge(DomainError):
     status = 413
     code = "payload_too_large"
-    default_message = "The request body is larger than a webhook event can be (256 KB)."
+    default_message = "The request body is too large."
 
 
 class WebhookEventNotFound(DomainError):
@@ -223,8 +205,9 @@ class CreemError(DomainError):
     code = "payment_provider_error"
     default_message = "The payment provider could not be reached. Please try again shortly."
 
-    def __init__(self, message: str | None = None, creem_status: int | None = None,
-                 **details: Any) -> None:
+    def __init__(
+        self, message: str | None = None, creem_status: int | None = None, **details: Any
+    ) -> None:
         super().__init__(message, **details)
         self.creem_status = creem_status
 
@@ -236,8 +219,7 @@ class RateLimited(DomainError):
     code = "too_many_requests"
     default_message = "Too many requests. Please slow down."
 
-    def __init__(self, message: str | None = None, retry_after: int = 60,
-                 **details: Any) -> None:
+    def __init__(self, message: str | None = None, retry_after: int = 60, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = retry_after
 
@@ -254,173 +236,61 @@ class ServiceUnavailable(DomainError):
         self.retry_after = retry_after
 
 
-WEBHOOK_PATH_PREFIX = "/billing/webhooks/"
+class InvalidUpload(ValidationFailed):
+    """An uploaded image that cannot be used (type, size, pixels); nothing was spent."""
+
+    code = "invalid_upload"
 
 
-def is_htmx_request() -> bool:
-    return request.headers.get("HX-Request") == "true"
+class GenerationNotFound(DomainError):
+    status = 404
+    code = "generation_not_found"
+    default_message = "No such generation."
 
 
-def wants_json_response() -> bool:
-    """API and webhook paths and clients that prefer JSON get JSON; browsers and htmx HTML."""
-    if request.path.startswith(("/api/", WEBHOOK_PATH_PREFIX)):
-        return True
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "application/json" and (
-        request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+class StorageUnavailable(ServiceUnavailable):
+    """The storage service could not be reached or refused the call (503, Retry-After)."""
+
+    default_message = "File storage is not answering right now. Please try again in a minute."
+
+    def __init__(self, message: str | None = None, retry_after: int = 30) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
+class StoredObjectMissing(DomainError):
+    status = 404
+    code = "file_not_found"
+    default_message = "That file is no longer available."
+
+
+class SubscriptionStillRenews(DomainError):
+    status = 409
+    code = "subscription_still_renews"
+    default_message = (
+        "Your Pro subscription still renews. Cancel it on the Subscription page "
+        "first, then delete your account."
     )
 
 
-def error_body(code: str, message: str, **details: Any) -> dict:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        error.update(details)
-    return {"error": error}
+class AccountAlreadyDeleted(DomainError):
+    status = 409
+    code = "account_deleted"
+    default_message = "This account has already been deleted."
 
 
-def error_response(status: int, code: str, message: str, **details: Any) -> Response:
-    """Render an error for whoever asked: JSON, an htmx fragment, or a full page.
-
-    A server-side error (5xx) gets the standalone page, which reads neither the signed-in user
-    nor their credits, so it renders while the database is down.
-    """
-    if wants_json_response():
-        response = jsonify(error_body(code, message, **details))
-    elif is_htmx_request():
-        response = Response(render_template("errors/_error.html", status=status,
-                                            code=code, message=message))
-        response.headers["HX-Retarget"] = "#flash-area"
-        response.headers["HX-Reswap"] = "innerHTML"
-    elif status >= 500:
-        response = Response(_standalone_page(status, message))
-    else:
-        response = Response(render_template("errors/error.html", status=status, code=code,
-                                            message=message))
-    response.status_code = status
-    response.headers["Vary"] = "HX-Request, Accept"
-    return response
+class UnknownExport(DomainError):
+    status = 404
+    code = "unknown_export"
+    default_message = "There is no such export."
 
 
-UPLOAD_TOO_LARGE_MESSAGE = ("That file is too large to upload: photos can be up to 10 MB. "
-                            "Choose a smaller one.")
+class DemoDataExists(DomainError):
+    status = 409
+    code = "demo_data_exists"
+    default_message = "Demo data is already there; nothing was added."
 
 
-def upload_too_large_response() -> Response:
-    """A generation form's upload was over the request limit: the message goes under the
-    photo field (#image-error), not to the top of the page; nothing was read or spent."""
-    response = Response(render_template("errors/_field_error.html", field="image",
-                                        message=UPLOAD_TOO_LARGE_MESSAGE), status=413)
-    response.headers["HX-Retarget"] = "#image-error"
-    response.headers["HX-Reswap"] = "outerHTML"
-    response.headers["Vary"] = "HX-Request, Accept"
-    return response
-
-
-def _standalone_page(status: int, message: str) -> str:
-    """The 5xx page, rendered without context processors: they would load the signed-in user
-    (flask-login's `current_user`), which needs the database that may be what failed."""
-    template = current_app.jinja_env.get_template("errors/unavailable.html")
-    return template.render(status=status, message=message, url_for=url_for, request=request)
-
-
-class _IncidentLog:
-    """Logs an outage's traceback once per incident and a single line for each request after
-    it, so a minute of downtime costs a few lines of log, not a traceback per request."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def report(self, exc: Exception) -> None:
-        kind = type(exc).__name__
-        now = time.monotonic()
-        with self._lock:
-            first = now - self._last.get(kind, float("-inf")) >= self.interval
-            if first:
-                self._last[kind] = now
-        if first:
-            log.error("outage on %s %s (%s); answering 503 (traceback once per %.0f s)",
-                      request.method, request.path, kind, self.interval, exc_info=exc)
-        else:
-            log.warning("outage on %s %s: %s: %s", request.method, request.path, kind,
-                        str(exc).splitlines()[0] if str(exc) else "")
-
-
-outage_log = _IncidentLog(OUTAGE_TRACEBACK_INTERVAL_SECONDS)
-
-
-def _rollback_quietly() -> None:
-    """Roll the session back; on a connection that is already gone that can fail too."""
-    try:
-        db.session.rollback()
-    except Exception:
-        db.session.close()
-
-
-def unavailable_response(exc: Exception) -> Response:
-    """503 with Retry-After for an outage error (OUTAGE_ERRORS or ServiceUnavailable)."""
-    retry_after = exc.retry_after if isinstance(exc, ServiceUnavailable) else (
-        1 if isinstance(exc, sa_exc.TimeoutError) else 2)
-    message = exc.message if isinstance(exc, ServiceUnavailable) else (
-        ServiceUnavailable.default_message)
-    response = error_response(503, ServiceUnavailable.code, message)
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def _http_code(exc: HTTPException) -> str:
-    return (exc.name or "error").lower().replace(" ", "_")
-
-
-def _retry_after_of_rate_limit(exc: HTTPException) -> int:
-    """Seconds until a breached limit lets the caller in again: the limiter's own header when
-    it wrote one, else the length of the limit's window (the longest the wait can be)."""
-    original = exc.get_response().headers.get("Retry-After")
-    if original and original.isdigit():
-        return max(1, int(original))
-    limit = getattr(getattr(exc, "limit", None), "limit", None)
-    return max(1, int(limit.get_expiry())) if limit is not None else 60
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(DomainError)
-    def handle_domain_error(exc: DomainError) -> Response:
-        _rollback_quietly()
-        if isinstance(exc, ServiceUnavailable):
-            return unavailable_response(exc)
-        details = dict(exc.details)
-        if isinstance(exc, InsufficientCredits):
-            details["upgrade_url"] = url_for("billing.subscription",
-                                             feature=details.pop("feature", None))
-        response = error_response(exc.status, exc.code, exc.message, **details)
-        if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(exc: HTTPException) -> Response:
-        if exc.code and exc.code >= 500:
-            _rollback_quietly()
-        message = exc.description or exc.name
-        if exc.code == 413 and is_htmx_request() and (request.endpoint or "").startswith(
-                "dashboard.start_"):
-            return upload_too_large_response()
-        if exc.code == 413 and not wants_json_response():
-            message = UPLOAD_TOO_LARGE_MESSAGE
-        response = error_response(exc.code or 500, _http_code(exc), message)
-        if exc.code == 429:
-            response.headers["Retry-After"] = str(_retry_after_of_rate_limit(exc))
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
-        return response
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(exc: Exception) -> Response:
-        _rollback_quietly()
-        if isinstance(exc, OUTAGE_ERRORS):
-            outage_log.report(exc)
-            return unavailable_response(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error",
-                              "Something went wrong on our side. Please try again.")
+class BadJson(DomainError):
+    status = 400
+    code = "bad_json"
+    default_message = "The request body must be a JSON object."

@@ -25,13 +25,15 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from credit_app import after_commit, create_app
-from credit_app.extensions import db
+from credit_app import create_app
+from credit_app.jobs.registry import get_queue
 from credit_app.models import User, UserRole
-from credit_app.redis_client import get_redis
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
+from credit_app.platform.storage import FilesystemStorage, storage_from_config
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
-from credit_app.storage import FilesystemStorage, storage_from_config
 from credit_app.testing.mail_stand_in import Mailbox, start_smtp
 from tests.s3_support import (
     create_bucket,
@@ -143,12 +145,17 @@ def closed_redis_breaker() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+def db_session(request: pytest.FixtureRequest) -> Iterator[None]:
     """Run the test in a transaction that is rolled back; views' commits become savepoints.
 
     After each test the ledger audit runs on what the test left (inside its transaction, or
-    committed by a concurrency test), so any test that breaks an invariant fails.
+    committed by a concurrency test), so any test that breaks an invariant fails. A test
+    marked `no_db` gets neither the transaction nor the app.
     """
+    if request.node.get_closest_marker("no_db"):
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
     check_ledger = not request.node.get_closest_marker("breaks_ledger")
     with app.app_context():
         if request.node.get_closest_marker("concurrency"):
@@ -162,8 +169,11 @@ def db_session(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         connection = db.engine.connect()
         transaction = connection.begin()
         db.session = db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint",
-             "class_": BoundSession}
+            {
+                "bind": connection,
+                "join_transaction_mode": "create_savepoint",
+                "class_": BoundSession,
+            }
         )
         try:
             yield
@@ -207,8 +217,12 @@ class BoundSession(FlaskSession):
 
 # Derived from events: a worker that ran during a committed test (the browser tests run one)
 # may have rolled its events up; they are cleared with the test's users.
-DERIVED_ANALYTICS_TABLES = ("analytics_daily_rollups", "analytics_active_days",
-                            "analytics_daily_active_users", "analytics_user_funnels")
+DERIVED_ANALYTICS_TABLES = (
+    "analytics_daily_rollups",
+    "analytics_active_days",
+    "analytics_daily_active_users",
+    "analytics_user_funnels",
+)
 
 
 def _delete_committed_test_users() -> None:
@@ -217,14 +231,27 @@ def _delete_committed_test_users() -> None:
         for table in DERIVED_ANALYTICS_TABLES:
             connection.execute(text(f"DELETE FROM {table}"))
         ids = f"SELECT id FROM users WHERE email LIKE '%@{CONCURRENCY_DOMAIN}'"
-        connection.execute(text(f"DELETE FROM credit_lot_movements WHERE lot_id IN "
-                                f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"))
-        for table in ("credit_lots", "credit_refills", "analytics_events",
-                      "credit_transactions", "credit_reservations",
-                      "api_tokens", "outbound_emails", "recovery_codes", "welcome_mailboxes"):
+        connection.execute(
+            text(
+                f"DELETE FROM credit_lot_movements WHERE lot_id IN "
+                f"(SELECT id FROM credit_lots WHERE user_id IN ({ids}))"
+            )
+        )
+        for table in (
+            "credit_lots",
+            "credit_refills",
+            "analytics_events",
+            "credit_transactions",
+            "credit_reservations",
+            "api_tokens",
+            "outbound_emails",
+            "recovery_codes",
+            "welcome_mailboxes",
+        ):
             connection.execute(text(f"DELETE FROM {table} WHERE user_id IN ({ids})"))
-        connection.execute(text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) "
-                                f"OR actor_id IN ({ids})"))
+        connection.execute(
+            text(f"DELETE FROM audit_log WHERE target_user_id IN ({ids}) OR actor_id IN ({ids})")
+        )
         connection.execute(text(f"DELETE FROM users WHERE id IN ({ids})"))
 
 
@@ -233,10 +260,18 @@ def make_user() -> Callable[..., User]:
     """Register a user through the real sign-up service (so with its 6 welcome credits),
     with a verified address unless `verified=False`."""
 
-    def factory(email: str | None = None, role: UserRole = UserRole.USER,
-                plan: str = "free", verified: bool = True) -> User:
-        user = accounts.register_user(email or f"user-{uuid.uuid4().hex[:10]}@example.com",
-                                      PASSWORD, role=role, verified=verified)
+    def factory(
+        email: str | None = None,
+        role: UserRole = UserRole.USER,
+        plan: str = "free",
+        verified: bool = True,
+    ) -> User:
+        user = accounts.register_user(
+            email or f"user-{uuid.uuid4().hex[:10]}@example.com",
+            PASSWORD,
+            role=role,
+            verified=verified,
+        )
         user.subscription_status = plan
         db.session.commit()
         return user
@@ -312,3 +347,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path):
     endpoint = request.getfixturevalue("s3_endpoint")
     bucket = request.getfixturevalue("s3_bucket")
     return storage_from_config({**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""})
+
+
+@pytest.fixture
+def webhooks_queue(app: Flask):
+    """The webhooks queue, emptied before and after the test."""
+    queue = get_queue("webhooks")
+    queue.empty()
+    yield queue
+    queue.empty()

@@ -4,20 +4,27 @@ deliver, a settable clock, and posting signed events to the app."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from pytest import MonkeyPatch
+from sqlalchemy import delete
 
 from credit_app.billing.creem.events import sign_body as sign
-from credit_app.models import User
+from credit_app.models import Subscription, User, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.testing.creem import (
     CreemStandIn,
     SentEvent,
     StoredSubscription,
+    create_stand_in_app,
     encode,
     event_envelope,
+    serve_stand_in,
 )
 
 WEBHOOK_URL = "/billing/webhooks/creem"
@@ -40,13 +47,47 @@ class Clock:
 def make_stand_in(app: Flask, clock: Clock | None = None, **options: Any) -> CreemStandIn:
     """A stand-in that shares the app's API key and webhook secret and delivers nothing."""
     options.setdefault("deliver", False)
-    return CreemStandIn(app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"],
-                        clock=clock, **options)
+    return CreemStandIn(
+        app.config["CREEM_API_KEY"], app.config["CREEM_WEBHOOK_SECRET"], clock=clock, **options
+    )
 
 
-def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
-              app: Flask | None = None, product_id: str | None = None
-              ) -> tuple[StoredSubscription, list[SentEvent]]:
+@contextmanager
+def served_stand_in(
+    app: Flask, monkeypatch: MonkeyPatch, clock: Clock | None = None
+) -> Iterator[CreemStandIn]:
+    """A stand-in (make_stand_in) served over HTTP on 127.0.0.1, with `clock` if given, and
+    the app pointed at it for the test."""
+    stand_in_app = create_stand_in_app(make_stand_in(app, clock))
+    with serve_stand_in(stand_in_app) as url:
+        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
+        yield stand_in_app.extensions["creem_stand_in"]
+
+
+def delete_stand_in_rows(stand_in: CreemStandIn) -> None:
+    """Delete the webhook events and subscriptions a stand-in's run committed; subscriptions
+    keep their users (ON DELETE RESTRICT), so they go before the users do."""
+    db.session.remove()
+    with db.engine.begin() as connection:
+        connection.execute(
+            delete(WebhookEvent).where(
+                WebhookEvent.event_id.in_([event.id for event in stand_in.events])
+            )
+        )
+        connection.execute(
+            delete(Subscription).where(
+                Subscription.creem_subscription_id.in_(list(stand_in.subscriptions))
+            )
+        )
+
+
+def subscribe(
+    stand_in: CreemStandIn,
+    user: User,
+    plan: str = "CREEM_PRODUCT_PRO_MONTHLY",
+    app: Flask | None = None,
+    product_id: str | None = None,
+) -> tuple[StoredSubscription, list[SentEvent]]:
     """Check out and pay for `user` at the stand-in (the `plan`'s product, or `product_id`);
     returns the subscription and its events (checkout.completed, subscription.active,
     subscription.paid)."""
@@ -54,31 +95,47 @@ def subscribe(stand_in: CreemStandIn, user: User, plan: str = "CREEM_PRODUCT_PRO
 
     config = (app or current_app).config
     before = len(stand_in.events)
-    checkout = stand_in.create_checkout({
-        "product_id": product_id or config[plan], "request_id": f"req-{uuid.uuid4().hex}",
-        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
-        "customer": {"email": user.email},
-        "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
-    })
+    checkout = stand_in.create_checkout(
+        {
+            "product_id": product_id or config[plan],
+            "request_id": f"req-{uuid.uuid4().hex}",
+            "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+            "customer": {"email": user.email},
+            "metadata": {"user_id": str(user.id), "plan": "pro_monthly", "feature": "interior"},
+        }
+    )
     stand_in.pay(checkout.id)
     return stand_in.subscription(checkout.subscription_id), stand_in.events[before:]
 
 
-def custom_event(stand_in: CreemStandIn, subscription: StoredSubscription, event_type: str,
-                 status: str, at: datetime, **changes: Any) -> dict[str, Any]:
+def custom_event(
+    stand_in: CreemStandIn,
+    subscription: StoredSubscription,
+    event_type: str,
+    status: str,
+    at: datetime,
+    **changes: Any,
+) -> dict[str, Any]:
     """An event the stand-in has no button for (e.g. trialing), shaped like its own."""
     obj = stand_in.subscription_object(subscription)
     obj.update(status=status, **changes)
     return event_envelope(event_type, obj, int(at.timestamp() * 1000))
 
 
-def post_event(client: FlaskClient, event: SentEvent | dict[str, Any], secret: str | None = None,
-               **headers: str):
+def post_event(
+    client: FlaskClient,
+    event: SentEvent | dict[str, Any],
+    secret: str | None = None,
+    **headers: str,
+):
     """POST an event to the webhook endpoint, signed with `secret` (default: the app's)."""
     body = event.body if isinstance(event, SentEvent) else encode(event)
     secret = secret or client.application.config["CREEM_WEBHOOK_SECRET"]
-    all_headers = {"content-type": "application/json", "creem-signature": sign(body, secret),
-                   **headers}
+    all_headers = {
+        "content-type": "application/json",
+        "creem-signature": sign(body, secret),
+        **headers,
+    }
     return client.post(WEBHOOK_URL, data=body, headers=all_headers)
 
 
@@ -102,21 +159,24 @@ def apply_events(events, now: datetime | None = None) -> list[str]:
     return outcomes
 
 
-def buy_pack(stand_in: CreemStandIn, user: User, pack: str = "pack_20",
-             app: Flask | None = None) -> tuple[str, list[SentEvent]]:
+def buy_pack(
+    stand_in: CreemStandIn, user: User, pack: str = "pack_20", app: Flask | None = None
+) -> tuple[str, list[SentEvent]]:
     """Check out and pay for a credit pack for `user` at the stand-in, as the app's pack
     checkout asks for it; returns the Creem order id and its events (checkout.completed)."""
     from flask import current_app
 
     config = (app or current_app).config
-    product_id = next(item["product_id"] for item in config["CREDIT_PACKS"]
-                      if item["key"] == pack)
+    product_id = next(item["product_id"] for item in config["CREDIT_PACKS"] if item["key"] == pack)
     before = len(stand_in.events)
-    checkout = stand_in.create_checkout({
-        "product_id": product_id, "request_id": f"checkout-{user.id}-{uuid.uuid4().hex}",
-        "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
-        "customer": {"email": user.email},
-        "metadata": {"user_id": str(user.id), "pack": pack, "feature": "interior"},
-    })
+    checkout = stand_in.create_checkout(
+        {
+            "product_id": product_id,
+            "request_id": f"checkout-{user.id}-{uuid.uuid4().hex}",
+            "success_url": "http://localhost/dashboard/subscription/return?feature=interior",
+            "customer": {"email": user.email},
+            "metadata": {"user_id": str(user.id), "pack": pack, "feature": "interior"},
+        }
+    )
     stand_in.pay(checkout.id)
     return stand_in.checkouts[checkout.id].order_id, stand_in.events[before:]

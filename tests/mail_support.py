@@ -7,9 +7,10 @@ import re
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.models import OutboundEmail
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 
 QUEUE = "default"
 

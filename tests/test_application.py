@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, session
 
-from credit_app.application import CreditApp
+from credit_app.web.application import CreditApp
 
 
 @pytest.fixture
@@ -32,8 +32,9 @@ def probe() -> CreditApp:
 def test_each_function_is_asked_about_once_and_gets_flasks_answer(probe, monkeypatch):
     asked = []
     original = Flask.ensure_sync
-    monkeypatch.setattr(Flask, "ensure_sync",
-                        lambda self, func: asked.append(func) or original(self, func))
+    monkeypatch.setattr(
+        Flask, "ensure_sync", lambda self, func: asked.append(func) or original(self, func)
+    )
 
     def view() -> str:
         return "ok"

@@ -2,13 +2,13 @@
 
 import logging
 
-from credit_app.capacity import (
+from credit_app.platform.capacity import (
     HEADROOM,
     ConnectionBudget,
     measure_budget,
     report_connection_budget,
 )
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 
 def test_reads_the_servers_limits_and_the_pool_size(app):
@@ -38,4 +38,5 @@ def test_the_start_up_report_logs_the_arithmetic(app, caplog):
         budget = report_connection_budget(2, logger, app=app)
     assert budget is not None
     assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
-        (logging.INFO if budget.fits else logging.WARNING, budget.advice())]
+        (logging.INFO if budget.fits else logging.WARNING, budget.advice())
+    ]

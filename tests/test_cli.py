@@ -7,7 +7,8 @@ from tests.conftest import PASSWORD
 
 def test_create_admin_makes_a_new_admin_with_welcome_credits(app):
     result = app.test_cli_runner().invoke(
-        args=["users", "create-admin", "Boss@Example.com", "--password", PASSWORD])
+        args=["users", "create-admin", "Boss@Example.com", "--password", PASSWORD]
+    )
     assert result.exit_code == 0, result.output
     boss = accounts.find_user_by_email("boss@example.com")
     assert boss.role == UserRole.ADMIN and boss.credits_remaining == 6
@@ -15,14 +16,16 @@ def test_create_admin_makes_a_new_admin_with_welcome_credits(app):
 
 def test_create_admin_promotes_an_existing_user(app, user):
     result = app.test_cli_runner().invoke(
-        args=["users", "create-admin", user.email, "--password", "ignored-password-1"])
+        args=["users", "create-admin", user.email, "--password", "ignored-password-1"]
+    )
     assert result.exit_code == 0 and "is now an admin" in result.output
     assert user.is_admin
 
 
 def test_create_admin_rejects_a_weak_password(app):
     result = app.test_cli_runner().invoke(
-        args=["users", "create-admin", "weak@example.com", "--password", "short"])
+        args=["users", "create-admin", "weak@example.com", "--password", "short"]
+    )
     assert result.exit_code != 0 and "at least 10 characters" in result.output
     assert accounts.find_user_by_email("weak@example.com") is None
 

@@ -4,18 +4,17 @@ import pytest
 from flask import jsonify
 
 from credit_app import create_app
-from credit_app.credit_check import credit_required
-from credit_app.extensions import csrf, db
 from credit_app.models import CreditReservation
+from credit_app.platform.extensions import csrf, db
 from credit_app.services import credits
+from credit_app.web.credit_check import credit_required
 from tests.conftest import SignedInClient
 
 
 @pytest.fixture(scope="module")
 def probe_app(app):
     """The real app plus one generation-starting view, as the dashboard's will be."""
-    probe = create_app("testing", overrides={"WTF_CSRF_ENABLED": False,
-                                             "SERVER_NAME": "localhost"})
+    probe = create_app("testing", overrides={"WTF_CSRF_ENABLED": False, "SERVER_NAME": "localhost"})
     probe.test_client_class = SignedInClient
 
     @probe.post("/probe/generate")
@@ -51,8 +50,7 @@ def test_double_submit_of_the_same_form_holds_once(probe_client, user):
 
 
 def test_without_an_id_each_request_is_its_own_generation(probe_client, user):
-    ids = {probe_client.post("/probe/generate", json={}).json["generation_id"]
-           for _ in range(2)}
+    ids = {probe_client.post("/probe/generate", json={}).json["generation_id"] for _ in range(2)}
     assert len(ids) == 2
     assert credits.get_user_credits(user.id).remaining == 4
 
@@ -61,8 +59,7 @@ def test_json_request_without_credits_gets_402(probe_client, user):
     for _ in range(6):
         credits.consume_credit(user.id, "interior")
     db.session.commit()
-    response = probe_client.post("/probe/generate", json={},
-                                 headers={"Accept": "application/json"})
+    response = probe_client.post("/probe/generate", json={}, headers={"Accept": "application/json"})
     assert response.status_code == 402
     assert response.json["error"]["code"] == "insufficient_credits"
     assert "feature=video" in response.json["error"]["upgrade_url"]
@@ -91,8 +88,9 @@ def test_page_request_without_credits_gets_a_page_with_the_upgrade_link(probe_cl
 
 def test_anonymous_is_refused_before_any_reservation(probe_app):
     with probe_app.app_context():
-        response = probe_app.test_client().post("/probe/generate", json={},
-                                                headers={"Accept": "application/json"})
+        response = probe_app.test_client().post(
+            "/probe/generate", json={}, headers={"Accept": "application/json"}
+        )
     assert response.status_code == 401
 
 

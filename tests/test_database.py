@@ -1,4 +1,4 @@
-"""The pool's idle-connection ping (credit_app/database.py), against the real PostgreSQL."""
+"""The pool's idle-connection ping (platform/database.py), against the real PostgreSQL."""
 
 from collections.abc import Iterator
 
@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from credit_app.database import ping_connections_after_idle, read_fixed
-from credit_app.extensions import db
+from credit_app.platform.database import ping_connections_after_idle, read_fixed
+from credit_app.platform.extensions import db
 
 BACKEND_PID = text("SELECT pg_backend_pid()")
 
@@ -90,7 +90,8 @@ def test_a_first_read_begins_no_transaction_and_the_next_statement_does(own_sess
 
 
 def test_a_request_that_only_reads_sends_neither_begin_nor_rollback(
-        own_session, one_connection_engine, tmp_path):
+    own_session, one_connection_engine, tmp_path
+):
     """libpq's protocol trace of one read-only request: its one statement, and nothing else,
     on the connection it borrowed (the engine's only one) and gave back."""
     pooled = one_connection_engine.raw_connection()
@@ -132,8 +133,12 @@ def test_a_token_owner_is_read_with_its_balance_and_no_orm_object(user):
     db.session.expunge_all()
     owner = accounts.token_owner(token)
     fresh = db.session.execute(
-        text("SELECT id, role, credits_remaining, credits_total, subscription_status, "
-             "updated_at FROM users WHERE id = :id"), {"id": user.id}).one()
+        text(
+            "SELECT id, role, credits_remaining, credits_total, subscription_status, "
+            "updated_at FROM users WHERE id = :id"
+        ),
+        {"id": user.id},
+    ).one()
     assert owner == accounts.Account(*fresh, has_two_factor=False)
     assert len(db.session.identity_map) == 0
 
@@ -148,7 +153,7 @@ def test_a_revoked_token_finds_nobody(user):
 
 
 def test_fixed_statements_raise_sqlalchemy_errors_and_leave_the_session_usable(app):
-    from credit_app.database import execute_fixed
+    from credit_app.platform.database import execute_fixed
 
     with pytest.raises(DataError):
         execute_fixed(("SELECT 1", {}), ("SELECT 1 / %(zero)s", {"zero": 0}))
@@ -163,8 +168,8 @@ import sys, time
 import gevent
 from sqlalchemy import text
 from credit_app import create_app
-from credit_app.database import GeventConnection
-from credit_app.extensions import db
+from credit_app.platform.database import GeventConnection
+from credit_app.platform.extensions import db
 
 app = create_app("testing", overrides={"SQLALCHEMY_DATABASE_URI": sys.argv[1]})
 finished = []
@@ -192,8 +197,12 @@ def test_a_gevent_worker_waits_for_postgresql_on_the_event_loop(app, tmp_path):
 
     probe = tmp_path / "probe.py"
     probe.write_text(GEVENT_PROBE)
-    result = subprocess.run([sys.executable, str(probe), db.engine.url.render_as_string(False)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(probe), db.engine.url.render_as_string(False)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "quick,slow"
 
@@ -223,11 +232,12 @@ def engine_session(one_connection_engine, monkeypatch) -> Iterator[Session]:
 @pytest.fixture
 def deferred() -> dict[str, list]:
     """What the after-commit work `fixed-probe` ran, and what it undid."""
-    from credit_app import after_commit
+    from credit_app.platform import after_commit
 
     seen: dict[str, list] = {"run": [], "undone": []}
-    after_commit.register("fixed-probe", list, seen["run"].extend,
-                          on_rollback=seen["undone"].extend)
+    after_commit.register(
+        "fixed-probe", list, seen["run"].extend, on_rollback=seen["undone"].extend
+    )
     return seen
 
 
@@ -237,9 +247,10 @@ def _probe_rows(engine: Engine) -> int:
 
 
 def test_a_fixed_transaction_commits_on_a_borrowed_connection_then_runs_deferred_work(
-        engine_session, one_connection_engine, deferred):
-    from credit_app import after_commit
-    from credit_app.database import execute_fixed, fixed_transaction
+    engine_session, one_connection_engine, deferred
+):
+    from credit_app.platform import after_commit
+    from credit_app.platform.database import execute_fixed, fixed_transaction
 
     with fixed_transaction():
         execute_fixed(INSERT_PROBE)
@@ -253,9 +264,10 @@ def test_a_fixed_transaction_commits_on_a_borrowed_connection_then_runs_deferred
 
 
 def test_an_error_inside_rolls_back_undoes_deferred_work_and_gives_the_connection_back(
-        engine_session, one_connection_engine, deferred):
-    from credit_app import after_commit
-    from credit_app.database import execute_fixed, fixed_transaction
+    engine_session, one_connection_engine, deferred
+):
+    from credit_app.platform import after_commit
+    from credit_app.platform.database import execute_fixed, fixed_transaction
 
     with pytest.raises(ZeroDivisionError), fixed_transaction():
         execute_fixed(INSERT_PROBE)
@@ -266,12 +278,11 @@ def test_an_error_inside_rolls_back_undoes_deferred_work_and_gives_the_connectio
     assert _probe_rows(one_connection_engine) == 0
 
 
-def test_the_orm_is_refused_inside_and_nothing_is_written(engine_session,
-                                                         one_connection_engine):
+def test_the_orm_is_refused_inside_and_nothing_is_written(engine_session, one_connection_engine):
     from sqlalchemy import select
 
-    from credit_app.database import ORMInFixedTransaction, execute_fixed, fixed_transaction
     from credit_app.models import User
+    from credit_app.platform.database import ORMInFixedTransaction, execute_fixed, fixed_transaction
 
     with pytest.raises(ORMInFixedTransaction), fixed_transaction():
         execute_fixed(INSERT_PROBE)
@@ -281,9 +292,10 @@ def test_the_orm_is_refused_inside_and_nothing_is_written(engine_session,
 
 
 def test_it_joins_a_session_transaction_already_begun_and_commits_it(
-        engine_session, one_connection_engine, deferred):
-    from credit_app import after_commit
-    from credit_app.database import execute_fixed, fixed_transaction
+    engine_session, one_connection_engine, deferred
+):
+    from credit_app.platform import after_commit
+    from credit_app.platform.database import execute_fixed, fixed_transaction
 
     engine_session.execute(text("SELECT 1"))
     with fixed_transaction():
@@ -296,29 +308,31 @@ def test_it_joins_a_session_transaction_already_begun_and_commits_it(
 
 
 def test_fixed_transactions_do_not_nest(engine_session):
-    from credit_app.database import fixed_transaction
+    from credit_app.platform.database import fixed_transaction
 
     with pytest.raises(RuntimeError), fixed_transaction(), fixed_transaction():
         pass
 
 
 def test_in_the_tests_transaction_a_failed_block_rolls_back_to_its_savepoint(user):
-    from credit_app.database import execute_fixed, fixed_transaction
+    from credit_app.platform.database import execute_fixed, fixed_transaction
 
     user_id = user.id  # read before: inside, even a lazy reload of `user` would be refused
     with pytest.raises(ZeroDivisionError), fixed_transaction():
         execute_fixed(("UPDATE users SET credits_total = 99 WHERE id = %(id)s", {"id": user_id}))
         raise ZeroDivisionError
-    total = db.session.execute(text("SELECT credits_total FROM users WHERE id = :id"),
-                               {"id": user_id}).scalar_one()
+    total = db.session.execute(
+        text("SELECT credits_total FROM users WHERE id = :id"), {"id": user_id}
+    ).scalar_one()
     assert total == 6
 
 
 def test_a_request_that_keeps_its_connection_borrows_once_and_gives_it_back_at_the_end(
-        engine_session, one_connection_engine):
+    engine_session, one_connection_engine
+):
     from sqlalchemy import event
 
-    from credit_app.database import (
+    from credit_app.platform.database import (
         execute_fixed,
         fixed_transaction,
         keep_connection_for_request,

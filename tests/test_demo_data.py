@@ -3,8 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from credit_app.demo_data import DEMO_DOMAIN, DemoDataExists, seed_demo_data
-from credit_app.extensions import db
+from credit_app.errors import DemoDataExists
 from credit_app.models import (
     AnalyticsEvent,
     AuditLogEntry,
@@ -13,7 +12,9 @@ from credit_app.models import (
     Subscription,
     User,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import admin_analytics
+from credit_app.services.demo_data import DEMO_DOMAIN, seed_demo_data
 from credit_app.services.ledger_audit import audit_ledger
 
 
@@ -21,15 +22,24 @@ def test_seed_makes_a_consistent_month(app):
     report = seed_demo_data(users=80, days=30, seed=3)
     assert report.users == 80 and report.generations > 100
     assert report.failed > 0 and report.upgrades > 0
-    demo_users = db.session.execute(select(func.count()).select_from(User).where(
-        User.email.like(f"%@{DEMO_DOMAIN}"))).scalar_one()
+    demo_users = db.session.execute(
+        select(func.count()).select_from(User).where(User.email.like(f"%@{DEMO_DOMAIN}"))
+    ).scalar_one()
     assert demo_users == 81
-    assert db.session.execute(select(func.count()).select_from(Subscription)).scalar_one() \
+    assert (
+        db.session.execute(select(func.count()).select_from(Subscription)).scalar_one()
         == report.upgrades
+    )
     oldest = db.session.execute(select(func.min(Generation.created_at))).scalar_one()
     assert oldest < datetime.now(UTC) - timedelta(days=10)
-    assert db.session.execute(select(func.count()).select_from(AnalyticsEvent).where(
-        AnalyticsEvent.rolled_up_at.is_(None))).scalar_one() == 0
+    assert (
+        db.session.execute(
+            select(func.count())
+            .select_from(AnalyticsEvent)
+            .where(AnalyticsEvent.rolled_up_at.is_(None))
+        ).scalar_one()
+        == 0
+    )
     assert audit_ledger().ok
     audited = db.session.execute(select(AuditLogEntry)).scalars().all()
     assert report.grants > 0 and len(audited) == report.grants
@@ -38,7 +48,8 @@ def test_seed_makes_a_consistent_month(app):
         assert entry.created_at == ledger_row.created_at
     today = datetime.now(UTC).date()
     dashboard = admin_analytics.build_dashboard(
-        admin_analytics.DateRange(today - timedelta(days=29), today))
+        admin_analytics.DateRange(today - timedelta(days=29), today)
+    )
     assert dashboard.generations == report.generations
     assert dashboard.failed == report.failed
     assert dashboard.upgrades == report.upgrades
@@ -55,7 +66,6 @@ def test_seed_refuses_to_run_twice(app):
 
 
 def test_seed_command(app):
-    result = app.test_cli_runner().invoke(args=["seed", "demo-data", "--users", "5",
-                                                "--days", "3"])
+    result = app.test_cli_runner().invoke(args=["seed", "demo-data", "--users", "5", "--days", "3"])
     assert result.exit_code == 0, result.output
     assert "Created 5 users over 3 days" in result.output

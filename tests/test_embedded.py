@@ -14,7 +14,7 @@ import pytest
 import redis
 from rq import Queue
 
-from credit_app import embedded
+from credit_app.platform import embedded
 from tests.outages import private_folder, wait_until
 
 
@@ -64,7 +64,7 @@ def test_redis_keeps_its_data_through_kill_9_and_restarts_at_once(instance):
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert client.config_get("save") == {"save": "300 1"}
         client.config_set("appendfsync", "always")  # so this test needs no wait for a fsync
-        Queue("generations", connection=client).enqueue("credit_app.jobs.ops.heartbeat")
+        Queue("generations", connection=client).enqueue("credit_app.jobs.heartbeat.heartbeat")
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         socket_path = embedded._redis_socket_path(instance / "redis")
         assert socket_path.exists() and not embedded._redis_answers(socket_path)
@@ -102,8 +102,10 @@ def test_a_dead_or_zombie_postmaster_is_not_taken_for_running(tmp_path):
     pid_file = pgdata / "postmaster.pid"
     zombie = subprocess.Popen(["true"])
     psutil.Process(zombie.pid)  # not reaped: a zombie until wait()
-    wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE,
-               "the child did not become a zombie")
+    wait_until(
+        lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE,
+        "the child did not become a zombie",
+    )
     try:
         pid_file.write_text(f"{zombie.pid}\n{pgdata}\n")
         assert not embedded.postmaster_is_alive(zombie.pid)

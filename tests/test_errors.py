@@ -15,8 +15,10 @@ from flask_login.utils import _create_identifier
 from sqlalchemy import text
 
 from credit_app import create_app
-from credit_app.errors import OUTAGE_ERRORS, ServiceUnavailable, _IncidentLog
-from credit_app.extensions import db
+from credit_app.errors import ServiceUnavailable
+from credit_app.platform.extensions import db
+from credit_app.platform.outages import OUTAGE_ERRORS
+from credit_app.web.responses import _IncidentLog
 
 # These apps need their own engines: the rolled-back test session would route every
 # statement through the main app's test connection instead.
@@ -36,8 +38,9 @@ def _signed_in_browser(app: Flask) -> FlaskClient:
 
 
 def _app(**overrides) -> Flask:
-    return create_app("testing", overrides={"SERVER_NAME": "localhost",
-                                            "WTF_CSRF_ENABLED": False, **overrides})
+    return create_app(
+        "testing", overrides={"SERVER_NAME": "localhost", "WTF_CSRF_ENABLED": False, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +64,19 @@ def exhausted_pool(tiny_pool_app) -> Iterator[Flask]:
 @pytest.fixture(scope="module")
 def database_down_app(app) -> Flask:
     """The real app pointed at a PostgreSQL port nobody listens on."""
-    return _app(SQLALCHEMY_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:9/none",
-                SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True,
-                                           "connect_args": {"connect_timeout": 2}})
+    return _app(
+        SQLALCHEMY_DATABASE_URI="postgresql+psycopg://postgres@127.0.0.1:9/none",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "connect_args": {"connect_timeout": 2}},
+    )
 
 
 def test_an_exhausted_pool_answers_the_api_503_json_with_retry_after(exhausted_pool):
     response = exhausted_pool.test_client().get("/api/user/credits", headers=BEARER)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
-    assert response.json == {"error": {"code": "service_unavailable",
-                                       "message": ServiceUnavailable.default_message}}
+    assert response.json == {
+        "error": {"code": "service_unavailable", "message": ServiceUnavailable.default_message}
+    }
 
 
 def test_an_exhausted_pool_answers_a_page_with_the_standalone_error_page(exhausted_pool):
@@ -84,8 +89,7 @@ def test_an_exhausted_pool_answers_a_page_with_the_standalone_error_page(exhaust
 
 def test_a_database_that_refuses_connections_gives_503_not_500(database_down_app):
     client = database_down_app.test_client()
-    api = client.post("/api/user/credits/consume", headers=BEARER,
-                      json={"feature": "interior"})
+    api = client.post("/api/user/credits/consume", headers=BEARER, json={"feature": "interior"})
     assert api.status_code == 503
     assert api.headers["Retry-After"] == "2"
     assert api.json["error"]["code"] == "service_unavailable"
@@ -105,8 +109,9 @@ def no_connections_left_app(app) -> Iterator[Flask]:
             connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
             connection.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
     try:
-        yield _app(SQLALCHEMY_DATABASE_URI=url.set(username=role).render_as_string(
-            hide_password=False))
+        yield _app(
+            SQLALCHEMY_DATABASE_URI=url.set(username=role).render_as_string(hide_password=False)
+        )
     finally:
         with app.app_context(), db.engine.begin() as connection:
             connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
@@ -114,7 +119,8 @@ def no_connections_left_app(app) -> Iterator[Flask]:
 
 def test_a_database_with_no_connections_left_gives_503_not_500(no_connections_left_app):
     response = no_connections_left_app.test_client().post(
-        "/api/user/credits/consume", headers=BEARER, json={"feature": "interior"})
+        "/api/user/credits/consume", headers=BEARER, json={"feature": "interior"}
+    )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
     assert response.json["error"]["code"] == "service_unavailable"
@@ -143,8 +149,10 @@ def test_every_outage_kind_is_mapped():
 def test_an_incident_logs_one_traceback_then_one_line_per_request(tiny_pool_app, caplog):
     incidents = _IncidentLog(interval=3600)
     failure = redis.ConnectionError("Connection refused")
-    with tiny_pool_app.test_request_context("/api/user/credits"), \
-            caplog.at_level(logging.WARNING, logger="credit_app.errors"):
+    with (
+        tiny_pool_app.test_request_context("/api/user/credits"),
+        caplog.at_level(logging.WARNING, logger="credit_app.web.responses"),
+    ):
         for _ in range(5):
             incidents.report(failure)
     with_traceback = [record for record in caplog.records if record.exc_info]

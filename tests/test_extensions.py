@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from credit_app.extensions import ViewLimiter
+from credit_app.platform.extensions import ViewLimiter
 
 
 def _app(**limiter_options) -> tuple[Flask, ViewLimiter]:
     app = Flask(__name__)
-    limiter = ViewLimiter(key_func=lambda: "everyone", storage_uri="memory://",
-                          **limiter_options)
+    limiter = ViewLimiter(key_func=lambda: "everyone", storage_uri="memory://", **limiter_options)
     limiter.init_app(app)
 
     @app.get("/free")
@@ -43,8 +42,11 @@ def _resolutions(app: Flask, limiter: ViewLimiter, path: str, monkeypatch) -> in
     """How many times serving `path` worked out which limits apply."""
     calls = []
     original = limiter.limit_manager.resolve_limits
-    monkeypatch.setattr(limiter.limit_manager, "resolve_limits",
-                        lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
+    monkeypatch.setattr(
+        limiter.limit_manager,
+        "resolve_limits",
+        lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs),
+    )
     assert app.test_client().get(path).status_code == 200
     return len(calls)
 

@@ -11,8 +11,7 @@ from credit_app import enforce_https, trust_proxies
 
 def make_app(force_https: bool = True, hops: int = 1) -> Flask:
     app = Flask(__name__)
-    app.config.update(FORCE_HTTPS=force_https, TRUSTED_PROXY_HOPS=hops,
-                      HSTS_MAX_AGE_SECONDS=600)
+    app.config.update(FORCE_HTTPS=force_https, TRUSTED_PROXY_HOPS=hops, HSTS_MAX_AGE_SECONDS=600)
     trust_proxies(app)
     enforce_https(app)
 
@@ -24,8 +23,11 @@ def make_app(force_https: bool = True, hops: int = 1) -> Flask:
 
 
 def router(proto: str) -> dict[str, str]:
-    return {"X-Forwarded-Proto": proto, "X-Forwarded-For": "203.0.113.9",
-            "X-Forwarded-Host": "roomcraft.example"}
+    return {
+        "X-Forwarded-Proto": proto,
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Host": "roomcraft.example",
+    }
 
 
 def test_plain_http_through_the_router_is_redirected_permanently():

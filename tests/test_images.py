@@ -1,5 +1,5 @@
-"""WebP derivatives (credit_app/images.py) on both storage backends: a folder, and a bucket on
-the S3 stand-in (moto's S3 server through boto3)."""
+"""WebP derivatives (generation/images.py) on both storage backends: a folder, and a bucket
+on the S3 stand-in (moto's S3 server through boto3)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from credit_app.images import (
+from credit_app.generation.images import (
     VARIANT_WIDTHS,
     VariantError,
     encode_variant,
@@ -61,8 +61,11 @@ def test_an_animation_gets_stills_of_its_first_frame(storage, tmp_path):
     frames = [Image.new("RGB", (800, 600), colour) for colour in ((200, 0, 0), (0, 0, 200))]
     frames[0].save(source, "WEBP", save_all=True, append_images=frames[1:], duration=80)
     assert make_variants(source, "7/33/output.webp", storage) == [320, 640]
-    red, _green, blue = stored_image(storage, variant_key("7/33/output.webp", 320)).convert(
-        "RGB").getpixel((10, 10))
+    red, _green, blue = (
+        stored_image(storage, variant_key("7/33/output.webp", 320))
+        .convert("RGB")
+        .getpixel((10, 10))
+    )
     assert red > 150 and blue < 60
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 
 from PIL import Image
 
-from credit_app.landing_examples import EXAMPLES, ensure_examples, examples_version, file_name
+from credit_app.generation import landing_examples
+from credit_app.generation.landing_examples import (
+    EXAMPLES,
+    ensure_examples,
+    examples_version,
+    file_name,
+    provider_sources,
+)
 
 
 def test_examples_are_computed_from_the_samples(tmp_path):
@@ -21,6 +29,23 @@ def test_examples_are_computed_from_the_samples(tmp_path):
     stamp = (folder / file_name(EXAMPLES[0], "after", 480)).stat().st_mtime_ns
     assert ensure_examples(tmp_path) == folder
     assert (folder / file_name(EXAMPLES[0], "after", 480)).stat().st_mtime_ns == stamp
+
+
+def test_the_version_follows_every_module_of_the_provider(tmp_path, monkeypatch):
+    names = {source.name for source in provider_sources()}
+    assert {"__init__.py", "styles.py", "furnish.py", "video.py"} <= names
+    copy = tmp_path / "local"
+    shutil.copytree(
+        landing_examples.PROVIDER_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(landing_examples, "PROVIDER_PACKAGE", copy)
+    version = examples_version()
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "styles.cpython-311.pyc").write_bytes(b"bytecode")
+    assert examples_version() == version
+    with (copy / "furnish.py").open("a") as module:
+        module.write("\n")
+    assert examples_version() != version
 
 
 def test_the_landing_page_sells(client):
@@ -53,5 +78,8 @@ def test_the_examples_command_rebuilds_them(app):
     assert f"Made {len(EXAMPLES)} landing examples in " in result.output
     folder = ensure_examples()
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        file_name(example, which, width) for example in EXAMPLES
-        for which in ("before", "after") for width in (480, 960))
+        file_name(example, which, width)
+        for example in EXAMPLES
+        for which in ("before", "after")
+        for width in (480, 960)
+    )

@@ -21,10 +21,10 @@ import pytest
 import simple_websocket
 from werkzeug.serving import make_server
 
-from credit_app.extensions import db
-from credit_app.live import channel_for
-from credit_app.redis_client import get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import accounts, credits
+from credit_app.services.live import channel_for
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -54,9 +54,14 @@ class TestMessages:
         db.session.commit()
         message = next_message(pubsub)
         assert message == {
-            "type": "CREDIT_CONSUMED", "user_id": str(user.id), "remaining_credits": 5,
-            "feature": "video", "total": 6, "subscription_status": "free",
-            "ledger_id": credits.latest_entry_id(user.id)}
+            "type": "CREDIT_CONSUMED",
+            "user_id": str(user.id),
+            "remaining_credits": 5,
+            "feature": "video",
+            "total": 6,
+            "subscription_status": "free",
+            "ledger_id": credits.latest_entry_id(user.id),
+        }
 
     def test_rolled_back_changes_publish_nothing(self, user):
         pubsub = subscriber(user.id)
@@ -78,7 +83,10 @@ class TestMessages:
         db.session.commit()
         granted = next_message(pubsub)
         assert (granted["type"], granted["remaining_credits"], granted["total"]) == (
-            "CREDIT_GRANTED", 10, 10)
+            "CREDIT_GRANTED",
+            10,
+            10,
+        )
         credits.change_plan(user.id, "pro", "test")
         db.session.commit()
         changed = next_message(pubsub)
@@ -114,8 +122,9 @@ def live_server(app) -> Iterator[str]:
 
 def committed_user(app) -> int:
     with app.app_context():
-        user = accounts.register_user(f"live-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                      PASSWORD)
+        user = accounts.register_user(
+            f"live-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}", PASSWORD
+        )
         db.session.commit()
         return user.id, user.email
 
@@ -196,12 +205,12 @@ class TestSocket:
         with pytest.raises(simple_websocket.ConnectionError):
             connect(live_server, cookie, origin="https://evil.example")
 
-    def test_current_state_then_every_change_to_every_tab_of_that_user_only(
-            self, app, live_server):
+    def test_current_state_then_every_change_to_every_tab_of_that_user_only(self, app, live_server):
         alice_id, alice_email = committed_user(app)
         _, bob_email = committed_user(app)
-        alice_tabs = [connect(live_server, session_cookie(live_server, alice_email))
-                      for _ in range(2)]
+        alice_tabs = [
+            connect(live_server, session_cookie(live_server, alice_email)) for _ in range(2)
+        ]
         bob_tab = connect(live_server, session_cookie(live_server, bob_email))
         try:
             assert [receive_counter(tab) for tab in alice_tabs] == ["6/6", "6/6"]
@@ -215,8 +224,15 @@ class TestSocket:
                 credits.change_plan(alice_id, "pro", "test")
                 db.session.commit()
             assert receive_counter(alice_tabs[0]) == "Unlimited"
-            stale = {"type": "CREDIT_CONSUMED", "user_id": str(alice_id), "remaining_credits": 6,
-                     "feature": None, "total": 6, "subscription_status": "free", "ledger_id": 1}
+            stale = {
+                "type": "CREDIT_CONSUMED",
+                "user_id": str(alice_id),
+                "remaining_credits": 6,
+                "feature": None,
+                "total": 6,
+                "subscription_status": "free",
+                "ledger_id": 1,
+            }
             with app.app_context():
                 get_redis().publish(channel_for(alice_id), json.dumps(stale))
             assert receive_counter(alice_tabs[0], timeout=1.0) is None
@@ -228,13 +244,24 @@ class TestSocket:
 def start_app_process(port: int) -> subprocess.Popen:
     """gunicorn with the project's config on `port`. Its log goes to a file: a pipe nobody
     reads fills up after a few hundred request lines and then blocks the server."""
-    env = {**os.environ, "APP_ENV": "testing", "BIND": f"127.0.0.1:{port}",
-           "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "16", "ACCESS_LOG": "0"}
-    with tempfile.NamedTemporaryFile(prefix=f"gunicorn-{port}-", suffix=".log",
-                                     delete=False) as log:
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "16",
+        "ACCESS_LOG": "0",
+    }
+    with tempfile.NamedTemporaryFile(
+        prefix=f"gunicorn-{port}-", suffix=".log", delete=False
+    ) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"],
-            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            cwd=PROJECT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -243,8 +270,7 @@ def start_app_process(port: int) -> subprocess.Popen:
         except httpx.HTTPError:
             time.sleep(0.2)
     process.terminate()
-    raise RuntimeError(f"app process on {port} did not start: "
-                       f"{Path(log.name).read_text()[-2000:]}")
+    raise RuntimeError(f"app process on {port} did not start: {Path(log.name).read_text()[-2000:]}")
 
 
 @pytest.mark.concurrency
@@ -259,9 +285,11 @@ def test_a_change_through_one_process_reaches_a_socket_on_another(app):
         host_b = f"127.0.0.1:{port_b}"
         tab = connect(host_b, session_cookie(host_b, email))
         assert receive_counter(tab) == "6/6"
-        response = httpx.post(f"http://127.0.0.1:{port_a}/api/user/credits/consume",
-                              json={"feature": "video"},
-                              headers={"Authorization": f"Bearer {token}"})
+        response = httpx.post(
+            f"http://127.0.0.1:{port_a}/api/user/credits/consume",
+            json={"feature": "video"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert response.status_code == 200
         assert receive_counter(tab, timeout=1.0) == "5/6"
         tab.close()

@@ -6,7 +6,7 @@ import smtplib
 
 import pytest
 
-from credit_app.mail import build_message
+from credit_app.platform.mail import build_message
 from credit_app.testing.mail_stand_in import Mailbox, create_page_app, start_smtp
 
 
@@ -19,9 +19,13 @@ def stand_in():
 
 
 def send(port: int, to: str, subject: str) -> None:
-    message = build_message("Roomcraft <no-reply@example.com>", to, subject,
-                            "Open http://127.0.0.1:5000/verify-email/abc to confirm.",
-                            "<p><a href='http://127.0.0.1:5000/verify-email/abc'>Confirm</a></p>")
+    message = build_message(
+        "Roomcraft <no-reply@example.com>",
+        to,
+        subject,
+        "Open http://127.0.0.1:5000/verify-email/abc to confirm.",
+        "<p><a href='http://127.0.0.1:5000/verify-email/abc'>Confirm</a></p>",
+    )
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as connection:
         connection.send_message(message)
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from credit_app import create_app
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 
 pytestmark = pytest.mark.concurrency
 
@@ -28,9 +28,12 @@ def empty_database_app(app):
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     database_url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(database=name)
-    fresh = create_app("testing", overrides={
-        "SQLALCHEMY_DATABASE_URI": database_url.render_as_string(hide_password=False),
-    })
+    fresh = create_app(
+        "testing",
+        overrides={
+            "SQLALCHEMY_DATABASE_URI": database_url.render_as_string(hide_password=False),
+        },
+    )
     try:
         yield fresh
     finally:
@@ -81,10 +84,19 @@ def test_spec_columns_and_defaults(empty_database_app):
         assert "free" in users["subscription_status"]["default"]
         assert "now()" in users["credits_granted_at"]["default"]
         ledger = {column["name"] for column in inspector.get_columns("credit_transactions")}
-        assert {"id", "user_id", "feature_used", "credits_consumed", "generation_id",
-                "created_at", "metadata"} <= ledger
+        assert {
+            "id",
+            "user_id",
+            "feature_used",
+            "credits_consumed",
+            "generation_id",
+            "created_at",
+            "metadata",
+        } <= ledger
         indexes = {index["name"] for index in inspector.get_indexes("credit_transactions")}
         assert {"idx_credit_transactions_user_id", "idx_credit_transactions_created_at"} <= indexes
         foreign = inspector.get_foreign_keys("credit_transactions")
-        assert any(key["referred_table"] == "users" and key["constrained_columns"] == ["user_id"]
-                   for key in foreign)
+        assert any(
+            key["referred_table"] == "users" and key["constrained_columns"] == ["user_id"]
+            for key in foreign
+        )

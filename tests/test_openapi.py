@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from credit_app.openapi import build_openapi, postman_collection
+from credit_app.web.openapi import build_openapi, postman_collection
 
 COLLECTION = Path(__file__).resolve().parent.parent / "docs" / "postman_collection.json"
 
@@ -9,16 +9,30 @@ COLLECTION = Path(__file__).resolve().parent.parent / "docs" / "postman_collecti
 def test_openapi_document_describes_every_credit_endpoint(client):
     spec = client.get("/api/openapi.json").json
     assert spec["openapi"] == "3.1.0"
-    assert set(spec["paths"]) == {"/api/user/credits", "/api/user/credits/consume",
-                                  "/api/user/credits/history", "/api/user/credits/grant"}
+    assert set(spec["paths"]) == {
+        "/api/user/credits",
+        "/api/user/credits/consume",
+        "/api/user/credits/history",
+        "/api/user/credits/grant",
+    }
     consume = spec["paths"]["/api/user/credits/consume"]["post"]
     assert {"200", "401", "402", "409", "422", "429"} <= set(consume["responses"])
     request = spec["components"]["schemas"]["ConsumeRequest"]
     assert request["properties"]["feature"]["enum"] == [
-        "interior", "exterior", "sketch", "furnish", "remove", "video"]
+        "interior",
+        "exterior",
+        "sketch",
+        "furnish",
+        "remove",
+        "video",
+    ]
     assert request["required"] == ["feature"]
     assert spec["components"]["schemas"]["CreditsResponse"]["required"] == [
-        "remaining", "total", "subscription_status", "last_updated"]
+        "remaining",
+        "total",
+        "subscription_status",
+        "last_updated",
+    ]
     history = spec["paths"]["/api/user/credits/history"]["get"]
     assert [param["name"] for param in history["parameters"]] == ["cursor", "limit"]
 
@@ -38,7 +52,8 @@ def test_docs_page_lists_the_endpoints(client):
 def test_committed_postman_collection_matches_the_spec(app):
     generated = postman_collection(build_openapi(app))
     assert json.loads(COLLECTION.read_text()) == generated, (
-        "regenerate it: flask --app app api postman > docs/postman_collection.json")
+        "regenerate it: flask --app app api postman > docs/postman_collection.json"
+    )
 
 
 def test_postman_collection_has_bodies_and_auth(app):

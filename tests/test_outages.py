@@ -25,16 +25,17 @@ from rq.job import Job
 from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
-from credit_app import after_commit, create_app
-from credit_app.extensions import db
-from credit_app.health import HEARTBEAT_KEY
+from credit_app import create_app
 from credit_app.jobs.recovery import requeue_stranded_work
 from credit_app.jobs.scheduler import enqueue_due_retries
-from credit_app.live_hub import HUB_DOWN, RESYNC, CreditHub
 from credit_app.models import CreditTransaction, Generation
-from credit_app.redis_client import make_client
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.health import HEARTBEAT_KEY
+from credit_app.platform.redis_client import make_client
 from credit_app.services import accounts, credits
 from credit_app.services.ledger_audit import audit_ledger
+from credit_app.web.live_hub import HUB_DOWN, RESYNC, CreditHub
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD, SignedInClient
 from tests.outages import (
     Finished,
@@ -68,10 +69,16 @@ def redis_server(server_folder) -> Iterator[RedisServer]:
 def build_app(monkeypatch, redis_server: RedisServer, tmp_path: Path, **overrides) -> Flask:
     """The real app on the test's own Redis (and the test database, or `database_url`)."""
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    app = create_app("testing", overrides={
-        "SERVER_NAME": "localhost", "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_KEY_PREFIX": f"outage-{uuid.uuid4().hex[:8]}",
-        "GENERATION_STORAGE_PATH": tmp_path / "generations", **overrides})
+    app = create_app(
+        "testing",
+        overrides={
+            "SERVER_NAME": "localhost",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_KEY_PREFIX": f"outage-{uuid.uuid4().hex[:8]}",
+            "GENERATION_STORAGE_PATH": tmp_path / "generations",
+            **overrides,
+        },
+    )
     app.test_client_class = SignedInClient
     return app
 
@@ -88,8 +95,9 @@ def committed_user(app: Flask) -> tuple[int, str]:
     """A committed user with a confirmed address (cleaned up after the test) and an API token
     of theirs."""
     with app.app_context():
-        user = accounts.register_user(f"outage-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                      PASSWORD, verified=True)
+        user = accounts.register_user(
+            f"outage-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}", PASSWORD, verified=True
+        )
         _, token = accounts.create_api_token(user.id, "outage")
         db.session.commit()
         return user.id, token
@@ -115,49 +123,65 @@ def signed_in_client(app: Flask, user_id: int) -> SignedInClient:
 def start_generation(app: Flask, user_id: int, generation_id: str):
     client = signed_in_client(app, user_id)
     client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
-    return client.post("/dashboard/redecorate-room", content_type="multipart/form-data",
-                       headers={"HX-Request": "true"},
-                       data={"room_type": "living_room", "style": "modern", "prompt": "",
-                             "generation_id": generation_id, "image": (png(), "room.png")})
+    return client.post(
+        "/dashboard/redecorate-room",
+        content_type="multipart/form-data",
+        headers={"HX-Request": "true"},
+        data={
+            "room_type": "living_room",
+            "style": "modern",
+            "prompt": "",
+            "generation_id": generation_id,
+            "image": (png(), "room.png"),
+        },
+    )
 
 
 def generation_of(app: Flask, user_id: int) -> Generation:
     with app.app_context():
         generation = db.session.execute(
-            select(Generation).where(Generation.user_id == user_id)).scalar_one()
+            select(Generation).where(Generation.user_id == user_id)
+        ).scalar_one()
         db.session.expunge(generation)
         return generation
 
 
 class TestRedisHangs:
-    def test_the_api_answers_and_charges_once_while_redis_is_paused(self, outage_app,
-                                                                      redis_server):
+    def test_the_api_answers_and_charges_once_while_redis_is_paused(self, outage_app, redis_server):
         user_id, token = committed_user(outage_app)
         client = outage_app.test_client()
         bearer = {"Authorization": f"Bearer {token}"}
         with paused(redis_server):
-            consume = Finished(lambda: client.post(
-                "/api/user/credits/consume", headers=bearer,
-                json={"feature": "interior", "generation_id": "during-the-pause"})).result()
+            consume = Finished(
+                lambda: client.post(
+                    "/api/user/credits/consume",
+                    headers=bearer,
+                    json={"feature": "interior", "generation_id": "during-the-pause"},
+                )
+            ).result()
             balance = Finished(lambda: client.get("/api/user/credits", headers=bearer)).result()
         assert consume.status_code == 200, consume.get_data(as_text=True)
         assert consume.json["remaining_credits"] == 5
         assert balance.status_code == 200 and balance.json["remaining"] == 5
         assert after_commit.breaker.is_open
         with outage_app.app_context():
-            rows = db.session.execute(select(func.count()).select_from(CreditTransaction)
-                                      .where(CreditTransaction.user_id == user_id)
-                                      ).scalar_one()
+            rows = db.session.execute(
+                select(func.count())
+                .select_from(CreditTransaction)
+                .where(CreditTransaction.user_id == user_id)
+            ).scalar_one()
         assert rows == 2
 
     def test_page_limits_keep_counting_in_memory_while_redis_is_paused(
-            self, app, monkeypatch, redis_server, tmp_path):
+        self, app, monkeypatch, redis_server, tmp_path
+    ):
         limited = build_app(monkeypatch, redis_server, tmp_path, RATELIMIT_AUTH="2 per minute")
         client = limited.test_client()
 
         def sign_in():
-            return client.post("/login", data={"email": "nobody@example.com",
-                                                "password": "not the password"})
+            return client.post(
+                "/login", data={"email": "nobody@example.com", "password": "not the password"}
+            )
 
         with paused(redis_server):
             statuses = [Finished(sign_in).result().status_code for _ in range(3)]
@@ -166,20 +190,22 @@ class TestRedisHangs:
             db.engine.dispose()
 
     def test_api_limits_let_requests_through_while_redis_is_paused(
-            self, app, monkeypatch, redis_server, tmp_path):
-        limited = build_app(monkeypatch, redis_server, tmp_path,
-                            RATELIMIT_CONSUME="2 per minute")
+        self, app, monkeypatch, redis_server, tmp_path
+    ):
+        limited = build_app(monkeypatch, redis_server, tmp_path, RATELIMIT_CONSUME="2 per minute")
         _, token = committed_user(limited)
         client = limited.test_client()
         bearer = {"Authorization": f"Bearer {token}"}
 
         def consume(n: int):
-            return client.post("/api/user/credits/consume", headers=bearer,
-                               json={"feature": "video", "generation_id": f"limit-{n}"})
+            return client.post(
+                "/api/user/credits/consume",
+                headers=bearer,
+                json={"feature": "video", "generation_id": f"limit-{n}"},
+            )
 
         with paused(redis_server):
-            statuses = [Finished(lambda n=n: consume(n)).result().status_code
-                        for n in range(3)]
+            statuses = [Finished(lambda n=n: consume(n)).result().status_code for n in range(3)]
         assert statuses == [200, 200, 200]
         # The Redis breaker skips the limits for BREAKER_SECONDS after the outage; once it
         # closes they count again.
@@ -189,19 +215,22 @@ class TestRedisHangs:
             db.engine.dispose()
 
     def test_a_generation_started_while_redis_hangs_is_queued_again_later(
-            self, outage_app, redis_server):
+        self, outage_app, redis_server
+    ):
         user_id, _ = committed_user(outage_app)
         with paused(redis_server):
-            response = Finished(lambda: start_generation(outage_app, user_id, "paused")
-                                ).result()
+            response = Finished(lambda: start_generation(outage_app, user_id, "paused")).result()
         assert response.status_code == 200, response.get_data(as_text=True)
         generation = generation_of(outage_app, user_id)
         assert generation.status == "queued"
         queue = Queue("generations", connection=redis_server.client())
         assert queue.count == 0
         with outage_app.app_context():
-            db.session.execute(update(Generation).where(Generation.id == generation.id)
-                               .values(created_at=credits.utcnow() - timedelta(minutes=2)))
+            db.session.execute(
+                update(Generation)
+                .where(Generation.id == generation.id)
+                .values(created_at=credits.utcnow() - timedelta(minutes=2))
+            )
             db.session.commit()
             assert requeue_stranded_work()["generations"] == 1
         assert queue.count == 1
@@ -213,8 +242,7 @@ class TestRedisHangs:
 
 class TestLiveCounter:
     def test_the_hub_goes_down_with_redis_and_resyncs_its_sockets_after(self, redis_server):
-        hub = CreditHub(make_client(redis_server.url, "hub"), ping_seconds=0.1,
-                        silence_seconds=0.6)
+        hub = CreditHub(make_client(redis_server.url, "hub"), ping_seconds=0.1, silence_seconds=0.6)
         inbox = hub.subscribe(7)
         try:
             wait_until(lambda: hub.is_live, "the hub never subscribed")
@@ -232,14 +260,14 @@ class TestLiveCounter:
             hub.stop()
 
     def test_sockets_close_while_the_hub_is_down_and_get_the_state_after(
-            self, outage_app, redis_server):
+        self, outage_app, redis_server
+    ):
         user_id, _ = committed_user(outage_app)
         with outage_app.app_context():
             from credit_app.models import User
 
             email = db.session.get(User, user_id).email
-        hub = CreditHub(make_client(redis_server.url, "hub"), ping_seconds=0.1,
-                        silence_seconds=0.6)
+        hub = CreditHub(make_client(redis_server.url, "hub"), ping_seconds=0.1, silence_seconds=0.6)
         outage_app.extensions["credit_hub"] = hub
         server = make_server("127.0.0.1", free_port(), outage_app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -276,7 +304,8 @@ class TestLiveCounter:
 
 class TestDatabaseStops:
     def test_a_generation_survives_a_database_outage_and_is_charged_once(
-            self, app, monkeypatch, redis_server, server_folder, tmp_path):
+        self, app, monkeypatch, redis_server, server_folder, tmp_path
+    ):
         postgres = PostgresServer(server_folder / "pg").start()
         try:
             monkeypatch.setenv("TEST_DATABASE_URL", postgres.url)
@@ -304,8 +333,10 @@ class TestDatabaseStops:
 
             postgres.start()
             far_future = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
-            assert enqueue_due_retries(redis_server.client(), ["generations"], "test",
-                                       now=far_future) == 1
+            assert (
+                enqueue_due_retries(redis_server.client(), ["generations"], "test", now=far_future)
+                == 1
+            )
             with own.app_context():
                 SimpleWorker([queue], connection=redis_server.client()).work(burst=True)
             job.refresh()
@@ -321,21 +352,37 @@ class TestDatabaseStops:
 
 
 def start_worker(redis_url: str) -> subprocess.Popen:
-    env = {**os.environ, "APP_ENV": "testing", "REDIS_URL": redis_url,
-           "WORKER_HEARTBEAT_INTERVAL_SECONDS": "3600", "SWEEP_INTERVAL_SECONDS": "3600",
-           "ANALYTICS_ROLLUP_INTERVAL_SECONDS": "3600"}
-    return subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "REDIS_URL": redis_url,
+        "WORKER_HEARTBEAT_INTERVAL_SECONDS": "3600",
+        "SWEEP_INTERVAL_SECONDS": "3600",
+        "ANALYTICS_ROLLUP_INTERVAL_SECONDS": "3600",
+    }
+    return subprocess.Popen(
+        [sys.executable, "worker.py"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_a_killed_worker_leaves_no_scheduler_and_the_next_one_runs_due_retries(redis_server):
     connection = redis_server.client()
     first = start_worker(redis_server.url)
     try:
-        wait_until(lambda: connection.zcard(HEARTBEAT_KEY) > 0,
-                   "the worker never ran its heartbeat", attempts=600)
-        wait_until(lambda: not psutil.Process(first.pid).children(),
-                   "the worker's jobs did not finish", attempts=600)
+        wait_until(
+            lambda: connection.zcard(HEARTBEAT_KEY) > 0,
+            "the worker never ran its heartbeat",
+            attempts=600,
+        )
+        wait_until(
+            lambda: not psutil.Process(first.pid).children(),
+            "the worker's jobs did not finish",
+            attempts=600,
+        )
         first.kill()
         first.wait(10)
         # rq's forked scheduler never ran: nothing of it is left to hold a lock.
@@ -346,11 +393,14 @@ def test_a_killed_worker_leaves_no_scheduler_and_the_next_one_runs_due_retries(r
         first.kill()
     connection.delete(HEARTBEAT_KEY)
     queue = Queue("maintenance", connection=connection)
-    due = queue.enqueue_at(datetime(2000, 1, 1, tzinfo=UTC), "credit_app.jobs.ops.heartbeat")
+    due = queue.enqueue_at(datetime(2000, 1, 1, tzinfo=UTC), "credit_app.jobs.heartbeat.heartbeat")
     second = start_worker(redis_server.url)
     try:
-        wait_until(lambda: Job.fetch(due.id, connection=connection).get_status() == "finished",
-                   "the next worker did not run the due job", attempts=600)
+        wait_until(
+            lambda: Job.fetch(due.id, connection=connection).get_status() == "finished",
+            "the next worker did not run the due job",
+            attempts=600,
+        )
     finally:
         second.terminate()
         second.wait(10)

@@ -7,8 +7,8 @@ import ssl
 import pytest
 import redis
 
-from credit_app import config
-from credit_app.redis_client import BUDGETS, connection_options, make_client
+from credit_app.platform import config
+from credit_app.platform.redis_client import BUDGETS, connection_options, make_client
 from tests.test_config import clean_env
 
 __all__ = ["clean_env"]  # the fixture, shared with the config tests
@@ -26,8 +26,9 @@ def test_every_client_has_a_connect_timeout_and_all_but_the_worker_a_socket_time
 
 
 def test_a_timeout_is_never_retried_by_the_app_client():
-    retry = make_client("redis://cache.internal:6379/0", "app").connection_pool \
-        .connection_kwargs["retry"]
+    retry = make_client("redis://cache.internal:6379/0", "app").connection_pool.connection_kwargs[
+        "retry"
+    ]
     assert redis.ConnectionError in retry._supported_errors
     assert redis.TimeoutError not in retry._supported_errors
     assert BUDGETS["app"].worst_case_seconds <= 2
@@ -45,8 +46,12 @@ def test_rediss_urls_use_tls_without_verifying_heroku_s_self_signed_certificate(
 
 
 def test_verified_tls_when_asked():
-    client = make_client("rediss://cache.internal:6380/0", "ops", ssl_cert_reqs="required",
-                         ssl_ca_certs="/etc/ssl/certs/ca-certificates.crt")
+    client = make_client(
+        "rediss://cache.internal:6380/0",
+        "monitoring",
+        ssl_cert_reqs="required",
+        ssl_ca_certs="/etc/ssl/certs/ca-certificates.crt",
+    )
     connection = client.connection_pool.make_connection()
     assert connection.cert_reqs == ssl.CERT_REQUIRED
     assert connection.ca_certs == "/etc/ssl/certs/ca-certificates.crt"

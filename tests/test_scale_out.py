@@ -29,10 +29,10 @@ import pytest
 import simple_websocket
 from sqlalchemy import select
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
-from credit_app.images import variant_key
+from credit_app.generation.features import FEATURES
+from credit_app.generation.images import variant_key
 from credit_app.models import Generation, User
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from credit_app.services.ledger_audit import audit_ledger
 from tests.blueprints.test_generations import FORMS, photo
@@ -71,8 +71,7 @@ class Dyno:
 
 def router_headers(client_address: str = "203.0.113.7", proto: str = "https") -> dict:
     """What Heroku's router adds to every request it forwards."""
-    return {"X-Forwarded-For": client_address, "X-Forwarded-Proto": proto,
-            "User-Agent": BROWSER}
+    return {"X-Forwarded-For": client_address, "X-Forwarded-Proto": proto, "User-Agent": BROWSER}
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +86,13 @@ def dyno_environment(app, s3: tuple[str, str, Path]) -> dict[str, str]:
     """The config vars app.json declares, pointing at this run's servers."""
     with app.app_context():
         database_url = db.engine.url.render_as_string(hide_password=False)
-    removed = {"TEST_DATABASE_URL", "GENERATION_STORAGE_PATH", "STORAGE_BACKEND",
-               "ALLOW_EMBEDDED_SERVICES", "PORT"}
+    removed = {
+        "TEST_DATABASE_URL",
+        "GENERATION_STORAGE_PATH",
+        "STORAGE_BACKEND",
+        "ALLOW_EMBEDDED_SERVICES",
+        "PORT",
+    }
     return {
         **{name: value for name, value in os.environ.items() if name not in removed},
         "APP_ENV": "production",
@@ -115,8 +119,9 @@ def dyno_environment(app, s3: tuple[str, str, Path]) -> dict[str, str]:
     }
 
 
-def start_dyno(name: str, command: list[str], environment: dict[str, str], root: Path,
-               port: int | None = None) -> Dyno:
+def start_dyno(
+    name: str, command: list[str], environment: dict[str, str], root: Path, port: int | None = None
+) -> Dyno:
     """Start one process with an INSTANCE_PATH and TMPDIR of its own."""
     instance = root / name / "instance"
     scratch = root / name / "tmp"
@@ -127,8 +132,14 @@ def start_dyno(name: str, command: list[str], environment: dict[str, str], root:
     if port is not None:
         env["BIND"] = f"127.0.0.1:{port}"
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return Dyno(name, process, instance, log, port)
 
 
@@ -138,8 +149,10 @@ def wait_for_web(dyno: Dyno) -> None:
         if dyno.process.poll() is not None:
             pytest.fail(f"{dyno.name} exited:\n{dyno.log_tail()}")
         try:
-            if httpx.get(f"{dyno.url}/login", headers=router_headers(),
-                         timeout=2).status_code == 200:
+            if (
+                httpx.get(f"{dyno.url}/login", headers=router_headers(), timeout=2).status_code
+                == 200
+            ):
                 return
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -172,19 +185,19 @@ def stop(dyno: Dyno) -> None:
 
 
 @pytest.fixture(scope="module")
-def dynos(dyno_environment: dict[str, str],
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Dyno]]:
+def dynos(
+    dyno_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Dyno]]:
     """web.1, web.2 and worker.1, for the module's tests."""
     tmp_path = tmp_path_factory.mktemp("dynos")
     gunicorn = [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"]
     started: dict[str, Dyno] = {}
     try:
-        started["web.1"] = start_dyno("web.1", gunicorn, dyno_environment, tmp_path,
-                                      free_port())
-        started["web.2"] = start_dyno("web.2", gunicorn, dyno_environment, tmp_path,
-                                      free_port())
-        started["worker.1"] = start_dyno("worker.1", [sys.executable, "worker.py"],
-                                         dyno_environment, tmp_path)
+        started["web.1"] = start_dyno("web.1", gunicorn, dyno_environment, tmp_path, free_port())
+        started["web.2"] = start_dyno("web.2", gunicorn, dyno_environment, tmp_path, free_port())
+        started["worker.1"] = start_dyno(
+            "worker.1", [sys.executable, "worker.py"], dyno_environment, tmp_path
+        )
         for name in ("web.1", "web.2"):
             wait_for_web(started[name])
         wait_for_worker_heartbeat(started["web.1"], started["worker.1"])
@@ -196,8 +209,9 @@ def dynos(dyno_environment: dict[str, str],
 
 def committed_user(app, name: str) -> tuple[int, str]:
     with app.app_context():
-        user = accounts.register_user(f"{name}-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}",
-                                      PASSWORD, verified=True)
+        user = accounts.register_user(
+            f"{name}-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}", PASSWORD, verified=True
+        )
         db.session.commit()
         return user.id, user.email
 
@@ -209,25 +223,35 @@ class Browser:
     def __init__(self, web: Dyno, email: str) -> None:
         self.cookies: dict[str, str] = {}
         page = self.get(web, "/login")
-        response = self.post(web, "/login", data={"email": email, "password": PASSWORD,
-                                                  "csrf_token": csrf_token(page.text)})
+        response = self.post(
+            web,
+            "/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": csrf_token(page.text)},
+        )
         assert response.status_code == 302, response.text
 
     def headers(self, web: Dyno, path: str) -> dict[str, str]:
-        return {**router_headers(), "Referer": f"https://127.0.0.1:{web.port}{path}",
-                "Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}
+        return {
+            **router_headers(),
+            "Referer": f"https://127.0.0.1:{web.port}{path}",
+            "Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items()),
+        }
 
     def _remember(self, response: httpx.Response) -> httpx.Response:
         self.cookies.update(response.cookies.items())
         return response
 
     def get(self, web: Dyno, path: str, **headers: str) -> httpx.Response:
-        return self._remember(httpx.get(f"{web.url}{path}", timeout=10,
-                                        headers={**self.headers(web, path), **headers}))
+        return self._remember(
+            httpx.get(
+                f"{web.url}{path}", timeout=10, headers={**self.headers(web, path), **headers}
+            )
+        )
 
     def post(self, web: Dyno, path: str, **kwargs) -> httpx.Response:
-        return self._remember(httpx.post(f"{web.url}{path}", timeout=30,
-                                         headers=self.headers(web, path), **kwargs))
+        return self._remember(
+            httpx.post(f"{web.url}{path}", timeout=30, headers=self.headers(web, path), **kwargs)
+        )
 
     def socket(self, web: Dyno) -> simple_websocket.Client:
         headers = {**self.headers(web, "/ws/credits"), "Origin": f"https://127.0.0.1:{web.port}"}
@@ -255,8 +279,9 @@ def files_under(folder: Path) -> list[str]:
 
 def test_behind_the_router_http_is_redirected_and_https_gets_hsts(dynos):
     web = dynos["web.1"]
-    plain = httpx.get(f"{web.url}/login?next=%2Fdashboard",
-                      headers=router_headers(proto="http"), timeout=10)
+    plain = httpx.get(
+        f"{web.url}/login?next=%2Fdashboard", headers=router_headers(proto="http"), timeout=10
+    )
     assert plain.status_code == 301
     assert plain.headers["Location"] == f"https://127.0.0.1:{web.port}/login?next=/dashboard"
     secure = httpx.get(f"{web.url}/login", headers=router_headers(), timeout=10)
@@ -265,8 +290,7 @@ def test_behind_the_router_http_is_redirected_and_https_gets_hsts(dynos):
     assert "Secure" in secure.headers["Set-Cookie"]
 
 
-def test_upload_on_one_web_dyno_runs_on_the_worker_and_is_fetched_on_the_other(
-        app, dynos, s3):
+def test_upload_on_one_web_dyno_runs_on_the_worker_and_is_fetched_on_the_other(app, dynos, s3):
     web_a, web_b = dynos["web.1"], dynos["web.2"]
     user_id, email = committed_user(app, "scale")
     on_a, on_b = Browser(web_a, email), Browser(web_b, email)
@@ -277,22 +301,29 @@ def test_upload_on_one_web_dyno_runs_on_the_worker_and_is_fetched_on_the_other(
         form = on_a.get(web_a, f"/dashboard/{feature.slug}")
         generation_id = re.search(r'name="generation_id"[^>]*value="([^"]+)"', form.text)
         response = on_a.post(
-            web_a, f"/dashboard/{feature.slug}",
-            data={**FORMS["interior"], "generation_id": generation_id.group(1),
-                  "csrf_token": csrf_token(form.text)},
-            files={"image": ("room.png", photo(size=(320, 240)), "image/png")})
+            web_a,
+            f"/dashboard/{feature.slug}",
+            data={
+                **FORMS["interior"],
+                "generation_id": generation_id.group(1),
+                "csrf_token": csrf_token(form.text),
+            },
+            files={"image": ("room.png", photo(size=(320, 240)), "image/png")},
+        )
         assert response.status_code == 302, response.text
         assert receive_counter(tab) == "5/6"
 
         generation_pk = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
         deadline = time.monotonic() + GENERATION_TIMEOUT_SECONDS
-        progress = on_b.get(web_b, f"/dashboard/generations/{generation_pk}", **{
-            "HX-Request": "true"})
+        progress = on_b.get(
+            web_b, f"/dashboard/generations/{generation_pk}", **{"HX-Request": "true"}
+        )
         while "Done!" not in progress.text and time.monotonic() < deadline:
             assert "flash-error" not in progress.text, progress.text
             time.sleep(0.3)
-            progress = on_b.get(web_b, f"/dashboard/generations/{generation_pk}",
-                                **{"HX-Request": "true"})
+            progress = on_b.get(
+                web_b, f"/dashboard/generations/{generation_pk}", **{"HX-Request": "true"}
+            )
         assert "Done!" in progress.text, dynos["worker.1"].log_tail()
 
         result = on_b.get(web_b, f"/dashboard/generations/{generation_pk}/output")
@@ -300,24 +331,30 @@ def test_upload_on_one_web_dyno_runs_on_the_worker_and_is_fetched_on_the_other(
         assert result.headers["Cache-Control"] == "private, max-age=3600"
         with app.app_context():
             generation = db.session.execute(
-                select(Generation).where(Generation.id == generation_pk)).scalar_one()
+                select(Generation).where(Generation.id == generation_pk)
+            ).scalar_one()
             assert (generation.user_id, generation.status) == (user_id, "succeeded")
             input_key, output_key = generation.input_path, generation.output_path
             variants = generation.image_variants
             db.session.remove()
-        copies = [variant_key(key, width) for which, key in (("input", input_key),
-                                                             ("output", output_key))
-                  for width in variants[which]]
+        copies = [
+            variant_key(key, width)
+            for which, key in (("input", input_key), ("output", output_key))
+            for width in variants[which]
+        ]
         assert variants["input"] and variants["output"]
         assert object_keys(*s3) == sorted(
-            f"generations/{key}" for key in [input_key, output_key, *copies])
-        thumbnail = on_b.get(web_b, f"/dashboard/generations/{generation_pk}/output/"
-                                    f"{variants['output'][0]}w.webp")
+            f"generations/{key}" for key in [input_key, output_key, *copies]
+        )
+        thumbnail = on_b.get(
+            web_b, f"/dashboard/generations/{generation_pk}/output/{variants['output'][0]}w.webp"
+        )
         assert thumbnail.status_code == 200
         assert thumbnail.headers["Content-Type"] == "image/webp"
         stranger = Browser(web_b, committed_user(app, "stranger")[1])
-        assert stranger.get(web_b, f"/dashboard/generations/{generation_pk}/output"
-                            ).status_code == 404
+        assert (
+            stranger.get(web_b, f"/dashboard/generations/{generation_pk}/output").status_code == 404
+        )
     finally:
         tab.close()
     for dyno in dynos.values():
@@ -330,8 +367,9 @@ def test_a_few_hundred_consumes_through_both_web_dynos_keep_the_ledger(app, dyno
     tokens: dict[int, str] = {}
     with app.app_context():
         for _ in range(LOAD_USERS):
-            user = accounts.register_user(f"load-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                          PASSWORD, verified=True)
+            user = accounts.register_user(
+                f"load-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}", PASSWORD, verified=True
+            )
             db.session.flush()
             tokens[user.id] = accounts.create_api_token(user.id, "load")[1]
         db.session.commit()
@@ -339,10 +377,15 @@ def test_a_few_hundred_consumes_through_both_web_dynos_keep_the_ledger(app, dyno
     def consume(attempt: tuple[int, int]) -> tuple[int, int]:
         index, user_id = attempt
         web = web_urls[(index + index // LOAD_USERS) % 2]
-        response = httpx.post(f"{web}/api/user/credits/consume",
-                              json={"feature": "video"}, timeout=30,
-                              headers={**router_headers(f"198.51.100.{index % 200}"),
-                                       "Authorization": f"Bearer {tokens[user_id]}"})
+        response = httpx.post(
+            f"{web}/api/user/credits/consume",
+            json={"feature": "video"},
+            timeout=30,
+            headers={
+                **router_headers(f"198.51.100.{index % 200}"),
+                "Authorization": f"Bearer {tokens[user_id]}",
+            },
+        )
         return user_id, response.status_code
 
     # Each user's attempts alternate between the two web dynos and overlap in time.
@@ -351,13 +394,19 @@ def test_a_few_hundred_consumes_through_both_web_dynos_keep_the_ledger(app, dyno
         outcomes = list(pool.map(consume, attempts))
 
     assert len(outcomes) == LOAD_USERS * CONSUMES_PER_USER
-    by_user = {user_id: Counter(status for owner, status in outcomes if owner == user_id)
-               for user_id in tokens}
-    assert all(counts == Counter({200: 6, 402: CONSUMES_PER_USER - 6})
-               for counts in by_user.values()), by_user
+    by_user = {
+        user_id: Counter(status for owner, status in outcomes if owner == user_id)
+        for user_id in tokens
+    }
+    assert all(
+        counts == Counter({200: 6, 402: CONSUMES_PER_USER - 6}) for counts in by_user.values()
+    ), by_user
     with app.app_context():
-        balances = db.session.execute(
-            select(User.credits_remaining).where(User.id.in_(tokens))).scalars().all()
+        balances = (
+            db.session.execute(select(User.credits_remaining).where(User.id.in_(tokens)))
+            .scalars()
+            .all()
+        )
         assert balances == [0] * LOAD_USERS
         report = audit_ledger()
         db.session.remove()

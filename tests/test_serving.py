@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from tests.test_live import (
     committed_user,
@@ -58,9 +58,12 @@ def token_for(app, user_id: int) -> str:
 def wait_until_a_backend_waits_for_a_lock(connection) -> None:
     deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
-        waiting = connection.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()")).scalar_one()
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+        ).scalar_one()
         if waiting:
             return
         time.sleep(0.05)
@@ -79,20 +82,27 @@ def test_a_request_waiting_on_the_database_does_not_stall_the_worker(app):
     answers: dict[str, httpx.Response] = {}
 
     def consume() -> None:
-        answers["blocked"] = httpx.post(f"{base}/api/user/credits/consume",
-                                        json={"feature": "video"}, timeout=PATIENCE_SECONDS,
-                                        headers={"Authorization": f"Bearer {blocked_token}"})
+        answers["blocked"] = httpx.post(
+            f"{base}/api/user/credits/consume",
+            json={"feature": "video"},
+            timeout=PATIENCE_SECONDS,
+            headers={"Authorization": f"Bearer {blocked_token}"},
+        )
 
     try:
         with app.app_context(), db.engine.connect() as holder:
             lock = holder.begin()
-            holder.execute(text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"),
-                           {"id": blocked_id})
+            holder.execute(
+                text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": blocked_id}
+            )
             waiting = threading.Thread(target=consume)
             waiting.start()
             wait_until_a_backend_waits_for_a_lock(holder)
-            other = httpx.get(f"{base}/api/user/credits", timeout=PATIENCE_SECONDS,
-                              headers={"Authorization": f"Bearer {other_token}"})
+            other = httpx.get(
+                f"{base}/api/user/credits",
+                timeout=PATIENCE_SECONDS,
+                headers={"Authorization": f"Bearer {other_token}"},
+            )
             assert other.status_code == 200 and other.json()["remaining"] == 6
             assert "blocked" not in answers
             lock.rollback()
@@ -116,12 +126,16 @@ def test_one_worker_holds_many_sockets_and_still_answers(app):
             sockets.append(tab)
             assert receive_counter(tab, timeout=PATIENCE_SECONDS) == "6/6", server_log(server)
         token = token_for(app, user_id)
-        response = httpx.post(f"http://{host}/api/user/credits/consume",
-                              json={"feature": "video"}, timeout=PATIENCE_SECONDS,
-                              headers={"Authorization": f"Bearer {token}"})
+        response = httpx.post(
+            f"http://{host}/api/user/credits/consume",
+            json={"feature": "video"},
+            timeout=PATIENCE_SECONDS,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert response.status_code == 200
         assert [receive_counter(tab, timeout=PATIENCE_SECONDS) for tab in sockets] == (
-            ["5/6"] * len(sockets))
+            ["5/6"] * len(sockets)
+        )
     finally:
         for tab in sockets:
             tab.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import brotli
 from flask import url_for
 
-from credit_app.static_files import IMMUTABLE, REVALIDATE, fingerprint
+from credit_app.web.static_files import IMMUTABLE, REVALIDATE, fingerprint
 
 
 def static_url(app, filename: str) -> str:
@@ -42,7 +42,7 @@ def test_a_missing_static_file_is_404(client):
 
 
 def test_only_a_static_files_own_name_is_remembered(app, client):
-    from credit_app import static_files
+    from credit_app.web import static_files
 
     static_files._static_paths.clear()
     spellings = [f"/static/css/{'x/../' * n}app.css" for n in range(1, 6)]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from credit_app.config import ConfigError, load_config
-from credit_app.storage import (
+from credit_app.errors import StorageUnavailable, StoredObjectMissing
+from credit_app.platform.config import ConfigError, load_config
+from credit_app.platform.storage import (
     FilesystemStorage,
     S3Storage,
-    StorageUnavailable,
-    StoredObjectMissing,
     sibling_key,
     storage_from_config,
 )
@@ -80,9 +79,12 @@ def test_the_filesystem_never_deletes_outside_its_root(tmp_path):
 
 def test_rows_record_the_absolute_path_on_disk_and_the_key_in_a_bucket(tmp_path):
     assert FilesystemStorage(tmp_path / "store").locator("3/9/input.png") == str(
-        tmp_path / "store" / "3" / "9" / "input.png")
-    assert S3Storage(client=None, bucket="b", key_prefix="generations").locator(
-        "3/9/input.png") == "3/9/input.png"
+        tmp_path / "store" / "3" / "9" / "input.png"
+    )
+    assert (
+        S3Storage(client=None, bucket="b", key_prefix="generations").locator("3/9/input.png")
+        == "3/9/input.png"
+    )
 
 
 def test_the_filesystem_reads_absolute_keys_of_older_rows(tmp_path):
@@ -94,8 +96,9 @@ def test_the_filesystem_reads_absolute_keys_of_older_rows(tmp_path):
 
 
 def test_s3_keys_live_under_the_prefix_and_objects_are_private(s3_endpoint, s3_bucket):
-    storage = storage_from_config({**s3_settings(s3_endpoint, s3_bucket, "uploads"),
-                                   "GENERATION_STORAGE_PATH": ""})
+    storage = storage_from_config(
+        {**s3_settings(s3_endpoint, s3_bucket, "uploads"), "GENERATION_STORAGE_PATH": ""}
+    )
     storage.put("5/8/input.jpg", b"jpeg", "image/jpeg")
     assert object_keys(s3_endpoint, s3_bucket) == ["uploads/5/8/input.jpg"]
     client = admin_client(s3_endpoint)
@@ -116,8 +119,7 @@ def test_one_s3_client_per_setting(s3_endpoint, s3_bucket):
 
 def test_an_unreachable_s3_is_storage_unavailable_with_a_retry_after(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"
-    storage = storage_from_config({**s3_settings(closed, "nowhere"),
-                                   "GENERATION_STORAGE_PATH": ""})
+    storage = storage_from_config({**s3_settings(closed, "nowhere"), "GENERATION_STORAGE_PATH": ""})
     with pytest.raises(StorageUnavailable) as unavailable:
         storage.put("1/1/input.png", b"x")
     assert unavailable.value.status == 503 and unavailable.value.retry_after > 0
@@ -130,30 +132,49 @@ def test_an_unreachable_s3_is_storage_unavailable_with_a_retry_after(tmp_path):
 def test_s3_over_tls_trusts_only_the_given_certificates(s3_tls_stand_in):
     endpoint, certificate = s3_tls_stand_in
     bucket = create_bucket(endpoint, certificate)
-    trusting = storage_from_config({**s3_settings(endpoint, bucket, ca_bundle=certificate),
-                                    "GENERATION_STORAGE_PATH": ""})
+    trusting = storage_from_config(
+        {**s3_settings(endpoint, bucket, ca_bundle=certificate), "GENERATION_STORAGE_PATH": ""}
+    )
     trusting.put("4/2/input.png", b"over tls")
     assert read(trusting, "4/2/input.png") == b"over tls"
-    default_trust = storage_from_config({**s3_settings(endpoint, bucket),
-                                         "GENERATION_STORAGE_PATH": ""})
+    default_trust = storage_from_config(
+        {**s3_settings(endpoint, bucket), "GENERATION_STORAGE_PATH": ""}
+    )
     with pytest.raises(StorageUnavailable):
         default_trust.open("4/2/input.png")
 
 
 def test_a_missing_bucket_is_storage_unavailable(s3_endpoint):
-    storage = storage_from_config({**s3_settings(s3_endpoint, "no-such-bucket"),
-                                   "GENERATION_STORAGE_PATH": ""})
+    storage = storage_from_config(
+        {**s3_settings(s3_endpoint, "no-such-bucket"), "GENERATION_STORAGE_PATH": ""}
+    )
     with pytest.raises(StorageUnavailable):
         storage.put("1/1/input.png", b"x")
 
 
-STORAGE_VARIABLES = ("STORAGE_BACKEND", "S3_CA_BUNDLE", "AWS_CA_BUNDLE", "S3_BUCKET",
-                     "S3_ENDPOINT_URL", "S3_REGION",
-                     "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_KEY_PREFIX",
-                     "S3_ADDRESSING_STYLE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                     "AWS_REGION", "AWS_DEFAULT_REGION", "BUCKETEER_BUCKET_NAME",
-                     "BUCKETEER_AWS_ACCESS_KEY_ID", "BUCKETEER_AWS_SECRET_ACCESS_KEY",
-                     "BUCKETEER_AWS_REGION", "DYNO", "APP_ENV", "ALLOW_EMBEDDED_SERVICES")
+STORAGE_VARIABLES = (
+    "STORAGE_BACKEND",
+    "S3_CA_BUNDLE",
+    "AWS_CA_BUNDLE",
+    "S3_BUCKET",
+    "S3_ENDPOINT_URL",
+    "S3_REGION",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "S3_KEY_PREFIX",
+    "S3_ADDRESSING_STYLE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "BUCKETEER_BUCKET_NAME",
+    "BUCKETEER_AWS_ACCESS_KEY_ID",
+    "BUCKETEER_AWS_SECRET_ACCESS_KEY",
+    "BUCKETEER_AWS_REGION",
+    "DYNO",
+    "APP_ENV",
+    "ALLOW_EMBEDDED_SERVICES",
+)
 
 
 @pytest.fixture
@@ -169,12 +190,16 @@ def storage_env(monkeypatch, tmp_path):
 
 
 def production_env(monkeypatch) -> None:
-    for name, value in {"SECRET_KEY": "s" * 32, "DATABASE_URL": "postgres://db.internal/app",
-                        "REDIS_URL": "redis://cache.internal:6379/0",
-                        "CREEM_API_KEY": "creem_live_key", "CREEM_WEBHOOK_SECRET": "whsec_x",
-                        "CREEM_PRODUCT_PRO_MONTHLY": "prod_m",
-                        "CREEM_PRODUCT_PRO_YEARLY": "prod_y",
-                        "MAIL_URL": "smtp://mail.internal:587"}.items():
+    for name, value in {
+        "SECRET_KEY": "s" * 32,
+        "DATABASE_URL": "postgres://db.internal/app",
+        "REDIS_URL": "redis://cache.internal:6379/0",
+        "CREEM_API_KEY": "creem_live_key",
+        "CREEM_WEBHOOK_SECRET": "whsec_x",
+        "CREEM_PRODUCT_PRO_MONTHLY": "prod_m",
+        "CREEM_PRODUCT_PRO_YEARLY": "prod_y",
+        "MAIL_URL": "smtp://mail.internal:587",
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -191,10 +216,14 @@ def test_a_bucketeer_add_on_is_picked_up(storage_env):
     storage_env.setenv("BUCKETEER_AWS_SECRET_ACCESS_KEY", "bucketeer-secret")
     storage_env.setenv("BUCKETEER_AWS_REGION", "eu-west-1")
     settings = load_config("testing")
-    assert (settings["STORAGE_BACKEND"], settings["S3_BUCKET"], settings["S3_ACCESS_KEY_ID"],
-            settings["S3_SECRET_ACCESS_KEY"], settings["S3_REGION"],
-            settings["S3_KEY_PREFIX"]) == ("s3", "bucketeer-1234", "AKIABUCKETEER",
-                                           "bucketeer-secret", "eu-west-1", "generations")
+    assert (
+        settings["STORAGE_BACKEND"],
+        settings["S3_BUCKET"],
+        settings["S3_ACCESS_KEY_ID"],
+        settings["S3_SECRET_ACCESS_KEY"],
+        settings["S3_REGION"],
+        settings["S3_KEY_PREFIX"],
+    ) == ("s3", "bucketeer-1234", "AKIABUCKETEER", "bucketeer-secret", "eu-west-1", "generations")
 
 
 def test_own_s3_settings_win_over_the_add_on(storage_env):
@@ -204,14 +233,20 @@ def test_own_s3_settings_win_over_the_add_on(storage_env):
     storage_env.setenv("AWS_DEFAULT_REGION", "us-west-2")
     settings = load_config("testing")
     assert (settings["S3_BUCKET"], settings["S3_ACCESS_KEY_ID"], settings["S3_REGION"]) == (
-        "my-bucket", "AKIAMINE", "us-west-2")
+        "my-bucket",
+        "AKIAMINE",
+        "us-west-2",
+    )
 
 
-@pytest.mark.parametrize("variables,message", [
-    ({"STORAGE_BACKEND": "ftp"}, "STORAGE_BACKEND must be filesystem or s3"),
-    ({"STORAGE_BACKEND": "s3"}, "needs S3_BUCKET"),
-    ({"S3_BUCKET": "b", "S3_ADDRESSING_STYLE": "sideways"}, "S3_ADDRESSING_STYLE"),
-])
+@pytest.mark.parametrize(
+    "variables,message",
+    [
+        ({"STORAGE_BACKEND": "ftp"}, "STORAGE_BACKEND must be filesystem or s3"),
+        ({"STORAGE_BACKEND": "s3"}, "needs S3_BUCKET"),
+        ({"S3_BUCKET": "b", "S3_ADDRESSING_STYLE": "sideways"}, "S3_ADDRESSING_STYLE"),
+    ],
+)
 def test_bad_storage_settings_fail_at_start(storage_env, variables, message):
     for name, value in variables.items():
         storage_env.setenv(name, value)
@@ -231,4 +266,3 @@ def test_a_dyno_refuses_the_local_disk(storage_env):
 def test_one_machine_in_production_may_keep_the_local_disk(storage_env):
     production_env(storage_env)
     assert load_config("production")["STORAGE_BACKEND"] == "filesystem"
-

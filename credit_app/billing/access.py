@@ -1,9 +1,9 @@
 """Who is Pro, from a subscription's own facts: its status, its product, the end of its paid
-period (`current_period_end_date`) and a staff flag. Nothing here remembers earlier events,
-so the answer is the same whatever order the events came in.
+period (`current_period_end_date`) and the admins' flag (`staff_flag`). Nothing here
+remembers earlier events, so the answer is the same whatever order the events came in.
 
 - a subscription to a product that is not a configured Pro plan gives nothing;
-- a refund or dispute flag gives nothing until staff clear it;
+- a refund or dispute flag gives nothing until an admin clears it;
 - active and trialing give Pro, unbounded (Creem announces the next payment or its failure);
 - scheduled_cancel and canceled give Pro until the end of the paid period, however the
   cancellation came (a `subscription.canceled` mid-period keeps the rest of the period);
@@ -24,7 +24,6 @@ from credit_app.models import Subscription
 UNBOUNDED_STATUSES = frozenset({"active", "trialing"})
 PERIOD_BOUND_STATUSES = frozenset({"scheduled_cancel", "canceled"})
 GRACE_STATUSES = frozenset({"past_due"})
-NO_ACCESS_STATUSES = frozenset({"expired", "unpaid", "paused", "incomplete"})
 # Statuses whose access ends at a moment the period end decides (so they need one).
 BOUNDED_STATUSES = PERIOD_BOUND_STATUSES | GRACE_STATUSES
 

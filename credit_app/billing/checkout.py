@@ -19,7 +19,7 @@ from credit_app.billing.creem.events import verify_redirect
 from credit_app.billing.plans import get_plan
 from credit_app.billing.subscriptions import creem_client
 from credit_app.errors import AlreadySubscribed
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import User
 
 
@@ -36,11 +36,12 @@ def request_id_for(user_id: int) -> str:
 
 
 def request_belongs_to(request_id: str | None, user_id: int) -> bool:
-    return bool(request_id) and request_id.startswith(f"checkout-{user_id}-")
+    return request_id is not None and request_id.startswith(f"checkout-{user_id}-")
 
 
-def start_checkout(user: User, plan: str, return_to: str | None,
-                   client: CreemClient | None = None) -> CheckoutStart:
+def start_checkout(
+    user: User, plan: str, return_to: str | None, client: CreemClient | None = None
+) -> CheckoutStart:
     """Open a Creem checkout for `plan`; after paying, the user comes back to the feature
     `return_to` (a feature key; anything else brings them back to the subscription page).
 
@@ -52,8 +53,13 @@ def start_checkout(user: User, plan: str, return_to: str | None,
     return open_checkout(user, chosen.product_id, {"plan": chosen.key}, return_to, client)
 
 
-def open_checkout(user: User, product_id: str, metadata: dict[str, str],
-                  return_to: str | None, client: CreemClient | None = None) -> CheckoutStart:
+def open_checkout(
+    user: User,
+    product_id: str,
+    metadata: dict[str, str],
+    return_to: str | None,
+    client: CreemClient | None = None,
+) -> CheckoutStart:
     """Open a Creem checkout of `product_id` for `user`, tagged with `metadata` besides the
     user and the feature; after paying, the user comes back to the feature `return_to` (a
     feature key; anything else brings them back to the subscription page).
@@ -65,13 +71,15 @@ def open_checkout(user: User, product_id: str, metadata: dict[str, str],
     tags = {"user_id": str(user.id), **metadata, "feature": feature or ""}
     success_url = url_for("billing.checkout_return", feature=feature, _external=True)
     creem = client or creem_client()
-    checkout = creem.create_checkout(product_id, request_id, success_url,
-                                     customer_email=user.email, metadata=tags)
+    checkout = creem.create_checkout(
+        product_id, request_id, success_url, customer_email=user.email, metadata=tags
+    )
     return CheckoutStart(checkout.id, checkout.checkout_url, request_id)
 
 
-def is_own_return(params: Iterable[tuple[str, str]], api_key: str, user_id: int,
-                  started: Mapping[str, str]) -> bool:
+def is_own_return(
+    params: Iterable[tuple[str, str]], api_key: str, user_id: int, started: Mapping[str, str]
+) -> bool:
     """Whether the redirect's parameters are Creem's signed word that `user_id` paid.
 
     `started` maps the request ids this browser's checkouts used to their checkout ids.
@@ -81,7 +89,7 @@ def is_own_return(params: Iterable[tuple[str, str]], api_key: str, user_id: int,
         return False
     values = dict(pairs)
     request_id, checkout_id = values.get("request_id"), values.get("checkout_id")
-    if not request_belongs_to(request_id, user_id):
+    if request_id is None or not request_belongs_to(request_id, user_id):
         return False
     expected = started.get(request_id)
     return expected is None or expected == checkout_id

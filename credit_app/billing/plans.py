@@ -1,7 +1,7 @@
 """The plans a user can buy: Pro monthly and Pro yearly, each one configured Creem product.
 
 Only these products give Pro. A subscription to any other product of the same Creem store is
-stored (so staff can see it) and gives nothing.
+stored (so admins can see it) and gives nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Plan:
     def currency(self) -> str:
         """What the configured price writes before its number ("$", "€"), or ""."""
         match = _AMOUNT.search(self.price)
-        return self.price[:match.start()].strip() if match else ""
+        return self.price[: match.start()].strip() if match else ""
 
     def money(self, amount: Decimal) -> str:
         """`amount` in this plan's currency, without cents when it is whole."""
@@ -65,18 +65,31 @@ def yearly_saving(all_plans: list[Plan]) -> YearlySaving | None:
     saved = twelve_months - yearly.amount
     if saved <= 0:
         return None
-    return YearlySaving(yearly.money(saved), int(saved * 100 / twelve_months),
-                        yearly.money((yearly.amount / 12).quantize(Decimal("0.01"))))
+    return YearlySaving(
+        yearly.money(saved),
+        int(saved * 100 / twelve_months),
+        yearly.money((yearly.amount / 12).quantize(Decimal("0.01"))),
+    )
 
 
 def plans(config: Mapping[str, Any] | None = None) -> list[Plan]:
     """Pro monthly and Pro yearly, from configuration (Creem product ids, names, prices)."""
     config = config or current_app.config
     return [
-        Plan("pro_monthly", config["CREEM_PRODUCT_PRO_MONTHLY"], config["PRO_MONTHLY_NAME"],
-             config["PRO_MONTHLY_PRICE"], "month"),
-        Plan("pro_yearly", config["CREEM_PRODUCT_PRO_YEARLY"], config["PRO_YEARLY_NAME"],
-             config["PRO_YEARLY_PRICE"], "year"),
+        Plan(
+            "pro_monthly",
+            config["CREEM_PRODUCT_PRO_MONTHLY"],
+            config["PRO_MONTHLY_NAME"],
+            config["PRO_MONTHLY_PRICE"],
+            "month",
+        ),
+        Plan(
+            "pro_yearly",
+            config["CREEM_PRODUCT_PRO_YEARLY"],
+            config["PRO_YEARLY_NAME"],
+            config["PRO_YEARLY_PRICE"],
+            "year",
+        ),
     ]
 
 
@@ -85,8 +98,9 @@ def get_plan(key: str) -> Plan:
     for plan in plans():
         if plan.key == key:
             return plan
-    raise UnknownPlan(f"Unknown plan {key!r}; expected one of: "
-                      f"{', '.join(plan.key for plan in plans())}.")
+    raise UnknownPlan(
+        f"Unknown plan {key!r}; expected one of: {', '.join(plan.key for plan in plans())}."
+    )
 
 
 def plan_for_product(product_id: str | None) -> Plan | None:
@@ -126,8 +140,9 @@ def get_pack(key: str) -> Pack:
     for pack in packs():
         if pack.key == key:
             return pack
-    raise UnknownPack(f"Unknown credit pack {key!r}; expected one of: "
-                      f"{', '.join(pack.key for pack in packs())}.")
+    raise UnknownPack(
+        f"Unknown credit pack {key!r}; expected one of: {', '.join(pack.key for pack in packs())}."
+    )
 
 
 def pack_for_product(product_id: str | None) -> Pack | None:

@@ -32,18 +32,17 @@ from credit_app.billing import access
 from credit_app.billing.creem.client import CreemClient
 from credit_app.billing.creem.events import SubscriptionSnapshot
 from credit_app.billing.plans import is_pro_product, plan_for_product
-from credit_app.clock import utcnow
 from credit_app.errors import CreemError, DomainError, WebhookEventUnresolved
-from credit_app.extensions import db
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription, User
+from credit_app.models.base import read_current
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 
 SOURCE = "reconciliation"
 # Period ends closer than this count as equal (Creem's dates carry milliseconds).
 PERIOD_TOLERANCE = timedelta(seconds=1)
-# The subscription fields compared, in the order findings report them.
-COMPARED_KINDS: tuple[str, ...] = ("status", "product", "period_end")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -59,18 +58,26 @@ def our_side(row: Subscription | None) -> dict[str, Any] | None:
     """Our row as a finding shows it."""
     if row is None:
         return None
-    return {"status": row.status, "product_id": row.product_id,
-            "plan": _plan_name(row.product_id), "period_end": _iso(row.current_period_end),
-            "staff_flag": row.staff_flag}
+    return {
+        "status": row.status,
+        "product_id": row.product_id,
+        "plan": _plan_name(row.product_id),
+        "period_end": _iso(row.current_period_end),
+        "staff_flag": row.staff_flag,
+    }
 
 
 def their_side(snapshot: SubscriptionSnapshot | None) -> dict[str, Any] | None:
     """Creem's answer as a finding shows it."""
     if snapshot is None:
         return None
-    return {"status": snapshot.status, "product_id": snapshot.product_id,
-            "plan": _plan_name(snapshot.product_id), "period_end": _iso(snapshot.period_end),
-            "customer_id": snapshot.customer_id}
+    return {
+        "status": snapshot.status,
+        "product_id": snapshot.product_id,
+        "plan": _plan_name(snapshot.product_id),
+        "period_end": _iso(snapshot.period_end),
+        "customer_id": snapshot.customer_id,
+    }
 
 
 def differences(row: Subscription | None, snapshot: SubscriptionSnapshot) -> list[str]:
@@ -84,8 +91,9 @@ def differences(row: Subscription | None, snapshot: SubscriptionSnapshot) -> lis
     if snapshot.product_id and snapshot.product_id != row.product_id:
         found.append("product")
     if snapshot.period_end is not None and (
-            row.current_period_end is None
-            or abs(snapshot.period_end - row.current_period_end) >= PERIOD_TOLERANCE):
+        row.current_period_end is None
+        or abs(snapshot.period_end - row.current_period_end) >= PERIOD_TOLERANCE
+    ):
         found.append("period_end")
     return found
 
@@ -100,10 +108,11 @@ def start_run(now: datetime | None = None) -> ReconciliationRun:
     return run
 
 
-def finish_run(run_id: int, error: str | None = None, now: datetime | None = None
-               ) -> ReconciliationRun:
+def finish_run(
+    run_id: int, error: str | None = None, now: datetime | None = None
+) -> ReconciliationRun:
     """Close the run: finished, or failed with `error`."""
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     run.status = "failed" if error else "finished"
     run.error = error
     run.finished_at = now or utcnow()
@@ -116,26 +125,40 @@ def running_run(stale_after: timedelta, now: datetime | None = None) -> Reconcil
     now = now or utcnow()
     return db.session.execute(
         select(ReconciliationRun)
-        .where(ReconciliationRun.status == "running",
-               ReconciliationRun.started_at > now - stale_after)
-        .order_by(ReconciliationRun.id.desc()).limit(1)
+        .where(
+            ReconciliationRun.status == "running", ReconciliationRun.started_at > now - stale_after
+        )
+        .order_by(ReconciliationRun.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
-def _record(run_id: int, kind: str, resolution: str, detail: str, *,
-            row: Subscription | None = None, snapshot: SubscriptionSnapshot | None = None,
-            before: dict[str, Any] | None = None, user_id: int | None = None,
-            customer_id: str | None = None, subscription_id: str | None = None
-            ) -> ReconciliationFinding:
+def _record(
+    run_id: int,
+    kind: str,
+    resolution: str,
+    detail: str,
+    *,
+    row: Subscription | None = None,
+    snapshot: SubscriptionSnapshot | None = None,
+    before: dict[str, Any] | None = None,
+    user_id: int | None = None,
+    customer_id: str | None = None,
+    subscription_id: str | None = None,
+) -> ReconciliationFinding:
     finding = ReconciliationFinding(
-        run_id=run_id, kind=kind, resolution=resolution, detail=detail,
+        run_id=run_id,
+        kind=kind,
+        resolution=resolution,
+        detail=detail,
         user_id=user_id if user_id is not None else (row.user_id if row else None),
-        creem_subscription_id=subscription_id or (
-            snapshot.subscription_id if snapshot else row.creem_subscription_id if row
-            else None),
-        creem_customer_id=customer_id or (snapshot.customer_id if snapshot else None) or (
-            row.creem_customer_id if row else None),
-        ours=before if before is not None else our_side(row), theirs=their_side(snapshot),
+        creem_subscription_id=subscription_id
+        or (snapshot.subscription_id if snapshot else row.creem_subscription_id if row else None),
+        creem_customer_id=customer_id
+        or (snapshot.customer_id if snapshot else None)
+        or (row.creem_customer_id if row else None),
+        ours=before if before is not None else our_side(row),
+        theirs=their_side(snapshot),
     )
     db.session.add(finding)
     return finding
@@ -146,34 +169,48 @@ def _record(run_id: int, kind: str, resolution: str, detail: str, *,
 
 def known_customers(after: str | None = None, limit: int = 100) -> list[str]:
     """The Creem customers of our subscription rows, in id order, `limit` after `after`."""
-    query = (select(Subscription.creem_customer_id)
-             .where(Subscription.creem_customer_id.is_not(None))
-             .group_by(Subscription.creem_customer_id)
-             .order_by(Subscription.creem_customer_id).limit(limit))
+    query = (
+        select(Subscription.creem_customer_id)
+        .where(Subscription.creem_customer_id.is_not(None))
+        .group_by(Subscription.creem_customer_id)
+        .order_by(Subscription.creem_customer_id)
+        .limit(limit)
+    )
     if after is not None:
         query = query.where(Subscription.creem_customer_id > after)
-    return list(db.session.execute(query).scalars())
+    return [
+        customer_id
+        for customer_id in db.session.execute(query).scalars()
+        if customer_id is not None
+    ]
 
 
 def _rows_of_customer(customer_id: str) -> list[Subscription]:
-    return list(db.session.execute(
-        select(Subscription).where(Subscription.creem_customer_id == customer_id)
-        .order_by(Subscription.id).execution_options(populate_existing=True)
-    ).scalars())
+    return list(
+        read_current(
+            select(Subscription)
+            .where(Subscription.creem_customer_id == customer_id)
+            .order_by(Subscription.id)
+        )
+    )
 
 
 def _row(creem_subscription_id: str) -> Subscription | None:
-    return db.session.execute(
+    return read_current(
         select(Subscription).where(Subscription.creem_subscription_id == creem_subscription_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    ).one_or_none()
 
 
 # -- one subscription ------------------------------------------------------------------------
 
 
-def reconcile_subscription(run_id: int, snapshot: SubscriptionSnapshot, read_at: datetime,
-                           client: CreemClient, now: datetime | None = None) -> list[str]:
+def reconcile_subscription(
+    run_id: int,
+    snapshot: SubscriptionSnapshot,
+    read_at: datetime,
+    client: CreemClient,
+    now: datetime | None = None,
+) -> list[str]:
     """Compare one subscription as Creem has it with our row and repair what differs through
     the webhook path. Returns the kinds of difference found (empty when none).
 
@@ -188,41 +225,78 @@ def reconcile_subscription(run_id: int, snapshot: SubscriptionSnapshot, read_at:
         return []
     before = our_side(row)
     try:
-        outcome = subscriptions.apply_snapshot(snapshot, read_at, SOURCE, client=client,
-                                               now=now)
+        outcome = subscriptions.apply_snapshot(snapshot, read_at, SOURCE, client=client, now=now)
     except WebhookEventUnresolved as exc:
         for kind in found:
-            _record(run_id, kind, "needs_attention", exc.message, row=row, snapshot=snapshot,
-                    before=before)
+            _record(
+                run_id,
+                kind,
+                "needs_attention",
+                exc.message,
+                row=row,
+                snapshot=snapshot,
+                before=before,
+            )
         return found
     except CreemError as exc:
         for kind in found:
-            _record(run_id, kind, "needs_attention",
-                    f"Creem could not be read again to settle it: {exc.message}",
-                    row=row, snapshot=snapshot, before=before)
+            _record(
+                run_id,
+                kind,
+                "needs_attention",
+                f"Creem could not be read again to settle it: {exc.message}",
+                row=row,
+                snapshot=snapshot,
+                before=before,
+            )
         return found
     after = _row(snapshot.subscription_id)
     remaining = set(differences(after, snapshot))
     for kind in found:
         if kind in remaining or (kind == "missing_here" and after is None):
-            why = ("a newer event of ours was kept" if outcome == "stale"
-                   else "applying Creem's answer did not make them agree")
-            _record(run_id, kind, "needs_attention", f"Still differs: {why}.", row=after,
-                    snapshot=snapshot, before=before)
+            why = (
+                "a newer event of ours was kept"
+                if outcome == "stale"
+                else "applying Creem's answer did not make them agree"
+            )
+            _record(
+                run_id,
+                kind,
+                "needs_attention",
+                f"Still differs: {why}.",
+                row=after,
+                snapshot=snapshot,
+                before=before,
+            )
         else:
-            _record(run_id, kind, "fixed", f"Applied Creem's answer ({outcome}).", row=after,
-                    snapshot=snapshot, before=before)
+            _record(
+                run_id,
+                kind,
+                "fixed",
+                f"Applied Creem's answer ({outcome}).",
+                row=after,
+                snapshot=snapshot,
+                before=before,
+            )
     if unknown:
-        _record(run_id, "unknown_product", "needs_attention",
-                f"Product {snapshot.product_id} is no configured plan: stored, gives no Pro. "
-                "Check what was sold.", row=after, snapshot=snapshot, before=before)
+        _record(
+            run_id,
+            "unknown_product",
+            "needs_attention",
+            f"Product {snapshot.product_id} is no configured plan: stored, gives no Pro. "
+            "Check what was sold.",
+            row=after,
+            snapshot=snapshot,
+            before=before,
+        )
         found.append("unknown_product")
     db.session.flush()
     return found
 
 
-def _check_missing_at_creem(run_id: int, row: Subscription, read_at: datetime,
-                            client: CreemClient, now: datetime | None) -> list[str]:
+def _check_missing_at_creem(
+    run_id: int, row: Subscription, read_at: datetime, client: CreemClient, now: datetime | None
+) -> list[str]:
     """A row Creem's customer list did not name: ask for it by id. Creem not knowing it is
     reported for a person; an answer is reconciled like any other."""
     try:
@@ -230,12 +304,22 @@ def _check_missing_at_creem(run_id: int, row: Subscription, read_at: datetime,
     except CreemError as exc:
         if exc.creem_status == 404:
             gives_pro = access.entitled(row, now or utcnow())
-            _record(run_id, "missing_at_creem", "needs_attention",
-                    "Creem does not know this subscription"
-                    + (" and it still gives Pro here." if gives_pro else "."), row=row)
+            _record(
+                run_id,
+                "missing_at_creem",
+                "needs_attention",
+                "Creem does not know this subscription"
+                + (" and it still gives Pro here." if gives_pro else "."),
+                row=row,
+            )
             return ["missing_at_creem"]
-        _record(run_id, "unreadable", "needs_attention",
-                f"Creem could not be read for this subscription: {exc.message}", row=row)
+        _record(
+            run_id,
+            "unreadable",
+            "needs_attention",
+            f"Creem could not be read for this subscription: {exc.message}",
+            row=row,
+        )
         return ["unreadable"]
     return reconcile_subscription(run_id, snapshot, read_at, client, now)
 
@@ -243,21 +327,27 @@ def _check_missing_at_creem(run_id: int, row: Subscription, read_at: datetime,
 # -- one customer ----------------------------------------------------------------------------
 
 
-def reconcile_customer(run_id: int, customer_id: str, client: CreemClient,
-                       now: datetime | None = None) -> list[str]:
+def reconcile_customer(
+    run_id: int, customer_id: str, client: CreemClient, now: datetime | None = None
+) -> list[str]:
     """Reconcile every subscription of one customer, ours and Creem's. Returns the kinds of
     difference found. Raises UserNotFound, a database error."""
     read_at = now or utcnow()
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     run.customers_checked += 1
     ours = _rows_of_customer(customer_id)
     try:
         remote = list(client.list_customer_subscriptions(customer_id))
     except CreemError as exc:
         if exc.creem_status != 404:
-            _record(run_id, "unreadable", "needs_attention",
-                    f"Creem could not list this customer's subscriptions: {exc.message}",
-                    customer_id=customer_id, user_id=ours[0].user_id if ours else None)
+            _record(
+                run_id,
+                "unreadable",
+                "needs_attention",
+                f"Creem could not list this customer's subscriptions: {exc.message}",
+                customer_id=customer_id,
+                user_id=ours[0].user_id if ours else None,
+            )
             db.session.flush()
             return ["unreadable"]
         remote = []
@@ -275,18 +365,22 @@ def reconcile_customer(run_id: int, customer_id: str, client: CreemClient,
 
 
 def rows_without_customer(after_id: int = 0, limit: int = 100) -> list[Subscription]:
-    return list(db.session.execute(
-        select(Subscription).where(Subscription.creem_customer_id.is_(None),
-                                   Subscription.id > after_id)
-        .order_by(Subscription.id).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Subscription)
+            .where(Subscription.creem_customer_id.is_(None), Subscription.id > after_id)
+            .order_by(Subscription.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
-def reconcile_rows(run_id: int, rows: Iterable[Subscription], client: CreemClient,
-                   now: datetime | None = None) -> list[str]:
+def reconcile_rows(
+    run_id: int, rows: Iterable[Subscription], client: CreemClient, now: datetime | None = None
+) -> list[str]:
     """Reconcile rows one by one by their id at Creem (those no customer list covers)."""
     read_at = now or utcnow()
-    run = db.session.get(ReconciliationRun, run_id)
+    run = db.session.get_one(ReconciliationRun, run_id)
     found: list[str] = []
     for row in rows:
         run.subscriptions_checked += 1
@@ -301,35 +395,52 @@ def reconcile_rows(run_id: int, rows: Iterable[Subscription], client: CreemClien
 def users_to_check(after_id: int = 0, limit: int = 200) -> list[int]:
     """Users with a subscription row or on the Pro plan, in id order."""
     has_row = select(Subscription.id).where(Subscription.user_id == User.id).exists()
-    return list(db.session.execute(
-        select(User.id).where(User.id > after_id, or_(has_row, User.subscription_status == "pro"))
-        .order_by(User.id).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(User.id)
+            .where(User.id > after_id, or_(has_row, User.subscription_status == "pro"))
+            .order_by(User.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
-def reconcile_plans(run_id: int, user_ids: Iterable[int], now: datetime | None = None
-                    ) -> list[int]:
+def reconcile_plans(run_id: int, user_ids: Iterable[int], now: datetime | None = None) -> list[int]:
     """Make each user's plan what their subscriptions give (through `sync_user_plan`, with
-    its ledger row); returns the users whose plan changed."""
+    its ledger row); returns the users whose plan changed. An id with no user is skipped."""
     from credit_app.billing import subscriptions
 
     now = now or utcnow()
     changed = []
     for user_id in user_ids:
         user = db.session.get(User, user_id)
+        if user is None:
+            continue
         before = user.subscription_status
         try:
-            entry = subscriptions.sync_user_plan(user_id, now, "reconciled with Creem",
-                                                 {"source": SOURCE})
+            entry = subscriptions.sync_user_plan(
+                user_id, now, "reconciled with Creem", {"source": SOURCE}
+            )
         except DomainError as exc:
-            _record(run_id, "plan", "needs_attention", exc.message, user_id=user_id,
-                    before={"plan": before})
+            _record(
+                run_id,
+                "plan",
+                "needs_attention",
+                exc.message,
+                user_id=user_id,
+                before={"plan": before},
+            )
             continue
         if entry is not None:
             db.session.refresh(user)
-            _record(run_id, "plan", "fixed",
-                    f"The plan was {before}; the subscriptions give {user.subscription_status}.",
-                    user_id=user_id, before={"plan": before})
+            _record(
+                run_id,
+                "plan",
+                "fixed",
+                f"The plan was {before}; the subscriptions give {user.subscription_status}.",
+                user_id=user_id,
+                before={"plan": before},
+            )
             changed.append(user_id)
     db.session.flush()
     return changed
@@ -339,31 +450,41 @@ def reconcile_plans(run_id: int, user_ids: Iterable[int], now: datetime | None =
 
 
 def latest_runs(limit: int = 20) -> list[ReconciliationRun]:
-    return list(db.session.execute(
-        select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(limit)
+        ).scalars()
+    )
 
 
 def findings_of(run_id: int, limit: int = 500) -> list[ReconciliationFinding]:
     """The run's findings, those needing a person first."""
-    return list(db.session.execute(
-        select(ReconciliationFinding).where(ReconciliationFinding.run_id == run_id)
-        .order_by((ReconciliationFinding.resolution == "fixed"), ReconciliationFinding.id)
-        .limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(ReconciliationFinding)
+            .where(ReconciliationFinding.run_id == run_id)
+            .order_by((ReconciliationFinding.resolution == "fixed"), ReconciliationFinding.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def finding_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
     """Per run: how many findings were fixed and how many need a person."""
     ids = list(run_ids)
-    counts: dict[int, dict[str, int]] = {run_id: {"fixed": 0, "needs_attention": 0}
-                                         for run_id in ids}
+    counts: dict[int, dict[str, int]] = {
+        run_id: {"fixed": 0, "needs_attention": 0} for run_id in ids
+    }
     if not ids:
         return counts
     for run_id, resolution, count in db.session.execute(
-            select(ReconciliationFinding.run_id, ReconciliationFinding.resolution,
-                   func.count(ReconciliationFinding.id))
-            .where(ReconciliationFinding.run_id.in_(ids))
-            .group_by(ReconciliationFinding.run_id, ReconciliationFinding.resolution)):
+        select(
+            ReconciliationFinding.run_id,
+            ReconciliationFinding.resolution,
+            func.count(ReconciliationFinding.id),
+        )
+        .where(ReconciliationFinding.run_id.in_(ids))
+        .group_by(ReconciliationFinding.run_id, ReconciliationFinding.resolution)
+    ):
         counts[run_id][resolution] = count
     return counts

@@ -1,5 +1,5 @@
 """Subscriptions: applying Creem's facts to the rows, the user's plan, cancel / resume / plan
-switch, the billing portal, staff flags and the period-end sweep.
+switch, the billing portal, admin flags and the period-end sweep.
 
 The reconciliation is modelled on documenso's `syncStripeCustomerSubscription`: every change
 goes through `apply_snapshot`, which takes one snapshot of the subscription (an event's, or
@@ -47,7 +47,6 @@ from credit_app.billing.plans import (
     plan_for_product,
     plans,
 )
-from credit_app.clock import utcnow
 from credit_app.errors import (
     CreemError,
     NoSubscription,
@@ -56,8 +55,10 @@ from credit_app.errors import (
     ValidationFailed,
     WebhookEventUnresolved,
 )
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Subscription, User
+from credit_app.models.base import lock_one, read_current
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 from credit_app.services import credits, notifications
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,7 @@ def creem_client() -> CreemClient:
     """The app's client for the configured Creem API (or the local stand-in), shared by the
     process's threads and made again if the settings change."""
     config = current_app.config
-    settings = (config["CREEM_API_URL"], config["CREEM_API_KEY"],
-                config["CREEM_TIMEOUT_SECONDS"])
+    settings = (config["CREEM_API_URL"], config["CREEM_API_KEY"], config["CREEM_TIMEOUT_SECONDS"])
     cached = current_app.extensions.get("creem_client")
     if cached is None or cached[0] != settings:
         cached = (settings, CreemClient.from_config(config))
@@ -125,16 +125,18 @@ def creem_client() -> CreemClient:
 
 
 def user_subscriptions(user_id: int) -> list[Subscription]:
-    return list(db.session.execute(
-        select(Subscription)
-        .where(Subscription.user_id == user_id)
-        .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
-        .execution_options(populate_existing=True)
-    ).scalars())
+    return list(
+        read_current(
+            select(Subscription)
+            .where(Subscription.user_id == user_id)
+            .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+        )
+    )
 
 
-def sync_user_plan(user_id: int, now: datetime, why: str,
-                   details: dict[str, Any] | None = None) -> CreditTransaction | None:
+def sync_user_plan(
+    user_id: int, now: datetime, why: str, details: dict[str, Any] | None = None
+) -> CreditTransaction | None:
     """Make the user Pro exactly while one of their subscriptions gives access.
 
     Locks the user's row before reading the subscriptions, so concurrent events and sweeps
@@ -154,16 +156,21 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
     user = db.session.get(User, user_id)
     if user is None:
         raise UserNotFound()
-    mine = [subscription for subscription in user_subscriptions(user_id)
-            if is_pro_product(subscription.product_id)]
+    mine = [
+        subscription
+        for subscription in user_subscriptions(user_id)
+        if is_pro_product(subscription.product_id)
+    ]
     # The user's plan is what the sweep and the events settled; a subscription shows as
     # giving access only while it does.
-    giving = [subscription for subscription in mine
-              if user.is_pro and access.entitled(subscription, now)]
-    current = (giving or mine or [None])[0]
+    giving = [
+        subscription for subscription in mine if user.is_pro and access.entitled(subscription, now)
+    ]
+    current = next(iter(giving or mine), None)
     if current is None:
-        return SubscriptionStatus(user.subscription_status, None, None, False, None, None,
-                                  False, False, False, None)
+        return SubscriptionStatus(
+            user.subscription_status, None, None, False, None, None, False, False, False, None
+        )
     flagged = bool(current.staff_flag)
     plan = plan_for_product(current.product_id)
     running = current.status in access.UNBOUNDED_STATUSES and not flagged
@@ -173,11 +180,15 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
         plan_info=plan,
         entitled=bool(giving),
         renews_at=current.current_period_end if running else None,
-        ends_at=(access.access_of(current).until
-                 if current.status in access.BOUNDED_STATUSES else None),
+        ends_at=(
+            access.access_of(current).until if current.status in access.BOUNDED_STATUSES else None
+        ),
         can_cancel=not flagged and current.status in access.UNBOUNDED_STATUSES | {"past_due"},
-        can_resume=not flagged and (current.status == "paused" or (
-            current.status == "scheduled_cancel" and current in giving)),
+        can_resume=not flagged
+        and (
+            current.status == "paused"
+            or (current.status == "scheduled_cancel" and current in giving)
+        ),
         can_manage_billing=current.creem_customer_id is not None,
         switch_to=other_plan(plan) if running and plan is not None else None,
     )
@@ -187,12 +198,16 @@ def get_subscription_status(user_id: int, now: datetime | None = None) -> Subscr
 
 
 def lock_subscription_row(creem_subscription_id: str) -> Subscription | None:
-    return db.session.execute(
-        select(Subscription)
-        .where(Subscription.creem_subscription_id == creem_subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    return lock_one(Subscription, Subscription.creem_subscription_id == creem_subscription_id)
+
+
+def _lock_recorded_row(creem_subscription_id: str) -> Subscription:
+    """`lock_subscription_row` for a subscription this transaction has recorded (created or
+    applied). Raises NoSubscription."""
+    row = lock_subscription_row(creem_subscription_id)
+    if row is None:
+        raise NoSubscription(f"No subscription {creem_subscription_id!r}.")
+    return row
 
 
 def _known_user(snapshot: SubscriptionSnapshot) -> int | None:
@@ -208,7 +223,8 @@ def _known_user(snapshot: SubscriptionSnapshot) -> int | None:
         return db.session.execute(
             select(Subscription.user_id)
             .where(Subscription.creem_customer_id == snapshot.customer_id)
-            .order_by(Subscription.id).limit(1)
+            .order_by(Subscription.id)
+            .limit(1)
         ).scalar_one_or_none()
     return None
 
@@ -216,16 +232,21 @@ def _known_user(snapshot: SubscriptionSnapshot) -> int | None:
 def _create_row(snapshot: SubscriptionSnapshot, user_id: int) -> Subscription:
     db.session.execute(
         insert(Subscription)
-        .values(user_id=user_id, creem_subscription_id=snapshot.subscription_id,
-                creem_customer_id=snapshot.customer_id, product_id=snapshot.product_id or "",
-                status=snapshot.status or "incomplete")
+        .values(
+            user_id=user_id,
+            creem_subscription_id=snapshot.subscription_id,
+            creem_customer_id=snapshot.customer_id,
+            product_id=snapshot.product_id or "",
+            status=snapshot.status or "incomplete",
+        )
         .on_conflict_do_nothing(index_elements=["creem_subscription_id"])
     )
-    return lock_subscription_row(snapshot.subscription_id)
+    return _lock_recorded_row(snapshot.subscription_id)
 
 
-def _ambiguity(snapshot: SubscriptionSnapshot, announced: str | None, row: Subscription,
-               at: datetime) -> str | None:
+def _ambiguity(
+    snapshot: SubscriptionSnapshot, announced: str | None, row: Subscription, at: datetime
+) -> str | None:
     """Why the snapshot cannot be applied as it is (see the module doc), or None."""
     if announced is not None and snapshot.status is not None and snapshot.status != announced:
         return f"the event says {announced} but the subscription says {snapshot.status}"
@@ -237,8 +258,7 @@ def _ambiguity(snapshot: SubscriptionSnapshot, announced: str | None, row: Subsc
     return None
 
 
-def _reread(snapshot: SubscriptionSnapshot, client: CreemClient | None
-            ) -> SubscriptionSnapshot:
+def _reread(snapshot: SubscriptionSnapshot, client: CreemClient | None) -> SubscriptionSnapshot:
     """The subscription as Creem's API has it now.
 
     Raises WebhookEventUnresolved (Creem does not know it), CreemError (the job is retried).
@@ -247,17 +267,25 @@ def _reread(snapshot: SubscriptionSnapshot, client: CreemClient | None
         remote = (client or creem_client()).get_subscription(snapshot.subscription_id)
     except CreemError as exc:
         if exc.creem_status == 404:
-            raise WebhookEventUnresolved(f"Creem does not know subscription "
-                                         f"{snapshot.subscription_id!r}.") from exc
+            raise WebhookEventUnresolved(
+                f"Creem does not know subscription {snapshot.subscription_id!r}."
+            ) from exc
         raise
     if remote.metadata_user_id is None and snapshot.metadata_user_id is not None:
         remote = replace(remote, metadata_user_id=snapshot.metadata_user_id)
     return remote
 
 
-def apply_snapshot(snapshot: SubscriptionSnapshot, at: datetime, source: str, *,
-                   announced: str | None = None, event_id: str | None = None,
-                   now: datetime | None = None, client: CreemClient | None = None) -> str:
+def apply_snapshot(
+    snapshot: SubscriptionSnapshot,
+    at: datetime,
+    source: str,
+    *,
+    announced: str | None = None,
+    event_id: str | None = None,
+    now: datetime | None = None,
+    client: CreemClient | None = None,
+) -> str:
     """Apply one snapshot of a subscription taken at `at`, then sync its user's plan.
 
     `announced` is the status the event type announces. Returns "applied", "applied_from_api"
@@ -272,15 +300,20 @@ def apply_snapshot(snapshot: SubscriptionSnapshot, at: datetime, source: str, *,
     if row is None:
         user_id = _known_user(snapshot)
         if user_id is None or not snapshot.product_id:
-            log.info("re-reading Creem subscription %s: a new subscription without a known "
-                     "user or product", snapshot.subscription_id)
+            log.info(
+                "re-reading Creem subscription %s: a new subscription without a known "
+                "user or product",
+                snapshot.subscription_id,
+            )
             snapshot, outcome = _reread(snapshot, client), "applied_from_api"
             at = max(at, snapshot.updated_at or at)
             user_id = _known_user(snapshot)
         if user_id is None:
-            raise WebhookEventUnresolved("No user is known for this subscription (no user_id "
-                                         "in its metadata, at Creem either, and an unknown "
-                                         "customer).")
+            raise WebhookEventUnresolved(
+                "No user is known for this subscription (no user_id "
+                "in its metadata, at Creem either, and an unknown "
+                "customer)."
+            )
         row = _create_row(snapshot, user_id)
     if row.last_event_at is not None and at < row.last_event_at:
         return "stale"
@@ -300,9 +333,13 @@ def apply_snapshot(snapshot: SubscriptionSnapshot, at: datetime, source: str, *,
     _set_access_end(row, now)
     db.session.flush()
     if not is_pro_product(row.product_id):
-        log.warning("Creem subscription %s (user %s) is for product %s, not a Pro plan: "
-                    "stored, gives no Pro", row.creem_subscription_id, row.user_id,
-                    row.product_id)
+        log.warning(
+            "Creem subscription %s (user %s) is for product %s, not a Pro plan: "
+            "stored, gives no Pro",
+            row.creem_subscription_id,
+            row.user_id,
+            row.product_id,
+        )
         outcome = "foreign_product"
     why = "subscription resumed" if source == "api.resume" else _WHY[status]
     sync_user_plan(row.user_id, now, why, _details(row, source, event_id))
@@ -318,18 +355,28 @@ def _set_access_end(row: Subscription, now: datetime) -> None:
 
 
 def _details(subscription: Subscription, source: str, event_id: str | None) -> dict[str, Any]:
-    details = {"subscription_id": subscription.creem_subscription_id,
-               "product_id": subscription.product_id, "creem_status": subscription.status,
-               "source": source}
+    details = {
+        "subscription_id": subscription.creem_subscription_id,
+        "product_id": subscription.product_id,
+        "creem_status": subscription.status,
+        "source": source,
+    }
     if event_id:
         details["event_id"] = event_id
     return details
 
 
-def apply_flag(flag: str, snapshot: SubscriptionSnapshot | None, at: datetime, *,
-               event_id: str, full: bool = True, now: datetime | None = None,
-               client: CreemClient | None = None) -> str:
-    """A full refund or a dispute: no more Pro from that subscription; staff should look.
+def apply_flag(
+    flag: str,
+    snapshot: SubscriptionSnapshot | None,
+    at: datetime,
+    *,
+    event_id: str,
+    full: bool = True,
+    now: datetime | None = None,
+    client: CreemClient | None = None,
+) -> str:
+    """A full refund or a dispute: no more Pro from that subscription; an admin should look.
 
     The newest flag wins (a refund then a dispute, in either order, leaves "dispute"); a
     partial refund changes nothing. Returns "flagged", "partial_refund" or "stale_flag".
@@ -360,8 +407,12 @@ def apply_flag(flag: str, snapshot: SubscriptionSnapshot | None, at: datetime, *
     if row.flagged_at is not None and at < row.flagged_at:
         return "stale_flag"
     row.staff_flag, row.flagged_at = flag, at
-    log.warning("Creem %s on subscription %s (user %s): Pro removed, flagged for staff",
-                flag, row.creem_subscription_id, row.user_id)
+    log.warning(
+        "Creem %s on subscription %s (user %s): Pro removed, flagged for the admins",
+        flag,
+        row.creem_subscription_id,
+        row.user_id,
+    )
     _set_access_end(row, now)
     db.session.flush()
     sync_user_plan(row.user_id, now, _WHY[flag], _details(row, f"creem {flag}", event_id))
@@ -371,26 +422,40 @@ def apply_flag(flag: str, snapshot: SubscriptionSnapshot | None, at: datetime, *
 # -- actions the user takes ------------------------------------------------------------------
 
 
-def _apply_remote(remote: SubscriptionSnapshot, action: str, now: datetime | None
-                  ) -> Subscription:
+def _apply_remote(remote: SubscriptionSnapshot, action: str, now: datetime | None) -> Subscription:
     """Record the subscription as Creem answered an action, like an event would."""
     now = now or utcnow()
     apply_snapshot(remote, remote.updated_at or now, f"api.{action}", now=now)
-    return lock_subscription_row(remote.subscription_id)
+    return _lock_recorded_row(remote.subscription_id)
 
 
-def _refusal_as_not_allowed(call: Callable[[], SubscriptionSnapshot]) -> SubscriptionSnapshot:
+def _ask_creem(
+    action: str,
+    call: Callable[[CreemClient], SubscriptionSnapshot],
+    client: CreemClient | None,
+    now: datetime | None,
+) -> Subscription:
+    """Make `call` to Creem (`client`, else the app's) and record the subscription as Creem
+    answered. Raises SubscriptionActionNotAllowed when Creem refuses, CreemError.
+    """
+    creem = client or creem_client()
     try:
-        return call()
+        remote = call(creem)
     except CreemError as exc:
         if exc.creem_status in (400, 404, 409, 422):
             raise SubscriptionActionNotAllowed(
-                "The payment provider did not allow that for your subscription.") from exc
+                "The payment provider did not allow that for your subscription."
+            ) from exc
         raise
+    return _apply_remote(remote, action, now)
 
 
-def cancel_subscription(user_id: int, mode: str = "scheduled", now: datetime | None = None,
-                        client: CreemClient | None = None) -> Subscription:
+def cancel_subscription(
+    user_id: int,
+    mode: str = "scheduled",
+    now: datetime | None = None,
+    client: CreemClient | None = None,
+) -> Subscription:
     """Cancel the user's subscription at Creem and record Creem's answer; Pro stays until the
     paid period ends.
 
@@ -400,37 +465,48 @@ def cancel_subscription(user_id: int, mode: str = "scheduled", now: datetime | N
     if mode not in CANCEL_MODES:
         raise ValidationFailed(f"mode must be one of: {', '.join(CANCEL_MODES)}.")
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if not status.can_cancel:
-        raise SubscriptionActionNotAllowed("Your subscription is not active, so there is "
-                                           "nothing to cancel.")
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(
-        lambda: creem.cancel_subscription(status.subscription.creem_subscription_id, mode))
-    return _apply_remote(remote, "cancel", now)
+        raise SubscriptionActionNotAllowed(
+            "Your subscription is not active, so there is nothing to cancel."
+        )
+    return _ask_creem(
+        "cancel",
+        lambda creem: creem.cancel_subscription(subscription.creem_subscription_id, mode),
+        client,
+        now,
+    )
 
 
-def resume_subscription(user_id: int, now: datetime | None = None,
-                        client: CreemClient | None = None) -> Subscription:
+def resume_subscription(
+    user_id: int, now: datetime | None = None, client: CreemClient | None = None
+) -> Subscription:
     """Resume a subscription that is scheduled to cancel or paused, where Creem allows it.
 
     Raises NoSubscription, SubscriptionActionNotAllowed, CreemError.
     """
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if not status.can_resume:
-        raise SubscriptionActionNotAllowed("Only a subscription that is canceled for the end "
-                                           "of its period, or paused, can be resumed.")
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(
-        lambda: creem.resume_subscription(status.subscription.creem_subscription_id))
-    return _apply_remote(remote, "resume", now)
+        raise SubscriptionActionNotAllowed(
+            "Only a subscription that is canceled for the end "
+            "of its period, or paused, can be resumed."
+        )
+    return _ask_creem(
+        "resume",
+        lambda creem: creem.resume_subscription(subscription.creem_subscription_id),
+        client,
+        now,
+    )
 
 
-def switch_plan(user_id: int, plan_key: str, now: datetime | None = None,
-                client: CreemClient | None = None) -> Subscription:
+def switch_plan(
+    user_id: int, plan_key: str, now: datetime | None = None, client: CreemClient | None = None
+) -> Subscription:
     """Move the user's running subscription to the other plan (monthly <-> yearly) through
     Creem's upgrade endpoint; Creem charges the prorated difference at once.
 
@@ -439,32 +515,36 @@ def switch_plan(user_id: int, plan_key: str, now: datetime | None = None,
     """
     target = get_plan(plan_key)
     status = get_subscription_status(user_id, now)
-    if status.subscription is None:
+    subscription = status.subscription
+    if subscription is None:
         raise NoSubscription()
     if status.switch_to is None:
         raise SubscriptionActionNotAllowed("Only a running subscription can change plans.")
     if status.switch_to.key != target.key:
         raise SubscriptionActionNotAllowed(f"You are on {target.name} already.")
-    creem = client or creem_client()
-    remote = _refusal_as_not_allowed(lambda: creem.upgrade_subscription(
-        status.subscription.creem_subscription_id, target.product_id, SWITCH_BEHAVIOR))
-    return _apply_remote(remote, "switch", now)
+    return _ask_creem(
+        "switch",
+        lambda creem: creem.upgrade_subscription(
+            subscription.creem_subscription_id, target.product_id, SWITCH_BEHAVIOR
+        ),
+        client,
+        now,
+    )
 
 
 def customer_portal_url(user_id: int, client: CreemClient | None = None) -> str:
     """A link to Creem's billing portal for the user. Raises NoSubscription, CreemError."""
-    status = get_subscription_status(user_id)
-    if status.subscription is None or not status.can_manage_billing:
+    subscription = get_subscription_status(user_id).subscription
+    if subscription is None or subscription.creem_customer_id is None:
         raise NoSubscription("You have no billing account yet: subscribe first.")
-    return (client or creem_client()).customer_portal_url(
-        status.subscription.creem_customer_id)
+    return (client or creem_client()).customer_portal_url(subscription.creem_customer_id)
 
 
-# -- staff -----------------------------------------------------------------------------------
+# -- admin -----------------------------------------------------------------------------------
 
 
 def clear_flag(creem_subscription_id: str, now: datetime | None = None) -> Subscription:
-    """Staff cleared a refund or dispute flag: the subscription's status counts again.
+    """An admin cleared a refund or dispute flag: the subscription's status counts again.
 
     Raises NoSubscription.
     """
@@ -475,27 +555,34 @@ def clear_flag(creem_subscription_id: str, now: datetime | None = None) -> Subsc
     subscription.staff_flag, subscription.flagged_at = None, None
     _set_access_end(subscription, now)
     db.session.flush()
-    sync_user_plan(subscription.user_id, now, "flag cleared by staff",
-                   _details(subscription, "staff", None))
+    sync_user_plan(
+        subscription.user_id, now, "flag cleared by an admin", _details(subscription, "admin", None)
+    )
     return subscription
 
 
 def flagged_subscriptions() -> list[Subscription]:
-    """Subscriptions flagged for staff (refunds and disputes), newest first."""
-    return list(db.session.execute(
-        select(Subscription).where(Subscription.staff_flag.is_not(None))
-        .order_by(Subscription.flagged_at.desc())
-    ).scalars())
+    """Subscriptions flagged for the admins (refunds and disputes), newest first."""
+    return list(
+        db.session.execute(
+            select(Subscription)
+            .where(Subscription.staff_flag.is_not(None))
+            .order_by(Subscription.flagged_at.desc())
+        ).scalars()
+    )
 
 
 def foreign_subscriptions() -> list[Subscription]:
     """Subscriptions to products that are not a configured Pro plan (they give no Pro),
-    newest first: staff see them in `flask billing foreign`."""
+    newest first: admins see them in `flask billing foreign`."""
     pro_products = [plan.product_id for plan in plans()]
-    return list(db.session.execute(
-        select(Subscription).where(Subscription.product_id.not_in(pro_products))
-        .order_by(Subscription.created_at.desc(), Subscription.id.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Subscription)
+            .where(Subscription.product_id.not_in(pro_products))
+            .order_by(Subscription.created_at.desc(), Subscription.id.desc())
+        ).scalars()
+    )
 
 
 # -- the period-end sweep --------------------------------------------------------------------
@@ -509,24 +596,35 @@ def downgrade_lapsed(now: datetime | None = None, limit: int = 500) -> list[int]
     the webhook jobs: each subscription is handled under its row lock, each user under theirs.
     """
     now = now or utcnow()
-    due = db.session.execute(
-        select(Subscription.creem_subscription_id)
-        .where(Subscription.access_ends_at <= now)
-        .order_by(Subscription.access_ends_at)
-        .limit(limit)
-    ).scalars().all()
+    due = (
+        db.session.execute(
+            select(Subscription.creem_subscription_id)
+            .where(Subscription.access_ends_at <= now)
+            .order_by(Subscription.access_ends_at)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     downgraded = []
     for creem_subscription_id in due:
         subscription = lock_subscription_row(creem_subscription_id)
-        if subscription is None or subscription.access_ends_at is None or (
-                subscription.access_ends_at > now):
+        if (
+            subscription is None
+            or subscription.access_ends_at is None
+            or (subscription.access_ends_at > now)
+        ):
             continue
-        why = ("past-due grace period ended" if subscription.status == "past_due"
-               else "subscription ended at the end of its period")
+        why = (
+            "past-due grace period ended"
+            if subscription.status == "past_due"
+            else "subscription ended at the end of its period"
+        )
         subscription.access_ends_at = None
         db.session.flush()
-        entry = sync_user_plan(subscription.user_id, now, why,
-                               _details(subscription, "period_end_sweep", None))
+        entry = sync_user_plan(
+            subscription.user_id, now, why, _details(subscription, "period_end_sweep", None)
+        )
         if entry is not None:
             downgraded.append(subscription.user_id)
     return downgraded

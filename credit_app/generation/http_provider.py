@@ -23,15 +23,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from credit_app.features import FEATURE_KEYS
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
+from credit_app.generation.features import FEATURE_KEYS
+from credit_app.platform.http_api import HttpApiClient, checked_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class _Attempt:
     error: httpx.TransportError | None = None
 
 
-class HttpModelProvider:
+class HttpModelProvider(HttpApiClient):
     """Runs each feature on its configured model version of a Replicate-compatible API.
 
     Owns the httpx client it creates (close it with `close()` or use it as a context manager);
@@ -97,9 +97,7 @@ class HttpModelProvider:
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         """Raises ValueError for a malformed URL, an empty token, or an unknown feature name."""
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self.base_url = checked_base_url(base_url)
         if not api_token:
             raise ValueError("api_token must not be empty")
         unknown = sorted(set(model_versions) - set(FEATURE_KEYS))
@@ -113,7 +111,6 @@ class HttpModelProvider:
             raise ValueError(f"empty model version for: {', '.join(empty)}")
         if timeout_seconds <= 0 or poll_interval <= 0:
             raise ValueError("timeout_seconds and poll_interval must be positive")
-        self.base_url = base_url.rstrip("/")
         self.model_versions = dict(model_versions)
         self.timeout_seconds = float(timeout_seconds)
         self.poll_interval = float(poll_interval)
@@ -122,10 +119,7 @@ class HttpModelProvider:
         self.max_output_bytes = max_output_bytes
         self._token = api_token
         self._origin = _origin(self.base_url)
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.Client(
-            timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
-        )
+        super().__init__(http_client, httpx.Timeout(30.0, connect=10.0))
 
     @classmethod
     def from_env_config(
@@ -153,8 +147,10 @@ class HttpModelProvider:
             if version:
                 versions[feature] = version
         extra: dict[str, float] = {}
-        for key, argument in (("MODEL_API_TIMEOUT_SECONDS", "timeout_seconds"),
-                              ("MODEL_API_POLL_INTERVAL", "poll_interval")):
+        for key, argument in (
+            ("MODEL_API_TIMEOUT_SECONDS", "timeout_seconds"),
+            ("MODEL_API_POLL_INTERVAL", "poll_interval"),
+        ):
             if config.get(key) not in (None, ""):
                 try:
                     extra[argument] = float(config[key])
@@ -167,22 +163,6 @@ class HttpModelProvider:
             http_client=http_client,
             **extra,
         )
-
-    def close(self) -> None:
-        """Close the HTTP client if this provider created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> HttpModelProvider:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Run `request` on the model and save its output as `<output_dir>/<generation_id>.<ext>`.
@@ -266,8 +246,12 @@ class HttpModelProvider:
             is_last = attempt == self.max_retries
             if is_last or time.monotonic() + delay >= deadline:
                 break
-            logger.info("model API create attempt %d failed (%s); retrying in %.2fs",
-                        attempt + 1, _describe(result), delay)
+            logger.info(
+                "model API create attempt %d failed (%s); retrying in %.2fs",
+                attempt + 1,
+                _describe(result),
+                delay,
+            )
             time.sleep(delay)
         logger.warning("model API create gave up: %s", _describe(result))
         raise GenerationError(
@@ -320,15 +304,13 @@ class HttpModelProvider:
         url = f"{self.base_url}/v1/predictions/{prediction_id}/cancel"
         result = self._send("POST", url, time.monotonic() + 5.0)
         if result.response is None or result.response.status_code >= 400:
-            logger.warning("cancelling prediction %s failed: %s", prediction_id,
-                           _describe(result))
+            logger.warning("cancelling prediction %s failed: %s", prediction_id, _describe(result))
 
     def _save_output(self, request: GenerationRequest, output: Any) -> GenerationResult:
         url = _first_output_url(output)
         if url is None:
             logger.warning("prediction output has no file URL: %.200r", output)
-            raise GenerationError("The model returned no result. Please try again.",
-                                  retryable=True)
+            raise GenerationError("The model returned no result. Please try again.", retryable=True)
         request.output_dir.mkdir(parents=True, exist_ok=True)
         partial = request.output_dir / f".{request.generation_id}.part"
         try:
@@ -338,8 +320,9 @@ class HttpModelProvider:
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
-        return GenerationResult(output_path=final, media_type=media_type, width=width,
-                                height=height)
+        return GenerationResult(
+            output_path=final, media_type=media_type, width=width, height=height
+        )
 
     def _download(self, url: str, target: Path, is_video: bool) -> tuple[str, str]:
         """Write the output file at `url` to `target`; return its media type and extension."""
@@ -357,13 +340,17 @@ class HttpModelProvider:
         headers = self._headers() if _origin(url) == self._origin else {}
         try:
             with self._client.stream(
-                "GET", url, headers=headers, follow_redirects=True,
+                "GET",
+                url,
+                headers=headers,
+                follow_redirects=True,
                 timeout=httpx.Timeout(60.0, connect=10.0),
             ) as response:
                 if response.status_code != 200:
                     logger.warning("output download answered %d", response.status_code)
-                    raise GenerationError("The model's result could not be downloaded.",
-                                          retryable=True)
+                    raise GenerationError(
+                        "The model's result could not be downloaded.", retryable=True
+                    )
                 media_type = _output_media_type(response, url)
                 ext = accepted.get(media_type)
                 if ext is None:
@@ -380,8 +367,9 @@ class HttpModelProvider:
                         file.write(chunk)
         except httpx.TransportError as error:
             logger.warning("output download failed: %r", error)
-            raise GenerationError("The model's result could not be downloaded.",
-                                  retryable=True) from None
+            raise GenerationError(
+                "The model's result could not be downloaded.", retryable=True
+            ) from None
         if size == 0:
             raise _bad_output("an empty file")
         return media_type, ext
@@ -404,8 +392,9 @@ def _prediction_from(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         prediction = None
     if not isinstance(prediction, dict) or not _SAFE_ID.match(str(prediction.get("id", ""))):
-        logger.warning("model API sent an unexpected prediction body (HTTP %d)",
-                       response.status_code)
+        logger.warning(
+            "model API sent an unexpected prediction body (HTTP %d)", response.status_code
+        )
         raise GenerationError("The model service sent an unexpected answer.", retryable=True)
     return prediction
 
@@ -418,15 +407,12 @@ def _rejection_error(response: httpx.Response) -> GenerationError:
         detail = None
     logger.warning("model API refused the request: HTTP %d %.300r", response.status_code, detail)
     if response.status_code in (401, 403):
-        return GenerationError("The model service refused our credentials. Please contact "
-                               "support.")
+        return GenerationError("The model service refused our credentials. Please contact support.")
     if response.status_code == 402:
-        return GenerationError("The model service account needs attention. Please contact "
-                               "support.")
+        return GenerationError("The model service account needs attention. Please contact support.")
     if response.status_code in (404, 422):
         return GenerationError("The model service rejected this request.")
-    return GenerationError(f"The model service refused this request (HTTP "
-                           f"{response.status_code}).")
+    return GenerationError(f"The model service refused this request (HTTP {response.status_code}).")
 
 
 def _failure_error(prediction: dict[str, Any]) -> GenerationError:
@@ -436,8 +422,9 @@ def _failure_error(prediction: dict[str, Any]) -> GenerationError:
     if _SAFETY_FAILURE.search(raw):
         return GenerationError("The model's safety filter blocked this image.")
     if _RESOURCE_FAILURE.search(raw):
-        return GenerationError("The model ran out of resources on this image. Please try again.",
-                               retryable=True)
+        return GenerationError(
+            "The model ran out of resources on this image. Please try again.", retryable=True
+        )
     return GenerationError("The model could not process this image.")
 
 
@@ -509,7 +496,7 @@ def _decode_data_uri(uri: str, limit: int) -> tuple[str, bytes]:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise _bad_output("an undecodable data URI") from None
-    return header[len("data:"):-len(";base64")].split(";")[0].lower(), data
+    return header[len("data:") : -len(";base64")].split(";")[0].lower(), data
 
 
 def _output_media_type(response: httpx.Response, url: str) -> str:
@@ -541,8 +528,9 @@ def _verify_output(path: Path, media_type: str) -> tuple[int, int]:
 
 def _bad_output(what: str) -> GenerationError:
     logger.warning("model output rejected: %s", what)
-    return GenerationError("The model returned a result we could not use. Please try again.",
-                           retryable=True)
+    return GenerationError(
+        "The model returned a result we could not use. Please try again.", retryable=True
+    )
 
 
 def _too_large() -> GenerationError:

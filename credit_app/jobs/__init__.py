@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -13,11 +13,11 @@ from flask import Flask, current_app, has_app_context
 from rq import Queue
 from rq.job import Job
 
-from credit_app import after_commit
-from credit_app.errors import OUTAGE_ERRORS
-from credit_app.extensions import db
 from credit_app.jobs import registry
-from credit_app.redis_client import get_redis
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.outages import OUTAGE_ERRORS
+from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,13 @@ def enqueue_after_commit(job_name: str, *args: Any, **options: Any) -> None:
     after_commit.defer("jobs").append((job_name, args, options))
 
 
-def enqueue_now(job_name: str, *args: Any, connection: redis.Redis | None = None,
-                config: Mapping[str, Any] | None = None, **options: Any) -> Job:
+def enqueue_now(
+    job_name: str,
+    *args: Any,
+    connection: redis.Redis | None = None,
+    config: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Job:
     """Enqueue the registered job `job_name` with its declared queue, timeout and retries
     (`connection` and `config` default to the current app's).
 
@@ -66,16 +71,19 @@ after_commit.register("jobs", list, _enqueue_pending, uses_redis=True)
 
 @contextlib.contextmanager
 def job_context() -> Iterator[Flask]:
-    """An app context for a job: the current one, or the worker's app (made once per process)."""
-    global _job_app, _job_app_pid
+    """An app context for a job: the current one, or the worker's app (`use_app`).
+
+    Raises RuntimeError when there is neither: the worker (worker.py) builds its app and
+    hands it over before it runs a job, and the domain never builds the app itself.
+    """
+    global _job_app_pid
     if has_app_context():
         yield current_app._get_current_object()
         return
     if _job_app is None:
-        from credit_app import create_app
-
-        _job_app = create_app()
-        _job_app_pid = os.getpid()
+        raise RuntimeError(
+            "no app to run the job in: the worker calls jobs.use_app(app) before it runs jobs"
+        )
     with _job_app.app_context():
         if _job_app_pid != os.getpid():
             db.engine.dispose(close=False)
@@ -84,6 +92,34 @@ def job_context() -> Iterator[Flask]:
             yield _job_app
         finally:
             db.session.remove()
+
+
+def attempt(
+    subject: str,
+    work: Callable[[], str],
+    record_failure: Callable[[Exception], None],
+    *,
+    failure: type[Exception] = Exception,
+    failed: str = "failed",
+    logger: logging.Logger = log,
+) -> str:
+    """One attempt of a job that rq retries, in the job's app context: commit what `work`
+    did and log its outcome (`subject: outcome`). On a `failure`, roll it back, log it
+    (`subject failed: error`), note it with `record_failure` (committed) and re-raise, so
+    that rq retries. Returns the outcome; raises what `work` raises.
+    """
+    with job_context():
+        try:
+            outcome = work()
+            db.session.commit()
+        except failure as exc:
+            db.session.rollback()
+            logger.warning("%s %s: %s", subject, failed, exc)
+            record_failure(exc)
+            db.session.commit()
+            raise
+    logger.info("%s: %s", subject, outcome)
+    return outcome
 
 
 def preload_for_work_horses(app: Flask) -> None:
@@ -103,7 +139,7 @@ def preload_for_work_horses(app: Flask) -> None:
     from PIL import Image
 
     from credit_app.generation.providers import provider_from_config
-    from credit_app.storage import get_storage
+    from credit_app.platform.storage import get_storage
 
     Image.init()
     provider_from_config(app.config)

@@ -1,35 +1,22 @@
-"""Analytics jobs on the `analytics` queue: the periodic roll-up (and purge), and storing an
-event by id (idempotent)."""
+"""The analytics job on the `analytics` queue: the periodic roll-up (and purge)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any
 
 from flask import current_app
 
-from credit_app.extensions import db
 from credit_app.jobs import job_context
+from credit_app.platform.extensions import db
 from credit_app.services import analytics
 
 log = logging.getLogger(__name__)
 MAX_BATCHES = 200
 
 
-def record_event(event_id: str, event_type: str, user_id: int | None, feature: str | None,
-                 credits_remaining: int | None, occurred_at: str,
-                 properties: dict[str, Any]) -> bool:
-    """Store one event; running it twice stores it once."""
-    with job_context():
-        stored = analytics.store_event(event_id, event_type, user_id, feature, credits_remaining,
-                                       datetime.fromisoformat(occurred_at), properties)
-        db.session.commit()
-    return stored
-
-
-def roll_up_analytics(batch_size: int = analytics.DEFAULT_BATCH_SIZE,
-                      max_batches: int = MAX_BATCHES) -> dict[str, int]:
+def roll_up_analytics(
+    batch_size: int = analytics.DEFAULT_BATCH_SIZE, max_batches: int = MAX_BATCHES
+) -> dict[str, int]:
     """Fold pending events into the rollups (a commit per batch), then delete rolled-up raw
     events older than ANALYTICS_RETENTION_DAYS. Safe to run twice or concurrently: a second
     run finds nothing pending. Returns how many events it folded and purged.

@@ -7,8 +7,8 @@ import logging
 
 from flask import current_app
 
-from credit_app.extensions import db
 from credit_app.jobs import job_context
+from credit_app.platform.extensions import db
 from credit_app.services import credits, generations
 
 log = logging.getLogger(__name__)

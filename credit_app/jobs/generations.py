@@ -15,20 +15,22 @@ from pathlib import Path
 from flask import current_app
 from rq import get_current_job
 
-from credit_app.errors import ReservationExpired
-from credit_app.extensions import db
+from credit_app.errors import GenerationNotFound, ReservationExpired, StorageUnavailable
 from credit_app.generation.base import GenerationError, GenerationResult
 from credit_app.generation.providers import provider_from_config
 from credit_app.jobs import TRANSIENT_ERRORS, job_context, registry
 from credit_app.models import Generation
+from credit_app.platform.extensions import db
+from credit_app.platform.storage import get_storage
 from credit_app.services import generations
-from credit_app.storage import StorageUnavailable, get_storage
 
 log = logging.getLogger(__name__)
 
 CRASH_MESSAGE = "Something went wrong while generating. Your credit was returned; please try again."
-STORAGE_MESSAGE = ("File storage is not answering, so the generation could not run. Your credit "
-                   "was returned; please try again in a minute.")
+STORAGE_MESSAGE = (
+    "File storage is not answering, so the generation could not run. Your credit "
+    "was returned; please try again in a minute."
+)
 TIMEOUT_MESSAGE = "The generation took too long and was stopped. Your credit was returned."
 
 
@@ -41,10 +43,12 @@ def run_generation(generation_pk: int) -> str:
     job = get_current_job()
     with job_context() as app:
         stale_after = timedelta(
-            seconds=registry.job("run_generation").timeout_seconds(app.config) + 1)
+            seconds=registry.job("run_generation").timeout_seconds(app.config) + 1
+        )
         try:
-            generation = generations.claim_generation(generation_pk, job.id if job else None,
-                                                      stale_after=stale_after)
+            generation = generations.claim_generation(
+                generation_pk, job.id if job else None, stale_after=stale_after
+            )
             db.session.commit()
         except TRANSIENT_ERRORS:
             db.session.rollback()
@@ -63,16 +67,16 @@ def run_generation(generation_pk: int) -> str:
             log.exception("generation %s crashed", generation_pk)
             return _fail(generation_pk, CRASH_MESSAGE)
         try:
-            generations.complete_generation(generation_pk, result, provider_name, output_key,
-                                            variants)
+            generations.complete_generation(
+                generation_pk, result, provider_name, output_key, variants
+            )
             db.session.commit()
         except ReservationExpired:
             db.session.rollback()
             return _fail(generation_pk, TIMEOUT_MESSAGE)
         except TRANSIENT_ERRORS:
             db.session.rollback()
-            log.warning("generation %s: could not record the result; rq retries",
-                        generation_pk)
+            log.warning("generation %s: could not record the result; rq retries", generation_pk)
             raise
         return "succeeded"
 
@@ -92,8 +96,12 @@ def _generate(generation: Generation) -> tuple[str, GenerationResult, str, dict[
         result = provider.generate(request)
         output_key = generations.store_output(generation, result, storage)
         variants = generations.store_variants(
-            {"input": (request.input_path, generation.input_path),
-             "output": (result.output_path, output_key)}, storage)
+            {
+                "input": (request.input_path, generation.input_path),
+                "output": (result.output_path, output_key),
+            },
+            storage,
+        )
         return output_key, result, provider.name, variants
 
 
@@ -108,7 +116,7 @@ def make_image_variants(generation_pk: int) -> str:
         try:
             generations.backfill_variants(generation_pk, get_storage(), Path(workdir))
             db.session.commit()
-        except generations.GenerationNotFound:
+        except GenerationNotFound:
             db.session.rollback()
             return "skipped"
         except Exception:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 
 from credit_app.errors import MailDeliveryError
-from credit_app.extensions import db
-from credit_app.jobs import enqueue_after_commit, job_context
+from credit_app.jobs import attempt, enqueue_after_commit, job_context
+from credit_app.platform.extensions import db
 from credit_app.services import mail, notifications
 
 log = logging.getLogger(__name__)
-
 
 
 def enqueue_delivery(email_id: int) -> None:
@@ -25,18 +24,14 @@ def deliver_email(email_id: int) -> str:
 
     A failure notes the attempt and the error on the row and re-raises so that rq retries.
     """
-    with job_context():
-        try:
-            outcome = mail.deliver(email_id)
-            db.session.commit()
-        except MailDeliveryError as exc:
-            db.session.rollback()
-            log.warning("email %s not sent: %s", email_id, exc)
-            mail.record_failure(email_id, exc)
-            db.session.commit()
-            raise
-    log.info("email %s: %s", email_id, outcome)
-    return outcome
+    return attempt(
+        f"email {email_id}",
+        lambda: mail.deliver(email_id),
+        lambda exc: mail.record_failure(email_id, exc),
+        failure=MailDeliveryError,
+        failed="not sent",
+        logger=log,
+    )
 
 
 def notify_balance(user_id: int, transaction_id: int) -> str:

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from credit_app.billing import reconciliation
 from credit_app.billing.subscriptions import creem_client
-from credit_app.extensions import db
 from credit_app.jobs import job_context, registry
+from credit_app.platform.extensions import db
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -41,8 +41,12 @@ def reconcile_with_creem(now: datetime | None = None) -> dict[str, int | str]:
             db.session.commit()
             raise
         run = reconciliation.finish_run(run_id)
-        counts = {"run": run_id, "customers": run.customers_checked,
-                  "subscriptions": run.subscriptions_checked, "differences": found}
+        counts = {
+            "run": run_id,
+            "customers": run.customers_checked,
+            "subscriptions": run.subscriptions_checked,
+            "differences": found,
+        }
         db.session.commit()
     log.info("reconciliation with Creem: %s", counts)
     return counts

@@ -10,14 +10,12 @@ running gets no second one (one job per event).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_now, job_context, registry
 from credit_app.jobs.webhooks import requeue_event
 from credit_app.models import (
@@ -28,8 +26,10 @@ from credit_app.models import (
     ReservationStatus,
     WebhookEvent,
 )
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
-# An email still unsent after this many attempts is left to staff (its error is on the row).
+# An email still unsent after this many attempts is left to the admins (its error is on the row).
 MAX_MAIL_ATTEMPTS = 10
 
 
@@ -65,30 +65,57 @@ def stranded_generations(limit: int, now=None) -> list[tuple[int, str]]:
     is pending and has time left: (id, queue) each."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return [(generation_pk, queue) for generation_pk, queue in db.session.execute(
-        select(Generation.id, Generation.queue)
-        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
-        .where(CreditReservation.status == ReservationStatus.PENDING,
-               CreditReservation.expires_at > now,
-               or_((Generation.status == GenerationStatus.QUEUED)
-                   & (Generation.created_at < now - limits["queued_generation"]),
-                   (Generation.status == GenerationStatus.RUNNING)
-                   & (Generation.started_at < now - limits["running_generation"])))
-        .order_by(Generation.id).limit(limit)
-    )]
+    return [
+        (generation_pk, queue)
+        for generation_pk, queue in db.session.execute(
+            select(Generation.id, Generation.queue)
+            .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+            .where(
+                CreditReservation.status == ReservationStatus.PENDING,
+                CreditReservation.expires_at > now,
+                or_(
+                    (Generation.status == GenerationStatus.QUEUED)
+                    & (Generation.created_at < now - limits["queued_generation"]),
+                    (Generation.status == GenerationStatus.RUNNING)
+                    & (Generation.started_at < now - limits["running_generation"]),
+                ),
+            )
+            .order_by(Generation.id)
+            .limit(limit)
+        )
+    ]
+
+
+def _waited_too_long(
+    attempts: ColumnElement[int],
+    since: ColumnElement[datetime],
+    new_before: datetime,
+    failed_before: datetime,
+) -> ColumnElement[bool]:
+    """Never attempted and waiting since before `new_before`, or waiting since before
+    `failed_before` (its retries have run out by then)."""
+    return or_((attempts == 0) & (since < new_before), since < failed_before)
 
 
 def stranded_webhook_events(limit: int, now=None) -> list[str]:
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
-        select(WebhookEvent.event_id)
-        .where(WebhookEvent.processed_at.is_(None),
-               or_((WebhookEvent.attempts == 0)
-                   & (WebhookEvent.received_at < now - limits["new_webhook_event"]),
-                   WebhookEvent.received_at < now - limits["failed_webhook_event"]))
-        .order_by(WebhookEvent.received_at).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(WebhookEvent.event_id)
+            .where(
+                WebhookEvent.processed_at.is_(None),
+                _waited_too_long(
+                    WebhookEvent.attempts,
+                    WebhookEvent.received_at,
+                    now - limits["new_webhook_event"],
+                    now - limits["failed_webhook_event"],
+                ),
+            )
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def stranded_emails(limit: int, now=None) -> list[int]:
@@ -96,14 +123,23 @@ def stranded_emails(limit: int, now=None) -> list[int]:
     MAX_MAIL_ATTEMPTS attempts in all)."""
     limits = stranded_after(current_app.config)
     now = now or utcnow()
-    return list(db.session.execute(
-        select(OutboundEmail.id)
-        .where(OutboundEmail.sent_at.is_(None), OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
-               or_((OutboundEmail.attempts == 0)
-                   & (OutboundEmail.created_at < now - limits["new_email"]),
-                   OutboundEmail.created_at < now - limits["failed_email"]))
-        .order_by(OutboundEmail.id).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(OutboundEmail.id)
+            .where(
+                OutboundEmail.sent_at.is_(None),
+                OutboundEmail.attempts < MAX_MAIL_ATTEMPTS,
+                _waited_too_long(
+                    OutboundEmail.attempts,
+                    OutboundEmail.created_at,
+                    now - limits["new_email"],
+                    now - limits["failed_email"],
+                ),
+            )
+            .order_by(OutboundEmail.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
@@ -120,5 +156,4 @@ def requeue_stranded_work(limit: int = 200) -> dict[str, int]:
             requeue_event(event_id)
         for generation_pk, queue in generations:
             enqueue_now(registry.generation_job(queue), generation_pk)
-    return {"webhook_events": len(events), "generations": len(generations),
-            "emails": len(emails)}
+    return {"webhook_events": len(events), "generations": len(generations), "emails": len(emails)}

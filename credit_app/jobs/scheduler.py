@@ -37,12 +37,15 @@ RETRY_TICK_SECONDS = 1.0
 def claim_slot(connection: redis.Redis, name: str, interval: int, now: float | None = None) -> bool:
     """True for exactly one caller per `interval`-second slot of `name`."""
     slot = int((now if now is not None else time.time()) // interval)
-    return bool(connection.set(f"credit_app:periodic:{name}:{slot}", 1, nx=True,
-                               ex=interval * 2))
+    return bool(connection.set(f"credit_app:periodic:{name}:{slot}", 1, nx=True, ex=interval * 2))
 
 
-def enqueue_if_due(connection: redis.Redis, spec: registry.JobSpec, config: Mapping[str, Any],
-                   now: float | None = None) -> bool:
+def enqueue_if_due(
+    connection: redis.Redis,
+    spec: registry.JobSpec,
+    config: Mapping[str, Any],
+    now: float | None = None,
+) -> bool:
     """Enqueue periodic job `spec` if no worker did for the current slot. Raises RedisError."""
     interval = spec.period_seconds(config)
     if interval is None or not claim_slot(connection, spec.name, interval, now):
@@ -51,16 +54,19 @@ def enqueue_if_due(connection: redis.Redis, spec: registry.JobSpec, config: Mapp
     return True
 
 
-def enqueue_due_retries(connection: redis.Redis, queue_names: Iterable[str],
-                        owner: str, now: int | None = None) -> int:
+def enqueue_due_retries(
+    connection: redis.Redis, queue_names: Iterable[str], owner: str, now: int | None = None
+) -> int:
     """Move the due scheduled jobs of each queue to the queue (under a short lock per queue,
     so two workers never move the same job twice). Returns how many moved. Raises RedisError.
     """
     moved = 0
     for name in queue_names:
         lock = f"credit_app:retry-scheduler:{name}"
-        if connection.set(lock, owner, nx=True, ex=RETRY_LOCK_SECONDS) is None \
-                and connection.get(lock) != owner.encode():
+        if (
+            connection.set(lock, owner, nx=True, ex=RETRY_LOCK_SECONDS) is None
+            and connection.get(lock) != owner.encode()
+        ):
             continue
         connection.expire(lock, RETRY_LOCK_SECONDS)
         queue = Queue(name, connection=connection)
@@ -72,16 +78,18 @@ def enqueue_due_retries(connection: redis.Redis, queue_names: Iterable[str],
         with connection.pipeline() as pipeline:
             for job_id, job in zip(job_ids, jobs, strict=True):
                 if job is not None:
-                    queue._enqueue_job(job, pipeline=pipeline,
-                                       at_front=job.should_enqueue_at_front())
+                    queue._enqueue_job(
+                        job, pipeline=pipeline, at_front=job.should_enqueue_at_front()
+                    )
                     moved += 1
                 scheduled.remove(job_id, pipeline=pipeline)
             pipeline.execute()
     return moved
 
 
-def _run_forever(name: str, tick: Callable[[], None], wait: Callable[[], float],
-                 stop: threading.Event) -> threading.Thread:
+def _run_forever(
+    name: str, tick: Callable[[], None], wait: Callable[[], float], stop: threading.Event
+) -> threading.Thread:
     def run() -> None:
         failing = False
         while not stop.is_set():
@@ -92,8 +100,12 @@ def _run_forever(name: str, tick: Callable[[], None], wait: Callable[[], float],
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("%s: Redis failed (%s: %s); retrying every tick", name,
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "%s: Redis failed (%s: %s); retrying every tick",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                    )
                 failing = True
             except Exception:
                 log.exception("%s failed", name)
@@ -104,18 +116,25 @@ def _run_forever(name: str, tick: Callable[[], None], wait: Callable[[], float],
     return thread
 
 
-def start_schedulers(connection: redis.Redis, config: Mapping[str, Any],
-                     queue_names: Iterable[str]) -> threading.Event:
+def start_schedulers(
+    connection: redis.Redis, config: Mapping[str, Any], queue_names: Iterable[str]
+) -> threading.Event:
     """Start the periodic and the retry scheduler threads; set the returned event to stop."""
     stop = threading.Event()
     owner = uuid.uuid4().hex
     names = tuple(queue_names)
-    _run_forever("retry-scheduler", lambda: enqueue_due_retries(connection, names, owner),
-                 lambda: RETRY_TICK_SECONDS, stop)
+    _run_forever(
+        "retry-scheduler",
+        lambda: enqueue_due_retries(connection, names, owner),
+        lambda: RETRY_TICK_SECONDS,
+        stop,
+    )
     for spec in registry.periodic_jobs():
         interval = spec.period_seconds(config)
-        _run_forever(f"periodic-{spec.name}",
-                     lambda spec=spec: enqueue_if_due(connection, spec, config),
-                     lambda interval=interval: max(1.0, interval - time.time() % interval),
-                     stop)
+        _run_forever(
+            f"periodic-{spec.name}",
+            lambda spec=spec: enqueue_if_due(connection, spec, config),
+            lambda interval=interval: max(1.0, interval - time.time() % interval),
+            stop,
+        )
     return stop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 import redis
 from rq.exceptions import NoSuchJobError
@@ -17,14 +18,15 @@ from rq.job import Job, JobStatus
 
 from credit_app.billing import subscriptions, webhooks
 from credit_app.errors import WebhookEventNotFound
-from credit_app.extensions import db
-from credit_app.jobs import enqueue_after_commit, enqueue_now, job_context
-from credit_app.redis_client import get_redis
+from credit_app.jobs import attempt, enqueue_after_commit, enqueue_now, job_context
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
-LIVE_JOB_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                               JobStatus.DEFERRED})
+LIVE_JOB_STATUSES = frozenset(
+    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+)
 
 
 def job_id_for(event_id: str) -> str:
@@ -42,24 +44,30 @@ def has_live_job(event_id: str) -> bool:
     return job.get_status(refresh=False) in LIVE_JOB_STATUSES
 
 
+def _enqueue_unless_live(event_id: str, enqueue: Callable[..., object]) -> bool:
+    """Ask `enqueue` for the event's job (one rq job id per event) unless that job is live;
+    returns whether it was asked for. Raises what `enqueue` raises."""
+    if has_live_job(event_id):
+        return False
+    enqueue(
+        "process_webhook_event",
+        event_id,
+        job_id=job_id_for(event_id),
+        description=f"creem event {event_id}",
+    )
+    return True
+
+
 def enqueue_event(event_id: str) -> bool:
     """Process the stored event on the webhooks queue once the current transaction commits,
     unless its job is live already; returns whether a job was asked for."""
-    if has_live_job(event_id):
-        return False
-    enqueue_after_commit("process_webhook_event", event_id, job_id=job_id_for(event_id),
-                         description=f"creem event {event_id}")
-    return True
+    return _enqueue_unless_live(event_id, enqueue_after_commit)
 
 
 def requeue_event(event_id: str) -> bool:
     """Queue the stored event now (recovery of a lost job), unless its job is live; returns
     whether it was queued. Raises redis.RedisError."""
-    if has_live_job(event_id):
-        return False
-    enqueue_now("process_webhook_event", event_id, job_id=job_id_for(event_id),
-                description=f"creem event {event_id}")
-    return True
+    return _enqueue_unless_live(event_id, enqueue_now)
 
 
 def process_webhook_event(event_id: str) -> str:
@@ -68,22 +76,21 @@ def process_webhook_event(event_id: str) -> str:
     A failure rolls the whole attempt back, notes the attempt and the error on the event row,
     and re-raises so that rq retries it (jobs/registry.py). Returns the outcome.
     """
-    with job_context():
+
+    def apply() -> str:
         try:
-            outcome = webhooks.process_event(event_id)
-            db.session.commit()
+            return webhooks.process_event(event_id)
         except WebhookEventNotFound:
             db.session.rollback()
             log.error("webhook event %s is not stored; nothing to do", event_id)
             return "missing"
-        except Exception as exc:
-            db.session.rollback()
-            log.warning("webhook event %s failed: %s", event_id, exc)
-            webhooks.record_failure(event_id, exc)
-            db.session.commit()
-            raise
-    log.info("webhook event %s: %s", event_id, outcome)
-    return outcome
+
+    return attempt(
+        f"webhook event {event_id}",
+        apply,
+        lambda exc: webhooks.record_failure(event_id, exc),
+        logger=log,
+    )
 
 
 def sweep_lapsed_subscriptions() -> int:

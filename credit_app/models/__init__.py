@@ -1,6 +1,7 @@
 """Database models. Import from here so Alembic and the app see every table."""
 
 from credit_app.models.account import OutboundEmail, RecoveryCode, WelcomeMailbox
+from credit_app.models.admin import AUDIT_ACTIONS, AuditLogEntry, FeatureFlag
 from credit_app.models.analytics import (
     EVENT_TYPES,
     AnalyticsActiveDay,
@@ -27,7 +28,6 @@ from credit_app.models.reconciliation import (
     ReconciliationFinding,
     ReconciliationRun,
 )
-from credit_app.models.staff import AUDIT_ACTIONS, AuditLogEntry, FeatureFlag
 from credit_app.models.subscription import (
     CREEM_STATUSES,
     STAFF_FLAGS,

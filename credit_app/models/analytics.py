@@ -21,14 +21,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
-from credit_app.models.user import _in_list
+from credit_app.models.base import in_list, insert_timestamp
+from credit_app.platform.extensions import Model
 
 EVENT_TYPES: tuple[str, ...] = (
     "credit_consumed",
@@ -43,16 +42,19 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-class AnalyticsEvent(db.Model):
+class AnalyticsEvent(Model):
     __tablename__ = "analytics_events"
     __table_args__ = (
         Index("ix_analytics_events_type_occurred_at", "event_type", "occurred_at"),
         Index("ix_analytics_events_user_id", "user_id"),
         Index("uq_analytics_events_event_id", "event_id", unique=True),
         Index("ix_analytics_events_occurred_at", "occurred_at"),
-        Index("ix_analytics_events_pending", "occurred_at",
-              postgresql_where=text("rolled_up_at IS NULL")),
-        CheckConstraint(_in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
+        Index(
+            "ix_analytics_events_pending",
+            "occurred_at",
+            postgresql_where=text("rolled_up_at IS NULL"),
+        ),
+        CheckConstraint(in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -61,24 +63,25 @@ class AnalyticsEvent(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     feature: Mapped[str | None] = mapped_column(String(20))
     credits_remaining: Mapped[int | None] = mapped_column(Integer)
-    properties: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                             server_default="{}")
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                  server_default=func.now())
+    properties: Mapped[dict] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default="{}"
+    )
+    occurred_at: Mapped[datetime] = insert_timestamp()
     # The plan the user was on, the credits the event moved, and the ledger row it follows.
     plan: Mapped[str | None] = mapped_column(String(10))
     credits: Mapped[int | None] = mapped_column(Integer)
     transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("credit_transactions.id", ondelete="SET NULL"))
+        ForeignKey("credit_transactions.id", ondelete="SET NULL")
+    )
     rolled_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class AnalyticsDailyRollup(db.Model):
+class AnalyticsDailyRollup(Model):
     """Events per UTC day, type, feature ('' for none) and plan ('' when unknown)."""
 
     __tablename__ = "analytics_daily_rollups"
     __table_args__ = (
-        CheckConstraint(_in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
+        CheckConstraint(in_list("event_type", EVENT_TYPES), name="event_type_allowed"),
         CheckConstraint("events >= 0", name="events_non_negative"),
     )
 
@@ -86,13 +89,11 @@ class AnalyticsDailyRollup(db.Model):
     event_type: Mapped[str] = mapped_column(String(40), primary_key=True)
     feature: Mapped[str] = mapped_column(String(20), primary_key=True)
     plan: Mapped[str] = mapped_column(String(10), primary_key=True)
-    events: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
-                                        server_default="0")
-    credits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
-                                         server_default="0")
+    events: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    credits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
 
 
-class AnalyticsActiveDay(db.Model):
+class AnalyticsActiveDay(Model):
     """A user who used a feature on a UTC day, on a plan: distinct active users over any range."""
 
     __tablename__ = "analytics_active_days"
@@ -100,11 +101,12 @@ class AnalyticsActiveDay(db.Model):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     plan: Mapped[str] = mapped_column(String(10), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
-class AnalyticsDailyActiveUsers(db.Model):
+class AnalyticsDailyActiveUsers(Model):
     """How many distinct users used a feature on a UTC day, per plan (from the rows above)."""
 
     __tablename__ = "analytics_daily_active_users"
@@ -115,7 +117,7 @@ class AnalyticsDailyActiveUsers(db.Model):
     users: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
-class AnalyticsUserFunnel(db.Model):
+class AnalyticsUserFunnel(Model):
     """Each user's first depletion, upgrade modal, upgrade click and upgrade, and last use.
 
     The rollup job merges events in with LEAST/GREATEST, so the order and the number of times
@@ -124,14 +126,21 @@ class AnalyticsUserFunnel(db.Model):
 
     __tablename__ = "analytics_user_funnels"
     __table_args__ = (
-        Index("ix_analytics_user_funnels_first_depleted_at", "first_depleted_at",
-              postgresql_where=text("first_depleted_at IS NOT NULL")),
-        Index("ix_analytics_user_funnels_first_modal_shown_at", "first_modal_shown_at",
-              postgresql_where=text("first_modal_shown_at IS NOT NULL")),
+        Index(
+            "ix_analytics_user_funnels_first_depleted_at",
+            "first_depleted_at",
+            postgresql_where=text("first_depleted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_analytics_user_funnels_first_modal_shown_at",
+            "first_modal_shown_at",
+            postgresql_where=text("first_modal_shown_at IS NOT NULL"),
+        ),
     )
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     signed_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     first_depleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_modal_shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

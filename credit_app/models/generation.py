@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
-from credit_app.features import FEATURE_KEYS
-from credit_app.models.user import _in_list
+from credit_app.generation.features import FEATURE_KEYS
+from credit_app.models.base import in_list, insert_timestamp
+from credit_app.platform.extensions import Model
 
 
 class GenerationStatus(enum.StrEnum):
@@ -24,51 +24,52 @@ class GenerationStatus(enum.StrEnum):
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
 
 
-class Generation(db.Model):
+class Generation(Model):
     __tablename__ = "generations"
     __table_args__ = (
         Index("uq_generations_user_generation_id", "user_id", "generation_id", unique=True),
         Index("ix_generations_user_id_id", "user_id", "id"),
         Index("ix_generations_status_created_at", "status", "created_at"),
         Index("ix_generations_user_id_created_at", "user_id", "created_at"),
-        CheckConstraint(_in_list("status", tuple(GenerationStatus)), name="status_allowed"),
-        CheckConstraint(_in_list("feature", FEATURE_KEYS), name="feature_allowed"),
+        CheckConstraint(in_list("status", tuple(GenerationStatus)), name="status_allowed"),
+        CheckConstraint(in_list("feature", FEATURE_KEYS), name="feature_allowed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     generation_id: Mapped[str] = mapped_column(String(255), nullable=False)
     reservation_id: Mapped[int | None] = mapped_column(
         ForeignKey("credit_reservations.id", ondelete="SET NULL")
     )
     feature: Mapped[str] = mapped_column(String(20), nullable=False)
-    status: Mapped[str] = mapped_column(String(10), nullable=False,
-                                        default=GenerationStatus.QUEUED,
-                                        server_default=GenerationStatus.QUEUED.value)
-    options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                          server_default="{}")
+    status: Mapped[str] = mapped_column(
+        String(10),
+        nullable=False,
+        default=GenerationStatus.QUEUED,
+        server_default=GenerationStatus.QUEUED.value,
+    )
+    options: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
     provider: Mapped[str | None] = mapped_column(String(20))
-    # Where the file is (credit_app/storage.py `locator`): its absolute path with the
+    # Where the file is (credit_app/platform/storage.py `locator`): its absolute path with the
     # filesystem backend, its key (`12/345/input.png`) in an S3 bucket.
     input_path: Mapped[str] = mapped_column(String(500), nullable=False)
     output_path: Mapped[str | None] = mapped_column(String(500))
     output_media_type: Mapped[str | None] = mapped_column(String(50))
-    # The widths of the WebP copies made of each image (credit_app/images.py), e.g.
+    # The widths of the WebP copies made of each image (credit_app/generation/images.py), e.g.
     # {"input": [320, 640], "output": [320, 640, 1280]}; empty until they are made.
-    image_variants: Mapped[dict] = mapped_column(JSONB, nullable=False, default=dict,
-                                                 server_default="{}")
+    image_variants: Mapped[dict] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default="{}"
+    )
     error_message: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                          server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # The rq queue it runs from (jobs/registry.py): "generations_fair_use" for a Pro user past
     # the day's fair-use mark, so recovery queues it again on the same one.
-    queue: Mapped[str] = mapped_column(String(40), nullable=False, default="generations",
-                                       server_default="generations")
+    queue: Mapped[str] = mapped_column(
+        String(40), nullable=False, default="generations", server_default="generations"
+    )
     # The rq job that claimed it: a retry of that job (same id) may claim it again.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=func.now())
+    created_at: Mapped[datetime] = insert_timestamp()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -7,7 +7,7 @@ that arrives late cannot roll the state back. Nothing is remembered from earlier
 access rules (`billing/access.py`) read these facts only.
 
 `webhook_events` stores every signed event once (its Creem id is unique): the raw payload for
-staff, and the typed snapshot `billing/creem/events.py` made of it on receipt, in columns that
+admins, and the typed snapshot `billing/creem/events.py` made of it on receipt, in columns that
 processing reads.
 """
 
@@ -26,21 +26,21 @@ from sqlalchemy import (
     String,
     Text,
     false,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from credit_app.billing.creem.events import CREEM_STATUSES
-from credit_app.extensions import db
-from credit_app.models.user import _in_list
+from credit_app.models.base import change_timestamp, in_list, insert_timestamp
+from credit_app.platform.extensions import Model
 
-# Why staff should look at a subscription (access was taken away for it).
+# Why an admin should look at a subscription (access was taken away for it). The column and
+# these names keep the database's spelling, `staff_flag`, from before the area was called admin.
 STAFF_FLAGS: tuple[str, ...] = ("refund", "dispute")
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     __tablename__ = "subscriptions"
     __table_args__ = (
         Index("uq_subscriptions_creem_subscription_id", "creem_subscription_id", unique=True),
@@ -51,14 +51,16 @@ class Subscription(db.Model):
             "access_ends_at",
             postgresql_where=text("access_ends_at IS NOT NULL"),
         ),
-        CheckConstraint(_in_list("status", CREEM_STATUSES), name="status_allowed"),
-        CheckConstraint(f"staff_flag IS NULL OR {_in_list('staff_flag', STAFF_FLAGS)}",
-                        name="staff_flag_allowed"),
+        CheckConstraint(in_list("status", CREEM_STATUSES), name="status_allowed"),
+        CheckConstraint(
+            f"staff_flag IS NULL OR {in_list('staff_flag', STAFF_FLAGS)}", name="staff_flag_allowed"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
-                                         nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), nullable=False
+    )
     creem_subscription_id: Mapped[str] = mapped_column(String(100), nullable=False)
     creem_customer_id: Mapped[str | None] = mapped_column(String(100))
     product_id: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -72,23 +74,22 @@ class Subscription(db.Model):
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_timestamp()
+    updated_at: Mapped[datetime] = change_timestamp()
 
     def __repr__(self) -> str:
         return f"<Subscription {self.creem_subscription_id} {self.status} user={self.user_id}>"
 
 
-class WebhookEvent(db.Model):
+class WebhookEvent(Model):
     __tablename__ = "webhook_events"
     __table_args__ = (
         Index("uq_webhook_events_event_id", "event_id", unique=True),
-        Index("ix_webhook_events_unprocessed", "received_at",
-              postgresql_where=text("processed_at IS NULL")),
+        Index(
+            "ix_webhook_events_unprocessed",
+            "received_at",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
         Index("ix_webhook_events_creem_subscription_id", "creem_subscription_id"),
         Index("ix_webhook_events_order_id", "order_id"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -99,18 +100,16 @@ class WebhookEvent(db.Model):
     event_type: Mapped[str] = mapped_column(String(60), nullable=False)
     payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
     event_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    received_at: Mapped[datetime] = insert_timestamp()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(String(40))
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                          server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     # The typed snapshot made on receipt (billing/creem/events.py); processing reads these.
     created_at_raw_ms: Mapped[int | None] = mapped_column(BigInteger)
-    created_at_clamped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                                     server_default=false())
+    created_at_clamped: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     creem_subscription_id: Mapped[str | None] = mapped_column(String(100))
     creem_customer_id: Mapped[str | None] = mapped_column(String(100))
     product_id: Mapped[str | None] = mapped_column(String(100))

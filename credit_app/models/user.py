@@ -21,7 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from credit_app.extensions import db
+from credit_app.models.base import change_timestamp, in_list, insert_timestamp
+from credit_app.platform.extensions import Model
 
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("free", "pro")
 
@@ -31,18 +32,16 @@ class UserRole(enum.StrEnum):
     ADMIN = "admin"
 
 
-def _in_list(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
-
-
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("credits_remaining >= 0", name="credits_remaining_non_negative"),
         CheckConstraint("credits_total >= 0", name="credits_total_non_negative"),
-        CheckConstraint(_in_list("subscription_status", SUBSCRIPTION_STATUSES),
-                        name="subscription_status_allowed"),
-        CheckConstraint(_in_list("role", tuple(UserRole)), name="role_allowed"),
+        CheckConstraint(
+            in_list("subscription_status", SUBSCRIPTION_STATUSES),
+            name="subscription_status_allowed",
+        ),
+        CheckConstraint(in_list("role", tuple(UserRole)), name="role_allowed"),
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
         Index("ix_users_subscription_status", "subscription_status"),
     )
@@ -50,25 +49,24 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), nullable=False)
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
-    role: Mapped[str] = mapped_column(String(10), nullable=False, default=UserRole.USER,
-                                      server_default=UserRole.USER.value)
-    credits_remaining: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
-                                                   server_default="6")
-    credits_total: Mapped[int] = mapped_column(Integer, nullable=False, default=6,
-                                               server_default="6")
-    subscription_status: Mapped[str] = mapped_column(String(20), nullable=False, default="free",
-                                                     server_default="free")
-    credits_granted_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
+    role: Mapped[str] = mapped_column(
+        String(10), nullable=False, default=UserRole.USER, server_default=UserRole.USER.value
     )
-    sidebar_collapsed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
-                                                    server_default=false())
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
+    credits_remaining: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=6, server_default="6"
     )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    credits_total: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=6, server_default="6"
     )
+    subscription_status: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="free", server_default="free"
+    )
+    credits_granted_at: Mapped[datetime] = insert_timestamp()
+    sidebar_collapsed: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    created_at: Mapped[datetime] = insert_timestamp()
+    updated_at: Mapped[datetime] = change_timestamp()
     # Set when the person deleted their account: the row stays, without personal data, so that
     # the ledger and analytics that refer to it keep their totals.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -77,17 +75,19 @@ class User(UserMixin, db.Model):
     # An address the person asked to move to; it replaces `email` once verified.
     pending_email: Mapped[str | None] = mapped_column(String(254))
     # Part of the session id (get_id): raising it ends every session and remember-me cookie.
-    session_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
-                                                 server_default="0")
-    # Set by staff: the account cannot sign in.
+    session_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    # Set by an admin: the account cannot sign in.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Staff two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
+    # Admin two-factor: the TOTP secret (base32), when it was confirmed, the last step used.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # Notification kinds (services/notifications.py) the person turned off.
-    email_opt_outs: Mapped[list] = mapped_column(JSONB, nullable=False, default=list,
-                                                 server_default="[]")
+    email_opt_outs: Mapped[list] = mapped_column(
+        JSONB, nullable=False, default=list, server_default="[]"
+    )
 
     def get_id(self) -> str:
         """The session's user id: the row id and the session version, so that raising the

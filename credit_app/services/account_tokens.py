@@ -9,13 +9,14 @@ working once used (the password changed) or once every session was ended.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from credit_app.errors import InvalidToken
-from credit_app.extensions import db
 from credit_app.models import User
+from credit_app.platform.extensions import db
 
 RESET_SALT = "credit_app.password-reset"
 VERIFY_SALT = "credit_app.verify-email"
@@ -23,6 +24,15 @@ VERIFY_SALT = "credit_app.verify-email"
 
 def _serializer(salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+
+def _load(token: str, salt: str, max_age_setting: str, refusal: str) -> Any:
+    """What a link signed with `salt` carries, if it is younger than the `max_age_setting`
+    config value. Raises InvalidToken(refusal) for a bad or expired signature."""
+    try:
+        return _serializer(salt).loads(token, max_age=current_app.config[max_age_setting])
+    except BadSignature:
+        raise InvalidToken(refusal) from None
 
 
 def _fingerprint(user: User) -> str:
@@ -35,16 +45,17 @@ def reset_token(user: User) -> str:
 
 def user_for_reset_token(token: str) -> User:
     """The account a reset link is for. Raises InvalidToken (bad, expired or used)."""
-    max_age = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"]
-    try:
-        payload = _serializer(RESET_SALT).loads(token, max_age=max_age)
-    except BadSignature:
-        raise InvalidToken("That reset link is invalid or has expired. Ask for a new one.") \
-            from None
+    payload = _load(
+        token,
+        RESET_SALT,
+        "PASSWORD_RESET_MAX_AGE_SECONDS",
+        "That reset link is invalid or has expired. Ask for a new one.",
+    )
     user = db.session.get(User, payload.get("u")) if isinstance(payload, dict) else None
     if user is None or user.is_deleted or payload.get("f") != _fingerprint(user):
-        raise InvalidToken("That reset link was already used or is no longer valid. "
-                           "Ask for a new one.")
+        raise InvalidToken(
+            "That reset link was already used or is no longer valid. Ask for a new one."
+        )
     return user
 
 
@@ -54,13 +65,16 @@ def verification_token(user_id: int, email: str) -> str:
 
 def read_verification_token(token: str) -> tuple[int, str]:
     """The user id and address a verification link is for. Raises InvalidToken."""
-    max_age = current_app.config["EMAIL_VERIFICATION_MAX_AGE_SECONDS"]
-    try:
-        payload = _serializer(VERIFY_SALT).loads(token, max_age=max_age)
-    except BadSignature:
-        raise InvalidToken("That confirmation link is invalid or has expired. Sign in and "
-                           "ask for a new one.") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("u"), int) \
-            or not isinstance(payload.get("e"), str):
+    payload = _load(
+        token,
+        VERIFY_SALT,
+        "EMAIL_VERIFICATION_MAX_AGE_SECONDS",
+        "That confirmation link is invalid or has expired. Sign in and ask for a new one.",
+    )
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("u"), int)
+        or not isinstance(payload.get("e"), str)
+    ):
         raise InvalidToken()
     return payload["u"], payload["e"]

@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from credit_app.database import read_fixed
 from credit_app.errors import (
     DomainError,
     EmailTaken,
@@ -21,35 +20,58 @@ from credit_app.errors import (
     WeakPassword,
     WrongPassword,
 )
-from credit_app.extensions import db
 from credit_app.models import ApiToken, User, UserRole, WelcomeMailbox
+from credit_app.platform.database import read_fixed
+from credit_app.platform.extensions import db
 from credit_app.services import account_tokens, credits, mail, mailboxes, passwords
 from credit_app.services.credits import utcnow
+from credit_app.services.limits import (
+    DEFAULT_MIN_PASSWORD_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_TOKEN_NAME_LENGTH,
+)
 from credit_app.services.mailboxes import normalize_email
 
 WELCOME_CREDITS = 6
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = DEFAULT_MIN_PASSWORD_LENGTH
 TOKEN_PREFIX = "ca_"
-COMMON_PASSWORDS = frozenset({
-    "password", "password1", "password123", "1234567890", "12345678910", "qwertyuiop",
-    "iloveyou123", "letmein123", "welcome123", "passw0rd123", "qwerty12345", "abc1234567",
-})
-NO_WELCOME_REASON = ("No welcome credits: an account on this mailbox already received them "
-                     "(addresses that reach the same mailbox count once)")
+COMMON_PASSWORDS = frozenset(
+    {
+        "password",
+        "password1",
+        "password123",
+        "1234567890",
+        "12345678910",
+        "qwertyuiop",
+        "iloveyou123",
+        "letmein123",
+        "welcome123",
+        "passw0rd123",
+        "qwerty12345",
+        "abc1234567",
+    }
+)
+NO_WELCOME_REASON = (
+    "No welcome credits: an account on this mailbox already received them "
+    "(addresses that reach the same mailbox count once)"
+)
 
 
-def check_password_strength(password: str, email: str = "",
-                            min_length: int = MIN_PASSWORD_LENGTH) -> None:
+def check_password_strength(
+    password: str, email: str = "", min_length: int = MIN_PASSWORD_LENGTH
+) -> None:
     """Raises WeakPassword with a message a person can act on."""
     if not isinstance(password, str) or len(password) < min_length:
-        raise WeakPassword(f"Use at least {min_length} characters for your password.",
-                           field="password")
-    if len(password) > 256:
-        raise WeakPassword("Use at most 256 characters for your password.", field="password")
+        raise WeakPassword(
+            f"Use at least {min_length} characters for your password.", field="password"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(
+            f"Use at most {MAX_PASSWORD_LENGTH} characters for your password.", field="password"
+        )
     lowered = password.lower()
     if lowered in COMMON_PASSWORDS or len(set(password)) < 4:
-        raise WeakPassword("That password is too easy to guess; choose another.",
-                           field="password")
+        raise WeakPassword("That password is too easy to guess; choose another.", field="password")
     if email and lowered == email.lower():
         raise WeakPassword("Your password must not be your email address.", field="password")
 
@@ -60,8 +82,9 @@ def find_user_by_email(email: str) -> User | None:
     ).scalar_one_or_none()
 
 
-def signup_problems(email: str, password: str,
-                    min_password_length: int = MIN_PASSWORD_LENGTH) -> list[DomainError]:
+def signup_problems(
+    email: str, password: str, min_password_length: int = MIN_PASSWORD_LENGTH
+) -> list[DomainError]:
     """Every reason register_user would refuse these details, all at once (a bad or
     disposable or taken email, and a weak password), so the form can show them together;
     empty fields are left to the form's own "required". Raises nothing."""
@@ -150,14 +173,14 @@ def set_password(user: User, password: str, min_length: int = MIN_PASSWORD_LENGT
     end_all_sessions(user)
 
 
-def change_password(user: User, current: str, new: str,
-                    min_length: int = MIN_PASSWORD_LENGTH) -> None:
+def change_password(
+    user: User, current: str, new: str, min_length: int = MIN_PASSWORD_LENGTH
+) -> None:
     """Raises WrongPassword (current one wrong), WeakPassword."""
     if not passwords.verify_password(user.password_hash, current or ""):
         raise WrongPassword("That is not your current password.", field="current_password")
     if current == new:
-        raise WeakPassword("Choose a password different from the current one.",
-                           field="password")
+        raise WeakPassword("Choose a password different from the current one.", field="password")
     set_password(user, new, min_length)
     mail.queue_email(user.email, "password_changed", user_id=user.id)
 
@@ -240,8 +263,9 @@ def verify_email(token: str) -> tuple[User, str]:
         db.session.flush()
         return user, "verified"
     if address != user.pending_email:
-        raise InvalidToken("That confirmation link is for an address this account no longer "
-                           "asks for.")
+        raise InvalidToken(
+            "That confirmation link is for an address this account no longer asks for."
+        )
     if find_user_by_email(address) is not None:
         raise EmailTaken("Another account took that address meanwhile.")
     user.email = address
@@ -268,20 +292,25 @@ def _hash_token(token: str) -> str:
 def create_api_token(user_id: int, name: str) -> tuple[ApiToken, str]:
     """Create a token and return it with its plaintext, shown once. Raises ValidationFailed."""
     name = (name or "").strip()
-    if not 1 <= len(name) <= 80:
-        raise ValidationFailed("Give the token a name of 1 to 80 characters.", field="name")
+    if not 1 <= len(name) <= MAX_TOKEN_NAME_LENGTH:
+        raise ValidationFailed(
+            f"Give the token a name of 1 to {MAX_TOKEN_NAME_LENGTH} characters.", field="name"
+        )
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=user_id, name=name, token_hash=_hash_token(plaintext),
-                     prefix=plaintext[:10])
+    token = ApiToken(
+        user_id=user_id, name=name, token_hash=_hash_token(plaintext), prefix=plaintext[:10]
+    )
     db.session.add(token)
     db.session.flush()
     return token, plaintext
 
 
 def list_api_tokens(user_id: int) -> list[ApiToken]:
-    return list(db.session.execute(
-        select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())
+        ).scalars()
+    )
 
 
 def revoke_api_token(user_id: int, token_id: int) -> bool:
@@ -315,8 +344,15 @@ class Account:
     @classmethod
     def of(cls, user: User) -> Account:
         """The account of a loaded user (a session's)."""
-        return cls(user.id, user.role, user.credits_remaining, user.credits_total,
-                   user.subscription_status, user.updated_at, user.has_two_factor)
+        return cls(
+            user.id,
+            user.role,
+            user.credits_remaining,
+            user.credits_total,
+            user.subscription_status,
+            user.updated_at,
+            user.has_two_factor,
+        )
 
 
 # Every request with a bearer token runs this first, outside any transaction
@@ -343,16 +379,20 @@ def token_owner(plaintext: str) -> Account | None:
     return None if row is None else Account(*row)
 
 
-def record_staff_sign_in(user: User, method: str, address: str | None) -> None:
-    """Audit a staff member's sign-in (method: password, totp or recovery)."""
+def record_admin_sign_in(user: User, method: str, address: str | None) -> None:
+    """Audit an admin's sign-in (method: password, totp or recovery)."""
     from credit_app.services import audit
 
-    audit.record(user.id, "staff.sign_in", target_user_id=user.id,
-                 details={"method": method, "address": address})
+    audit.record(
+        user.id,
+        "staff.sign_in",
+        target_user_id=user.id,
+        details={"method": method, "address": address},
+    )
 
 
 def record_failed_sign_in(email: str, why: str, address: str | None) -> None:
-    """Audit a failed sign-in when the address is a staff account's (others are not logged)."""
+    """Audit a failed sign-in when the address is an admin account's (others are not logged)."""
     from credit_app.services import audit
 
     try:
@@ -360,8 +400,12 @@ def record_failed_sign_in(email: str, why: str, address: str | None) -> None:
     except ValidationFailed:
         return
     if user is not None and user.is_admin:
-        audit.record(None, "staff.sign_in_failed", target_user_id=user.id,
-                     details={"why": why, "address": address})
+        audit.record(
+            None,
+            "staff.sign_in_failed",
+            target_user_id=user.id,
+            details={"why": why, "address": address},
+        )
 
 
 def record_two_factor_enabled(user: User) -> None:

@@ -1,11 +1,11 @@
-"""The numbers of the staff analytics dashboard, for a range of UTC days.
+"""The numbers of the admin analytics dashboard, for a range of UTC days.
 
 Every query reads the rollups (analytics_daily_rollups, analytics_active_days,
 analytics_daily_active_users, analytics_user_funnels) plus the raw events not rolled up yet
 (`rolled_up_at IS NULL`, a partial index: normally the last minute or so), so each event
 counts exactly once and the page is live without scanning the raw history. Definitions:
 
-- utilisation: credits charged for uses ÷ credits granted (sign-up and staff grants);
+- utilisation: credits charged for uses ÷ credits granted (sign-up and admin grants);
 - credits waived: what free users' uses would have cost but did not, because they were
   outside the enforcement rollout;
 - feature distribution: uses (credit_consumed) per feature, Pro included;
@@ -27,13 +27,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, select, text
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import User
+from credit_app.platform.extensions import db
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-CONVERSION_WINDOWS = (7, 30)
 
 COUNTS_SQL = text("""
 SELECT day, event_type, feature, plan, sum(events)::bigint AS events,
@@ -164,20 +163,25 @@ class DateRange:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
 
     def params(self) -> dict:
-        return {"start": self.start, "end": self.end, "start_at": self.start_at,
-                "end_at": self.end_at}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "start_at": self.start_at,
+            "end_at": self.end_at,
+        }
 
 
 def _parse_day(value: str, field_name: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed(f"Enter the {field_name} date as YYYY-MM-DD.",
-                               field=field_name) from None
+        raise ValidationFailed(
+            f"Enter the {field_name} date as YYYY-MM-DD.", field=field_name
+        ) from None
 
 
 def parse_range(start: str | None, end: str | None, today: date | None = None) -> DateRange:
-    """The range a staff member asked for; the last 30 days by default.
+    """The range an admin asked for; the last 30 days by default.
 
     Raises ValidationFailed for a malformed date, an end in the future, a start after the
     end, or more than 366 days.
@@ -199,8 +203,23 @@ def ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
+class GenerationOutcomes:
+    """The generation counts of a day or a range: `uses` ran, `failed` did not."""
+
+    uses: int
+    failed: int
+
+    @property
+    def generations(self) -> int:
+        return self.uses + self.failed
+
+    @property
+    def failure_rate(self) -> float | None:
+        return ratio(self.failed, self.generations)
+
+
 @dataclass(frozen=True)
-class DayRow:
+class DayRow(GenerationOutcomes):
     day: date
     uses: int
     failed: int
@@ -211,14 +230,6 @@ class DayRow:
     cancellations: int
     active_free: int
     active_pro: int
-
-    @property
-    def generations(self) -> int:
-        return self.uses + self.failed
-
-    @property
-    def failure_rate(self) -> float | None:
-        return ratio(self.failed, self.generations)
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ class FeatureRow:
 
 
 @dataclass(frozen=True)
-class Dashboard:
+class Dashboard(GenerationOutcomes):
     range: DateRange
     credits_charged: int
     credits_granted: int
@@ -263,14 +274,6 @@ class Dashboard:
     def utilisation(self) -> float | None:
         return ratio(self.credits_charged, self.credits_granted)
 
-    @property
-    def generations(self) -> int:
-        return self.uses + self.failed
-
-    @property
-    def failure_rate(self) -> float | None:
-        return ratio(self.failed, self.generations)
-
     def conversion_rate(self, days: int) -> float | None:
         return ratio(self.converted[days], self.depleted_users)
 
@@ -284,8 +287,14 @@ class Dashboard:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.uses or self.failed or self.credits_granted or self.modal_shown
-                    or self.upgrades or self.cancellations)
+        return not (
+            self.uses
+            or self.failed
+            or self.credits_granted
+            or self.modal_shown
+            or self.upgrades
+            or self.cancellations
+        )
 
 
 def build_dashboard(date_range: DateRange) -> Dashboard:
@@ -315,23 +324,39 @@ def build_dashboard(date_range: DateRange) -> Dashboard:
         active_daily[row.day][row.plan] += row.users
 
     funnel = db.session.execute(FUNNEL_SQL, params).one()
-    accounts = dict(db.session.execute(
-        select(User.subscription_status, func.count())
-        .where(User.deleted_at.is_(None)).group_by(User.subscription_status)
-    ).all())
+    accounts = dict(
+        db.session.execute(
+            select(User.subscription_status, func.count())
+            .where(User.deleted_at.is_(None))
+            .group_by(User.subscription_status)
+        ).all()
+    )
 
     uses = totals["credit_consumed"]
     features = [
-        FeatureRow(key, feature.title, sum(per_feature[key].values()), per_feature[key]["free"],
-                   per_feature[key]["pro"], ratio(sum(per_feature[key].values()), uses))
+        FeatureRow(
+            key,
+            feature.title,
+            sum(per_feature[key].values()),
+            per_feature[key]["free"],
+            per_feature[key]["pro"],
+            ratio(sum(per_feature[key].values()), uses),
+        )
         for key, feature in FEATURES.items()
     ]
     days = [
-        DayRow(day, per_day[day]["credit_consumed"], per_day[day]["generation_failed"],
-               per_day[day]["upgrade_modal_shown"], per_day[day]["upgrade_modal_dismissed"],
-               per_day[day]["upgrade_clicked"], per_day[day]["subscription_upgraded"],
-               per_day[day]["subscription_canceled"], active_daily[day]["free"],
-               active_daily[day]["pro"])
+        DayRow(
+            day,
+            per_day[day]["credit_consumed"],
+            per_day[day]["generation_failed"],
+            per_day[day]["upgrade_modal_shown"],
+            per_day[day]["upgrade_modal_dismissed"],
+            per_day[day]["upgrade_clicked"],
+            per_day[day]["subscription_upgraded"],
+            per_day[day]["subscription_canceled"],
+            active_daily[day]["free"],
+            active_daily[day]["pro"],
+        )
         for day in date_range.days
     ]
     return Dashboard(

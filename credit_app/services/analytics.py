@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import CursorResult, delete, insert, select, text, update
 
-from credit_app.clock import utcnow
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import (
     EVENT_TYPES,
     AnalyticsEvent,
@@ -31,6 +28,8 @@ from credit_app.models import (
     Posting,
     User,
 )
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 DEFAULT_BATCH_SIZE = 5000
 # pg_try_advisory_xact_lock key: one roll-up at a time, so their upserts never deadlock.
@@ -54,36 +53,75 @@ def ledger_events(posting: Posting) -> list[dict[str, Any]]:
     plan = metadata.get("plan") or posting.plan_before
     events: list[dict[str, Any]] = []
     if posting.kind == LedgerKind.CONSUME:
-        properties: dict[str, Any] = {
-            "via": "reservation" if posting.reservation_id else "direct"}
+        properties: dict[str, Any] = {"via": "reservation" if posting.reservation_id else "direct"}
         if plan != "pro" and posting.charged == 0 and posting.credits_consumed > 0:
             properties["enforced"] = False
-        events.append({"event_type": "credit_consumed", "feature": posting.feature_used,
-                       "plan": plan, "credits": posting.charged, "properties": properties})
+        events.append(
+            {
+                "event_type": "credit_consumed",
+                "feature": posting.feature_used,
+                "plan": plan,
+                "credits": posting.charged,
+                "properties": properties,
+            }
+        )
     spent = posting.kind in (LedgerKind.CONSUME, LedgerKind.RESERVE) and posting.amount < 0
     if spent and posting.balance_after == 0 and plan != "pro":
-        events.append({"event_type": "credit_depleted", "feature": posting.feature_used,
-                       "plan": plan, "credits": 0, "properties": {}})
+        events.append(
+            {
+                "event_type": "credit_depleted",
+                "feature": posting.feature_used,
+                "plan": plan,
+                "credits": 0,
+                "properties": {},
+            }
+        )
     if posting.kind == LedgerKind.GRANT:
-        events.append({"event_type": "credit_granted", "feature": None,
-                       "plan": posting.plan_before, "credits": posting.amount,
-                       "properties": {"source": posting.feature_used}})
+        events.append(
+            {
+                "event_type": "credit_granted",
+                "feature": None,
+                "plan": posting.plan_before,
+                "credits": posting.amount,
+                "properties": {"source": posting.feature_used},
+            }
+        )
     if posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription":
         change = {"from": metadata.get("from"), "to": metadata.get("to")}
         if change["to"] == "pro":
-            events.append({"event_type": "subscription_upgraded", "feature": None,
-                           "plan": "pro", "credits": 0, "properties": change})
+            events.append(
+                {
+                    "event_type": "subscription_upgraded",
+                    "feature": None,
+                    "plan": "pro",
+                    "credits": 0,
+                    "properties": change,
+                }
+            )
         elif change["from"] == "pro":
-            events.append({"event_type": "subscription_canceled", "feature": None,
-                           "plan": change["to"], "credits": 0, "properties": change})
+            events.append(
+                {
+                    "event_type": "subscription_canceled",
+                    "feature": None,
+                    "plan": change["to"],
+                    "credits": 0,
+                    "properties": change,
+                }
+            )
     for event in events:
         event["event_id"] = new_event_id()
     return events
 
 
-def track(event_type: str, user_id: int | None, *, feature: str | None = None,
-          credits_remaining: int | None = None, properties: dict[str, Any] | None = None,
-          occurred_at: datetime | None = None) -> str:
+def track(
+    event_type: str,
+    user_id: int | None,
+    *,
+    feature: str | None = None,
+    credits_remaining: int | None = None,
+    properties: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> str:
     """Write an event in the current transaction (it is kept only if that commits).
 
     Returns its id. Raises ValidationFailed for an unknown event type.
@@ -92,28 +130,19 @@ def track(event_type: str, user_id: int | None, *, feature: str | None = None,
         raise ValidationFailed(f"Unknown analytics event {event_type!r}.")
     user = db.session.get(User, user_id) if user_id is not None else None
     event_id = new_event_id()
-    db.session.execute(insert(AnalyticsEvent).values(
-        event_id=event_id, event_type=event_type, user_id=user_id, feature=feature,
-        credits_remaining=credits_remaining, properties=properties or {},
-        plan=user.subscription_status if user is not None else None,
-        occurred_at=occurred_at or utcnow(),
-    ))
+    db.session.execute(
+        insert(AnalyticsEvent).values(
+            event_id=event_id,
+            event_type=event_type,
+            user_id=user_id,
+            feature=feature,
+            credits_remaining=credits_remaining,
+            properties=properties or {},
+            plan=user.subscription_status if user is not None else None,
+            occurred_at=occurred_at or utcnow(),
+        )
+    )
     return event_id
-
-
-def store_event(event_id: str, event_type: str, user_id: int | None, feature: str | None,
-                credits_remaining: int | None, occurred_at: datetime,
-                properties: dict[str, Any]) -> bool:
-    """Insert the event unless it is already stored; True if this call stored it."""
-    inserted = db.session.execute(
-        pg_insert(AnalyticsEvent)
-        .values(event_id=event_id, event_type=event_type, user_id=user_id, feature=feature,
-                credits_remaining=credits_remaining, occurred_at=occurred_at,
-                properties=properties)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(AnalyticsEvent.id)
-    ).scalar_one_or_none()
-    return inserted is not None
 
 
 ROLL_UP_SQL = text("""
@@ -183,25 +212,18 @@ def roll_up(batch_size: int = DEFAULT_BATCH_SIZE, now: datetime | None = None) -
     """
     if batch_size < 1:
         raise ValidationFailed("The batch size must be at least 1.")
-    locked = db.session.execute(select(text("pg_try_advisory_xact_lock(:key)")),
-                                {"key": ROLLUP_LOCK_KEY}).scalar_one()
+    locked: bool = db.session.execute(
+        select(text("pg_try_advisory_xact_lock(:key)")), {"key": ROLLUP_LOCK_KEY}
+    ).scalar_one()
     if not locked:
         return 0
-    row = db.session.execute(ROLL_UP_SQL, {"batch_size": batch_size,
-                                           "now": now or utcnow()}).one()
+    row = db.session.execute(ROLL_UP_SQL, {"batch_size": batch_size, "now": now or utcnow()}).one()
     return row.folded
 
 
-def pending_events() -> int:
-    """How many events wait to be rolled up."""
-    return db.session.execute(
-        select(func.count()).select_from(AnalyticsEvent)
-        .where(AnalyticsEvent.rolled_up_at.is_(None))
-    ).scalar_one()
-
-
-def purge_rolled_up_events(retention_days: int, now: datetime | None = None,
-                           limit: int = 10_000) -> int:
+def purge_rolled_up_events(
+    retention_days: int, now: datetime | None = None, limit: int = 10_000
+) -> int:
     """Delete up to `limit` rolled-up raw events older than the retention; returns the count.
 
     Raises ValidationFailed for a retention below one day.
@@ -209,11 +231,17 @@ def purge_rolled_up_events(retention_days: int, now: datetime | None = None,
     if retention_days < 1:
         raise ValidationFailed("The retention must be at least one day.")
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
-    doomed = (select(AnalyticsEvent.id)
-              .where(AnalyticsEvent.rolled_up_at.is_not(None),
-                     AnalyticsEvent.occurred_at < cutoff)
-              .limit(limit).scalar_subquery())
-    result = db.session.execute(delete(AnalyticsEvent).where(AnalyticsEvent.id.in_(doomed)))
+    doomed = (
+        select(AnalyticsEvent.id)
+        .where(AnalyticsEvent.rolled_up_at.is_not(None), AnalyticsEvent.occurred_at < cutoff)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    # A DELETE without RETURNING gives a CursorResult; Session.execute is typed as any Result.
+    result = cast(
+        CursorResult[Any],
+        db.session.execute(delete(AnalyticsEvent).where(AnalyticsEvent.id.in_(doomed))),
+    )
     return result.rowcount
 
 
@@ -222,8 +250,12 @@ def anonymise_user_events(user_id: int) -> int:
 
     The rollups hold counts only, so totals do not change.
     """
-    result = db.session.execute(
-        update(AnalyticsEvent).where(AnalyticsEvent.user_id == user_id)
-        .values(user_id=None, properties={})
+    result = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(AnalyticsEvent)
+            .where(AnalyticsEvent.user_id == user_id)
+            .values(user_id=None, properties={})
+        ),
     )
     return result.rowcount

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, DateTime, Integer, case, func, select, type_coerce
 
-from credit_app.clock import utcnow
-from credit_app.extensions import db
 from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE
 from credit_app.models import Generation, GenerationStatus, User
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class FairUse:
 
 @dataclass(frozen=True)
 class DailyUsage:
-    """One user's generations of one day, for staff."""
+    """One user's generations of one day, for admins."""
 
     user_id: int
     email: str
@@ -62,24 +62,25 @@ def daily_mark() -> int:
     return int(current_app.config["PRO_FAIR_USE_DAILY_GENERATIONS"])
 
 
-def _counted_today(now: datetime | None):
-    return (Generation.created_at >= day_start(now),
-            Generation.status != GenerationStatus.FAILED)
+def _counted_today(now: datetime | None) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return (Generation.created_at >= day_start(now), Generation.status != GenerationStatus.FAILED)
 
 
 def generations_today(user_id: int, now: datetime | None = None) -> int:
     """The user's generations started today (UTC) that did not fail."""
     return db.session.execute(
-        select(func.count(Generation.id))
-        .where(Generation.user_id == user_id, *_counted_today(now))
+        select(func.count(Generation.id)).where(Generation.user_id == user_id, *_counted_today(now))
     ).scalar_one()
 
 
 def fair_use_of(user_id: int, now: datetime | None = None) -> FairUse:
     """Where the user stands today. A user who does not exist counts as free."""
-    is_pro = db.session.execute(
-        select(User.subscription_status).where(User.id == user_id)
-    ).scalar_one_or_none() == "pro"
+    is_pro = (
+        db.session.execute(
+            select(User.subscription_status).where(User.id == user_id)
+        ).scalar_one_or_none()
+        == "pro"
+    )
     return FairUse(is_pro, generations_today(user_id, now), daily_mark())
 
 
@@ -87,14 +88,18 @@ def _past_mark(user_id: int, is_pro: bool | None, now: datetime | None) -> bool:
     """Whether the user's next generation is past the mark; counts only for Pro users (the
     plan is read when `is_pro` is None)."""
     if is_pro is None:
-        is_pro = db.session.execute(
-            select(User.subscription_status).where(User.id == user_id)
-        ).scalar_one_or_none() == "pro"
+        is_pro = (
+            db.session.execute(
+                select(User.subscription_status).where(User.id == user_id)
+            ).scalar_one_or_none()
+            == "pro"
+        )
     return is_pro and generations_today(user_id, now) >= daily_mark()
 
 
-def queue_for_new_generation(user_id: int, now: datetime | None = None,
-                             is_pro: bool | None = None) -> str:
+def queue_for_new_generation(
+    user_id: int, now: datetime | None = None, is_pro: bool | None = None
+) -> str:
     """The queue a generation the user starts now goes to."""
     return GENERATION_FAIR_USE_QUEUE if _past_mark(user_id, is_pro, now) else GENERATION_QUEUE
 
@@ -124,22 +129,30 @@ def daily_usage(now: datetime | None = None, limit: int = 100) -> list[DailyUsag
         .order_by(func.count(Generation.id).desc(), User.id)
         .limit(limit)
     ).all()
-    return [DailyUsage(user_id, email, plan, total, fair_count,
-                       plan == "pro" and total >= mark)
-            for user_id, email, plan, total, fair_count in rows]
+    return [
+        DailyUsage(user_id, email, plan, total, fair_count, plan == "pro" and total >= mark)
+        for user_id, email, plan, total, fair_count in rows
+    ]
 
 
-def usage_history(user_id: int, days: int = 14, now: datetime | None = None
-                  ) -> list[tuple[datetime, int, int]]:
+def usage_history(
+    user_id: int, days: int = 14, now: datetime | None = None
+) -> list[tuple[datetime, int, int]]:
     """The user's generations (not failed) of each of the last `days` days that had any,
     newest first: (day, generations, on the fair-use queue)."""
     since = day_start(now) - timedelta(days=days - 1)
-    day = func.date_trunc("day", func.timezone("UTC", Generation.created_at))
+    day = func.date_trunc("day", func.timezone("UTC", Generation.created_at), type_=DateTime())
+    on_fair_use = type_coerce(
+        func.sum(case((Generation.queue == GENERATION_FAIR_USE_QUEUE, 1), else_=0)), Integer
+    )
     rows = db.session.execute(
-        select(day, func.count(Generation.id),
-               func.sum(case((Generation.queue == GENERATION_FAIR_USE_QUEUE, 1), else_=0)))
-        .where(Generation.user_id == user_id, Generation.created_at >= since,
-               Generation.status != GenerationStatus.FAILED)
-        .group_by(day).order_by(day.desc())
+        select(day, func.count(Generation.id), on_fair_use)
+        .where(
+            Generation.user_id == user_id,
+            Generation.created_at >= since,
+            Generation.status != GenerationStatus.FAILED,
+        )
+        .group_by(day)
+        .order_by(day.desc())
     ).all()
     return [(moment.replace(tzinfo=UTC), total, int(fair or 0)) for moment, total, fair in rows]

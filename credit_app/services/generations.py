@@ -19,29 +19,27 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from credit_app import after_commit
-from credit_app.errors import DomainError, ValidationFailed
-from credit_app.extensions import db
-from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
-from credit_app.generation.options import (
-    FEATURE_INPUTS,
-    MAX_PROMPT_LENGTH,
-    MOTIONS,
-    ROOM_TYPES,
-    styles_for,
+from credit_app.errors import (
+    GenerationNotFound,
+    StorageUnavailable,
+    StoredObjectMissing,
 )
+from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
+from credit_app.generation.images import VariantError, make_variants
+from credit_app.generation.options import MASK_KEYS, check_options
 from credit_app.generation.uploads import CheckedUpload
-from credit_app.images import VariantError, make_variants
-from credit_app.input_text import clean_text
 from credit_app.models import (
     CreditReservation,
     Generation,
     GenerationStatus,
     ReservationStatus,
 )
+from credit_app.platform import after_commit
+from credit_app.platform.extensions import db
+from credit_app.platform.input_text import clean_text
+from credit_app.platform.storage import Storage, sibling_key
 from credit_app.services import analytics, credits, fair_use
 from credit_app.services.credits import utcnow
-from credit_app.storage import Storage, StorageUnavailable, StoredObjectMissing, sibling_key
 
 log = logging.getLogger(__name__)
 
@@ -60,54 +58,25 @@ def _remove_uploads(uploads: list[tuple[Storage, str]]) -> None:
 after_commit.register("uploads", list, None, on_rollback=_remove_uploads)
 
 
-class GenerationNotFound(DomainError):
-    status = 404
-    code = "generation_not_found"
-    default_message = "No such generation."
-
-
-def _choice(raw: Mapping[str, Any], name: str, allowed: Mapping[str, str], label: str) -> str:
-    value = raw.get(name) or ""
-    if value not in allowed:
-        raise ValidationFailed(f"Choose a {label} from the list.", field=name)
-    return value
-
-
-def _fraction(raw: Mapping[str, Any], name: str) -> float:
-    """A percentage from the form (0 to 100) as a fraction of the photo."""
+def _fraction(raw: Mapping[str, Any], name: str) -> float | None:
+    """A percentage of the photo from the form (0 to 100) as a fraction; None when the field
+    is not a number."""
     try:
-        value = float(raw.get(name, ""))
+        return float(raw.get(name, "")) / 100
     except (TypeError, ValueError):
-        raise ValidationFailed("Mark the area to remove on the photo.", field="mask") from None
-    if not 0.0 <= value <= 100.0:
-        raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
-    return value / 100
+        return None
 
 
 def parse_options(feature: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the form's choices for `feature`. Raises ValidationFailed naming the field."""
-    options: dict[str, Any] = {}
-    inputs = FEATURE_INPUTS[credits.get_feature(feature).key]
-    if "room_type" in inputs:
-        options["room_type"] = _choice(raw, "room_type", ROOM_TYPES, "room type")
-    if "style" in inputs:
-        options["style"] = _choice(raw, "style", styles_for(feature), "style")
-    if "prompt" in inputs:
-        prompt = clean_text(raw.get("prompt") or "")
-        if len(prompt) > MAX_PROMPT_LENGTH:
-            raise ValidationFailed(f"Keep the description under {MAX_PROMPT_LENGTH} characters.",
-                                   field="prompt")
-        options["prompt"] = prompt
-    if "motion" in inputs:
-        options["motion"] = _choice(raw, "motion", MOTIONS, "camera motion")
-    if "mask" in inputs:
-        mask = {key: _fraction(raw, f"mask_{key}") for key in ("x", "y", "w", "h")}
-        if mask["w"] < 0.01 or mask["h"] < 0.01:
-            raise ValidationFailed("Drag across the photo to mark what to remove.", field="mask")
-        if mask["x"] + mask["w"] > 1.0001 or mask["y"] + mask["h"] > 1.0001:
-            raise ValidationFailed("The marked area must lie inside the photo.", field="mask")
-        options["mask"] = mask
-    return options
+    """The form's choices for `feature`, checked (generation.options.check_options: every
+    choice required, the prompt cleaned), as the generation stores them.
+
+    Raises UnknownFeature, ValidationFailed naming the field.
+    """
+    options = {name: raw.get(name) for name in ("room_type", "style", "motion")}
+    options["prompt"] = clean_text(raw.get("prompt") or "")
+    options["mask"] = {key: _fraction(raw, f"mask_{key}") for key in MASK_KEYS}
+    return check_options(feature, options, fill_defaults=False).as_options()
 
 
 def new_generation_id() -> str:
@@ -137,8 +106,10 @@ def start_generation(
     Raises StorageUnavailable.
     """
     existing = db.session.execute(
-        select(Generation).where(Generation.user_id == reservation.user_id,
-                                 Generation.generation_id == reservation.generation_id)
+        select(Generation).where(
+            Generation.user_id == reservation.user_id,
+            Generation.generation_id == reservation.generation_id,
+        )
     ).scalar_one_or_none()
     if existing is not None:
         return existing, False
@@ -160,9 +131,12 @@ def start_generation(
     return generation, True
 
 
-def claim_generation(generation_pk: int, claimed_by: str | None = None,
-                     stale_after: timedelta | None = None,
-                     now: datetime | None = None) -> Generation | None:
+def claim_generation(
+    generation_pk: int,
+    claimed_by: str | None = None,
+    stale_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> Generation | None:
     """Move a generation to running for the job run `claimed_by`; None when it is not this
     run's to do: finished, running under another live run, or its credit hold has ended or
     expired (the sweeper returns that credit and fails it).
@@ -174,22 +148,36 @@ def claim_generation(generation_pk: int, claimed_by: str | None = None,
     now = now or utcnow()
     claimable = Generation.status == GenerationStatus.QUEUED
     if claimed_by is not None:
-        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
-                                 & (Generation.claimed_by == claimed_by))
+        claimable = claimable | (
+            (Generation.status == GenerationStatus.RUNNING) & (Generation.claimed_by == claimed_by)
+        )
     if stale_after is not None:
-        claimable = claimable | ((Generation.status == GenerationStatus.RUNNING)
-                                 & (Generation.started_at < now - stale_after))
-    hold_is_live = select(CreditReservation.id).where(
-        CreditReservation.id == Generation.reservation_id,
-        CreditReservation.status == ReservationStatus.PENDING,
-        CreditReservation.expires_at > now,
-    ).exists()
+        claimable = claimable | (
+            (Generation.status == GenerationStatus.RUNNING)
+            & (Generation.started_at < now - stale_after)
+        )
+    hold_is_live = (
+        select(CreditReservation.id)
+        .where(
+            CreditReservation.id == Generation.reservation_id,
+            CreditReservation.status == ReservationStatus.PENDING,
+            CreditReservation.expires_at > now,
+        )
+        .exists()
+    )
     claimed = db.session.execute(
         update(Generation)
-        .where(Generation.id == generation_pk, claimable,
-               Generation.reservation_id.is_(None) | hold_is_live)
-        .values(status=GenerationStatus.RUNNING, started_at=now, claimed_by=claimed_by,
-                attempts=Generation.attempts + 1)
+        .where(
+            Generation.id == generation_pk,
+            claimable,
+            Generation.reservation_id.is_(None) | hold_is_live,
+        )
+        .values(
+            status=GenerationStatus.RUNNING,
+            started_at=now,
+            claimed_by=claimed_by,
+            attempts=Generation.attempts + 1,
+        )
         .returning(Generation.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -209,8 +197,10 @@ def build_request(generation: Generation, storage: Storage, workdir: Path) -> Ge
     try:
         storage.download(generation.input_path, input_path)
     except StoredObjectMissing:
-        raise GenerationError("The uploaded photo is no longer available. Your credit was "
-                              "returned; please upload it again.") from None
+        raise GenerationError(
+            "The uploaded photo is no longer available. Your credit was "
+            "returned; please upload it again."
+        ) from None
     return GenerationRequest(
         generation_id=generation.generation_id,
         feature=generation.feature,
@@ -271,8 +261,7 @@ def backfill_variants(generation_pk: int, storage: Storage, workdir: Path) -> di
         try:
             storage.download(key, path)
         except StoredObjectMissing:
-            log.warning("generation %s: its %s %s is gone; no variants", generation_pk, which,
-                        key)
+            log.warning("generation %s: its %s %s is gone; no variants", generation_pk, which, key)
             continue
         files[which] = (path, key)
     if files:
@@ -286,23 +275,33 @@ def generations_missing_variants(limit: int = 1000) -> list[int]:
     """Ids of generations with an image that has no WebP copies yet (the backfill's work):
     the upload of any generation, the result of a succeeded one."""
     missing_input = ~Generation.image_variants.has_key("input")
-    missing_output = ((Generation.status == GenerationStatus.SUCCEEDED)
-                      & Generation.output_path.is_not(None)
-                      & ~Generation.image_variants.has_key("output"))
-    return list(db.session.execute(
-        select(Generation.id).where(missing_input | missing_output)
-        .order_by(Generation.id).limit(limit)
-    ).scalars())
+    missing_output = (
+        (Generation.status == GenerationStatus.SUCCEEDED)
+        & Generation.output_path.is_not(None)
+        & ~Generation.image_variants.has_key("output")
+    )
+    return list(
+        db.session.execute(
+            select(Generation.id)
+            .where(missing_input | missing_output)
+            .order_by(Generation.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
-def complete_generation(generation_pk: int, result: GenerationResult,
-                        provider_name: str, output_key: str,
-                        variants: Mapping[str, list] | None = None) -> Generation:
+def complete_generation(
+    generation_pk: int,
+    result: GenerationResult,
+    provider_name: str,
+    output_key: str,
+    variants: Mapping[str, list] | None = None,
+) -> Generation:
     """Record the stored output (its key) and its WebP copies, and spend the held credit.
 
     Raises ReservationExpired when the hold timed out first (the caller then fails it).
     """
-    generation = db.session.get(Generation, generation_pk)
+    generation = db.session.get_one(Generation, generation_pk)
     if generation.reservation_id is not None:
         credits.commit_reservation(generation.reservation_id)
     generation.status = GenerationStatus.SUCCEEDED
@@ -321,7 +320,7 @@ def fail_generation(generation_pk: int, message: str) -> Generation:
 
     A generation that is already finished is left as it is.
     """
-    generation = db.session.get(Generation, generation_pk)
+    generation = db.session.get_one(Generation, generation_pk)
     if generation.is_finished:
         return generation
     if generation.reservation_id is not None:
@@ -338,25 +337,40 @@ def fail_generation(generation_pk: int, message: str) -> Generation:
 
 def fail_abandoned_generations() -> list[int]:
     """Fail unfinished generations whose credit hold has ended (expired by the sweeper)."""
-    abandoned = db.session.execute(
-        select(Generation)
-        .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
-        .where(Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]),
-               CreditReservation.status == ReservationStatus.EXPIRED)
-    ).scalars().all()
+    abandoned = (
+        db.session.execute(
+            select(Generation)
+            .join(CreditReservation, CreditReservation.id == Generation.reservation_id)
+            .where(
+                Generation.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]),
+                CreditReservation.status == ReservationStatus.EXPIRED,
+            )
+        )
+        .scalars()
+        .all()
+    )
     for generation in abandoned:
         generation.status = GenerationStatus.FAILED
-        generation.error_message = ("The generation took too long and was stopped. "
-                                    "Your credit was returned.")
+        generation.error_message = (
+            "The generation took too long and was stopped. Your credit was returned."
+        )
         generation.finished_at = utcnow()
-        analytics.track("generation_failed", generation.user_id, feature=generation.feature,
-                        properties={"reason": "timeout"})
+        analytics.track(
+            "generation_failed",
+            generation.user_id,
+            feature=generation.feature,
+            properties={"reason": "timeout"},
+        )
     db.session.flush()
     return [generation.id for generation in abandoned]
 
 
 def list_generations(user_id: int, limit: int = 50) -> list[Generation]:
-    return list(db.session.execute(
-        select(Generation).where(Generation.user_id == user_id)
-        .order_by(Generation.id.desc()).limit(limit)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Generation)
+            .where(Generation.user_id == user_id)
+            .order_by(Generation.id.desc())
+            .limit(limit)
+        ).scalars()
+    )

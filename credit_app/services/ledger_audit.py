@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, User
+from credit_app.platform.extensions import db
 
 CHECKS: dict[str, str] = {
     "balance": """
@@ -153,20 +153,28 @@ class LedgerAuditReport:
         return sorted({violation.user_id for violation in self.violations})
 
 
-def audit_ledger(grace: timedelta = timedelta(minutes=2),
-                 now: datetime | None = None) -> LedgerAuditReport:
+def audit_ledger(
+    grace: timedelta = timedelta(minutes=2), now: datetime | None = None
+) -> LedgerAuditReport:
     """Run every check; a reservation counts as overdue `grace` after its timeout."""
     overdue_before = (now or datetime.now(UTC)) - grace
     found: list[tuple[str, int, str]] = []
     for name, sql in CHECKS.items():
         for row in db.session.execute(text(sql), {"overdue_before": overdue_before}):
             found.append((name, row.user_id, row.detail))
-    emails = dict(db.session.execute(
-        select(User.id, User.email).where(User.id.in_({user_id for _, user_id, _ in found}))
-    ).all()) if found else {}
-    violations = [Violation(name, user_id, emails.get(user_id, "?"), detail)
-                  for name, user_id, detail in found]
+    emails = (
+        dict(
+            db.session.execute(
+                select(User.id, User.email).where(User.id.in_({user_id for _, user_id, _ in found}))
+            ).all()
+        )
+        if found
+        else {}
+    )
+    violations = [
+        Violation(name, user_id, emails.get(user_id, "?"), detail)
+        for name, user_id, detail in found
+    ]
     users = db.session.execute(select(func.count()).select_from(User)).scalar_one()
-    entries = db.session.execute(select(func.count()).select_from(CreditTransaction)
-                                 ).scalar_one()
+    entries = db.session.execute(select(func.count()).select_from(CreditTransaction)).scalar_one()
     return LedgerAuditReport(users, entries, violations)

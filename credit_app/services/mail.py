@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_request_context, request, url_for
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from credit_app import mail
-from credit_app.extensions import db
 from credit_app.models import OutboundEmail, User
+from credit_app.models.base import lock_one
+from credit_app.platform import mail
+from credit_app.platform.extensions import db
 from credit_app.services import account_tokens
 from credit_app.services.credits import utcnow
 
@@ -46,9 +46,14 @@ def base_url() -> str:
     return DEFAULT_BASE_URL
 
 
-def queue_email(to_address: str, template: str, *, user_id: int | None = None,
-                context: dict[str, Any] | None = None,
-                dedupe_key: str | None = None) -> int | None:
+def queue_email(
+    to_address: str,
+    template: str,
+    *,
+    user_id: int | None = None,
+    context: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> int | None:
     """Write a message to the outbox and send it after commit. Returns its id, or None when
     a message with `dedupe_key` was written before. Raises KeyError for an unknown template.
     """
@@ -57,10 +62,16 @@ def queue_email(to_address: str, template: str, *, user_id: int | None = None,
     SUBJECTS[template]
     email_id = db.session.execute(
         insert(OutboundEmail)
-        .values(to_address=to_address, template=template, user_id=user_id,
-                context={"base_url": base_url(), **(context or {})}, dedupe_key=dedupe_key)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"],
-                                index_where=OutboundEmail.dedupe_key.isnot(None))
+        .values(
+            to_address=to_address,
+            template=template,
+            user_id=user_id,
+            context={"base_url": base_url(), **(context or {})},
+            dedupe_key=dedupe_key,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["dedupe_key"], index_where=OutboundEmail.dedupe_key.isnot(None)
+        )
         .returning(OutboundEmail.id)
     ).scalar_one_or_none()
     if email_id is not None:
@@ -73,6 +84,7 @@ def _links(email: OutboundEmail, user: User | None) -> dict[str, str]:
     base = (email.context or {}).get("base_url", DEFAULT_BASE_URL).rstrip("/")
     links: dict[str, str] = {}
     with current_app.test_request_context("/"):
+
         def link(endpoint: str, **values: Any) -> str:
             return base + url_for(endpoint, **values)
 
@@ -94,9 +106,7 @@ def deliver(email_id: int, now: datetime | None = None) -> str:
 
     Raises MailDeliveryError (the attempt is counted; the caller commits and retries).
     """
-    email = db.session.execute(
-        select(OutboundEmail).where(OutboundEmail.id == email_id).with_for_update()
-    ).scalar_one_or_none()
+    email = lock_one(OutboundEmail, OutboundEmail.id == email_id)
     if email is None:
         return "missing"
     if email.sent_at is not None:
@@ -107,11 +117,16 @@ def deliver(email_id: int, now: datetime | None = None) -> str:
         email.last_error = "account deleted before sending"
         return "skipped"
     config = current_app.config
-    context = {**(email.context or {}), "links": _links(email, user), "user": user,
-               "to_address": email.to_address}
+    context = {
+        **(email.context or {}),
+        "links": _links(email, user),
+        "user": user,
+        "to_address": email.to_address,
+    }
     subject = SUBJECTS[email.template].format(**context)
-    message = mail.render_message(config["MAIL_FROM"], email.to_address, subject,
-                                  email.template, **context)
+    message = mail.render_message(
+        config["MAIL_FROM"], email.to_address, subject, email.template, **context
+    )
     settings = mail.parse_mail_url(config["MAIL_URL"], config["MAIL_TIMEOUT_SECONDS"])
     email.attempts += 1
     mail.send(settings, message)

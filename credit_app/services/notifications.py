@@ -14,12 +14,13 @@ in the account settings.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeGuard
 
 from flask import current_app
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, LedgerKind, Posting, Subscription, User
+from credit_app.platform.extensions import db
 
 OPTIONAL_KINDS: dict[str, str] = {
     "one_credit_left": "When I have one credit left",
@@ -51,8 +52,12 @@ def on_ledger_row(entry_id: int, posting: Posting) -> None:
     if posting.amount < 0 and posting.plan_after != "pro":
         if _balance_kind(posting.balance_after) is not None:
             enqueue_after_commit("notify_balance", posting.user_id, entry_id)
-    elif (posting.kind == LedgerKind.ADJUST and posting.feature_used == "subscription"
-          and posting.plan_after == "pro" and posting.plan_before != "pro"):
+    elif (
+        posting.kind == LedgerKind.ADJUST
+        and posting.feature_used == "subscription"
+        and posting.plan_after == "pro"
+        and posting.plan_before != "pro"
+    ):
         enqueue_after_commit("notify_plan_change", entry_id)
 
 
@@ -64,7 +69,7 @@ def on_subscription_applied(subscription: Subscription) -> None:
         enqueue_after_commit("notify_subscription", subscription.id)
 
 
-def _mailable(user: User | None) -> bool:
+def _mailable(user: User | None) -> TypeGuard[User]:
     return user is not None and not user.is_deleted and user.is_verified
 
 
@@ -82,10 +87,13 @@ def balance_notice(user_id: int, transaction_id: int) -> str:
         return "skipped"
     if user.credits_remaining > entry.balance_after:
         return "balance went up again"
-    queued = mail.queue_email(user.email, kind, user_id=user.id,
-                              context={"remaining": entry.balance_after,
-                                       "total": user.credits_total},
-                              dedupe_key=f"{kind}:{user.id}:{user.credits_total}")
+    queued = mail.queue_email(
+        user.email,
+        kind,
+        user_id=user.id,
+        context={"remaining": entry.balance_after, "total": user.credits_total},
+        dedupe_key=f"{kind}:{user.id}:{user.credits_total}",
+    )
     return "queued" if queued else "sent before"
 
 
@@ -93,8 +101,10 @@ def _current_subscription(user_id: int) -> Subscription | None:
     from sqlalchemy import select
 
     return db.session.execute(
-        select(Subscription).where(Subscription.user_id == user_id)
-        .order_by(Subscription.updated_at.desc(), Subscription.id.desc()).limit(1)
+        select(Subscription)
+        .where(Subscription.user_id == user_id)
+        .order_by(Subscription.updated_at.desc(), Subscription.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -104,16 +114,26 @@ def plan_notice(transaction_id: int) -> str:
 
     entry = db.session.get(CreditTransaction, transaction_id)
     user = db.session.get(User, entry.user_id) if entry is not None else None
-    if entry is None or (entry.metadata_ or {}).get("to") != "pro" or user is None \
-            or user.is_deleted:
+    if (
+        entry is None
+        or (entry.metadata_ or {}).get("to") != "pro"
+        or user is None
+        or user.is_deleted
+    ):
         return "skipped"
     subscription = _current_subscription(user.id)
-    context: dict[str, Any] = {"credits_kept": user.credits_remaining,
-                               "renews_on": _date(subscription.current_period_end)
-                               if subscription is not None else None,
-                               "plan_name": _plan_name(subscription)}
-    queued = mail.queue_email(user.email, "pro_welcome", user_id=user.id, context=context,
-                              dedupe_key=f"pro_welcome:{entry.id}")
+    context: dict[str, Any] = {
+        "credits_kept": user.credits_remaining,
+        "renews_on": _date(subscription.current_period_end) if subscription is not None else None,
+        "plan_name": _plan_name(subscription),
+    }
+    queued = mail.queue_email(
+        user.email,
+        "pro_welcome",
+        user_id=user.id,
+        context=context,
+        dedupe_key=f"pro_welcome:{entry.id}",
+    )
     return "queued" if queued else "sent before"
 
 
@@ -135,20 +155,24 @@ def subscription_notice(subscription_id: int) -> str:
         return "nothing to say"
     if not wants(user, kind):
         return "opted out"
-    queued = mail.queue_email(user.email, kind, user_id=user.id,
-                              context={"access_ends": _date(ends),
-                                       "plan_name": _plan_name(subscription)},
-                              dedupe_key=f"{kind}:{subscription.id}:{ends.isoformat()}")
+    queued = mail.queue_email(
+        user.email,
+        kind,
+        user_id=user.id,
+        context={"access_ends": _date(ends), "plan_name": _plan_name(subscription)},
+        dedupe_key=f"{kind}:{subscription.id}:{ends.isoformat()}",
+    )
     return "queued" if queued else "sent before"
 
 
-def _date(value) -> str | None:
+def _date(value: datetime | None) -> str | None:
     return value.strftime("%B %-d, %Y") if value is not None else None
 
 
 def _plan_name(subscription: Subscription | None) -> str:
     config = current_app.config
     if subscription is not None and subscription.product_id == config.get(
-            "CREEM_PRODUCT_PRO_YEARLY"):
+        "CREEM_PRODUCT_PRO_YEARLY"
+    ):
         return config["PRO_YEARLY_NAME"]
     return config["PRO_MONTHLY_NAME"]

@@ -15,8 +15,14 @@ from werkzeug.security import check_password_hash
 MEMORY_KIB = 19 * 1024
 TIME_COST = 2
 PARALLELISM = 1
-_hasher = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=PARALLELISM,
-                         hash_len=32, salt_len=16, type=Type.ID)
+_hasher = PasswordHasher(
+    time_cost=TIME_COST,
+    memory_cost=MEMORY_KIB,
+    parallelism=PARALLELISM,
+    hash_len=32,
+    salt_len=16,
+    type=Type.ID,
+)
 LEGACY_PREFIXES = ("scrypt:", "pbkdf2:")
 
 

@@ -17,32 +17,30 @@ import secrets
 from sqlalchemy import delete, select, text, update
 
 from credit_app.billing import subscriptions
-from credit_app.clock import utcnow
-from credit_app.errors import DomainError, WrongPassword
-from credit_app.extensions import db
+from credit_app.errors import (
+    AccountAlreadyDeleted,
+    StorageUnavailable,
+    SubscriptionStillRenews,
+    WrongPassword,
+)
 from credit_app.models import ApiToken, Generation, OutboundEmail, RecoveryCode, UserRole
+from credit_app.platform.clock import utcnow
+from credit_app.platform.extensions import db
+from credit_app.platform.storage import Storage
 from credit_app.services import analytics, audit, credits, passwords
-from credit_app.storage import Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 DELETED_DOMAIN = "deleted.invalid"
 # Ledger metadata keys that say nothing about the person; everything else is dropped.
-LEDGER_KEYS_KEPT: tuple[str, ...] = ("plan", "from", "to", "expires_at", "enforcement",
-                                     "product_id")
-
-
-class SubscriptionStillRenews(DomainError):
-    status = 409
-    code = "subscription_still_renews"
-    default_message = ("Your Pro subscription still renews. Cancel it on the Subscription page "
-                       "first, then delete your account.")
-
-
-class AccountAlreadyDeleted(DomainError):
-    status = 409
-    code = "account_deleted"
-    default_message = "This account has already been deleted."
+LEDGER_KEYS_KEPT: tuple[str, ...] = (
+    "plan",
+    "from",
+    "to",
+    "expires_at",
+    "enforcement",
+    "product_id",
+)
 
 
 def delete_account(user_id: int, password: str) -> list[str]:
@@ -61,18 +59,26 @@ def delete_account(user_id: int, password: str) -> list[str]:
         raise SubscriptionStillRenews()
     folders = {f"{user.id}/"}
     for input_path, output_path in db.session.execute(
-            select(Generation.input_path, Generation.output_path)
-            .where(Generation.user_id == user.id)):
-        folders.update(posixpath.dirname(key) + "/" for key in (input_path, output_path)
-                       if key and posixpath.dirname(key).strip("/"))
-    db.session.execute(update(Generation).where(Generation.user_id == user.id)
-                       .values(options={}, input_path="", output_path=None))
+        select(Generation.input_path, Generation.output_path).where(Generation.user_id == user.id)
+    ):
+        folders.update(
+            posixpath.dirname(key) + "/"
+            for key in (input_path, output_path)
+            if key and posixpath.dirname(key).strip("/")
+        )
+    db.session.execute(
+        update(Generation)
+        .where(Generation.user_id == user.id)
+        .values(options={}, input_path="", output_path=None)
+    )
     db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     db.session.execute(
-        text("UPDATE credit_transactions SET metadata = ("
-             " SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
-             " FROM jsonb_each(coalesce(metadata, '{}'::jsonb)) WHERE key = ANY(:kept))"
-             " WHERE user_id = :user_id"),
+        text(
+            "UPDATE credit_transactions SET metadata = ("
+            " SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)"
+            " FROM jsonb_each(coalesce(metadata, '{}'::jsonb)) WHERE key = ANY(:kept))"
+            " WHERE user_id = :user_id"
+        ),
         {"kept": list(LEDGER_KEYS_KEPT), "user_id": user.id},
     )
     analytics.anonymise_user_events(user.id)
@@ -83,10 +89,16 @@ def delete_account(user_id: int, password: str) -> list[str]:
     user.totp_enabled_at = None
     user.session_version += 1
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    db.session.execute(delete(OutboundEmail).where(OutboundEmail.user_id == user.id,
-                                                   OutboundEmail.sent_at.is_(None)))
-    db.session.execute(update(OutboundEmail).where(OutboundEmail.user_id == user.id)
-                       .values(to_address=user.email, context={}))
+    db.session.execute(
+        delete(OutboundEmail).where(
+            OutboundEmail.user_id == user.id, OutboundEmail.sent_at.is_(None)
+        )
+    )
+    db.session.execute(
+        update(OutboundEmail)
+        .where(OutboundEmail.user_id == user.id)
+        .values(to_address=user.email, context={})
+    )
     user.role = UserRole.USER
     user.deleted_at = utcnow()
     audit.record(user.id, "account.delete", target_user_id=user.id)

@@ -18,15 +18,16 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import select
 
-from credit_app import after_commit
-from credit_app.database import read_fixed
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
-from credit_app.models import FeatureFlag, User
+from credit_app.models import FeatureFlag
+from credit_app.models.base import lock_one
+from credit_app.platform import after_commit
+from credit_app.platform.database import read_fixed
+from credit_app.platform.extensions import db
 from credit_app.services import audit
 
 ENFORCEMENT_FLAG = "credit_enforcement"
@@ -94,7 +95,17 @@ def is_enforced(user_id: int, flag: str = ENFORCEMENT_FLAG) -> bool:
     return bucket(user_id, flag) < percentage(flag)
 
 
-def enforcement_note(user: User) -> dict[str, str]:
+class PlanHolder(Protocol):
+    """What the rollout reads of a user: a `User`, or the balance the credit service locked."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def is_pro(self) -> bool: ...
+
+
+def enforcement_note(user: PlanHolder) -> dict[str, str]:
     """Ledger metadata for a use by `user`: marks a free user's use outside the rollout."""
     if user.is_pro or is_enforced(user.id):
         return {}
@@ -110,20 +121,20 @@ def forget() -> None:
         _process_cache().clear()
 
 
-def set_percentage(value: object, actor_id: int, reason: str,
-                   flag: str = ENFORCEMENT_FLAG) -> RolloutChange:
-    """Set the flag's rollout percentage and audit the change with the staff member's id.
+def set_percentage(
+    value: object, actor_id: int, reason: str, flag: str = ENFORCEMENT_FLAG
+) -> RolloutChange:
+    """Set the flag's rollout percentage and audit the change with the admin's id.
 
     Raises ValidationFailed for a percentage that is not a whole number from 0 to 100 or a
     missing reason.
     """
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise ValidationFailed("The percentage must be a whole number from 0 to 100.",
-                               field="percentage")
+        raise ValidationFailed(
+            "The percentage must be a whole number from 0 to 100.", field="percentage"
+        )
     reason = audit.clean_reason(reason)
-    row = db.session.execute(
-        select(FeatureFlag).where(FeatureFlag.name == flag).with_for_update()
-    ).scalar_one_or_none()
+    row = lock_one(FeatureFlag, FeatureFlag.name == flag)
     previous = DEFAULT_PERCENTAGE if row is None else row.percentage
     if row is None:
         row = FeatureFlag(name=flag, percentage=value, updated_by_id=actor_id)
@@ -132,8 +143,12 @@ def set_percentage(value: object, actor_id: int, reason: str,
         row.percentage = value
         row.updated_by_id = actor_id
     db.session.flush()
-    audit.record(actor_id, "rollout.change", target=flag,
-                 details={"from": previous, "to": value, "reason": reason})
+    audit.record(
+        actor_id,
+        "rollout.change",
+        target=flag,
+        details={"from": previous, "to": value, "reason": reason},
+    )
     after_commit.defer("rollout").append(True)
     forget()
     return RolloutChange(flag, previous, value)
@@ -143,5 +158,6 @@ def _forget_after_transaction(changed: list[bool]) -> None:
     forget()
 
 
-after_commit.register("rollout", list, _forget_after_transaction,
-                      on_rollback=_forget_after_transaction)
+after_commit.register(
+    "rollout", list, _forget_after_transaction, on_rollback=_forget_after_transaction
+)

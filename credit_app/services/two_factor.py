@@ -1,4 +1,4 @@
-"""Staff two-factor sign-in: TOTP (RFC 6238, pyotp) with one-time recovery codes.
+"""Admin two-factor sign-in: TOTP (RFC 6238, pyotp) with one-time recovery codes.
 
 A code is accepted for the current 30-second step and one either side (clock drift), and
 never twice: the step used is remembered. Recovery codes are random, stored as SHA-256
@@ -14,12 +14,14 @@ import time
 
 import pyotp
 import segno
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from credit_app.errors import InvalidTwoFactorCode
-from credit_app.extensions import db
 from credit_app.models import RecoveryCode, User
+from credit_app.models.base import lock_one
+from credit_app.platform.extensions import db
 from credit_app.services.credits import utcnow
+from credit_app.services.limits import MAX_RECOVERY_CODE_LENGTH, TOTP_DIGITS
 
 ISSUER = "Roomcraft"
 RECOVERY_CODES = 10
@@ -35,7 +37,9 @@ def ensure_secret(user: User) -> str:
 
 
 def provisioning_uri(user: User) -> str:
-    return pyotp.TOTP(ensure_secret(user)).provisioning_uri(name=user.email, issuer_name=ISSUER)
+    return pyotp.TOTP(ensure_secret(user), digits=TOTP_DIGITS).provisioning_uri(
+        name=user.email, issuer_name=ISSUER
+    )
 
 
 def qr_code_data_uri(user: User) -> str:
@@ -44,7 +48,7 @@ def qr_code_data_uri(user: User) -> str:
 
 
 def _matching_step(secret: str, code: str, now: float) -> int | None:
-    totp = pyotp.TOTP(secret)
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS)
     current = int(now // STEP_SECONDS)
     for step in (current - 1, current, current + 1):
         if hmac.compare_digest(totp.at(step * STEP_SECONDS), code):
@@ -55,7 +59,7 @@ def _matching_step(secret: str, code: str, now: float) -> int | None:
 def check_totp(user: User, code: str, now: float | None = None) -> bool:
     """True (and the step is remembered) for a fresh valid code of the user's secret."""
     code = "".join(ch for ch in (code or "") if ch.isdigit())
-    if user.totp_secret is None or len(code) != 6:
+    if user.totp_secret is None or len(code) != TOTP_DIGITS:
         return False
     step = _matching_step(user.totp_secret, code, time.time() if now is None else now)
     if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
@@ -76,32 +80,34 @@ def enable(user: User, code: str, now: float | None = None) -> list[str]:
     """
     ensure_secret(user)
     if not check_totp(user, code, now):
-        raise InvalidTwoFactorCode("That code is not right. Enter the 6 digits the app shows "
-                                   "for Roomcraft now.", field="code")
+        raise InvalidTwoFactorCode(
+            f"That code is not right. Enter the {TOTP_DIGITS} digits the "
+            "app shows for Roomcraft now.",
+            field="code",
+        )
     user.totp_enabled_at = utcnow()
     return new_recovery_codes(user)
 
 
 def new_recovery_codes(user: User) -> list[str]:
     """Replace the user's recovery codes with RECOVERY_CODES new ones; returns them."""
-    db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
-    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash_code(code))
-                       for code in codes)
+    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=_hash_code(code)) for code in codes)
     db.session.flush()
     return codes
 
 
 def use_recovery_code(user: User, code: str) -> bool:
     """True (and the code is spent) for one of the user's unused recovery codes."""
-    if not code or len(code) > 40:
+    if not code or len(code) > MAX_RECOVERY_CODE_LENGTH:
         return False
-    row = db.session.execute(
-        select(RecoveryCode)
-        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _hash_code(code),
-               RecoveryCode.used_at.is_(None))
-        .with_for_update()
-    ).scalar_one_or_none()
+    row = lock_one(
+        RecoveryCode,
+        RecoveryCode.user_id == user.id,
+        RecoveryCode.code_hash == _hash_code(code),
+        RecoveryCode.used_at.is_(None),
+    )
     if row is None:
         return False
     row.used_at = utcnow()
@@ -118,11 +124,18 @@ def verify(user: User, code: str, now: float | None = None) -> str:
         return "totp"
     if use_recovery_code(user, code):
         return "recovery"
-    raise InvalidTwoFactorCode(field="code")
+    raise InvalidTwoFactorCode(
+        f"That code is not right. Enter the {TOTP_DIGITS} digits your "
+        "app shows now, or a recovery code.",
+        field="code",
+    )
 
 
 def recovery_codes_left(user: User) -> int:
-    return len(db.session.execute(
-        select(RecoveryCode.id).where(RecoveryCode.user_id == user.id,
-                                      RecoveryCode.used_at.is_(None))
-    ).all())
+    return len(
+        db.session.execute(
+            select(RecoveryCode.id).where(
+                RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+            )
+        ).all()
+    )

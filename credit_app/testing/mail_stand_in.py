@@ -57,9 +57,16 @@ class ReceivedMessage:
         return LINK.findall(self.text)
 
     def as_json(self) -> dict:
-        return {"number": self.number, "from": self.mail_from, "to": self.recipients,
-                "subject": self.subject, "text": self.text, "html": self.html,
-                "links": self.links, "received_at": self.received_at.isoformat()}
+        return {
+            "number": self.number,
+            "from": self.mail_from,
+            "to": self.recipients,
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "links": self.links,
+            "received_at": self.received_at.isoformat(),
+        }
 
 
 class Mailbox:
@@ -71,11 +78,15 @@ class Mailbox:
         self._numbers = itertools.count(1)
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        message = message_from_bytes(envelope.original_content or envelope.content,
-                                     policy=policy.default)
+        message = message_from_bytes(
+            envelope.original_content or envelope.content, policy=policy.default
+        )
         with self._lock:
-            self._messages.append(ReceivedMessage(next(self._numbers), envelope.mail_from,
-                                                  list(envelope.rcpt_tos), message))
+            self._messages.append(
+                ReceivedMessage(
+                    next(self._numbers), envelope.mail_from, list(envelope.rcpt_tos), message
+                )
+            )
             del self._messages[:-MAX_MESSAGES]
             self._lock.notify_all()
         return "250 Message accepted for delivery"
@@ -87,8 +98,9 @@ class Mailbox:
             found = [m for m in found if to.lower() in (r.lower() for r in m.recipients)]
         return found
 
-    def wait_for(self, to: str, subject_contains: str = "", count: int = 1,
-                 timeout: float = 20) -> ReceivedMessage:
+    def wait_for(
+        self, to: str, subject_contains: str = "", count: int = 1, timeout: float = 20
+    ) -> ReceivedMessage:
         """The `count`-th message to `to` whose subject contains the text; AssertionError if
         none arrives within `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -100,8 +112,9 @@ class Mailbox:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     subjects = [m.subject for m in self.messages(to)]
-                    raise AssertionError(f"no email {subject_contains!r} to {to} arrived "
-                                         f"(got {subjects})")
+                    raise AssertionError(
+                        f"no email {subject_contains!r} to {to} arrived (got {subjects})"
+                    )
                 self._lock.wait(min(remaining, 0.2))
 
     def clear(self) -> None:
@@ -117,8 +130,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def start_smtp(mailbox: Mailbox, host: str = "127.0.0.1", port: int | None = None) -> Controller:
     """Start the SMTP server in its own thread; `controller.port` is where it listens."""
-    controller = Controller(mailbox, hostname=host, port=port or free_port(host),
-                            ready_timeout=10)
+    controller = Controller(mailbox, hostname=host, port=port or free_port(host), ready_timeout=10)
     controller.start()
     return controller
 
@@ -168,8 +180,9 @@ def create_page_app(mailbox: Mailbox) -> Flask:
 
     @app.get("/")
     def index():
-        return render_template_string(PAGE, messages=list(reversed(mailbox.messages())),
-                                      message=None)
+        return render_template_string(
+            PAGE, messages=list(reversed(mailbox.messages())), message=None
+        )
 
     @app.get("/messages/<int:number>")
     def show(number: int):
@@ -191,8 +204,10 @@ def main() -> None:
     args = parser.parse_args()
     mailbox = Mailbox()
     controller = start_smtp(mailbox, args.host, args.port)
-    print(f"SMTP on {args.host}:{controller.port}; messages on "
-          f"http://{args.host}:{args.http_port}/", flush=True)
+    print(
+        f"SMTP on {args.host}:{controller.port}; messages on http://{args.host}:{args.http_port}/",
+        flush=True,
+    )
     try:
         create_page_app(mailbox).run(host=args.host, port=args.http_port)
     finally:

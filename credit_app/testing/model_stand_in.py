@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import re
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,8 +36,8 @@ from flask import Flask, Response, current_app, jsonify, request
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from werkzeug.serving import make_server
 
-from credit_app.features import FEATURE_KEYS
-from credit_app.testing import serve_in_thread
+from credit_app.generation.features import FEATURE_KEYS
+from credit_app.testing import serve_in_thread, serve_until_interrupted
 
 DEFAULT_TOKEN = "test-token"
 # Version ids look like Replicate's: 64 hex digits, one per feature.
@@ -45,12 +46,11 @@ DEFAULT_VERSIONS: dict[str, str] = {
     for feature in FEATURE_KEYS
 }
 FAILURE_ERROR = (
-    "Traceback (most recent call last):\n  File \"/src/predict.py\", line 88, in predict\n"
+    'Traceback (most recent call last):\n  File "/src/predict.py", line 88, in predict\n'
     "ValueError: could not broadcast input array from shape (512,512,3) into shape (64,64,3) "
     "[/opt/models/weights.bin on worker 10.0.3.17]"
 )
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
-FLAGS = ("fail", "slow", "flaky")
 _FLAG_PATTERN = re.compile(r"\[(fail|slow|flaky)\]", re.IGNORECASE)
 _DATA_URI = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.DOTALL | re.IGNORECASE)
 _STYLE_TINTS: dict[str, tuple[int, int, int]] = {
@@ -97,8 +97,9 @@ class StoredPrediction:
 class StandInState:
     """What the stand-in has received and holds, guarded by `lock`; tests read it directly."""
 
-    def __init__(self, token: str, versions: Mapping[str, str], polls_until_done: int,
-                 retry_after: int) -> None:
+    def __init__(
+        self, token: str, versions: Mapping[str, str], polls_until_done: int, retry_after: int
+    ) -> None:
         self.token = token
         self.versions = dict(versions)
         self.polls_until_done = polls_until_done
@@ -135,8 +136,9 @@ def create_stand_in_app(
     )
     app.add_url_rule("/v1/predictions", view_func=_create_prediction, methods=["POST"])
     app.add_url_rule("/v1/predictions/<prediction_id>", view_func=_get_prediction)
-    app.add_url_rule("/v1/predictions/<prediction_id>/cancel", view_func=_cancel_prediction,
-                     methods=["POST"])
+    app.add_url_rule(
+        "/v1/predictions/<prediction_id>/cancel", view_func=_cancel_prediction, methods=["POST"]
+    )
     app.add_url_rule("/files/<prediction_id>.<ext>", view_func=_get_file)
     return app
 
@@ -147,8 +149,9 @@ def get_state(app: Flask) -> StandInState:
 
 
 @contextmanager
-def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1",
-                   **options: Any) -> Iterator[str]:
+def serve_stand_in(
+    app: Flask | None = None, host: str = "127.0.0.1", **options: Any
+) -> Iterator[str]:
     """Serve `app` (or a new stand-in built with `options`) on a free port in a thread.
 
     Yields the base URL, e.g. `http://127.0.0.1:54321`; stops the server on exit.
@@ -167,12 +170,7 @@ def run_stand_in(host: str = "127.0.0.1", port: int = 5055, **options: Any) -> N
     print(f"MODEL_API_TOKEN={state.token}")
     for feature, version in state.versions.items():
         print(f"MODEL_VERSION_{feature.upper()}={version}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 def _state() -> StandInState:
@@ -208,15 +206,19 @@ def _create(state: StandInState) -> tuple[Response, int]:
         return _problem(400, "Bad request", "The request body must be a JSON object.")
     feature = state.versions_by_id().get(str(body.get("version")))
     if feature is None:
-        return _problem(422, "Invalid version",
-                        "The specified version does not exist (or perhaps you don't have "
-                        "permission to use it?)")
+        return _problem(
+            422,
+            "Invalid version",
+            "The specified version does not exist (or perhaps you don't have "
+            "permission to use it?)",
+        )
     model_input = body.get("input")
     if not isinstance(model_input, dict):
         return _problem(422, "Input validation failed", "input: Invalid type. Expected: object")
-    flags = frozenset(state.flags | {
-        flag.lower() for flag in _FLAG_PATTERN.findall(str(model_input.get("prompt", "")))
-    })
+    flags = frozenset(
+        state.flags
+        | {flag.lower() for flag in _FLAG_PATTERN.findall(str(model_input.get("prompt", "")))}
+    )
     if _should_refuse(state, flags, request.get_data()):
         response, status = _problem(503, "Service unavailable", "Please retry shortly.")
         response.headers["Retry-After"] = str(state.retry_after)
@@ -226,8 +228,13 @@ def _create(state: StandInState) -> tuple[Response, int]:
     except ValueError as error:
         return _problem(422, "Input validation failed", f"image: {error}")
     prediction = StoredPrediction(
-        id=uuid.uuid4().hex[:26], version=body["version"], feature=feature, input=model_input,
-        flags=flags, auth_scheme=auth_scheme, source=source,
+        id=uuid.uuid4().hex[:26],
+        version=body["version"],
+        feature=feature,
+        input=model_input,
+        flags=flags,
+        auth_scheme=auth_scheme,
+        source=source,
     )
     with state.lock:
         state.predictions[prediction.id] = prediction
@@ -248,14 +255,29 @@ def _should_refuse(state: StandInState, flags: frozenset[str], raw_body: bytes) 
     return False
 
 
-def _get_prediction(prediction_id: str) -> tuple[Response, int]:
-    state = _state()
-    if _authorize(state) is None:
-        return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
-    with state.lock:
-        prediction = state.predictions.get(prediction_id)
+def _prediction_view(
+    view: Callable[[StandInState, StoredPrediction], tuple[Response, int]],
+) -> Callable[[str], tuple[Response, int]]:
+    """A view of one prediction by id: 401 for a caller without the token, 404 for an unknown
+    id, otherwise what `view(state, prediction)` answers."""
+
+    @functools.wraps(view)
+    def by_id(prediction_id: str) -> tuple[Response, int]:
+        state = _state()
+        if _authorize(state) is None:
+            return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+        with state.lock:
+            prediction = state.predictions.get(prediction_id)
         if prediction is None:
             return _problem(404, "Not found", "Not found.")
+        return view(state, prediction)
+
+    return by_id
+
+
+@_prediction_view
+def _get_prediction(state: StandInState, prediction: StoredPrediction) -> tuple[Response, int]:
+    with state.lock:
         prediction.polls += 1
         finishing = _advance(state, prediction)
     if finishing:
@@ -291,15 +313,10 @@ def _finish(state: StandInState, prediction: StoredPrediction) -> None:
         prediction.completed_at = _now()
 
 
-def _cancel_prediction(prediction_id: str) -> tuple[Response, int]:
-    state = _state()
-    if _authorize(state) is None:
-        return _problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+@_prediction_view
+def _cancel_prediction(state: StandInState, prediction: StoredPrediction) -> tuple[Response, int]:
     with state.lock:
-        prediction = state.predictions.get(prediction_id)
-        if prediction is None:
-            return _problem(404, "Not found", "Not found.")
-        state.cancel_requests.append(prediction_id)
+        state.cancel_requests.append(prediction.id)
         if prediction.status not in TERMINAL:
             prediction.status = "canceled"
             prediction.completed_at = _now()
@@ -431,8 +448,9 @@ def _render_video(image: Image.Image, motion: str) -> bytes:
             box = (left, top, left + crop_w, top + crop_h)
         frames.append(frame.resize((width, height), box=box).quantize(colors=128))
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=120,
-                   loop=0)
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0
+    )
     return buffer.getvalue()
 
 

@@ -36,12 +36,14 @@ EVENT_COLUMNS = (
 
 def upgrade():
     with op.batch_alter_table("webhook_events") as batch:
-        batch.add_column(sa.Column("created_at_clamped", sa.Boolean(),
-                                   server_default=sa.false(), nullable=False))
+        batch.add_column(
+            sa.Column("created_at_clamped", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
         for name, column_type in EVENT_COLUMNS:
             batch.add_column(sa.Column(name, column_type, nullable=True))
-    op.create_index("ix_webhook_events_creem_subscription_id", "webhook_events",
-                    ["creem_subscription_id"])
+    op.create_index(
+        "ix_webhook_events_creem_subscription_id", "webhook_events", ["creem_subscription_id"]
+    )
     with op.batch_alter_table("subscriptions") as batch:
         batch.drop_column("cancel_at_period_end")
         batch.drop_column("past_due_since")
@@ -50,10 +52,14 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table("subscriptions") as batch:
         batch.add_column(sa.Column("past_due_since", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("cancel_at_period_end", sa.Boolean(),
-                                   server_default=sa.false(), nullable=False))
-    op.execute("UPDATE subscriptions SET cancel_at_period_end = true "
-               "WHERE status = 'scheduled_cancel'")
+        batch.add_column(
+            sa.Column(
+                "cancel_at_period_end", sa.Boolean(), server_default=sa.false(), nullable=False
+            )
+        )
+    op.execute(
+        "UPDATE subscriptions SET cancel_at_period_end = true WHERE status = 'scheduled_cancel'"
+    )
     op.drop_index("ix_webhook_events_creem_subscription_id", table_name="webhook_events")
     with op.batch_alter_table("webhook_events") as batch:
         for name, _column_type in reversed(EVENT_COLUMNS):

@@ -18,8 +18,14 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table("generations") as batch:
-        batch.add_column(sa.Column("image_variants", postgresql.JSONB(astext_type=sa.Text()),
-                                   server_default="{}", nullable=False))
+        batch.add_column(
+            sa.Column(
+                "image_variants",
+                postgresql.JSONB(astext_type=sa.Text()),
+                server_default="{}",
+                nullable=False,
+            )
+        )
 
 
 def downgrade():

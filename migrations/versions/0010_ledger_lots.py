@@ -21,8 +21,16 @@ NEW_KINDS = (*OLD_KINDS, "expire")
 FEATURES = ("interior", "exterior", "sketch", "furnish", "remove", "video")
 OLD_SOURCES = (*FEATURES, "registration", "admin_grant", "refund", "subscription", "adjustment")
 NEW_SOURCES = (*OLD_SOURCES, "pack", "pack_refund", "refill", "expiry")
-LOT_SOURCES = ("opening", "registration", "admin_grant", "pack", "refill", "refund", "adjustment",
-               "subscription")
+LOT_SOURCES = (
+    "opening",
+    "registration",
+    "admin_grant",
+    "pack",
+    "refill",
+    "refund",
+    "adjustment",
+    "subscription",
+)
 
 
 def _in(column, values):
@@ -32,10 +40,14 @@ def _in(column, values):
 def _ledger_checks(kinds, sources):
     op.drop_constraint("ck_credit_transactions_kind_allowed", "credit_transactions")
     op.drop_constraint("ck_credit_transactions_feature_used_allowed", "credit_transactions")
-    op.create_check_constraint(op.f("ck_credit_transactions_kind_allowed"),
-                               "credit_transactions", _in("kind", kinds))
-    op.create_check_constraint(op.f("ck_credit_transactions_feature_used_allowed"),
-                               "credit_transactions", _in("feature_used", sources))
+    op.create_check_constraint(
+        op.f("ck_credit_transactions_kind_allowed"), "credit_transactions", _in("kind", kinds)
+    )
+    op.create_check_constraint(
+        op.f("ck_credit_transactions_feature_used_allowed"),
+        "credit_transactions",
+        _in("feature_used", sources),
+    )
 
 
 def upgrade():
@@ -55,29 +67,56 @@ def upgrade():
         sa.Column("creem_order_id", sa.String(length=100)),
         sa.Column("product_id", sa.String(length=100)),
         sa.Column("transaction_id", sa.Integer()),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
-                  nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.Column("refunded_at", sa.DateTime(timezone=True)),
         sa.Column("refund_shortfall", sa.Integer(), server_default="0", nullable=False),
         sa.Column("shortfall_cleared_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint(_in("source", LOT_SOURCES), name=op.f("ck_credit_lots_source_allowed")),
-        sa.CheckConstraint("remaining >= 0 AND remaining <= granted",
-                           name=op.f("ck_credit_lots_remaining_in_range")),
-        sa.CheckConstraint("refund_shortfall >= 0",
-                           name=op.f("ck_credit_lots_refund_shortfall_non_negative")),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="RESTRICT",
-                                name=op.f("fk_credit_lots_user_id_users")),
-        sa.ForeignKeyConstraint(["transaction_id"], ["credit_transactions.id"],
-                                ondelete="RESTRICT",
-                                name=op.f("fk_credit_lots_transaction_id_credit_transactions")),
+        sa.CheckConstraint(
+            "remaining >= 0 AND remaining <= granted",
+            name=op.f("ck_credit_lots_remaining_in_range"),
+        ),
+        sa.CheckConstraint(
+            "refund_shortfall >= 0", name=op.f("ck_credit_lots_refund_shortfall_non_negative")
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            ondelete="RESTRICT",
+            name=op.f("fk_credit_lots_user_id_users"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["credit_transactions.id"],
+            ondelete="RESTRICT",
+            name=op.f("fk_credit_lots_transaction_id_credit_transactions"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_lots")),
     )
-    op.create_index("ix_credit_lots_user_live", "credit_lots", ["user_id"],
-                    postgresql_where=sa.text("remaining > 0"))
-    op.create_index("ix_credit_lots_lapsing", "credit_lots", ["expires_at"],
-                    postgresql_where=sa.text("remaining > 0 AND expires_at IS NOT NULL"))
-    op.create_index("uq_credit_lots_creem_order_id", "credit_lots", ["creem_order_id"],
-                    unique=True, postgresql_where=sa.text("creem_order_id IS NOT NULL"))
+    op.create_index(
+        "ix_credit_lots_user_live",
+        "credit_lots",
+        ["user_id"],
+        postgresql_where=sa.text("remaining > 0"),
+    )
+    op.create_index(
+        "ix_credit_lots_lapsing",
+        "credit_lots",
+        ["expires_at"],
+        postgresql_where=sa.text("remaining > 0 AND expires_at IS NOT NULL"),
+    )
+    op.create_index(
+        "uq_credit_lots_creem_order_id",
+        "credit_lots",
+        ["creem_order_id"],
+        unique=True,
+        postgresql_where=sa.text("creem_order_id IS NOT NULL"),
+    )
 
     op.create_table(
         "credit_lot_movements",
@@ -85,16 +124,24 @@ def upgrade():
         sa.Column("lot_id", sa.Integer(), nullable=False),
         sa.Column("transaction_id", sa.Integer()),
         sa.Column("amount", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["lot_id"], ["credit_lots.id"], ondelete="RESTRICT",
-                                name=op.f("fk_credit_lot_movements_lot_id_credit_lots")),
         sa.ForeignKeyConstraint(
-            ["transaction_id"], ["credit_transactions.id"], ondelete="RESTRICT",
-            name=op.f("fk_credit_lot_movements_transaction_id_credit_transactions")),
+            ["lot_id"],
+            ["credit_lots.id"],
+            ondelete="RESTRICT",
+            name=op.f("fk_credit_lot_movements_lot_id_credit_lots"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["credit_transactions.id"],
+            ondelete="RESTRICT",
+            name=op.f("fk_credit_lot_movements_transaction_id_credit_transactions"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_lot_movements")),
     )
     op.create_index("ix_credit_lot_movements_lot_id", "credit_lot_movements", ["lot_id"])
-    op.create_index("ix_credit_lot_movements_transaction_id", "credit_lot_movements",
-                    ["transaction_id"])
+    op.create_index(
+        "ix_credit_lot_movements_transaction_id", "credit_lot_movements", ["transaction_id"]
+    )
 
     op.create_table(
         "credit_refills",
@@ -102,13 +149,24 @@ def upgrade():
         sa.Column("period", sa.String(length=10), nullable=False),
         sa.Column("amount", sa.Integer(), nullable=False),
         sa.Column("transaction_id", sa.Integer()),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
-                  nullable=False),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE",
-                                name=op.f("fk_credit_refills_user_id_users")),
-        sa.ForeignKeyConstraint(["transaction_id"], ["credit_transactions.id"],
-                                ondelete="SET NULL",
-                                name=op.f("fk_credit_refills_transaction_id_credit_transactions")),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_credit_refills_user_id_users"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["transaction_id"],
+            ["credit_transactions.id"],
+            ondelete="SET NULL",
+            name=op.f("fk_credit_refills_transaction_id_credit_transactions"),
+        ),
         sa.PrimaryKeyConstraint("user_id", "period", name=op.f("pk_credit_refills")),
     )
 
@@ -127,12 +185,21 @@ def upgrade():
 
 
 def downgrade():
-    moved = op.get_bind().execute(sa.text(
-        "SELECT count(*) FROM credit_transactions WHERE kind = 'expire' OR feature_used IN "
-        "('pack', 'pack_refund', 'refill', 'expiry')")).scalar_one()
+    moved = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT count(*) FROM credit_transactions WHERE kind = 'expire' OR feature_used IN "
+                "('pack', 'pack_refund', 'refill', 'expiry')"
+            )
+        )
+        .scalar_one()
+    )
     if moved:
-        raise RuntimeError(f"{moved} ledger rows are expiries, packs or refills; the ledger "
-                           "cannot go back to a schema without them")
+        raise RuntimeError(
+            f"{moved} ledger rows are expiries, packs or refills; the ledger "
+            "cannot go back to a schema without them"
+        )
     op.drop_table("credit_refills")
     op.drop_table("credit_lot_movements")
     op.drop_table("credit_lots")

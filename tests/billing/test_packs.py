@@ -10,10 +10,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from credit_app.billing import webhooks
+from credit_app.billing import packs, webhooks
 from credit_app.errors import WebhookEventUnresolved
-from credit_app.extensions import db
-from credit_app.models import CreditLot, CreditTransaction
+from credit_app.models import CreditLot, CreditTransaction, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import encode, event_envelope, new_id
 from tests.creem_support import apply_events, buy_pack, make_stand_in, post_event
@@ -25,11 +25,18 @@ def stand_in(app):
 
 
 def pack_rows(user_id: int) -> list[CreditTransaction]:
-    return db.session.execute(
-        select(CreditTransaction).where(CreditTransaction.user_id == user_id,
-                                        CreditTransaction.feature_used.in_(
-                                            ("pack", "pack_refund")))
-        .order_by(CreditTransaction.id)).scalars().all()
+    return (
+        db.session.execute(
+            select(CreditTransaction)
+            .where(
+                CreditTransaction.user_id == user_id,
+                CreditTransaction.feature_used.in_(("pack", "pack_refund")),
+            )
+            .order_by(CreditTransaction.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def test_a_paid_pack_grants_its_credits_as_a_purchased_lot(stand_in, user):
@@ -40,7 +47,12 @@ def test_a_paid_pack_grants_its_credits_as_a_purchased_lot(stand_in, user):
     assert (status.remaining, status.total) == (26, 26)
     lot = db.session.execute(select(CreditLot).filter_by(creem_order_id=order_id)).scalar_one()
     assert (lot.user_id, lot.granted, lot.remaining, lot.purchased, lot.expires_at) == (
-        user.id, 20, 20, True, None)
+        user.id,
+        20,
+        20,
+        True,
+        None,
+    )
     [row] = pack_rows(user.id)
     assert row.kind == "grant" and row.amount == 20 and row.metadata_["order_id"] == order_id
 
@@ -48,11 +60,17 @@ def test_a_paid_pack_grants_its_credits_as_a_purchased_lot(stand_in, user):
 def test_the_same_order_again_under_new_event_ids_grants_nothing_more(stand_in, user):
     _order_id, events = buy_pack(stand_in, user)
     replay = json.loads(events[0].body)
-    copies = [event_envelope("checkout.completed", replay["object"], replay["created_at"] + n)
-              for n in range(1, 4)]
+    copies = [
+        event_envelope("checkout.completed", replay["object"], replay["created_at"] + n)
+        for n in range(1, 4)
+    ]
     assert apply_events(events + copies + events) == [
-        "pack_granted", "pack_already_granted", "pack_already_granted",
-        "pack_already_granted", "already_processed"]
+        "pack_granted",
+        "pack_already_granted",
+        "pack_already_granted",
+        "pack_already_granted",
+        "already_processed",
+    ]
     assert credits.get_user_credits(user.id).remaining == 26
     assert len(pack_rows(user.id)) == 1
 
@@ -111,14 +129,39 @@ def test_a_refund_before_its_pack_was_granted_waits_for_it(stand_in, user):
     assert credits.get_user_credits(user.id).remaining == 6
 
 
-def test_a_checkout_of_a_product_that_is_no_pack_and_no_subscription_is_ignored(stand_in,
-                                                                                user):
-    body = encode(event_envelope("checkout.completed", {
-        "id": new_id("ch"), "object": "checkout", "order": {"id": new_id("ord"),
-                                                            "product": "prod_unknown"},
-        "metadata": {"user_id": str(user.id)}, "status": "completed"}, 1_700_000_000_000))
+def test_a_checkout_of_a_product_that_is_no_pack_and_no_subscription_is_ignored(stand_in, user):
+    body = encode(
+        event_envelope(
+            "checkout.completed",
+            {
+                "id": new_id("ch"),
+                "object": "checkout",
+                "order": {"id": new_id("ord"), "product": "prod_unknown"},
+                "metadata": {"user_id": str(user.id)},
+                "status": "completed",
+            },
+            1_700_000_000_000,
+        )
+    )
     assert apply_events([json.loads(body)]) == ["ignored"]
     assert credits.get_user_credits(user.id).remaining == 6
+
+
+def test_a_pack_event_naming_no_order_is_unresolved(app, user):
+    product_id = app.config["CREDIT_PACKS"][0]["product_id"]
+    stored = WebhookEvent(
+        event_id="evt_no_order",
+        event_type="checkout.completed",
+        payload={},
+        event_created_at=credits.utcnow(),
+        product_id=product_id,
+        metadata_user_id=str(user.id),
+    )
+    with pytest.raises(WebhookEventUnresolved):
+        packs.apply_pack_order(stored)
+    with pytest.raises(WebhookEventUnresolved):
+        packs.apply_pack_refund(stored)
+    assert pack_rows(user.id) == []
 
 
 def test_the_pack_checkout_sends_a_free_user_to_creem(user_client, app, monkeypatch):
@@ -128,15 +171,18 @@ def test_the_pack_checkout_sends_a_free_user_to_creem(user_client, app, monkeypa
     with serve_stand_in(stand_in_app) as url:
         monkeypatch.setitem(app.config, "CREEM_API_URL", url)
         monkeypatch.delitem(app.extensions, "creem_client", raising=False)
-        response = user_client.post("/dashboard/subscription/packs/checkout",
-                                    data={"pack": "pack_20", "feature": "interior"})
+        response = user_client.post(
+            "/dashboard/subscription/packs/checkout",
+            data={"pack": "pack_20", "feature": "interior"},
+        )
         assert response.status_code == 303
         assert response.headers["Location"].startswith(url + "/checkout/")
         [checkout] = stand_in_app.extensions["creem_stand_in"].checkouts.values()
         assert checkout.product_id == "prod_standin_pack_20"
         assert checkout.metadata["pack"] == "pack_20"
-        unknown = user_client.post("/dashboard/subscription/packs/checkout",
-                                   data={"pack": "pack_999"})
+        unknown = user_client.post(
+            "/dashboard/subscription/packs/checkout", data={"pack": "pack_999"}
+        )
         assert unknown.status_code == 422
         assert b"Unknown credit pack" in unknown.data
 
@@ -149,7 +195,7 @@ def test_pro_users_are_not_sold_packs(app, make_user):
     assert response.status_code == 409
 
 
-def test_staff_list_and_clear_pack_shortfalls(app, stand_in, user):
+def test_admins_list_and_clear_pack_shortfalls(app, stand_in, user):
     order_id, events = buy_pack(stand_in, user)
     apply_events(events)
     credits.remove_credits(user.id, 10, "test: spend into the pack")

@@ -1,7 +1,7 @@
 """Reconciliation with Creem: drift of each kind planted at the stand-in (a lost webhook, a
 subscription we never heard of, one Creem forgot, a product we do not sell), repaired through
 the webhook path or reported for a person; a second run finds nothing; the job and the
-staff report."""
+admin report."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from credit_app.billing import reconciliation
 from credit_app.billing.subscriptions import creem_client
-from credit_app.extensions import db
 from credit_app.jobs.reconciliation import reconcile_with_creem
 from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscription
+from credit_app.platform.extensions import db
 from credit_app.services import credits
-from credit_app.testing.creem import OTHER_PRODUCT_ID, create_stand_in_app, serve_stand_in
-from tests.creem_support import Clock, apply_events, make_stand_in, subscribe
+from credit_app.testing.creem import OTHER_PRODUCT_ID
+from tests.creem_support import Clock, apply_events, served_stand_in, subscribe
 
 START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -30,10 +30,8 @@ def clock():
 @pytest.fixture
 def creem(app, clock, monkeypatch):
     """The stand-in served over HTTP, with the test's clock, and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app, clock))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch, clock) as stand_in:
+        yield stand_in
 
 
 def subscribed(creem, clock, user, **options):
@@ -50,8 +48,7 @@ def run_once(clock) -> tuple[int, list[ReconciliationFinding]]:
     run_id = reconciliation.start_run(clock.now).id
     for customer_id in reconciliation.known_customers():
         reconciliation.reconcile_customer(run_id, customer_id, client, clock.now)
-    reconciliation.reconcile_rows(run_id, reconciliation.rows_without_customer(), client,
-                                  clock.now)
+    reconciliation.reconcile_rows(run_id, reconciliation.rows_without_customer(), client, clock.now)
     reconciliation.reconcile_plans(run_id, reconciliation.users_to_check(), clock.now)
     reconciliation.finish_run(run_id, now=clock.now)
     return run_id, reconciliation.findings_of(run_id)
@@ -59,7 +56,8 @@ def run_once(clock) -> tuple[int, list[ReconciliationFinding]]:
 
 def row(subscription_id: str) -> Subscription | None:
     return db.session.execute(
-        select(Subscription).where(Subscription.creem_subscription_id == subscription_id)
+        select(Subscription)
+        .where(Subscription.creem_subscription_id == subscription_id)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
@@ -80,8 +78,7 @@ def test_nothing_differs_after_webhooks_were_applied(creem, clock, user):
     assert (run.status, run.customers_checked, run.subscriptions_checked) == ("finished", 1, 1)
 
 
-def test_a_lost_cancellation_webhook_is_applied_and_a_second_run_finds_nothing(
-        creem, clock, user):
+def test_a_lost_cancellation_webhook_is_applied_and_a_second_run_finds_nothing(creem, clock, user):
     sub = subscribed(creem, clock, user)
     clock.advance(days=3)
     creem.act(sub.id, "cancel-scheduled")  # its webhook never arrives
@@ -143,8 +140,7 @@ def test_a_subscription_we_never_heard_of_is_created_for_its_customer(creem, clo
     assert run_once(clock)[1] == []
 
 
-def test_a_subscription_creem_does_not_know_needs_a_person_and_keeps_its_row(
-        creem, clock, user):
+def test_a_subscription_creem_does_not_know_needs_a_person_and_keeps_its_row(creem, clock, user):
     sub = subscribed(creem, clock, user)
     with creem.lock:
         del creem.subscriptions[sub.id]
@@ -176,6 +172,14 @@ def test_a_plan_that_disagrees_with_the_subscriptions_is_set_right(creem, clock,
     assert run_once(clock)[1] == []
 
 
+def test_a_user_id_with_no_user_is_skipped_by_the_plan_check(clock, make_user):
+    drifted = make_user(plan="pro")
+    run_id = reconciliation.start_run(clock.now).id
+    changed = reconciliation.reconcile_plans(run_id, [drifted.id + 1000, drifted.id], clock.now)
+    assert changed == [drifted.id]
+    assert kinds(reconciliation.findings_of(run_id)) == [("plan", "fixed")]
+
+
 def test_every_kind_of_drift_in_one_run_then_nothing(creem, clock, app, make_user):
     users = [make_user() for _ in range(5)]
     subs = [subscribed(creem, clock, user) for user in users]
@@ -190,10 +194,17 @@ def test_every_kind_of_drift_in_one_run_then_nothing(creem, clock, app, make_use
         del creem.subscriptions[subs[4].id]
     _run_id, findings = run_once(clock)
     assert {finding.kind for finding in findings} >= {
-        "status", "product", "period_end", "missing_here", "missing_at_creem",
-        "unknown_product"}
-    assert {finding.kind for finding in findings if finding.resolution == "needs_attention"} \
-        == {"missing_at_creem", "unknown_product"}
+        "status",
+        "product",
+        "period_end",
+        "missing_here",
+        "missing_at_creem",
+        "unknown_product",
+    }
+    assert {finding.kind for finding in findings if finding.resolution == "needs_attention"} == {
+        "missing_at_creem",
+        "unknown_product",
+    }
     second = run_once(clock)[1]
     assert kinds(second) == [("missing_at_creem", "needs_attention")]
 
@@ -222,7 +233,7 @@ def test_the_job_commits_a_finished_run_and_skips_while_one_is_going(app, creem)
         db.session.commit()
 
 
-def test_staff_see_the_report_with_what_differed(creem, clock, user, admin_client):
+def test_admins_see_the_report_with_what_differed(creem, clock, user, admin_client):
     sub = subscribed(creem, clock, user)
     creem.act(sub.id, "cancel-scheduled")
     run_id, _findings = run_once(clock)
@@ -237,7 +248,7 @@ def test_staff_see_the_report_with_what_differed(creem, clock, user, admin_clien
     assert admin_client.get("/admin/reconciliation?run=x").status_code == 404
 
 
-def test_the_report_is_for_staff_only(user_client):
+def test_the_report_is_for_admins_only(user_client):
     assert user_client.get("/admin/reconciliation").status_code == 403
     assert user_client.post("/admin/reconciliation/run").status_code == 403
 
@@ -247,8 +258,11 @@ def test_the_client_pages_through_a_customers_subscriptions(creem, clock, user):
     customer = subs[0].customer_id
     listed = list(creem_client().list_customer_subscriptions(customer, page_size=2))
     assert [snapshot.subscription_id for snapshot in listed] == [sub.id for sub in subs]
-    pages = [path for method, path, _status in creem.requests
-             if path == f"/v1/customers/{customer}/subscriptions"]
+    pages = [
+        path
+        for method, path, _status in creem.requests
+        if path == f"/v1/customers/{customer}/subscriptions"
+    ]
     assert len(pages) == 2
     with pytest.raises(ValueError):
         list(creem_client().list_customer_subscriptions(customer, page_size=0))

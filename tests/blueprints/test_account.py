@@ -2,7 +2,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from credit_app.extensions import db
 from credit_app.models import (
     AnalyticsEvent,
     ApiToken,
@@ -12,9 +11,11 @@ from credit_app.models import (
     Subscription,
     User,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, analytics, audit, credits
 from credit_app.services.ledger_audit import audit_ledger
 from tests.conftest import PASSWORD
+from tests.ledger_support import ledger_balance
 
 
 def delete(client, password=PASSWORD, confirm="y"):
@@ -36,8 +37,7 @@ def test_wrong_password_or_no_confirmation_changes_nothing(user_client, user):
     assert not user.is_deleted and accounts.authenticate(user.email, PASSWORD) is not None
 
 
-def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user, admin,
-                                                         tmp_path):
+def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user, admin, tmp_path):
     app.config["GENERATION_STORAGE_PATH"] = tmp_path
     email = user.email
     folder = tmp_path / str(user.id) / "1"
@@ -45,12 +45,18 @@ def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user,
     (folder / "input.png").write_bytes(b"photo")
     reservation = credits.reserve_credit(user.id, "interior", "g-private")
     credits.commit_reservation(reservation.id)
-    db.session.add(Generation(user_id=user.id, generation_id="g-private",
-                              reservation_id=reservation.id, feature="interior",
-                              options={"prompt": "my living room at 12 Elm Street"},
-                              input_path=str(folder / "input.png"),
-                              output_path=str(folder / "output.png"),
-                              status=GenerationStatus.SUCCEEDED))
+    db.session.add(
+        Generation(
+            user_id=user.id,
+            generation_id="g-private",
+            reservation_id=reservation.id,
+            feature="interior",
+            options={"prompt": "my living room at 12 Elm Street"},
+            input_path=str(folder / "input.png"),
+            output_path=str(folder / "output.png"),
+            status=GenerationStatus.SUCCEEDED,
+        )
+    )
     credits.grant_credits(user.id, 2, f"Sorry {email}, here are credits", actor_id=admin.id)
     accounts.create_api_token(user.id, "script")
     analytics.track("upgrade_clicked", user.id, properties={"note": "x"})
@@ -64,18 +70,24 @@ def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user,
     assert tombstone.is_deleted and tombstone.email.endswith("@deleted.invalid")
     assert accounts.find_user_by_email(email) is None
     assert accounts.authenticate(email, PASSWORD) is None
-    assert credits.get_user_credits(user.id).remaining == balance == credits.ledger_balance(
-        user.id)
-    metadata = [entry.metadata_ for entry in db.session.execute(
-        select(CreditTransaction).where(CreditTransaction.user_id == user.id)).scalars()]
+    assert credits.get_user_credits(user.id).remaining == balance == ledger_balance(user.id)
+    metadata = [
+        entry.metadata_
+        for entry in db.session.execute(
+            select(CreditTransaction).where(CreditTransaction.user_id == user.id)
+        ).scalars()
+    ]
     assert all("reason" not in item for item in metadata) and email not in repr(metadata)
-    generation = db.session.execute(select(Generation).where(
-        Generation.user_id == user.id)).scalar_one()
+    generation = db.session.execute(
+        select(Generation).where(Generation.user_id == user.id)
+    ).scalar_one()
     assert (generation.options, generation.input_path, generation.output_path) == ({}, "", None)
     assert not folder.exists()
     assert db.session.execute(select(ApiToken).where(ApiToken.user_id == user.id)).all() == []
-    assert db.session.execute(select(AnalyticsEvent).where(
-        AnalyticsEvent.user_id == user.id)).all() == []
+    assert (
+        db.session.execute(select(AnalyticsEvent).where(AnalyticsEvent.user_id == user.id)).all()
+        == []
+    )
     assert audit.list_entries(action="account.delete").items[0].target_user_id == user.id
     assert audit_ledger().ok
     # The session ended and cannot come back.
@@ -85,10 +97,16 @@ def test_deletion_removes_personal_data_and_keeps_totals(app, user_client, user,
 
 def test_a_renewing_subscription_must_be_canceled_first(user_client, user):
     now = datetime.now(UTC)
-    db.session.add(Subscription(user_id=user.id, creem_subscription_id="sub_keep",
-                                product_id="prod_standin_pro_monthly", status="active",
-                                current_period_start=now,
-                                current_period_end=now + timedelta(days=30)))
+    db.session.add(
+        Subscription(
+            user_id=user.id,
+            creem_subscription_id="sub_keep",
+            product_id="prod_standin_pro_monthly",
+            status="active",
+            current_period_start=now,
+            current_period_end=now + timedelta(days=30),
+        )
+    )
     credits.change_plan(user.id, "pro", "Pro started")
     db.session.commit()
     response = delete(user_client)

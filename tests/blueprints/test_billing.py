@@ -15,40 +15,31 @@ from sqlalchemy import func, select
 from credit_app.billing import subscriptions
 from credit_app.billing.creem.events import MAX_WEBHOOK_BYTES, redirect_signature
 from credit_app.billing.creem.events import sign_body as sign
-from credit_app.blueprints.billing import PENDING_CHECKOUT_KEY
-from credit_app.extensions import db
 from credit_app.models import Subscription, WebhookEvent
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits
 from credit_app.testing.creem import (
     OTHER_PRODUCT_ID,
-    create_stand_in_app,
     encode,
-    serve_stand_in,
 )
-from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, subscribe
+from credit_app.web.blueprints.billing import PENDING_CHECKOUT_KEY
+from tests.creem_support import WEBHOOK_URL, make_stand_in, post_event, served_stand_in, subscribe
 
-
-@pytest.fixture(autouse=True)
-def webhooks_queue(app):
-    queue = get_queue("webhooks")
-    queue.empty()
-    yield queue
-    queue.empty()
+pytestmark = pytest.mark.usefixtures("webhooks_queue")
 
 
 @pytest.fixture
 def creem(app, monkeypatch):
     """The stand-in served over HTTP on 127.0.0.1, and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch) as stand_in:
+        yield stand_in
 
 
 def stored_count(event_id: str) -> int:
-    return db.session.execute(select(func.count()).select_from(WebhookEvent)
-                              .where(WebhookEvent.event_id == event_id)).scalar_one()
+    return db.session.execute(
+        select(func.count()).select_from(WebhookEvent).where(WebhookEvent.event_id == event_id)
+    ).scalar_one()
 
 
 def deliver_all(client, stand_in, queue) -> None:
@@ -76,13 +67,13 @@ class TestWebhookEndpoint:
         stand_in.close()
         return events[-1]
 
-    def test_a_signed_event_is_stored_and_queued_after_commit(self, client, event,
-                                                              webhooks_queue):
+    def test_a_signed_event_is_stored_and_queued_after_commit(self, client, event, webhooks_queue):
         response = post_event(client, event)
         assert response.status_code == 200
         assert response.get_json() == {"received": True, "duplicate": False}
-        row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
-                                 ).scalar_one()
+        row = db.session.execute(
+            select(WebhookEvent).where(WebhookEvent.event_id == event.id)
+        ).scalar_one()
         assert row.event_type == "subscription.paid" and row.payload == event.payload
         assert row.attempts == 0 and row.processed_at is None
         assert int(row.event_created_at.timestamp() * 1000) == event.created_at
@@ -98,16 +89,24 @@ class TestWebhookEndpoint:
         assert stored_count(event.id) == 1 and webhooks_queue.count == 1
         SimpleWorker([webhooks_queue], connection=get_redis()).work(burst=True)
         db.session.expire_all()
-        row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
-                                 ).scalar_one()
+        row = db.session.execute(
+            select(WebhookEvent).where(WebhookEvent.event_id == event.id)
+        ).scalar_one()
         assert row.processed_at is not None and row.attempts == 1
         assert post_event(client, event).status_code == 200
         assert webhooks_queue.count == 0
 
-    @pytest.mark.parametrize("case", ["wrong secret", "altered body", "missing header",
-                                      "signature of another body", "empty signature"])
-    def test_a_bad_signature_is_401_and_stores_nothing(self, client, event, webhooks_queue,
-                                                       case):
+    @pytest.mark.parametrize(
+        "case",
+        [
+            "wrong secret",
+            "altered body",
+            "missing header",
+            "signature of another body",
+            "empty signature",
+        ],
+    )
+    def test_a_bad_signature_is_401_and_stores_nothing(self, client, event, webhooks_queue, case):
         body = event.body
         headers = {"content-type": "application/json"}
         if case == "wrong secret":
@@ -117,8 +116,9 @@ class TestWebhookEndpoint:
             body = body.replace(b'"active"', b'"trialing"')
         elif case == "signature of another body":
             other = encode({**event.payload, "id": "evt_other"})
-            headers["creem-signature"] = sign(other, client.application.config[
-                "CREEM_WEBHOOK_SECRET"])
+            headers["creem-signature"] = sign(
+                other, client.application.config["CREEM_WEBHOOK_SECRET"]
+            )
         elif case == "empty signature":
             headers["creem-signature"] = ""
         response = client.post(WEBHOOK_URL, data=body, headers=headers)
@@ -126,23 +126,36 @@ class TestWebhookEndpoint:
         assert response.get_json()["error"]["code"] == "invalid_signature"
         assert stored_count(event.id) == 0 and webhooks_queue.count == 0
 
-    @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"id": "evt_x"}',
-                                      b'{"id": "evt_x", "eventType": "a", "created_at": -1, '
-                                      b'"object": {}}'])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"not json",
+            b"[1, 2]",
+            b'{"id": "evt_x"}',
+            b'{"id": "evt_x", "eventType": "a", "created_at": -1, "object": {}}',
+        ],
+    )
     def test_a_signed_body_that_is_not_an_event_is_422(self, client, webhooks_queue, body):
         secret = client.application.config["CREEM_WEBHOOK_SECRET"]
-        response = client.post(WEBHOOK_URL, data=body,
-                               headers={"creem-signature": sign(body, secret)})
+        response = client.post(
+            WEBHOOK_URL, data=body, headers={"creem-signature": sign(body, secret)}
+        )
         assert response.status_code == 422
         assert response.get_json()["error"]["code"] == "invalid_webhook_payload"
         assert stored_count("evt_x") == 0 and webhooks_queue.count == 0
 
-    def test_an_oversized_body_is_413_unread_and_stores_nothing(self, client, event,
-                                                                webhooks_queue):
+    def test_an_oversized_body_is_413_unread_and_stores_nothing(
+        self, client, event, webhooks_queue
+    ):
         huge = encode({**event.payload, "padding": "x" * MAX_WEBHOOK_BYTES})
-        response = client.post(WEBHOOK_URL, data=huge, headers={
-            "content-type": "application/json",
-            "creem-signature": sign(huge, client.application.config["CREEM_WEBHOOK_SECRET"])})
+        response = client.post(
+            WEBHOOK_URL,
+            data=huge,
+            headers={
+                "content-type": "application/json",
+                "creem-signature": sign(huge, client.application.config["CREEM_WEBHOOK_SECRET"]),
+            },
+        )
         assert response.status_code == 413
         assert response.get_json()["error"]["code"] == "payload_too_large"
         assert stored_count(event.id) == 0 and webhooks_queue.count == 0
@@ -150,10 +163,14 @@ class TestWebhookEndpoint:
     def test_an_oversized_body_without_a_length_is_413_too(self, app, event, webhooks_queue):
         huge = encode({**event.payload, "padding": "x" * MAX_WEBHOOK_BYTES})
         response = app.test_client().post(
-            WEBHOOK_URL, data=huge,
-            headers={"content-type": "application/json",
-                     "creem-signature": sign(huge, app.config["CREEM_WEBHOOK_SECRET"])},
-            environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})
+            WEBHOOK_URL,
+            data=huge,
+            headers={
+                "content-type": "application/json",
+                "creem-signature": sign(huge, app.config["CREEM_WEBHOOK_SECRET"]),
+            },
+            environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+        )
         assert response.status_code == 413 and stored_count(event.id) == 0
 
     def test_a_body_at_the_cap_is_accepted(self, client, event):
@@ -163,28 +180,35 @@ class TestWebhookEndpoint:
         assert post_event(client, padded).status_code == 200
 
     def test_a_created_at_a_year_ahead_is_stored_clamped_to_its_arrival(self, client, event):
-        ahead = {**event.payload, "id": "evt_from_the_future",
-                 "created_at": int(time.time() * 1000) + 365 * 86_400_000}
+        ahead = {
+            **event.payload,
+            "id": "evt_from_the_future",
+            "created_at": int(time.time() * 1000) + 365 * 86_400_000,
+        }
         before = datetime.now(UTC)
         assert post_event(client, ahead).status_code == 200
-        row = db.session.execute(select(WebhookEvent).where(
-            WebhookEvent.event_id == "evt_from_the_future")).scalar_one()
+        row = db.session.execute(
+            select(WebhookEvent).where(WebhookEvent.event_id == "evt_from_the_future")
+        ).scalar_one()
         assert row.created_at_clamped and row.created_at_raw_ms == ahead["created_at"]
         assert before - timedelta(seconds=1) <= row.event_created_at <= datetime.now(UTC)
 
     def test_the_snapshot_is_stored_in_columns_on_receipt(self, client, event):
         post_event(client, event)
-        row = db.session.execute(select(WebhookEvent).where(WebhookEvent.event_id == event.id)
-                                 ).scalar_one()
+        row = db.session.execute(
+            select(WebhookEvent).where(WebhookEvent.event_id == event.id)
+        ).scalar_one()
         obj = event.payload["object"]
         assert (row.creem_subscription_id, row.subscription_status, row.product_id) == (
-            obj["id"], "active", obj["product"]["id"])
+            obj["id"],
+            "active",
+            obj["product"]["id"],
+        )
         assert row.creem_customer_id == obj["customer"]["id"]
         assert row.metadata_user_id == obj["metadata"]["user_id"]
         assert row.period_end.isoformat().startswith(obj["current_period_end_date"][:19])
 
-    def test_the_endpoint_needs_no_csrf_token_or_session(self, app, client, event,
-                                                        monkeypatch):
+    def test_the_endpoint_needs_no_csrf_token_or_session(self, app, client, event, monkeypatch):
         monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
         assert post_event(client, event).status_code == 200
 
@@ -205,15 +229,16 @@ class TestSubscriptionPage:
         assert "Your plan" in free_card
         assert "What each plan includes" in text
 
-    def test_the_upgrade_modal_click_is_recorded_and_the_feature_kept(self, user_client,
-                                                                      monkeypatch):
+    def test_the_upgrade_modal_click_is_recorded_and_the_feature_kept(
+        self, user_client, monkeypatch
+    ):
         from credit_app.services import analytics
 
         calls = []
-        monkeypatch.setattr(analytics, "track",
-                            lambda event, user_id, **kw: calls.append((event, kw)))
-        text = page(user_client.get("/dashboard/subscription?feature=video"
-                                    "&source=upgrade_modal"))
+        monkeypatch.setattr(
+            analytics, "track", lambda event, user_id, **kw: calls.append((event, kw))
+        )
+        text = page(user_client.get("/dashboard/subscription?feature=video&source=upgrade_modal"))
         assert calls == [("upgrade_clicked", {"feature": "video"})]
         assert "Generate a video" in text
         assert 'name="feature" value="video"' in text
@@ -222,8 +247,9 @@ class TestSubscriptionPage:
         text = page(user_client.get("/dashboard/subscription?checkout=canceled"))
         assert "nothing was charged" in text
 
-    def test_a_pro_user_sees_renewal_cancel_and_billing(self, app, creem, user, user_client,
-                                                        webhooks_queue):
+    def test_a_pro_user_sees_renewal_cancel_and_billing(
+        self, app, creem, user, user_client, webhooks_queue
+    ):
         make_pro(user_client, creem, user, webhooks_queue)
         text = page(user_client.get("/dashboard/subscription"))
         assert "<strong>Pro</strong>" in text and "renews on" in text
@@ -236,8 +262,9 @@ class TestSubscriptionPage:
         assert "Switch to Pro yearly" in text
         assert "Unlimited" in page(user_client.get("/dashboard/credits"))
 
-    def test_htmx_gets_the_plan_part_that_the_live_counter_reloads(self, creem, user,
-                                                                   user_client, webhooks_queue):
+    def test_htmx_gets_the_plan_part_that_the_live_counter_reloads(
+        self, creem, user, user_client, webhooks_queue
+    ):
         before = user_client.get("/dashboard/subscription", headers={"HX-Request": "true"})
         assert before.status_code == 200 and "HX-Request" in before.headers["Vary"]
         fragment = before.get_data(as_text=True)
@@ -245,45 +272,50 @@ class TestSubscriptionPage:
         assert 'id="subscription-state" data-plan="free"' in fragment
         assert 'hx-trigger="plan-changed from:body"' in fragment
         make_pro(user_client, creem, user, webhooks_queue)
-        after = user_client.get("/dashboard/subscription",
-                                headers={"HX-Request": "true"}).get_data(as_text=True)
+        after = user_client.get("/dashboard/subscription", headers={"HX-Request": "true"}).get_data(
+            as_text=True
+        )
         assert 'data-plan="pro"' in after and "Choose Pro" not in after
         assert "<strong>Pro</strong>: unlimited generations" in after
 
 
 class TestCheckout:
     def test_choosing_a_plan_goes_to_creems_checkout(self, creem, user_client):
-        response = user_client.post("/dashboard/subscription/checkout",
-                                    data={"plan": "pro_monthly", "feature": "furnish"})
+        response = user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_monthly", "feature": "furnish"}
+        )
         assert response.status_code == 303
         (checkout,) = creem.checkouts.values()
         assert response.headers["Location"].endswith(f"/checkout/{checkout.id}")
         assert checkout.metadata["feature"] == "furnish"
 
     def test_an_unknown_plan_is_refused_on_the_page(self, creem, user_client):
-        response = user_client.post("/dashboard/subscription/checkout",
-                                    data={"plan": "pro_lifetime"})
+        response = user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_lifetime"}
+        )
         assert response.status_code == 422
         assert "Unknown plan" in page(response) and creem.checkouts == {}
 
     def test_a_pro_user_cannot_check_out_again(self, creem, user, user_client, webhooks_queue):
         make_pro(user_client, creem, user, webhooks_queue)
-        response = user_client.post("/dashboard/subscription/checkout",
-                                    data={"plan": "pro_yearly"})
+        response = user_client.post("/dashboard/subscription/checkout", data={"plan": "pro_yearly"})
         assert response.status_code == 409 and "already have Pro" in page(response)
 
     def test_creem_down_is_a_clear_502(self, app, user_client, monkeypatch):
         monkeypatch.setitem(app.config, "CREEM_API_URL", "http://127.0.0.1:9")
         monkeypatch.setitem(app.config, "CREEM_TIMEOUT_SECONDS", 1)
-        response = user_client.post("/dashboard/subscription/checkout",
-                                    data={"plan": "pro_monthly"})
+        response = user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_monthly"}
+        )
         assert response.status_code == 502
         assert "payment provider could not be reached" in page(response)
 
-    def test_the_whole_round_trip_back_to_the_feature(self, creem, user, user_client,
-                                                      webhooks_queue):
-        started = user_client.post("/dashboard/subscription/checkout",
-                                   data={"plan": "pro_monthly", "feature": "interior"})
+    def test_the_whole_round_trip_back_to_the_feature(
+        self, creem, user, user_client, webhooks_queue
+    ):
+        started = user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_monthly", "feature": "interior"}
+        )
         checkout_url = started.headers["Location"]
         with httpx.Client() as browser:
             checkout_page = browser.get(checkout_url)
@@ -316,10 +348,12 @@ class TestCheckout:
         assert "Welcome to Pro" not in again and "Confirming" not in again
         assert "Unlimited" in again and "credits remaining" not in again
 
-    def test_the_webhook_before_the_redirect_welcomes_at_once(self, creem, user, user_client,
-                                                              webhooks_queue):
-        user_client.post("/dashboard/subscription/checkout",
-                         data={"plan": "pro_yearly", "feature": "video"})
+    def test_the_webhook_before_the_redirect_welcomes_at_once(
+        self, creem, user, user_client, webhooks_queue
+    ):
+        user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_yearly", "feature": "video"}
+        )
         (checkout,) = creem.checkouts.values()
         back = urlsplit(creem.pay(checkout.id))
         deliver_all(user_client, creem, webhooks_queue)
@@ -328,10 +362,12 @@ class TestCheckout:
         text = page(user_client.get("/dashboard/generate-videos?checkout=success"))
         assert "Welcome to Pro!" in text and "Confirming" not in text
 
-    def test_a_return_without_a_feature_lands_on_the_subscription_page(self, creem, user,
-                                                                       user_client):
-        user_client.post("/dashboard/subscription/checkout", data={"plan": "pro_monthly",
-                                                                   "feature": "nonsense"})
+    def test_a_return_without_a_feature_lands_on_the_subscription_page(
+        self, creem, user, user_client
+    ):
+        user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_monthly", "feature": "nonsense"}
+        )
         (checkout,) = creem.checkouts.values()
         back = urlsplit(creem.pay(checkout.id))
         returned = user_client.get(f"{back.path}?{back.query}")
@@ -341,17 +377,19 @@ class TestCheckout:
         assert 'hx-get="/dashboard/subscription/confirmation"' in text
 
     def test_an_unsigned_return_is_not_taken_for_a_payment(self, user_client):
-        returned = user_client.get("/dashboard/subscription/return?feature=interior"
-                                   "&checkout_id=ch_1&signature=forged")
+        returned = user_client.get(
+            "/dashboard/subscription/return?feature=interior&checkout_id=ch_1&signature=forged"
+        )
         assert returned.headers["Location"].endswith("/dashboard/redecorate-room")
         text = page(user_client.get("/dashboard/redecorate-room?checkout=success"))
         assert "Payment received" not in text and "Confirming" not in text
 
-    def test_someone_elses_signed_return_url_is_not_their_payment(self, creem, user,
-                                                                   user_client, make_user,
-                                                                   app):
-        user_client.post("/dashboard/subscription/checkout",
-                         data={"plan": "pro_monthly", "feature": "interior"})
+    def test_someone_elses_signed_return_url_is_not_their_payment(
+        self, creem, user, user_client, make_user, app
+    ):
+        user_client.post(
+            "/dashboard/subscription/checkout", data={"plan": "pro_monthly", "feature": "interior"}
+        )
         (checkout,) = creem.checkouts.values()
         back = urlsplit(creem.pay(checkout.id))
         stranger = app.test_client(user=make_user())
@@ -363,7 +401,8 @@ class TestCheckout:
         assert own.headers["Location"].endswith("/dashboard/redecorate-room?checkout=success")
 
     def test_a_return_with_another_checkout_of_the_same_request_is_refused(
-            self, creem, user, user_client):
+        self, creem, user, user_client
+    ):
         user_client.post("/dashboard/subscription/checkout", data={"plan": "pro_monthly"})
         (checkout,) = creem.checkouts.values()
         params = [("checkout_id", "ch_someone_else"), ("request_id", checkout.request_id)]
@@ -379,8 +418,9 @@ class TestCheckout:
 
 
 class TestPlanSwitch:
-    def test_the_page_says_what_changes_and_when_then_switches(self, creem, user,
-                                                                user_client, webhooks_queue):
+    def test_the_page_says_what_changes_and_when_then_switches(
+        self, creem, user, user_client, webhooks_queue
+    ):
         subscription = make_pro(user_client, creem, user, webhooks_queue)
         text = page(user_client.get("/dashboard/subscription"))
         assert "Switch to Pro yearly" in text
@@ -394,26 +434,27 @@ class TestPlanSwitch:
         assert "You are on Pro yearly now." in after and "Switch to Pro monthly" in after
         assert credits.get_user_credits(user.id).unlimited
 
-    def test_switching_to_the_plan_one_has_is_refused_on_the_page(self, creem, user,
-                                                                   user_client,
-                                                                   webhooks_queue):
+    def test_switching_to_the_plan_one_has_is_refused_on_the_page(
+        self, creem, user, user_client, webhooks_queue
+    ):
         make_pro(user_client, creem, user, webhooks_queue)
-        response = user_client.post("/dashboard/subscription/switch",
-                                    data={"plan": "pro_monthly"})
+        response = user_client.post("/dashboard/subscription/switch", data={"plan": "pro_monthly"})
         assert response.status_code == 409 and "flash-error" in page(response)
-        assert user_client.post("/dashboard/subscription/switch",
-                                data={"plan": "gold"}).status_code == 422
+        assert (
+            user_client.post("/dashboard/subscription/switch", data={"plan": "gold"}).status_code
+            == 422
+        )
 
     def test_a_free_user_has_nothing_to_switch(self, user_client):
         assert "Switch to" not in page(user_client.get("/dashboard/subscription"))
-        response = user_client.post("/dashboard/subscription/switch",
-                                    data={"plan": "pro_yearly"})
+        response = user_client.post("/dashboard/subscription/switch", data={"plan": "pro_yearly"})
         assert response.status_code == 404
 
 
 class TestManage:
     def test_cancel_asks_first_then_keeps_pro_until_the_period_end(
-            self, creem, user, user_client, webhooks_queue):
+        self, creem, user, user_client, webhooks_queue
+    ):
         subscription = make_pro(user_client, creem, user, webhooks_queue)
         confirm = page(user_client.get("/dashboard/subscription?confirm=cancel"))
         assert "Cancel Pro?" in confirm and "Yes, cancel" in confirm and "Keep Pro" in confirm
@@ -432,12 +473,15 @@ class TestManage:
         assert "running again" in text and "renews on" in text
 
     def test_after_the_period_end_a_canceled_subscription_reads_canceled(
-            self, creem, user, user_client, webhooks_queue):
+        self, creem, user, user_client, webhooks_queue
+    ):
         subscription = make_pro(user_client, creem, user, webhooks_queue)
         assert user_client.post("/dashboard/subscription/cancel").status_code == 303
         ends = db.session.execute(
-            select(Subscription.access_ends_at)
-            .where(Subscription.creem_subscription_id == subscription.id)).scalar_one()
+            select(Subscription.access_ends_at).where(
+                Subscription.creem_subscription_id == subscription.id
+            )
+        ).scalar_one()
         assert subscriptions.downgrade_lapsed(now=ends + timedelta(seconds=1)) == [user.id]
         db.session.commit()
         text = page(user_client.get("/dashboard/subscription"))
@@ -446,15 +490,13 @@ class TestManage:
         assert "Scheduled cancel" not in text and "Resume subscription" not in text
         assert "<strong>Free</strong>" in text and "Choose Pro monthly" in text
 
-    def test_cancel_and_resume_without_a_subscription_are_refused_on_the_page(self,
-                                                                              user_client):
+    def test_cancel_and_resume_without_a_subscription_are_refused_on_the_page(self, user_client):
         for action in ("cancel", "resume", "portal"):
             response = user_client.post(f"/dashboard/subscription/{action}")
             assert response.status_code == 404
             assert "flash-error" in page(response)
 
-    def test_manage_billing_opens_creems_portal(self, creem, user, user_client,
-                                                webhooks_queue):
+    def test_manage_billing_opens_creems_portal(self, creem, user, user_client, webhooks_queue):
         subscription = make_pro(user_client, creem, user, webhooks_queue)
         response = user_client.post("/dashboard/subscription/portal")
         assert response.status_code == 303
@@ -463,8 +505,7 @@ class TestManage:
             portal = browser.get(response.headers["Location"])
         assert portal.status_code == 200 and subscription.id in portal.text
 
-    def test_a_refunded_subscription_shows_the_flag(self, creem, user, user_client,
-                                                    webhooks_queue):
+    def test_a_refunded_subscription_shows_the_flag(self, creem, user, user_client, webhooks_queue):
         subscription = make_pro(user_client, creem, user, webhooks_queue)
         creem.act(subscription.id, "refund")
         deliver_all(user_client, creem, webhooks_queue)
@@ -474,21 +515,28 @@ class TestManage:
 
 
 class TestForeignProducts:
-    def test_another_product_gives_no_pro_and_staff_see_it(self, creem, user, user_client,
-                                                          admin_client, webhooks_queue):
+    def test_another_product_gives_no_pro_and_admins_see_it(
+        self, creem, user, user_client, admin_client, webhooks_queue
+    ):
         subscription, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
         deliver_all(user_client, creem, webhooks_queue)
         assert not credits.get_user_credits(user.id).unlimited
-        outcomes = db.session.execute(select(WebhookEvent.outcome).where(
-            WebhookEvent.creem_subscription_id == subscription.id)).scalars().all()
+        outcomes = (
+            db.session.execute(
+                select(WebhookEvent.outcome).where(
+                    WebhookEvent.creem_subscription_id == subscription.id
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert outcomes == ["foreign_product"] * 3
         assert "Go Pro" in page(user_client.get("/dashboard/subscription"))
-        staff = page(admin_client.get(f"/admin/users/{user.id}"))
-        assert subscription.id in staff and "not a Pro plan, gives no Pro" in staff
-        assert OTHER_PRODUCT_ID in staff
+        admin_page = page(admin_client.get(f"/admin/users/{user.id}"))
+        assert subscription.id in admin_page and "not a Pro plan, gives no Pro" in admin_page
+        assert OTHER_PRODUCT_ID in admin_page
 
-    def test_the_foreign_command_lists_them(self, app, creem, user, user_client,
-                                            webhooks_queue):
+    def test_the_foreign_command_lists_them(self, app, creem, user, user_client, webhooks_queue):
         subscription, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
         deliver_all(user_client, creem, webhooks_queue)
         listed = app.test_cli_runner().invoke(args=["billing", "foreign"]).output

@@ -1,8 +1,8 @@
 import pytest
 from sqlalchemy import select
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 
 CONSUME = "/api/user/credits/consume"
@@ -17,8 +17,10 @@ def error_code(response):
 
 
 class TestAuthentication:
-    @pytest.mark.parametrize("method,path", [("get", "/api/user/credits"), ("post", CONSUME),
-                                             ("get", HISTORY), ("post", GRANT)])
+    @pytest.mark.parametrize(
+        "method,path",
+        [("get", "/api/user/credits"), ("post", CONSUME), ("get", HISTORY), ("post", GRANT)],
+    )
     def test_anonymous_gets_json_401_not_a_redirect(self, client, method, path):
         response = getattr(client, method)(path, json={})
         assert response.status_code == 401
@@ -32,8 +34,9 @@ class TestAuthentication:
     def test_bearer_post_needs_no_csrf(self, app, client, user, monkeypatch):
         monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
         _, token = accounts.create_api_token(user.id, "script")
-        response = client.post(CONSUME, json={"feature": "video"},
-                               headers={"Authorization": f"Bearer {token}"})
+        response = client.post(
+            CONSUME, json={"feature": "video"}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.status_code == 200
 
     @pytest.mark.parametrize("header", ["Bearer ca_wrong", "Bearer ", "Basic abc", "Bearer x" * 50])
@@ -44,8 +47,7 @@ class TestAuthentication:
     def test_revoked_token(self, client, user):
         token, plaintext = accounts.create_api_token(user.id, "old")
         accounts.revoke_api_token(user.id, token.id)
-        response = client.get("/api/user/credits",
-                              headers={"Authorization": f"Bearer {plaintext}"})
+        response = client.get("/api/user/credits", headers={"Authorization": f"Bearer {plaintext}"})
         assert response.status_code == 401
 
 
@@ -55,8 +57,9 @@ class TestCsrf:
         client = app.test_client(user=user)
         response = client.post(CONSUME, json={"feature": "interior"})
         assert response.status_code == 403 and error_code(response) == "csrf_failed"
-        cross_site = client.post(CONSUME, json={"feature": "interior"},
-                                 headers={"Sec-Fetch-Site": "cross-site"})
+        cross_site = client.post(
+            CONSUME, json={"feature": "interior"}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
         assert cross_site.status_code == 403
         assert credits.get_user_credits(user.id).remaining == 6
 
@@ -65,8 +68,9 @@ class TestCsrf:
         client = app.test_client(user=user)
         page = client.get("/dashboard")
         token = page.get_data(as_text=True).split('name="csrf-token" content="')[1].split('"')[0]
-        response = client.post(CONSUME, json={"feature": "interior"},
-                               headers={"X-CSRFToken": token})
+        response = client.post(
+            CONSUME, json={"feature": "interior"}, headers={"X-CSRFToken": token}
+        )
         assert response.status_code == 200
 
     def test_same_origin_fetch_is_accepted(self, app, user_client, monkeypatch):
@@ -78,24 +82,26 @@ class TestGetCredits:
     def test_shape(self, user_client):
         response = user_client.get("/api/user/credits")
         assert response.status_code == 200
-        assert set(response.json) == {"remaining", "total", "subscription_status",
-                                      "last_updated"}
+        assert set(response.json) == {"remaining", "total", "subscription_status", "last_updated"}
         assert (response.json["remaining"], response.json["total"]) == (6, 6)
         assert response.json["subscription_status"] == "free"
 
 
 class TestConsume:
     def test_success_shape(self, user_client):
-        response = user_client.post(CONSUME, json={"feature": "interior",
-                                                   "generation_id": "abc"})
+        response = user_client.post(CONSUME, json={"feature": "interior", "generation_id": "abc"})
         assert response.status_code == 200
-        assert response.json == {"success": True, "remaining_credits": 5,
-                                 "message": "Credit consumed."}
+        assert response.json == {
+            "success": True,
+            "remaining_credits": 5,
+            "message": "Credit consumed.",
+        }
 
     def test_retry_with_the_same_generation_id_changes_nothing(self, user_client, user):
         for _ in range(3):
-            response = user_client.post(CONSUME, json={"feature": "video",
-                                                       "generation_id": "retry"})
+            response = user_client.post(
+                CONSUME, json={"feature": "video", "generation_id": "retry"}
+            )
             assert response.status_code == 200 and response.json["remaining_credits"] == 5
         assert credits.get_user_credits(user.id).remaining == 5
 
@@ -103,8 +109,11 @@ class TestConsume:
         first = user_client.post(CONSUME, json={"feature": "video", "generation_id": "once"})
         user_client.post(CONSUME, json={"feature": "video", "generation_id": "twice"})
         again = user_client.post(CONSUME, json={"feature": "video", "generation_id": "once"})
-        assert again.json == first.json == {"success": True, "remaining_credits": 5,
-                                            "message": "Credit consumed."}
+        assert (
+            again.json
+            == first.json
+            == {"success": True, "remaining_credits": 5, "message": "Credit consumed."}
+        )
         assert again.headers["Idempotent-Replayed"] == "true"
         assert "Idempotent-Replayed" not in first.headers
 
@@ -115,7 +124,8 @@ class TestConsume:
         assert response.status_code == 402
         assert error_code(response) == "insufficient_credits"
         assert response.json["error"]["upgrade_url"].endswith(
-            "/dashboard/subscription?feature=remove")
+            "/dashboard/subscription?feature=remove"
+        )
         assert response.json["error"]["remaining"] == 0
 
     def test_409_for_a_generation_id_reused_for_another_feature(self, user_client):
@@ -127,27 +137,33 @@ class TestConsume:
         response = user_client.post(CONSUME, json={"feature": "hologram"})
         assert response.status_code == 422 and error_code(response) == "unknown_feature"
 
-    @pytest.mark.parametrize("body", [
-        {},
-        {"feature": 5},
-        {"feature": ["interior"]},
-        {"feature": "interior", "generation_id": 7},
-        {"feature": "interior", "generation_id": ""},
-        {"feature": "interior", "generation_id": "g" * 256},
-        {"feature": "interior", "user_id": 1},
-    ])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"feature": 5},
+            {"feature": ["interior"]},
+            {"feature": "interior", "generation_id": 7},
+            {"feature": "interior", "generation_id": ""},
+            {"feature": "interior", "generation_id": "g" * 256},
+            {"feature": "interior", "user_id": 1},
+        ],
+    )
     def test_422_for_wrong_fields_and_types(self, user_client, user, body):
         response = user_client.post(CONSUME, json=body)
         assert response.status_code == 422 and error_code(response) == "validation_error"
         assert response.json["error"]["fields"]
         assert credits.get_user_credits(user.id).remaining == 6
 
-    @pytest.mark.parametrize("data,content_type", [
-        ("not json", "application/json"),
-        ('["interior"]', "application/json"),
-        ("null", "application/json"),
-        ("feature=interior", "application/x-www-form-urlencoded"),
-    ])
+    @pytest.mark.parametrize(
+        "data,content_type",
+        [
+            ("not json", "application/json"),
+            ('["interior"]', "application/json"),
+            ("null", "application/json"),
+            ("feature=interior", "application/x-www-form-urlencoded"),
+        ],
+    )
     def test_400_for_bad_json(self, user_client, data, content_type):
         response = user_client.post(CONSUME, data=data, content_type=content_type)
         assert response.status_code == 400 and error_code(response) == "bad_json"
@@ -174,12 +190,22 @@ class TestHistory:
         rest = user_client.get(HISTORY, query_string={"cursor": page["next_cursor"]}).json
         assert [item["kind"] for item in rest["items"]] == ["consume", "grant"]
         assert rest["next_cursor"] is None
-        assert set(rest["items"][0]) >= {"id", "kind", "feature_used", "amount",
-                                         "credits_consumed", "balance_after", "generation_id",
-                                         "created_at", "metadata"}
+        assert set(rest["items"][0]) >= {
+            "id",
+            "kind",
+            "feature_used",
+            "amount",
+            "credits_consumed",
+            "balance_after",
+            "generation_id",
+            "created_at",
+            "metadata",
+        }
 
-    @pytest.mark.parametrize("query", [{"limit": "abc"}, {"limit": 0}, {"limit": 1000},
-                                       {"cursor": "nope"}, {"other": "1"}])
+    @pytest.mark.parametrize(
+        "query",
+        [{"limit": "abc"}, {"limit": 0}, {"limit": 1000}, {"cursor": "nope"}, {"other": "1"}],
+    )
     def test_422_for_bad_query(self, user_client, query):
         response = user_client.get(HISTORY, query_string=query)
         assert response.status_code == 422
@@ -193,8 +219,9 @@ class TestHistory:
 
 class TestGrant:
     def test_admin_grants(self, admin_client, admin, user):
-        response = admin_client.post(GRANT, json={"user_id": user.id, "amount": 4,
-                                                  "reason": "Outage"})
+        response = admin_client.post(
+            GRANT, json={"user_id": user.id, "amount": 4, "reason": "Outage"}
+        )
         assert response.status_code == 200
         assert response.json["success"] and response.json["remaining"] == 10
         assert response.json["total"] == 10
@@ -202,47 +229,60 @@ class TestGrant:
         assert entry.actor_id == admin.id
 
     def test_403_for_non_admins(self, user_client, user):
-        response = user_client.post(GRANT, json={"user_id": user.id, "amount": 100,
-                                                 "reason": "free money"})
+        response = user_client.post(
+            GRANT, json={"user_id": user.id, "amount": 100, "reason": "free money"}
+        )
         assert response.status_code == 403 and error_code(response) == "forbidden"
         assert credits.get_user_credits(user.id).remaining == 6
 
     def test_404_for_unknown_user(self, admin_client):
-        response = admin_client.post(GRANT, json={"user_id": 99999999, "amount": 1,
-                                                  "reason": "x"})
+        response = admin_client.post(GRANT, json={"user_id": 99999999, "amount": 1, "reason": "x"})
         assert response.status_code == 404 and error_code(response) == "user_not_found"
 
-    @pytest.mark.parametrize("body", [
-        {"amount": 5, "reason": "x"},
-        {"user_id": 1, "amount": -5, "reason": "x"},
-        {"user_id": 1, "amount": 0, "reason": "x"},
-        {"user_id": 1, "amount": 10**30, "reason": "x"},
-        {"user_id": 10**30, "amount": 1, "reason": "x"},
-        {"user_id": 1, "amount": 1.5, "reason": "x"},
-        {"user_id": 1, "amount": "5", "reason": "x"},
-        {"user_id": "1", "amount": 5, "reason": "x"},
-        {"user_id": 1, "amount": 5, "reason": ""},
-        {"user_id": 1, "amount": 5},
-        {"user_id": 1, "amount": True, "reason": "x"},
-    ])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"amount": 5, "reason": "x"},
+            {"user_id": 1, "amount": -5, "reason": "x"},
+            {"user_id": 1, "amount": 0, "reason": "x"},
+            {"user_id": 1, "amount": 10**30, "reason": "x"},
+            {"user_id": 10**30, "amount": 1, "reason": "x"},
+            {"user_id": 1, "amount": 1.5, "reason": "x"},
+            {"user_id": 1, "amount": "5", "reason": "x"},
+            {"user_id": "1", "amount": 5, "reason": "x"},
+            {"user_id": 1, "amount": 5, "reason": ""},
+            {"user_id": 1, "amount": 5},
+            {"user_id": 1, "amount": True, "reason": "x"},
+        ],
+    )
     def test_422_for_bad_grants(self, admin_client, user, body):
-        body = {key: (user.id if key == "user_id" and value == 1 else value)
-                for key, value in body.items()}
+        body = {
+            key: (user.id if key == "user_id" and value == 1 else value)
+            for key, value in body.items()
+        }
         response = admin_client.post(GRANT, json=body)
         assert response.status_code == 422, response.json
         assert credits.get_user_credits(user.id).remaining == 6
-        count = db.session.scalar(
-            select(CreditTransaction.id).where(CreditTransaction.user_id == user.id,
-                                               CreditTransaction.kind == "grant")
-            .order_by(CreditTransaction.id.desc()).limit(1))
-        assert count is not None
+        ledger = db.session.execute(
+            select(
+                CreditTransaction.kind,
+                CreditTransaction.amount,
+                CreditTransaction.feature_used,
+                CreditTransaction.metadata_,
+            ).where(CreditTransaction.user_id == user.id)
+        ).all()
+        # Only the welcome grant: the refused grant posted nothing.
+        assert [tuple(row) for row in ledger] == [
+            ("grant", 6, "registration", {"reason": "Welcome credits"})
+        ]
 
 
 class TestRateLimit:
     def test_429_with_retry_after_and_json(self, app, user_client, user, monkeypatch):
         monkeypatch.setitem(app.config, "RATELIMIT_CONSUME", "3 per minute")
-        statuses = [user_client.post(CONSUME, json={"feature": "interior"}).status_code
-                    for _ in range(4)]
+        statuses = [
+            user_client.post(CONSUME, json={"feature": "interior"}).status_code for _ in range(4)
+        ]
         assert statuses == [200, 200, 200, 429]
         limited = user_client.post(CONSUME, json={"feature": "interior"})
         assert limited.status_code == 429
@@ -250,14 +290,14 @@ class TestRateLimit:
         assert int(limited.headers["Retry-After"]) > 0
         assert credits.get_user_credits(user.id).remaining == 3
 
-    def test_one_api_budget_per_user_across_every_api_route(self, app, user_client,
-                                                             monkeypatch):
+    def test_one_api_budget_per_user_across_every_api_route(self, app, user_client, monkeypatch):
         monkeypatch.setitem(app.config, "RATELIMIT_API", "5 per minute")
-        codes = [user_client.post(CONSUME, json={"feature": "video"}).status_code
-                 for _ in range(3)]
+        codes = [user_client.post(CONSUME, json={"feature": "video"}).status_code for _ in range(3)]
         codes += [user_client.get("/api/user/credits").status_code for _ in range(2)]
-        codes += [user_client.get(HISTORY).status_code, user_client.get("/api/openapi.json")
-                  .status_code]
+        codes += [
+            user_client.get(HISTORY).status_code,
+            user_client.get("/api/openapi.json").status_code,
+        ]
         assert codes == [200, 200, 200, 200, 200, 429, 429]
 
     def test_limits_are_per_user(self, app, make_user, monkeypatch):
@@ -265,6 +305,5 @@ class TestRateLimit:
         for person in (make_user(), make_user()):
             client = app.test_client(user=person)
             client.environ_base["HTTP_SEC_FETCH_SITE"] = "same-origin"
-            codes = [client.post(CONSUME, json={"feature": "video"}).status_code
-                     for _ in range(3)]
+            codes = [client.post(CONSUME, json={"feature": "video"}).status_code for _ in range(3)]
             assert codes == [200, 200, 429]

@@ -11,13 +11,14 @@ from PIL import Image
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from credit_app.extensions import db
-from credit_app.images import variant_key
+from credit_app.errors import StoredObjectMissing
+from credit_app.generation.images import variant_key
 from credit_app.jobs.generations import make_image_variants, run_generation
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import generations
-from credit_app.storage import StoredObjectMissing
 from tests.blueprints.test_generations import only_generation, photo, start
 from tests.blueprints.test_generations import storage as storage
 
@@ -54,15 +55,18 @@ def test_the_job_stores_webp_copies_of_upload_and_result(user_client, user, stor
 
 
 def test_variants_are_served_as_webp_cached_for_a_year_to_the_owner_only(
-        app, user_client, user, make_user):
+    app, user_client, user, make_user
+):
     generation = finished(user_client, user)
     path = f"/dashboard/generations/{generation.id}/output/640w.webp"
     response = user_client.get(path)
     assert response.status_code == 200 and response.mimetype == "image/webp"
     assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     assert Image.open(io.BytesIO(response.data)).size == (640, 480)
-    assert user_client.get(f"/dashboard/generations/{generation.id}/output/1280w.webp"
-                           ).status_code == 404
+    assert (
+        user_client.get(f"/dashboard/generations/{generation.id}/output/1280w.webp").status_code
+        == 404
+    )
     stranger = app.test_client(user=make_user())
     assert stranger.get(path).status_code == 404
 
@@ -136,4 +140,6 @@ def test_backfill_command_queues_then_runs_inline(app, user_client, user, storag
     assert "Every design has its WebP copies." in result.output
     db.session.expire_all()
     assert db.session.execute(select(Generation.image_variants)).scalar_one() == {
-        "input": [320, 640], "output": [320, 640]}
+        "input": [320, 640],
+        "output": [320, 640],
+    }

@@ -11,15 +11,18 @@ from PIL import Image, ImageDraw
 from rq import SimpleWorker
 from sqlalchemy import func, select
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.errors import StoredObjectMissing
+from credit_app.generation.features import FEATURES
 from credit_app.jobs.credits import sweep_expired_reservations
 from credit_app.jobs.generations import run_generation
+from credit_app.jobs.registry import get_queue
 from credit_app.models import AnalyticsEvent, CreditReservation, Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
+from credit_app.platform.storage import get_storage
 from credit_app.services import credits
-from credit_app.storage import StoredObjectMissing, get_storage
 from tests.conftest import PASSWORD
+from tests.ledger_support import ledger_balance
 from tests.s3_support import free_port, s3_settings
 
 FORMS = {
@@ -62,16 +65,23 @@ def stored_bytes(storage, key: str) -> bytes:
 
 
 def start(client, feature="interior", generation_id="gen-1", image=None, htmx=True, **fields):
-    data = {**FORMS[feature], "generation_id": generation_id, **fields,
-            "image": (image or photo(), "room.png")}
+    data = {
+        **FORMS[feature],
+        "generation_id": generation_id,
+        **fields,
+        "image": (image or photo(), "room.png"),
+    }
     headers = {"HX-Request": "true"} if htmx else {}
-    return client.post(f"/dashboard/{FEATURES[feature].slug}", data=data, headers=headers,
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/dashboard/{FEATURES[feature].slug}",
+        data=data,
+        headers=headers,
+        content_type="multipart/form-data",
+    )
 
 
 def only_generation(user) -> Generation:
-    return db.session.execute(select(Generation).where(Generation.user_id == user.id)
-                              ).scalar_one()
+    return db.session.execute(select(Generation).where(Generation.user_id == user.id)).scalar_one()
 
 
 @pytest.mark.parametrize("feature", list(FEATURES))
@@ -101,15 +111,15 @@ def test_a_generation_holds_then_spends_one_credit(user_client, user, feature, s
     assert run_generation(generation.id) == "succeeded"
     db.session.refresh(generation)
     assert generation.status == "succeeded"
-    assert stored_bytes(storage, generation.output_path).startswith(
-        (b"\x89PNG", b"RIFF", b"GIF8"))
+    assert stored_bytes(storage, generation.output_path).startswith((b"\x89PNG", b"RIFF", b"GIF8"))
     reservation = db.session.get(CreditReservation, generation.reservation_id)
     assert reservation.status == "committed"
     assert credits.get_user_credits(user.id).remaining == 5
-    assert credits.ledger_balance(user.id) == 5
+    assert ledger_balance(user.id) == 5
 
-    detail = user_client.get(f"/dashboard/generations/{generation.id}",
-                             headers={"HX-Request": "true"})
+    detail = user_client.get(
+        f"/dashboard/generations/{generation.id}", headers={"HX-Request": "true"}
+    )
     assert "Done!" in detail.get_data(as_text=True)
     output = user_client.get(f"/dashboard/generations/{generation.id}/output")
     assert output.status_code == 200 and output.mimetype.startswith("image/")
@@ -128,7 +138,7 @@ def test_running_the_job_twice_works_once(user_client, user):
     generation = only_generation(user)
     assert run_generation(generation.id) == "succeeded"
     assert run_generation(generation.id) == "skipped"
-    assert credits.ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
+    assert ledger_balance(user.id) == credits.get_user_credits(user.id).remaining == 5
 
 
 def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user, storage):
@@ -139,8 +149,9 @@ def test_a_failed_generation_returns_the_credit_and_says_why(user_client, user, 
     db.session.refresh(generation)
     assert generation.error_message
     assert credits.get_user_credits(user.id).remaining == 6
-    detail = user_client.get(f"/dashboard/generations/{generation.id}",
-                             headers={"HX-Request": "true"}).get_data(as_text=True)
+    detail = user_client.get(
+        f"/dashboard/generations/{generation.id}", headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert generation.error_message in detail and "6/6" in detail
 
 
@@ -161,12 +172,18 @@ def test_double_submit_of_the_same_form_starts_one_generation(user_client, user)
     first = start(user_client, "interior", generation_id="same-form")
     second = start(user_client, "interior", generation_id="same-form")
     assert first.status_code == second.status_code == 200
-    assert db.session.scalar(select(func.count()).select_from(Generation)
-                             .where(Generation.user_id == user.id)) == 1
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Generation).where(Generation.user_id == user.id)
+        )
+        == 1
+    )
     assert get_queue("generations").count == 2
     generation = only_generation(user)
     assert [run_generation(generation.id), run_generation(generation.id)] == [
-        "succeeded", "skipped"]
+        "succeeded",
+        "skipped",
+    ]
     assert credits.get_user_credits(user.id).remaining == 5
 
 
@@ -176,18 +193,25 @@ def test_a_page_post_redirects_to_the_result_page(user_client, user):
     assert response.headers["Location"] == f"/dashboard/generations/{only_generation(user).id}"
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"%PDF-1.4 not an image", "not a JPEG, PNG or WebP"),
-    (b"", "empty"),
-    (b"\x89PNG" + b"0" * (10 * 1024 * 1024), "larger than 10 MB"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"%PDF-1.4 not an image", "not a JPEG, PNG or WebP"),
+        (b"", "empty"),
+        (b"\x89PNG" + b"0" * (10 * 1024 * 1024), "larger than 10 MB"),
+    ],
+)
 def test_bad_uploads_change_nothing(user_client, user, content, message):
     response = start(user_client, "interior", image=io.BytesIO(content))
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert credits.get_user_credits(user.id).remaining == 6
-    assert db.session.scalar(select(func.count()).select_from(Generation)
-                             .where(Generation.user_id == user.id)) == 0
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Generation).where(Generation.user_id == user.id)
+        )
+        == 0
+    )
 
 
 def test_tiny_and_gif_images_are_refused(user_client, user):
@@ -198,21 +222,25 @@ def test_tiny_and_gif_images_are_refused(user_client, user):
 
 
 def test_missing_upload(user_client, user):
-    response = user_client.post("/dashboard/redecorate-room", data={**FORMS["interior"]},
-                                headers={"HX-Request": "true"})
+    response = user_client.post(
+        "/dashboard/redecorate-room", data={**FORMS["interior"]}, headers={"HX-Request": "true"}
+    )
     assert response.status_code == 422 and "Choose a photo" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("feature,fields,message", [
-    ("interior", {"style": "baroque"}, "Choose a style"),
-    ("interior", {"room_type": "garage"}, "Choose a room type"),
-    ("interior", {"prompt": "x" * 501}, "under 500 characters"),
-    ("video", {"motion": "spin"}, "Choose a camera motion"),
-    ("remove", {"mask_w": "0"}, "Drag across the photo"),
-    ("remove", {"mask_x": "90", "mask_w": "50"}, "inside the photo"),
-    ("remove", {"mask_h": "101"}, "inside the photo"),
-    ("remove", {"mask_x": "abc"}, "Mark the area"),
-])
+@pytest.mark.parametrize(
+    "feature,fields,message",
+    [
+        ("interior", {"style": "baroque"}, "Choose a style"),
+        ("interior", {"room_type": "garage"}, "Choose a room type"),
+        ("interior", {"prompt": "x" * 501}, "under 500 characters"),
+        ("video", {"motion": "spin"}, "Choose a camera motion"),
+        ("remove", {"mask_w": "0"}, "Drag across the photo"),
+        ("remove", {"mask_x": "90", "mask_w": "50"}, "inside the photo"),
+        ("remove", {"mask_h": "101"}, "inside the photo"),
+        ("remove", {"mask_x": "abc"}, "Mark the area"),
+    ],
+)
 def test_bad_options_change_nothing(user_client, user, feature, fields, message):
     response = start(user_client, feature, **fields)
     assert response.status_code == 422
@@ -229,12 +257,23 @@ def test_without_credits_htmx_gets_the_upgrade_modal(user_client, user):
     assert "You've used all your free credits!" in text
     assert "feature=video" in text and "Maybe Later" in text
     assert response.headers["HX-Retarget"] == "#modal-root"
-    shown = db.session.execute(select(AnalyticsEvent).where(
-        AnalyticsEvent.user_id == user.id, AnalyticsEvent.event_type == "upgrade_modal_shown")
-    ).scalars().all()
+    shown = (
+        db.session.execute(
+            select(AnalyticsEvent).where(
+                AnalyticsEvent.user_id == user.id,
+                AnalyticsEvent.event_type == "upgrade_modal_shown",
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert [(event.feature, event.credits_remaining) for event in shown] == [("video", 0)]
-    assert db.session.scalar(select(func.count()).select_from(Generation)
-                             .where(Generation.user_id == user.id)) == 0
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Generation).where(Generation.user_id == user.id)
+        )
+        == 0
+    )
 
 
 def test_pro_users_generate_without_spending(app, make_user):
@@ -250,9 +289,11 @@ def test_results_are_served_only_to_their_owner(app, user_client, user, make_use
     generation = only_generation(user)
     run_generation(generation.id)
     stranger = app.test_client(user=make_user())
-    for path in (f"/dashboard/generations/{generation.id}",
-                 f"/dashboard/generations/{generation.id}/output",
-                 f"/dashboard/generations/{generation.id}/input"):
+    for path in (
+        f"/dashboard/generations/{generation.id}",
+        f"/dashboard/generations/{generation.id}/output",
+        f"/dashboard/generations/{generation.id}/input",
+    ):
         assert stranger.get(path).status_code == 404
         assert user_client.get(path).status_code == 200
 
@@ -265,16 +306,17 @@ def test_history_lists_the_users_generations(user_client, user):
 
 
 def test_sidebar_state_is_kept_per_user(user_client, user):
-    assert user_client.post("/dashboard/preferences/sidebar",
-                            data={"collapsed": "true"}).status_code == 204
+    assert (
+        user_client.post("/dashboard/preferences/sidebar", data={"collapsed": "true"}).status_code
+        == 204
+    )
     assert "sidebar-collapsed" in body_classes(user_client.get("/dashboard"))
     user_client.post("/dashboard/preferences/sidebar", data={"collapsed": "false"})
     assert "sidebar-collapsed" not in body_classes(user_client.get("/dashboard"))
 
 
 def body_classes(response) -> list[str]:
-    return re.search(r'<body[^>]*class="([^"]*)"', response.get_data(as_text=True)
-                     ).group(1).split()
+    return re.search(r'<body[^>]*class="([^"]*)"', response.get_data(as_text=True)).group(1).split()
 
 
 def test_a_finished_generation_is_never_failed_again(user_client, user):
@@ -291,8 +333,9 @@ def test_a_finished_generation_is_never_failed_again(user_client, user):
 
 def test_starting_generations_is_rate_limited_per_feature_page(app, user_client, monkeypatch):
     monkeypatch.setitem(app.config, "RATELIMIT_GENERATE", "2 per minute")
-    codes = [start(user_client, "interior", generation_id=f"limit-{n}").status_code
-             for n in range(3)]
+    codes = [
+        start(user_client, "interior", generation_id=f"limit-{n}").status_code for n in range(3)
+    ]
     assert codes == [200, 200, 429]
     assert start(user_client, "video", generation_id="other-page").status_code == 200
 
@@ -304,26 +347,32 @@ def unreachable_storage(monkeypatch, app) -> None:
 
 
 def test_storage_down_at_upload_is_a_503_with_retry_after_and_costs_nothing(
-        app, user_client, user, monkeypatch):
+    app, user_client, user, monkeypatch
+):
     unreachable_storage(monkeypatch, app)
     response = start(user_client, "interior")
     assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
     assert "File storage is not answering" in response.get_data(as_text=True)
-    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
-    assert db.session.scalar(select(func.count()).select_from(Generation)
-                             .where(Generation.user_id == user.id)) == 0
+    assert credits.get_user_credits(user.id).remaining == 6 == ledger_balance(user.id)
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Generation).where(Generation.user_id == user.id)
+        )
+        == 0
+    )
     assert get_queue("generations").count == 0
 
 
 def test_storage_down_in_the_job_fails_the_generation_and_returns_the_credit(
-        app, user_client, user, monkeypatch):
+    app, user_client, user, monkeypatch
+):
     start(user_client, "interior")
     generation = only_generation(user)
     unreachable_storage(monkeypatch, app)
     assert run_generation(generation.id) == "failed"
     db.session.refresh(generation)
     assert "File storage is not answering" in generation.error_message
-    assert credits.get_user_credits(user.id).remaining == 6 == credits.ledger_balance(user.id)
+    assert credits.get_user_credits(user.id).remaining == 6 == ledger_balance(user.id)
 
 
 def test_a_result_gone_from_storage_is_a_404(user_client, user, storage):
@@ -344,8 +393,7 @@ def test_deleting_the_account_removes_its_files_from_storage(user_client, user, 
     db.session.refresh(generation)
     keys = (generation.input_path, generation.output_path)
     assert all(stored_bytes(storage, key) for key in keys)
-    response = user_client.post("/settings/account",
-                                data={"password": PASSWORD, "confirm": "y"})
+    response = user_client.post("/settings/account", data={"password": PASSWORD, "confirm": "y"})
     assert response.status_code == 302
     for key in keys:
         with pytest.raises(StoredObjectMissing):

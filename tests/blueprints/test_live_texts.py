@@ -9,9 +9,9 @@ import re
 import pytest
 
 from credit_app.billing.plans import Plan, yearly_saving
-from credit_app.extensions import db
 from credit_app.generation.options import describe_options
 from credit_app.jobs.generations import run_generation
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.blueprints.test_generations import only_generation, photo, start
 from tests.conftest import PASSWORD
@@ -26,8 +26,7 @@ def local_generations(app, tmp_path, monkeypatch):
 def texts_in(fragment: str) -> dict[str, str]:
     """The texts the counter fragment carries for the page, by name."""
     (template,) = re.findall(r"<template data-credit-texts>(.*?)</template>", fragment, re.S)
-    return dict(re.findall(r'<span data-text="([\w-]+)">(.*?)</span>\n', template + "\n",
-                           re.S))
+    return dict(re.findall(r'<span data-text="([\w-]+)">(.*?)</span>\n', template + "\n", re.S))
 
 
 def page(client, path: str) -> str:
@@ -45,19 +44,20 @@ class TestOneSourceForCreditTexts:
         assert texts["summary"] == "You have 5 of 6 credits. Each generation uses one."
         assert texts["plan"].startswith("<strong>Free</strong>: 5 of 6 credits left.")
         assert texts["cost-interior"] == "Uses 1 credit · 5 left"
-        assert {f"cost-{key}" for key in ("exterior", "sketch", "furnish", "remove", "video")
-                } <= set(texts)
+        assert {
+            f"cost-{key}" for key in ("exterior", "sketch", "furnish", "remove", "video")
+        } <= set(texts)
 
     def test_pages_render_the_same_texts_where_the_push_copies_them(self, user_client):
         home = page(user_client, "/dashboard")
-        assert ('data-live-text="summary">You have 6 of 6 credits. Each generation uses one.'
-                in home)
+        assert 'data-live-text="summary">You have 6 of 6 credits. Each generation uses one.' in home
         assert 'class="topbar-credits"' in home and 'data-live-text="short"' in home
         feature = page(user_client, "/dashboard/redecorate-room")
         assert 'data-live-text="cost-interior">Uses 1 credit · 6 left</span>' in feature
         subscription = page(user_client, "/dashboard/subscription")
         assert '<p data-live-text="plan"><strong>Free</strong>: 6 of 6 credits left.' in (
-            subscription)
+            subscription
+        )
 
     def test_at_zero_credits_nothing_says_uses_one_credit(self, user_client, user):
         for _ in range(6):
@@ -86,8 +86,9 @@ class TestResultsByPush:
         assert "Your design starts in a moment" in text
         generation = only_generation(user)
         assert run_generation(generation.id) == "succeeded"
-        done = user_client.get(f"/dashboard/generations/{generation.id}",
-                               headers={"HX-Request": "true"}).get_data(as_text=True)
+        done = user_client.get(
+            f"/dashboard/generations/{generation.id}", headers={"HX-Request": "true"}
+        ).get_data(as_text=True)
         assert "data-generation-pending" not in done and "Done!" in done
 
     def test_the_result_page_names_the_options_as_the_form_did(self, user_client, user):
@@ -101,8 +102,7 @@ class TestResultsByPush:
 def test_describe_options_reads_like_the_form():
     assert describe_options("video", {"motion": "pan_left"}) == ["Pan left"]
     assert describe_options("remove", {"mask": [1, 2, 3, 4]}) == []
-    assert describe_options("exterior", {"style": "farmhouse", "prompt": ""}) == [
-        "Farmhouse style"]
+    assert describe_options("exterior", {"style": "farmhouse", "prompt": ""}) == ["Farmhouse style"]
 
 
 class TestHistory:
@@ -141,8 +141,9 @@ class TestHistory:
 
 
 class TestUploads:
-    def test_a_too_large_upload_is_answered_under_the_field(self, app, user_client, user,
-                                                            monkeypatch):
+    def test_a_too_large_upload_is_answered_under_the_field(
+        self, app, user_client, user, monkeypatch
+    ):
         monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 20_000)
         big = photo(size=(1200, 1200), image_format="BMP")
         response = start(user_client, "interior", image=big)
@@ -162,8 +163,9 @@ class TestUploads:
 
 def test_sign_up_reports_every_problem_at_once(client, make_user):
     taken = make_user()
-    response = client.post("/signup", data={"email": taken.email, "password": "short",
-                                            "confirm": "different"})
+    response = client.post(
+        "/signup", data={"email": taken.email, "password": "short", "confirm": "different"}
+    )
     text = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "An account with that email already exists." in text
@@ -172,8 +174,10 @@ def test_sign_up_reports_every_problem_at_once(client, make_user):
 
 
 def test_sign_up_still_works_with_good_details(client):
-    response = client.post("/signup", data={"email": "new-person@example.com",
-                                            "password": PASSWORD, "confirm": PASSWORD})
+    response = client.post(
+        "/signup",
+        data={"email": "new-person@example.com", "password": PASSWORD, "confirm": PASSWORD},
+    )
     assert response.status_code == 302
 
 
@@ -187,7 +191,7 @@ def test_the_yearly_saving_is_computed_from_the_prices():
     assert yearly_saving([monthly, Plan("y", "p", "Y", "on request", "year")]) is None
 
 
-def test_staff_tables_scroll_in_their_own_region_and_name_people(admin, admin_client, user):
+def test_admin_tables_scroll_in_their_own_region_and_name_people(admin, admin_client, user):
     credits.grant_credits(user.id, 2, "thanks for the report", actor_id=admin.id)
     db.session.commit()
     users = page(admin_client, "/admin/")

@@ -5,30 +5,34 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_app import health, metrics
-from credit_app.extensions import db
-from credit_app.jobs.ops import heartbeat
-from credit_app.logs import JsonFormatter, RequestIdFilter
+from credit_app.generation.features import FEATURES
+from credit_app.jobs.heartbeat import heartbeat
 from credit_app.models import WebhookEvent
-from credit_app.redis_client import get_redis
+from credit_app.platform import health, metrics
+from credit_app.platform.extensions import db
+from credit_app.platform.logs import JsonFormatter, RequestIdFilter
+from credit_app.platform.redis_client import get_redis, make_client
+from credit_app.web import credit_metrics
 
 
 @pytest.fixture(autouse=True)
 def clean_redis_state():
     metrics.discard_pending()
     connection = get_redis()
-    connection.delete(health.HEARTBEAT_KEY, metrics.HTTP_KEY, metrics.OPERATIONS_KEY,
-                      metrics.LATENCY_KEY)
+    connection.delete(
+        health.HEARTBEAT_KEY, metrics.HTTP_KEY, metrics.OPERATIONS_KEY, metrics.LATENCY_KEY
+    )
     yield
-    connection.delete(health.HEARTBEAT_KEY, metrics.HTTP_KEY, metrics.OPERATIONS_KEY,
-                      metrics.LATENCY_KEY)
+    connection.delete(
+        health.HEARTBEAT_KEY, metrics.HTTP_KEY, metrics.OPERATIONS_KEY, metrics.LATENCY_KEY
+    )
 
 
 @pytest.fixture
 def broken_redis(app):
     """Redis gone for the health checks and metrics (their own fail-fast client)."""
     working = health.ops_redis()
-    app.extensions["ops_redis"] = health.fail_fast_client("unix:///nonexistent/redis.sock")
+    app.extensions["ops_redis"] = make_client("unix:///nonexistent/redis.sock", "monitoring")
     yield
     app.extensions["ops_redis"] = working
 
@@ -63,13 +67,14 @@ def test_heartbeats_older_than_a_day_are_forgotten():
     connection = get_redis()
     health.record_heartbeat(connection, "ancient", now=time.time() - 200_000)
     health.record_heartbeat(connection, "fresh")
-    assert [name.decode() for name in connection.zrange(health.HEARTBEAT_KEY, 0, -1)] == [
-        "fresh"]
+    assert [name.decode() for name in connection.zrange(health.HEARTBEAT_KEY, 0, -1)] == ["fresh"]
 
 
 def test_metrics_count_requests_and_credit_operations(client, user_client, user):
-    assert user_client.post("/api/user/credits/consume",
-                            json={"feature": "interior"}).status_code == 200
+    assert (
+        user_client.post("/api/user/credits/consume", json={"feature": "interior"}).status_code
+        == 200
+    )
     for _ in range(6):
         user_client.post("/api/user/credits/consume", json={"feature": "interior"})
     user_client.get("/api/user/credits")
@@ -90,8 +95,11 @@ def test_metrics_count_requests_and_credit_operations(client, user_client, user)
 def test_htmx_upgrade_modal_counts_as_insufficient_credits(user_client, user, client):
     for _ in range(6):
         user_client.post("/api/user/credits/consume", json={"feature": "interior"})
-    response = user_client.post("/dashboard/redecorate-room", headers={"HX-Request": "true"},
-                                data={"generation_id": "modal"})
+    response = user_client.post(
+        "/dashboard/redecorate-room",
+        headers={"HX-Request": "true"},
+        data={"generation_id": "modal"},
+    )
     assert response.headers["HX-Retarget"] == "#modal-root"
     text = client.get("/metrics").get_data(as_text=True)
     assert 'credit_operations_total{operation="reserve",outcome="insufficient_credits"} 1' in text
@@ -99,15 +107,32 @@ def test_htmx_upgrade_modal_counts_as_insufficient_credits(user_client, user, cl
 
 def test_metrics_report_the_webhook_lag(client):
     now = datetime.now(UTC)
-    db.session.add_all([
-        WebhookEvent(event_id="evt_pending", event_type="x", payload={},
-                     event_created_at=now, received_at=now - timedelta(minutes=5)),
-        WebhookEvent(event_id="evt_done", event_type="x", payload={}, event_created_at=now,
-                     received_at=now - timedelta(seconds=30), processed_at=now, attempts=1),
-    ])
+    db.session.add_all(
+        [
+            WebhookEvent(
+                event_id="evt_pending",
+                event_type="x",
+                payload={},
+                event_created_at=now,
+                received_at=now - timedelta(minutes=5),
+            ),
+            WebhookEvent(
+                event_id="evt_done",
+                event_type="x",
+                payload={},
+                event_created_at=now,
+                received_at=now - timedelta(seconds=30),
+                processed_at=now,
+                attempts=1,
+            ),
+        ]
+    )
     db.session.commit()
-    samples = dict(line.rsplit(" ", 1) for line in client.get("/metrics").get_data(
-        as_text=True).splitlines() if line and not line.startswith("#"))
+    samples = dict(
+        line.rsplit(" ", 1)
+        for line in client.get("/metrics").get_data(as_text=True).splitlines()
+        if line and not line.startswith("#")
+    )
     assert samples["webhook_events_pending"] == "1"
     assert 299 < float(samples["webhook_oldest_pending_age_seconds"]) < 400
     assert float(samples["webhook_processing_lag_seconds"]) == pytest.approx(30, abs=1)
@@ -117,8 +142,7 @@ def test_metrics_need_the_token_when_one_is_set(app, client):
     app.config["METRICS_TOKEN"] = "s3cret-token"
     try:
         assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}
-                          ).status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
         assert ok.status_code == 200 and ok.mimetype == "text/plain"
     finally:
@@ -144,15 +168,18 @@ def test_a_redis_outage_does_not_fail_requests_or_scrapes(client, broken_redis):
 def test_every_response_carries_a_request_id(client):
     generated = client.get("/login").headers["X-Request-ID"]
     assert len(generated) == 32
-    assert client.get("/login", headers={"X-Request-ID": "lb-1234.abc"}
-                      ).headers["X-Request-ID"] == "lb-1234.abc"
+    assert (
+        client.get("/login", headers={"X-Request-ID": "lb-1234.abc"}).headers["X-Request-ID"]
+        == "lb-1234.abc"
+    )
     forged = client.get("/login", headers={"X-Request-ID": "<script>" + "x" * 100})
     assert len(forged.headers["X-Request-ID"]) == 32
 
 
 def test_json_logs_carry_the_request_id(app):
-    record = logging.LogRecord("credit_app.test", logging.WARNING, __file__, 1,
-                               "spent %s credits", (3,), None)
+    record = logging.LogRecord(
+        "credit_app.test", logging.WARNING, __file__, 1, "spent %s credits", (3,), None
+    )
     record.duration_ms = 4.5
     with app.test_request_context("/"):
         from flask import g
@@ -166,19 +193,34 @@ def test_json_logs_carry_the_request_id(app):
     assert payload["level"] == "WARNING" and payload["duration_ms"] == 4.5
 
 
-def test_credit_operation_names():
-    assert metrics.credit_operation("credits.consume", "POST") == "consume"
-    assert metrics.credit_operation("credits.consume", "GET") is None
-    assert metrics.credit_operation("dashboard.start_video", "POST") == "reserve"
-    assert metrics.credit_operation("admin.adjust_credits", "POST") == "adjust"
-    assert metrics.credit_operation("dashboard.home", "GET") is None
-    assert metrics.credit_operation(None, "GET") is None
+def test_credit_views_declare_their_operation(app):
+    declared = {
+        endpoint: credit_metrics.declared_operation(view)
+        for endpoint, view in app.view_functions.items()
+    }
+    assert declared["credits.consume"] == "consume"
+    assert declared["credits.get_credits"] == "balance"
+    assert declared["credits.grant"] == "grant"
+    assert declared["admin.adjust_credits"] == "adjust"
+    assert all(declared[f"dashboard.start_{key}"] == "reserve" for key in FEATURES)
+    assert declared["dashboard.home"] is None and declared["dashboard.upgrade_modal"] is None
     assert metrics.bucket_for(0.003) == "0.005" and metrics.bucket_for(99) == "+Inf"
+
+
+def test_credit_requests_refused_before_their_view_count_too(app, user_client, client, monkeypatch):
+    monkeypatch.setitem(app.config, "RATELIMIT_CONSUME", "1 per hour")
+    for _ in range(2):
+        user_client.post("/api/user/credits/consume", json={"feature": "interior"})
+    assert user_client.options("/api/user/credits").status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'credit_operations_total{operation="consume",outcome="ok"} 1' in text
+    assert 'credit_operations_total{operation="consume",outcome="rate_limited"} 1' in text
+    assert 'operation="balance"' not in text
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys):
-    from credit_app.logs import build_handler
+    from credit_app.platform.logs import build_handler
 
     handler = build_handler(log_format)
     logger = logging.getLogger(f"credit_app.test.{log_format}")
@@ -202,7 +244,7 @@ def test_the_log_handler_tags_lines_with_the_request_id(app, log_format, capsys)
 def test_request_counts_wait_in_memory_while_redis_is_down(app, user_client, client):
     user_client.get("/api/user/credits")
     working = metrics.pending()
-    broken = metrics.PendingCounts(health.fail_fast_client("unix:///nonexistent/redis.sock"))
+    broken = metrics.PendingCounts(make_client("unix:///nonexistent/redis.sock", "monitoring"))
     broken.put_back(*working.take())
     broken.flush()
     working.put_back(*broken.take())

@@ -31,9 +31,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from credit_app.config import PROJECT_ROOT, instance_path
-from credit_app.extensions import db
-from credit_app.redis_client import get_redis
+from credit_app.platform.config import PROJECT_ROOT, instance_path
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.testing.mail_stand_in import Mailbox
 from tests.e2e.pages import Roomcraft
 
@@ -47,8 +47,9 @@ WORKER_START_TIMEOUT = 30.0
 def _require_browser() -> None:
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
-        pytest.skip(f"browser tests need Debian chromium and chromium-driver: "
-                    f"{', '.join(missing)} missing")
+        pytest.skip(
+            f"browser tests need Debian chromium and chromium-driver: {', '.join(missing)} missing"
+        )
 
 
 @pytest.fixture(scope="package")
@@ -67,21 +68,35 @@ def creem_port() -> int:
 
 
 @pytest.fixture(scope="package")
-def rq_worker(app: Flask, storage_dir: Path, creem_port: int,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+def rq_worker(
+    app: Flask, storage_dir: Path, creem_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen]:
     """`python worker.py` on the test database and Redis, until the package's tests end."""
     _require_browser()
     with app.app_context():
         database_url = db.engine.url.render_as_string(hide_password=False)
         connection = get_redis()
-    env = {**os.environ, "APP_ENV": "testing", "TEST_DATABASE_URL": database_url,
-           "REDIS_URL": app.config["REDIS_URL"], "INSTANCE_PATH": str(instance_path()),
-           "GENERATION_STORAGE_PATH": str(storage_dir), "PYTHONUNBUFFERED": "1",
-           "CREEM_API_URL": f"http://127.0.0.1:{creem_port}", "MAIL_URL": app.config["MAIL_URL"]}
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "TEST_DATABASE_URL": database_url,
+        "REDIS_URL": app.config["REDIS_URL"],
+        "INSTANCE_PATH": str(instance_path()),
+        "GENERATION_STORAGE_PATH": str(storage_dir),
+        "PYTHONUNBUFFERED": "1",
+        "CREEM_API_URL": f"http://127.0.0.1:{creem_port}",
+        "MAIL_URL": app.config["MAIL_URL"],
+    }
     log_path = tmp_path_factory.mktemp("e2e-worker") / "worker.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "worker.py"], cwd=PROJECT_ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "worker.py"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while not any(worker.pid == process.pid for worker in Worker.all(connection=connection)):
@@ -127,8 +142,7 @@ def live_server(app: Flask, rq_worker: subprocess.Popen, storage_dir: Path) -> I
         patch.setitem(app.config, "GENERATION_STORAGE_PATH", storage_dir)
         patch.setitem(app.config, "GENERATION_PROVIDER", "local")
         server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-        thread = threading.Thread(target=server.serve_forever, name="e2e-live-server",
-                                  daemon=True)
+        thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
         thread.start()
         try:
             yield f"http://127.0.0.1:{server.server_port}"
@@ -142,13 +156,19 @@ def make_driver(profile_dir: Path, size: tuple[int, int] = DESKTOP) -> WebDriver
     """Headless Debian chromium through Debian's chromedriver (nothing is downloaded)."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-background-networking", "--disable-dev-shm-usage",
-                     f"--user-data-dir={profile_dir}", f"--window-size={size[0]},{size[1]}",
-                     "--lang=en-US", "--force-device-scale-factor=1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile_dir}",
+        f"--window-size={size[0]},{size[1]}",
+        "--lang=en-US",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
-                              options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(30)
     return driver
@@ -172,8 +192,9 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def roomcraft(browser: WebDriver, live_server: str, screenshot_dir: Path,
-              smtp_server: tuple[Mailbox, int]) -> Roomcraft:
+def roomcraft(
+    browser: WebDriver, live_server: str, screenshot_dir: Path, smtp_server: tuple[Mailbox, int]
+) -> Roomcraft:
     """The app as a user sees it in the browser, with the mail the test SMTP server got."""
     return Roomcraft(browser, live_server, screenshot_dir, smtp_server[0])
 

@@ -16,7 +16,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.testing.mail_stand_in import Mailbox
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
 
@@ -66,16 +66,21 @@ return [...document.querySelectorAll("body *")]
 class Roomcraft:
     """One browser on the live app, with the waits each step needs."""
 
-    def __init__(self, driver: WebDriver, base_url: str, screenshot_dir: Path,
-                 mailbox: Mailbox) -> None:
+    def __init__(
+        self, driver: WebDriver, base_url: str, screenshot_dir: Path, mailbox: Mailbox
+    ) -> None:
         self.driver = driver
         self.base_url = base_url
         self.screenshot_dir = screenshot_dir
         self.mailbox = mailbox
 
     def wait(self, timeout: float = 10) -> WebDriverWait:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
-                             ignored_exceptions=(StaleElementReferenceException,))
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(StaleElementReferenceException,),
+        )
 
     def open(self, path: str, check: bool = True) -> None:
         """Load `path`; with `check`, fail on any axe-core violation of the loaded page."""
@@ -119,8 +124,7 @@ class Roomcraft:
         assert match, f"no {path_prefix} link in the email: {message.text}"
         return match.group(0)
 
-    def follow_mailed_link(self, to: str, subject: str, path_prefix: str,
-                           count: int = 1) -> None:
+    def follow_mailed_link(self, to: str, subject: str, path_prefix: str, count: int = 1) -> None:
         self.open(self.mailed_link(to, subject, path_prefix, count))
 
     def fill(self, css: str, text: str) -> None:
@@ -134,6 +138,13 @@ class Roomcraft:
     def flash_text(self) -> str:
         return self.find("#flash-area").text
 
+    def wait_for_layout(self) -> None:
+        """Wait until the layout's CSS transitions (the sidebar sliding away after a resize to
+        a phone's width) have ended, so a screenshot shows where things come to rest."""
+        self.wait().until(
+            lambda _: self.script(_TRANSITIONS_DONE), "the page kept moving after the resize"
+        )
+
     def screenshots(self, name: str, fits: bool = True, show: str | None = None) -> list[Path]:
         """The viewport at 1440 px (desktop) and 390 px (a phone) as <name>-1440.png and
         <name>-390.png (once the layout's transitions have ended; with `fits`, the page must
@@ -142,14 +153,16 @@ class Roomcraft:
         the element `show` selects (a result far down a phone's page)."""
         paths = []
         for width, height in ((1440, 900), (390, 844)):
-            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-            self.wait().until(lambda _: self.script(_TRANSITIONS_DONE),
-                              "the page kept moving after the resize")
+            self.driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
+            self.wait_for_layout()
             overflow = self.script("return document.documentElement.scrollWidth;")
             assert not fits or overflow <= width, (
                 f"{name} is {overflow} px wide at {width} px: "
-                f"{self.script(_WIDER_THAN_SCREEN, width)}")
+                f"{self.script(_WIDER_THAN_SCREEN, width)}"
+            )
             self.assert_accessible()
             paths.append(self.screenshot(f"{name}-{width}", show))
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -157,22 +170,30 @@ class Roomcraft:
 
     def counter(self) -> str | None:
         """The sidebar's "n/total" as shown (None for Pro or no counter)."""
-        return self.script('const n = document.querySelector("#sidebar-credits '
-                           '[data-credit-number]"); return n ? n.textContent.trim() : null;')
+        return self.script(
+            'const n = document.querySelector("#sidebar-credits '
+            '[data-credit-number]"); return n ? n.textContent.trim() : null;'
+        )
 
     def counter_label(self) -> str | None:
         """What a screen reader reads for the counter (its visually hidden full text)."""
-        return self.script('const t = document.querySelector("#sidebar-credits '
-                           '[data-credit-text]"); return t ? t.textContent.trim() : null;')
+        return self.script(
+            'const t = document.querySelector("#sidebar-credits '
+            '[data-credit-text]"); return t ? t.textContent.trim() : null;'
+        )
 
     def wait_for_counter(self, text: str, timeout: float = 10) -> None:
-        self.wait(timeout).until(lambda _: self.counter() == text,
-                                 f"the counter never showed {text!r} (last: {self.counter()!r})")
+        self.wait(timeout).until(
+            lambda _: self.counter() == text,
+            f"the counter never showed {text!r} (last: {self.counter()!r})",
+        )
 
     def wait_for_live_counter(self) -> None:
         """Wait for the live socket (the counter stops polling once it is open)."""
-        self.wait().until(lambda _: "live-down" not in self.find("body").get_attribute("class"),
-                          "the live credit socket did not connect")
+        self.wait().until(
+            lambda _: "live-down" not in self.find("body").get_attribute("class"),
+            "the live credit socket did not connect",
+        )
 
     def go_to_feature(self, key: str) -> None:
         """Follow the sidebar link to a feature page."""
@@ -185,20 +206,29 @@ class Roomcraft:
         """Pick the file and wait for its preview to load; returns the preview image."""
         self.find("#image").send_keys(str(path))
         preview = self.find("#image-preview")
-        self.wait().until(lambda _: preview.is_displayed() and self.script(
-            "return arguments[0].complete && arguments[0].naturalWidth > 0;", preview))
+        self.wait().until(
+            lambda _: (
+                preview.is_displayed()
+                and self.script(
+                    "return arguments[0].complete && arguments[0].naturalWidth > 0;", preview
+                )
+            )
+        )
         return preview
 
     def draw_mask(self, preview: WebElement) -> dict[str, float]:
         """Drag from 30% to 60% of the preview's width and height; returns the mask fields."""
         width, height = preview.size["width"], preview.size["height"]
         start_x, start_y = round(-0.2 * width), round(-0.2 * height)
-        ActionChains(self.driver, duration=50) \
-            .move_to_element_with_offset(preview, start_x, start_y).click_and_hold() \
-            .move_by_offset(round(0.1 * width), round(0.1 * height)) \
-            .move_by_offset(round(0.2 * width), round(0.2 * height)).release().perform()
-        values = {key: self.find(f"[data-mask-{key}]").get_attribute("value")
-                  for key in ("x", "y", "w", "h")}
+        ActionChains(self.driver, duration=50).move_to_element_with_offset(
+            preview, start_x, start_y
+        ).click_and_hold().move_by_offset(round(0.1 * width), round(0.1 * height)).move_by_offset(
+            round(0.2 * width), round(0.2 * height)
+        ).release().perform()
+        values = {
+            key: self.find(f"[data-mask-{key}]").get_attribute("value")
+            for key in ("x", "y", "w", "h")
+        }
         assert all(values.values()), f"the mask fields were not filled: {values}"
         return {key: float(value) for key, value in values.items()}
 
@@ -217,6 +247,7 @@ class Roomcraft:
     def counter_at_send(self, requests: int = 1) -> list[str | None]:
         """What the counter showed as each spending request left the browser (waits for
         `requests` of them)."""
+
         def sent(_: WebDriver) -> list[str | None] | None:
             values = self.script("return window.e2eCounterAtSend;")
             return values if values is not None and len(values) >= requests else None
@@ -230,7 +261,8 @@ class Roomcraft:
         except TimeoutException:
             panel = self.find("#generation-result").get_attribute("innerHTML")
             raise AssertionError(
-                f"the generation did not finish; the panel shows: {panel}") from None
+                f"the generation did not finish; the panel shows: {panel}"
+            ) from None
         text = self.find("#generation-result").text
         assert "generation-succeeded" in classes, f"the generation failed: {text}"
         return text
@@ -246,8 +278,10 @@ class Roomcraft:
         self.wait().until(lambda _: self.dialog() is None, "the upgrade modal did not close")
 
     def focus_in_dialog(self) -> bool:
-        return self.script('const d = document.querySelector(\'#modal-root [role="dialog"]\');'
-                           "return Boolean(d && d.contains(document.activeElement));")
+        return self.script(
+            "const d = document.querySelector('#modal-root [role=\"dialog\"]');"
+            "return Boolean(d && d.contains(document.activeElement));"
+        )
 
     def active_element(self) -> WebElement:
         return self.driver.switch_to.active_element
@@ -258,8 +292,10 @@ class Roomcraft:
         if show is None:
             self.script("window.scrollTo(0, 0);")
         else:
-            self.script('arguments[0].scrollIntoView({block: "start", behavior: "instant"});',
-                        self.find(show))
+            self.script(
+                'arguments[0].scrollIntoView({block: "start", behavior: "instant"});',
+                self.find(show),
+            )
         path = self.screenshot_dir / f"{name}.png"
         assert self.driver.save_screenshot(str(path)), f"could not save {path}"
         return path
@@ -278,8 +314,10 @@ class Roomcraft:
         lines = [f"axe-core {outcome['version']} on {self.path}: {len(violations)} violations"]
         for violation in violations:
             lines.append(f"- {violation['id']} ({violation['impact']}): {violation['help']}")
-            lines += [f"    {node['target']}: {node.get('failureSummary', '')[:300]}"
-                      for node in violation["nodes"][:5]]
+            lines += [
+                f"    {node['target']}: {node.get('failureSummary', '')[:300]}"
+                for node in violation["nodes"][:5]
+            ]
         return violations, "\n".join(lines)
 
     def assert_accessible(self) -> None:

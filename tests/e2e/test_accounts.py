@@ -1,5 +1,5 @@
 """Accounts in a real browser, with mail through the suite's SMTP server: verify before the
-first generation, forgot password, change email, staff sign-in with TOTP; axe on each page."""
+first generation, forgot password, change email, admin sign-in with TOTP; axe on each page."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from flask import Flask
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from credit_app.extensions import db
 from credit_app.models import UserRole
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from credit_app.testing import serve_in_thread
 from credit_app.testing.mail_stand_in import create_page_app
@@ -31,7 +31,8 @@ def assert_accessible(roomcraft: Roomcraft) -> None:
 
 
 def test_sign_up_then_verify_before_the_first_generation(
-        roomcraft: Roomcraft, images: dict[str, Path]) -> None:
+    roomcraft: Roomcraft, images: dict[str, Path]
+) -> None:
     email = roomcraft.sign_up(verify=False)
     roomcraft.wait_for_counter("6/6")
     assert "Confirm your email to start generating" in roomcraft.find("#verify-notice").text
@@ -48,8 +49,7 @@ def test_sign_up_then_verify_before_the_first_generation(
     roomcraft.screenshots("verify-dialog")
 
     dialog.find_element(By.XPATH, ".//button[contains(., 'Resend the email')]").click()
-    roomcraft.wait().until(lambda _: "We sent a new link" in roomcraft.find(
-        "#verify-status").text)
+    roomcraft.wait().until(lambda _: "We sent a new link" in roomcraft.find("#verify-status").text)
     roomcraft.follow_mailed_link(email, "Confirm your email", "/verify-email/", count=2)
     roomcraft.wait().until(ec.url_matches(r"/dashboard$"))
     assert "Your email address is confirmed" in roomcraft.flash_text()
@@ -71,10 +71,12 @@ def test_sign_up_then_verify_before_the_first_generation(
 
 
 def test_forgot_password_then_reset_ends_the_old_session(
-        roomcraft: Roomcraft, live_server: str, screenshot_dir: Path, tmp_path: Path) -> None:
+    roomcraft: Roomcraft, live_server: str, screenshot_dir: Path, tmp_path: Path
+) -> None:
     email = roomcraft.sign_up()
-    other = Roomcraft(make_driver(tmp_path / "second-profile"), live_server, screenshot_dir,
-                      roomcraft.mailbox)
+    other = Roomcraft(
+        make_driver(tmp_path / "second-profile"), live_server, screenshot_dir, roomcraft.mailbox
+    )
     try:
         other.open("/login")
         other.find("a[href='/forgot-password']").click()
@@ -83,8 +85,9 @@ def test_forgot_password_then_reset_ends_the_old_session(
         other.screenshots("forgot-password")
         other.fill("#email", email)
         other.submit()
-        other.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"),
-                                                            "Check your email"))
+        other.wait().until(
+            ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Check your email")
+        )
         assert email in other.find("main").text
         other.screenshots("forgot-password-sent")
 
@@ -130,8 +133,8 @@ def test_change_email_after_confirming_the_new_address(roomcraft: Roomcraft) -> 
 
 
 @pytest.fixture
-def staff_email(app: Flask) -> str:
-    email = f"e2e-staff-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
+def admin_email(app: Flask) -> str:
+    email = f"e2e-admin-{uuid.uuid4().hex[:8]}@{CONCURRENCY_DOMAIN}"
     with app.app_context():
         accounts.register_user(email, PASSWORD, role=UserRole.ADMIN, verified=True)
         db.session.commit()
@@ -146,46 +149,51 @@ def sign_in(roomcraft: Roomcraft, email: str) -> None:
     roomcraft.submit()
 
 
-def test_staff_sign_in_with_totp_and_a_recovery_code(
-        roomcraft: Roomcraft, app: Flask, staff_email: str, monkeypatch) -> None:
-    monkeypatch.setitem(app.config, "STAFF_TWO_FACTOR_REQUIRED", True)
-    sign_in(roomcraft, staff_email)
+def test_admin_sign_in_with_totp_and_a_recovery_code(
+    roomcraft: Roomcraft, app: Flask, admin_email: str, monkeypatch
+) -> None:
+    monkeypatch.setitem(app.config, "ADMIN_TWO_FACTOR_REQUIRED", True)
+    sign_in(roomcraft, admin_email)
     roomcraft.wait().until(ec.url_contains("/login/two-factor/setup"))
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-setup")
     secret = roomcraft.find("code.secret").text
     roomcraft.fill("#code", pyotp.TOTP(secret).now())
     roomcraft.submit()
-    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"),
-                                                            "Two-factor sign-in is on"))
-    codes = [item.text for item in roomcraft.driver.find_elements(
-        By.CSS_SELECTOR, ".recovery-codes code")]
+    roomcraft.wait().until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Two-factor sign-in is on")
+    )
+    codes = [
+        item.text
+        for item in roomcraft.driver.find_elements(By.CSS_SELECTOR, ".recovery-codes code")
+    ]
     assert len(codes) == 10
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-recovery-codes")
     roomcraft.find("main a.button-primary").click()
     roomcraft.open("/admin/")
-    assert "Staff" in roomcraft.driver.title
+    assert "Admin" in roomcraft.driver.title
 
     roomcraft.find("button.sign-out").click()
     roomcraft.wait().until(ec.url_matches(r"/login$"))
-    sign_in(roomcraft, staff_email)
+    sign_in(roomcraft, admin_email)
     roomcraft.wait().until(ec.url_contains("/login/two-factor"))
     assert_accessible(roomcraft)
     roomcraft.screenshots("two-factor-code")
     roomcraft.fill("#code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
     roomcraft.submit()
-    roomcraft.wait().until(lambda _: roomcraft.driver.find_elements(By.CSS_SELECTOR,
-                                                                    ".field-error"))
+    roomcraft.wait().until(
+        lambda _: roomcraft.driver.find_elements(By.CSS_SELECTOR, ".field-error")
+    )
     assert "not right" in roomcraft.find(".field-error").text
     roomcraft.fill("#code", codes[0])
     roomcraft.submit()
     roomcraft.wait().until(ec.url_matches(r"/dashboard$"))
     assert "recovery code" in roomcraft.flash_text()
 
-    roomcraft.open("/admin/?q=" + staff_email)
+    roomcraft.open("/admin/?q=" + admin_email)
     roomcraft.find("a[href^='/admin/users/']").click()
-    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), staff_email))
+    roomcraft.wait().until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), admin_email))
     facts = roomcraft.find("dl.facts").text
     assert "verified" in facts and "two-factor on" in facts
     audit = roomcraft.find("#user-audit-heading").find_element(By.XPATH, "..").text
@@ -203,8 +211,12 @@ def test_staff_sign_in_with_totp_and_a_recovery_code(
     assert roomcraft.find("#access-heading").text == "Disable sign-in"
     roomcraft.screenshots("admin-user-verification", fits=False)
 
-    # Staff pages at 390 px: wide tables scroll inside their own region, never the page.
-    for path, name in (("/admin/", "admin-users"), ("/admin/jobs", "admin-jobs"),
-                       ("/admin/analytics", "admin-analytics"), ("/admin/audit", "admin-audit")):
+    # Admin pages at 390 px: wide tables scroll inside their own region, never the page.
+    for path, name in (
+        ("/admin/", "admin-users"),
+        ("/admin/jobs", "admin-jobs"),
+        ("/admin/analytics", "admin-analytics"),
+        ("/admin/audit", "admin-audit"),
+    ):
         roomcraft.open(path)
         roomcraft.screenshots(name)

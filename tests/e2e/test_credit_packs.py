@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.e2e.pages import _TRANSITIONS_DONE, Roomcraft
 from tests.e2e.test_upgrade_flow import (
@@ -22,7 +22,7 @@ from tests.e2e.test_upgrade_flow import (
     Creem,
     creem,  # noqa: F401 (the fixture)
     generate_once,
-    spend_all_credits,
+    run_out_of_credits,
     succeeded_generations,
 )
 
@@ -30,34 +30,31 @@ pytestmark = [pytest.mark.e2e, pytest.mark.concurrency]
 
 
 def test_a_free_user_at_zero_buys_a_pack_and_keeps_generating(
-        roomcraft: Roomcraft, creem: Creem, images: dict[str, Path]) -> None:  # noqa: F811
+    roomcraft: Roomcraft,
+    creem: Creem,  # noqa: F811
+    images: dict[str, Path],
+) -> None:
     photo = images["room"]
-    email = roomcraft.sign_up()
-    roomcraft.wait_for_counter("6/6")
-    user_id = spend_all_credits(email)
-
-    roomcraft.driver.refresh()
-    roomcraft.wait_for_counter("0/6")
-    roomcraft.go_to_feature(FEATURE.key)
-    roomcraft.choose_photo(photo)
-    roomcraft.generate()
-    dialog = roomcraft.wait_for_dialog()
+    _, user_id, dialog = run_out_of_credits(roomcraft, photo)
     assert "Or top up and keep going on the free plan" in dialog.text
     roomcraft.screenshots("upgrade-modal-with-packs")
     dialog.find_element(By.CSS_SELECTOR, '[data-buy-pack="pack_20"]').click()
 
-    roomcraft.wait().until(lambda _: roomcraft.driver.current_url.startswith(
-        f"{creem.url}/checkout/"), "the pack did not lead to the stand-in's checkout")
+    roomcraft.wait().until(
+        lambda _: roomcraft.driver.current_url.startswith(f"{creem.url}/checkout/"),
+        "the pack did not lead to the stand-in's checkout",
+    )
     assert roomcraft.find("h1").text == "Buy 20 credits"
     (checkout,) = creem.stand_in.checkouts.values()
-    assert checkout.metadata == {"user_id": str(user_id), "pack": "pack_20",
-                                 "feature": FEATURE.key}
+    assert checkout.metadata == {"user_id": str(user_id), "pack": "pack_20", "feature": FEATURE.key}
     roomcraft.screenshots("pack-checkout-page")
 
     creem.stand_in.hold()
     roomcraft.find("button.pay").click()
-    roomcraft.wait().until(lambda _: roomcraft.path == f"/dashboard/{FEATURE.slug}",
-                           "Pay did not lead back to the feature")
+    roomcraft.wait().until(
+        lambda _: roomcraft.path == f"/dashboard/{FEATURE.slug}",
+        "Pay did not lead back to the feature",
+    )
     confirmation = roomcraft.find("#checkout-confirmation")
     assert confirmation.get_attribute("data-state") == "confirming"
     assert roomcraft.counter() == "0/6", "credits before the webhook arrived"
@@ -66,8 +63,11 @@ def test_a_free_user_at_zero_buys_a_pack_and_keeps_generating(
     released = creem.stand_in.release()
     assert [event.event_type for event in released] == ["checkout.completed"]
     roomcraft.wait(WEBHOOK_TIMEOUT).until(
-        lambda _: roomcraft.find("#checkout-confirmation").get_attribute("data-state")
-        == "pack_granted", "the page never said the credits arrived")
+        lambda _: (
+            roomcraft.find("#checkout-confirmation").get_attribute("data-state") == "pack_granted"
+        ),
+        "the page never said the credits arrived",
+    )
     assert "Your credits are here!" in roomcraft.find("#checkout-confirmation").text
     roomcraft.wait_for_counter("20/26")
     roomcraft.screenshots("pack-granted")
@@ -90,11 +90,19 @@ def test_the_sidebar_and_history_say_what_expires_when(roomcraft: Roomcraft) -> 
     roomcraft.open("/dashboard")
     roomcraft.wait_for_counter("9/9")
     note = f"3 credits expire on {expires_at:%d %b %Y}"
-    roomcraft.wait().until(lambda _: roomcraft.script(
-        'const n = document.querySelector("#sidebar-credits [data-credit-expiry]");'
-        'return n ? n.innerText.trim() : null;') == note, "the sidebar does not say it")
+    roomcraft.wait().until(
+        lambda _: (
+            roomcraft.script(
+                'const n = document.querySelector("#sidebar-credits [data-credit-expiry]");'
+                "return n ? n.innerText.trim() : null;"
+            )
+            == note
+        ),
+        "the sidebar does not say it",
+    )
     assert note in roomcraft.script(
-        'return document.getElementById("history-heading").parentElement.innerText;')
+        'return document.getElementById("history-heading").parentElement.innerText;'
+    )
     scrolled_screenshots(roomcraft, "#history-heading", "credits-expiring")
     roomcraft.open("/dashboard/subscription")
     packs = roomcraft.find("#packs")
@@ -106,10 +114,13 @@ def test_the_sidebar_and_history_say_what_expires_when(roomcraft: Roomcraft) -> 
 def scrolled_screenshots(roomcraft: Roomcraft, css: str, name: str) -> None:
     """Like Roomcraft.screenshots, but with `css` scrolled into view (below the fold)."""
     for width, height in ((1440, 900), (390, 844)):
-        roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-        roomcraft.wait().until(lambda _: roomcraft.script(_TRANSITIONS_DONE),
-                               "the page kept moving after the resize")
+        roomcraft.driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        roomcraft.wait().until(
+            lambda _: roomcraft.script(_TRANSITIONS_DONE), "the page kept moving after the resize"
+        )
         assert roomcraft.script("return document.documentElement.scrollWidth;") <= width
         roomcraft.script(f"document.querySelector({css!r}).scrollIntoView();")
         path = roomcraft.screenshot_dir / f"{name}-{width}.png"

@@ -10,15 +10,17 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from tests.e2e.pages import Roomcraft
 
 pytestmark = [pytest.mark.e2e, pytest.mark.concurrency]
 
 # Each feature once: which image to upload and what to choose in its form.
 RUNS: dict[str, tuple[str, dict[str, str]]] = {
-    "interior": ("room", {"room_type": "living_room", "style": "scandinavian",
-                          "prompt": "warm light, oak floors"}),
+    "interior": (
+        "room",
+        {"room_type": "living_room", "style": "scandinavian", "prompt": "warm light, oak floors"},
+    ),
     "exterior": ("house", {"style": "mediterranean"}),
     "sketch": ("sketch", {"room_type": "bedroom", "style": "japandi"}),
     "furnish": ("empty_room", {"room_type": "dining_room", "style": "industrial"}),
@@ -45,7 +47,8 @@ def fill_form(roomcraft: Roomcraft, choices: dict[str, str]) -> None:
 
 
 def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
-        roomcraft: Roomcraft, images: dict[str, Path]) -> None:
+    roomcraft: Roomcraft, images: dict[str, Path]
+) -> None:
     roomcraft.sign_up()
     roomcraft.wait_for_counter("6/6")
     assert roomcraft.counter_label() == "6 of 6 credits remaining"
@@ -105,7 +108,8 @@ def test_a_new_user_spends_six_credits_then_meets_the_upgrade_modal(
 
 
 def test_a_refused_generation_puts_the_true_count_back(
-        roomcraft: Roomcraft, images: dict[str, Path]) -> None:
+    roomcraft: Roomcraft, images: dict[str, Path]
+) -> None:
     roomcraft.sign_up()
     roomcraft.go_to_feature("remove")
     roomcraft.choose_photo(images["room"])
@@ -117,7 +121,8 @@ def test_a_refused_generation_puts_the_true_count_back(
 
 
 def test_the_collapsed_sidebar_keeps_the_counter_and_survives_a_reload(
-        roomcraft: Roomcraft) -> None:
+    roomcraft: Roomcraft,
+) -> None:
     roomcraft.sign_up()
     roomcraft.wait_for_counter("6/6")
     sidebar = roomcraft.find("#sidebar")
@@ -146,13 +151,17 @@ def test_the_collapsed_sidebar_keeps_the_counter_and_survives_a_reload(
 
 def collapse(roomcraft: Roomcraft, expected: bool = True) -> None:
     """Press the sidebar toggle and wait until the server has saved the preference."""
-    roomcraft.script('window.e2eSaved = null; document.addEventListener("htmx:afterRequest", '
-                     "function (e) { window.e2eSaved = e.detail.xhr.status; }, {once: true});")
+    roomcraft.script(
+        'window.e2eSaved = null; document.addEventListener("htmx:afterRequest", '
+        "function (e) { window.e2eSaved = e.detail.xhr.status; }, {once: true});"
+    )
     toggle = roomcraft.find("[data-sidebar-toggle]")
     toggle.click()
     assert toggle.get_attribute("aria-expanded") == str(not expected).lower()
-    roomcraft.wait().until(lambda _: roomcraft.script("return window.e2eSaved;") == 204,
-                           "the sidebar preference was not saved")
+    roomcraft.wait().until(
+        lambda _: roomcraft.script("return window.e2eSaved;") == 204,
+        "the sidebar preference was not saved",
+    )
 
 
 def test_the_mobile_drawer_shows_the_counter(roomcraft: Roomcraft) -> None:
@@ -182,8 +191,9 @@ def test_the_mobile_drawer_shows_the_counter(roomcraft: Roomcraft) -> None:
     for _ in range(20):
         ActionChains(roomcraft.driver).send_keys(Keys.TAB).perform()
         assert in_sidebar(roomcraft), "Tab left the open drawer"
-    ActionChains(roomcraft.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT) \
-        .perform()
+    ActionChains(roomcraft.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(
+        Keys.SHIFT
+    ).perform()
     assert in_sidebar(roomcraft), "Shift+Tab left the open drawer"
 
     ActionChains(roomcraft.driver).send_keys(Keys.ESCAPE).perform()
@@ -194,14 +204,18 @@ def test_the_mobile_drawer_shows_the_counter(roomcraft: Roomcraft) -> None:
 
 def in_sidebar(roomcraft: Roomcraft) -> bool:
     return roomcraft.script(
-        'return document.getElementById("sidebar").contains(document.activeElement);')
+        'return document.getElementById("sidebar").contains(document.activeElement);'
+    )
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_serious_wcag_violations_on_the_dashboard_and_a_feature_page(
-        roomcraft: Roomcraft, images: dict[str, Path], scheme: str) -> None:
-    roomcraft.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
-        "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    roomcraft: Roomcraft, images: dict[str, Path], scheme: str
+) -> None:
+    roomcraft.driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+    )
     roomcraft.sign_up()
     violations, report = roomcraft.axe_violations()
     assert not violations, report

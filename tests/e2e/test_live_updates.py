@@ -9,7 +9,7 @@ import httpx
 import pytest
 from selenium.webdriver.support.ui import WebDriverWait
 
-from credit_app.extensions import db
+from credit_app.platform.extensions import db
 from credit_app.services import accounts
 from tests.e2e.pages import Roomcraft
 from tests.test_live import free_port, start_app_process
@@ -26,8 +26,11 @@ def api_token_for(app, email: str) -> str:
 
 
 def consume_through(base_url: str, token: str) -> None:
-    response = httpx.post(f"{base_url}/api/user/credits/consume", json={"feature": "interior"},
-                          headers={"Authorization": f"Bearer {token}"})
+    response = httpx.post(
+        f"{base_url}/api/user/credits/consume",
+        json={"feature": "interior"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -46,14 +49,16 @@ def second_process() -> str:
 
 
 def test_a_consume_through_one_process_updates_a_browser_on_another(
-        app, browser, live_server, second_process, screenshot_dir, smtp_server):
+    app, browser, live_server, second_process, screenshot_dir, smtp_server
+):
     on_b = Roomcraft(browser, second_process, screenshot_dir, smtp_server[0])
     email = on_b.sign_up()
     on_b.wait_for_counter("6/6")
     on_b.wait_for_live_counter()
     consume_through(live_server, api_token_for(app, email))
-    WebDriverWait(browser, 1.0).until(lambda _: on_b.counter() == "5/6",
-                                      f"not pushed within 1 s (shows {on_b.counter()!r})")
+    WebDriverWait(browser, 1.0).until(
+        lambda _: on_b.counter() == "5/6", f"not pushed within 1 s (shows {on_b.counter()!r})"
+    )
 
 
 REFUSED_SOCKET = """
@@ -69,8 +74,9 @@ window.WebSocket = class RefusedSocket {
 
 
 def test_without_the_socket_the_counter_converges_by_polling(app, roomcraft, live_server):
-    roomcraft.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
-                                     {"source": REFUSED_SOCKET})
+    roomcraft.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": REFUSED_SOCKET}
+    )
     email = roomcraft.sign_up()
     roomcraft.wait_for_counter("6/6")
     assert "live-down" in roomcraft.find("body").get_attribute("class")

@@ -30,19 +30,28 @@ return getComputedStyle(document.querySelector(arguments[0])).getPropertyValue("
 
 
 def loaded_images(roomcraft: Roomcraft, css: str) -> list[dict]:
-    roomcraft.wait().until(lambda _: all(image["loaded"] for image in
-                                         roomcraft.script(_IMAGES, css)), f"{css} did not load")
+    roomcraft.wait().until(
+        lambda _: all(image["loaded"] for image in roomcraft.script(_IMAGES, css)),
+        f"{css} did not load",
+    )
     roomcraft.driver.execute_async_script(_DECODED, css)
     return roomcraft.script(_IMAGES, css)
 
 
 def section_screenshot(roomcraft: Roomcraft, css: str, name: str, width: int) -> None:
     """The viewport at `width` px with the element `css` scrolled to the top, as <name>.png."""
-    roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": width, "height": 900 if width > 600 else 844, "deviceScaleFactor": 1,
-        "mobile": False})
-    roomcraft.script("document.activeElement.blur(); document.querySelector(arguments[0])"
-                     ".scrollIntoView();", css)
+    roomcraft.driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {
+            "width": width,
+            "height": 900 if width > 600 else 844,
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        },
+    )
+    roomcraft.script(
+        "document.activeElement.blur(); document.querySelector(arguments[0]).scrollIntoView();", css
+    )
     loaded_images(roomcraft, f"{css} img")
     roomcraft.assert_accessible()
     assert roomcraft.driver.save_screenshot(str(roomcraft.screenshot_dir / f"{name}.png"))
@@ -70,7 +79,8 @@ def test_the_landing_page_shows_real_examples_pricing_and_faq(roomcraft: Roomcra
 
 
 def test_a_result_compares_before_and_after_and_thumbnails_are_webp(
-        roomcraft: Roomcraft, images: dict[str, Path]) -> None:
+    roomcraft: Roomcraft, images: dict[str, Path]
+) -> None:
     roomcraft.sign_up()
     roomcraft.go_to_feature("interior")
     roomcraft.choose_photo(images["room"])
@@ -82,20 +92,22 @@ def test_a_result_compares_before_and_after_and_thumbnails_are_webp(
     slider.send_keys(Keys.ARROW_RIGHT)
     assert roomcraft.script(_REVEALED, "#generation-result [data-compare]") == "51%"
     downloads = roomcraft.driver.find_elements(
-        "css selector", "#generation-result figcaption a[download]")
+        "css selector", "#generation-result figcaption a[download]"
+    )
     assert [link.get_attribute("href").rsplit("/", 1)[1] for link in downloads] == [
-        "output", "input"]
+        "output",
+        "input",
+    ]
     roomcraft.script("document.activeElement.blur();")
     roomcraft.screenshots("result-compare")
     for width in (1440, 390):
-        section_screenshot(roomcraft, "#generation-result", f"result-compare-slider-{width}",
-                           width)
+        section_screenshot(roomcraft, "#generation-result", f"result-compare-slider-{width}", width)
 
     roomcraft.open("/dashboard")
     thumbnails = loaded_images(roomcraft, ".gallery img")
-    assert thumbnails and all(image["src"].endswith("/output/320w.webp")
-                              for image in thumbnails), thumbnails
+    assert thumbnails and all(image["src"].endswith("/output/320w.webp") for image in thumbnails), (
+        thumbnails
+    )
     roomcraft.screenshots("dashboard-thumbnails")
     for width in (1440, 390):
-        section_screenshot(roomcraft, "#recent-heading", f"dashboard-recent-designs-{width}",
-                           width)
+        section_screenshot(roomcraft, "#recent-heading", f"dashboard-recent-designs-{width}", width)

@@ -13,8 +13,8 @@ from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import make_driver
@@ -41,12 +41,15 @@ _FILE_NAMES = 'return [...document.querySelector("#image").files].map(f => f.nam
 
 
 def as_phone(roomcraft: Roomcraft) -> None:
+    """The phone's screen again, once the sidebar has slid away from a wider layout."""
     roomcraft.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    roomcraft.wait_for_layout()
 
 
 @pytest.fixture
-def phone(live_server: str, tmp_path: Path, screenshot_dir: Path,
-          smtp_server) -> Iterator[Roomcraft]:
+def phone(
+    live_server: str, tmp_path: Path, screenshot_dir: Path, smtp_server
+) -> Iterator[Roomcraft]:
     """A browser the size of a phone (390 x 844)."""
     driver = make_driver(tmp_path / "phone-profile", size=(PHONE["width"], PHONE["height"]))
     try:
@@ -58,8 +61,9 @@ def phone(live_server: str, tmp_path: Path, screenshot_dir: Path,
 
 
 @pytest.fixture
-def second_phone(live_server: str, tmp_path: Path, screenshot_dir: Path,
-                 smtp_server) -> Iterator[Roomcraft]:
+def second_phone(
+    live_server: str, tmp_path: Path, screenshot_dir: Path, smtp_server
+) -> Iterator[Roomcraft]:
     """A second window (its own browser profile) for the same user."""
     driver = make_driver(tmp_path / "second-profile", size=(PHONE["width"], PHONE["height"]))
     try:
@@ -81,10 +85,13 @@ def sign_in(roomcraft: Roomcraft, email: str) -> None:
 def counter_unlimited(roomcraft: Roomcraft) -> bool:
     """Whether the counter (in the closed drawer on a phone, so read as text content) says
     Pro's "Unlimited"."""
-    return bool(roomcraft.script(
-        'const c = document.getElementById("sidebar-credits");'
-        'return c.dataset.unlimited === "true" &&'
-        ' c.querySelector(".credits-count strong").textContent.trim() === "Unlimited";'))
+    return bool(
+        roomcraft.script(
+            'const c = document.getElementById("sidebar-credits");'
+            'return c.dataset.unlimited === "true" &&'
+            ' c.querySelector(".credits-count strong").textContent.trim() === "Unlimited";'
+        )
+    )
 
 
 def topbar_credits(roomcraft: Roomcraft) -> str:
@@ -118,7 +125,8 @@ def start_generation(roomcraft: Roomcraft, photo: Path) -> None:
 
 
 def test_on_a_phone_generate_shows_progress_then_the_result_and_the_count(
-        phone: Roomcraft, images: dict[str, Path]) -> None:
+    phone: Roomcraft, images: dict[str, Path]
+) -> None:
     phone.sign_up()
     phone.wait_for_live_counter()
     assert phone.find(".topbar-credits").is_displayed()
@@ -131,22 +139,30 @@ def test_on_a_phone_generate_shows_progress_then_the_result_and_the_count(
     phone.wait_for_live_counter()
     assert "Uses 1 credit · 6 left" in phone.find(".cost-note").text
     start_generation(phone, images["room"])
-    phone.wait().until(lambda _: in_view(phone, "#generation-result .generation"),
-                       "the progress never came into view")
-    phone.wait().until(lambda _: focused_matches(phone, "#generation-result .generation"),
-                       "focus did not move to the progress")
-    phone.wait().until(lambda _: topbar_credits(phone) == "5/6",
-                       f"the top bar shows {topbar_credits(phone)!r}")
+    phone.wait().until(
+        lambda _: in_view(phone, "#generation-result .generation"),
+        "the progress never came into view",
+    )
+    phone.wait().until(
+        lambda _: focused_matches(phone, "#generation-result .generation"),
+        "focus did not move to the progress",
+    )
+    phone.wait().until(
+        lambda _: topbar_credits(phone) == "5/6", f"the top bar shows {topbar_credits(phone)!r}"
+    )
     if phone.driver.find_elements(By.CSS_SELECTOR, "[data-generation-pending]"):
         viewport_shot(phone, "phone-progress-390")
 
     text = phone.wait_for_result()
     assert f"Done! {FEATURE.title} finished" in text
-    phone.wait().until(lambda _: in_view(phone, "#generation-result .generation-succeeded"),
-                       "the result is not on screen")
+    phone.wait().until(
+        lambda _: in_view(phone, "#generation-result .generation-succeeded"),
+        "the result is not on screen",
+    )
     phone.wait().until(
         lambda _: focused_matches(phone, "#generation-result .generation-succeeded"),
-        "focus did not move to the result")
+        "focus did not move to the result",
+    )
     assert "live-down" not in phone.find("body").get_attribute("class")
     assert topbar_credits(phone) == "5/6" and phone.counter() == "5/6"
     assert "Uses 1 credit · 5 left" in phone.find(".cost-note").text
@@ -163,19 +179,24 @@ def test_on_a_phone_generate_shows_progress_then_the_result_and_the_count(
     viewport_shot(phone, "phone-history-rows-390")
 
     phone.open("/dashboard/furnish-empty-space")
-    phone.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    phone.driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+    )
     label = phone.find('#sidebar a[aria-current="page"] .label')
     assert label.text == "Furnish an empty space"
-    assert phone.script("return arguments[0].scrollWidth <= arguments[0].clientWidth;",
-                        label), "the active sidebar item is cut off"
+    assert phone.script("return arguments[0].scrollWidth <= arguments[0].clientWidth;", label), (
+        "the active sidebar item is cut off"
+    )
     phone.screenshot("sidebar-active-long-name-1440")
 
 
 def test_without_the_socket_the_result_still_arrives_by_polling(
-        phone: Roomcraft, images: dict[str, Path]) -> None:
-    phone.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
-                                 {"source": REFUSED_SOCKET})
+    phone: Roomcraft, images: dict[str, Path]
+) -> None:
+    phone.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": REFUSED_SOCKET}
+    )
     phone.sign_up()
     phone.open(f"/dashboard/{FEATURE.slug}")
     assert "live-down" in phone.find("body").get_attribute("class")
@@ -185,7 +206,8 @@ def test_without_the_socket_the_result_still_arrives_by_polling(
 
 
 def test_uploads_are_checked_in_the_browser_and_the_photo_survives_a_refusal(
-        phone: Roomcraft, images: dict[str, Path], tmp_path: Path) -> None:
+    phone: Roomcraft, images: dict[str, Path], tmp_path: Path
+) -> None:
     phone.sign_up()
     phone.open("/dashboard/remove-object")
     assert not phone.find("#image-preview").is_displayed(), "an empty preview is shown"
@@ -214,18 +236,25 @@ def test_uploads_are_checked_in_the_browser_and_the_photo_survives_a_refusal(
     Image.new("RGB", (16, 16), (200, 100, 50)).save(tiny)
     phone.choose_photo(tiny)
     phone.generate()
-    phone.wait().until(lambda _: "too small" in phone.find("#image-error").text,
-                       "the server's refusal is not under the field")
+    phone.wait().until(
+        lambda _: "too small" in phone.find("#image-error").text,
+        "the server's refusal is not under the field",
+    )
     assert phone.find("#image-error").is_displayed()
-    phone.wait().until(lambda _: phone.script(_FILE_NAMES) == ["tiny.png"],
-                       "the chosen photo was lost after the refusal")
+    phone.wait().until(
+        lambda _: phone.script(_FILE_NAMES) == ["tiny.png"],
+        "the chosen photo was lost after the refusal",
+    )
     assert phone.find("#image-preview").is_displayed()
     phone.wait_for_counter("6/6")
     phone.screenshots("upload-refused-photo-kept")
 
 
 def test_the_photo_chosen_before_the_paywall_is_there_after_paying(
-        phone: Roomcraft, creem: Creem, images: dict[str, Path]) -> None:  # noqa: F811
+    phone: Roomcraft,
+    creem: Creem,  # noqa: F811
+    images: dict[str, Path],
+) -> None:
     email = phone.sign_up()
     spend_all_credits(email)
     phone.open(f"/dashboard/{FEATURE.slug}")
@@ -238,25 +267,34 @@ def test_the_photo_chosen_before_the_paywall_is_there_after_paying(
     phone.wait().until(lambda _: phone.path == "/dashboard/subscription")
     cards = phone.driver.find_elements(By.CSS_SELECTOR, "#plans .plan-card")
     assert [card.find_element(By.CSS_SELECTOR, "h3").text for card in cards] == [
-        "Free", "Pro monthly", "Pro yearly"]
+        "Free",
+        "Pro monthly",
+        "Pro yearly",
+    ]
     assert "Your plan" in cards[0].text and "Recommended" in cards[2].text
     assert "Save $38 (16%)" in cards[2].text
     phone.screenshots("pricing-cards")
     as_phone(phone)
     phone.find("#plans").find_element(
-        By.XPATH, ".//button[normalize-space()='Choose Pro monthly']").click()
+        By.XPATH, ".//button[normalize-space()='Choose Pro monthly']"
+    ).click()
     phone.wait().until(lambda _: phone.driver.current_url.startswith(f"{creem.url}/checkout/"))
     phone.find("button.pay").click()
     phone.wait().until(lambda _: phone.path == f"/dashboard/{FEATURE.slug}")
     assert "You are back at Redecorate a room." in phone.find("main").text
-    phone.wait().until(lambda _: phone.script(_FILE_NAMES) == ["room.png"],
-                       "the photo chosen before the paywall is gone")
+    phone.wait().until(
+        lambda _: phone.script(_FILE_NAMES) == ["room.png"],
+        "the photo chosen before the paywall is gone",
+    )
     assert "We kept the photo you chose before" in phone.find("#image-hint").text
     phone.wait(WEBHOOK_TIMEOUT).until(
         lambda _: len(creem.stand_in.events) >= 3 and applied_events(creem.stand_in),
-        "the webhooks were not all applied")
-    phone.wait().until(lambda _: counter_unlimited(phone),
-                       "Pro never reached the page: " + phone.find("main").text[:500])
+        "the webhooks were not all applied",
+    )
+    phone.wait().until(
+        lambda _: counter_unlimited(phone),
+        "Pro never reached the page: " + phone.find("main").text[:500],
+    )
     phone.wait().until(lambda _: phone.find(".cost-note").text == "Unlimited on Pro")
     assert topbar_credits(phone).startswith("Pro")
     phone.generate()
@@ -264,8 +302,11 @@ def test_the_photo_chosen_before_the_paywall_is_there_after_paying(
 
 
 def test_two_windows_every_credit_and_plan_text_follows_the_other(
-        phone: Roomcraft, second_phone: Roomcraft, creem: Creem,  # noqa: F811
-        images: dict[str, Path]) -> None:
+    phone: Roomcraft,
+    second_phone: Roomcraft,
+    creem: Creem,  # noqa: F811
+    images: dict[str, Path],
+) -> None:
     email = phone.sign_up()
     sign_in(second_phone, email)
     watcher = second_phone
@@ -277,8 +318,10 @@ def test_two_windows_every_credit_and_plan_text_follows_the_other(
     start_generation(phone, images["room"])
     phone.wait_for_result()
     watcher.wait_for_counter("5/6")
-    watcher.wait().until(lambda _: "You have 5 of 6 credits" in watcher.find(".page-head").text,
-                         f"the heading kept {watcher.find('.page-head').text!r}")
+    watcher.wait().until(
+        lambda _: "You have 5 of 6 credits" in watcher.find(".page-head").text,
+        f"the heading kept {watcher.find('.page-head').text!r}",
+    )
     assert topbar_credits(watcher) == "5/6"
 
     watcher.open("/dashboard/redesign-exterior")
@@ -286,8 +329,10 @@ def test_two_windows_every_credit_and_plan_text_follows_the_other(
     assert watcher.find(".cost-note").text == "Uses 1 credit · 5 left"
     start_generation(phone, images["room"])
     phone.wait_for_result()
-    watcher.wait().until(lambda _: watcher.find(".cost-note").text == "Uses 1 credit · 4 left",
-                         f"the cost note kept {watcher.find('.cost-note').text!r}")
+    watcher.wait().until(
+        lambda _: watcher.find(".cost-note").text == "Uses 1 credit · 4 left",
+        f"the cost note kept {watcher.find('.cost-note').text!r}",
+    )
     assert topbar_credits(watcher) == "4/6" and watcher.counter() == "4/6"
 
     watcher.open("/dashboard/subscription")
@@ -295,21 +340,24 @@ def test_two_windows_every_credit_and_plan_text_follows_the_other(
     assert "Free: 4 of 6 credits left" in watcher.find("#current-plan").text
     phone.open("/dashboard/subscription")
     phone.find("#plans").find_element(
-        By.XPATH, ".//button[normalize-space()='Choose Pro monthly']").click()
+        By.XPATH, ".//button[normalize-space()='Choose Pro monthly']"
+    ).click()
     phone.wait().until(lambda _: phone.driver.current_url.startswith(f"{creem.url}/checkout/"))
     phone.find("button.pay").click()
     phone.wait(WEBHOOK_TIMEOUT).until(
         lambda _: len(creem.stand_in.events) >= 3 and applied_events(creem.stand_in),
-        "the webhooks were not all applied")
+        "the webhooks were not all applied",
+    )
 
     watcher.wait(WEBHOOK_TIMEOUT).until(
         lambda _: "Pro monthly" in watcher.find("#current-plan").text,
-        f"the other window's plan still reads {watcher.find('#current-plan').text!r}")
+        f"the other window's plan still reads {watcher.find('#current-plan').text!r}",
+    )
     plan_text = watcher.find("#current-plan").text
     assert "unlimited generations" in plan_text and "credits left" not in plan_text
     assert not watcher.driver.find_elements(
-        By.XPATH, "//button[starts-with(normalize-space(), 'Choose Pro')]"), (
-        "a Choose Pro button that would lead to a 409")
+        By.XPATH, "//button[starts-with(normalize-space(), 'Choose Pro')]"
+    ), "a Choose Pro button that would lead to a 409"
     current = watcher.find("#plans .plan-current")
     assert current.find_element(By.CSS_SELECTOR, "h3").text == "Pro monthly"
     assert "Your plan" in current.text

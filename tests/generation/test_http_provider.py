@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from credit_app.features import FEATURE_KEYS
 from credit_app.generation.base import GenerationError, GenerationRequest
+from credit_app.generation.features import FEATURE_KEYS
 from credit_app.generation.http_provider import HttpModelProvider
 from credit_app.testing.model_stand_in import (
     DEFAULT_VERSIONS,
@@ -24,13 +24,9 @@ from credit_app.testing.model_stand_in import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 TOKEN = "s3cret-test-token"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @dataclass
@@ -84,8 +80,12 @@ def make_request(photo: Path, feature: str = "interior", **options) -> Generatio
     defaults = {"room_type": "living_room", "style": "japandi", "prompt": "warm wood"}
     chosen = {**defaults, **options} if feature in ("interior", "sketch", "exterior") else options
     return GenerationRequest(
-        generation_id="gen-123", feature=feature, input_path=photo,
-        output_dir=photo.parent / "out", options=chosen, seed=7,
+        generation_id="gen-123",
+        feature=feature,
+        input_path=photo,
+        output_dir=photo.parent / "out",
+        options=chosen,
+        seed=7,
     )
 
 
@@ -112,8 +112,9 @@ class TestSuccess:
             assert ImageChops.difference(original.convert("RGB"), output).getbbox() is not None
         assert sorted(path.name for path in result.output_path.parent.iterdir()) == ["gen-123.png"]
 
-    def test_sends_the_feature_version_the_image_and_the_options(self, stand_in, make_provider,
-                                                                 photo):
+    def test_sends_the_feature_version_the_image_and_the_options(
+        self, stand_in, make_provider, photo
+    ):
         make_provider().generate(make_request(photo, "sketch"))
 
         prediction = only_prediction(stand_in.state)
@@ -123,12 +124,17 @@ class TestSuccess:
         header, data = decode_data_uri(prediction.input["image"])
         assert header == "data:image/png;base64"
         assert data == photo.read_bytes()
-        assert {key: prediction.input[key] for key in ("prompt", "style", "room_type", "seed")} \
-            == {"prompt": "warm wood", "style": "japandi", "room_type": "living_room", "seed": 7}
+        assert {key: prediction.input[key] for key in ("prompt", "style", "room_type", "seed")} == {
+            "prompt": "warm wood",
+            "style": "japandi",
+            "room_type": "living_room",
+            "seed": 7,
+        }
         assert stand_in.state.create_statuses == [201]
 
-    def test_remove_sends_a_mask_image_and_only_the_marked_area_changes(self, stand_in,
-                                                                         make_provider, photo):
+    def test_remove_sends_a_mask_image_and_only_the_marked_area_changes(
+        self, stand_in, make_provider, photo
+    ):
         mask = {"x": 0.25, "y": 0.25, "w": 0.5, "h": 0.5}
         result = make_provider().generate(make_request(photo, "remove", mask=mask))
 
@@ -157,10 +163,14 @@ class TestSuccess:
         assert stand_in.state.create_statuses == [503, 201]
 
     def test_from_env_config_builds_a_working_provider(self, stand_in, photo):
-        config = {"MODEL_API_URL": stand_in.url, "MODEL_API_TOKEN": TOKEN,
-                  "MODEL_API_POLL_INTERVAL": "0.01"}
-        config |= {f"MODEL_VERSION_{key.upper()}": version
-                   for key, version in DEFAULT_VERSIONS.items()}
+        config = {
+            "MODEL_API_URL": stand_in.url,
+            "MODEL_API_TOKEN": TOKEN,
+            "MODEL_API_POLL_INTERVAL": "0.01",
+        }
+        config |= {
+            f"MODEL_VERSION_{key.upper()}": version for key, version in DEFAULT_VERSIONS.items()
+        }
         with HttpModelProvider.from_env_config(config) as provider:
             assert provider.poll_interval == 0.01
             result = provider.generate(make_request(photo, "exterior", style="tropical"))
@@ -186,14 +196,24 @@ class TestFailures:
         assert only_prediction(stand_in.state).status == "failed"
         assert not list((photo.parent / "out").glob("*"))
 
-    @pytest.mark.parametrize(("raw", "message", "retryable"), [
-        ("NSFW content detected. Try running it again, or try a different prompt.",
-         "The model's safety filter blocked this image.", False),
-        ("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total)",
-         "The model ran out of resources on this image. Please try again.", True),
-    ])
-    def test_known_failures_get_their_own_summary(self, stand_in, make_provider, photo, raw,
-                                                  message, retryable):
+    @pytest.mark.parametrize(
+        ("raw", "message", "retryable"),
+        [
+            (
+                "NSFW content detected. Try running it again, or try a different prompt.",
+                "The model's safety filter blocked this image.",
+                False,
+            ),
+            (
+                "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total)",
+                "The model ran out of resources on this image. Please try again.",
+                True,
+            ),
+        ],
+    )
+    def test_known_failures_get_their_own_summary(
+        self, stand_in, make_provider, photo, raw, message, retryable
+    ):
         stand_in.state.failure_error = raw
         with pytest.raises(GenerationError) as caught:
             make_provider().generate(make_request(photo, prompt="[fail]"))
@@ -204,7 +224,8 @@ class TestFailures:
         started = time.monotonic()
         with pytest.raises(GenerationError) as caught:
             make_provider(timeout_seconds=0.3, poll_interval=0.02).generate(
-                make_request(photo, prompt="[slow]"))
+                make_request(photo, prompt="[slow]")
+            )
 
         assert time.monotonic() - started < 2
         assert caught.value.message.startswith("The model took too long")
@@ -213,8 +234,9 @@ class TestFailures:
         assert stand_in.state.cancel_requests == [prediction.id]
         assert prediction.status == "canceled"
 
-    def test_a_service_that_keeps_failing_gives_a_retryable_error(self, stand_in, make_provider,
-                                                                  photo):
+    def test_a_service_that_keeps_failing_gives_a_retryable_error(
+        self, stand_in, make_provider, photo
+    ):
         stand_in.state.fail_next_creates = 10
         with pytest.raises(GenerationError) as caught:
             make_provider(max_retries=3).generate(make_request(photo))
@@ -232,8 +254,7 @@ class TestFailures:
 
         assert caught.value.retryable
 
-    def test_a_version_unknown_to_the_service_is_not_retried(self, stand_in, make_provider,
-                                                             photo):
+    def test_a_version_unknown_to_the_service_is_not_retried(self, stand_in, make_provider, photo):
         provider = make_provider(model_versions={"interior": "0" * 64})
         with pytest.raises(GenerationError) as caught:
             provider.generate(make_request(photo))
@@ -258,8 +279,11 @@ class TestFailures:
 
 class TestConfiguration:
     def test_from_env_config_names_every_missing_key(self):
-        config = {"MODEL_API_URL": "https://api.replicate.com", "MODEL_API_TOKEN": "",
-                  "MODEL_VERSION_INTERIOR": "abc"}
+        config = {
+            "MODEL_API_URL": "https://api.replicate.com",
+            "MODEL_API_TOKEN": "",
+            "MODEL_VERSION_INTERIOR": "abc",
+        }
         with pytest.raises(ValueError) as caught:
             HttpModelProvider.from_env_config(config)
 
@@ -271,14 +295,20 @@ class TestConfiguration:
             assert f"MODEL_VERSION_{feature.upper()}" in text
 
     def test_from_env_config_can_require_fewer_features(self):
-        config = {"MODEL_API_URL": "https://api.replicate.com", "MODEL_API_TOKEN": "t",
-                  "MODEL_VERSION_INTERIOR": "abc"}
+        config = {
+            "MODEL_API_URL": "https://api.replicate.com",
+            "MODEL_API_TOKEN": "t",
+            "MODEL_VERSION_INTERIOR": "abc",
+        }
         with HttpModelProvider.from_env_config(config, required_features=["interior"]) as p:
             assert p.model_versions == {"interior": "abc"}
 
     def test_from_env_config_rejects_a_non_numeric_timeout(self):
-        config = {"MODEL_API_URL": "https://x.example", "MODEL_API_TOKEN": "t",
-                  "MODEL_API_TIMEOUT_SECONDS": "soon"}
+        config = {
+            "MODEL_API_URL": "https://x.example",
+            "MODEL_API_TOKEN": "t",
+            "MODEL_API_TIMEOUT_SECONDS": "soon",
+        }
         with pytest.raises(ValueError, match="MODEL_API_TIMEOUT_SECONDS"):
             HttpModelProvider.from_env_config(config, required_features=())
 

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from credit_app.generation import local
 from credit_app.generation.base import GenerationError, GenerationRequest, GenerationResult
-from credit_app.generation.local import LocalProvider
+from credit_app.generation.local import LocalProvider, exterior, furnish, styles, video
 from credit_app.generation.options import (
     EXTERIOR_STYLES,
     INTERIOR_STYLES,
@@ -56,14 +55,18 @@ def sketch_image(size: tuple[int, int] = SIZE) -> Image.Image:
     draw = ImageDraw.Draw(image)
     draw.line([(0, height * 0.62), (width, height * 0.62)], fill="black", width=2)
     draw.line([(width * 0.25, 0), (width * 0.25, height * 0.62)], fill="black", width=2)
-    draw.rectangle([width * 0.05, height * 0.1, width * 0.2, height * 0.4], outline="black",
-                   width=2)
-    draw.rectangle([width * 0.35, height * 0.45, width * 0.7, height * 0.75], outline="black",
-                   width=2)
-    draw.rectangle([width * 0.4, height * 0.3, width * 0.65, height * 0.45], outline="black",
-                   width=2)
-    draw.ellipse([width * 0.75, height * 0.65, width * 0.9, height * 0.85], outline="black",
-                 width=2)
+    draw.rectangle(
+        [width * 0.05, height * 0.1, width * 0.2, height * 0.4], outline="black", width=2
+    )
+    draw.rectangle(
+        [width * 0.35, height * 0.45, width * 0.7, height * 0.75], outline="black", width=2
+    )
+    draw.rectangle(
+        [width * 0.4, height * 0.3, width * 0.65, height * 0.45], outline="black", width=2
+    )
+    draw.ellipse(
+        [width * 0.75, height * 0.65, width * 0.9, height * 0.85], outline="black", width=2
+    )
     return image
 
 
@@ -73,12 +76,23 @@ def save(image: Image.Image, tmp_path: Path, name: str = "input.png", **params: 
     return path
 
 
-def generate(feature: str, input_path: Path, options: dict[str, Any] | None = None, *,
-             seed: int = 1, generation_id: str = "gen1") -> GenerationResult:
+def generate(
+    feature: str,
+    input_path: Path,
+    options: dict[str, Any] | None = None,
+    *,
+    seed: int = 1,
+    generation_id: str = "gen1",
+) -> GenerationResult:
     out = input_path.parent / f"out-{generation_id}-{seed}"
-    request = GenerationRequest(generation_id=generation_id, feature=feature,
-                                input_path=input_path, output_dir=out,
-                                options=options or {}, seed=seed)
+    request = GenerationRequest(
+        generation_id=generation_id,
+        feature=feature,
+        input_path=input_path,
+        output_dir=out,
+        options=options or {},
+        seed=seed,
+    )
     return LocalProvider().generate(request)
 
 
@@ -128,12 +142,15 @@ def test_interior_restyles_the_photo(room: Path, style: str) -> None:
 
 
 def test_interior_styles_each_look_different(room: Path) -> None:
-    outputs = {style: open_rgb(generate("interior", room, {"style": style},
-                                        generation_id=style).output_path)
-               for style in INTERIOR_STYLES}
+    outputs = {
+        style: open_rgb(
+            generate("interior", room, {"style": style}, generation_id=style).output_path
+        )
+        for style in INTERIOR_STYLES
+    }
     styles = list(outputs)
     for i, first in enumerate(styles):
-        for second in styles[i + 1:]:
+        for second in styles[i + 1 :]:
             assert mean_difference(outputs[first], outputs[second]) > 2, (first, second)
 
 
@@ -150,21 +167,30 @@ def test_interior_styles_have_their_character(room: Path) -> None:
 
 def test_prompt_words_shift_temperature_and_brightness(room: Path) -> None:
     def stat(prompt: str) -> ImageStat.Stat:
-        result = generate("interior", room, {"style": "modern", "prompt": prompt},
-                          generation_id=re.sub(r"\W", "_", prompt) or "none")
+        result = generate(
+            "interior",
+            room,
+            {"style": "modern", "prompt": prompt},
+            generation_id=re.sub(r"\W", "_", prompt) or "none",
+        )
         return ImageStat.Stat(open_rgb(result.output_path))
 
     neutral, warm, cool = stat(""), stat("A warm, cozy den"), stat("cool and crisp")
-    assert warm.mean[0] - warm.mean[2] > neutral.mean[0] - neutral.mean[2] > (
-        cool.mean[0] - cool.mean[2])
+    assert (
+        warm.mean[0] - warm.mean[2]
+        > neutral.mean[0] - neutral.mean[2]
+        > (cool.mean[0] - cool.mean[2])
+    )
     assert sum(stat("bright airy loft").mean) > sum(neutral.mean) > sum(stat("dark moody").mean)
 
 
 def test_room_type_nudges_the_result(room: Path) -> None:
-    bedroom = generate("interior", room, {"style": "modern", "room_type": "bedroom"},
-                       generation_id="bedroom")
-    kitchen = generate("interior", room, {"style": "modern", "room_type": "kitchen"},
-                       generation_id="kitchen")
+    bedroom = generate(
+        "interior", room, {"style": "modern", "room_type": "bedroom"}, generation_id="bedroom"
+    )
+    kitchen = generate(
+        "interior", room, {"style": "modern", "room_type": "kitchen"}, generation_id="kitchen"
+    )
     assert mean_difference(open_rgb(bedroom.output_path), open_rgb(kitchen.output_path)) > 1
 
 
@@ -175,27 +201,29 @@ def test_exterior_restyles_the_photo(room: Path, style: str) -> None:
 
 
 def test_exterior_styles_differ(room: Path) -> None:
-    outputs = [open_rgb(generate("exterior", room, {"style": style},
-                                 generation_id=style).output_path)
-               for style in EXTERIOR_STYLES]
+    outputs = [
+        open_rgb(generate("exterior", room, {"style": style}, generation_id=style).output_path)
+        for style in EXTERIOR_STYLES
+    ]
     for i, first in enumerate(outputs):
-        for second in outputs[i + 1:]:
+        for second in outputs[i + 1 :]:
             assert mean_difference(first, second) > 2
 
 
 def test_every_style_has_a_palette() -> None:
-    assert set(local._INTERIOR_LOOKS) == set(INTERIOR_STYLES)
-    assert set(local._FURNISHINGS) == set(INTERIOR_STYLES)
-    assert set(local._EXTERIOR_LOOKS) == set(EXTERIOR_STYLES)
-    assert set(local._ROOM_FURNITURE) == set(ROOM_TYPES)
+    assert set(styles._INTERIOR_LOOKS) == set(INTERIOR_STYLES)
+    assert set(styles._FURNISHINGS) == set(INTERIOR_STYLES)
+    assert set(exterior._EXTERIOR_LOOKS) == set(EXTERIOR_STYLES)
+    assert set(furnish._ROOM_FURNITURE) == set(ROOM_TYPES)
 
 
 # --- sketch -----------------------------------------------------------------------------------
 
 
 def test_sketch_becomes_a_coloured_shaded_rendering(sketch: Path) -> None:
-    output = check_png(generate("sketch", sketch, {"style": "bohemian",
-                                                   "room_type": "living_room"}))
+    output = check_png(
+        generate("sketch", sketch, {"style": "bohemian", "room_type": "living_room"})
+    )
     source = open_rgb(sketch)
     assert mean_difference(output, source) > 20
     # Colour: the sketch is black and white, the rendering is not.
@@ -228,8 +256,7 @@ def test_sketch_with_light_lines_on_dark_ground(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("room_type", ROOM_TYPES)
 def test_furnish_places_furniture_on_the_floor(room: Path, room_type: str) -> None:
-    output = check_png(generate("furnish", room, {"style": "scandinavian",
-                                                  "room_type": room_type}))
+    output = check_png(generate("furnish", room, {"style": "scandinavian", "room_type": room_type}))
     source = open_rgb(room)
     top = mean_difference(band(output, 0, 1 / 3), band(source, 0, 1 / 3))
     bottom = mean_difference(band(output, 2 / 3, 1), band(source, 2 / 3, 1))
@@ -239,8 +266,12 @@ def test_furnish_places_furniture_on_the_floor(room: Path, room_type: str) -> No
 
 def test_furnish_room_types_and_styles_differ(room: Path) -> None:
     def output(style: str, room_type: str) -> Image.Image:
-        result = generate("furnish", room, {"style": style, "room_type": room_type},
-                          generation_id=f"{style}-{room_type}")
+        result = generate(
+            "furnish",
+            room,
+            {"style": style, "room_type": room_type},
+            generation_id=f"{style}-{room_type}",
+        )
         return open_rgb(result.output_path)
 
     living = output("modern", "living_room")
@@ -292,8 +323,13 @@ def test_remove_leaves_no_hard_rectangle(tmp_path: Path) -> None:
 def test_remove_at_the_image_edge(tmp_path: Path) -> None:
     image = Image.new("RGB", SIZE, GREY)
     ImageDraw.Draw(image).rectangle([0, 0, 49, 49], fill=(0, 0, 255))
-    output = check_png(generate("remove", save(image, tmp_path),
-                                {"mask": {"x": 0, "y": 0, "w": 52 / 240, "h": 52 / 180}}))
+    output = check_png(
+        generate(
+            "remove",
+            save(image, tmp_path),
+            {"mask": {"x": 0, "y": 0, "w": 52 / 240, "h": 52 / 180}},
+        )
+    )
     inside = ImageStat.Stat(output.crop((0, 0, 50, 50))).mean
     assert all(abs(channel - 128) < 10 for channel in inside)
 
@@ -307,20 +343,23 @@ def test_remove_textured_surroundings_get_texture(tmp_path: Path) -> None:
     assert ImageStat.Stat(filled.convert("L")).stddev[0] > 3
 
 
-@pytest.mark.parametrize("mask", [
-    {"x": 0.9, "y": 0.1, "w": 0.2, "h": 0.2},
-    {"x": 0.1, "y": 0.5, "w": 0.2, "h": 0.6},
-    {"x": -0.1, "y": 0.1, "w": 0.2, "h": 0.2},
-    {"x": 0.1, "y": 0.1, "w": 0, "h": 0.2},
-    {"x": 0.1, "y": 0.1, "w": 0.2, "h": -0.1},
-    {"x": 0.1, "y": 0.1, "w": 0.2},
-    {"x": "a", "y": 0.1, "w": 0.2, "h": 0.2},
-    {"x": True, "y": 0.1, "w": 0.2, "h": 0.2},
-    {"x": float("nan"), "y": 0.1, "w": 0.2, "h": 0.2},
-    {"x": 0, "y": 0, "w": 1, "h": 1},
-    None,
-    [0.1, 0.1, 0.2, 0.2],
-])
+@pytest.mark.parametrize(
+    "mask",
+    [
+        {"x": 0.9, "y": 0.1, "w": 0.2, "h": 0.2},
+        {"x": 0.1, "y": 0.5, "w": 0.2, "h": 0.6},
+        {"x": -0.1, "y": 0.1, "w": 0.2, "h": 0.2},
+        {"x": 0.1, "y": 0.1, "w": 0, "h": 0.2},
+        {"x": 0.1, "y": 0.1, "w": 0.2, "h": -0.1},
+        {"x": 0.1, "y": 0.1, "w": 0.2},
+        {"x": "a", "y": 0.1, "w": 0.2, "h": 0.2},
+        {"x": True, "y": 0.1, "w": 0.2, "h": 0.2},
+        {"x": float("nan"), "y": 0.1, "w": 0.2, "h": 0.2},
+        {"x": 0, "y": 0, "w": 1, "h": 1},
+        None,
+        [0.1, 0.1, 0.2, 0.2],
+    ],
+)
 def test_remove_rejects_bad_masks(tmp_path: Path, mask: Any) -> None:
     with pytest.raises(GenerationError) as caught:
         generate("remove", red_square(tmp_path), {"mask": mask})
@@ -361,10 +400,12 @@ def test_video_is_an_animated_camera_move(room: Path, motion: str) -> None:
 
 
 def test_video_pans_go_opposite_ways(room: Path) -> None:
-    left = frames_of(generate("video", room, {"motion": "pan_left"},
-                              generation_id="left").output_path)
-    right = frames_of(generate("video", room, {"motion": "pan_right"},
-                               generation_id="right").output_path)
+    left = frames_of(
+        generate("video", room, {"motion": "pan_left"}, generation_id="left").output_path
+    )
+    right = frames_of(
+        generate("video", room, {"motion": "pan_right"}, generation_id="right").output_path
+    )
     assert mean_difference(left[0], right[0]) > 3
     # Panning left ends where panning right starts.
     assert mean_difference(left[-1], right[0]) < mean_difference(left[0], right[0])
@@ -389,7 +430,7 @@ def test_video_caps_its_size(tmp_path: Path) -> None:
 
 
 def test_video_falls_back_to_gif(room: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "_animated_webp_supported", lambda: False)
+    monkeypatch.setattr(video, "_animated_webp_supported", lambda: False)
     result = generate("video", room, {"motion": "pan_right"})
     assert result.output_path.name == "gen1.gif"
     assert result.media_type == "image/gif"
@@ -471,19 +512,22 @@ def png_claiming_size(width: int, height: int) -> bytes:
     Image.new("RGB", (8, 8)).save(buffer, format="PNG")
     data = bytearray(buffer.getvalue())
     ihdr = 8  # the IHDR chunk follows the signature: length, type, data, crc
-    body = struct.pack(">II", width, height) + bytes(data[ihdr + 16:ihdr + 21])
-    data[ihdr + 8:ihdr + 21] = body
-    data[ihdr + 21:ihdr + 25] = struct.pack(">I", zlib.crc32(b"IHDR" + body))
+    body = struct.pack(">II", width, height) + bytes(data[ihdr + 16 : ihdr + 21])
+    data[ihdr + 8 : ihdr + 21] = body
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", zlib.crc32(b"IHDR" + body))
     return bytes(data)
 
 
-@pytest.mark.parametrize("content", [
-    b"\x00\x01garbage bytes\xff" * 20,
-    b"just some text, not an image\n",
-    b"",
-    png_claiming_size(20_000, 20_000),
-    png_claiming_size(400, 300),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\x01garbage bytes\xff" * 20,
+        b"just some text, not an image\n",
+        b"",
+        png_claiming_size(20_000, 20_000),
+        png_claiming_size(400, 300),
+    ],
+)
 def test_unreadable_images_are_generation_errors(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "input.png"
     path.write_bytes(content)
@@ -512,20 +556,24 @@ def test_tiny_image_is_rejected(tmp_path: Path) -> None:
         generate("interior", save(Image.new("RGB", (8, 8)), tmp_path), {"style": "modern"})
 
 
-@pytest.mark.parametrize(("feature", "options", "word"), [
-    ("interior", {"style": "gothic"}, "style"),
-    ("interior", {"style": "farmhouse"}, "style"),  # an exterior style
-    ("exterior", {"style": "japandi"}, "style"),  # an interior style
-    ("interior", {"style": "modern", "room_type": "garage"}, "room type"),
-    ("furnish", {"style": "modern", "room_type": 3}, "room type"),
-    ("sketch", {"style": ["modern"]}, "style"),
-    ("video", {"motion": "spin"}, "motion"),
-    ("interior", {"style": "modern", "prompt": "x" * (MAX_PROMPT_LENGTH + 1)}, "description"),
-    ("interior", {"style": "modern", "prompt": 12}, "description"),
-    ("paint", {}, "feature"),
-])
-def test_bad_options_are_generation_errors(room: Path, feature: str, options: dict[str, Any],
-                                           word: str) -> None:
+@pytest.mark.parametrize(
+    ("feature", "options", "word"),
+    [
+        ("interior", {"style": "gothic"}, "style"),
+        ("interior", {"style": "farmhouse"}, "style"),  # an exterior style
+        ("exterior", {"style": "japandi"}, "style"),  # an interior style
+        ("interior", {"style": "modern", "room_type": "garage"}, "room type"),
+        ("furnish", {"style": "modern", "room_type": 3}, "room type"),
+        ("sketch", {"style": ["modern"]}, "style"),
+        ("video", {"motion": "spin"}, "motion"),
+        ("interior", {"style": "modern", "prompt": "x" * (MAX_PROMPT_LENGTH + 1)}, "description"),
+        ("interior", {"style": "modern", "prompt": 12}, "description"),
+        ("paint", {}, "feature"),
+    ],
+)
+def test_bad_options_are_generation_errors(
+    room: Path, feature: str, options: dict[str, Any], word: str
+) -> None:
     with pytest.raises(GenerationError) as caught:
         generate(feature, room, options)
     assert word in caught.value.message.lower()

@@ -2,18 +2,18 @@ from datetime import timedelta
 
 from rq import Queue, SimpleWorker
 
-from credit_app.extensions import db
 from credit_app.jobs import enqueue_after_commit
 from credit_app.jobs.credits import sweep_expired_reservations
+from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.scheduler import claim_slot, enqueue_if_due
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits
 
 
 def test_sweep_job_releases_overdue_holds_and_is_safe_twice(user):
-    held = credits.reserve_credit(user.id, "video", "crashed-worker",
-                                  timeout=timedelta(seconds=-1))
+    held = credits.reserve_credit(user.id, "video", "crashed-worker", timeout=timedelta(seconds=-1))
     db.session.commit()
     assert sweep_expired_reservations() == 1
     assert held.status == "expired"

@@ -10,10 +10,11 @@ import sqlalchemy.exc
 from rq import SimpleWorker
 from sqlalchemy import update
 
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.jobs.registry import job as job_spec
 from credit_app.models import CreditReservation, Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import credits, generations
 from tests.blueprints.test_generations import only_generation, start, storage
 
@@ -80,16 +81,22 @@ def test_another_job_cannot_take_a_running_generation(user_client, user):
     assert generations.claim_generation(generation.id, "job-b") is None
     assert generations.claim_generation(generation.id, "job-a") is not None
     later = credits.utcnow() + timedelta(seconds=400)
-    assert generations.claim_generation(generation.id, "job-b", stale_after=timedelta(
-        seconds=301), now=later) is not None
+    assert (
+        generations.claim_generation(
+            generation.id, "job-b", stale_after=timedelta(seconds=301), now=later
+        )
+        is not None
+    )
 
 
 def test_a_claim_refuses_an_expired_hold(user_client, user):
     start(user_client, "interior")
     generation = only_generation(user)
-    db.session.execute(update(CreditReservation)
-                       .where(CreditReservation.id == generation.reservation_id)
-                       .values(expires_at=credits.utcnow() - timedelta(seconds=1)))
+    db.session.execute(
+        update(CreditReservation)
+        .where(CreditReservation.id == generation.reservation_id)
+        .values(expires_at=credits.utcnow() - timedelta(seconds=1))
+    )
     db.session.commit()
     assert generations.claim_generation(generation.id, "job-a") is None
     assert only_generation(user).status == "queued"

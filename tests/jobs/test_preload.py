@@ -21,7 +21,7 @@ if sys.argv[2] == "preload":
 loaded = set(sys.modules)
 from credit_app.generation.base import GenerationRequest
 from credit_app.generation.providers import provider_from_config
-from credit_app.storage import get_storage
+from credit_app.platform.storage import get_storage
 with app.app_context():
     get_storage()
 provider = provider_from_config(app.config)
@@ -40,8 +40,12 @@ def _modules_a_job_loads(tmp_path, mode: str) -> set[str]:
     again, for every job."""
     Image.new("RGB", (96, 96), (180, 150, 120)).save(tmp_path / "room.jpg")
     Image.new("RGB", (96, 96), (120, 150, 180)).save(tmp_path / "room.png")
-    result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), mode],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [line for line in result.stdout.splitlines() if line.startswith("imported:")]
     return {name for name in line.removeprefix("imported:").split(",") if name}
@@ -51,8 +55,7 @@ def test_after_the_preload_a_generation_imports_nothing(tmp_path):
     assert _modules_a_job_loads(tmp_path, "preload") == set()
 
 
-def test_without_it_each_generation_would_import_the_provider_image_plugins_and_boto3(
-        tmp_path):
+def test_without_it_each_generation_would_import_the_provider_image_plugins_and_boto3(tmp_path):
     loaded = _modules_a_job_loads(tmp_path, "none")
     assert "credit_app.generation.local" in loaded and "boto3" in loaded
     assert any(name.startswith("PIL.") and name.endswith("ImagePlugin") for name in loaded)

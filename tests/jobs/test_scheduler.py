@@ -11,7 +11,7 @@ from rq.registry import ScheduledJobRegistry
 from credit_app.jobs import registry
 from credit_app.jobs.registry import QUEUE_NAMES
 from credit_app.jobs.scheduler import RETRY_LOCK_SECONDS, enqueue_due_retries, start_schedulers
-from credit_app.redis_client import get_redis
+from credit_app.platform.redis_client import get_redis
 from tests.outages import wait_until
 
 FAR_FUTURE = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp())
@@ -23,9 +23,15 @@ def test_every_declared_job_is_on_a_queue_the_worker_reads_and_importable(app):
         assert callable(spec.function())
         assert spec.timeout_seconds(app.config) > 0
     assert {spec.name for spec in registry.periodic_jobs()} == {
-        "sweep_expired_reservations", "sweep_lapsed_subscriptions", "requeue_stranded_work",
-        "heartbeat", "roll_up_analytics", "reconcile_with_creem", "expire_lapsed_credits",
-        "refill_free_credits"}
+        "sweep_expired_reservations",
+        "sweep_lapsed_subscriptions",
+        "requeue_stranded_work",
+        "heartbeat",
+        "roll_up_analytics",
+        "reconcile_with_creem",
+        "expire_lapsed_credits",
+        "refill_free_credits",
+    }
 
 
 def test_due_retries_move_to_their_queue_once(app):
@@ -33,7 +39,7 @@ def test_due_retries_move_to_their_queue_once(app):
     queue = Queue("default", connection=connection)
     queue.empty()
     connection.delete("credit_app:retry-scheduler:default")
-    job = queue.enqueue_at(datetime(2030, 1, 1, tzinfo=UTC), "credit_app.jobs.ops.heartbeat")
+    job = queue.enqueue_at(datetime(2030, 1, 1, tzinfo=UTC), "credit_app.jobs.heartbeat.heartbeat")
     assert enqueue_due_retries(connection, ["default"], "worker-a") == 0
     assert enqueue_due_retries(connection, ["default"], "worker-b", now=FAR_FUTURE) == 0
     assert enqueue_due_retries(connection, ["default"], "worker-a", now=FAR_FUTURE) == 1
@@ -58,8 +64,14 @@ def test_the_scheduler_threads_enqueue_periodic_jobs_and_stop(app):
     finally:
         stop.set()
     names = sorted(job.func_name.rsplit(".", 1)[-1] for job in maintenance.get_jobs())
-    assert names == ["expire_lapsed_credits", "heartbeat", "reconcile_with_creem",
-                     "refill_free_credits", "requeue_stranded_work",
-                     "sweep_expired_reservations", "sweep_lapsed_subscriptions"]
+    assert names == [
+        "expire_lapsed_credits",
+        "heartbeat",
+        "reconcile_with_creem",
+        "refill_free_credits",
+        "requeue_stranded_work",
+        "sweep_expired_reservations",
+        "sweep_lapsed_subscriptions",
+    ]
     maintenance.empty()
     Queue("analytics", connection=connection).empty()

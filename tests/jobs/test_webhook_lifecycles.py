@@ -20,15 +20,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 from rq.job import Job
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from credit_app.extensions import db
 from credit_app.models import Subscription, User, WebhookEvent
-from credit_app.redis_client import get_queue
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import CreemStandIn, create_stand_in_app, serve_stand_in
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
-from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+from tests.creem_support import Clock, delete_stand_in_rows, make_stand_in, post_event, subscribe
+from tests.ledger_support import ledger_balance
 
 pytestmark = pytest.mark.concurrency
 
@@ -50,7 +50,8 @@ LIFECYCLES: dict[str, Lifecycle] = {
     "scheduled cancel": Lifecycle(("renew", "cancel-scheduled"), "scheduled_cancel", "pro"),
     "mid-period cancel": Lifecycle(("cancel-immediate",), "canceled", "pro"),
     "scheduled cancel reaching the period end": Lifecycle(
-        ("cancel-scheduled", "end-period"), "canceled", "pro"),
+        ("cancel-scheduled", "end-period"), "canceled", "pro"
+    ),
     "cancel then resume": Lifecycle(("cancel-scheduled", "resume", "renew"), "active", "pro"),
     "past-due recovery": Lifecycle(("past-due", "renew"), "active", "pro"),
     "expiry": Lifecycle(("past-due", "expire"), "expired", "free"),
@@ -65,39 +66,27 @@ ORDERS = ("in_order", "reversed", "shuffled")
 
 
 @pytest.fixture
-def webhooks_queue(app):
-    queue_ = get_queue("webhooks")
-    queue_.empty()
-    yield queue_
-    queue_.empty()
-
-
-@pytest.fixture
 def served(app: Flask):
     """A stand-in on a clock a day back, served over HTTP; the app points at it; what the run
     committed is deleted afterwards (subscriptions before their users)."""
     clock = Clock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=1))
     stand_in = make_stand_in(app, clock)
-    with serve_stand_in(create_stand_in_app(stand_in)) as url, \
-            pytest.MonkeyPatch.context() as patch:
+    with (
+        serve_stand_in(create_stand_in_app(stand_in)) as url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
         patch.setitem(app.config, "CREEM_API_URL", url)
         patch.delitem(app.extensions, "creem_client", raising=False)
         try:
             yield stand_in, clock
         finally:
-            db.session.remove()
-            with db.engine.begin() as connection:
-                connection.execute(delete(WebhookEvent).where(
-                    WebhookEvent.event_id.in_([event.id for event in stand_in.events])))
-                connection.execute(delete(Subscription).where(
-                    Subscription.creem_subscription_id.in_(list(stand_in.subscriptions))))
+            delete_stand_in_rows(stand_in)
 
 
 def committed_user() -> User:
     from credit_app.services import accounts
 
-    user = accounts.register_user(f"life-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}",
-                                  PASSWORD)
+    user = accounts.register_user(f"life-{uuid.uuid4().hex[:10]}@{CONCURRENCY_DOMAIN}", PASSWORD)
     db.session.commit()
     return user
 
@@ -149,7 +138,8 @@ def run_workers(app: Flask, workers: int, webhooks_queue) -> list[BaseException]
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("name", list(LIFECYCLES))
 def test_every_lifecycle_ends_in_the_state_of_the_newest_facts(
-        app, client, served, webhooks_queue, name, order, workers):
+    app, client, served, webhooks_queue, name, order, workers
+):
     lifecycle = LIFECYCLES[name]
     stand_in, clock = served
     user = committed_user()
@@ -166,20 +156,34 @@ def test_every_lifecycle_ends_in_the_state_of_the_newest_facts(
     assert run_workers(app, workers, webhooks_queue) == []
 
     db.session.remove()
-    row = db.session.execute(select(Subscription).where(
-        Subscription.creem_subscription_id == subscription.id)).scalar_one()
+    row = db.session.execute(
+        select(Subscription).where(Subscription.creem_subscription_id == subscription.id)
+    ).scalar_one()
     truth = stand_in.subscription(subscription.id)
     assert (row.status, row.product_id, row.staff_flag) == (
-        lifecycle.status, lifecycle.product, lifecycle.flag)
+        lifecycle.status,
+        lifecycle.product,
+        lifecycle.flag,
+    )
     assert row.status == truth.status and row.product_id == truth.product.id
     assert row.current_period_end == truth.current_period_end.replace(
-        microsecond=truth.current_period_end.microsecond // 1000 * 1000)
+        microsecond=truth.current_period_end.microsecond // 1000 * 1000
+    )
     balance = credits.get_user_credits(user_id)
     assert balance.subscription_status == lifecycle.plan
-    assert credits.ledger_balance(user_id) == balance.remaining == 6
-    events = db.session.execute(select(WebhookEvent).where(
-        WebhookEvent.event_id.in_([event.id for event in stand_in.events]))).scalars().all()
+    assert ledger_balance(user_id) == balance.remaining == 6
+    events = (
+        db.session.execute(
+            select(WebhookEvent).where(
+                WebhookEvent.event_id.in_([event.id for event in stand_in.events])
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert len(events) == len(stand_in.events)
-    assert all(event.processed_at is not None and event.attempts == 1
-               and event.last_error is None for event in events), "a first try failed"
+    assert all(
+        event.processed_at is not None and event.attempts == 1 and event.last_error is None
+        for event in events
+    ), "a first try failed"
     db.session.remove()

@@ -11,7 +11,6 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from credit_app.billing import subscriptions, webhooks
-from credit_app.extensions import db
 from credit_app.jobs.registry import job as job_spec
 from credit_app.jobs.webhooks import (
     job_id_for,
@@ -19,27 +18,19 @@ from credit_app.jobs.webhooks import (
     sweep_lapsed_subscriptions,
 )
 from credit_app.models import CreditTransaction, Subscription, WebhookEvent
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import audit, credits
-from credit_app.testing.creem import create_stand_in_app, serve_stand_in
-from tests.creem_support import Clock, make_stand_in, post_event, subscribe
+from tests.creem_support import Clock, make_stand_in, post_event, served_stand_in, subscribe
 
-
-@pytest.fixture(autouse=True)
-def webhooks_queue(app):
-    queue = get_queue("webhooks")
-    queue.empty()
-    yield queue
-    queue.empty()
+pytestmark = pytest.mark.usefixtures("webhooks_queue")
 
 
 @pytest.fixture
 def creem(app, monkeypatch):
     """The stand-in served over HTTP (for re-reads), and the app pointed at it."""
-    stand_in_app = create_stand_in_app(make_stand_in(app))
-    with serve_stand_in(stand_in_app) as url:
-        monkeypatch.setitem(app.config, "CREEM_API_URL", url)
-        yield stand_in_app.extensions["creem_stand_in"]
+    with served_stand_in(app, monkeypatch) as stand_in:
+        yield stand_in
 
 
 def run_worker(queue) -> None:
@@ -47,23 +38,32 @@ def run_worker(queue) -> None:
 
 
 def plan_changes(user_id: int) -> list[CreditTransaction]:
-    return db.session.execute(
-        select(CreditTransaction).where(CreditTransaction.user_id == user_id,
-                                        CreditTransaction.feature_used == "subscription")
-        .order_by(CreditTransaction.id)
-    ).scalars().all()
+    return (
+        db.session.execute(
+            select(CreditTransaction)
+            .where(
+                CreditTransaction.user_id == user_id,
+                CreditTransaction.feature_used == "subscription",
+            )
+            .order_by(CreditTransaction.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def stored(event_id: str) -> WebhookEvent:
     return db.session.execute(
-        select(WebhookEvent).where(WebhookEvent.event_id == event_id)
+        select(WebhookEvent)
+        .where(WebhookEvent.event_id == event_id)
         .execution_options(populate_existing=True)
     ).scalar_one()
 
 
 def subscription_row(subscription_id: str) -> Subscription:
     return db.session.execute(
-        select(Subscription).where(Subscription.creem_subscription_id == subscription_id)
+        select(Subscription)
+        .where(Subscription.creem_subscription_id == subscription_id)
         .execution_options(populate_existing=True)
     ).scalar_one()
 
@@ -82,15 +82,18 @@ def test_a_delivered_event_is_applied_by_an_rq_worker(client, creem, user, webho
     assert len(plan_changes(user.id)) == 1
 
 
-def test_the_same_event_ten_times_is_one_job_applied_once(client, creem, user,
-                                                          webhooks_queue):
+def test_the_same_event_ten_times_is_one_job_applied_once(client, creem, user, webhooks_queue):
     _sub, events = subscribe(creem, user)
     paid = events[-1]
     answers = [post_event(client, paid) for _ in range(10)]
     assert [answer.status_code for answer in answers] == [200] * 10
     assert [answer.get_json()["duplicate"] for answer in answers] == [False] + [True] * 9
-    assert db.session.execute(select(func.count()).select_from(WebhookEvent)
-                              .where(WebhookEvent.event_id == paid.id)).scalar_one() == 1
+    assert (
+        db.session.execute(
+            select(func.count()).select_from(WebhookEvent).where(WebhookEvent.event_id == paid.id)
+        ).scalar_one()
+        == 1
+    )
     assert webhooks_queue.count == 1
     (job,) = webhooks_queue.get_jobs()
     assert job.id == job_id_for(paid.id) and job.args == (paid.id,)
@@ -105,7 +108,8 @@ def test_the_same_event_ten_times_is_one_job_applied_once(client, creem, user,
 
 
 def test_a_replay_after_the_job_ran_and_failed_for_good_gets_a_new_job(
-        client, creem, user, webhooks_queue, monkeypatch):
+    client, creem, user, webhooks_queue, monkeypatch
+):
     _sub, events = subscribe(creem, user)
     post_event(client, events[-1])
     (job,) = webhooks_queue.get_jobs()
@@ -123,7 +127,8 @@ def test_a_replay_after_the_job_ran_and_failed_for_good_gets_a_new_job(
 
 
 def test_a_job_that_fails_half_way_is_retried_without_a_double_effect(
-        client, creem, user, monkeypatch):
+    client, creem, user, monkeypatch
+):
     _sub, events = subscribe(creem, user)
     for event in events:
         post_event(client, event)
@@ -141,8 +146,12 @@ def test_a_job_that_fails_half_way_is_retried_without_a_double_effect(
     assert failed.last_error == "RuntimeError: worker lost its database connection"
     assert plan_changes(user.id) == []
     assert credits.get_user_credits(user.id).subscription_status == "free"
-    assert db.session.execute(select(func.count()).select_from(Subscription)
-                              .where(Subscription.user_id == user.id)).scalar_one() == 0
+    assert (
+        db.session.execute(
+            select(func.count()).select_from(Subscription).where(Subscription.user_id == user.id)
+        ).scalar_one()
+        == 0
+    )
 
     monkeypatch.setattr(subscriptions, "sync_user_plan", real_sync)
     assert process_webhook_event(events[-1].id) == "applied"
@@ -153,7 +162,8 @@ def test_a_job_that_fails_half_way_is_retried_without_a_double_effect(
 
 
 def test_rq_schedules_a_retry_with_backoff_when_the_job_fails(
-        client, creem, user, webhooks_queue, monkeypatch):
+    client, creem, user, webhooks_queue, monkeypatch
+):
     _sub, events = subscribe(creem, user)
     post_event(client, events[-1])
     (job,) = webhooks_queue.get_jobs()
@@ -181,27 +191,31 @@ class TestCommands:
         _sub, events = subscribe(creem, user)
         post_event(client, events[-1])
         runner = app.test_cli_runner()
-        refused = runner.invoke(args=["billing", "rerun-event", events[-1].id,
-                                      "--actor", user.email])
-        assert refused.exit_code != 0 and "not a staff account" in refused.output
-        result = runner.invoke(args=["billing", "rerun-event", events[-1].id,
-                                     "--actor", admin.email])
+        refused = runner.invoke(
+            args=["billing", "rerun-event", events[-1].id, "--actor", user.email]
+        )
+        assert refused.exit_code != 0 and "not an admin account" in refused.output
+        result = runner.invoke(
+            args=["billing", "rerun-event", events[-1].id, "--actor", admin.email]
+        )
         assert result.exit_code == 0, result.output
         assert result.output.strip() == f"{events[-1].id}: applied"
         assert credits.get_user_credits(user.id).subscription_status == "pro"
-        again = runner.invoke(args=["billing", "rerun-event", events[-1].id,
-                                    "--actor", admin.email])
+        again = runner.invoke(
+            args=["billing", "rerun-event", events[-1].id, "--actor", admin.email]
+        )
         assert again.exit_code == 0 and stored(events[-1].id).attempts == 2
         assert len(plan_changes(user.id)) == 1
-        reruns = [entry for entry in audit.list_entries(action="webhook.rerun").items
-                  if entry.target == events[-1].id]
+        reruns = [
+            entry
+            for entry in audit.list_entries(action="webhook.rerun").items
+            if entry.target == events[-1].id
+        ]
         assert len(reruns) == 2 and reruns[0].actor_id == admin.id
 
-    def test_rerun_event_reports_unknown_ids_and_failures(self, app, client, creem, user,
-                                                          admin):
+    def test_rerun_event_reports_unknown_ids_and_failures(self, app, client, creem, user, admin):
         runner = app.test_cli_runner()
-        result = runner.invoke(args=["billing", "rerun-event", "evt_nope", "--actor",
-                                     admin.email])
+        result = runner.invoke(args=["billing", "rerun-event", "evt_nope", "--actor", admin.email])
         assert result.exit_code != 0 and "No webhook event 'evt_nope'" in result.output
         sub, _events = subscribe(creem, user)
         orphan = stored_orphan(client, creem, sub)
@@ -228,9 +242,16 @@ class TestCommands:
 def stored_orphan(client, creem, sub) -> str:
     from tests.creem_support import custom_event
 
-    orphan = custom_event(creem, sub, "subscription.paid", "active", datetime.now(UTC),
-                          id="sub_unknown_to_creem", metadata={},
-                          customer={"id": "cust_unknown"})
+    orphan = custom_event(
+        creem,
+        sub,
+        "subscription.paid",
+        "active",
+        datetime.now(UTC),
+        id="sub_unknown_to_creem",
+        metadata={},
+        customer={"id": "cust_unknown"},
+    )
     post_event(client, orphan)
     return orphan["id"]
 
@@ -270,17 +291,23 @@ def test_a_cancellation_whose_period_already_ended_downgrades_at_once(app, clien
     assert [change.metadata_["to"] for change in plan_changes(user.id)] == ["pro", "free"]
 
 
-def test_recovery_requeues_a_stranded_event_without_a_second_job(client, creem, user,
-                                                                 webhooks_queue):
+def test_recovery_requeues_a_stranded_event_without_a_second_job(
+    client, creem, user, webhooks_queue
+):
     from sqlalchemy import update
 
     from credit_app.jobs.recovery import requeue_stranded_work, stranded_after
 
     _sub, events = subscribe(creem, user)
     post_event(client, events[-1])
-    db.session.execute(update(WebhookEvent).where(WebhookEvent.event_id == events[-1].id)
-                       .values(received_at=credits.utcnow() - 2 * stranded_after(
-                           client.application.config)["failed_webhook_event"]))
+    db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.event_id == events[-1].id)
+        .values(
+            received_at=credits.utcnow()
+            - 2 * stranded_after(client.application.config)["failed_webhook_event"]
+        )
+    )
     db.session.commit()
     for _ in range(3):
         requeue_stranded_work()

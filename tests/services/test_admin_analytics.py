@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import insert
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import (
     AnalyticsActiveDay,
     AnalyticsDailyActiveUsers,
@@ -14,6 +13,7 @@ from credit_app.models import (
     AnalyticsEvent,
     AnalyticsUserFunnel,
 )
+from credit_app.platform.extensions import db
 from credit_app.services import admin_analytics
 from credit_app.services.admin_analytics import DateRange, build_dashboard, parse_range
 from credit_app.services.analytics import new_event_id
@@ -24,17 +24,39 @@ T = datetime.combine(D0, time.min, tzinfo=UTC)
 RANGE = DateRange(D0, D0 + timedelta(days=2))
 
 
-def rollup(day: date, event_type: str, feature: str, plan: str, events: int,
-           credits: int = 0) -> dict:
-    return {"day": day, "event_type": event_type, "feature": feature, "plan": plan,
-            "events": events, "credits": credits}
+def rollup(
+    day: date, event_type: str, feature: str, plan: str, events: int, credits: int = 0
+) -> dict:
+    return {
+        "day": day,
+        "event_type": event_type,
+        "feature": feature,
+        "plan": plan,
+        "events": events,
+        "credits": credits,
+    }
 
 
-def raw(event_type: str, at: datetime, user_id: int | None = None, feature: str | None = None,
-        plan: str | None = "free", credits: int | None = None, rolled_up: bool = False) -> dict:
-    return {"event_id": new_event_id(), "event_type": event_type, "occurred_at": at,
-            "user_id": user_id, "feature": feature, "plan": plan, "credits": credits,
-            "properties": {}, "rolled_up_at": at if rolled_up else None}
+def raw(
+    event_type: str,
+    at: datetime,
+    user_id: int | None = None,
+    feature: str | None = None,
+    plan: str | None = "free",
+    credits: int | None = None,
+    rolled_up: bool = False,
+) -> dict:
+    return {
+        "event_id": new_event_id(),
+        "event_type": event_type,
+        "occurred_at": at,
+        "user_id": user_id,
+        "feature": feature,
+        "plan": plan,
+        "credits": credits,
+        "properties": {},
+        "rolled_up_at": at if rolled_up else None,
+    }
 
 
 @pytest.fixture
@@ -43,60 +65,93 @@ def data_set(make_user):
     c.subscription_status = "pro"
     e.created_at = T - timedelta(days=1)
     day1, day2 = D0 + timedelta(days=1), D0 + timedelta(days=2)
-    db.session.execute(insert(AnalyticsDailyRollup), [
-        rollup(D0, "credit_consumed", "interior", "free", 4, 4),
-        rollup(D0, "credit_consumed", "video", "pro", 2, 0),
-        rollup(day1, "credit_consumed", "interior", "free", 2, 1),
-        rollup(D0, "credit_granted", "", "free", 3, 18),
-        rollup(D0, "generation_failed", "interior", "free", 1),
-        rollup(day1, "upgrade_modal_shown", "", "free", 2),
-        rollup(day1, "upgrade_modal_dismissed", "", "free", 1),
-        rollup(day1, "upgrade_clicked", "", "free", 1),
-        rollup(day2, "subscription_upgraded", "", "pro", 1),
-        rollup(D0 - timedelta(days=1), "credit_consumed", "interior", "free", 100, 100),
-    ])
+    db.session.execute(
+        insert(AnalyticsDailyRollup),
+        [
+            rollup(D0, "credit_consumed", "interior", "free", 4, 4),
+            rollup(D0, "credit_consumed", "video", "pro", 2, 0),
+            rollup(day1, "credit_consumed", "interior", "free", 2, 1),
+            rollup(D0, "credit_granted", "", "free", 3, 18),
+            rollup(D0, "generation_failed", "interior", "free", 1),
+            rollup(day1, "upgrade_modal_shown", "", "free", 2),
+            rollup(day1, "upgrade_modal_dismissed", "", "free", 1),
+            rollup(day1, "upgrade_clicked", "", "free", 1),
+            rollup(day2, "subscription_upgraded", "", "pro", 1),
+            rollup(D0 - timedelta(days=1), "credit_consumed", "interior", "free", 100, 100),
+        ],
+    )
     day2_noon = datetime.combine(day2, time(12), tzinfo=UTC)
-    db.session.execute(insert(AnalyticsEvent), [
-        # Not rolled up yet: counted from the raw table.
-        raw("credit_consumed", day2_noon, a.id, "exterior", credits=1),
-        raw("credit_consumed", day2_noon, b.id, "exterior", credits=1),
-        raw("generation_failed", day2_noon, a.id, "exterior"),
-        raw("credit_granted", day2_noon, a.id, credits=6),
-        raw("upgrade_modal_shown", T + timedelta(days=1, hours=1), c.id, plan="pro"),
-        raw("upgrade_clicked", T + timedelta(days=1, hours=2), c.id, plan="pro"),
-        raw("credit_depleted", T + timedelta(days=2, hours=1), e.id, "interior"),
-        # Already in the rollups: must not count twice.
-        raw("credit_consumed", T + timedelta(hours=1), a.id, "interior", credits=1,
-            rolled_up=True),
-        # Outside the range.
-        raw("credit_consumed", T + timedelta(days=3), a.id, "interior", credits=1),
-    ])
-    db.session.execute(insert(AnalyticsActiveDay), [
-        {"day": D0, "plan": "free", "user_id": a.id},
-        {"day": D0, "plan": "free", "user_id": b.id},
-        {"day": D0, "plan": "pro", "user_id": c.id},
-        {"day": day1, "plan": "free", "user_id": a.id},
-        {"day": D0 - timedelta(days=1), "plan": "free", "user_id": d.id},
-    ])
-    db.session.execute(insert(AnalyticsDailyActiveUsers), [
-        {"day": D0, "plan": "free", "users": 2}, {"day": D0, "plan": "pro", "users": 1},
-        {"day": day1, "plan": "free", "users": 1},
-        {"day": D0 - timedelta(days=1), "plan": "free", "users": 1},
-    ])
-    db.session.execute(insert(AnalyticsUserFunnel), [
-        {"user_id": a.id, "signed_up_at": T, "first_depleted_at": T + timedelta(hours=2),
-         "first_modal_shown_at": T + timedelta(hours=2),
-         "first_upgrade_clicked_at": T + timedelta(hours=3),
-         "first_upgraded_at": T + timedelta(days=5)},
-        {"user_id": b.id, "signed_up_at": T, "first_depleted_at": T + timedelta(hours=10),
-         "first_modal_shown_at": T + timedelta(hours=10),
-         "first_upgraded_at": T + timedelta(days=20)},
-        {"user_id": c.id, "signed_up_at": T, "first_depleted_at": T + timedelta(days=1)},
-        {"user_id": d.id, "signed_up_at": T - timedelta(days=9),
-         "first_depleted_at": T - timedelta(days=5),
-         "first_modal_shown_at": T - timedelta(days=5),
-         "first_upgraded_at": T + timedelta(days=1)},
-    ])
+    db.session.execute(
+        insert(AnalyticsEvent),
+        [
+            # Not rolled up yet: counted from the raw table.
+            raw("credit_consumed", day2_noon, a.id, "exterior", credits=1),
+            raw("credit_consumed", day2_noon, b.id, "exterior", credits=1),
+            raw("generation_failed", day2_noon, a.id, "exterior"),
+            raw("credit_granted", day2_noon, a.id, credits=6),
+            raw("upgrade_modal_shown", T + timedelta(days=1, hours=1), c.id, plan="pro"),
+            raw("upgrade_clicked", T + timedelta(days=1, hours=2), c.id, plan="pro"),
+            raw("credit_depleted", T + timedelta(days=2, hours=1), e.id, "interior"),
+            # Already in the rollups: must not count twice.
+            raw(
+                "credit_consumed",
+                T + timedelta(hours=1),
+                a.id,
+                "interior",
+                credits=1,
+                rolled_up=True,
+            ),
+            # Outside the range.
+            raw("credit_consumed", T + timedelta(days=3), a.id, "interior", credits=1),
+        ],
+    )
+    db.session.execute(
+        insert(AnalyticsActiveDay),
+        [
+            {"day": D0, "plan": "free", "user_id": a.id},
+            {"day": D0, "plan": "free", "user_id": b.id},
+            {"day": D0, "plan": "pro", "user_id": c.id},
+            {"day": day1, "plan": "free", "user_id": a.id},
+            {"day": D0 - timedelta(days=1), "plan": "free", "user_id": d.id},
+        ],
+    )
+    db.session.execute(
+        insert(AnalyticsDailyActiveUsers),
+        [
+            {"day": D0, "plan": "free", "users": 2},
+            {"day": D0, "plan": "pro", "users": 1},
+            {"day": day1, "plan": "free", "users": 1},
+            {"day": D0 - timedelta(days=1), "plan": "free", "users": 1},
+        ],
+    )
+    db.session.execute(
+        insert(AnalyticsUserFunnel),
+        [
+            {
+                "user_id": a.id,
+                "signed_up_at": T,
+                "first_depleted_at": T + timedelta(hours=2),
+                "first_modal_shown_at": T + timedelta(hours=2),
+                "first_upgrade_clicked_at": T + timedelta(hours=3),
+                "first_upgraded_at": T + timedelta(days=5),
+            },
+            {
+                "user_id": b.id,
+                "signed_up_at": T,
+                "first_depleted_at": T + timedelta(hours=10),
+                "first_modal_shown_at": T + timedelta(hours=10),
+                "first_upgraded_at": T + timedelta(days=20),
+            },
+            {"user_id": c.id, "signed_up_at": T, "first_depleted_at": T + timedelta(days=1)},
+            {
+                "user_id": d.id,
+                "signed_up_at": T - timedelta(days=9),
+                "first_depleted_at": T - timedelta(days=5),
+                "first_modal_shown_at": T - timedelta(days=5),
+                "first_upgraded_at": T + timedelta(days=1),
+            },
+        ],
+    )
     db.session.commit()
     return a, b, c, d, e
 
@@ -111,7 +166,10 @@ def test_counts_utilisation_and_failure_rate(data_set):
     assert (dashboard.failed, dashboard.generations) == (2, 12)
     assert dashboard.failure_rate == pytest.approx(2 / 12)
     assert (dashboard.modal_shown, dashboard.modal_dismissed, dashboard.upgrade_clicked) == (
-        2 + 1, 1, 1 + 1)
+        2 + 1,
+        1,
+        1 + 1,
+    )
     assert (dashboard.upgrades, dashboard.cancellations) == (1, 0)
 
 
@@ -129,8 +187,12 @@ def test_per_day_series(data_set):
     assert list(days) == [D0, D0 + timedelta(days=1), D0 + timedelta(days=2)]
     first, second, third = days.values()
     assert (first.uses, first.failed, first.failure_rate) == (6, 1, pytest.approx(1 / 7))
-    assert (second.uses, second.modal_shown, second.modal_dismissed,
-            second.upgrade_clicked) == (2, 2 + 1, 1, 1 + 1)
+    assert (second.uses, second.modal_shown, second.modal_dismissed, second.upgrade_clicked) == (
+        2,
+        2 + 1,
+        1,
+        1 + 1,
+    )
     assert (third.uses, third.failed, third.upgrades) == (2, 1, 1)
     assert (first.active_free, first.active_pro) == (2, 1)
     assert (second.active_free, third.active_free) == (1, 2)
@@ -155,8 +217,11 @@ def test_time_to_depletion_and_conversion(data_set):
 def test_upgrade_funnel(data_set):
     dashboard = build_dashboard(RANGE)
     # Shown in range: A, B (stored) and C (raw); clicked after: A, C; paid after: A.
-    assert (dashboard.funnel_modal_users, dashboard.funnel_clicked_users,
-            dashboard.funnel_paid_users) == (3, 2, 1)
+    assert (
+        dashboard.funnel_modal_users,
+        dashboard.funnel_clicked_users,
+        dashboard.funnel_paid_users,
+    ) == (3, 2, 1)
     assert dashboard.click_through_rate == pytest.approx(2 / 3)
     assert dashboard.paid_rate == pytest.approx(1 / 3)
 
@@ -164,8 +229,13 @@ def test_upgrade_funnel(data_set):
 def test_an_empty_database_gives_zeros_not_errors():
     dashboard = build_dashboard(RANGE)
     assert dashboard.is_empty
-    assert (dashboard.utilisation, dashboard.failure_rate, dashboard.depletion_p50_seconds,
-            dashboard.conversion_rate(7), dashboard.click_through_rate) == (None,) * 5
+    assert (
+        dashboard.utilisation,
+        dashboard.failure_rate,
+        dashboard.depletion_p50_seconds,
+        dashboard.conversion_rate(7),
+        dashboard.click_through_rate,
+    ) == (None,) * 5
     assert len(dashboard.days) == 3
 
 
@@ -176,13 +246,16 @@ def test_parse_range_defaults_to_the_last_30_days():
     assert parsed.end_at == datetime(2026, 4, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("start", "end", "field"), [
-    ("2026-02-30", None, "start"),
-    ("yesterday", None, "start"),
-    (None, "2026-04-01", "end"),
-    ("2026-03-10", "2026-03-01", "start"),
-    ("2025-01-01", "2026-03-01", "start"),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("2026-02-30", None, "start"),
+        ("yesterday", None, "start"),
+        (None, "2026-04-01", "end"),
+        ("2026-03-10", "2026-03-01", "start"),
+        ("2025-01-01", "2026-03-01", "start"),
+    ],
+)
 def test_parse_range_rejects_bad_input(start, end, field):
     with pytest.raises(ValidationFailed) as caught:
         parse_range(start, end, today=date(2026, 3, 31))

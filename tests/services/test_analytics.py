@@ -1,12 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from credit_app.errors import InsufficientCredits, ValidationFailed
-from credit_app.extensions import db
-from credit_app.health import fail_fast_client
-from credit_app.jobs.analytics import record_event, roll_up_analytics
+from credit_app.jobs.analytics import roll_up_analytics
 from credit_app.models import (
     AnalyticsActiveDay,
     AnalyticsDailyActiveUsers,
@@ -15,13 +13,20 @@ from credit_app.models import (
     AnalyticsUserFunnel,
     CreditTransaction,
 )
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import make_client
 from credit_app.services import analytics, credits
+from tests.ledger_support import ledger_balance
 
 
 def events_of(user_id: int) -> list[AnalyticsEvent]:
-    return list(db.session.execute(
-        select(AnalyticsEvent).where(AnalyticsEvent.user_id == user_id)
-        .order_by(AnalyticsEvent.id)).scalars())
+    return list(
+        db.session.execute(
+            select(AnalyticsEvent)
+            .where(AnalyticsEvent.user_id == user_id)
+            .order_by(AnalyticsEvent.id)
+        ).scalars()
+    )
 
 
 def types_of(user_id: int) -> list[str]:
@@ -29,16 +34,22 @@ def types_of(user_id: int) -> list[str]:
 
 
 def rollups() -> dict[tuple, tuple[int, int]]:
-    return {(row.day, row.event_type, row.feature, row.plan): (row.events, row.credits)
-            for row in db.session.execute(select(AnalyticsDailyRollup)).scalars()}
+    return {
+        (row.day, row.event_type, row.feature, row.plan): (row.events, row.credits)
+        for row in db.session.execute(select(AnalyticsDailyRollup)).scalars()
+    }
 
 
 def test_sign_up_writes_a_credit_granted_event_with_its_ledger_row(user):
     [event] = events_of(user.id)
-    grant = db.session.execute(select(CreditTransaction).where(
-        CreditTransaction.user_id == user.id)).scalar_one()
-    assert (event.event_type, event.credits, event.transaction_id) == ("credit_granted", 6,
-                                                                       grant.id)
+    grant = db.session.execute(
+        select(CreditTransaction).where(CreditTransaction.user_id == user.id)
+    ).scalar_one()
+    assert (event.event_type, event.credits, event.transaction_id) == (
+        "credit_granted",
+        6,
+        grant.id,
+    )
     assert event.properties == {"source": "registration"}
     assert event.rolled_up_at is None
 
@@ -51,10 +62,15 @@ def test_spending_to_zero_writes_consumed_and_depleted(user):
     credits.commit_reservation(reservation.id)
     events = events_of(user.id)
     assert [event.event_type for event in events] == (
-        ["credit_granted"] + ["credit_consumed"] * 5 + ["credit_depleted", "credit_consumed"])
+        ["credit_granted"] + ["credit_consumed"] * 5 + ["credit_depleted", "credit_consumed"]
+    )
     last = events[-1]
-    assert (last.feature, last.plan, last.credits, last.credits_remaining) == ("video", "free",
-                                                                               1, 0)
+    assert (last.feature, last.plan, last.credits, last.credits_remaining) == (
+        "video",
+        "free",
+        1,
+        0,
+    )
     assert last.properties == {"via": "reservation"}
 
 
@@ -76,8 +92,10 @@ def test_plan_changes_write_upgraded_and_canceled(user, admin):
     credits.change_plan(user.id, "pro", "Pro started", actor_id=admin.id)
     credits.change_plan(user.id, "free", "Back to free")
     upgraded, canceled = events_of(user.id)[-2:]
-    assert (upgraded.event_type, upgraded.properties) == ("subscription_upgraded",
-                                                         {"from": "free", "to": "pro"})
+    assert (upgraded.event_type, upgraded.properties) == (
+        "subscription_upgraded",
+        {"from": "free", "to": "pro"},
+    )
     assert (canceled.event_type, canceled.plan) == ("subscription_canceled", "free")
 
 
@@ -89,17 +107,25 @@ def test_rolled_back_ledger_changes_leave_no_event(user):
     assert len(types_of(user.id)) == len(before) + 2
     db.session.rollback()
     assert types_of(user.id) == before
-    assert credits.ledger_balance(user.id) == 6
+    assert ledger_balance(user.id) == 6
 
 
 def test_refused_spends_write_no_event(user):
     user.credits_remaining = 0
-    db.session.execute(text("UPDATE credit_transactions SET amount = 0, balance_after = 0 "
-                            "WHERE user_id = :id"), {"id": user.id})
-    db.session.execute(text("UPDATE credit_lot_movements SET amount = 0 WHERE lot_id IN "
-                            "(SELECT id FROM credit_lots WHERE user_id = :id)"), {"id": user.id})
-    db.session.execute(text("UPDATE credit_lots SET remaining = 0 WHERE user_id = :id"),
-                       {"id": user.id})
+    db.session.execute(
+        text("UPDATE credit_transactions SET amount = 0, balance_after = 0 WHERE user_id = :id"),
+        {"id": user.id},
+    )
+    db.session.execute(
+        text(
+            "UPDATE credit_lot_movements SET amount = 0 WHERE lot_id IN "
+            "(SELECT id FROM credit_lots WHERE user_id = :id)"
+        ),
+        {"id": user.id},
+    )
+    db.session.execute(
+        text("UPDATE credit_lots SET remaining = 0 WHERE user_id = :id"), {"id": user.id}
+    )
     db.session.commit()
     with pytest.raises(InsufficientCredits):
         credits.consume_credit(user.id, "interior")
@@ -109,7 +135,7 @@ def test_refused_spends_write_no_event(user):
 
 def test_events_are_kept_when_redis_is_down(app, user):
     working = app.extensions["redis"]
-    app.extensions["redis"] = fail_fast_client("unix:///nonexistent/redis.sock")
+    app.extensions["redis"] = make_client("unix:///nonexistent/redis.sock", "monitoring")
     try:
         credits.consume_credit(user.id, "remove")
         analytics.track("upgrade_clicked", user.id)
@@ -120,15 +146,23 @@ def test_events_are_kept_when_redis_is_down(app, user):
 
 
 def test_track_writes_in_the_callers_transaction(user):
-    event_id = analytics.track("upgrade_modal_shown", user.id, feature="video",
-                               credits_remaining=0)
-    stored = db.session.execute(select(AnalyticsEvent).where(
-        AnalyticsEvent.event_id == event_id)).scalar_one()
+    event_id = analytics.track("upgrade_modal_shown", user.id, feature="video", credits_remaining=0)
+    stored = db.session.execute(
+        select(AnalyticsEvent).where(AnalyticsEvent.event_id == event_id)
+    ).scalar_one()
     assert (stored.user_id, stored.feature, stored.credits_remaining, stored.plan) == (
-        user.id, "video", 0, "free")
+        user.id,
+        "video",
+        0,
+        "free",
+    )
     db.session.rollback()
-    assert db.session.execute(select(AnalyticsEvent).where(
-        AnalyticsEvent.event_id == event_id)).scalar_one_or_none() is None
+    assert (
+        db.session.execute(
+            select(AnalyticsEvent).where(AnalyticsEvent.event_id == event_id)
+        ).scalar_one_or_none()
+        is None
+    )
 
 
 def test_unknown_event_type():
@@ -136,25 +170,25 @@ def test_unknown_event_type():
         analytics.track("page_view", None)
 
 
-def test_record_event_stores_once(user):
-    args = ("a" * 32, "upgrade_clicked", user.id, None, None,
-            datetime.now(UTC).isoformat(), {})
-    assert record_event(*args) is True
-    assert record_event(*args) is False
-
-
 def test_modal_outcomes_are_recorded(user_client, user):
-    assert user_client.post("/dashboard/upgrade-modal/dismissed",
-                            data={"feature": "video"}).status_code == 204
+    assert (
+        user_client.post(
+            "/dashboard/upgrade-modal/dismissed", data={"feature": "video"}
+        ).status_code
+        == 204
+    )
     user_client.get("/dashboard/subscription?feature=video&source=upgrade_modal")
     events = events_of(user.id)[-2:]
     assert [(event.event_type, event.feature) for event in events] == [
-        ("upgrade_modal_dismissed", "video"), ("upgrade_clicked", "video")]
+        ("upgrade_modal_dismissed", "video"),
+        ("upgrade_clicked", "video"),
+    ]
 
 
 def test_modal_on_demand(user_client, user):
-    response = user_client.get("/dashboard/upgrade-modal?feature=sketch",
-                               headers={"HX-Request": "true"})
+    response = user_client.get(
+        "/dashboard/upgrade-modal?feature=sketch", headers={"HX-Request": "true"}
+    )
     assert 'role="dialog"' in response.get_data(as_text=True)
     assert types_of(user.id)[-1] == "upgrade_modal_shown"
 
@@ -184,7 +218,14 @@ def test_roll_up_folds_each_event_once(user, make_user):
     assert first[(today, "credit_consumed", "video", "pro")] == (1, 0)
     assert analytics.roll_up() == 0
     assert rollups() == first
-    assert analytics.pending_events() == 0
+    assert (
+        db.session.scalar(
+            select(func.count())
+            .select_from(AnalyticsEvent)
+            .where(AnalyticsEvent.rolled_up_at.is_(None))
+        )
+        == 0
+    )
 
 
 def test_roll_up_is_safe_across_batches_and_reruns(user):
@@ -211,8 +252,11 @@ def test_roll_up_builds_active_days_and_funnels(user):
     assert funnel.first_upgrade_clicked_at == now - timedelta(hours=2)
     assert funnel.signed_up_at == user.created_at
     assert funnel.last_active_at is not None
-    active = db.session.execute(select(AnalyticsActiveDay).where(
-        AnalyticsActiveDay.user_id == user.id)).scalars().all()
+    active = (
+        db.session.execute(select(AnalyticsActiveDay).where(AnalyticsActiveDay.user_id == user.id))
+        .scalars()
+        .all()
+    )
     assert [(day.day, day.plan) for day in active] == [(now.date(), "free")]
     counted = db.session.get(AnalyticsDailyActiveUsers, (now.date(), "free"))
     assert counted.users >= 1
@@ -240,12 +284,17 @@ def test_purge_deletes_only_rolled_up_events_past_retention(user):
     pending_old = analytics.track("upgrade_modal_shown", user.id, occurred_at=old)
     analytics.roll_up()
     analytics.track("upgrade_modal_dismissed", user.id, occurred_at=old)
-    db.session.execute(text("UPDATE analytics_events SET rolled_up_at = NULL "
-                            "WHERE event_id = :id"), {"id": pending_old})
+    db.session.execute(
+        text("UPDATE analytics_events SET rolled_up_at = NULL WHERE event_id = :id"),
+        {"id": pending_old},
+    )
     before = rollups()
     assert analytics.purge_rolled_up_events(90) == 1
-    remaining = {event.event_type for event in events_of(user.id)
-                 if event.occurred_at < datetime.now(UTC) - timedelta(days=90)}
+    remaining = {
+        event.event_type
+        for event in events_of(user.id)
+        if event.occurred_at < datetime.now(UTC) - timedelta(days=90)
+    }
     assert remaining == {"upgrade_modal_shown", "upgrade_modal_dismissed"}
     assert rollups() == before
     assert analytics.purge_rolled_up_events(90) == 0
@@ -254,8 +303,7 @@ def test_purge_deletes_only_rolled_up_events_past_retention(user):
 
 
 def test_the_job_folds_and_purges_and_runs_twice(app, user):
-    analytics.track("upgrade_clicked", user.id,
-                    occurred_at=datetime.now(UTC) - timedelta(days=400))
+    analytics.track("upgrade_clicked", user.id, occurred_at=datetime.now(UTC) - timedelta(days=400))
     credits.consume_credit(user.id, "interior")
     db.session.commit()
     first = roll_up_analytics(batch_size=1)
@@ -273,8 +321,9 @@ def test_anonymise_detaches_events_and_keeps_rollups(user):
     ids = [event.id for event in events_of(user.id)]
     assert analytics.anonymise_user_events(user.id) == 3
     assert events_of(user.id) == []
-    scrubbed = db.session.execute(select(AnalyticsEvent.user_id, AnalyticsEvent.properties)
-                                  .where(AnalyticsEvent.id.in_(ids))).all()
+    scrubbed = db.session.execute(
+        select(AnalyticsEvent.user_id, AnalyticsEvent.properties).where(AnalyticsEvent.id.in_(ids))
+    ).all()
     assert scrubbed == [(None, {})] * 3
     assert rollups() == before
 
@@ -286,15 +335,25 @@ def test_failed_and_abandoned_generations_are_recorded(user):
     first = credits.reserve_credit(user.id, "video", "g-fail")
     late = credits.reserve_credit(user.id, "remove", "g-late", timeout=timedelta(seconds=-1))
     for reservation in (first, late):
-        db.session.add(Generation(user_id=user.id, generation_id=reservation.generation_id,
-                                  reservation_id=reservation.id, feature=reservation.feature,
-                                  input_path="/tmp/in.png"))
+        db.session.add(
+            Generation(
+                user_id=user.id,
+                generation_id=reservation.generation_id,
+                reservation_id=reservation.id,
+                feature=reservation.feature,
+                input_path="/tmp/in.png",
+            )
+        )
     db.session.flush()
-    failed = db.session.execute(select(Generation).where(
-        Generation.generation_id == "g-fail")).scalar_one()
+    failed = db.session.execute(
+        select(Generation).where(Generation.generation_id == "g-fail")
+    ).scalar_one()
     generations.fail_generation(failed.id, "The model crashed.")
     credits.expire_overdue_reservations()
     generations.fail_abandoned_generations()
-    recorded = [(event.feature, event.properties) for event in events_of(user.id)
-                if event.event_type == "generation_failed"]
+    recorded = [
+        (event.feature, event.properties)
+        for event in events_of(user.id)
+        if event.event_type == "generation_failed"
+    ]
     assert recorded == [("video", {}), ("remove", {"reason": "timeout"})]

@@ -9,31 +9,40 @@ import pytest
 from sqlalchemy import select
 
 from credit_app.errors import InsufficientCredits, ValidationFailed
-from credit_app.extensions import db
 from credit_app.jobs import credits as credit_jobs
 from credit_app.models import CreditLot, CreditRefill, CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 
 
 def lots(user_id: int) -> list[tuple[str, int]]:
-    return [(lot.source, lot.remaining) for lot in db.session.execute(
-        select(CreditLot).where(CreditLot.user_id == user_id).order_by(CreditLot.id)
-        .execution_options(populate_existing=True)).scalars()]
+    return [
+        (lot.source, lot.remaining)
+        for lot in db.session.execute(
+            select(CreditLot)
+            .where(CreditLot.user_id == user_id)
+            .order_by(CreditLot.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    ]
 
 
 def kinds(user_id: int) -> list[tuple[str, str, int]]:
-    return [(row.kind, row.feature_used, row.amount) for row in db.session.execute(
-        select(CreditTransaction).where(CreditTransaction.user_id == user_id)
-        .order_by(CreditTransaction.id)).scalars()]
+    return [
+        (row.kind, row.feature_used, row.amount)
+        for row in db.session.execute(
+            select(CreditTransaction)
+            .where(CreditTransaction.user_id == user_id)
+            .order_by(CreditTransaction.id)
+        ).scalars()
+    ]
 
 
 def test_a_spend_takes_the_lot_that_expires_first_and_purchased_credits_last(user):
     start = credits.utcnow()
     credits.grant_pack(user.id, "ord_1", 2, pack="pack_20")
-    credits.grant_credits(user.id, 2, "late promo", expires_at=start + timedelta(days=9),
-                          now=start)
-    credits.grant_credits(user.id, 1, "soon promo", expires_at=start + timedelta(days=2),
-                          now=start)
+    credits.grant_credits(user.id, 2, "late promo", expires_at=start + timedelta(days=9), now=start)
+    credits.grant_credits(user.id, 1, "soon promo", expires_at=start + timedelta(days=2), now=start)
     order = []
     for index in range(11):
         credits.consume_credit(user.id, "interior", f"g{index}", now=start)
@@ -60,11 +69,12 @@ def test_the_expiry_job_writes_expire_rows_once(user):
 
 
 def test_the_registered_job_expires_what_lapsed(user):
-    credits.grant_credits(user.id, 2, "promo", expires_at=credits.utcnow() + timedelta(
-        seconds=1))
-    db.session.execute(db.update(CreditLot).where(CreditLot.user_id == user.id,
-                                                  CreditLot.source == "admin_grant")
-                       .values(expires_at=credits.utcnow() - timedelta(seconds=1)))
+    credits.grant_credits(user.id, 2, "promo", expires_at=credits.utcnow() + timedelta(seconds=1))
+    db.session.execute(
+        db.update(CreditLot)
+        .where(CreditLot.user_id == user.id, CreditLot.source == "admin_grant")
+        .values(expires_at=credits.utcnow() - timedelta(seconds=1))
+    )
     db.session.commit()
     assert credit_jobs.expire_lapsed_credits() == 1
     assert credit_jobs.expire_lapsed_credits() == 0
@@ -105,8 +115,7 @@ def test_a_release_gives_the_credit_back_to_the_lot_it_came_from(user):
 def test_a_hold_released_after_its_lot_lapsed_is_expired_by_the_job(user):
     start = credits.utcnow()
     credits.grant_credits(user.id, 1, "promo", expires_at=start + timedelta(hours=1), now=start)
-    hold = credits.reserve_credit(user.id, "video", "held", now=start,
-                                  timeout=timedelta(hours=3))
+    hold = credits.reserve_credit(user.id, "video", "held", now=start, timeout=timedelta(hours=3))
     credits.release_reservation(hold.id, now=start + timedelta(hours=2))
     assert credits.expire_lapsed_lots(now=start + timedelta(hours=2)) == 1
     assert credits.get_user_credits(user.id).remaining == 6
@@ -119,14 +128,17 @@ def test_a_reservation_refused_after_expiring_lapsed_credits_leaves_no_hold(user
     credits.grant_credits(user.id, 1, "promo", expires_at=start + timedelta(hours=1), now=start)
     with pytest.raises(InsufficientCredits):
         credits.reserve_credit(user.id, "video", "late", now=start + timedelta(hours=2))
-    assert db.session.execute(select(credits.CreditReservation).filter_by(
-        user_id=user.id)).first() is None
+    assert (
+        db.session.execute(select(credits.CreditReservation).filter_by(user_id=user.id)).first()
+        is None
+    )
 
 
 def test_an_expiry_in_the_past_is_refused(user):
     with pytest.raises(ValidationFailed):
-        credits.grant_credits(user.id, 1, "promo", expires_at=credits.utcnow() - timedelta(
-            seconds=1))
+        credits.grant_credits(
+            user.id, 1, "promo", expires_at=credits.utcnow() - timedelta(seconds=1)
+        )
 
 
 def test_welcome_credits_expire_when_configured(app, make_user, monkeypatch):
@@ -149,8 +161,13 @@ def test_the_refill_tops_up_once_per_period(user):
     assert credits.get_user_credits(user.id).remaining == 5
     next_period = credits.refill_period("monthly", start + timedelta(days=32))
     assert credits.refill_free_balance(user.id, 6, next_period, start) == 1
-    rows = db.session.execute(select(CreditRefill).filter_by(user_id=user.id)
-                              .order_by(CreditRefill.period)).scalars().all()
+    rows = (
+        db.session.execute(
+            select(CreditRefill).filter_by(user_id=user.id).order_by(CreditRefill.period)
+        )
+        .scalars()
+        .all()
+    )
     assert [(row.period, row.amount) for row in rows] == [(period, 4), (next_period, 1)]
     assert kinds(user.id)[-1] == ("grant", "refill", 1)
 

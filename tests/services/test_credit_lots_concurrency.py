@@ -14,8 +14,8 @@ from sqlalchemy import delete, func, select
 
 from credit_app.billing import webhooks
 from credit_app.billing.creem.events import sign_body
-from credit_app.extensions import db
 from credit_app.models import CreditLot, CreditLotMovement, CreditTransaction, WebhookEvent
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from credit_app.testing.creem import encode, event_envelope
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
@@ -45,9 +45,14 @@ def test_twenty_deliveries_of_one_pack_order_at_once_grant_it_once(app):
         order_id, [completed] = buy_pack(stand_in, user)
     original = json.loads(completed.body)
     # Half are Creem's retries of the event itself, half replays of the order under new ids.
-    bodies = [completed.body if index % 2 == 0 else encode(event_envelope(
-        "checkout.completed", original["object"], original["created_at"] + index))
-        for index in range(20)]
+    bodies = [
+        completed.body
+        if index % 2 == 0
+        else encode(
+            event_envelope("checkout.completed", original["object"], original["created_at"] + index)
+        )
+        for index in range(20)
+    ]
     secret = app.config["CREEM_WEBHOOK_SECRET"]
     outcomes: list[str] = []
 
@@ -61,16 +66,23 @@ def test_twenty_deliveries_of_one_pack_order_at_once_grant_it_once(app):
         assert run_at_once(app, 20, deliver) == ["ok"] * 20
         counted = Counter(outcomes)
         assert counted["pack_granted"] == 1
-        assert counted["pack_granted"] + counted["pack_already_granted"] + counted[
-            "already_processed"] == 20
+        assert (
+            counted["pack_granted"] + counted["pack_already_granted"] + counted["already_processed"]
+            == 20
+        )
         remaining, ledger_sum, _ = state(app, user.id)
         assert remaining == ledger_sum == 26
         with app.app_context():
-            lots = db.session.scalars(select(CreditLot).where(
-                CreditLot.creem_order_id == order_id)).all()
-            grants = db.session.scalar(select(func.count()).select_from(CreditTransaction)
-                                       .where(CreditTransaction.user_id == user.id,
-                                              CreditTransaction.feature_used == "pack"))
+            lots = db.session.scalars(
+                select(CreditLot).where(CreditLot.creem_order_id == order_id)
+            ).all()
+            grants = db.session.scalar(
+                select(func.count())
+                .select_from(CreditTransaction)
+                .where(
+                    CreditTransaction.user_id == user.id, CreditTransaction.feature_used == "pack"
+                )
+            )
             assert [(lot.user_id, lot.remaining) for lot in lots] == [(user.id, 20)]
             assert grants == 1
     finally:
@@ -85,31 +97,51 @@ def test_spends_racing_the_expiry_job_never_take_a_lapsed_lot(app):
         lapses = start + timedelta(seconds=30)
         credits.grant_credits(user.id, 10, "promo", expires_at=lapses, now=start)
         db.session.commit()
-        promo = db.session.scalar(select(CreditLot.id).where(
-            CreditLot.user_id == user.id, CreditLot.source == "admin_grant"))
+        promo = db.session.scalar(
+            select(CreditLot.id).where(
+                CreditLot.user_id == user.id, CreditLot.source == "admin_grant"
+            )
+        )
     before, after = lapses - timedelta(seconds=1), lapses + timedelta(seconds=1)
     # 24 spends, half of them while the promo is still live, against 6 expiry runs after it
     # lapsed: 16 credits in all, so some spends must find nothing.
-    outcomes = run_at_once(app, 30, lambda index: (
-        credits.expire_lapsed_lots(now=after) if index % 5 == 0
-        else credits.consume_credit(user.id, "interior", f"race-{index}",
-                                    now=before if index % 2 else after)))
+    outcomes = run_at_once(
+        app,
+        30,
+        lambda index: (
+            credits.expire_lapsed_lots(now=after)
+            if index % 5 == 0
+            else credits.consume_credit(
+                user.id, "interior", f"race-{index}", now=before if index % 2 else after
+            )
+        ),
+    )
     remaining, ledger_sum, _ = state(app, user.id)
     assert remaining == ledger_sum >= 0
     with app.app_context():
         rows = db.session.execute(
             select(CreditTransaction.id, CreditTransaction.kind, CreditTransaction.amount)
-            .where(CreditTransaction.user_id == user.id).order_by(CreditTransaction.id)).all()
+            .where(CreditTransaction.user_id == user.id)
+            .order_by(CreditTransaction.id)
+        ).all()
         [(expire_id, _, expired)] = [row for row in rows if row.kind == "expire"]
         drawn_from_promo = db.session.scalars(
-            select(CreditLotMovement.transaction_id)
-            .where(CreditLotMovement.lot_id == promo, CreditLotMovement.amount < 0,
-                   CreditLotMovement.transaction_id != expire_id)).all()
+            select(CreditLotMovement.transaction_id).where(
+                CreditLotMovement.lot_id == promo,
+                CreditLotMovement.amount < 0,
+                CreditLotMovement.transaction_id != expire_id,
+            )
+        ).all()
         promo_spenders = db.session.scalars(
-            select(CreditTransaction.generation_id)
-            .where(CreditTransaction.id.in_(drawn_from_promo))).all()
-        lots = dict(db.session.execute(select(CreditLot.source, CreditLot.remaining)
-                                       .where(CreditLot.user_id == user.id)).all())
+            select(CreditTransaction.generation_id).where(
+                CreditTransaction.id.in_(drawn_from_promo)
+            )
+        ).all()
+        lots = dict(
+            db.session.execute(
+                select(CreditLot.source, CreditLot.remaining).where(CreditLot.user_id == user.id)
+            ).all()
+        )
     spends = [row for row in rows if row.kind == "consume"]
     # Every draw from the promo came before its expiry row, and none of them at `after`
     # (the odd indexes spent at `before`).

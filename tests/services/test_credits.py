@@ -5,18 +5,24 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from credit_app import errors
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.models import CreditReservation, CreditTransaction, LedgerKind, ReservationStatus
+from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.services.credits import utcnow
+from tests.ledger_support import ledger_balance
 
 
 def ledger(user_id):
-    return db.session.execute(
-        select(CreditTransaction).where(CreditTransaction.user_id == user_id)
-        .order_by(CreditTransaction.id)
-    ).scalars().all()
+    return (
+        db.session.execute(
+            select(CreditTransaction)
+            .where(CreditTransaction.user_id == user_id)
+            .order_by(CreditTransaction.id)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def explain(sql, params):
@@ -32,7 +38,7 @@ def explain_driver(sql, params):
 
 def assert_balanced(user_id):
     status = credits.get_user_credits(user_id)
-    assert status.remaining == credits.ledger_balance(user_id)
+    assert status.remaining == ledger_balance(user_id)
     assert status.remaining >= 0
 
 
@@ -73,9 +79,14 @@ class TestConsume:
         result = credits.consume_credit(user.id, "sketch", "gen-1")
         assert result.success and result.remaining_credits == 5 and not result.replayed
         entry = ledger(user.id)[-1]
-        assert (entry.kind, entry.amount, entry.credits_consumed, entry.balance_after,
-                entry.feature_used, entry.generation_id) == ("consume", -1, 1, 5, "sketch",
-                                                             "gen-1")
+        assert (
+            entry.kind,
+            entry.amount,
+            entry.credits_consumed,
+            entry.balance_after,
+            entry.feature_used,
+            entry.generation_id,
+        ) == ("consume", -1, 1, 5, "sketch", "gen-1")
         assert_balanced(user.id)
 
     def test_refuses_at_zero_and_changes_nothing(self, user):
@@ -99,8 +110,11 @@ class TestConsume:
         first = credits.consume_credit(user.id, "video", "first")
         credits.consume_credit(user.id, "video", "second")
         again = credits.consume_credit(user.id, "video", "first")
-        assert (again.success, again.remaining_credits, again.message) == (
-            first.success, first.remaining_credits, first.message) == (True, 5, "Credit consumed.")
+        assert (
+            (again.success, again.remaining_credits, again.message)
+            == (first.success, first.remaining_credits, first.message)
+            == (True, 5, "Credit consumed.")
+        )
         assert credits.get_user_credits(user.id).remaining == 4
 
     def test_a_replay_succeeds_even_once_the_balance_is_empty(self, user):
@@ -175,7 +189,10 @@ class TestReservations:
         assert credits.get_user_credits(user.id).remaining == 6
         release = ledger(user.id)[-1]
         assert (release.kind, release.amount, release.metadata_["reason"]) == (
-            "release", 1, "model failed")
+            "release",
+            1,
+            "model failed",
+        )
         assert_balanced(user.id)
 
     def test_repeats_are_idempotent(self, user):
@@ -207,8 +224,14 @@ class TestReservations:
             credits.reserve_credit(user.id, "video", f"g{index}")
         with pytest.raises(errors.InsufficientCredits):
             credits.reserve_credit(user.id, "video", "g6")
-        assert db.session.scalar(select(func.count()).select_from(CreditReservation)
-                                 .where(CreditReservation.user_id == user.id)) == 6
+        assert (
+            db.session.scalar(
+                select(func.count())
+                .select_from(CreditReservation)
+                .where(CreditReservation.user_id == user.id)
+            )
+            == 6
+        )
 
     def test_generation_id_conflicts(self, user):
         credits.reserve_credit(user.id, "video", "held")
@@ -222,8 +245,9 @@ class TestReservations:
 
     def test_commit_after_timeout_is_refused_and_the_sweeper_returns_the_credit(self, user):
         start = utcnow()
-        reservation = credits.reserve_credit(user.id, "video", "slow",
-                                             timeout=timedelta(seconds=30), now=start)
+        reservation = credits.reserve_credit(
+            user.id, "video", "slow", timeout=timedelta(seconds=30), now=start
+        )
         later = start + timedelta(seconds=31)
         with pytest.raises(errors.ReservationExpired):
             credits.commit_reservation(reservation.id, now=later)
@@ -238,10 +262,12 @@ class TestReservations:
 
     def test_sweeper_leaves_live_and_resolved_holds_alone(self, user):
         start = utcnow()
-        live = credits.reserve_credit(user.id, "video", "live", timeout=timedelta(hours=1),
-                                      now=start)
-        done = credits.reserve_credit(user.id, "video", "done", timeout=timedelta(seconds=1),
-                                      now=start)
+        live = credits.reserve_credit(
+            user.id, "video", "live", timeout=timedelta(hours=1), now=start
+        )
+        done = credits.reserve_credit(
+            user.id, "video", "done", timeout=timedelta(seconds=1), now=start
+        )
         credits.commit_reservation(done.id, now=start)
         assert credits.expire_overdue_reservations(now=start + timedelta(minutes=5)) == []
         assert live.status == ReservationStatus.PENDING
@@ -272,9 +298,13 @@ class TestGrant:
         entry = credits.grant_credits(user.id, 10, "Support apology", actor_id=admin.id)
         status = credits.get_user_credits(user.id)
         assert (status.remaining, status.total) == (16, 16)
-        assert (entry.kind, entry.amount, entry.feature_used, entry.actor_id,
-                entry.metadata_["reason"]) == ("grant", 10, "admin_grant", admin.id,
-                                               "Support apology")
+        assert (
+            entry.kind,
+            entry.amount,
+            entry.feature_used,
+            entry.actor_id,
+            entry.metadata_["reason"],
+        ) == ("grant", 10, "admin_grant", admin.id, "Support apology")
         assert_balanced(user.id)
 
     @pytest.mark.parametrize("amount", [0, -5, 100_001, 10**20, 1.5, "10", True, None])
@@ -324,8 +354,7 @@ class TestHistory:
         credits.consume_credit(alice.id, "interior")
         assert len(credits.get_credit_history(bob.id).items) == 1
 
-    def test_a_page_reads_the_users_own_index_when_their_rows_are_the_oldest(
-            self, make_user):
+    def test_a_page_reads_the_users_own_index_when_their_rows_are_the_oldest(self, make_user):
         """The plan PostgreSQL picks for a page of a user whose 20,000 rows are spread over the
         oldest half of the table (a busy API client, then growth): the page is a range of the
         (user_id, id) index read in its order, with no sort. Asked for as `user_id = ... ORDER
@@ -336,15 +365,19 @@ class TestHistory:
             "INSERT INTO credit_transactions (user_id, kind, amount, balance_after, feature_used, "
             "credits_consumed, metadata) SELECT CASE WHEN n % 2 = 0 AND :busy_share THEN :busy "
             "ELSE (:others)[1 + n % cardinality(:others)] END, 'consume', 0, 6, 'interior', 1, "
-            "'{}' FROM generate_series(1, :count) AS n")
+            "'{}' FROM generate_series(1, :count) AS n"
+        )
         other_ids = [other.id for other in others]
-        db.session.execute(zero_uses, {"busy": busy.id, "others": other_ids, "busy_share": True,
-                                       "count": 40_000})
-        db.session.execute(zero_uses, {"busy": busy.id, "others": other_ids,
-                                       "busy_share": False, "count": 40_000})
+        db.session.execute(
+            zero_uses, {"busy": busy.id, "others": other_ids, "busy_share": True, "count": 40_000}
+        )
+        db.session.execute(
+            zero_uses, {"busy": busy.id, "others": other_ids, "busy_share": False, "count": 40_000}
+        )
         db.session.execute(text("ANALYZE credit_transactions"))
-        direct = ("SELECT * FROM credit_transactions WHERE user_id = :user_id "
-                  "ORDER BY id DESC LIMIT 21")
+        direct = (
+            "SELECT * FROM credit_transactions WHERE user_id = :user_id ORDER BY id DESC LIMIT 21"
+        )
         assert "Backward using pk_credit_transactions" in explain(direct, {"user_id": busy.id})
 
         statements = []
@@ -355,8 +388,9 @@ class TestHistory:
         finally:
             event.remove(db.engine, "before_cursor_execute", record)
         assert len(page.items) == 20 and {e.user_id for e in page.items} == {busy.id}
-        [(sql, params)] = [(sql, params) for sql, params in statements
-                           if "FROM credit_transactions" in sql]
+        [(sql, params)] = [
+            (sql, params) for sql, params in statements if "FROM credit_transactions" in sql
+        ]
         plan = explain_driver(sql, params)
         assert "Index Scan using ix_credit_transactions_user_id_id" in plan, plan
         assert "Sort" not in plan and "pk_credit_transactions" not in plan, plan
@@ -384,11 +418,16 @@ class TestHistory:
 class TestChangePlan:
     def test_upgrade_and_downgrade_are_ledger_visible_and_keep_the_balance(self, user):
         credits.consume_credit(user.id, "interior")
-        entry = credits.change_plan(user.id, "pro", "subscription.paid",
-                                    details={"subscription_id": "sub_1"})
+        entry = credits.change_plan(
+            user.id, "pro", "subscription.paid", details={"subscription_id": "sub_1"}
+        )
         assert (entry.kind, entry.amount, entry.feature_used) == ("adjust", 0, "subscription")
-        assert entry.metadata_ == {"reason": "subscription.paid", "from": "free", "to": "pro",
-                                   "subscription_id": "sub_1"}
+        assert entry.metadata_ == {
+            "reason": "subscription.paid",
+            "from": "free",
+            "to": "pro",
+            "subscription_id": "sub_1",
+        }
         assert credits.get_user_credits(user.id).unlimited
         assert credits.change_plan(user.id, "pro", "again") is None
         credits.change_plan(user.id, "free", "subscription.expired")

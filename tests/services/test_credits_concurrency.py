@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from credit_app import errors
-from credit_app.extensions import db
 from credit_app.models import CreditReservation, CreditTransaction
+from credit_app.platform.extensions import db
 from credit_app.services import accounts, credits
 from tests.conftest import CONCURRENCY_DOMAIN, PASSWORD
+from tests.ledger_support import ledger_balance
 
 pytestmark = pytest.mark.concurrency
 THREADS = 50
@@ -50,15 +51,17 @@ def run_at_once(app, count: int, operation) -> list[str]:
 def state(app, user_id: int) -> tuple[int, int, int]:
     with app.app_context():
         remaining = credits.get_user_credits(user_id).remaining
-        rows = db.session.scalar(select(func.count()).select_from(CreditTransaction)
-                                 .where(CreditTransaction.user_id == user_id))
-        return remaining, credits.ledger_balance(user_id), rows
+        rows = db.session.scalar(
+            select(func.count())
+            .select_from(CreditTransaction)
+            .where(CreditTransaction.user_id == user_id)
+        )
+        return remaining, ledger_balance(user_id), rows
 
 
 def test_fifty_consumers_spend_exactly_six_credits(app):
     user_id = committed_user(app)
-    outcomes = run_at_once(app, THREADS,
-                           lambda index: credits.consume_credit(user_id, "interior"))
+    outcomes = run_at_once(app, THREADS, lambda index: credits.consume_credit(user_id, "interior"))
     assert Counter(outcomes) == {"ok": 6, "insufficient_credits": THREADS - 6}
     remaining, ledger_sum, rows = state(app, user_id)
     assert (remaining, ledger_sum) == (0, 0)
@@ -68,21 +71,32 @@ def test_fifty_consumers_spend_exactly_six_credits(app):
 def test_fifty_reservations_hold_exactly_six_credits(app):
     user_id = committed_user(app)
     outcomes = run_at_once(
-        app, THREADS, lambda index: credits.reserve_credit(user_id, "video", f"gen-{index}"))
+        app, THREADS, lambda index: credits.reserve_credit(user_id, "video", f"gen-{index}")
+    )
     assert Counter(outcomes) == {"ok": 6, "insufficient_credits": THREADS - 6}
     remaining, ledger_sum, rows = state(app, user_id)
     assert (remaining, ledger_sum, rows) == (0, 0, 1 + 6)
     with app.app_context():
-        held = db.session.scalars(select(CreditReservation.id)
-                                  .where(CreditReservation.user_id == user_id)).all()
+        held = db.session.scalars(
+            select(CreditReservation.id).where(CreditReservation.user_id == user_id)
+        ).all()
     assert len(held) == 6
 
-    outcomes = run_at_once(app, 12, lambda index: (
-        credits.commit_reservation(held[index % 6]) if index < 6
-        else credits.release_reservation(held[index % 6])))
+    outcomes = run_at_once(
+        app,
+        12,
+        lambda index: (
+            credits.commit_reservation(held[index % 6])
+            if index < 6
+            else credits.release_reservation(held[index % 6])
+        ),
+    )
     with app.app_context():
-        statuses = Counter(db.session.scalars(
-            select(CreditReservation.status).where(CreditReservation.user_id == user_id)))
+        statuses = Counter(
+            db.session.scalars(
+                select(CreditReservation.status).where(CreditReservation.user_id == user_id)
+            )
+        )
     assert sum(statuses.values()) == 6
     assert statuses["committed"] + statuses["released"] == 6
     remaining, ledger_sum, _ = state(app, user_id)
@@ -92,8 +106,9 @@ def test_fifty_reservations_hold_exactly_six_credits(app):
 
 def test_the_same_generation_id_twenty_times_at_once_charges_once(app):
     user_id = committed_user(app)
-    outcomes = run_at_once(app, 20,
-                           lambda index: credits.consume_credit(user_id, "sketch", "same-gen"))
+    outcomes = run_at_once(
+        app, 20, lambda index: credits.consume_credit(user_id, "sketch", "same-gen")
+    )
     assert outcomes == ["ok"] * 20
     remaining, ledger_sum, rows = state(app, user_id)
     assert (remaining, ledger_sum, rows) == (5, 5, 2)
@@ -101,8 +116,9 @@ def test_the_same_generation_id_twenty_times_at_once_charges_once(app):
 
 def test_the_same_reservation_twenty_times_at_once_holds_once(app):
     user_id = committed_user(app)
-    outcomes = run_at_once(app, 20,
-                           lambda index: credits.reserve_credit(user_id, "video", "same-res"))
+    outcomes = run_at_once(
+        app, 20, lambda index: credits.reserve_credit(user_id, "video", "same-res")
+    )
     assert outcomes == ["ok"] * 20
     remaining, ledger_sum, rows = state(app, user_id)
     assert (remaining, ledger_sum, rows) == (5, 5, 2)
@@ -114,18 +130,30 @@ def test_sweepers_racing_commits_resolve_each_hold_exactly_once(app):
     user_id = committed_user(app)
     with app.app_context():
         start = credits.utcnow()
-        ids = [credits.reserve_credit(user_id, "interior", f"race-{index}",
-                                      timeout=timedelta(seconds=1), now=start).id
-               for index in range(6)]
+        ids = [
+            credits.reserve_credit(
+                user_id, "interior", f"race-{index}", timeout=timedelta(seconds=1), now=start
+            ).id
+            for index in range(6)
+        ]
         db.session.commit()
     late = start + timedelta(milliseconds=500)
     overdue = start + timedelta(seconds=2)
-    outcomes = run_at_once(app, 12, lambda index: (
-        credits.commit_reservation(ids[index], now=late) if index < 6
-        else credits.expire_overdue_reservations(now=overdue)))
+    outcomes = run_at_once(
+        app,
+        12,
+        lambda index: (
+            credits.commit_reservation(ids[index], now=late)
+            if index < 6
+            else credits.expire_overdue_reservations(now=overdue)
+        ),
+    )
     with app.app_context():
-        statuses = Counter(db.session.scalars(
-            select(CreditReservation.status).where(CreditReservation.user_id == user_id)))
+        statuses = Counter(
+            db.session.scalars(
+                select(CreditReservation.status).where(CreditReservation.user_id == user_id)
+            )
+        )
     assert statuses["committed"] + statuses["expired"] == 6
     commit_outcomes = Counter(outcomes[:6])
     assert commit_outcomes["ok"] == statuses["committed"]

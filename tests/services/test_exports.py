@@ -1,4 +1,4 @@
-"""Exports: a user's own data as JSON and CSV, the staff's CSVs, streamed a batch at a time
+"""Exports: a user's own data as JSON and CSV, the admins' CSVs, streamed a batch at a time
 (the session never holds more than one batch), and cells that would run as formulas
 escaped."""
 
@@ -11,8 +11,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from credit_app.extensions import db
 from credit_app.models import CreditTransaction, Generation
+from credit_app.platform.extensions import db
 from credit_app.services import credits, exports
 
 FORMULAS = ("=1+2", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx")
@@ -23,9 +23,14 @@ def rows_of(body: str) -> list[list[str]]:
 
 
 def add_generation(user, generation_id: str, **columns) -> Generation:
-    generation = Generation(user_id=user.id, generation_id=generation_id, feature="interior",
-                            input_path=f"{user.id}/x/input.png", options={"prompt": "warm"},
-                            **columns)
+    generation = Generation(
+        user_id=user.id,
+        generation_id=generation_id,
+        feature="interior",
+        input_path=f"{user.id}/x/input.png",
+        options={"prompt": "warm"},
+        **columns,
+    )
     db.session.add(generation)
     db.session.flush()
     return generation
@@ -36,10 +41,18 @@ def test_text_that_starts_like_a_formula_gets_an_apostrophe(text):
     assert exports.csv_cell(text) == "'" + text
 
 
-@pytest.mark.parametrize("value, cell", [
-    ("plain", "plain"), ("a=b", "a=b"), (-3, -3), (0, 0), (None, ""), (True, "true"),
-    ({"b": 1, "a": "=x"}, '{"a": "=x", "b": 1}'),
-])
+@pytest.mark.parametrize(
+    "value, cell",
+    [
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (-3, -3),
+        (0, 0),
+        (None, ""),
+        (True, "true"),
+        ({"b": 1, "a": "=x"}, '{"a": "=x", "b": 1}'),
+    ],
+)
 def test_other_cells_are_written_as_they_are(value, cell):
     assert exports.csv_cell(value) == cell
 
@@ -63,16 +76,18 @@ def test_a_user_downloads_their_ledger_as_csv_streamed(user_client, user, make_u
 
 
 def test_generations_and_subscription_csv_escape_formulas(user_client, user):
-    add_generation(user, "g1", status="failed", error_message="=HYPERLINK(\"http://x\")")
+    add_generation(user, "g1", status="failed", error_message='=HYPERLINK("http://x")')
     add_generation(user, "g2", status="succeeded")
     db.session.commit()
-    header, *rows = rows_of(user_client.get("/settings/account/export/generations.csv")
-                            .get_data(as_text=True))
+    header, *rows = rows_of(
+        user_client.get("/settings/account/export/generations.csv").get_data(as_text=True)
+    )
     assert header == list(exports.GENERATIONS.columns)
     errors = [row[header.index("error_message")] for row in rows]
-    assert errors == ["'=HYPERLINK(\"http://x\")", ""]
-    header, *rows = rows_of(user_client.get("/settings/account/export/subscription.csv")
-                            .get_data(as_text=True))
+    assert errors == ['\'=HYPERLINK("http://x")', ""]
+    header, *rows = rows_of(
+        user_client.get("/settings/account/export/subscription.csv").get_data(as_text=True)
+    )
     assert header == list(exports.SUBSCRIPTIONS.columns) and rows == []
 
 
@@ -101,7 +116,7 @@ def test_the_account_page_links_the_downloads(user_client):
     assert "/settings/account/export.json" in html and "/settings/account/export/ledger.csv" in html
 
 
-def test_staff_csv_of_users_escapes_addresses_that_look_like_formulas(admin_client, make_user):
+def test_admin_csv_of_users_escapes_addresses_that_look_like_formulas(admin_client, make_user):
     sly = make_user()
     sly.email = "=cmd|'/c calc'!A1@example.com"
     db.session.commit()
@@ -114,8 +129,9 @@ def test_staff_csv_of_users_escapes_addresses_that_look_like_formulas(admin_clie
     assert admin_client.get("/admin/exports/secrets.csv").status_code == 404
 
 
-def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
-        app, admin_client, make_user, monkeypatch):
+def test_the_admin_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
+    app, admin_client, make_user, monkeypatch
+):
     users = [make_user() for _ in range(6)]
     for user in users:
         for _ in range(4):
@@ -126,8 +142,7 @@ def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
     db.session.expunge_all()
     response = admin_client.get("/admin/exports/ledger.csv")
     assert response.is_streamed
-    chunks = [chunk if isinstance(chunk, bytes) else chunk.encode()
-              for chunk in response.response]
+    chunks = [chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in response.response]
     response.close()
     _header, *rows = rows_of(b"".join(chunks).decode())
     assert len(rows) == total
@@ -136,7 +151,7 @@ def test_the_staff_ledger_csv_streams_in_batches_and_holds_one_batch_at_a_time(
     assert len(chunks) == 1 + -(-total // 7)
     # And while it streams, the session holds one batch of rows at most.
     held = []
-    for _chunk in exports.staff_csv("ledger", batch=7):
+    for _chunk in exports.admin_csv("ledger", batch=7):
         held.append(sum(1 for key in db.session.identity_map if key[0] is CreditTransaction))
     assert len(held) == len(chunks) and max(held) <= 7
 
@@ -152,3 +167,10 @@ def test_stream_rows_reads_through_a_server_side_cursor(make_user):
     assert open_cursors >= 1
     assert [len(batch) for batch in [first, *rest]] == [2, 2, 2]
     assert db.session.execute(text("SELECT count(*) FROM pg_cursors")).scalar_one() == 0
+
+
+def test_the_users_dataset_of_one_user_is_their_own_row(make_user):
+    user, other = make_user(), make_user()
+    batches = list(exports.stream_rows(exports.USERS, user.id))
+    assert [row[0] for batch in batches for row in batch] == [user.id]
+    assert other.id != user.id

@@ -1,5 +1,5 @@
 """Fair use for Pro: past the day's mark a Pro user's generations go to the lowest-priority
-queue, still run, and say so calmly; free users are never affected; staff see the usage."""
+queue, still run, and say so calmly; free users are never affected; admins see the usage."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import pytest
 from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
-from credit_app.extensions import db
-from credit_app.features import FEATURES
+from credit_app.generation.features import FEATURES
 from credit_app.jobs import recovery, registry
-from credit_app.jobs.registry import GENERATION_FAIR_USE_QUEUE, GENERATION_QUEUE, QUEUE_NAMES
+from credit_app.jobs.registry import (
+    GENERATION_FAIR_USE_QUEUE,
+    GENERATION_QUEUE,
+    QUEUE_NAMES,
+    get_queue,
+)
 from credit_app.models import CreditReservation, Generation
-from credit_app.redis_client import get_queue, get_redis
+from credit_app.platform.extensions import db
+from credit_app.platform.redis_client import get_redis
 from credit_app.services import fair_use
 from tests.blueprints.test_generations import start
 
@@ -46,9 +51,14 @@ def pro_client(app, pro):
 
 
 def generations_of(user) -> list[Generation]:
-    return list(db.session.execute(
-        select(Generation).where(Generation.user_id == user.id).order_by(Generation.id)
-        .execution_options(populate_existing=True)).scalars())
+    return list(
+        db.session.execute(
+            select(Generation)
+            .where(Generation.user_id == user.id)
+            .order_by(Generation.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
 
 
 def queued_generation_ids(queue_name: str) -> list[int]:
@@ -59,12 +69,20 @@ def test_past_the_mark_generations_go_to_the_fair_use_queue_and_say_so(pro_clien
     responses = [start(pro_client, "interior", generation_id=f"g{index}") for index in range(4)]
     assert all(response.status_code == 200 for response in responses)
     rows = generations_of(pro)
-    assert [row.queue for row in rows] == [GENERATION_QUEUE, GENERATION_QUEUE,
-                                           GENERATION_FAIR_USE_QUEUE, GENERATION_FAIR_USE_QUEUE]
+    assert [row.queue for row in rows] == [
+        GENERATION_QUEUE,
+        GENERATION_QUEUE,
+        GENERATION_FAIR_USE_QUEUE,
+        GENERATION_FAIR_USE_QUEUE,
+    ]
     assert queued_generation_ids(GENERATION_QUEUE) == [rows[0].id, rows[1].id]
     assert queued_generation_ids(GENERATION_FAIR_USE_QUEUE) == [rows[2].id, rows[3].id]
     assert [NOTE in response.get_data(as_text=True) for response in responses] == [
-        False, False, True, True]
+        False,
+        False,
+        True,
+        True,
+    ]
     page = pro_client.get(f"/dashboard/{FEATURES['interior'].slug}").get_data(as_text=True)
     assert NOTE in page and "You have made 4 designs today" in page
 
@@ -76,8 +94,9 @@ def test_fair_use_generations_still_run_to_a_result(pro_client, pro):
     SimpleWorker(queues, connection=get_redis()).work(burst=True)
     assert [row.status for row in generations_of(pro)] == ["succeeded"] * 3
     latest = generations_of(pro)[-1]
-    progress = pro_client.get(f"/dashboard/generations/{latest.id}",
-                              headers={"HX-Request": "true"}).get_data(as_text=True)
+    progress = pro_client.get(
+        f"/dashboard/generations/{latest.id}", headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert "Done!" in progress and NOTE not in progress
 
 
@@ -97,7 +116,8 @@ def test_the_worker_takes_everyone_elses_generations_first(app, pro_client, pro,
 
 
 def test_failed_generations_do_not_count_and_free_users_are_never_slowed(
-        app, pro_client, pro, user_client, user, monkeypatch):
+    app, pro_client, pro, user_client, user, monkeypatch
+):
     for index in range(2):
         start(pro_client, "interior", generation_id=f"g{index}")
     for row in generations_of(pro):
@@ -139,7 +159,7 @@ def test_recovery_queues_a_stranded_fair_use_generation_on_its_own_queue(app, pr
     assert registry.generation_job("nonsense") == "run_generation"
 
 
-def test_staff_see_usage_per_user(pro_client, pro, admin_client):
+def test_admins_see_usage_per_user(pro_client, pro, admin_client):
     for index in range(3):
         start(pro_client, "interior", generation_id=f"g{index}")
     listing = admin_client.get("/admin/fair-use")
@@ -154,15 +174,14 @@ def test_staff_see_usage_per_user(pro_client, pro, admin_client):
     assert [(total, fair) for _day, total, fair in history] == [(3, 1)]
 
 
-def test_the_fair_use_page_is_for_staff_only(user_client):
+def test_the_fair_use_page_is_for_admins_only(user_client):
     assert user_client.get("/admin/fair-use").status_code == 403
 
 
 def test_past_the_mark_a_pro_hold_lasts_long_enough_to_wait_its_turn(app, pro_client, pro):
     for index in range(3):
         start(pro_client, "interior", generation_id=f"g{index}")
-    holds = [db.session.get(CreditReservation, row.reservation_id)
-             for row in generations_of(pro)]
+    holds = [db.session.get(CreditReservation, row.reservation_id) for row in generations_of(pro)]
     normal = app.config["RESERVATION_TIMEOUT_SECONDS"]
     longer = app.config["FAIR_USE_RESERVATION_TIMEOUT_SECONDS"]
     assert longer > normal

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_app.extensions import db
+from credit_app.jobs.registry import get_queue
 from credit_app.models import Subscription
-from credit_app.redis_client import get_queue
+from credit_app.platform.extensions import db
 from credit_app.services import credits, notifications
 from tests.creem_support import Clock, apply_events, make_stand_in, subscribe
 from tests.mail_support import empty_queue, outbox, run_jobs
@@ -62,8 +62,9 @@ class TestBalanceNotices:
         crossing = statements_of(lambda: credits.consume_credit(user.id, "interior"))
         assert credits.get_user_credits(user.id).remaining == 1
         assert len(crossing) == len(ordinary)
-        assert not any("outbound_emails" in sql or "email_opt_outs" in sql
-                       for sql in ordinary + crossing)
+        assert not any(
+            "outbound_emails" in sql or "email_opt_outs" in sql for sql in ordinary + crossing
+        )
         db.session.commit()
         assert queued_functions() == ["notify_balance"]
 
@@ -150,14 +151,8 @@ class TestSubscriptionNotices:
         assert "unlimited" in welcome.text and "The 5 credits you had stay" in welcome.text
         assert len(outbox(user.id, "pro_welcome")) == 1
 
-    def test_cancellation_confirmed_with_the_date_access_ends(self, creem, clock, user,
-                                                               mailbox):
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "cancel-scheduled")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+    def test_cancellation_confirmed_with_the_date_access_ends(self, creem, clock, user, mailbox):
+        subscribe_and_act(creem, clock, user, "cancel-scheduled")
         cancel = mailbox.wait_for(user.email, "is canceled")
         period_end = START + timedelta(days=30)
         assert f"until {period_end:%B} {period_end.day}, {period_end.year}" in cancel.text
@@ -165,15 +160,9 @@ class TestSubscriptionNotices:
         notifications.subscription_notice(sub_row_id(user))
         assert len(outbox(user.id, "cancellation")) == 1
 
-    def test_payment_failed_with_the_grace_end(self, app, creem, clock, user, mailbox,
-                                               monkeypatch):
+    def test_payment_failed_with_the_grace_end(self, app, creem, clock, user, mailbox, monkeypatch):
         monkeypatch.setitem(app.config, "PAST_DUE_GRACE_DAYS", 5)
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "past-due")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+        subscribe_and_act(creem, clock, user, "past-due")
         failed = mailbox.wait_for(user.email, "payment failed")
         # billing.access: past due keeps Pro for the grace days after the unpaid period's end
         row = db.session.get(Subscription, sub_row_id(user))
@@ -184,14 +173,20 @@ class TestSubscriptionNotices:
     def test_payment_failed_can_be_turned_off_but_receipts_cannot(self, creem, clock, user):
         notifications.set_opt_outs(user, ["payment_failed", "pro_welcome", "cancellation"])
         assert user.email_opt_outs == ["payment_failed"]
-        sub, events = subscribe(creem, user)
-        apply(events, clock.now)
-        creem.act(sub.id, "past-due")
-        apply(creem.events[-1:], clock.now)
-        db.session.commit()
-        run_jobs()
+        subscribe_and_act(creem, clock, user, "past-due")
         assert outbox(user.id, "payment_failed") == []
         assert len(outbox(user.id, "pro_welcome")) == 1
+
+
+def subscribe_and_act(creem, clock, user, action: str) -> None:
+    """Subscribe `user` at the stand-in, then take `action` on the subscription there; apply
+    all the events, commit, and run the jobs they queued."""
+    sub, events = subscribe(creem, user)
+    apply(events, clock.now)
+    creem.act(sub.id, action)
+    apply(creem.events[-1:], clock.now)
+    db.session.commit()
+    run_jobs()
 
 
 def sub_row_id(user) -> int:
@@ -199,5 +194,6 @@ def sub_row_id(user) -> int:
 
     from credit_app.models import Subscription
 
-    return db.session.execute(select(Subscription.id).where(
-        Subscription.user_id == user.id)).scalar_one()
+    return db.session.execute(
+        select(Subscription.id).where(Subscription.user_id == user.id)
+    ).scalar_one()

@@ -5,8 +5,8 @@ from flask import g
 from sqlalchemy import select
 
 from credit_app.errors import ValidationFailed
-from credit_app.extensions import db
 from credit_app.models import AnalyticsEvent, FeatureFlag
+from credit_app.platform.extensions import db
 from credit_app.services import audit, credits, rollout
 
 
@@ -24,7 +24,8 @@ def inside_and_outside(make_user, percentage: int):
 
 def test_buckets_are_stable_spread_and_per_flag():
     assert [rollout.bucket(user_id) for user_id in range(1, 6)] == [
-        rollout.bucket(user_id) for user_id in range(1, 6)]
+        rollout.bucket(user_id) for user_id in range(1, 6)
+    ]
     counts = Counter(rollout.bucket(user_id) < 10 for user_id in range(1, 20_001))
     assert 1_800 < counts[True] < 2_200
     assert all(0 <= rollout.bucket(user_id) < 100 for user_id in range(1, 1_000))
@@ -39,7 +40,7 @@ def test_raising_the_percentage_only_adds_users():
         assert enforced_at == sorted(enforced_at)
 
 
-def test_everyone_is_enforced_until_staff_change_it(user):
+def test_everyone_is_enforced_until_an_admin_changes_it(user):
     assert rollout.percentage() == 100
     assert rollout.is_enforced(user.id)
 
@@ -53,20 +54,31 @@ def test_outside_the_rollout_uses_cost_nothing_and_are_recorded(make_user, admin
     assert credits.validate_credit_usage(outside.id, "video").allowed
     history = credits.get_credit_history(outside.id).items
     assert len(history) == 9
-    assert all(entry.metadata_ == {"plan": "free", "enforcement": "off"}
-               for entry in history if entry.kind == "consume")
+    assert all(
+        entry.metadata_ == {"plan": "free", "enforcement": "off"}
+        for entry in history
+        if entry.kind == "consume"
+    )
     reservation = credits.reserve_credit(outside.id, "video", "outside-hold")
     assert reservation.amount == 0
-    assert credits.get_credit_history(outside.id, limit=1).items[0].metadata_["enforcement"] \
-        == "off"
+    assert (
+        credits.get_credit_history(outside.id, limit=1).items[0].metadata_["enforcement"] == "off"
+    )
     credits.consume_credit(inside.id, "interior")
     assert credits.get_user_credits(inside.id).remaining == 5
     assert "enforcement" not in credits.get_credit_history(inside.id, limit=1).items[0].metadata_
-    uses = db.session.execute(select(AnalyticsEvent).where(
-        AnalyticsEvent.user_id == outside.id, AnalyticsEvent.event_type == "credit_consumed")
-    ).scalars().all()
-    assert len(uses) == 8 and all(event.credits == 0 and event.properties["enforced"] is False
-                                  for event in uses)
+    uses = (
+        db.session.execute(
+            select(AnalyticsEvent).where(
+                AnalyticsEvent.user_id == outside.id, AnalyticsEvent.event_type == "credit_consumed"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert len(uses) == 8 and all(
+        event.credits == 0 and event.properties["enforced"] is False for event in uses
+    )
 
 
 def test_at_zero_percent_nobody_is_blocked(user, admin):
@@ -93,7 +105,8 @@ def test_a_change_is_audited_and_takes_effect_at_once(user, admin):
     entries = audit.list_entries(action="rollout.change").items
     assert [entry.details for entry in entries] == [
         {"from": 25, "to": 50, "reason": "again"},
-        {"from": 100, "to": 25, "reason": "next step"}]
+        {"from": 100, "to": 25, "reason": "next step"},
+    ]
 
 
 @pytest.mark.parametrize("value", [-1, 101, 10.5, "10", True, None])

@@ -27,14 +27,10 @@ from credit_app.testing.creem import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 API_KEY = "creem_test_stand_in"
 SECRET = "whsec_stand_in_test"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @dataclass
@@ -69,8 +65,9 @@ def receiver() -> Iterator[Receiver]:
     def webhook():
         body = request.get_data()
         with state.lock:
-            state.received.append((request.get_json()["eventType"], body,
-                                   request.headers.get("creem-signature", "")))
+            state.received.append(
+                (request.get_json()["eventType"], body, request.headers.get("creem-signature", ""))
+            )
             status = state.answers.pop(0) if state.answers else 200
         return "", status
 
@@ -81,18 +78,23 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def creem(receiver) -> Iterator[tuple[str, CreemStandIn]]:
-    app = create_stand_in_app(api_key=API_KEY, webhook_secret=SECRET,
-                              retry_delays=(0.05, 0.05))
+    app = create_stand_in_app(api_key=API_KEY, webhook_secret=SECRET, retry_delays=(0.05, 0.05))
     with serve_stand_in(app) as url:
         yield url, get_stand_in(app)
 
 
 def open_checkout(url: str, success_url: str) -> dict:
-    response = httpx.post(f"{url}/v1/checkouts", headers={"x-api-key": API_KEY}, json={
-        "product_id": "prod_standin_pro_monthly", "request_id": "req-1",
-        "success_url": success_url, "customer": {"email": "buyer@example.com"},
-        "metadata": {"user_id": "3"},
-    })
+    response = httpx.post(
+        f"{url}/v1/checkouts",
+        headers={"x-api-key": API_KEY},
+        json={
+            "product_id": "prod_standin_pro_monthly",
+            "request_id": "req-1",
+            "success_url": success_url,
+            "customer": {"email": "buyer@example.com"},
+            "metadata": {"user_id": "3"},
+        },
+    )
     assert response.status_code == 200
     return response.json()
 
@@ -112,9 +114,16 @@ def test_pay_redirects_with_creems_signed_parameters(creem, receiver):
     location = urlsplit(paid.headers["location"])
     params = parse_qsl(location.query)
     assert location.path == "/dashboard/subscription/return"
-    assert [key for key, _value in params] == ["feature", "checkout_id", "order_id", "customer_id",
-                                               "subscription_id", "product_id", "request_id",
-                                               "signature"]
+    assert [key for key, _value in params] == [
+        "feature",
+        "checkout_id",
+        "order_id",
+        "customer_id",
+        "subscription_id",
+        "product_id",
+        "request_id",
+        "signature",
+    ]
     assert dict(params)["checkout_id"] == checkout_id
     assert verify_redirect_signature(params, API_KEY)
     assert not verify_redirect_signature(params, "another key")
@@ -125,8 +134,11 @@ def test_pay_redirects_with_creems_signed_parameters(creem, receiver):
 def test_pay_sends_the_three_signed_webhooks_creem_sends(creem, receiver):
     pay(creem, receiver)
     receiver.wait_for(3)
-    assert sorted(receiver.types()) == ["checkout.completed", "subscription.active",
-                                        "subscription.paid"]
+    assert sorted(receiver.types()) == [
+        "checkout.completed",
+        "subscription.active",
+        "subscription.paid",
+    ]
     for _type, body, signature in receiver.received:
         assert signature == sign(body, SECRET)
 
@@ -137,7 +149,8 @@ def test_a_delivery_that_is_not_answered_200_is_retried(creem, receiver):
     receiver.wait_for(6)
     time.sleep(0.2)
     assert sorted(status for event in state.events for status in event.statuses) == (
-        [200, 200, 200, 500, 500, 500])
+        [200, 200, 200, 500, 500, 500]
+    )
 
 
 def test_renewals_cancellations_refunds_on_request(creem, receiver):
@@ -145,14 +158,27 @@ def test_renewals_cancellations_refunds_on_request(creem, receiver):
     state, _checkout_id, _paid = pay(creem, receiver)
     receiver.wait_for(3)
     (subscription_id,) = state.subscriptions
-    for action in ("renew", "cancel-scheduled", "resume", "refund", "dispute", "past-due",
-                   "cancel-immediate"):
+    for action in (
+        "renew",
+        "cancel-scheduled",
+        "resume",
+        "refund",
+        "dispute",
+        "past-due",
+        "cancel-immediate",
+    ):
         response = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/{action}")
         assert response.status_code == 200, (action, response.text)
     receiver.wait_for(10)
     assert set(receiver.types()[3:]) == {
-        "subscription.paid", "subscription.scheduled_cancel", "subscription.update",
-        "refund.created", "dispute.created", "subscription.past_due", "subscription.canceled"}
+        "subscription.paid",
+        "subscription.scheduled_cancel",
+        "subscription.update",
+        "refund.created",
+        "dispute.created",
+        "subscription.past_due",
+        "subscription.canceled",
+    }
     refused = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/resume")
     assert refused.status_code == 400
     unknown = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/teleport")
@@ -169,8 +195,12 @@ def test_duplicates_and_out_of_order_sequences_on_request(creem, receiver):
     assert receiver.received == []
     released = httpx.post(f"{url}/stand-in/release?order=reversed").json()["released"]
     assert released == [event.id for event in reversed(state.events)]
-    assert receiver.types() == ["subscription.expired", "subscription.paid",
-                                "subscription.active", "checkout.completed"]
+    assert receiver.types() == [
+        "subscription.expired",
+        "subscription.paid",
+        "subscription.active",
+        "checkout.completed",
+    ]
     first = state.events[0].id
     assert httpx.post(f"{url}/stand-in/events/{first}/redeliver?times=3").status_code == 200
     receiver.wait_for(7)
@@ -184,8 +214,9 @@ def test_duplicates_and_out_of_order_sequences_on_request(creem, receiver):
 def test_a_shuffled_release_is_a_seeded_permutation():
     state = CreemStandIn(API_KEY, SECRET, deliver=False)
     state.hold()
-    checkout = state.create_checkout({"product_id": "prod_standin_pro_yearly",
-                                      "success_url": "http://app.test/return"})
+    checkout = state.create_checkout(
+        {"product_id": "prod_standin_pro_yearly", "success_url": "http://app.test/return"}
+    )
     state.pay(checkout.id)
     for action in ("renew", "past-due", "renew", "expire"):
         state.act(checkout.subscription_id, action)
@@ -203,12 +234,16 @@ def test_the_control_page_and_the_portal_render(creem, receiver):
     page = httpx.get(f"{url}/", headers={"accept": "text/html"})
     assert page.status_code == 200 and subscription_id in page.text
     assert "release shuffled" in page.text
-    back = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/renew",
-                      headers={"accept": "text/html"})
+    back = httpx.post(
+        f"{url}/stand-in/subscriptions/{subscription_id}/renew", headers={"accept": "text/html"}
+    )
     assert back.status_code == 303 and back.headers["location"] == "/"
     customer_id = state.subscription(subscription_id).customer_id
-    portal = httpx.post(f"{url}/v1/customers/billing", headers={"x-api-key": API_KEY},
-                        json={"customer_id": customer_id}).json()["customer_portal_link"]
+    portal = httpx.post(
+        f"{url}/v1/customers/billing",
+        headers={"x-api-key": API_KEY},
+        json={"customer_id": customer_id},
+    ).json()["customer_portal_link"]
     portal_page = httpx.get(portal)
     assert portal_page.status_code == 200 and "Back to the app" in portal_page.text
     assert httpx.get(f"{url}/portal/cust_nobody").status_code == 404
@@ -220,15 +255,19 @@ def test_cancel_on_the_checkout_page_goes_back_to_the_plans(creem, receiver):
     canceled = httpx.post(opened["checkout_url"] + "/cancel")
     assert canceled.status_code == 303
     assert canceled.headers["location"] == (
-        f"{receiver.url}/dashboard/subscription?checkout=canceled")
+        f"{receiver.url}/dashboard/subscription?checkout=canceled"
+    )
     assert state.checkouts[opened["id"]].status == "expired"
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"product_id": "prod_nope", "success_url": "https://app/"}, 404),
-    ({"product_id": "prod_standin_pro_monthly", "success_url": "javascript:alert(1)"}, 400),
-    (["not", "an", "object"], 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"product_id": "prod_nope", "success_url": "https://app/"}, 404),
+        ({"product_id": "prod_standin_pro_monthly", "success_url": "javascript:alert(1)"}, 400),
+        (["not", "an", "object"], 400),
+    ],
+)
 def test_bad_checkouts_are_refused(creem, body, status):
     url, _state = creem
     response = httpx.post(f"{url}/v1/checkouts", headers={"x-api-key": API_KEY}, json=body)
@@ -239,29 +278,36 @@ def test_cancel_needs_a_known_mode(creem, receiver):
     url, _state = creem
     state, _checkout_id, _paid = pay(creem, receiver)
     (subscription_id,) = state.subscriptions
-    response = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/cancel",
-                          headers={"x-api-key": API_KEY}, json={"mode": "later"})
+    response = httpx.post(
+        f"{url}/v1/subscriptions/{subscription_id}/cancel",
+        headers={"x-api-key": API_KEY},
+        json={"mode": "later"},
+    )
     assert response.status_code == 400
 
 
 def paid_state() -> tuple[CreemStandIn, str]:
     state = CreemStandIn(API_KEY, SECRET, deliver=False)
-    checkout = state.create_checkout({"product_id": "prod_standin_pro_monthly",
-                                      "success_url": "http://app.test/return",
-                                      "metadata": {"user_id": "3"}})
+    checkout = state.create_checkout(
+        {
+            "product_id": "prod_standin_pro_monthly",
+            "success_url": "http://app.test/return",
+            "metadata": {"user_id": "3"},
+        }
+    )
     state.pay(checkout.id)
     return state, checkout.subscription_id
 
 
 def test_each_event_has_the_keys_of_creems_sample_for_its_type():
     state, subscription_id = paid_state()
-    for action in ("renew", "cancel-scheduled", "resume", "past-due", "unpaid", "pause",
-                   "expire"):
+    for action in ("renew", "cancel-scheduled", "resume", "past-due", "unpaid", "pause", "expire"):
         state.act(subscription_id, action)
     for event in state.events:
         if event.event_type.startswith("subscription."):
             assert set(event.payload["object"]) == set(sample(event.event_type)["object"]), (
-                event.event_type)
+                event.event_type
+            )
     active = next(event for event in state.events if event.event_type == "subscription.active")
     assert "metadata" not in active.payload["object"]
     paid = next(event for event in state.events if event.event_type == "subscription.paid")
@@ -296,22 +342,32 @@ def test_upgrade_switches_products_and_sends_update_then_paid(creem, receiver):
     url, _state = creem
     state, _checkout_id, _paid = pay(creem, receiver)
     (subscription_id,) = state.subscriptions
-    answer = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/upgrade",
-                        headers={"x-api-key": API_KEY},
-                        json={"product_id": "prod_standin_pro_yearly",
-                              "update_behavior": "proration-charge-immediately"})
+    answer = httpx.post(
+        f"{url}/v1/subscriptions/{subscription_id}/upgrade",
+        headers={"x-api-key": API_KEY},
+        json={
+            "product_id": "prod_standin_pro_yearly",
+            "update_behavior": "proration-charge-immediately",
+        },
+    )
     assert answer.status_code == 200
     assert answer.json()["product"]["id"] == "prod_standin_pro_yearly"
     receiver.wait_for(5)
     assert sorted(receiver.types()[3:]) == ["subscription.paid", "subscription.update"]
     assert [event.event_type for event in state.events[3:]] == [
-        "subscription.update", "subscription.paid"]
-    for body, status in (({"product_id": "prod_standin_pro_yearly"}, 400),
-                         ({"product_id": "prod_nope"}, 404),
-                         ({"product_id": "prod_standin_pro_monthly",
-                           "update_behavior": "whenever"}, 400)):
-        refused = httpx.post(f"{url}/v1/subscriptions/{subscription_id}/upgrade",
-                             headers={"x-api-key": API_KEY}, json=body)
+        "subscription.update",
+        "subscription.paid",
+    ]
+    for body, status in (
+        ({"product_id": "prod_standin_pro_yearly"}, 400),
+        ({"product_id": "prod_nope"}, 404),
+        ({"product_id": "prod_standin_pro_monthly", "update_behavior": "whenever"}, 400),
+    ):
+        refused = httpx.post(
+            f"{url}/v1/subscriptions/{subscription_id}/upgrade",
+            headers={"x-api-key": API_KEY},
+            json=body,
+        )
         assert refused.status_code == status, body
 
 
@@ -319,11 +375,16 @@ def test_the_control_page_sends_a_sample(creem, receiver):
     url, _state = creem
     state, _checkout_id, _paid = pay(creem, receiver)
     (subscription_id,) = state.subscriptions
-    sent = httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/samples/"
-                      "subscription.expired")
+    sent = httpx.post(
+        f"{url}/stand-in/subscriptions/{subscription_id}/samples/subscription.expired"
+    )
     assert sent.json()["type"] == "subscription.expired"
     receiver.wait_for(4)
-    assert httpx.post(f"{url}/stand-in/subscriptions/{subscription_id}/samples/"
-                      "nothing.happened").status_code == 404
+    assert (
+        httpx.post(
+            f"{url}/stand-in/subscriptions/{subscription_id}/samples/nothing.happened"
+        ).status_code
+        == 404
+    )
     page = httpx.get(f"{url}/", headers={"accept": "text/html"})
     assert "send sample" in page.text and "subscription.scheduled_cancel" in page.text

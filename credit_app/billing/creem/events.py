@@ -34,8 +34,15 @@ from credit_app.errors import CreemError, InvalidWebhookPayload, InvalidWebhookS
 SIGNATURE_HEADER = "creem-signature"
 # Creem's subscription statuses (its OpenAPI `SubscriptionEntity.status`).
 CREEM_STATUSES: tuple[str, ...] = (
-    "incomplete", "active", "trialing", "past_due", "unpaid", "paused", "scheduled_cancel",
-    "canceled", "expired",
+    "incomplete",
+    "active",
+    "trialing",
+    "past_due",
+    "unpaid",
+    "paused",
+    "scheduled_cancel",
+    "canceled",
+    "expired",
 )
 # The status each subscription event announces; `subscription.update` announces none (its
 # object's status says it) and `subscription.paid` means a payment went through (active).
@@ -55,14 +62,26 @@ CHECKOUT_EVENT = "checkout.completed"
 FLAG_EVENTS: dict[str, str] = {"refund.created": "refund", "dispute.created": "dispute"}
 # Every event type Creem documents (the app ignores the credits ones).
 EVENT_TYPES: tuple[str, ...] = (
-    CHECKOUT_EVENT, *EVENT_STATUSES, "subscription.update", *FLAG_EVENTS,
+    CHECKOUT_EVENT,
+    *EVENT_STATUSES,
+    "subscription.update",
+    *FLAG_EVENTS,
 )
-REDIRECT_KEYS: tuple[str, ...] = ("checkout_id", "order_id", "customer_id", "subscription_id",
-                                  "product_id", "request_id")
+REDIRECT_KEYS: tuple[str, ...] = (
+    "checkout_id",
+    "order_id",
+    "customer_id",
+    "subscription_id",
+    "product_id",
+    "request_id",
+)
 CANCEL_MODES: tuple[str, ...] = ("scheduled", "immediate")
 # `POST /v1/subscriptions/{id}/upgrade`'s `update_behavior` values.
-UPDATE_BEHAVIORS: tuple[str, ...] = ("proration-charge-immediately", "proration-charge",
-                                     "proration-none")
+UPDATE_BEHAVIORS: tuple[str, ...] = (
+    "proration-charge-immediately",
+    "proration-charge",
+    "proration-none",
+)
 # Real events are a few KB; anything near this is not one.
 MAX_WEBHOOK_BYTES = 256 * 1024
 # A created_at further ahead of our clock than this is clamped to the time we received it.
@@ -103,8 +122,9 @@ def sign_body(body: bytes, secret: str) -> str:
 def verify_signature(raw_body: bytes, signature: str | None, secret: str) -> None:
     """Check `creem-signature` in constant time. Raises InvalidWebhookSignature."""
     expected = sign_body(raw_body, secret)
-    if not signature or not hmac.compare_digest(expected.encode(),
-                                                signature.strip().lower().encode()):
+    if not signature or not hmac.compare_digest(
+        expected.encode(), signature.strip().lower().encode()
+    ):
         raise InvalidWebhookSignature()
 
 
@@ -163,11 +183,6 @@ class CreemEvent:
     order_product_id: str | None = None
     metadata_user_id: str | None = None
 
-    @property
-    def announced_status(self) -> str | None:
-        """The status the event type itself announces (None for update, checkout, flags)."""
-        return EVENT_STATUSES.get(self.event_type)
-
 
 def _metadata_user_id(metadata: Mapping[str, Any]) -> str | None:
     raw = metadata.get("user_id")
@@ -181,9 +196,12 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _snapshot(data: dict[str, Any], extra_metadata: Mapping[str, Any] | None = None,
-              fallback_customer: Any = None, fallback_product: Any = None
-              ) -> SubscriptionSnapshot:
+def _snapshot(
+    data: dict[str, Any],
+    extra_metadata: Mapping[str, Any] | None = None,
+    fallback_customer: Any = None,
+    fallback_product: Any = None,
+) -> SubscriptionSnapshot:
     """Read a subscription object. Raises ValueError for a bad date or a missing id."""
     subscription_id = data.get("id")
     if not isinstance(subscription_id, str) or not subscription_id or len(subscription_id) > 100:
@@ -247,8 +265,11 @@ def parse_event(raw_body: bytes, received_at: datetime) -> CreemEvent:
         raise InvalidWebhookPayload("The event has no valid id.")
     if not (isinstance(event_type, str) and 1 <= len(event_type) <= 60):
         raise InvalidWebhookPayload("The event has no valid eventType.")
-    if isinstance(created_ms, bool) or not isinstance(created_ms, int) or not (
-            0 < created_ms < 10**14):
+    if (
+        isinstance(created_ms, bool)
+        or not isinstance(created_ms, int)
+        or not (0 < created_ms < 10**14)
+    ):
         raise InvalidWebhookPayload("The event's created_at must be epoch milliseconds.")
     if not isinstance(obj, dict):
         raise InvalidWebhookPayload("The event has no object.")
@@ -265,33 +286,44 @@ def parse_event(raw_body: bytes, received_at: datetime) -> CreemEvent:
             order = _dict(obj.get("order"))
             fields["order_id"] = _order_id(obj.get("order"))
             fields["order_product_id"] = object_id(order.get("product")) or object_id(
-                obj.get("product"))
+                obj.get("product")
+            )
             fields["metadata_user_id"] = _metadata_user_id(_dict(obj.get("metadata")))
             fields["checkout_id"] = object_id(obj)
-            fields["request_id"] = (obj.get("request_id")
-                                    if isinstance(obj.get("request_id"), str) else None)
+            fields["request_id"] = (
+                obj.get("request_id") if isinstance(obj.get("request_id"), str) else None
+            )
             nested = obj.get("subscription")
             if isinstance(nested, dict):
                 fields["subscription"] = _snapshot(
-                    nested, _dict(obj.get("metadata")), obj.get("customer"), obj.get("product"))
+                    nested, _dict(obj.get("metadata")), obj.get("customer"), obj.get("product")
+                )
         elif event_type in FLAG_EVENTS:
             transaction = _dict(obj.get("transaction"))
             order = _dict(obj.get("order"))
-            fields["order_id"] = _order_id(obj.get("order")) or _order_id(
-                transaction.get("order"))
+            fields["order_id"] = _order_id(obj.get("order")) or _order_id(transaction.get("order"))
             fields["order_product_id"] = object_id(order.get("product"))
             nested = obj.get("subscription")
             subscription_id = object_id(nested) or object_id(transaction.get("subscription"))
             if subscription_id is not None:
                 fields["subscription"] = _snapshot(
-                    {**_dict(nested), "id": subscription_id}, None,
-                    obj.get("customer") or transaction.get("customer"), None)
-            fields["amount_paid"] = _amount(transaction.get("amount_paid",
-                                                            transaction.get("amount")))
+                    {**_dict(nested), "id": subscription_id},
+                    None,
+                    obj.get("customer") or transaction.get("customer"),
+                    None,
+                )
+            fields["amount_paid"] = _amount(
+                transaction.get("amount_paid", transaction.get("amount"))
+            )
             fields["amount_refunded"] = _amount(obj.get("refund_amount", obj.get("amount")))
     except ValueError as exc:
         raise InvalidWebhookPayload(f"The {event_type} event cannot be read: {exc}.") from None
-    return CreemEvent(event_id=event_id, event_type=event_type,
-                      created_at=received_at if clamped else created_at,
-                      created_at_raw_ms=created_ms, created_at_clamped=clamped,
-                      payload=payload, **fields)
+    return CreemEvent(
+        event_id=event_id,
+        event_type=event_type,
+        created_at=received_at if clamped else created_at,
+        created_at_raw_ms=created_ms,
+        created_at_clamped=clamped,
+        payload=payload,
+        **fields,
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import hmac
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from flask import Flask, Response, current_app, jsonify, redirect, render_templa
 from werkzeug.serving import make_server
 
 from credit_app.billing.creem.events import CANCEL_MODES, EVENT_TYPES
-from credit_app.config import CREEM_STAND_IN_API_KEY
-from credit_app.testing import serve_in_thread
+from credit_app.platform.config import CREEM_STAND_IN_API_KEY
+from credit_app.testing import serve_in_thread, serve_until_interrupted
 from credit_app.testing.creem.state import (
     SUBSCRIPTION_ACTIONS,
     WEBHOOK_PATH,
@@ -48,29 +48,46 @@ def create_stand_in_app(stand_in: CreemStandIn | None = None, **options: Any) ->
     app.extensions["creem_stand_in"] = stand_in or CreemStandIn(**options)
     app.add_url_rule("/v1/checkouts", view_func=_api_create_checkout, methods=["POST"])
     app.add_url_rule("/v1/subscriptions", view_func=_api_get_subscription)
-    app.add_url_rule("/v1/subscriptions/<subscription_id>/cancel",
-                     view_func=_api_cancel_subscription, methods=["POST"])
-    app.add_url_rule("/v1/subscriptions/<subscription_id>/resume",
-                     view_func=_api_resume_subscription, methods=["POST"])
-    app.add_url_rule("/v1/subscriptions/<subscription_id>/upgrade",
-                     view_func=_api_upgrade_subscription, methods=["POST"])
+    app.add_url_rule(
+        "/v1/subscriptions/<subscription_id>/cancel",
+        view_func=_api_cancel_subscription,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/v1/subscriptions/<subscription_id>/resume",
+        view_func=_api_resume_subscription,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/v1/subscriptions/<subscription_id>/upgrade",
+        view_func=_api_upgrade_subscription,
+        methods=["POST"],
+    )
     app.add_url_rule("/v1/customers/billing", view_func=_api_customer_portal, methods=["POST"])
-    app.add_url_rule("/v1/customers/<customer_id>/subscriptions",
-                     view_func=_api_list_customer_subscriptions)
+    app.add_url_rule(
+        "/v1/customers/<customer_id>/subscriptions", view_func=_api_list_customer_subscriptions
+    )
     app.add_url_rule("/checkout/<checkout_id>", view_func=_checkout_page)
     app.add_url_rule("/checkout/<checkout_id>/pay", view_func=_checkout_pay, methods=["POST"])
-    app.add_url_rule("/checkout/<checkout_id>/cancel", view_func=_checkout_cancel,
-                     methods=["POST"])
+    app.add_url_rule("/checkout/<checkout_id>/cancel", view_func=_checkout_cancel, methods=["POST"])
     app.add_url_rule("/portal/<customer_id>", view_func=_portal_page)
     app.add_url_rule("/", view_func=_control_page)
-    app.add_url_rule("/stand-in/subscriptions/<subscription_id>/<action>",
-                     view_func=_control_act, methods=["POST"])
-    app.add_url_rule("/stand-in/orders/<order_id>/refund", view_func=_control_refund_order,
-                     methods=["POST"])
-    app.add_url_rule("/stand-in/events/<event_id>/redeliver", view_func=_control_redeliver,
-                     methods=["POST"])
-    app.add_url_rule("/stand-in/subscriptions/<subscription_id>/samples/<event_type>",
-                     view_func=_control_send_sample, methods=["POST"])
+    app.add_url_rule(
+        "/stand-in/subscriptions/<subscription_id>/<action>",
+        view_func=_control_act,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/stand-in/orders/<order_id>/refund", view_func=_control_refund_order, methods=["POST"]
+    )
+    app.add_url_rule(
+        "/stand-in/events/<event_id>/redeliver", view_func=_control_redeliver, methods=["POST"]
+    )
+    app.add_url_rule(
+        "/stand-in/subscriptions/<subscription_id>/samples/<event_type>",
+        view_func=_control_send_sample,
+        methods=["POST"],
+    )
     app.add_url_rule("/stand-in/hold", view_func=_control_hold, methods=["POST"])
     app.add_url_rule("/stand-in/release", view_func=_control_release, methods=["POST"])
     app.add_url_rule("/stand-in/events", view_func=_control_events)
@@ -85,8 +102,9 @@ def get_stand_in(app: Flask) -> CreemStandIn:
 
 
 @contextmanager
-def serve_stand_in(app: Flask | None = None, host: str = "127.0.0.1", port: int = 0,
-                   **options: Any) -> Iterator[str]:
+def serve_stand_in(
+    app: Flask | None = None, host: str = "127.0.0.1", port: int = 0, **options: Any
+) -> Iterator[str]:
     """Serve `app` (or a new stand-in built with `options`) on `port` (0: a free one) in a
     thread; any Flask app can be served (tests serve their webhook receivers with it).
 
@@ -105,15 +123,13 @@ def run_stand_in(host: str = "127.0.0.1", port: int = 5056, **options: Any) -> N
     """Serve a stand-in built with `options` in the foreground until interrupted."""
     app = create_stand_in_app(**options)
     server = make_server(host, port, app, threaded=True)
-    print(f"Creem stand-in on http://{host}:{server.server_port} (control page at /); "
-          f"the app finds it with CREEM_API_URL=http://{host}:{server.server_port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        get_stand_in(app).close()
+    print(
+        f"Creem stand-in on http://{host}:{server.server_port} (control page at /); "
+        f"the app finds it with CREEM_API_URL=http://{host}:{server.server_port}",
+        flush=True,
+    )
+    with closing(get_stand_in(app)):
+        serve_until_interrupted(server)
 
 
 def _stand_in() -> CreemStandIn:
@@ -121,8 +137,13 @@ def _stand_in() -> CreemStandIn:
 
 
 def _stand_in_error(error: StandInError) -> tuple[Response, int]:
-    return jsonify({"status": error.status, "error": "Bad Request" if error.status == 400
-                    else "Error", "message": [error.message]}), error.status
+    return jsonify(
+        {
+            "status": error.status,
+            "error": "Bad Request" if error.status == 400 else "Error",
+            "message": [error.message],
+        }
+    ), error.status
 
 
 def _count_and_fail() -> tuple[Response, int] | None:
@@ -138,22 +159,31 @@ def _count_and_fail() -> tuple[Response, int] | None:
     if failing:
         return jsonify({"status": 503, "error": "Service Unavailable"}), 503
     if not request.headers.get("x-api-key"):
-        return jsonify({"status": 401, "error": "Unauthorized",
-                        "message": ["The API key is missing."]}), 401
+        return jsonify(
+            {"status": 401, "error": "Unauthorized", "message": ["The API key is missing."]}
+        ), 401
     if not hmac.compare_digest(request.headers["x-api-key"], stand_in.api_key):
-        return jsonify({"status": 403, "error": "Forbidden",
-                        "message": ["The API key is not valid."]}), 403
+        return jsonify(
+            {"status": 403, "error": "Forbidden", "message": ["The API key is not valid."]}
+        ), 403
     return None
 
 
 def _api_create_checkout() -> tuple[Response, int]:
     checkout = _stand_in().create_checkout(request.get_json(silent=True))
-    return jsonify({
-        "id": checkout.id, "object": "checkout", "product": checkout.product_id,
-        "status": checkout.status, "request_id": checkout.request_id,
-        "success_url": checkout.success_url, "metadata": checkout.metadata, "mode": "test",
-        "checkout_url": request.host_url + f"checkout/{checkout.id}",
-    }), 200
+    return jsonify(
+        {
+            "id": checkout.id,
+            "object": "checkout",
+            "product": checkout.product_id,
+            "status": checkout.status,
+            "request_id": checkout.request_id,
+            "success_url": checkout.success_url,
+            "metadata": checkout.metadata,
+            "mode": "test",
+            "checkout_url": request.host_url + f"checkout/{checkout.id}",
+        }
+    ), 200
 
 
 def _api_get_subscription() -> Response:
@@ -178,14 +208,24 @@ def _api_list_customer_subscriptions(customer_id: str) -> Response:
     with stand_in.lock:
         if customer_id not in stand_in.customers.values():
             raise StandInError(404, f"Customer {customer_id} not found.")
-        mine = sorted((sub for sub in stand_in.subscriptions.values()
-                       if sub.customer_id == customer_id), key=lambda sub: sub.created_at)
+        mine = sorted(
+            (sub for sub in stand_in.subscriptions.values() if sub.customer_id == customer_id),
+            key=lambda sub: sub.created_at,
+        )
         pages = max(1, -(-len(mine) // size))
-        items = [stand_in.subscription_object(sub) for sub in mine[(page - 1) * size:page * size]]
-    return jsonify({"items": items, "pagination": {
-        "total_records": len(mine), "total_pages": pages, "current_page": page,
-        "next_page": page + 1 if page < pages else None,
-        "prev_page": page - 1 if page > 1 else None}})
+        items = [stand_in.subscription_object(sub) for sub in mine[(page - 1) * size : page * size]]
+    return jsonify(
+        {
+            "items": items,
+            "pagination": {
+                "total_records": len(mine),
+                "total_pages": pages,
+                "current_page": page,
+                "next_page": page + 1 if page < pages else None,
+                "prev_page": page - 1 if page > 1 else None,
+            },
+        }
+    )
 
 
 def _api_cancel_subscription(subscription_id: str) -> Response:
@@ -252,19 +292,26 @@ def _portal_page(customer_id: str) -> str:
         mine = [sub for sub in stand_in.subscriptions.values() if sub.customer_id == customer_id]
         if not mine:
             raise StandInError(404, f"Customer {customer_id} not found.")
-        return render_template("portal.html", subscriptions=mine,
-                               actions=("cancel-scheduled", "resume"),
-                               back=mine[0].app_origin + "/dashboard/subscription")
+        return render_template(
+            "portal.html",
+            subscriptions=mine,
+            actions=("cancel-scheduled", "resume"),
+            back=mine[0].app_origin + "/dashboard/subscription",
+        )
 
 
 def _control_page() -> str:
     stand_in = _stand_in()
     with stand_in.lock:
-        return render_template("control.html", subscriptions=list(stand_in.subscriptions.values()),
-                               orders=list(stand_in.orders.values()),
-                               actions=SUBSCRIPTION_ACTIONS, samples=EVENT_TYPES,
-                               events=list(reversed(stand_in.events[-50:])),
-                               holding=stand_in.holding)
+        return render_template(
+            "control.html",
+            subscriptions=list(stand_in.subscriptions.values()),
+            orders=list(stand_in.orders.values()),
+            actions=SUBSCRIPTION_ACTIONS,
+            samples=EVENT_TYPES,
+            events=list(reversed(stand_in.events[-50:])),
+            holding=stand_in.holding,
+        )
 
 
 def _control_send_sample(subscription_id: str, event_type: str) -> Response:
@@ -314,8 +361,9 @@ def _control_hold() -> Response:
 
 def _control_release() -> Response:
     seed = request.args.get("seed")
-    events = _stand_in().release(request.args.get("order", "in_order"),
-                                 int(seed) if seed and seed.isdigit() else None)
+    events = _stand_in().release(
+        request.args.get("order", "in_order"), int(seed) if seed and seed.isdigit() else None
+    )
     if _wants_html():
         return redirect("/", code=303)
     return jsonify({"released": [event.id for event in events]})
@@ -324,27 +372,50 @@ def _control_release() -> Response:
 def _control_events() -> Response:
     stand_in = _stand_in()
     with stand_in.lock:
-        return jsonify([{"id": event.id, "type": event.event_type,
-                         "created_at": event.created_at, "statuses": event.statuses}
-                        for event in stand_in.events])
+        return jsonify(
+            [
+                {
+                    "id": event.id,
+                    "type": event.event_type,
+                    "created_at": event.created_at,
+                    "statuses": event.statuses,
+                }
+                for event in stand_in.events
+            ]
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m credit_app.testing.creem`: serve the stand-in in the foreground."""
-    from credit_app.config import creem_dev_webhook_secret
+    from credit_app.platform.config import instance_path
+    from credit_app.platform.local_services import creem_dev_webhook_secret
 
     parser = argparse.ArgumentParser(description="Serve the Creem stand-in.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5056)
     parser.add_argument("--api-key", default=CREEM_STAND_IN_API_KEY)
-    parser.add_argument("--webhook-secret", default=None,
-                        help="default: the app's dev secret in instance/dev-creem-webhook-secret")
-    parser.add_argument("--webhook-url", default=None,
-                        help=f"default: {WEBHOOK_PATH} on each checkout's success_url origin")
-    parser.add_argument("--delivery-delay", type=float, default=1.0,
-                        help="seconds between a change and its webhook (default 1)")
+    parser.add_argument(
+        "--webhook-secret",
+        default=None,
+        help="default: the app's dev secret in instance/dev-creem-webhook-secret",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help=f"default: {WEBHOOK_PATH} on each checkout's success_url origin",
+    )
+    parser.add_argument(
+        "--delivery-delay",
+        type=float,
+        default=1.0,
+        help="seconds between a change and its webhook (default 1)",
+    )
     args = parser.parse_args(argv)
-    run_stand_in(args.host, args.port, api_key=args.api_key,
-                 webhook_secret=args.webhook_secret or creem_dev_webhook_secret(),
-                 webhook_url=args.webhook_url, delivery_delay=args.delivery_delay)
-
+    run_stand_in(
+        args.host,
+        args.port,
+        api_key=args.api_key,
+        webhook_secret=args.webhook_secret or creem_dev_webhook_secret(instance_path()),
+        webhook_url=args.webhook_url,
+        delivery_delay=args.delivery_delay,
+    )

@@ -40,7 +40,7 @@ from credit_app.billing.creem.events import (
     redirect_signature,
     sign_body,
 )
-from credit_app.config import (
+from credit_app.platform.config import (
     CREDIT_PACK_DEFAULTS,
     CREEM_STAND_IN_API_KEY,
     CREEM_STAND_IN_PRODUCTS,
@@ -51,8 +51,19 @@ SAMPLES_DIR = Path(__file__).with_name("samples")
 # Creem's documented retry schedule (its webhook reference): 30 s, 5 min, 30 min, 6 h.
 RETRY_DELAYS: tuple[float, ...] = (30, 300, 1800, 21600)
 SUBSCRIPTION_ACTIONS: tuple[str, ...] = (
-    "renew", "end-period", "cancel-scheduled", "cancel-immediate", "resume", "past-due",
-    "unpaid", "pause", "expire", "refund", "partial-refund", "dispute", "switch-plan",
+    "renew",
+    "end-period",
+    "cancel-scheduled",
+    "cancel-immediate",
+    "resume",
+    "past-due",
+    "unpaid",
+    "pause",
+    "expire",
+    "refund",
+    "partial-refund",
+    "dispute",
+    "switch-plan",
 )
 OTHER_PRODUCT_ID = "prod_standin_other"
 
@@ -75,32 +86,61 @@ class StandInProduct:
         return self.billing_type == "onetime"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "product", "name": self.name, "description": self.name,
-                "price": self.price, "currency": self.currency,
-                "billing_type": self.billing_type, "billing_period": self.billing_period,
-                "status": "active", "mode": "test"}
+        return {
+            "id": self.id,
+            "object": "product",
+            "name": self.name,
+            "description": self.name,
+            "price": self.price,
+            "currency": self.currency,
+            "billing_type": self.billing_type,
+            "billing_period": self.billing_period,
+            "status": "active",
+            "mode": "test",
+        }
 
 
 # The two Pro plans the app is configured with, and another product of the same store (which
 # must not give Pro).
 DEFAULT_PRODUCTS: dict[str, StandInProduct] = {
-    product.id: product for product in (
-        StandInProduct(CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"], "Pro monthly", 1900,
-                       "USD", "every-month"),
-        StandInProduct(CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"], "Pro yearly", 19000,
-                       "USD", "every-year"),
+    product.id: product
+    for product in (
+        StandInProduct(
+            CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"],
+            "Pro monthly",
+            1900,
+            "USD",
+            "every-month",
+        ),
+        StandInProduct(
+            CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"],
+            "Pro yearly",
+            19000,
+            "USD",
+            "every-year",
+        ),
         StandInProduct(OTHER_PRODUCT_ID, "Storage add-on", 500, "USD", "every-month"),
         # The credit packs (config.py CREDIT_PACK_DEFAULTS): one-time products.
-        *(StandInProduct(product_id, f"{credits} credits", round(float(price.lstrip("$")) * 100),
-                         "USD", "once", "onetime")
-          for _, _, credits, price, product_id in CREDIT_PACK_DEFAULTS),
+        *(
+            StandInProduct(
+                product_id,
+                f"{credits} credits",
+                round(float(price.lstrip("$")) * 100),
+                "USD",
+                "once",
+                "onetime",
+            )
+            for _, _, credits, price, product_id in CREDIT_PACK_DEFAULTS
+        ),
     )
 }
 PRO_SWITCHES: dict[str, str] = {
-    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"]:
-        CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"],
-    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"]:
-        CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"],
+    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_MONTHLY"]: CREEM_STAND_IN_PRODUCTS[
+        "CREEM_PRODUCT_PRO_YEARLY"
+    ],
+    CREEM_STAND_IN_PRODUCTS["CREEM_PRODUCT_PRO_YEARLY"]: CREEM_STAND_IN_PRODUCTS[
+        "CREEM_PRODUCT_PRO_MONTHLY"
+    ],
 }
 
 
@@ -193,11 +233,16 @@ class StandInError(Exception):
         self.message = message
 
 
-def event_envelope(event_type: str, obj: dict[str, Any], created_at: int,
-                   event_id: str | None = None) -> dict[str, Any]:
+def event_envelope(
+    event_type: str, obj: dict[str, Any], created_at: int, event_id: str | None = None
+) -> dict[str, Any]:
     """A Creem webhook envelope around `obj`; `created_at` is in epoch milliseconds."""
-    return {"id": event_id or new_id("evt"), "eventType": event_type, "created_at": created_at,
-            "object": obj}
+    return {
+        "id": event_id or new_id("evt"),
+        "eventType": event_type,
+        "created_at": created_at,
+        "object": obj,
+    }
 
 
 def encode(envelope: dict[str, Any]) -> bytes:
@@ -272,7 +317,9 @@ class CreemStandIn:
         if not isinstance(product_id, str) or product_id not in self.products:
             raise StandInError(404, f"Product {product_id!r} not found.")
         if not isinstance(success_url, str) or urlsplit(success_url).scheme not in (
-                "http", "https"):
+            "http",
+            "https",
+        ):
             raise StandInError(400, "success_url must be an http(s) URL.")
         customer = body.get("customer") if isinstance(body.get("customer"), dict) else {}
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
@@ -281,8 +328,9 @@ class CreemStandIn:
             for checkout in self.checkouts.values():
                 if request_id and checkout.request_id == request_id:
                     return checkout
-            checkout = StoredCheckout(new_id("ch"), product_id, request_id, success_url,
-                                      metadata, customer.get("email"))
+            checkout = StoredCheckout(
+                new_id("ch"), product_id, request_id, success_url, metadata, customer.get("email")
+            )
             self.checkouts[checkout.id] = checkout
             return checkout
 
@@ -302,39 +350,69 @@ class CreemStandIn:
             if product.one_time:
                 return self._pay_once(checkout, product, customer_id, email, now)
             subscription = StoredSubscription(
-                id=new_id("sub"), product=product, customer_id=customer_id,
-                customer_email=email, metadata=dict(checkout.metadata),
-                app_origin=origin_of(checkout.success_url), status="active",
-                current_period_start=now, current_period_end=now + product.period,
-                created_at=now, updated_at=now, last_transaction_id=new_id("tran"),
+                id=new_id("sub"),
+                product=product,
+                customer_id=customer_id,
+                customer_email=email,
+                metadata=dict(checkout.metadata),
+                app_origin=origin_of(checkout.success_url),
+                status="active",
+                current_period_start=now,
+                current_period_end=now + product.period,
+                created_at=now,
+                updated_at=now,
+                last_transaction_id=new_id("tran"),
             )
             self.subscriptions[subscription.id] = subscription
             checkout.status = "completed"
             checkout.order_id, checkout.customer_id = new_id("ord"), customer_id
             checkout.subscription_id = subscription.id
-            self._emit("checkout.completed", self._checkout_object(checkout, subscription),
-                       subscription)
-            self._emit("subscription.active", self.subscription_object(subscription),
-                       subscription)
-            self._emit("subscription.paid", self.subscription_object(subscription),
-                       subscription)
+            self._emit(
+                "checkout.completed", self._checkout_object(checkout, subscription), subscription
+            )
+            self._emit("subscription.active", self.subscription_object(subscription), subscription)
+            self._emit("subscription.paid", self.subscription_object(subscription), subscription)
             return self._success_redirect(checkout)
 
-    def _pay_once(self, checkout: StoredCheckout, product: StandInProduct, customer_id: str,
-                  email: str, now: datetime) -> str:
+    def _pay_once(
+        self,
+        checkout: StoredCheckout,
+        product: StandInProduct,
+        customer_id: str,
+        email: str,
+        now: datetime,
+    ) -> str:
         """A one-time product's payment: an order and `checkout.completed` (no subscription,
         as Creem sends for one-time products)."""
-        order = StoredOrder(new_id("ord"), product, customer_id, email, checkout.id,
-                            new_id("tran"), origin_of(checkout.success_url), now)
+        order = StoredOrder(
+            new_id("ord"),
+            product,
+            customer_id,
+            email,
+            checkout.id,
+            new_id("tran"),
+            origin_of(checkout.success_url),
+            now,
+        )
         self.orders[order.id] = order
         checkout.status = "completed"
         checkout.order_id, checkout.customer_id = order.id, customer_id
-        self._send_envelope("checkout.completed", {
-            "id": checkout.id, "object": "checkout", "request_id": checkout.request_id,
-            "order": self._order_object(order), "product": product.to_dict(),
-            "customer": self._order_customer(order), "custom_fields": [],
-            "status": "completed", "metadata": dict(checkout.metadata), "mode": "test",
-        }, order.app_origin)
+        self._send_envelope(
+            "checkout.completed",
+            {
+                "id": checkout.id,
+                "object": "checkout",
+                "request_id": checkout.request_id,
+                "order": self._order_object(order),
+                "product": product.to_dict(),
+                "customer": self._order_customer(order),
+                "custom_fields": [],
+                "status": "completed",
+                "metadata": dict(checkout.metadata),
+                "mode": "test",
+            },
+            order.app_origin,
+        )
         return self._success_redirect(checkout)
 
     def order(self, order_id: str) -> StoredOrder:
@@ -356,31 +434,64 @@ class CreemStandIn:
             if not 0 < amount <= order.product.price - order.refunded:
                 raise StandInError(400, "The refund exceeds what is left of the order.")
             order.refunded += amount
-            transaction = {"id": order.transaction_id, "object": "transaction",
-                           "amount": order.product.price, "amount_paid": order.product.price,
-                           "currency": order.product.currency, "type": "payment",
-                           "status": "refunded" if order.refunded == order.product.price
-                           else "partially_refunded", "refunded_amount": order.refunded,
-                           "order": order.id, "customer": order.customer_id, "mode": "test"}
-            return self._send_envelope("refund.created", {
-                "id": new_id("ref"), "object": "refund", "status": "succeeded",
-                "refund_amount": amount, "refund_currency": order.product.currency,
-                "reason": "requested_by_customer", "transaction": transaction,
-                "checkout": order.checkout_id, "order": self._order_object(order),
-                "customer": self._order_customer(order),
-                "created_at": epoch_ms(self.clock()), "mode": "test",
-            }, order.app_origin)
+            transaction = {
+                "id": order.transaction_id,
+                "object": "transaction",
+                "amount": order.product.price,
+                "amount_paid": order.product.price,
+                "currency": order.product.currency,
+                "type": "payment",
+                "status": "refunded"
+                if order.refunded == order.product.price
+                else "partially_refunded",
+                "refunded_amount": order.refunded,
+                "order": order.id,
+                "customer": order.customer_id,
+                "mode": "test",
+            }
+            return self._send_envelope(
+                "refund.created",
+                {
+                    "id": new_id("ref"),
+                    "object": "refund",
+                    "status": "succeeded",
+                    "refund_amount": amount,
+                    "refund_currency": order.product.currency,
+                    "reason": "requested_by_customer",
+                    "transaction": transaction,
+                    "checkout": order.checkout_id,
+                    "order": self._order_object(order),
+                    "customer": self._order_customer(order),
+                    "created_at": epoch_ms(self.clock()),
+                    "mode": "test",
+                },
+                order.app_origin,
+            )
 
     def _order_object(self, order: StoredOrder) -> dict[str, Any]:
-        return {"id": order.id, "customer": order.customer_id, "product": order.product.id,
-                "amount": order.product.price, "currency": order.product.currency,
-                "status": "paid", "type": "onetime", "created_at": iso(order.created_at),
-                "updated_at": iso(order.created_at), "mode": "test"}
+        return {
+            "id": order.id,
+            "customer": order.customer_id,
+            "product": order.product.id,
+            "amount": order.product.price,
+            "currency": order.product.currency,
+            "status": "paid",
+            "type": "onetime",
+            "created_at": iso(order.created_at),
+            "updated_at": iso(order.created_at),
+            "mode": "test",
+        }
 
     @staticmethod
     def _order_customer(order: StoredOrder) -> dict[str, Any]:
-        return {"id": order.customer_id, "object": "customer", "email": order.customer_email,
-                "name": None, "country": "NL", "mode": "test"}
+        return {
+            "id": order.customer_id,
+            "object": "customer",
+            "email": order.customer_email,
+            "name": None,
+            "country": "NL",
+            "mode": "test",
+        }
 
     def cancel_checkout(self, checkout_id: str) -> str:
         """Abandon the checkout; returns where to send the buyer back (the app's plans page)."""
@@ -397,10 +508,14 @@ class CreemStandIn:
         return checkout
 
     def _success_redirect(self, checkout: StoredCheckout) -> str:
-        params = [("checkout_id", checkout.id), ("order_id", checkout.order_id),
-                  ("customer_id", checkout.customer_id),
-                  ("subscription_id", checkout.subscription_id),
-                  ("product_id", checkout.product_id), ("request_id", checkout.request_id)]
+        params = [
+            ("checkout_id", checkout.id),
+            ("order_id", checkout.order_id),
+            ("customer_id", checkout.customer_id),
+            ("subscription_id", checkout.subscription_id),
+            ("product_id", checkout.product_id),
+            ("request_id", checkout.request_id),
+        ]
         params = [(key, value) for key, value in params if value]
         params.append(("signature", redirect_signature(params, self.api_key)))
         separator = "&" if urlsplit(checkout.success_url).query else "?"
@@ -435,8 +550,9 @@ class CreemStandIn:
             "refund": lambda sub: self._refund(sub, full=True),
             "partial-refund": lambda sub: self._refund(sub, full=False),
             "dispute": self._dispute,
-            "switch-plan": lambda sub: self._upgrade(sub, PRO_SWITCHES.get(sub.product.id, ""),
-                                                     "proration-charge-immediately"),
+            "switch-plan": lambda sub: self._upgrade(
+                sub, PRO_SWITCHES.get(sub.product.id, ""), "proration-charge-immediately"
+            ),
         }
         handler = handlers.get(action)
         if handler is None:
@@ -465,8 +581,9 @@ class CreemStandIn:
         if subscription.status == "scheduled_cancel":
             self._touch(subscription)
             subscription.status = "canceled"
-            self._emit("subscription.canceled", self.subscription_object(subscription),
-                       subscription)
+            self._emit(
+                "subscription.canceled", self.subscription_object(subscription), subscription
+            )
         else:
             self._renew(subscription)
 
@@ -477,18 +594,23 @@ class CreemStandIn:
         subscription.canceled_at = now
         if mode == "scheduled":
             subscription.status = "scheduled_cancel"
-            self._emit("subscription.scheduled_cancel", self.subscription_object(subscription),
-                       subscription)
+            self._emit(
+                "subscription.scheduled_cancel",
+                self.subscription_object(subscription),
+                subscription,
+            )
         else:
             # Creem's subscription.canceled keeps the paid period's end (its sample does).
             subscription.status = "canceled"
-            self._emit("subscription.canceled", self.subscription_object(subscription),
-                       subscription)
+            self._emit(
+                "subscription.canceled", self.subscription_object(subscription), subscription
+            )
 
     def _resume(self, subscription: StoredSubscription) -> None:
         if subscription.status not in ("scheduled_cancel", "paused"):
-            raise StandInError(400, f"A subscription that is {subscription.status} cannot be "
-                                    "resumed.")
+            raise StandInError(
+                400, f"A subscription that is {subscription.status} cannot be resumed."
+            )
         self._touch(subscription)
         subscription.status, subscription.canceled_at = "active", None
         self._emit("subscription.update", self.subscription_object(subscription), subscription)
@@ -515,8 +637,9 @@ class CreemStandIn:
         if not isinstance(product_id, str) or product_id not in self.products:
             raise StandInError(404, f"Product {product_id!r} not found.")
         if subscription.status not in ("active", "trialing"):
-            raise StandInError(400, f"A subscription that is {subscription.status} cannot "
-                                    "change products.")
+            raise StandInError(
+                400, f"A subscription that is {subscription.status} cannot change products."
+            )
         if product_id == subscription.product.id:
             raise StandInError(400, "The subscription is on that product already.")
         now = self._touch(subscription)
@@ -527,8 +650,7 @@ class CreemStandIn:
             subscription.last_transaction_id = new_id("tran")
         self._emit("subscription.update", self.subscription_object(subscription), subscription)
         if behavior == "proration-charge-immediately":
-            self._emit("subscription.paid", self.subscription_object(subscription),
-                       subscription)
+            self._emit("subscription.paid", self.subscription_object(subscription), subscription)
 
     def _set_status(self, subscription: StoredSubscription, status: str, event: str) -> None:
         self._touch(subscription)
@@ -536,93 +658,156 @@ class CreemStandIn:
         self._emit(event, self.subscription_object(subscription), subscription)
 
     def _transaction(self, subscription: StoredSubscription) -> dict[str, Any]:
-        return {"id": subscription.last_transaction_id, "object": "transaction",
-                "amount": subscription.product.price, "amount_paid": subscription.product.price,
-                "currency": subscription.product.currency, "type": "invoice",
-                "status": "paid", "subscription": subscription.id,
-                "customer": subscription.customer_id, "mode": "test"}
+        return {
+            "id": subscription.last_transaction_id,
+            "object": "transaction",
+            "amount": subscription.product.price,
+            "amount_paid": subscription.product.price,
+            "currency": subscription.product.currency,
+            "type": "invoice",
+            "status": "paid",
+            "subscription": subscription.id,
+            "customer": subscription.customer_id,
+            "mode": "test",
+        }
 
     def _refund(self, subscription: StoredSubscription, *, full: bool) -> None:
-        now = self.clock()
         amount = subscription.product.price if full else subscription.product.price // 4
-        self._emit("refund.created", {
-            "id": new_id("ref"), "object": "refund", "status": "succeeded",
-            "refund_amount": amount, "refund_currency": subscription.product.currency,
-            "reason": "requested_by_customer", "transaction": self._transaction(subscription),
-            "subscription": self.subscription_object(subscription),
-            "customer": self._customer_object(subscription), "created_at": epoch_ms(now),
-            "mode": "test",
-        }, subscription)
+        self._emit_charge_event(
+            "refund.created",
+            {
+                "id": new_id("ref"),
+                "object": "refund",
+                "status": "succeeded",
+                "refund_amount": amount,
+                "refund_currency": subscription.product.currency,
+                "reason": "requested_by_customer",
+            },
+            subscription,
+        )
 
     def _dispute(self, subscription: StoredSubscription) -> None:
-        now = self.clock()
-        self._emit("dispute.created", {
-            "id": new_id("disp"), "object": "dispute", "amount": subscription.product.price,
-            "currency": subscription.product.currency,
-            "transaction": self._transaction(subscription),
-            "subscription": self.subscription_object(subscription),
-            "customer": self._customer_object(subscription), "created_at": epoch_ms(now),
-            "mode": "test",
-        }, subscription)
+        self._emit_charge_event(
+            "dispute.created",
+            {
+                "id": new_id("disp"),
+                "object": "dispute",
+                "amount": subscription.product.price,
+                "currency": subscription.product.currency,
+            },
+            subscription,
+        )
+
+    def _emit_charge_event(
+        self, event_type: str, fields: dict[str, Any], subscription: StoredSubscription
+    ) -> None:
+        """Emit an event about the subscription's last charge (a refund, a dispute): `fields`,
+        then the transaction, subscription and customer it is about, stamped now."""
+        self._emit(
+            event_type,
+            {
+                **fields,
+                "transaction": self._transaction(subscription),
+                "subscription": self.subscription_object(subscription),
+                "customer": self._customer_object(subscription),
+                "created_at": epoch_ms(self.clock()),
+                "mode": "test",
+            },
+            subscription,
+        )
 
     # -- payloads ------------------------------------------------------------------------
 
     def _customer_object(self, subscription: StoredSubscription) -> dict[str, Any]:
-        return {"id": subscription.customer_id, "object": "customer",
-                "email": subscription.customer_email, "name": None, "country": "NL",
-                "mode": "test"}
+        return {
+            "id": subscription.customer_id,
+            "object": "customer",
+            "email": subscription.customer_email,
+            "name": None,
+            "country": "NL",
+            "mode": "test",
+        }
 
     def subscription_object(self, subscription: StoredSubscription) -> dict[str, Any]:
         """The subscription as Creem's API and subscription events show it (expanded)."""
         return {
-            "id": subscription.id, "object": "subscription",
+            "id": subscription.id,
+            "object": "subscription",
             "product": subscription.product.to_dict(),
             "customer": self._customer_object(subscription),
-            "collection_method": "charge_automatically", "status": subscription.status,
+            "collection_method": "charge_automatically",
+            "status": subscription.status,
             "last_transaction_id": subscription.last_transaction_id,
             # The stand-in bills at the start of each period.
             "last_transaction_date": iso(subscription.current_period_start),
-            "items": [{"object": "subscription_item", "id": f"sitem_{subscription.id[4:]}",
-                       "product_id": subscription.product.id,
-                       "price_id": f"pprice_{subscription.product.id[5:]}", "units": 1,
-                       "created_at": iso(subscription.created_at),
-                       "updated_at": iso(subscription.updated_at), "mode": "test"}],
+            "items": [
+                {
+                    "object": "subscription_item",
+                    "id": f"sitem_{subscription.id[4:]}",
+                    "product_id": subscription.product.id,
+                    "price_id": f"pprice_{subscription.product.id[5:]}",
+                    "units": 1,
+                    "created_at": iso(subscription.created_at),
+                    "updated_at": iso(subscription.updated_at),
+                    "mode": "test",
+                }
+            ],
             "current_period_start_date": iso(subscription.current_period_start),
             "current_period_end_date": iso(subscription.current_period_end),
-            "next_transaction_date": (None if subscription.status != "active"
-                                      else iso(subscription.current_period_end)),
+            "next_transaction_date": (
+                None if subscription.status != "active" else iso(subscription.current_period_end)
+            ),
             "canceled_at": iso(subscription.canceled_at),
             "created_at": iso(subscription.created_at),
             "updated_at": iso(subscription.updated_at),
-            "metadata": dict(subscription.metadata), "mode": "test",
+            "metadata": dict(subscription.metadata),
+            "mode": "test",
         }
 
-    def _checkout_object(self, checkout: StoredCheckout,
-                         subscription: StoredSubscription) -> dict[str, Any]:
+    def _checkout_object(
+        self, checkout: StoredCheckout, subscription: StoredSubscription
+    ) -> dict[str, Any]:
         product = subscription.product
         return {
-            "id": checkout.id, "object": "checkout", "request_id": checkout.request_id,
-            "order": {"id": checkout.order_id, "customer": subscription.customer_id,
-                      "product": product.id, "amount": product.price,
-                      "currency": product.currency, "status": "paid", "type": "recurring",
-                      "mode": "test"},
-            "product": product.to_dict(), "customer": self._customer_object(subscription),
-            "subscription": {
-                "id": subscription.id, "object": "subscription", "product": product.id,
+            "id": checkout.id,
+            "object": "checkout",
+            "request_id": checkout.request_id,
+            "order": {
+                "id": checkout.order_id,
                 "customer": subscription.customer_id,
-                "collection_method": "charge_automatically", "status": subscription.status,
-                "canceled_at": None, "created_at": iso(subscription.created_at),
-                "updated_at": iso(subscription.updated_at),
-                "metadata": dict(subscription.metadata), "mode": "test",
+                "product": product.id,
+                "amount": product.price,
+                "currency": product.currency,
+                "status": "paid",
+                "type": "recurring",
+                "mode": "test",
             },
-            "custom_fields": [], "status": "completed", "metadata": dict(checkout.metadata),
+            "product": product.to_dict(),
+            "customer": self._customer_object(subscription),
+            "subscription": {
+                "id": subscription.id,
+                "object": "subscription",
+                "product": product.id,
+                "customer": subscription.customer_id,
+                "collection_method": "charge_automatically",
+                "status": subscription.status,
+                "canceled_at": None,
+                "created_at": iso(subscription.created_at),
+                "updated_at": iso(subscription.updated_at),
+                "metadata": dict(subscription.metadata),
+                "mode": "test",
+            },
+            "custom_fields": [],
+            "status": "completed",
+            "metadata": dict(checkout.metadata),
             "mode": "test",
         }
 
     # -- webhooks ------------------------------------------------------------------------
 
-    def _emit(self, event_type: str, obj: dict[str, Any],
-              subscription: StoredSubscription) -> SentEvent:
+    def _emit(
+        self, event_type: str, obj: dict[str, Any], subscription: StoredSubscription
+    ) -> SentEvent:
         """Sign and send (or hold, or keep) an event; a subscription event's object takes the
         shape of Creem's sample for its type."""
         if event_type.startswith("subscription."):
@@ -642,15 +827,17 @@ class CreemStandIn:
             return self._send_envelope(event_type, json.loads(text), subscription.app_origin)
 
     @staticmethod
-    def _sample_ids(envelope: dict[str, Any],
-                    subscription: StoredSubscription) -> dict[str, str]:
+    def _sample_ids(envelope: dict[str, Any], subscription: StoredSubscription) -> dict[str, str]:
         obj = envelope["object"]
         nested = obj.get("subscription") if isinstance(obj.get("subscription"), dict) else obj
         if envelope["eventType"].startswith("checkout."):
             nested = obj["subscription"]
         ids = {}
-        for key, new in (("id", subscription.id), ("customer", subscription.customer_id),
-                         ("product", subscription.product.id)):
+        for key, new in (
+            ("id", subscription.id),
+            ("customer", subscription.customer_id),
+            ("product", subscription.product.id),
+        ):
             value = nested.get(key)
             old = value.get("id") if isinstance(value, dict) else value
             if isinstance(old, str):
@@ -665,9 +852,14 @@ class CreemStandIn:
             created_at = max(epoch_ms(self.clock()), self._last_ms + 1)
             self._last_ms = created_at
             body = encode(event_envelope(event_type, obj, created_at))
-            event = SentEvent(json.loads(body)["id"], event_type, created_at, body,
-                              sign_body(body, self.webhook_secret),
-                              self.webhook_url or origin + WEBHOOK_PATH)
+            event = SentEvent(
+                json.loads(body)["id"],
+                event_type,
+                created_at,
+                body,
+                sign_body(body, self.webhook_secret),
+                self.webhook_url or origin + WEBHOOK_PATH,
+            )
             self.events.append(event)
             if self.holding:
                 self.held.append(event)
@@ -726,8 +918,9 @@ class CreemStandIn:
                 self._http = httpx.Client(timeout=10.0)
             http = self._http
         try:
-            status: int | str = http.post(event.url, content=event.body,
-                                          headers=event.headers).status_code
+            status: int | str = http.post(
+                event.url, content=event.body, headers=event.headers
+            ).status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
         with self.lock:
@@ -738,5 +931,3 @@ class CreemStandIn:
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
-
-

@@ -18,14 +18,10 @@ from credit_app.testing.creem import (
     serve_stand_in,
 )
 
+pytestmark = pytest.mark.no_db  # no database, no app
+
 API_KEY = "creem_test_client_key"
 MONTHLY = "prod_standin_pro_monthly"
-
-
-@pytest.fixture(autouse=True)
-def db_session() -> Iterator[None]:
-    """These tests need no database: skip the project-wide transaction fixture (and its app)."""
-    yield
 
 
 @pytest.fixture
@@ -43,9 +39,13 @@ def client(stand_in) -> Iterator[CreemClient]:
 
 
 def checkout(creem: CreemClient, request_id: str = "req-1") -> Checkout:
-    return creem.create_checkout(MONTHLY, request_id, "http://app.test/return?feature=video",
-                                 customer_email="buyer@example.com",
-                                 metadata={"user_id": "7"})
+    return creem.create_checkout(
+        MONTHLY,
+        request_id,
+        "http://app.test/return?feature=video",
+        customer_email="buyer@example.com",
+        metadata={"user_id": "7"},
+    )
 
 
 def paid_subscription(creem: CreemClient, state: CreemStandIn) -> str:
@@ -77,7 +77,8 @@ def test_get_subscription_reads_dates_and_expanded_references(client, stand_in):
     assert isinstance(remote, SubscriptionSnapshot) and remote.status == "active"
     assert remote.product_id == MONTHLY and remote.customer_id == stored.customer_id
     assert remote.period_end == stored.current_period_end.replace(
-        microsecond=stored.current_period_end.microsecond // 1000 * 1000)
+        microsecond=stored.current_period_end.microsecond // 1000 * 1000
+    )
     assert remote.metadata == {"user_id": "7"} and remote.canceled_at is None
     assert remote.metadata_user_id == "7" and remote.subscription_id == subscription_id
 
@@ -94,12 +95,15 @@ def test_cancel_resume_and_the_portal(client, stand_in):
         client.cancel_subscription(subscription_id, "whenever")
 
 
-@pytest.mark.parametrize("call, status", [
-    (lambda creem: creem.get_subscription("sub_missing"), 404),
-    (lambda creem: creem.create_checkout("prod_missing", "r", "http://app.test/"), 404),
-    (lambda creem: creem.resume_subscription("sub_missing"), 404),
-    (lambda creem: creem.customer_portal_url("cust_missing"), 404),
-])
+@pytest.mark.parametrize(
+    "call, status",
+    [
+        (lambda creem: creem.get_subscription("sub_missing"), 404),
+        (lambda creem: creem.create_checkout("prod_missing", "r", "http://app.test/"), 404),
+        (lambda creem: creem.resume_subscription("sub_missing"), 404),
+        (lambda creem: creem.customer_portal_url("cust_missing"), 404),
+    ],
+)
 def test_refusals_are_creem_errors_with_the_status(client, call, status):
     with pytest.raises(CreemError) as caught:
         call(client)
@@ -122,8 +126,9 @@ def test_idempotent_calls_are_retried_on_5xx(client, stand_in):
     assert [status for _m, _p, status in state.requests[-3:]] == [503, 503, 0]
     state.fail_next_requests = 1
     assert checkout(client, "req-retried").id in state.checkouts
-    assert sum(1 for checkout in state.checkouts.values()
-               if checkout.request_id == "req-retried") == 1
+    assert (
+        sum(1 for checkout in state.checkouts.values() if checkout.request_id == "req-retried") == 1
+    )
 
 
 def test_upgrade_moves_the_subscription_to_another_product(client, stand_in):
@@ -153,8 +158,10 @@ def test_a_cancel_is_never_sent_twice(client, stand_in):
 def test_retries_stop_after_max_retries(stand_in):
     url, state = stand_in
     state.fail_next_requests = 10
-    with CreemClient(url, API_KEY, max_retries=2, retry_backoff=0.01) as creem, \
-            pytest.raises(CreemError):
+    with (
+        CreemClient(url, API_KEY, max_retries=2, retry_backoff=0.01) as creem,
+        pytest.raises(CreemError),
+    ):
         creem.get_subscription("sub_1")
     assert len(state.requests) == 3
 
@@ -162,15 +169,19 @@ def test_retries_stop_after_max_retries(stand_in):
 def test_retries_stop_at_the_total_budget(stand_in):
     url, state = stand_in
     state.fail_next_requests = 10
-    with CreemClient(url, API_KEY, retry_backoff=1.0, total_timeout=0.5) as creem, \
-            pytest.raises(CreemError):
+    with (
+        CreemClient(url, API_KEY, retry_backoff=1.0, total_timeout=0.5) as creem,
+        pytest.raises(CreemError),
+    ):
         creem.get_subscription("sub_1")
     assert len(state.requests) == 1
 
 
 def test_an_unreachable_api_is_a_creem_error():
-    with CreemClient("http://127.0.0.1:9", API_KEY, retry_backoff=0.01) as creem, \
-            pytest.raises(CreemError, match="could not be reached"):
+    with (
+        CreemClient("http://127.0.0.1:9", API_KEY, retry_backoff=0.01) as creem,
+        pytest.raises(CreemError, match="could not be reached"),
+    ):
         creem.get_subscription("sub_1")
 
 
@@ -182,8 +193,16 @@ def test_retry_after_is_honoured_but_capped(client):
     assert client._retry_delay(3, 4, None, deadline) is None
 
 
-@pytest.mark.parametrize("body", [b"<html>", b"[1]", b'{"id": 1}', b'{"id": "sub", "status": 2}',
-                                  b'{"id": "sub", "status": "active", "updated_at": "later"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>",
+        b"[1]",
+        b'{"id": 1}',
+        b'{"id": "sub", "status": 2}',
+        b'{"id": "sub", "status": "active", "updated_at": "later"}',
+    ],
+)
 def test_answers_that_are_not_what_was_asked_are_creem_errors(body):
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
     with httpx.Client(transport=transport) as http:
@@ -206,16 +225,17 @@ def test_construction_is_checked():
 
 
 def test_from_config():
-    with CreemClient.from_config({"CREEM_API_URL": "https://api.creem.io/",
-                                  "CREEM_API_KEY": "k", "CREEM_TIMEOUT_SECONDS": 3}) as creem:
+    with CreemClient.from_config(
+        {"CREEM_API_URL": "https://api.creem.io/", "CREEM_API_KEY": "k", "CREEM_TIMEOUT_SECONDS": 3}
+    ) as creem:
         assert creem.base_url == "https://api.creem.io" and creem.timeout == 3.0
 
 
 def test_timestamps_and_references():
-    assert parse_timestamp(1728734325927) == datetime(2024, 10, 12, 11, 58, 45, 927000,
-                                                      tzinfo=UTC)
+    assert parse_timestamp(1728734325927) == datetime(2024, 10, 12, 11, 58, 45, 927000, tzinfo=UTC)
     assert parse_timestamp("2024-10-12T11:58:45.425Z") == datetime(
-        2024, 10, 12, 11, 58, 45, 425000, tzinfo=UTC)
+        2024, 10, 12, 11, 58, 45, 425000, tzinfo=UTC
+    )
     assert parse_timestamp(None) is None and parse_timestamp("") is None
     for bad in ("2024-10-12T11:58:45", True, [1]):
         with pytest.raises(ValueError):

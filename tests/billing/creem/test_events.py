@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from credit_app.billing.creem.events import (
+    EVENT_STATUSES,
     EVENT_TYPES,
     FUTURE_TOLERANCE,
     parse_event,
@@ -40,9 +41,16 @@ def test_every_documented_sample_becomes_a_typed_event(event_type):
     assert snapshot.customer_id.startswith("cust_")
 
 
-@pytest.mark.parametrize("event_type", ["subscription.active", "subscription.expired",
-                                        "subscription.update", "subscription.trialing",
-                                        "subscription.paused"])
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "subscription.active",
+        "subscription.expired",
+        "subscription.update",
+        "subscription.trialing",
+        "subscription.paused",
+    ],
+)
 def test_creem_documents_these_without_metadata(event_type):
     assert "metadata" not in sample(event_type)["object"]
     assert parse_event(body(sample(event_type)), NOW).subscription.metadata_user_id is None
@@ -60,7 +68,8 @@ def test_the_subscription_snapshots_read_each_shape():
     assert checkout.subscription.product_id == "prod_d1AY2Sadk9YAvLI0pj97f"
     assert checkout.subscription.period_end is None
     expired = parse_event(body(sample("subscription.expired")), NOW)
-    assert expired.announced_status == "expired" and expired.subscription.status == "active"
+    assert EVENT_STATUSES[expired.event_type] == "expired"
+    assert expired.subscription.status == "active"
     refund = parse_event(body(sample("refund.created")), NOW)
     assert (refund.amount_paid, refund.amount_refunded) == (1210, 1210)
     dispute = parse_event(body(sample("dispute.created")), NOW)
@@ -75,8 +84,10 @@ def test_metadata_user_ids_must_be_digits():
 
 
 def test_a_created_at_far_ahead_is_clamped_to_the_receipt():
-    ahead = {**sample("subscription.paid"),
-             "created_at": int((NOW + timedelta(days=365)).timestamp() * 1000)}
+    ahead = {
+        **sample("subscription.paid"),
+        "created_at": int((NOW + timedelta(days=365)).timestamp() * 1000),
+    }
     event = parse_event(body(ahead), NOW)
     assert event.created_at_clamped and event.created_at == NOW
     assert event.created_at_raw_ms == ahead["created_at"]
@@ -85,36 +96,82 @@ def test_a_created_at_far_ahead_is_clamped_to_the_receipt():
     assert not event.created_at_clamped and event.created_at == NOW + FUTURE_TOLERANCE
 
 
-@pytest.mark.parametrize("raw", [
-    b"not json", b"[]",
-    body({"eventType": "subscription.paid", "created_at": 1, "object": {}}),
-    body({"id": "evt_1", "created_at": 1, "object": {}}),
-    body({"id": "evt_1", "eventType": "subscription.paid", "created_at": "yesterday",
-          "object": {"id": "sub_1", "status": "active"}}),
-    body({"id": "evt_1", "eventType": "subscription.paid", "created_at": 1}),
-    body({"id": "evt_1", "eventType": "subscription.update", "created_at": 1,
-          "object": {"id": "sub_1", "status": "dancing"}}),
-    body({"id": "evt_1", "eventType": "subscription.update", "created_at": 1,
-          "object": {"id": "sub_1"}}),
-    body({"id": "evt_1", "eventType": "subscription.paid", "created_at": 1,
-          "object": {"status": "active"}}),
-    body({"id": "evt_1", "eventType": "subscription.paid", "created_at": 1,
-          "object": {"id": "sub_1", "status": "active", "current_period_end_date": "soon"}}),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        body({"eventType": "subscription.paid", "created_at": 1, "object": {}}),
+        body({"id": "evt_1", "created_at": 1, "object": {}}),
+        body(
+            {
+                "id": "evt_1",
+                "eventType": "subscription.paid",
+                "created_at": "yesterday",
+                "object": {"id": "sub_1", "status": "active"},
+            }
+        ),
+        body({"id": "evt_1", "eventType": "subscription.paid", "created_at": 1}),
+        body(
+            {
+                "id": "evt_1",
+                "eventType": "subscription.update",
+                "created_at": 1,
+                "object": {"id": "sub_1", "status": "dancing"},
+            }
+        ),
+        body(
+            {
+                "id": "evt_1",
+                "eventType": "subscription.update",
+                "created_at": 1,
+                "object": {"id": "sub_1"},
+            }
+        ),
+        body(
+            {
+                "id": "evt_1",
+                "eventType": "subscription.paid",
+                "created_at": 1,
+                "object": {"status": "active"},
+            }
+        ),
+        body(
+            {
+                "id": "evt_1",
+                "eventType": "subscription.paid",
+                "created_at": 1,
+                "object": {"id": "sub_1", "status": "active", "current_period_end_date": "soon"},
+            }
+        ),
+    ],
+)
 def test_malformed_bodies_are_refused(raw):
     with pytest.raises(InvalidWebhookPayload):
         parse_event(raw, NOW)
 
 
 def test_other_event_types_are_typed_without_a_subscription():
-    event = parse_event(body({"id": "evt_c", "eventType": "credits.granted", "created_at": 1,
-                              "object": {"id": "cct_1"}}), NOW)
+    event = parse_event(
+        body(
+            {
+                "id": "evt_c",
+                "eventType": "credits.granted",
+                "created_at": 1,
+                "object": {"id": "cct_1"},
+            }
+        ),
+        NOW,
+    )
     assert event.subscription is None and event.event_type == "credits.granted"
 
 
 def test_api_answers_that_are_not_subscriptions_are_creem_errors():
-    for answer in ({}, {"id": "sub_1", "status": "dancing"},
-                   {"id": "sub_1", "status": "active", "canceled_at": "never"}):
+    for answer in (
+        {},
+        {"id": "sub_1", "status": "dancing"},
+        {"id": "sub_1", "status": "active", "canceled_at": "never"},
+    ):
         with pytest.raises(CreemError):
             subscription_from_api(answer)
 
@@ -127,15 +184,29 @@ class TestSignatures:
         verify_signature(raw, sign_body(raw, self.SECRET), self.SECRET)
         verify_signature(raw, sign_body(raw, self.SECRET).upper(), self.SECRET)
 
-    @pytest.mark.parametrize("signature", [None, "", "abc", sign_body(b"other", SECRET),
-                                           sign_body(b'{"id": "evt_1"}', "whsec_wrong")])
+    @pytest.mark.parametrize(
+        "signature",
+        [
+            None,
+            "",
+            "abc",
+            sign_body(b"other", SECRET),
+            sign_body(b'{"id": "evt_1"}', "whsec_wrong"),
+        ],
+    )
     def test_anything_else_fails(self, signature):
         with pytest.raises(InvalidWebhookSignature):
             verify_signature(b'{"id": "evt_1"}', signature, self.SECRET)
 
     def test_the_success_redirect_signature(self):
-        params = [("checkout_id", "ch_1"), ("order_id", "ord_1"), ("customer_id", "cust_1"),
-                  ("subscription_id", "sub_1"), ("product_id", "prod_1"), ("request_id", "r")]
+        params = [
+            ("checkout_id", "ch_1"),
+            ("order_id", "ord_1"),
+            ("customer_id", "cust_1"),
+            ("subscription_id", "sub_1"),
+            ("product_id", "prod_1"),
+            ("request_id", "r"),
+        ]
         signed = [*params, ("signature", redirect_signature(params, "key"))]
         assert verify_redirect([("feature", "x"), *signed], "key")
         assert not verify_redirect(signed, "other-key")
