@@ -36,6 +36,7 @@ from flask import Flask
 from bench.credits import free_port, migrate_database
 from bench.load import app_processes, server_environment, signed_in_session
 from bench.report import write_section
+from credit_app.generation.landing_examples import SAMPLES_DIR
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIGHTHOUSE_DIR = PROJECT_ROOT / "bench" / "lighthouse"
@@ -56,7 +57,6 @@ TARGET_SCORE = 95
 # Chromium under load now and then loses the trace (NO_NAVSTART): such a run is repeated.
 ATTEMPTS = 3
 TARGET_DASHBOARD_BYTES = 600 * 1024
-SAMPLES = PROJECT_ROOT / "credit_app" / "landing_samples"
 DESIGN_FORMS = (
     ("redecorate-room", "living-room.jpg", {"room_type": "living_room", "style": "japandi"}),
     ("furnish-empty-space", "empty-room.jpg", {"room_type": "bedroom", "style": "coastal"}),
@@ -148,7 +148,7 @@ def make_designs(app: Flask, user_id: int, base_url: str, cookie: str, token: st
     with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
         for slug, sample, fields in DESIGN_FORMS[: max(0, DESIGNS - have)]:
             data = {**fields, "generation_id": uuid.uuid4().hex, "prompt": ""}
-            files = {"image": (sample, (SAMPLES / sample).read_bytes())}
+            files = {"image": (sample, (SAMPLES_DIR / sample).read_bytes())}
             response = client.post(f"/dashboard/{slug}", data=data, files=files)
             if response.status_code != 200:
                 raise RuntimeError(f"{slug}: {response.status_code} {response.text[:300]}")
