@@ -49,11 +49,6 @@ class Page(Generic[T]):
         """Where the next page starts, as an opaque cursor (None on the last page)."""
         return encode_cursor(self.next_before) if self.next_before is not None else None
 
-    @property
-    def rows(self) -> list[T]:
-        """The items, by the name the dashboard's history table reads them."""
-        return self.items
-
     def with_items(self, items: list[U]) -> Page[U]:
         """The same place in the list with other items (the same rows, presented)."""
         return Page(items, self.next_before)

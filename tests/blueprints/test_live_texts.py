@@ -109,12 +109,12 @@ class TestHistory:
     def test_one_row_per_generation(self, user_client, user):
         start(user_client, "interior", generation_id="gen-a")
         pending = credits.get_activity(user.id)
-        assert [row.outcome for row in pending.rows] == ["pending", "other"]
-        assert pending.rows[0].change == -1
+        assert [row.outcome for row in pending.items] == ["pending", "other"]
+        assert pending.items[0].change == -1
         run_generation(only_generation(user).id)
         db.session.commit()
         done = credits.get_activity(user.id)
-        assert [(row.outcome, row.change) for row in done.rows] == [("done", -1), ("other", 6)]
+        assert [(row.outcome, row.change) for row in done.items] == [("done", -1), ("other", 6)]
         home = page(user_client, "/dashboard")
         assert "credit held" not in home and "finished" not in home
         assert home.count('data-outcome="done"') == 1
@@ -124,7 +124,7 @@ class TestHistory:
         generation = only_generation(user)
         credits.release_reservation(generation.reservation_id)
         db.session.commit()
-        rows = credits.get_activity(user.id).rows
+        rows = credits.get_activity(user.id).items
         assert [(row.outcome, row.change) for row in rows] == [("returned", 0), ("other", 6)]
         assert "did not finish, credit returned" in page(user_client, "/dashboard")
 
@@ -134,7 +134,7 @@ class TestHistory:
         start(client, "interior")
         run_generation(only_generation(pro).id)
         db.session.commit()
-        (row, *_) = credits.get_activity(pro.id).rows
+        (row, *_) = credits.get_activity(pro.id).items
         assert (row.outcome, row.unlimited) == ("done", True)
         home = page(client, "/dashboard")
         assert "Pro, free" in home and "credit held 0" not in home
