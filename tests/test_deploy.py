@@ -3,10 +3,13 @@ the README's Heroku section agreeing with them."""
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import runpy
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from packaging.requirements import Requirement
@@ -134,6 +137,17 @@ def test_the_procfile_has_the_release_phase_and_the_formation():
     assert processes["release"].strip() == "flask --app app db upgrade"
     assert set(processes) == {"release", *APP_JSON["formation"]}
     assert "gunicorn app:app" in processes["web"] and "worker.py" in processes["worker"]
+
+
+def test_a_web_worker_freezes_the_loaded_app_out_of_the_garbage_collectors_reach():
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    later_worker = SimpleNamespace(age=2, wsgi=object(), log=None)
+    gc.unfreeze()
+    try:
+        settings["post_worker_init"](later_worker)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_python_version_matches_the_project():

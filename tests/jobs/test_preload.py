@@ -6,6 +6,7 @@ import sys
 from PIL import Image
 
 PROBE = """
+import gc
 import sys
 from pathlib import Path
 from credit_app import create_app
@@ -18,6 +19,7 @@ app = create_app("testing", overrides={
 work = Path(sys.argv[1])
 if sys.argv[2] == "preload":
     preload_for_work_horses(app)
+print(f"frozen:{gc.get_freeze_count()}")
 loaded = set(sys.modules)
 from credit_app.generation.base import GenerationRequest
 from credit_app.generation.providers import provider_from_config
@@ -34,10 +36,11 @@ print("imported:" + ",".join(sorted(set(sys.modules) - loaded)))
 """
 
 
-def _modules_a_job_loads(tmp_path, mode: str) -> set[str]:
+def _probe(tmp_path, mode: str) -> tuple[set[str], int]:
     """What a generation (its storage, with S3 configured, and its provider) imports in a
     process that did (or did not) preload: a work horse forked from it would import the same
-    again, for every job."""
+    again, for every job. Also how many objects the process had frozen out of the garbage
+    collector's reach before the generation (gc.get_freeze_count)."""
     Image.new("RGB", (96, 96), (180, 150, 120)).save(tmp_path / "room.jpg")
     Image.new("RGB", (96, 96), (120, 150, 180)).save(tmp_path / "room.png")
     result = subprocess.run(
@@ -47,15 +50,21 @@ def _modules_a_job_loads(tmp_path, mode: str) -> set[str]:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("imported:")]
-    return {name for name in line.removeprefix("imported:").split(",") if name}
+    lines = result.stdout.splitlines()
+    [imported] = [line for line in lines if line.startswith("imported:")]
+    [frozen] = [line for line in lines if line.startswith("frozen:")]
+    modules = {name for name in imported.removeprefix("imported:").split(",") if name}
+    return modules, int(frozen.removeprefix("frozen:"))
 
 
 def test_after_the_preload_a_generation_imports_nothing(tmp_path):
-    assert _modules_a_job_loads(tmp_path, "preload") == set()
+    imported, frozen = _probe(tmp_path, "preload")
+    assert imported == set()
+    assert frozen > 0  # a work horse's full collections skip what the worker loaded
 
 
 def test_without_it_each_generation_would_import_the_provider_image_plugins_and_boto3(tmp_path):
-    loaded = _modules_a_job_loads(tmp_path, "none")
+    loaded, frozen = _probe(tmp_path, "none")
+    assert frozen == 0
     assert "credit_app.generation.local" in loaded and "boto3" in loaded
     assert any(name.startswith("PIL.") and name.endswith("ImagePlugin") for name in loaded)
