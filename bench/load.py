@@ -565,10 +565,12 @@ async def api_profile(
     ]
     levels = []
     try:
-        warmup = EndpointStats(f"warm-up GET {CREDITS_PATH}")
-        await ramp(
-            len(sessions), args.ramp, lambda index: timed(warmup, sessions[index].get(CREDITS_PATH))
-        )
+        warmup = EndpointStats(f"warm-up cycle (GET {CREDITS_PATH}, POST {CONSUME_PATH})")
+
+        async def warm_up(index: int) -> None:
+            await api_cycle(sessions[index], warmup, warmup)
+
+        await ramp(len(sessions), args.ramp, warm_up)
         if warmup.error_count:
             log.warning("warm-up errors: %s", warmup.error_summary())
         for think in args.think:
@@ -581,6 +583,15 @@ async def api_profile(
     finally:
         await close_all(sessions)
     return levels
+
+
+async def api_cycle(
+    session: aiohttp.ClientSession, get_stats: EndpointStats, consume_stats: EndpointStats
+) -> None:
+    """One cycle of an api user: its balance, then a consume with a fresh generation_id."""
+    await timed(get_stats, session.get(CREDITS_PATH))
+    body = {"feature": GENERATE_FEATURES[0], "generation_id": f"bench-load-{uuid.uuid4().hex}"}
+    await timed(consume_stats, session.post(CONSUME_PATH, json=body))
 
 
 async def api_level(
@@ -601,12 +612,7 @@ async def api_level(
 
     async def user(session: aiohttp.ClientSession) -> None:
         while await think_until(deadline, rng.expovariate(1 / think)):
-            await timed(get_stats, session.get(CREDITS_PATH))
-            body = {
-                "feature": GENERATE_FEATURES[0],
-                "generation_id": f"bench-load-{uuid.uuid4().hex}",
-            }
-            await timed(consume_stats, session.post(CONSUME_PATH, json=body))
+            await api_cycle(session, get_stats, consume_stats)
 
     stop_lag = asyncio.Event()
     lag = asyncio.ensure_future(watch_loop_lag(level.loop_lag_ms, stop_lag))
@@ -1078,7 +1084,9 @@ def render(report: Report) -> str:
         f'RATELIMIT_GENERATE, RATELIMIT_AUTH) raised to "{UNLIMITED_RATE}" (the limiter '
         "still counts every request in Redis; only its limits are out of reach). Both are "
         "stopped at the end, also on error. The load client is one asyncio process using aiohttp; "
-        "each user has its own keep-alive connection. Users start spread over the ramp, then each "
+        "each user has its own keep-alive connection. Users start spread over the ramp (an api "
+        "user runs one untimed cycle as it starts, so that both endpoints' code and statements "
+        "are warm in every worker before the first level), then each "
         "level lasts its duration; a user thinks (exponential, mean T) before each cycle, so the "
         "offered rate is users / T cycles a second while answers are fast, and less when they are "
         "slow (a user waits for its answers). Latency is timed in the client from sending a "
