@@ -138,6 +138,11 @@ class Roomcraft:
     def flash_text(self) -> str:
         return self.find("#flash-area").text
 
+    def wait_for_flash(self, text: str) -> None:
+        """Wait until the flash area says `text`: the way to know a form that posts back to
+        the page it sits on has been answered, since the address alone does not change."""
+        self.wait().until(lambda _: text in self.flash_text(), f"the flash never said {text!r}")
+
     def wait_for_layout(self) -> None:
         """Wait until the layout's CSS transitions (the sidebar sliding away after a resize to
         a phone's width) have ended, so a screenshot shows where things come to rest."""
