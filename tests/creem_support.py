@@ -28,6 +28,9 @@ from credit_app.testing.creem import (
 )
 
 WEBHOOK_URL = "/billing/webhooks/creem"
+# Where the billing tests' clock starts (tests/billing/conftest.py), far from the real date so
+# that no period, grace or expiry computed from it can coincide with the wall clock.
+START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class Clock:

@@ -5,7 +5,7 @@ admin report."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -17,21 +17,7 @@ from credit_app.models import ReconciliationFinding, ReconciliationRun, Subscrip
 from credit_app.platform.extensions import db
 from credit_app.services import credits
 from credit_app.testing.creem import OTHER_PRODUCT_ID
-from tests.creem_support import Clock, apply_events, served_stand_in, subscribe
-
-START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock():
-    return Clock(START)
-
-
-@pytest.fixture
-def creem(app, clock, monkeypatch):
-    """The stand-in served over HTTP, with the test's clock, and the app pointed at it."""
-    with served_stand_in(app, monkeypatch, clock) as stand_in:
-        yield stand_in
+from tests.creem_support import apply_events, subscribe
 
 
 def subscribed(creem, clock, user, **options):

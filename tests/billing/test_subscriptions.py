@@ -29,30 +29,8 @@ from credit_app.testing.creem import (
     event_envelope,
     serve_stand_in,
 )
-from tests.creem_support import (
-    Clock,
-    apply_events,
-    custom_event,
-    make_stand_in,
-    served_stand_in,
-    subscribe,
-)
+from tests.creem_support import START, apply_events, custom_event, make_stand_in, subscribe
 from tests.ledger_support import ledger_balance
-
-START = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock():
-    return Clock(START)
-
-
-@pytest.fixture
-def creem(app, clock, monkeypatch):
-    """The stand-in served over HTTP (ambiguous events are re-read from its API), with the
-    test's clock, and the app pointed at it."""
-    with served_stand_in(app, monkeypatch, clock) as stand_in:
-        yield stand_in
 
 
 def apply(events, now):
