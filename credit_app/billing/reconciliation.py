@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 SOURCE = "reconciliation"
 # Period ends closer than this count as equal (Creem's dates carry milliseconds).
 PERIOD_TOLERANCE = timedelta(seconds=1)
+# What a fixed finding tells the admin report, by subscriptions.apply_snapshot's outcome.
+FIXED_DETAILS = {
+    "applied": "Applied Creem's answer.",
+    "applied_from_api": "Applied Creem's answer, read again from its API.",
+    "foreign_product": "Stored Creem's answer; its product gives no Pro.",
+    "stale": "They agree now: a newer event of ours had already made the same change.",
+}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -273,7 +280,7 @@ def reconcile_subscription(
                 run_id,
                 kind,
                 "fixed",
-                f"Applied Creem's answer ({outcome}).",
+                FIXED_DETAILS[outcome],
                 row=after,
                 snapshot=snapshot,
                 before=before,

@@ -74,6 +74,7 @@ def test_a_lost_cancellation_webhook_is_applied_and_a_second_run_finds_nothing(c
     (finding,) = findings
     assert finding.ours["status"] == "active" and finding.theirs["status"] == "scheduled_cancel"
     assert finding.user_id == user.id and finding.creem_subscription_id == sub.id
+    assert finding.detail == "Applied Creem's answer."
     assert row(sub.id).status == "scheduled_cancel"
     assert plan_of(user) == "pro"  # Pro until the paid period ends
     assert run_once(clock)[1] == []
@@ -144,6 +145,8 @@ def test_an_unknown_product_is_stored_gives_no_pro_and_needs_a_person(creem, clo
     other, _events = subscribe(creem, user, product_id=OTHER_PRODUCT_ID)
     _run_id, findings = run_once(clock)
     assert kinds(findings) == [("missing_here", "fixed"), ("unknown_product", "needs_attention")]
+    (created,) = [finding for finding in findings if finding.kind == "missing_here"]
+    assert created.detail == "Stored Creem's answer; its product gives no Pro."
     assert row(other.id).product_id == OTHER_PRODUCT_ID
     assert plan_of(user) == "pro"  # from the Pro subscription, not the other product
     assert run_once(clock)[1] == []
