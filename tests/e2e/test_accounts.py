@@ -122,7 +122,7 @@ def test_change_email_after_confirming_the_new_address(roomcraft: Roomcraft) -> 
     roomcraft.fill("#em-new_email", new_email)
     roomcraft.fill("#em-password", PASSWORD)
     roomcraft.submit("form[action='/settings/email']")
-    roomcraft.wait().until(lambda _: "We sent a link to" in roomcraft.flash_text())
+    roomcraft.wait_for_flash("We sent a link to")
     assert f"it stays {email}" in roomcraft.flash_text()
     assert new_email in roomcraft.find("#email-heading + p + .notice").text
 
