@@ -353,3 +353,30 @@ def test_a_request_that_keeps_its_connection_borrows_once_and_gives_it_back_at_t
     assert one_connection_engine.pool.checkedout() == 0
     assert read_fixed("SELECT 2", {}).fetchone() == (2,)
     assert one_connection_engine.pool.checkedout() == 0 and len(checkouts) == 2
+
+
+def test_fixed_sql_makes_no_orm_session_when_the_request_has_none(
+    engine_session, one_connection_engine
+):
+    """A bearer-token request runs only fixed SQL: making db.session and removing it at
+    teardown would cost more than its token read, so none is made."""
+    from credit_app.platform.database import (
+        execute_fixed,
+        existing_session,
+        fixed_transaction,
+        keep_connection_for_request,
+        release_request_connection,
+    )
+
+    engine_session.remove()
+    keep_connection_for_request()
+    try:
+        assert read_fixed("SELECT 1", {}).fetchone() == (1,)
+        with fixed_transaction():
+            execute_fixed(INSERT_PROBE)
+    finally:
+        release_request_connection()
+    assert existing_session() is None and not engine_session.registry.has()
+    assert _probe_rows(one_connection_engine) == 1
+    session = engine_session()
+    assert existing_session() is session

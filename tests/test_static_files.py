@@ -84,3 +84,16 @@ def test_pages_have_a_meta_description_and_fingerprinted_assets(client):
     assert re.search(r'<meta name="description" content="[^"]{50,}">', html)
     assert re.search(r'href="/static/css/app.css\?v=[0-9a-f]{12}"', html)
     assert re.search(r'src="/static/js/app.js\?v=[0-9a-f]{12}"', html)
+
+
+def test_an_answer_too_small_to_compress_is_left_alone(client, user):
+    """Under COMPRESS_MIN_SIZE nothing is compressed, so neither is Vary: Accept-Encoding set."""
+    from credit_app.services import accounts
+
+    _, token = accounts.create_api_token(user.id, "script")
+    headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "br, gzip"}
+    response = client.get("/api/user/credits", headers=headers)
+    assert response.status_code == 200 and len(response.data) < 500
+    assert response.headers.get("Content-Encoding") is None
+    assert "Accept-Encoding" not in response.headers.get("Vary", "")
+    assert response.json["remaining"] == 6

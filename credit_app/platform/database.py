@@ -173,12 +173,12 @@ def fixed_transaction() -> Iterator[None]:
     """
     if _open_fixed.get() is not None:
         raise RuntimeError("fixed transactions do not nest")
-    session = db.session()
+    session = existing_session()
     pooled, give_back = None, False
-    if session.in_transaction():
+    if session is not None and session.in_transaction():
         transaction = _FixedTransaction(_session_link(session), "session")
     else:
-        bind = session.get_bind()
+        bind = _bind_of(session)
         if isinstance(bind, Engine):
             pooled, give_back = _borrow_for(bind)
             transaction = _FixedTransaction(
@@ -267,17 +267,18 @@ def read_fixed(sql: str, params: dict[str, Any], session: Session | None = None)
     What the statement read is then not part of any transaction that follows; callers use it
     only for what needs no lock (who the caller is), and anything that changes a balance
     re-reads it under the row lock.
-    `session` defaults to the app's (db.session).
+    `session` defaults to the app's (db.session), if this request has made it: none is made.
     Raises sqlalchemy.exc.DBAPIError's subclass for the driver's error (TimeoutError when the
     pool has no connection to lend).
     """
     fixed = _open_fixed.get()
     if fixed is not None:
         return _run(fixed.link, ((sql, params),))[0]
-    session = session or db.session()
-    if session.in_transaction():  # also when it holds pending objects: adding begins it
+    session = session or existing_session()
+    # in_transaction() is also true when the session holds pending objects: adding begins it
+    if session is not None and session.in_transaction():
         return _run(_session_link(session), ((sql, params),))[0]
-    bind = session.get_bind()
+    bind = _bind_of(session)
     if not isinstance(bind, Engine):
         return _run(_connection_link(bind), ((sql, params),))[0]
     pooled, give_back = _borrow_for(bind)
@@ -329,6 +330,22 @@ def _borrow(engine: Engine) -> Any:
             dialect=engine.dialect,
             connection_invalidated=engine.dialect.is_disconnect(exc, None, None),
         ) from exc
+
+
+def existing_session() -> Session | None:
+    """The app's ORM session (db.session) if this request or job has made it, else None
+    without making one: a bearer-token request runs only fixed SQL, and making the session
+    and removing it at teardown cost about 70 calls, more than its token read."""
+    registry = db.session.registry
+    return registry() if registry.has() else None
+
+
+def _bind_of(session: Session | None) -> Any:
+    """What `session`'s statements run on, or a new session's when there is none yet: the
+    Engine, or the Connection the tests bind their sessions to."""
+    if session is not None:
+        return session.get_bind()
+    return db.session.session_factory.kw.get("bind") or db.engine
 
 
 def _session_link(session: Session | None = None) -> _Link:

@@ -34,10 +34,12 @@ def current_request_id() -> str | None:
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every record."""
+    """Adds `request_id` to every record that does not carry one already (the request log
+    line passes its own)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or "-"
+        if getattr(record, "request_id", None) is None:
+            record.request_id = current_request_id() or "-"
         return True
 
 
@@ -115,6 +117,7 @@ def init_request_ids(app: Flask) -> None:
                 path,
                 status,
                 extra={
+                    "request_id": request_id or "-",
                     "method": method,
                     "path": path,
                     "status": status,

@@ -59,7 +59,7 @@ from credit_app.models import (
 )
 from credit_app.models.base import lock_one, read_current
 from credit_app.platform.clock import utcnow
-from credit_app.platform.database import execute_fixed
+from credit_app.platform.database import execute_fixed, existing_session
 from credit_app.platform.extensions import db
 from credit_app.services import ledger_observers, live, rollout
 from credit_app.services.limits import MAX_GENERATION_ID_LENGTH, MAX_GRANT, MAX_HISTORY_PAGE
@@ -398,12 +398,15 @@ def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[Locke
 def _sync_loaded_user(user_id: int, **columns: Any) -> None:
     """Keep a `User` this session already loaded (say `current_user`) equal to the row the
     Core statements changed, without marking it dirty."""
-    user = db.session.identity_map.get(identity_key(User, user_id))
+    session = existing_session()
+    if session is None:
+        return
+    user = session.identity_map.get(identity_key(User, user_id))
     if user is None:
         return
     for name, value in columns.items():
         set_committed_value(user, name, value)
-    db.session.expire(user, ["updated_at", "credits_granted_at"])
+    session.expire(user, ["updated_at", "credits_granted_at"])
 
 
 @dataclass(frozen=True)
