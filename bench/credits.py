@@ -90,9 +90,9 @@ QUIET_BUSY = 0.15
 # The ledger statements consume_credit sends for a request with a generation_id, in order:
 # the service's own SQL, so the ceiling moves with it.
 LOCK_USER_SQL = credit_service.LOCK_BALANCE_SQL
-PRIOR_USE_SQL = credit_service.PRIOR_USE_SQL
-# A spend's statement: the ledger row, the balance, its events and its draw on the lots.
-POST_DRAW_SQL = credit_service.POST_DRAW_SQL
+# A spend's statement: the ledger row (if the generation id is unused), the balance, its
+# events and its draw on the lots.
+POST_DRAW_SQL = credit_service.POST_FIRST_USE_DRAW_SQL
 
 
 @dataclass(frozen=True)
@@ -510,7 +510,6 @@ def raw_consume(conn: psycopg.Connection, user_id: int) -> None:
     generation_id = f"bench-raw-{uuid.uuid4().hex}"
     with conn.transaction():
         remaining, _, plan = conn.execute(LOCK_USER_SQL, {"user_id": user_id}).fetchone()
-        conn.execute(PRIOR_USE_SQL, {"user_id": user_id, "generation_id": generation_id}).fetchone()
         conn.execute(
             POST_DRAW_SQL, consume_params(user_id, generation_id, FEATURE, plan, remaining - 1)
         ).fetchone()
@@ -1315,11 +1314,11 @@ def render(report: Report) -> str:
         "",
         "The ledger statements `consume_credit` runs for a request with a `generation_id`, "
         "sent directly through psycopg 3, one transaction per operation: `SELECT … FROM users "
-        "… FOR UPDATE`, its idempotency look-up (ledger and reservations in one query), "
-        "and `POST_DRAW_SQL`, one statement that inserts the ledger row and its analytics event, "
-        "sets the balance and draws the credit from the user's live lots (spend order) with "
-        "its lot movement, then `COMMIT`. Everything else a consume request does "
-        "(authentication, rate limiting, hooks the service runs on a ledger write) is only in "
+        "… FOR UPDATE`, then `POST_FIRST_USE_DRAW_SQL`, one statement that, if the generation "
+        "id has no spend and no hold yet (its idempotency guard), inserts the ledger row and "
+        "its analytics event, sets the balance and draws the credit from the user's live lots "
+        "(spend order) with its lot movement, then `COMMIT`. Everything else a consume request "
+        "does (authentication, rate limiting, hooks the service runs on a ledger write) is only in "
         "the HTTP figures. Each client thread has its own connection while "
         "the server has enough free connections; above that the threads share as many as it "
         "allows (DB connections column), first come first served, and the wait counts in the "
@@ -1331,8 +1330,8 @@ def render(report: Report) -> str:
         "",
         "`bench/lean_api.py` serves `POST /api/user/credits/consume` (and the balance GET) "
         "with only the work the app's consume does for the database and Redis: the bearer "
-        "token's owner, the rate-limit script, the lock, the idempotency look-up and "
-        "`POST_DRAW_SQL` in one transaction, `COMMIT`, one PUBLISH and JSON, on the same "
+        "token's owner, the rate-limit script, the lock and `POST_FIRST_USE_DRAW_SQL` in one "
+        "transaction, `COMMIT`, one PUBLISH and JSON, on the same "
         "Flask, psycopg, redis-py and gunicorn configuration. It has no request log, metrics, "
         "security headers, sessions, CSRF, compression, replays, rollout or notifications: "
         "it is what this box can do at best with this stack, measured in this run.",

@@ -10,12 +10,13 @@ Each endpoint does the app's work and no more:
 - `GET /api/user/credits`: the bearer token's owner and balance (the app's TOKEN_OWNER_SQL,
   in autocommit), one API rate-limit window in Redis (the app's Lua script), JSON.
 - `POST /api/user/credits/consume`: the token's owner, two rate-limit windows, the JSON body,
-  then in one transaction the app's own statements (LOCK_BALANCE_SQL, PRIOR_USE_SQL,
-  POST_DRAW_SQL with the consume's analytics event), COMMIT, one PUBLISH, JSON.
+  then in one transaction the app's own statements (LOCK_BALANCE_SQL, then
+  POST_FIRST_USE_DRAW_SQL with the consume's analytics event), COMMIT, one PUBLISH, JSON.
 What it leaves out is what makes the app a product: request ids and the request log,
 metrics, security headers, CSRF, sessions, compression, validation beyond the two fields,
 idempotent replays, the rollout, notifications, expired-lot handling. It answers 402 when the
-balance is short and 409 on a reused generation id, and never runs in production.
+balance is short and 409 when the write's guard says no (a reused generation id, or lapsed
+lots), and never runs in production.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bench.raw_consume import consume_params
 from credit_app.platform.config import load_config
 from credit_app.platform.local_services import provision
 from credit_app.services.accounts import TOKEN_OWNER_SQL
-from credit_app.services.credits import LOCK_BALANCE_SQL, POST_DRAW_SQL, PRIOR_USE_SQL
+from credit_app.services.credits import LOCK_BALANCE_SQL, POST_FIRST_USE_DRAW_SQL
 from credit_app.services.live import channel_for
 from credit_app.web.api_limits import _HIT_WINDOWS
 
@@ -131,9 +132,6 @@ def consume() -> Response:
     with _connection() as connection:
         try:
             remaining, _, plan = connection.execute(LOCK_BALANCE_SQL, params).fetchone()
-            if connection.execute(PRIOR_USE_SQL, params).fetchone()[0] is not None:
-                connection.rollback()
-                return _json({"error": {"code": "idempotency_conflict", "message": "Used."}}, 409)
             if remaining < 1:
                 connection.rollback()
                 return _json(
@@ -141,11 +139,12 @@ def consume() -> Response:
                 )
             balance_after = remaining - 1
             posted = connection.execute(
-                POST_DRAW_SQL, consume_params(user_id, generation_id, feature, plan, balance_after)
+                POST_FIRST_USE_DRAW_SQL,
+                consume_params(user_id, generation_id, feature, plan, balance_after),
             ).fetchone()
-            if posted is None:  # lots lapsed: the app expires them first, this does not
+            if posted is None:  # the id was used, or lots lapsed (the app tells which)
                 connection.rollback()
-                return _json({"error": {"code": "lots_lapsed", "message": "Expired."}}, 409)
+                return _json({"error": {"code": "conflict", "message": "Not written."}}, 409)
             entry_id = posted[0]
             connection.commit()
         except BaseException:

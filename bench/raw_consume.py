@@ -1,6 +1,6 @@
-"""The parameters of the app's own `POST_DRAW_SQL` for one one-credit consume, for the
-benchmarks that run the app's statements without the app (bench/credits.py's raw SQL ceiling,
-bench/lean_api.py's HTTP ceiling)."""
+"""The parameters of the app's own `POST_FIRST_USE_DRAW_SQL` for one one-credit consume, for
+the benchmarks that run the app's statements without the app (bench/credits.py's raw SQL
+ceiling, bench/lean_api.py's HTTP ceiling)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 def consume_params(
     user_id: int, generation_id: str, feature: str, plan: str, balance_after: int
 ) -> dict[str, Any]:
-    """POST_DRAW_SQL's parameters for spending one credit on `feature`: the ledger row, the
-    balance it leaves and the consume's analytics event, as consume_credit writes them."""
+    """POST_FIRST_USE_DRAW_SQL's parameters for spending one credit on `feature`: the ledger
+    row, the balance it leaves and the consume's analytics event, as consume_credit writes
+    them."""
     event = {
         "event_id": uuid.uuid4().hex,
         "event_type": "credit_consumed",

@@ -188,7 +188,7 @@ SELECT id, {moved} FROM entry
 SPEND_ORDER = "purchased, expires_at NULLS LAST, id"
 POST_ENTRY_SQL = _POST_TEMPLATE.format(before="", guard="true", after="", moved="0")
 # A spend takes `take` credits from the live lots in spend order, if they cover it.
-POST_DRAW_SQL = _POST_TEMPLATE.format(
+_DRAW_PARTS = dict(
     before=f"""live AS (
     SELECT id, remaining, sum(remaining) OVER (ORDER BY {SPEND_ORDER}) - remaining AS before
     FROM credit_lots
@@ -208,6 +208,25 @@ POST_DRAW_SQL = _POST_TEMPLATE.format(
     SELECT id, entry_id, -taken FROM drawn
 )""",
     moved="(SELECT coalesce(sum(taken), 0) FROM drawn)",
+)
+POST_DRAW_SQL = _POST_TEMPLATE.format(**_DRAW_PARTS)
+# A consume with a generation id writes its row only if the id has no consume row and no hold
+# yet: the look-up rides in the write's guard instead of a statement of its own. The write is
+# a statement after the balance lock, so it sees what a concurrent request with the same id
+# committed while this one waited for the lock (every use of an id takes that lock first).
+# When the guard says no, consume_credit reads the id's prior use (PRIOR_USE_SQL) to answer.
+# (The id is cast to varchar, the type the INSERT gives the same parameter.)
+_UNUSED_GENERATION = (
+    "NOT EXISTS (SELECT 1 FROM credit_transactions WHERE user_id = %(user_id)s "
+    "AND generation_id = CAST(%(generation_id)s AS varchar) AND kind = 'consume') "
+    "AND NOT EXISTS (SELECT 1 FROM credit_reservations WHERE user_id = %(user_id)s "
+    "AND generation_id = CAST(%(generation_id)s AS varchar))"
+)
+POST_FIRST_USE_DRAW_SQL = _POST_TEMPLATE.format(
+    **{**_DRAW_PARTS, "guard": f"{_DRAW_PARTS['guard']} AND {_UNUSED_GENERATION}"}
+)
+POST_FIRST_USE_ENTRY_SQL = _POST_TEMPLATE.format(
+    before="", guard=_UNUSED_GENERATION, after="", moved="0"
 )
 # A grant opens a lot holding what it granted.
 POST_OPEN_SQL = _POST_TEMPLATE.format(
@@ -375,24 +394,46 @@ class PriorUse:
     spent: PriorSpend | None
     reservation_id: int | None
 
+    @property
+    def used(self) -> bool:
+        return self.spent is not None or self.reservation_id is not None
+
+
+class _GenerationUsed(Exception):
+    """`_post` wrote nothing: its generation id already has a spend or a hold (`prior`)."""
+
+    def __init__(self, prior: PriorUse) -> None:
+        super().__init__("generation id already used")
+        self.prior = prior
+
 
 def _lock_balance_and_prior_use(user_id: int, generation_id: str) -> tuple[LockedBalance, PriorUse]:
-    """Lock the user's balance, then say what `generation_id` already did for this user: two
-    statements in one round trip, and no ORM object. The look-up is a statement of its own,
-    after the lock, so it sees what a concurrent request with the same id committed while this
-    one waited for the lock.
+    """Lock the user's balance, then say what `generation_id` already did for this user (no
+    ORM object). The look-up is a statement of its own, after the lock, so it sees what a
+    concurrent request with the same id committed while this one waited for the lock.
 
     Raises UserNotFound.
     """
     params = {"user_id": user_id, "generation_id": generation_id}
     lock, prior = execute_fixed((LOCK_BALANCE_SQL, params), (PRIOR_USE_SQL, params))
-    spent_id, feature, balance_after, spent_reservation_id, reservation_id = _only_row(prior)
+    return _locked_balance(user_id, lock), _prior_use_of(prior)
+
+
+def _prior_use(user_id: int, generation_id: str) -> PriorUse:
+    """What `generation_id` already did for this user, read under the balance lock the caller
+    holds."""
+    params = {"user_id": user_id, "generation_id": generation_id}
+    return _prior_use_of(_execute(PRIOR_USE_SQL, params))
+
+
+def _prior_use_of(cursor: psycopg.Cursor) -> PriorUse:
+    spent_id, feature, balance_after, spent_reservation_id, reservation_id = _only_row(cursor)
     spent = (
         PriorSpend(spent_id, feature, balance_after, spent_reservation_id)
         if spent_id is not None
         else None
     )
-    return _locked_balance(user_id, lock), PriorUse(spent, reservation_id)
+    return PriorUse(spent, reservation_id)
 
 
 def _sync_loaded_user(user_id: int, **columns: Any) -> None:
@@ -457,6 +498,7 @@ class LotChange:
 
 _NO_LOTS = LotChange("none")
 _DRAW = LotChange("draw")
+_FIRST_USE_POST_SQL = {"none": POST_FIRST_USE_ENTRY_SQL, "draw": POST_FIRST_USE_DRAW_SQL}
 _POST_SQL = {
     "none": POST_ENTRY_SQL,
     "draw": POST_DRAW_SQL,
@@ -486,9 +528,12 @@ def _post(
     metadata: dict | None = None,
     lots: LotChange | None = None,
     now: datetime | None = None,
+    first_use: bool = False,
 ) -> PostedEntry:
     """Change a locked balance by `amount` (and the plan to `plan`), writing the ledger row,
     the analytics events it implies and its lot movements in the same statement.
+    With `first_use` (a consume's spend), only if `generation_id` has no consume row and no
+    hold yet; else _GenerationUsed is raised, carrying its prior use.
 
     A spend (negative amount, no `lots`) draws from the lots live at `now` in spend order;
     when they do not cover it because some lots lapsed and the expiry job has not run yet,
@@ -498,7 +543,8 @@ def _post(
     `charged` is what the use cost, for a consume that settles a reservation (its amount was
     taken when it was reserved). The one place a balance changes.
     Raises InsufficientCredits if the balance would go below zero, InvalidAmount above the
-    maximum, LotsOutOfStep when the lots cannot carry a change the balance allows.
+    maximum, LotsOutOfStep when the lots cannot carry a change the balance allows,
+    _GenerationUsed (above).
     """
     if lots is None:
         if amount > 0:
@@ -551,8 +597,12 @@ def _post(
         "restore_from": lots.restore_from,
         "lot_id": lots.lot_id,
     }
-    row = _execute(_POST_SQL[lots.mode], params).fetchone()
+    row = _execute((_FIRST_USE_POST_SQL if first_use else _POST_SQL)[lots.mode], params).fetchone()
     if row is None:
+        if first_use and generation_id is not None:
+            prior = _prior_use(balance.id, generation_id)
+            if prior.used:
+                raise _GenerationUsed(prior)
         return _post_when_lots_fall_short(
             balance,
             lots,
@@ -710,30 +760,43 @@ def consume_credit(
     definition = get_feature(feature)
     if generation_id is not None:
         _validate_generation_id(generation_id)
-    if generation_id is None:
-        balance = _lock_balance(user_id)
-    else:
-        balance, prior = _lock_balance_and_prior_use(user_id, generation_id)
-        if prior.spent is not None and prior.spent.reservation_id is None:
-            if prior.spent.feature != feature:
-                raise IdempotencyConflict()
-            return ConsumeResult(True, prior.spent.balance_after, prior.spent.id, replayed=True)
-        if prior.spent is not None or prior.reservation_id is not None:
-            raise IdempotencyConflict("That generation id belongs to a reserved generation.")
+    balance = _lock_balance(user_id)
     cost = cost_for(balance, definition)
-    if balance.remaining < cost:
-        raise InsufficientCredits(remaining=balance.remaining, feature=feature)
-    entry = _post(
-        balance,
-        kind=LedgerKind.CONSUME,
-        amount=-cost,
-        source=feature,
-        credits_consumed=definition.cost,
-        generation_id=generation_id,
-        metadata={"plan": balance.plan, **rollout.enforcement_note(balance)},
-        now=now,
-    )
-    return ConsumeResult(True, entry.balance_after, entry.id, replayed=False)
+    if balance.remaining >= cost:
+        try:
+            entry = _post(
+                balance,
+                kind=LedgerKind.CONSUME,
+                amount=-cost,
+                source=feature,
+                credits_consumed=definition.cost,
+                generation_id=generation_id,
+                metadata={"plan": balance.plan, **rollout.enforcement_note(balance)},
+                now=now,
+                first_use=generation_id is not None,
+            )
+        except _GenerationUsed as used:
+            return _repeated_consume(used.prior, feature)
+        return ConsumeResult(True, entry.balance_after, entry.id, replayed=False)
+    if generation_id is not None:
+        prior = _prior_use(user_id, generation_id)
+        if prior.used:
+            return _repeated_consume(prior, feature)
+    raise InsufficientCredits(remaining=balance.remaining, feature=feature)
+
+
+def _repeated_consume(prior: PriorUse, feature: str) -> ConsumeResult:
+    """The answer to a consume whose generation id was used before: the first outcome again,
+    when that was a direct spend of the same feature.
+
+    Raises IdempotencyConflict for another feature, or an id that belongs to a hold.
+    """
+    spent = prior.spent
+    if spent is not None and spent.reservation_id is None:
+        if spent.feature != feature:
+            raise IdempotencyConflict()
+        return ConsumeResult(True, spent.balance_after, spent.id, replayed=True)
+    raise IdempotencyConflict("That generation id belongs to a reserved generation.")
 
 
 def reserve_credit(

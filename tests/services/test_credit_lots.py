@@ -81,14 +81,15 @@ def test_the_registered_job_expires_what_lapsed(user):
     assert credits.get_user_credits(user.id).remaining == 6
 
 
-def test_a_spend_that_meets_only_lapsed_credits_expires_them_and_is_refused(user):
+@pytest.mark.parametrize("generation_id", [None, "after-lapse"])
+def test_a_spend_that_meets_only_lapsed_credits_expires_them_and_is_refused(user, generation_id):
     start = credits.utcnow()
     for index in range(6):
         credits.consume_credit(user.id, "interior", f"g{index}", now=start)
     credits.grant_credits(user.id, 2, "promo", expires_at=start + timedelta(hours=1), now=start)
     later = start + timedelta(hours=2)
     with pytest.raises(InsufficientCredits):
-        credits.consume_credit(user.id, "interior", now=later)
+        credits.consume_credit(user.id, "interior", generation_id, now=later)
     assert credits.get_user_credits(user.id).remaining == 0
     assert kinds(user.id)[-1] == ("expire", "expiry", -2)
 

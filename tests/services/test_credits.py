@@ -124,6 +124,29 @@ class TestConsume:
         again = credits.consume_credit(user.id, "video", "early")
         assert again.replayed and again.remaining_credits == first.remaining_credits == 5
 
+    def test_an_empty_balance_still_conflicts_on_a_held_id(self, user):
+        credits.reserve_credit(user.id, "video", "held")
+        for index in range(5):
+            credits.consume_credit(user.id, "video", f"spent-{index}")
+        with pytest.raises(errors.IdempotencyConflict):
+            credits.consume_credit(user.id, "video", "held")
+        with pytest.raises(errors.InsufficientCredits):
+            credits.consume_credit(user.id, "video", "fresh")
+
+    def test_pro_uses_cost_nothing_yet_a_generation_id_is_recorded_once(self, make_user):
+        pro = make_user(plan="pro")
+        first = credits.consume_credit(pro.id, "video", "pro-same")
+        again = credits.consume_credit(pro.id, "video", "pro-same")
+        assert not first.replayed and again.replayed
+        assert again.transaction_id == first.transaction_id
+        assert [e.generation_id for e in ledger(pro.id) if e.kind == "consume"] == ["pro-same"]
+        with pytest.raises(errors.IdempotencyConflict):
+            credits.consume_credit(pro.id, "interior", "pro-same")
+        credits.reserve_credit(pro.id, "video", "pro-held")
+        with pytest.raises(errors.IdempotencyConflict):
+            credits.consume_credit(pro.id, "video", "pro-held")
+        assert_balanced(pro.id)
+
     def test_same_generation_id_for_another_feature_conflicts(self, user):
         credits.consume_credit(user.id, "video", "same")
         with pytest.raises(errors.IdempotencyConflict):
