@@ -250,3 +250,19 @@ def test_request_counts_wait_in_memory_while_redis_is_down(app, user_client, cli
     working.put_back(*broken.take())
     text = client.get("/metrics").get_data(as_text=True)
     assert 'credit_operations_total{operation="balance",outcome="ok"} 1' in text
+
+
+def test_gunicorn_log_lines_still_format_once_caller_lookups_are_skipped(monkeypatch):
+    """gunicorn's error log prints the process id; the app's logging settings must keep it."""
+    from gunicorn.glogging import CONFIG_DEFAULTS
+
+    from credit_app.platform.logs import skip_caller_lookups
+
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    skip_caller_lookups()
+    record = logging.getLogger("gunicorn.error").makeRecord(
+        "gunicorn.error", logging.INFO, __file__, 1, "Worker exiting (pid: %s)", (42,), None
+    )
+    line = logging.Formatter(CONFIG_DEFAULTS["formatters"]["generic"]["format"]).format(record)
+    assert f"[{record.process}] [INFO] Worker exiting (pid: 42)" in line
