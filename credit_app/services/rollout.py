@@ -94,8 +94,10 @@ def is_enforced(user_id: int, flag: str = ENFORCEMENT_FLAG) -> bool:
     """Whether the user is inside the rollout of `flag`. At 0 and 100 % (a finished rollout,
     the usual case) the answer is the same for everyone, so no bucket is hashed."""
     share = percentage(flag)
-    if share >= 100 or share <= 0:
-        return share >= 100
+    if share >= 100:
+        return True
+    if share <= 0:
+        return False
     return bucket(user_id, flag) < share
 
 
